@@ -1,0 +1,1 @@
+//! conduit's benchmark scenarios. See README.md in this crate.

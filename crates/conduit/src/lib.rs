@@ -1,0 +1,33 @@
+//! # conduit
+//!
+//! Fast, crash-safe inter-process communication for Linux.
+//!
+//! conduit covers the three families of Unix IPC:
+//!
+//! * **shared memory**: [`shm::Segment`] (POSIX `shm_open` and anonymous
+//!   memfd segments with a validated header), [`shm::RelPtr`] and offsets
+//!   instead of pointers, the [`ShmSafe`] marker with its derive, an
+//!   allocator, a managed segment and relocatable containers;
+//! * **synchronisation in shared memory**: a robust futex mutex and a
+//!   futex event word ([`sync`]);
+//! * **message passing** and **signals** (later modules).
+//!
+//! Layers, from the bottom: [`sys`] (the only code that makes system
+//! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+pub mod shm;
+pub mod sync;
+pub mod sys;
+
+pub use conduit_derive::ShmSafe;
+pub use shm::ShmSafe;
+
+/// The names most programs need, in one import: `use conduit::prelude::*;`.
+pub mod prelude {
+    pub use crate::ShmSafe;
+    pub use crate::shm::RelPtr;
+}

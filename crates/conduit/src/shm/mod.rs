@@ -1,0 +1,11 @@
+//! Shared memory: segments, offsets instead of pointers, and the types
+//! that may live in a segment.
+
+mod relptr;
+mod segment;
+mod shm_safe;
+
+pub use relptr::{Offset, OffsetError, Region, RelPtr};
+#[allow(unused_imports)]
+pub use segment::*;
+pub use shm_safe::{ShmSafe, TypeLayout, fingerprint};

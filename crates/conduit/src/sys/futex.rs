@@ -1,0 +1,61 @@
+//! Shared (inter-process) futex wait and wake on a 32-bit word.
+//!
+//! These use the non-private futex operations, so the word may live in
+//! memory mapped by several processes at different addresses: the kernel
+//! keys the wait queue on the underlying page, not the virtual address.
+
+use core::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::thread::futex;
+
+use super::{Errno, Result};
+
+/// Why [`wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken by [`wake`], or spuriously (the caller re-checks the word).
+    Woken,
+    /// The word did not hold `expected` when the kernel looked (`EAGAIN`).
+    ValueChanged,
+    /// The timeout elapsed (`ETIMEDOUT`).
+    TimedOut,
+    /// A signal interrupted the wait (`EINTR`).
+    Interrupted,
+}
+
+/// `futex(word, FUTEX_WAIT, expected, timeout)`: sleeps while `*word ==
+/// expected`, at most `timeout` (a relative duration measured on
+/// `CLOCK_MONOTONIC`), or forever with `None`.
+///
+/// The outcome is advisory: spurious wake-ups happen, so callers loop on
+/// their own condition.
+#[doc(alias = "futex")]
+#[doc(alias = "FUTEX_WAIT")]
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<WaitOutcome> {
+    let ts = timeout.map(|d| futex::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Ok(()) => Ok(WaitOutcome::Woken),
+        Err(Errno::AGAIN) => Ok(WaitOutcome::ValueChanged),
+        Err(Errno::TIMEDOUT) => Ok(WaitOutcome::TimedOut),
+        Err(Errno::INTR) => Ok(WaitOutcome::Interrupted),
+        Err(e) => Err(e),
+    }
+}
+
+/// `futex(word, FUTEX_WAKE, count)`: wakes at most `count` waiters on
+/// `word`; returns how many were woken.
+#[doc(alias = "futex")]
+#[doc(alias = "FUTEX_WAKE")]
+pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    futex::wake(word, futex::Flags::empty(), count)
+}
+
+/// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
+#[doc(alias = "FUTEX_WAKE")]
+pub fn wake_all(word: &AtomicU32) -> Result<usize> {
+    wake(word, i32::MAX as u32)
+}

@@ -1,0 +1,63 @@
+//! Identity and liveness of processes and threads.
+
+use super::{Errno, Result};
+
+/// `getpid()`: this process's id.
+#[doc(alias = "getpid")]
+pub fn process_id() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// `gettid()`: the calling thread's id (equal to the process id on the
+/// main thread).
+#[doc(alias = "gettid")]
+pub fn thread_id() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Start time of task `tid` (a process or thread id), in clock ticks since
+/// boot: field 22 of `/proc/<tid>/stat`. Together with the id it names a
+/// task uniquely across id reuse. `ESRCH` when no such task exists.
+#[doc(alias = "proc_pid_stat")]
+pub fn start_time(tid: u32) -> Result<u64> {
+    let text = match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Errno::SRCH),
+        Err(e) => return Err(Errno::from_io_error(&e).unwrap_or(Errno::IO)),
+    };
+    // The command name (field 2) is in parentheses and may contain spaces
+    // or parentheses: parse after the last ')'.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or(Errno::INVAL)?;
+    // rest starts with " S ..." : field 3 is the first token after ')'.
+    rest.split_whitespace()
+        .nth(22 - 3)
+        .and_then(|s| s.parse().ok())
+        .ok_or(Errno::INVAL)
+}
+
+/// Whether the task `tid` that started at `start_time` (see [`start_time`])
+/// still runs. A zombie counts as dead. A reused id with another start time
+/// is reported as dead.
+pub fn is_alive(tid: u32, start_time_ticks: u64) -> bool {
+    if tid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(text) => {
+            let Some((_, rest)) = text.rsplit_once(')') else {
+                return true;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            if state == Some("Z") || state == Some("X") {
+                return false;
+            }
+            // state was consumed: starttime is field 22, we are at field 4.
+            match fields.nth(22 - 4).and_then(|s| s.parse::<u64>().ok()) {
+                Some(t) => t == start_time_ticks,
+                None => true,
+            }
+        }
+        Err(_) => false,
+    }
+}
