@@ -1,0 +1,118 @@
+//! Shared helpers for conduit's integration tests: child processes, a
+//! watchdog, unique names, and a /dev/shm leak check.
+//!
+//! Child processes re-run the current test binary: the parent calls
+//! [`spawn_child`] with a role; the child runs the `#[test] fn child_entry`
+//! of the same test file (which every multi-process test file defines as
+//! `common::child_entry!(dispatch)`), reads its role from the environment
+//! and calls the file's `dispatch(role, args)`.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Environment variable carrying the child role.
+pub const ROLE_ENV: &str = "CONDUIT_TEST_CHILD_ROLE";
+/// Environment variable carrying the child's arguments (tab separated).
+pub const ARGS_ENV: &str = "CONDUIT_TEST_CHILD_ARGS";
+
+/// Defines `#[test] fn child_entry()` which, in a child process, runs
+/// `$dispatch(role: &str, args: &[String])` and exits; in the normal test
+/// run it does nothing.
+#[macro_export]
+macro_rules! child_entry {
+    ($dispatch:path) => {
+        #[test]
+        fn child_entry() {
+            if let Ok(role) = std::env::var($crate::common::ROLE_ENV) {
+                let args: Vec<String> = std::env::var($crate::common::ARGS_ENV)
+                    .map(|a| {
+                        if a.is_empty() {
+                            Vec::new()
+                        } else {
+                            a.split('\t').map(str::to_owned).collect()
+                        }
+                    })
+                    .unwrap_or_default();
+                $dispatch(&role, &args);
+                std::process::exit(0);
+            }
+        }
+    };
+}
+
+/// Starts this test binary again as a child process in role `role`.
+/// stdin is null; stdout is piped (children report to the parent by
+/// printing lines); stderr is inherited.
+pub fn spawn_child(role: &str, args: &[&str]) -> Child {
+    child_command(role, args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// The command [`spawn_child`] runs, to customise before spawning.
+pub fn child_command(role: &str, args: &[&str]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_ENV, role)
+        .env(ARGS_ENV, args.join("\t"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A name unique to this test process and call: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Aborts the whole test process if the returned guard is not dropped
+/// within `limit`: a hung test fails instead of hanging CI.
+pub fn watchdog(limit: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("watchdog: test {name} exceeded {limit:?}; aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog { _tx: tx }
+}
+
+/// Guard returned by [`watchdog`].
+pub struct Watchdog {
+    _tx: std::sync::mpsc::Sender<()>,
+}
+
+/// Names in /dev/shm that contain `fragment`.
+pub fn shm_objects_containing(fragment: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.contains(fragment))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads one line from a child's stdout.
+pub fn read_line(child: &mut Child) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.as_mut().expect("child stdout is piped");
+    let mut reader = std::io::BufReader::new(out);
+    let mut line = String::new();
+    // One byte at a time would be needed to not over-read; BufReader on a
+    // fresh borrow may buffer past the line, so children print one line
+    // per parent read and then wait for the parent.
+    reader.read_line(&mut line).expect("read child stdout");
+    line.trim_end().to_owned()
+}
