@@ -104,15 +104,21 @@ pub fn shm_objects_containing(fragment: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads one line from a child's stdout.
+/// Reads one line from a child's stdout (byte by byte, so nothing past
+/// the newline is consumed). Returns "" at end of file.
 pub fn read_line(child: &mut Child) -> String {
-    use std::io::BufRead;
+    use std::io::Read;
     let out = child.stdout.as_mut().expect("child stdout is piped");
-    let mut reader = std::io::BufReader::new(out);
-    let mut line = String::new();
-    // One byte at a time would be needed to not over-read; BufReader on a
-    // fresh borrow may buffer past the line, so children print one line
-    // per parent read and then wait for the parent.
-    reader.read_line(&mut line).expect("read child stdout");
-    line.trim_end().to_owned()
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match out.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read child stdout: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
 }
