@@ -1,1 +1,1151 @@
-//! placeholder
+//! Shared-memory segments: named POSIX objects and anonymous memfds, each
+//! starting with a validated header.
+//!
+//! # Life of a named segment
+//!
+//! 1. The creator makes the object with `O_CREAT | O_EXCL` (mode 0600
+//!    unless asked otherwise, set with `fchmod` so the umask cannot widen
+//!    or narrow it) and takes an exclusive `flock` on it.
+//! 2. It reserves the memory with `posix_fallocate`, so that a full
+//!    `/dev/shm` is an [`CreateError::InsufficientSpace`] now instead of a
+//!    `SIGBUS` at some later first touch.
+//! 3. It maps the object, writes the header and lets the caller initialise
+//!    the data area, then publishes the header's state word as
+//!    [`STATE_READY`] with `Release` ordering and drops the `flock`.
+//! 4. An opener checks the owner and mode, waits (bounded) for the state to
+//!    become ready, then checks magic, version, size and fingerprint, each
+//!    mismatch with its own [`OpenError`] variant.
+//!
+//! If the creator dies between 1 and 3, its `flock` disappears with it. An
+//! opener that finds the segment not ready *and* unlocked for longer than
+//! [`ABANDON_GRACE`] reports [`OpenError::Abandoned`];
+//! [`SegmentBuilder::open_or_create`] then removes the corpse (see
+//! [`SegmentBuilder::remove_abandoned`]) and creates a fresh segment.
+//!
+//! # Removal follows the kernel
+//!
+//! [`Segment::unlink`] removes the name at once: nobody can open it any
+//! more, and a new segment may be created under the same name. The memory
+//! itself lives on until the last mapping and descriptor of it are gone, so
+//! processes that have it mapped keep working undisturbed.
+//!
+//! # What a hostile peer can still do
+//!
+//! Any process allowed to open a named segment read-write can `ftruncate`
+//! it; touching the lost pages then raises `SIGBUS`. Segments shared with
+//! untrusted processes should be memfds sealed against shrinking
+//! ([`SegmentBuilder::create_anonymous`] seals them; [`Segment::from_fd`]
+//! checks the seal).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Errno, fd::LockKind, mman::Mapping, mman::Protection};
+
+use super::relptr::Region;
+
+/// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
+pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CONDUIT\0");
+/// Version of the header format described in `ARCHITECTURE.md`.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes reserved for the header; the data area starts here.
+pub const HEADER_SIZE: usize = 128;
+/// State word value while the creator initialises the segment.
+pub const STATE_INITIALIZING: u32 = 0;
+/// State word value once the segment may be used.
+pub const STATE_READY: u32 = 1;
+/// How long an opener must see a segment both unready and unlocked before
+/// it calls it abandoned. A live creator takes its lock within
+/// microseconds of creating the object.
+pub const ABANDON_GRACE: Duration = Duration::from_millis(100);
+/// Default time an opener waits for a creator to finish.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Environment variable that overrides the default domain.
+pub const DOMAIN_ENV: &str = "CONDUIT_DOMAIN";
+/// Maximum length of a domain.
+pub const MAX_DOMAIN_LEN: usize = 64;
+/// Maximum length of a segment name inside a domain.
+pub const MAX_NAME_LEN: usize = 180;
+
+/// The segment header, at offset 0 of every segment (128 bytes).
+///
+/// Every field is an atomic because other processes may write the memory at
+/// any time; readers load them (after the `Acquire` load of `state`) and
+/// validate each value before trusting it.
+///
+/// | offset | field | meaning |
+/// |---|---|---|
+/// | 0 | `magic` | [`SEGMENT_MAGIC`] |
+/// | 8 | `version` | [`FORMAT_VERSION`] |
+/// | 12 | `state` | [`STATE_INITIALIZING`] → [`STATE_READY`] (once, by the creator, `Release`) |
+/// | 16 | `size` | total bytes of the segment, header included |
+/// | 24 | `fingerprint` | layout fingerprint of the data area's contents |
+/// | 32 | `data_offset` | [`HEADER_SIZE`] |
+/// | 40 | `creator_pid` | process id of the creator |
+/// | 44 | `flags` | bit 0: anonymous (memfd) segment |
+/// | 48 | `creator_start` | creator's start time (clock ticks since boot) |
+/// | 56..128 | reserved | zero |
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    state: AtomicU32,
+    size: AtomicU64,
+    fingerprint: AtomicU64,
+    data_offset: AtomicU64,
+    creator_pid: AtomicU32,
+    flags: AtomicU32,
+    creator_start: AtomicU64,
+    _reserved: [AtomicU64; 9],
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const FLAG_ANONYMOUS: u32 = 1;
+
+/// An invalid domain or segment name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{what} is empty")]
+    Empty {
+        /// "domain" or "segment name".
+        what: &'static str,
+    },
+    /// The name is too long.
+    #[error("{what} {name:?} is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// "domain" or "segment name".
+        what: &'static str,
+        /// The offending name.
+        name: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The name contains a character outside the allowed set.
+    #[error(
+        "{what} {name:?} contains {bad:?}; allowed are ASCII letters, digits, '_' and '-'{dot}",
+        dot = if *what == "domain" { "" } else { " and '.' (not first)" }
+    )]
+    InvalidCharacter {
+        /// "domain" or "segment name".
+        what: &'static str,
+        /// The offending name.
+        name: String,
+        /// The first bad character.
+        bad: char,
+    },
+}
+
+/// Checks a domain: 1 to 64 bytes of `[A-Za-z0-9_-]`.
+pub fn validate_domain(domain: &str) -> Result<(), NameError> {
+    validate("domain", domain, MAX_DOMAIN_LEN, false)
+}
+
+/// Checks a segment name: 1 to 180 bytes of `[A-Za-z0-9_.-]`, not
+/// starting with `.`.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    validate("segment name", name, MAX_NAME_LEN, true)
+}
+
+fn validate(what: &'static str, s: &str, max: usize, dots: bool) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty { what });
+    }
+    if s.len() > max {
+        return Err(NameError::TooLong {
+            what,
+            name: s.to_owned(),
+            len: s.len(),
+            max,
+        });
+    }
+    for (i, c) in s.chars().enumerate() {
+        let ok = c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dots && c == '.' && i > 0);
+        if !ok {
+            return Err(NameError::InvalidCharacter {
+                what,
+                name: s.to_owned(),
+                bad: c,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The domain used when none is given: `$CONDUIT_DOMAIN`, else `default`.
+pub fn default_domain() -> String {
+    std::env::var(DOMAIN_ENV)
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+/// The POSIX object name of segment `name` in `domain`:
+/// `/conduit.<domain>.<name>`.
+pub fn object_name(domain: &str, name: &str) -> Result<String, NameError> {
+    validate_domain(domain)?;
+    validate_name(name)?;
+    Ok(format!("/conduit.{domain}.{name}"))
+}
+
+/// Why a segment could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The domain or name is invalid.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A segment with this name exists already.
+    #[error("shared-memory segment {name} already exists")]
+    AlreadyExists {
+        /// The POSIX object name.
+        name: String,
+    },
+    /// The file system behind `/dev/shm` cannot hold the segment.
+    #[error(
+        "not enough shared memory for {name}: asked for {requested} bytes, /dev/shm has {available} of {total} bytes free (in Docker, raise the limit with --shm-size, default 64 MiB)"
+    )]
+    InsufficientSpace {
+        /// The POSIX object name (or `memfd` for anonymous segments).
+        name: String,
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes free when the request failed.
+        available: u64,
+        /// Size of the file system.
+        total: u64,
+        /// The OS error (`ENOSPC`), if the kernel refused.
+        #[source]
+        source: Option<Errno>,
+    },
+    /// The process may not create objects there.
+    #[error("permission denied creating {name}")]
+    PermissionDenied {
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+    /// The requested size does not fit the address space.
+    #[error("segment size {requested} is too large")]
+    TooLarge {
+        /// Bytes asked for.
+        requested: u64,
+    },
+    /// The caller's initialiser refused to initialise the data area.
+    #[error("initialising {name} failed: {reason}")]
+    InitFailed {
+        /// The POSIX object name.
+        name: String,
+        /// What the initialiser reported.
+        reason: String,
+    },
+    /// Another system call failed.
+    #[error("{op} failed for {name}")]
+    Os {
+        /// The system call.
+        op: &'static str,
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Why a segment could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The domain or name is invalid.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No segment has this name.
+    #[error("shared-memory segment {name} does not exist")]
+    NotFound {
+        /// The POSIX object name.
+        name: String,
+    },
+    /// The process may not open it.
+    #[error("permission denied opening {name}")]
+    PermissionDenied {
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+    /// The segment belongs to another user.
+    #[error("{name} is owned by uid {found}, expected uid {expected}")]
+    OwnerMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// The uid the opener requires.
+        expected: u32,
+        /// The uid that owns the object.
+        found: u32,
+    },
+    /// The segment's permission bits differ from what the opener expects.
+    #[error("{name} has mode {found:o}, expected {expected:o}")]
+    ModeMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// Required mode.
+        expected: u32,
+        /// Actual mode.
+        found: u32,
+    },
+    /// The creator is still initialising after the open timeout.
+    #[error("{name} was still being created after {waited:?}")]
+    CreationTimedOut {
+        /// The POSIX object name.
+        name: String,
+        /// How long the opener waited.
+        waited: Duration,
+    },
+    /// The creator died before the segment became ready. The segment can
+    /// be removed with [`SegmentBuilder::remove_abandoned`].
+    #[error(
+        "{name} was abandoned by its creator (pid {creator_pid}) before it became ready; remove it"
+    )]
+    Abandoned {
+        /// The POSIX object name.
+        name: String,
+        /// Creator's pid as recorded in the header (0 if not yet written).
+        creator_pid: u32,
+    },
+    /// The segment does not start with conduit's magic.
+    #[error("{name} is not a conduit segment (magic {found:#018x})")]
+    BadMagic {
+        /// The POSIX object name.
+        name: String,
+        /// The first 8 bytes found.
+        found: u64,
+    },
+    /// The header format version is not the one this library speaks.
+    #[error("{name} has format version {found}, this library speaks {expected}")]
+    VersionMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// Version this library writes.
+        expected: u32,
+        /// Version found.
+        found: u32,
+    },
+    /// The object is smaller than its header claims (someone truncated it).
+    #[error("{name} is truncated: header says {header} bytes, the object has {actual}")]
+    Truncated {
+        /// The POSIX object name.
+        name: String,
+        /// Size recorded in the header (or the minimum, a header).
+        header: u64,
+        /// Size of the object.
+        actual: u64,
+    },
+    /// The header's size and the object's size disagree otherwise.
+    #[error("{name}: header says {header} bytes, the object has {actual}")]
+    SizeMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// Size recorded in the header.
+        header: u64,
+        /// Size of the object.
+        actual: u64,
+    },
+    /// The data area was laid out for another type or version.
+    #[error("{name} holds layout {found:#018x}, expected {expected:#018x}")]
+    FingerprintMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// The fingerprint the opener requires.
+        expected: u64,
+        /// The fingerprint in the header.
+        found: u64,
+    },
+    /// A header field other than the above is invalid.
+    #[error("{name} has a corrupted header: {reason}")]
+    Corrupted {
+        /// The POSIX object name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A memfd handed over is not sealed against shrinking, so mapping it
+    /// could `SIGBUS`.
+    #[error("the memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
+    NotSealed,
+    /// Another system call failed.
+    #[error("{op} failed for {name}")]
+    Os {
+        /// The system call.
+        op: &'static str,
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Why [`SegmentBuilder::open_or_create`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenOrCreateError {
+    /// Creating failed for a reason other than the segment existing.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// Opening the existing segment failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Removing an abandoned segment failed.
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
+}
+
+/// Why removing a segment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// The domain or name is invalid.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No segment has this name.
+    #[error("shared-memory segment {name} does not exist")]
+    NotFound {
+        /// The POSIX object name.
+        name: String,
+    },
+    /// The segment is ready or its creator is alive: it is not abandoned.
+    #[error("{name} is not abandoned (it is ready or its creator still holds it)")]
+    InUse {
+        /// The POSIX object name.
+        name: String,
+    },
+    /// The process may not remove it.
+    #[error("permission denied removing {name}")]
+    PermissionDenied {
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+    /// Another system call failed.
+    #[error("{op} failed for {name}")]
+    Os {
+        /// The system call.
+        op: &'static str,
+        /// The POSIX object name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Whether [`SegmentBuilder::open_or_create`] created or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// This call created the segment.
+    Created,
+    /// The segment existed and was opened.
+    Opened,
+}
+
+type Init<'a> = Box<dyn FnOnce(&Region) -> Result<(), String> + 'a>;
+
+/// Configures and creates or opens a [`Segment`].
+///
+/// ```no_run
+/// use conduit::shm::Segment;
+/// let seg = Segment::builder("telemetry")
+///     .domain("plant-a")
+///     .size(1 << 20)
+///     .fingerprint(0x1234)
+///     .create()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SegmentBuilder<'a> {
+    name: String,
+    domain: Option<String>,
+    size: usize,
+    mode: u32,
+    fingerprint: u64,
+    check_fingerprint: bool,
+    read_only: bool,
+    owner: Option<u32>,
+    open_timeout: Duration,
+    init: Option<Init<'a>>,
+}
+
+impl<'a> SegmentBuilder<'a> {
+    fn new(name: &str) -> Self {
+        SegmentBuilder {
+            name: name.to_owned(),
+            domain: None,
+            size: 0,
+            mode: 0o600,
+            fingerprint: 0,
+            check_fingerprint: false,
+            read_only: false,
+            owner: None,
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+            init: None,
+        }
+    }
+
+    /// The domain that namespaces the segment (default: [`default_domain`]).
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.to_owned());
+        self
+    }
+
+    /// Size of the data area in bytes (creation only). The segment is this
+    /// plus the header, rounded up to whole pages.
+    pub fn size(mut self, bytes: usize) -> Self {
+        self.size = bytes;
+        self
+    }
+
+    /// Permission bits: set on creation, required on open (default 0600).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Layout fingerprint of the data area: written on creation, and on
+    /// open the segment must carry exactly this value.
+    pub fn fingerprint(mut self, fingerprint: u64) -> Self {
+        self.fingerprint = fingerprint;
+        self.check_fingerprint = true;
+        self
+    }
+
+    /// Open read-only: the mapping is `PROT_READ`, any write faults.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// The uid the segment must belong to when opened (default: this
+    /// process's effective uid).
+    pub fn owner(mut self, uid: u32) -> Self {
+        self.owner = Some(uid);
+        self
+    }
+
+    /// How long [`open`](Self::open) waits for a creator to mark the
+    /// segment ready (default 2 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// Runs `init` on the zeroed data area after it is mapped and before
+    /// the segment becomes visible as ready. An `Err` aborts creation and
+    /// removes the segment.
+    pub fn init(mut self, init: impl FnOnce(&Region) -> Result<(), String> + 'a) -> Self {
+        self.init = Some(Box::new(init));
+        self
+    }
+
+    fn object_name(&self) -> Result<String, NameError> {
+        let domain = self.domain.clone().unwrap_or_else(default_domain);
+        object_name(&domain, &self.name)
+    }
+
+    fn total_size(&self) -> Result<usize, CreateError> {
+        let page = sys::page_size();
+        HEADER_SIZE
+            .checked_add(self.size)
+            .and_then(|n| n.checked_next_multiple_of(page))
+            .filter(|n| *n <= isize::MAX as usize)
+            .ok_or(CreateError::TooLarge {
+                requested: self.size as u64,
+            })
+    }
+
+    /// Creates the segment; fails with [`CreateError::AlreadyExists`] if
+    /// the name is taken.
+    pub fn create(mut self) -> Result<Segment, CreateError> {
+        let mut init = self.init.take();
+        self.create_inner(&mut init)
+    }
+
+    /// Creates; takes `init` out of its option only once the object
+    /// exists, so a caller that gets `AlreadyExists` keeps its initialiser.
+    fn create_inner(&self, init: &mut Option<Init<'a>>) -> Result<Segment, CreateError> {
+        let name = self.object_name()?;
+        let total = self.total_size()?;
+        let fd =
+            sys::shm::open(&name, sys::shm::OpenMode::CreateExclusive, self.mode).map_err(|e| {
+                match e {
+                    Errno::EXIST => CreateError::AlreadyExists { name: name.clone() },
+                    Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied {
+                        name: name.clone(),
+                        source: e,
+                    },
+                    _ => CreateError::Os {
+                        op: "shm_open",
+                        name: name.clone(),
+                        source: e,
+                    },
+                }
+            })?;
+        // From here on, any failure removes the half-made object.
+        let result = (|| {
+            let os = |op: &'static str| {
+                let name = name.clone();
+                move |source: Errno| CreateError::Os { op, name, source }
+            };
+            // Openers may briefly hold a shared lock while probing; wait.
+            sys::fd::flock(&fd, LockKind::Exclusive, true).map_err(os("flock"))?;
+            sys::fd::set_mode(&fd, self.mode).map_err(os("fchmod"))?;
+            reserve(&fd, total as u64, &name)?;
+            let mapping = Mapping::map(&fd, total, Protection::ReadWrite).map_err(os("mmap"))?;
+            let segment = Segment {
+                name: Some(name.clone()),
+                fd,
+                mapping,
+                writable: true,
+            };
+            segment.initialize(self.fingerprint, false, init.take(), &name)?;
+            sys::fd::funlock(&segment.fd).map_err(os("flock"))?;
+            Ok(segment)
+        })();
+        if result.is_err() {
+            let _ = sys::shm::unlink(&name);
+        }
+        result
+    }
+
+    /// Opens an existing segment, waiting up to the open timeout for its
+    /// creator to finish, and validates it.
+    pub fn open(self) -> Result<Segment, OpenError> {
+        let name = self.object_name()?;
+        let how = if self.read_only {
+            sys::shm::OpenMode::ReadOnly
+        } else {
+            sys::shm::OpenMode::ReadWrite
+        };
+        let fd = sys::shm::open(&name, how, 0).map_err(|e| match e {
+            Errno::NOENT => OpenError::NotFound { name: name.clone() },
+            Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied {
+                name: name.clone(),
+                source: e,
+            },
+            _ => OpenError::Os {
+                op: "shm_open",
+                name: name.clone(),
+                source: e,
+            },
+        })?;
+        let st = sys::fd::status(&fd).map_err(|source| OpenError::Os {
+            op: "fstat",
+            name: name.clone(),
+            source,
+        })?;
+        let expected_uid = self.owner.unwrap_or_else(sys::fd::effective_uid);
+        if st.uid != expected_uid {
+            return Err(OpenError::OwnerMismatch {
+                name,
+                expected: expected_uid,
+                found: st.uid,
+            });
+        }
+        if st.mode != self.mode {
+            return Err(OpenError::ModeMismatch {
+                name,
+                expected: self.mode,
+                found: st.mode,
+            });
+        }
+        let expected = self.check_fingerprint.then_some(self.fingerprint);
+        Segment::attach(fd, name, !self.read_only, expected, self.open_timeout)
+    }
+
+    /// Opens the segment if it exists, creates it otherwise. Race-free:
+    /// when many processes call this at once, exactly one creates and all
+    /// others open the same segment. A segment abandoned by a creator that
+    /// died is removed and created anew.
+    pub fn open_or_create(mut self) -> Result<(Segment, Origin), OpenOrCreateError> {
+        let name = self.object_name().map_err(CreateError::from)?;
+        let mut init = self.init.take();
+        for _ in 0..64 {
+            match self.create_inner(&mut init) {
+                Ok(seg) => return Ok((seg, Origin::Created)),
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.clone_config().open() {
+                Ok(seg) => return Ok((seg, Origin::Opened)),
+                // Removed between our create and open: try again.
+                Err(OpenError::NotFound { .. }) => {}
+                Err(OpenError::Abandoned { .. }) => match self.clone_config().remove_abandoned() {
+                    Ok(()) | Err(RemoveError::NotFound { .. } | RemoveError::InUse { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(OpenError::CreationTimedOut {
+            name,
+            waited: self.open_timeout,
+        }
+        .into())
+    }
+
+    fn clone_config(&self) -> SegmentBuilder<'a> {
+        SegmentBuilder {
+            name: self.name.clone(),
+            domain: self.domain.clone(),
+            size: self.size,
+            mode: self.mode,
+            fingerprint: self.fingerprint,
+            check_fingerprint: self.check_fingerprint,
+            read_only: self.read_only,
+            owner: self.owner,
+            open_timeout: self.open_timeout,
+            init: None,
+        }
+    }
+
+    /// Removes the segment if, and only if, it is abandoned: not ready and
+    /// not locked by a live creator. Safe against races with other
+    /// removers and creators: the check and the unlink happen under the
+    /// segment's exclusive lock, and the name is unlinked only if it still
+    /// refers to the very object that was checked.
+    pub fn remove_abandoned(self) -> Result<(), RemoveError> {
+        let name = self.object_name()?;
+        let os = |op: &'static str, name: &String| {
+            let name = name.clone();
+            move |source: Errno| match source {
+                Errno::NOENT => RemoveError::NotFound { name },
+                Errno::ACCESS | Errno::PERM => RemoveError::PermissionDenied { name, source },
+                _ => RemoveError::Os { op, name, source },
+            }
+        };
+        let fd = sys::shm::open(&name, sys::shm::OpenMode::ReadWrite, 0)
+            .map_err(os("shm_open", &name))?;
+        if !sys::fd::flock(&fd, LockKind::Exclusive, false).map_err(os("flock", &name))? {
+            return Err(RemoveError::InUse { name });
+        }
+        let st = sys::fd::status(&fd).map_err(os("fstat", &name))?;
+        if st.size >= HEADER_SIZE as u64 {
+            let map =
+                Mapping::map(&fd, HEADER_SIZE, Protection::ReadOnly).map_err(os("mmap", &name))?;
+            // SAFETY: the mapping is HEADER_SIZE bytes, page aligned, and
+            // Header is all atomics (valid for any bit pattern).
+            let header = unsafe { &*map.as_ptr().cast::<Header>() };
+            if header.state.load(Ordering::Acquire) == STATE_READY {
+                return Err(RemoveError::InUse { name });
+            }
+        }
+        // Unlink only if the name still refers to the object we locked.
+        let again = sys::shm::open(&name, sys::shm::OpenMode::ReadOnly, 0)
+            .map_err(os("shm_open", &name))?;
+        let st2 = sys::fd::status(&again).map_err(os("fstat", &name))?;
+        if (st2.dev, st2.ino) != (st.dev, st.ino) {
+            return Err(RemoveError::NotFound { name });
+        }
+        sys::shm::unlink(&name).map_err(os("shm_unlink", &name))
+    }
+
+    /// Creates an anonymous segment backed by a memfd: it has no name in
+    /// `/dev/shm` at all, is freed when the last descriptor and mapping are
+    /// gone, and can be handed to another process as a file descriptor
+    /// ([`Segment::fd`], [`Segment::from_fd`]). It is sealed against
+    /// shrinking and growing (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`)
+    /// so that a receiver can trust its size.
+    pub fn create_anonymous(self) -> Result<Segment, CreateError> {
+        let label = format!("conduit.{}", self.name);
+        let total = self.total_size()?;
+        let os = |op: &'static str| {
+            let name = label.clone();
+            move |source: Errno| CreateError::Os { op, name, source }
+        };
+        let fd = sys::memfd::create(&label).map_err(os("memfd_create"))?;
+        reserve(&fd, total as u64, &label)?;
+        sys::memfd::add_seals(
+            &fd,
+            sys::memfd::Seals {
+                shrink: true,
+                grow: true,
+                write: false,
+                seal: true,
+            },
+        )
+        .map_err(os("fcntl(F_ADD_SEALS)"))?;
+        let mapping = Mapping::map(&fd, total, Protection::ReadWrite).map_err(os("mmap"))?;
+        let segment = Segment {
+            name: None,
+            fd,
+            mapping,
+            writable: true,
+        };
+        segment.initialize(self.fingerprint, true, self.init, &label)?;
+        Ok(segment)
+    }
+}
+
+/// Reserves `total` bytes, turning `ENOSPC` into `InsufficientSpace`.
+fn reserve(fd: &OwnedFd, total: u64, name: &str) -> Result<(), CreateError> {
+    let space = |source| {
+        let (available, all) = sys::shm::space().unwrap_or((0, 0));
+        CreateError::InsufficientSpace {
+            name: name.to_owned(),
+            requested: total,
+            available,
+            total: all,
+            source,
+        }
+    };
+    // Refuse up front what cannot fit, rather than letting the kernel
+    // allocate pages until it runs out.
+    if let Ok((available, _)) = sys::shm::space() {
+        if total > available {
+            return Err(space(None));
+        }
+    }
+    sys::fd::allocate(fd, total).map_err(|e| match e {
+        Errno::NOSPC | Errno::NOMEM | Errno::FBIG => space(Some(e)),
+        _ => CreateError::Os {
+            op: "posix_fallocate",
+            name: name.to_owned(),
+            source: e,
+        },
+    })
+}
+
+/// A mapped shared-memory segment: a header followed by the data area.
+///
+/// Dropping a `Segment` unmaps it and closes its descriptor; it does not
+/// remove the name (see [`Segment::unlink`]).
+#[derive(Debug)]
+pub struct Segment {
+    name: Option<String>,
+    fd: OwnedFd,
+    mapping: Mapping,
+    writable: bool,
+}
+
+impl Segment {
+    /// Starts configuring the segment `name` (in the default domain unless
+    /// [`SegmentBuilder::domain`] says otherwise).
+    pub fn builder<'a>(name: &str) -> SegmentBuilder<'a> {
+        SegmentBuilder::new(name)
+    }
+
+    /// Creates segment `name` in the default domain with a zeroed data area
+    /// of `size` bytes.
+    pub fn create(name: &str, size: usize) -> Result<Segment, CreateError> {
+        Segment::builder(name).size(size).create()
+    }
+
+    /// Opens segment `name` in the default domain.
+    pub fn open(name: &str) -> Result<Segment, OpenError> {
+        Segment::builder(name).open()
+    }
+
+    /// Opens segment `name` in the default domain, creating it with `size`
+    /// data bytes if it does not exist.
+    pub fn open_or_create(name: &str, size: usize) -> Result<(Segment, Origin), OpenOrCreateError> {
+        Segment::builder(name).size(size).open_or_create()
+    }
+
+    /// Adopts a segment received as a file descriptor (typically an
+    /// anonymous segment passed over a Unix socket). The descriptor must
+    /// be sealed against shrinking; the header is validated like
+    /// [`SegmentBuilder::open`] does, with the fingerprint checked when
+    /// `fingerprint` is given.
+    pub fn from_fd(
+        fd: OwnedFd,
+        fingerprint: Option<u64>,
+        read_only: bool,
+    ) -> Result<Segment, OpenError> {
+        let seals = sys::memfd::seals(&fd).map_err(|_| OpenError::NotSealed)?;
+        if !seals.shrink {
+            return Err(OpenError::NotSealed);
+        }
+        Segment::attach(
+            fd,
+            "memfd".to_owned(),
+            !read_only,
+            fingerprint,
+            Duration::ZERO,
+        )
+    }
+
+    fn attach(
+        fd: OwnedFd,
+        name: String,
+        writable: bool,
+        fingerprint: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Segment, OpenError> {
+        let os = |op: &'static str, name: &String| {
+            let name = name.clone();
+            move |source: Errno| OpenError::Os { op, name, source }
+        };
+        let prot = if writable {
+            Protection::ReadWrite
+        } else {
+            Protection::ReadOnly
+        };
+        let started = Instant::now();
+        let mut unlocked_since: Option<Instant> = None;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let st = sys::fd::status(&fd).map_err(os("fstat", &name))?;
+            let mut creator_pid = 0;
+            if st.size >= HEADER_SIZE as u64 {
+                let len = usize::try_from(st.size).map_err(|_| OpenError::Corrupted {
+                    name: name.clone(),
+                    reason: format!("size {} does not fit the address space", st.size),
+                })?;
+                let mapping = Mapping::map(&fd, len, prot).map_err(os("mmap", &name))?;
+                // SAFETY: the mapping is at least HEADER_SIZE bytes and page
+                // aligned; Header consists of atomics only, valid for any
+                // bit pattern; the reference does not outlive `mapping`.
+                let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
+                if header.state.load(Ordering::Acquire) == STATE_READY {
+                    let segment = Segment {
+                        name: (name != "memfd").then(|| name.clone()),
+                        fd,
+                        mapping,
+                        writable,
+                    };
+                    segment.validate(st.size, fingerprint, &name)?;
+                    return Ok(segment);
+                }
+                creator_pid = header.creator_pid.load(Ordering::Relaxed);
+            }
+            // Not ready. A live creator holds the exclusive lock; if we can
+            // take a shared one the creator is gone (or has not locked yet,
+            // a window of microseconds, hence the grace period).
+            if sys::fd::flock(&fd, LockKind::Shared, false).map_err(os("flock", &name))? {
+                sys::fd::funlock(&fd).map_err(os("flock", &name))?;
+                let since = *unlocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ABANDON_GRACE || timeout.is_zero() {
+                    return Err(OpenError::Abandoned { name, creator_pid });
+                }
+            } else {
+                unlocked_since = None;
+            }
+            if started.elapsed() >= timeout {
+                return Err(OpenError::CreationTimedOut {
+                    name,
+                    waited: started.elapsed(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every Segment's mapping is at least HEADER_SIZE bytes
+        // (checked before construction) and page aligned; Header is all
+        // atomics, so any contents are a valid value and concurrent writes
+        // by other processes are not data races.
+        unsafe { &*self.mapping.as_ptr().cast::<Header>() }
+    }
+
+    fn initialize(
+        &self,
+        fingerprint: u64,
+        anonymous: bool,
+        init: Option<Init<'_>>,
+        name: &str,
+    ) -> Result<(), CreateError> {
+        let h = self.header();
+        let pid = sys::process::process_id();
+        h.creator_pid.store(pid, Ordering::Relaxed);
+        h.creator_start.store(
+            sys::process::start_time(pid).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        h.magic.store(SEGMENT_MAGIC, Ordering::Relaxed);
+        h.version.store(FORMAT_VERSION, Ordering::Relaxed);
+        h.size.store(self.mapping.len() as u64, Ordering::Relaxed);
+        h.fingerprint.store(fingerprint, Ordering::Relaxed);
+        h.data_offset.store(HEADER_SIZE as u64, Ordering::Relaxed);
+        h.flags.store(
+            if anonymous { FLAG_ANONYMOUS } else { 0 },
+            Ordering::Relaxed,
+        );
+        if let Some(init) = init {
+            init(&self.data()).map_err(|reason| CreateError::InitFailed {
+                name: name.to_owned(),
+                reason,
+            })?;
+        }
+        // Publishes the header and the initialised data area: an opener's
+        // Acquire load of READY sees every write above.
+        h.state.store(STATE_READY, Ordering::Release);
+        Ok(())
+    }
+
+    fn validate(&self, actual: u64, fingerprint: Option<u64>, name: &str) -> Result<(), OpenError> {
+        let h = self.header();
+        let name = name.to_owned();
+        let magic = h.magic.load(Ordering::Relaxed);
+        if magic != SEGMENT_MAGIC {
+            return Err(OpenError::BadMagic { name, found: magic });
+        }
+        let version = h.version.load(Ordering::Relaxed);
+        if version != FORMAT_VERSION {
+            return Err(OpenError::VersionMismatch {
+                name,
+                expected: FORMAT_VERSION,
+                found: version,
+            });
+        }
+        let size = h.size.load(Ordering::Relaxed);
+        if size > actual {
+            return Err(OpenError::Truncated {
+                name,
+                header: size,
+                actual,
+            });
+        }
+        if size != actual {
+            return Err(OpenError::SizeMismatch {
+                name,
+                header: size,
+                actual,
+            });
+        }
+        let data_offset = h.data_offset.load(Ordering::Relaxed);
+        if data_offset != HEADER_SIZE as u64 {
+            return Err(OpenError::Corrupted {
+                name,
+                reason: format!("data offset {data_offset}, expected {HEADER_SIZE}"),
+            });
+        }
+        let found = h.fingerprint.load(Ordering::Relaxed);
+        if let Some(expected) = fingerprint {
+            if found != expected {
+                return Err(OpenError::FingerprintMismatch {
+                    name,
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The POSIX object name (`/conduit.<domain>.<name>`), or `None` for an
+    /// anonymous segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The segment's descriptor, e.g. to pass an anonymous segment to
+    /// another process.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether this mapping may be written.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Total size in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.mapping.len()
+    }
+
+    /// Always false: a segment holds at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The layout fingerprint recorded in the header.
+    pub fn fingerprint(&self) -> u64 {
+        self.header().fingerprint.load(Ordering::Relaxed)
+    }
+
+    /// Process id of the creator, as recorded in the header.
+    pub fn creator_pid(&self) -> u32 {
+        self.header().creator_pid.load(Ordering::Relaxed)
+    }
+
+    /// The data area (everything after the header), for resolving offsets.
+    /// It is writable only if [`is_writable`](Self::is_writable).
+    pub fn data(&self) -> Region {
+        self.whole()
+            .sub(HEADER_SIZE, self.mapping.len() - HEADER_SIZE)
+            .expect("a segment is larger than its header")
+    }
+
+    /// The whole mapping, header included.
+    pub fn whole(&self) -> Region {
+        // SAFETY: the mapping is owned by self and stays mapped as long as
+        // self lives; callers that keep the Region longer are responsible
+        // for that (Region::new's contract is satisfied here).
+        unsafe {
+            Region::new(
+                core::ptr::NonNull::new(self.mapping.as_ptr()).expect("mapping is non-null"),
+                self.mapping.len(),
+            )
+        }
+    }
+
+    /// Maps the same segment once more, at another address, with its own
+    /// descriptor. Both mappings see the same memory.
+    pub fn map_again(&self) -> Result<Segment, OpenError> {
+        let name = self.name.clone().unwrap_or_else(|| "memfd".to_owned());
+        let fd = self.fd.try_clone().map_err(|e| OpenError::Os {
+            op: "dup",
+            name: name.clone(),
+            source: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        })?;
+        let prot = if self.writable {
+            Protection::ReadWrite
+        } else {
+            Protection::ReadOnly
+        };
+        let mapping =
+            Mapping::map(&fd, self.mapping.len(), prot).map_err(|source| OpenError::Os {
+                op: "mmap",
+                name,
+                source,
+            })?;
+        Ok(Segment {
+            name: self.name.clone(),
+            fd,
+            mapping,
+            writable: self.writable,
+        })
+    }
+
+    /// Removes the segment's name (`shm_unlink`). The memory stays valid
+    /// for every process that has it mapped until the last mapping is
+    /// gone; the name can be reused at once. No-op for anonymous segments.
+    pub fn unlink(&self) -> Result<(), Errno> {
+        match &self.name {
+            Some(name) => sys::shm::unlink(name),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes segment `name` of `domain` by name, whatever its state.
+    pub fn remove(domain: &str, name: &str) -> Result<(), RemoveError> {
+        let object = object_name(domain, name)?;
+        sys::shm::unlink(&object).map_err(|source| match source {
+            Errno::NOENT => RemoveError::NotFound { name: object },
+            Errno::ACCESS | Errno::PERM => RemoveError::PermissionDenied {
+                name: object,
+                source,
+            },
+            _ => RemoveError::Os {
+                op: "shm_unlink",
+                name: object,
+                source,
+            },
+        })
+    }
+}

@@ -48,6 +48,10 @@ pub struct Status {
     pub mode: u32,
     /// Size in bytes.
     pub size: u64,
+    /// Device and inode number: together they identify the file.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
 }
 
 /// `fstat(fd)`: owner, permission bits and size of an open file.
@@ -59,6 +63,8 @@ pub fn status(fd: impl AsFd) -> Result<Status> {
         gid: st.st_gid,
         mode: st.st_mode & 0o7777,
         size: u64::try_from(st.st_size).unwrap_or(0),
+        dev: st.st_dev,
+        ino: st.st_ino,
     })
 }
 

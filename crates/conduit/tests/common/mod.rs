@@ -4,7 +4,7 @@
 //! Child processes re-run the current test binary: the parent calls
 //! [`spawn_child`] with a role; the child runs the `#[test] fn child_entry`
 //! of the same test file (which every multi-process test file defines as
-//! `common::child_entry!(dispatch)`), reads its role from the environment
+//! `child_entry!(dispatch)` (the macro is exported at the test crate root)), reads its role from the environment
 //! and calls the file's `dispatch(role, args)`.
 #![allow(dead_code)]
 
@@ -105,14 +105,33 @@ pub fn shm_objects_containing(fragment: &str) -> Vec<String> {
 }
 
 /// Reads one line from a child's stdout (byte by byte, so nothing past
-/// the newline is consumed). Returns "" at end of file.
+/// the newline is consumed), skipping the test harness's own output (empty
+/// lines and `running 1 test`). Returns "" at end of file.
 pub fn read_line(child: &mut Child) -> String {
+    loop {
+        match read_raw_line(child) {
+            None => return String::new(),
+            Some(l) if l.is_empty() || l.starts_with("running ") => continue,
+            Some(l) => {
+                // With --nocapture the harness prints "test child_entry ... "
+                // without a newline before the child's first line.
+                return l
+                    .strip_prefix("test child_entry ... ")
+                    .map(str::to_owned)
+                    .unwrap_or(l);
+            }
+        }
+    }
+}
+
+fn read_raw_line(child: &mut Child) -> Option<String> {
     use std::io::Read;
     let out = child.stdout.as_mut().expect("child stdout is piped");
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
         match out.read(&mut byte) {
+            Ok(0) if line.is_empty() => return None,
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) => line.push(byte[0]),
@@ -120,5 +139,5 @@ pub fn read_line(child: &mut Child) -> String {
             Err(e) => panic!("read child stdout: {e}"),
         }
     }
-    String::from_utf8_lossy(&line).into_owned()
+    Some(String::from_utf8_lossy(&line).into_owned())
 }
