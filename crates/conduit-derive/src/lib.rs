@@ -326,10 +326,12 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    // One assertion per field, spanned at the field's type so that
-    // "`Foo` cannot be placed in shared memory" points at it. It is the
-    // very expression `LAYOUT` uses below, so rustc reports one error per
-    // field, not two.
+    // One assertion per field that its type is ShmSafe, spanned at the
+    // field's type so that "`Foo` cannot be placed in shared memory"
+    // points at it. It sits inside the impl (where field types may say
+    // `Self`, and type parameters carry their added bounds, so `Vec<T>` is
+    // caught for every `T`), and it is the very expression the fingerprint
+    // uses, so rustc reports one error per field, not two.
     let assertions = fields.iter().map(|field| {
         let ty = &field.ty;
         quote_spanned! {ty.span()=>
@@ -340,8 +342,6 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
     // Fold every field into the fingerprint, once with the fields' full
     // fingerprints (LAYOUT) and once with their shallow ones (for
     // `RelPtr<Self>` and the like, see `ShmSafe::SHALLOW_FINGERPRINT`).
-    // `<Ty as ShmSafe>` is spanned at the call site: if a field is not
-    // ShmSafe, the assertion above already reported it.
     let full = fold_fields(
         &name_str,
         fields,
@@ -353,28 +353,21 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
         |ty| quote!(<#ty as ::conduit::ShmSafe>::SHALLOW_FINGERPRINT),
     );
 
-    // The assertion function carries the struct's generics (with the
-    // added bounds) so field types mentioning `T` are checked for every
-    // `T: ShmSafe`; it is never called, only type-checked.
     quote! {
-        const _: () = {
-            #[allow(dead_code, non_snake_case)]
-            fn __conduit_assert_fields_are_shm_safe #impl_generics () #where_clause {
-                #(#assertions)*
-            }
-        };
-
         // SAFETY: checked by `#[derive(ShmSafe)]`: the struct is repr(C)
         // or repr(transparent) (not packed), every field is ShmSafe (so
         // holds no address and accepts every bit pattern; padding bytes
         // are never read as values), and LAYOUT uses size_of/align_of.
         #[automatically_derived]
         unsafe impl #impl_generics ::conduit::ShmSafe for #name #ty_generics #where_clause {
-            const LAYOUT: ::conduit::shm::TypeLayout = ::conduit::shm::TypeLayout {
-                name: #name_str,
-                size: ::core::mem::size_of::<Self>(),
-                align: ::core::mem::align_of::<Self>(),
-                fingerprint: #full,
+            const LAYOUT: ::conduit::shm::TypeLayout = {
+                #(#assertions)*
+                ::conduit::shm::TypeLayout {
+                    name: #name_str,
+                    size: ::core::mem::size_of::<Self>(),
+                    align: ::core::mem::align_of::<Self>(),
+                    fingerprint: #full,
+                }
             };
             const SHALLOW_FINGERPRINT: u64 = #shallow;
         }
@@ -389,6 +382,9 @@ fn fold_fields(
     fields: &Fields,
     inner: impl Fn(&Type) -> TokenStream2,
 ) -> TokenStream2 {
+    // A name no user writes: a let binding may not shadow a const
+    // parameter, and hygiene (mixed_site) does not hide it from them.
+    let hash = Ident::new("__conduit_fingerprint", Span::mixed_site());
     let field_count = fields.len() as u64;
     let folds = fields.iter().enumerate().map(|(index, field)| {
         let (member, label) = match &field.ident {
@@ -400,22 +396,22 @@ fn fold_fields(
         };
         let inner = inner(&field.ty);
         quote! {
-            h = ::conduit::shm::fingerprint::bytes(h, #label.as_bytes());
-            h = ::conduit::shm::fingerprint::word(
-                h,
+            #hash = ::conduit::shm::fingerprint::bytes(#hash, #label.as_bytes());
+            #hash = ::conduit::shm::fingerprint::word(
+                #hash,
                 ::core::mem::offset_of!(Self, #member) as u64,
             );
-            h = ::conduit::shm::fingerprint::word(h, #inner);
+            #hash = ::conduit::shm::fingerprint::word(#hash, #inner);
         }
     });
     quote! {{
-        let mut h = ::conduit::shm::fingerprint::start();
-        h = ::conduit::shm::fingerprint::bytes(h, #name.as_bytes());
-        h = ::conduit::shm::fingerprint::word(h, ::core::mem::size_of::<Self>() as u64);
-        h = ::conduit::shm::fingerprint::word(h, ::core::mem::align_of::<Self>() as u64);
-        h = ::conduit::shm::fingerprint::word(h, #field_count);
+        let mut #hash = ::conduit::shm::fingerprint::start();
+        #hash = ::conduit::shm::fingerprint::bytes(#hash, #name.as_bytes());
+        #hash = ::conduit::shm::fingerprint::word(#hash, ::core::mem::size_of::<Self>() as u64);
+        #hash = ::conduit::shm::fingerprint::word(#hash, ::core::mem::align_of::<Self>() as u64);
+        #hash = ::conduit::shm::fingerprint::word(#hash, #field_count);
         #(#folds)*
-        h
+        #hash
     }}
 }
 

@@ -90,7 +90,28 @@ pub mod fingerprint {
 ///   never dropped by Rust as a whole).
 ///
 /// Implement it with `#[derive(ShmSafe)]`, which checks all of this at
-/// compile time and computes [`ShmSafe::LAYOUT`].
+/// compile time and computes [`ShmSafe::LAYOUT`]:
+///
+/// ```
+/// use conduit::ShmSafe;
+/// use conduit::shm::RelPtr;
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Pose {
+///     x: f64,
+///     y: f64,
+///     seq: u32,
+///     next: RelPtr<Pose>, // not `&Pose` or `Box<Pose>`
+/// }
+///
+/// assert_eq!(Pose::LAYOUT.name, "Pose");
+/// assert_eq!(Pose::LAYOUT.size, 32);
+/// ```
+///
+/// The derive refuses enums (a discriminant written by another process
+/// may match no variant), unions, `packed` structs, structs without
+/// `repr(C)`/`repr(transparent)`, and fields that are not `ShmSafe`.
 ///
 /// [`RelPtr`]: crate::shm::RelPtr
 /// [`Offset`]: crate::shm::Offset

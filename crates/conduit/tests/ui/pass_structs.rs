@@ -55,9 +55,20 @@ where
 #[repr(C)]
 pub struct Links<T> {
     pub next: RelPtr<Links<T>>,
+    pub previous: RelPtr<Self>,
     pub payload: Offset<T>,
     pub _marker: PhantomData<T>,
     pub r#type: u32,
+}
+
+/// Names that could clash with the derive's own locals.
+#[allow(non_upper_case_globals)]
+#[derive(ShmSafe)]
+#[repr(C)]
+pub struct Clashes<const hash: usize> {
+    pub hash: [u8; hash],
+    pub h: u8,
+    pub r#struct: u8,
 }
 
 mod mine {
@@ -93,4 +104,5 @@ fn main() {
     assert_eq!(Generic::<u8, u16>::LAYOUT.size, 12);
     assert_eq!(Links::<Pose>::LAYOUT.name, "Links");
     assert_eq!(UsesMine::LAYOUT.size, core::mem::size_of::<UsesMine>());
+    assert_eq!(Clashes::<3>::LAYOUT.size, 5);
 }
