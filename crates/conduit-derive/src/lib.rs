@@ -134,16 +134,10 @@ fn check_repr(input: &DeriveInput, errors: &mut Errors) {
                 fixed_layout = true;
             } else if path.is_ident("align") {
                 // `align(N)` only raises the alignment; field offsets stay
-                // those of repr(C). Consume the `(N)`.
-                let content;
-                syn::parenthesized!(content in meta.input);
-                let _: TokenStream2 = content.parse()?;
+                // those of repr(C).
+                skip_arguments(&meta)?;
             } else if path.is_ident("packed") {
-                if meta.input.peek(syn::token::Paren) {
-                    let content;
-                    syn::parenthesized!(content in meta.input);
-                    let _: TokenStream2 = content.parse()?;
-                }
+                skip_arguments(&meta)?;
                 rejected = true;
                 errors.push(syn::Error::new(
                     path.span(),
@@ -163,6 +157,7 @@ fn check_repr(input: &DeriveInput, errors: &mut Errors) {
                      and builds, so two programs could disagree on the layout",
                 ));
             } else {
+                skip_arguments(&meta)?;
                 rejected = true;
                 errors.push(syn::Error::new(
                     path.span(),
@@ -192,6 +187,16 @@ fn check_repr(input: &DeriveInput, errors: &mut Errors) {
             ),
         ));
     }
+}
+
+/// Consumes the `(..)` after a repr item such as `align(8)`, if any.
+fn skip_arguments(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: TokenStream2 = content.parse()?;
+    }
+    Ok(())
 }
 
 /// Syntactic check for field types that are clearly not `ShmSafe`, to
