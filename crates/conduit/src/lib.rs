@@ -19,6 +19,10 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+// Lets `#[derive(ShmSafe)]`, which names `::conduit`, work inside this crate.
+#[allow(unused_extern_crates)]
+extern crate self as conduit;
+
 pub mod shm;
 pub mod sync;
 pub mod sys;

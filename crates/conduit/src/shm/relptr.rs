@@ -281,9 +281,12 @@ unsafe impl<T: ShmSafe> ShmSafe for RelPtr<T> {
         align: 8,
         fingerprint: fingerprint::word(
             fingerprint::bytes(fingerprint::start(), b"RelPtr"),
-            T::LAYOUT.fingerprint,
+            // One hop only: `T` may contain this very pointer type (a
+            // list node), and `T::LAYOUT` would then be a const cycle.
+            T::SHALLOW_FINGERPRINT,
         ),
     };
+    const SHALLOW_FINGERPRINT: u64 = fingerprint::bytes(fingerprint::start(), b"RelPtr");
 }
 
 /// An offset from the base of a [`Region`] to a `T`; `u64::MAX` is null.
@@ -371,7 +374,10 @@ unsafe impl<T: ShmSafe> ShmSafe for Offset<T> {
         align: 8,
         fingerprint: fingerprint::word(
             fingerprint::bytes(fingerprint::start(), b"Offset"),
-            T::LAYOUT.fingerprint,
+            // One hop only: `T` may contain this very pointer type (a
+            // list node), and `T::LAYOUT` would then be a const cycle.
+            T::SHALLOW_FINGERPRINT,
         ),
     };
+    const SHALLOW_FINGERPRINT: u64 = fingerprint::bytes(fingerprint::start(), b"Offset");
 }

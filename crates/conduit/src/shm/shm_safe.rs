@@ -90,7 +90,28 @@ pub mod fingerprint {
 ///   never dropped by Rust as a whole).
 ///
 /// Implement it with `#[derive(ShmSafe)]`, which checks all of this at
-/// compile time and computes [`ShmSafe::LAYOUT`].
+/// compile time and computes [`ShmSafe::LAYOUT`]:
+///
+/// ```
+/// use conduit::ShmSafe;
+/// use conduit::shm::RelPtr;
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Pose {
+///     x: f64,
+///     y: f64,
+///     seq: u32,
+///     next: RelPtr<Pose>, // not `&Pose` or `Box<Pose>`
+/// }
+///
+/// assert_eq!(Pose::LAYOUT.name, "Pose");
+/// assert_eq!(Pose::LAYOUT.size, 32);
+/// ```
+///
+/// The derive refuses enums (a discriminant written by another process
+/// may match no variant), unions, `packed` structs, structs without
+/// `repr(C)`/`repr(transparent)`, and fields that are not `ShmSafe`.
 ///
 /// [`RelPtr`]: crate::shm::RelPtr
 /// [`Offset`]: crate::shm::Offset
@@ -100,9 +121,35 @@ pub mod fingerprint {
 /// Implementors guarantee the four properties above and that `LAYOUT`
 /// describes the type truthfully (`size` and `align` equal `size_of` and
 /// `align_of`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be placed in shared memory: it does not implement `ShmSafe`",
+    label = "not `ShmSafe`",
+    note = "`ShmSafe` types are `#[repr(C)]` plain data, valid for every bit pattern, with no pointers: \
+            derive it with `#[derive(ShmSafe)]`, and refer to other data with `RelPtr`/`Offset`"
+)]
 pub unsafe trait ShmSafe: Sized + 'static {
     /// Name, size, alignment and fingerprint of the type.
+    ///
+    /// The fingerprint covers everything stored by value (recursively) and
+    /// one pointer hop: a [`RelPtr<T>`] or [`Offset<T>`] folds in
+    /// `T::SHALLOW_FINGERPRINT`, not `T::LAYOUT`.
+    ///
+    /// [`RelPtr<T>`]: crate::shm::RelPtr
+    /// [`Offset<T>`]: crate::shm::Offset
     const LAYOUT: TypeLayout;
+
+    /// The fingerprint with every pointer target left out: like
+    /// `LAYOUT.fingerprint`, except that pointer-like types
+    /// ([`RelPtr`](crate::shm::RelPtr), [`Offset`](crate::shm::Offset),
+    /// `PhantomData`) contribute only their own name.
+    ///
+    /// It exists to break cycles: a list node that holds a
+    /// `RelPtr<Node>` would otherwise need `Node::LAYOUT` to compute
+    /// `Node::LAYOUT`. The default (`LAYOUT.fingerprint`) is right for
+    /// types without type parameters; a generic hand-written impl that
+    /// stores `T` by value should fold in `T::SHALLOW_FINGERPRINT` instead
+    /// of `T::LAYOUT.fingerprint` here, as `#[derive(ShmSafe)]` does.
+    const SHALLOW_FINGERPRINT: u64 = Self::LAYOUT.fingerprint;
 }
 
 macro_rules! leaf {
@@ -152,18 +199,20 @@ leaf!(
 // SAFETY: an array of ShmSafe elements is ShmSafe: contiguous, no extra
 // bytes, every bit pattern valid when every element's is.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
-    const LAYOUT: TypeLayout = {
-        let mut h = fingerprint::start();
-        h = fingerprint::bytes(h, b"[;]");
-        h = fingerprint::word(h, T::LAYOUT.fingerprint);
-        h = fingerprint::word(h, N as u64);
-        TypeLayout {
-            name: "array",
-            size: core::mem::size_of::<[T; N]>(),
-            align: core::mem::align_of::<[T; N]>(),
-            fingerprint: h,
-        }
+    const LAYOUT: TypeLayout = TypeLayout {
+        name: "array",
+        size: core::mem::size_of::<[T; N]>(),
+        align: core::mem::align_of::<[T; N]>(),
+        fingerprint: array_fingerprint(T::LAYOUT.fingerprint, N),
     };
+    const SHALLOW_FINGERPRINT: u64 = array_fingerprint(T::SHALLOW_FINGERPRINT, N);
+}
+
+const fn array_fingerprint(element: u64, len: usize) -> u64 {
+    let mut h = fingerprint::start();
+    h = fingerprint::bytes(h, b"[;]");
+    h = fingerprint::word(h, element);
+    fingerprint::word(h, len as u64)
 }
 
 // SAFETY: PhantomData is a zero-sized type with no bytes at all.
@@ -172,13 +221,106 @@ unsafe impl<T: ShmSafe> ShmSafe for PhantomData<T> {
         name: "PhantomData",
         size: 0,
         align: 1,
-        fingerprint: fingerprint::word(fingerprint::start(), T::LAYOUT.fingerprint ^ 0x5048),
+        // Like a pointer: one hop (`T` may be the struct holding this).
+        fingerprint: fingerprint::word(fingerprint::start(), T::SHALLOW_FINGERPRINT ^ 0x5048),
     };
+    const SHALLOW_FINGERPRINT: u64 = fingerprint::bytes(fingerprint::start(), b"PhantomData");
 }
+
+/// `ShmSafe` for a `#[repr(transparent)]` wrapper of `T`; the fingerprint
+/// folds in the wrapper's name so that `Wrapping<u32>` and `u32` differ.
+macro_rules! transparent_wrapper {
+    ($($wrapper:ident => $path:ty),* $(,)?) => {$(
+        // SAFETY: the standard library guarantees the wrapper has the same
+        // layout and bit validity as `T` (it is `repr(transparent)` over
+        // it), so it inherits all four properties from `T: ShmSafe`.
+        unsafe impl<T: ShmSafe> ShmSafe for $path {
+            const LAYOUT: TypeLayout = TypeLayout {
+                name: stringify!($wrapper),
+                size: core::mem::size_of::<T>(),
+                align: core::mem::align_of::<T>(),
+                fingerprint: fingerprint::word(
+                    fingerprint::bytes(fingerprint::start(), stringify!($wrapper).as_bytes()),
+                    T::LAYOUT.fingerprint,
+                ),
+            };
+            const SHALLOW_FINGERPRINT: u64 = fingerprint::word(
+                fingerprint::bytes(fingerprint::start(), stringify!($wrapper).as_bytes()),
+                T::SHALLOW_FINGERPRINT,
+            );
+        }
+    )*};
+}
+
+// Deliberately not here: `Option<NonZero*>` (sound - every integer maps to
+// a valid value - but it invites `NonZero*` itself, which is not), `bool`,
+// `char`, `AtomicBool` (invalid bit patterns), `Cell` (not useful across
+// processes), `MaybeUninit` (reading it back needs the same checks as a
+// plain byte array: use one).
+transparent_wrapper!(
+    Wrapping => core::num::Wrapping<T>,
+    Saturating => core::num::Saturating<T>,
+    ManuallyDrop => core::mem::ManuallyDrop<T>,
+    UnsafeCell => core::cell::UnsafeCell<T>,
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shm::{Offset, RelPtr};
+
+    // The derive works inside this crate too (`extern crate self as conduit`).
+    #[derive(crate::ShmSafe)]
+    #[repr(C)]
+    struct ListNode {
+        next: RelPtr<ListNode>,
+        value: core::num::Wrapping<u32>,
+        owner: Offset<ListNode>,
+        _self: PhantomData<ListNode>,
+    }
+
+    #[test]
+    fn derive_inside_the_crate_and_self_reference() {
+        assert_eq!(ListNode::LAYOUT.name, "ListNode");
+        assert_eq!(ListNode::LAYOUT.size, 24);
+        assert_eq!(ListNode::LAYOUT.align, 8);
+        // One pointer hop: the node's full fingerprint sees its own shallow one.
+        assert_ne!(ListNode::LAYOUT.fingerprint, ListNode::SHALLOW_FINGERPRINT);
+        assert_eq!(
+            RelPtr::<ListNode>::LAYOUT.fingerprint,
+            fingerprint::word(
+                fingerprint::bytes(fingerprint::start(), b"RelPtr"),
+                ListNode::SHALLOW_FINGERPRINT
+            )
+        );
+    }
+
+    #[test]
+    fn wrappers_keep_the_layout_and_change_the_fingerprint() {
+        use core::cell::UnsafeCell;
+        use core::mem::ManuallyDrop;
+        use core::num::{Saturating, Wrapping};
+        let plain = u32::LAYOUT;
+        for layout in [
+            Wrapping::<u32>::LAYOUT,
+            Saturating::<u32>::LAYOUT,
+            ManuallyDrop::<u32>::LAYOUT,
+            UnsafeCell::<u32>::LAYOUT,
+        ] {
+            assert_eq!((layout.size, layout.align), (plain.size, plain.align));
+            assert_ne!(layout.fingerprint, plain.fingerprint, "{}", layout.name);
+        }
+        assert_ne!(
+            Wrapping::<u32>::LAYOUT.fingerprint,
+            Wrapping::<i32>::LAYOUT.fingerprint
+        );
+        // Leaves: shallow and full agree.
+        assert_eq!(u64::SHALLOW_FINGERPRINT, u64::LAYOUT.fingerprint);
+        assert_eq!(
+            <[u64; 2]>::SHALLOW_FINGERPRINT,
+            <[u64; 2]>::LAYOUT.fingerprint
+        );
+    }
 
     #[test]
     fn fingerprints_differ_between_types() {

@@ -1,0 +1,7 @@
+use conduit::ShmSafe;
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Letter(char);
+
+fn main() {}

@@ -1,0 +1,9 @@
+use conduit::ShmSafe;
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Pointer {
+    target: *const u64,
+}
+
+fn main() {}

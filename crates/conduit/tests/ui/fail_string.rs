@@ -1,0 +1,9 @@
+use conduit::ShmSafe;
+
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Named {
+    name: String,
+}
+
+fn main() {}
