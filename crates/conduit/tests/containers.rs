@@ -45,7 +45,7 @@ fn region_of(mapping: &Mapping) -> Region {
 }
 
 /// The heap state and the root, as disjoint references into `region`.
-fn parts(region: &Region) -> (&mut HeapState, &mut Root) {
+fn parts<'a>(region: Region) -> (&'a mut HeapState, &'a mut Root) {
     let heap = region.resolve::<HeapState>(0).unwrap().as_ptr();
     let root = region.resolve::<Root>(ROOT).unwrap().as_ptr();
     assert!(size_of::<HeapState>() <= ROOT && ROOT + size_of::<Root>() <= HEAP_START);
@@ -56,7 +56,7 @@ fn parts(region: &Region) -> (&mut HeapState, &mut Root) {
 }
 
 fn build(region: &Region) {
-    let (heap, root) = parts(region);
+    let (heap, root) = parts(*region);
     heap.init(region, HEAP_START, region.len() - HEAP_START)
         .unwrap();
     let mut ctx = Context::new(*region, heap);
@@ -82,7 +82,7 @@ fn build(region: &Region) {
 
 /// Walks every container through `region` and checks its contents.
 fn check(region: &Region) -> Result<String, ContainerError> {
-    let (_, root) = parts(region);
+    let (_, root) = parts(*region);
     let fwd: Vec<u64> = root
         .list
         .iter(region)
@@ -139,26 +139,26 @@ fn offsets_survive_a_second_mapping_where_pointers_do_not() {
     // The address stored by mapping A means nothing in mapping B: it is not
     // even inside B (dereferencing it there would read A's memory, or, in
     // another process, unmapped memory or anything else).
-    let (_, root) = parts(&rb);
+    let (_, root) = parts(rb);
     let raw = root.raw_address as *const u8;
     assert!(ra.offset_of(raw).is_ok());
     assert!(rb.offset_of(raw).is_err());
 
     // Changes through B are seen through A; A can go away entirely.
     {
-        let (heap, root) = parts(&rb);
+        let (heap, root) = parts(rb);
         let mut ctx = Context::new(rb, heap);
         root.string.push_str(&mut ctx, ", edited in B").unwrap();
         root.list.push_front(&mut ctx, 77).unwrap();
     }
-    let (_, root_a) = parts(&ra);
+    let (_, root_a) = parts(ra);
     assert_eq!(
         root_a.string.as_str(&ra).unwrap(),
         "hello from mapping A, edited in B"
     );
     assert_eq!(root_a.list.iter(&ra).next().unwrap().unwrap(), &77);
     drop(a);
-    let (heap, root) = parts(&rb);
+    let (heap, root) = parts(rb);
     let mut ctx = Context::new(rb, heap);
     assert_eq!(root.list.pop_front(&mut ctx).unwrap(), Some(77));
     let stats = ctx.heap.verify(&rb).unwrap();
@@ -183,7 +183,7 @@ fn dispatch(role: &str, args: &[String]) {
     match role {
         "check_and_append" => {
             println!("checked {}", check(&region).unwrap());
-            let (heap, root) = parts(&region);
+            let (heap, root) = parts(region);
             let mut ctx = Context::new(region, heap);
             root.list.push_back(&mut ctx, 4242).unwrap();
             root.string.push_str(&mut ctx, " + child").unwrap();
@@ -204,7 +204,7 @@ fn dispatch(role: &str, args: &[String]) {
             let vec_data_off = root_off + size_of::<ShmList<u64>>() as u64;
             poke(list_len_off, 3);
             poke(vec_data_off, u64::MAX - 100);
-            let (heap, root) = parts(&region);
+            let (heap, root) = parts(region);
             let mut ctx = Context::new(region, heap);
             root.string.as_mut_vec().push(&mut ctx, 0xff).unwrap();
             println!("corrupted");
@@ -238,7 +238,7 @@ fn cross_process(arg: &str, map: &Mapping) {
     let lines = run_child("check_and_append", arg);
     assert!(lines.contains(&format!("checked {expect}")), "{lines:?}");
     assert!(lines.contains(&"appended".to_owned()));
-    let (heap, root) = parts(&region);
+    let (heap, root) = parts(region);
     assert_eq!(root.list.iter_rev(&region).next().unwrap().unwrap(), &4242);
     assert_eq!(root.list.len() as u64, LIST_LEN + 1);
     assert_eq!(
@@ -251,7 +251,7 @@ fn cross_process(arg: &str, map: &Mapping) {
 
     let lines = run_child("corrupt", arg);
     assert_eq!(lines, ["corrupted"]);
-    let (heap, root) = parts(&region);
+    let (heap, root) = parts(region);
     let last = root.list.iter(&region).last().unwrap();
     assert!(
         matches!(last, Err(ContainerError::ListTooLong { len: 3 })),

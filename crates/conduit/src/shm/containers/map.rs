@@ -89,6 +89,9 @@ impl<K, V> core::fmt::Debug for ShmHashMap<K, V> {
     }
 }
 
+/// A slot found by a lookup: the validated slot array and the index.
+type Found<K, V> = Option<(NonNull<Slot<K, V>>, usize)>;
+
 fn hash_of<K: Hash>(key: &K) -> u64 {
     let mut h = StableHasher::new();
     key.hash(&mut h);
@@ -164,11 +167,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     }
 
     /// Slot index holding `key`, if any. At most `capacity` probes.
-    fn find(
-        &self,
-        region: &Region,
-        key: &K,
-    ) -> Result<Option<(NonNull<Slot<K, V>>, usize)>, ContainerError> {
+    fn find(&self, region: &Region, key: &K) -> Result<Found<K, V>, ContainerError> {
         let (p, cap) = self.storage(region)?;
         if cap == 0 {
             return Ok(None);

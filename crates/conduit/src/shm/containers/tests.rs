@@ -26,8 +26,8 @@ fn assert_heap_empty(ctx: &Context<'_>) {
 
 #[test]
 fn vec_operations() {
-    let buf = TestRegion::new(256 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(256 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmVec::<u64>::new()).unwrap();
     let n = scale(1000);
@@ -61,8 +61,8 @@ fn vec_operations() {
 
 #[test]
 fn vec_corruption_is_an_error() {
-    let buf = TestRegion::new(64 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmVec::<u32>::new()).unwrap();
     let h = header.offset().raw();
@@ -116,8 +116,8 @@ fn vec_corruption_is_an_error() {
 
 #[test]
 fn string_operations_and_utf8_check() {
-    let buf = TestRegion::new(64 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut s = ShmString::new();
     s.push_str(&mut ctx, "grüße").unwrap();
@@ -139,8 +139,8 @@ fn string_operations_and_utf8_check() {
 
 #[test]
 fn box_operations() {
-    let buf = TestRegion::new(64 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut b = ShmBox::new(&mut ctx, [1u64, 2, 3]).unwrap();
     assert_eq!(b.get(&region).unwrap(), &[1, 2, 3]);
@@ -159,8 +159,8 @@ fn box_operations() {
 
 #[test]
 fn list_operations() {
-    let buf = TestRegion::new(128 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(128 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmList::<u32>::new()).unwrap();
     let n = scale(200) as u32;
@@ -195,8 +195,8 @@ fn list_operations() {
 
 #[test]
 fn list_corruption_is_an_error() {
-    let buf = TestRegion::new(64 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmList::<u64>::new()).unwrap();
     let h = header.offset().raw();
@@ -274,8 +274,8 @@ unsafe impl crate::shm::ShmSafe for Key {
 
 #[test]
 fn map_against_model() {
-    let buf = TestRegion::new(512 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(512 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmHashMap::<Key, u64>::new()).unwrap();
     let mut model = HashMap::new();
@@ -327,8 +327,8 @@ fn map_against_model() {
 
 #[test]
 fn map_corruption_is_an_error() {
-    let buf = TestRegion::new(64 * 1024);
-    let (region, heap) = heap_in(&buf);
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
     let mut ctx = Context::new(region, heap);
     let mut header = ShmBox::new(&mut ctx, ShmHashMap::<u64, u64>::new()).unwrap();
     let h = header.offset().raw();
