@@ -203,7 +203,7 @@ pub struct HeapStats {
 ///
 /// Layout (`#[repr(C)]`, all `u64`): `magic, version, heap_start,
 /// heap_end, used_bytes, free_bytes, allocations, free_blocks,
-/// fl_bitmap, sl_bitmap[FL_COUNT], heads[FL_COUNT][16]` — 5616 bytes.
+/// fl_bitmap, sl_bitmap[40], heads[40][16]` — 5512 bytes (see `docs/arch-heap.md`).
 #[repr(C)]
 pub struct HeapState {
     magic: u64,
@@ -655,12 +655,12 @@ impl HeapState {
             self.insert_free(arena, &rest)?;
             size = need;
         } else {
-            self.free_blocks -= 1;
+            self.free_blocks = self.free_blocks.wrapping_sub(1);
         }
         arena.write(b.off, b.prev, size, false, aux);
         self.free_bytes = self.free_bytes.wrapping_sub(size);
         self.used_bytes = self.used_bytes.wrapping_add(size);
-        self.allocations += 1;
+        self.allocations = self.allocations.wrapping_add(1);
         Ok(Block {
             size,
             free: false,
@@ -731,7 +731,7 @@ impl HeapState {
             arena.set_prev(&n, main.off);
         }
         self.insert_free(&arena, &main)?;
-        self.free_blocks += 1;
+        self.free_blocks = self.free_blocks.wrapping_add(1);
         let b = self.take(&arena, main, need, size as u64)?;
         Ok(Offset::new(b.off + HEADER_SIZE as u64))
     }
@@ -783,18 +783,18 @@ impl HeapState {
             aux: 0,
             ..b
         };
-        self.free_blocks += 1;
+        self.free_blocks = self.free_blocks.wrapping_add(1);
         if let Some(n) = next.filter(|n| n.free) {
             self.remove_free(&arena, &n)?;
             merged.size += n.size;
-            self.free_blocks -= 1;
+            self.free_blocks = self.free_blocks.wrapping_sub(1);
         }
         if let Some(p) = prev.filter(|p| p.free) {
             self.remove_free(&arena, &p)?;
             merged.off = p.off;
             merged.prev = p.prev;
             merged.size += p.size;
-            self.free_blocks -= 1;
+            self.free_blocks = self.free_blocks.wrapping_sub(1);
         }
         arena.write(merged.off, merged.prev, merged.size, true, 0);
         if let Some(a) = after {
@@ -836,7 +836,7 @@ impl HeapState {
                 // Absorb the successor, then give back what is not needed.
                 let after = arena.next_of(&n)?;
                 self.remove_free(&arena, &n)?;
-                self.free_blocks -= 1;
+                self.free_blocks = self.free_blocks.wrapping_sub(1);
                 let mut size = b.size + n.size;
                 self.free_bytes = self.free_bytes.wrapping_sub(n.size);
                 self.used_bytes = self.used_bytes.wrapping_add(n.size);
@@ -853,7 +853,7 @@ impl HeapState {
                         arena.set_prev(&a, rest.off);
                     }
                     self.insert_free(&arena, &rest)?;
-                    self.free_blocks += 1;
+                    self.free_blocks = self.free_blocks.wrapping_add(1);
                     self.free_bytes = self.free_bytes.wrapping_add(rest.size);
                     self.used_bytes = self.used_bytes.wrapping_sub(rest.size);
                     size = need;
@@ -1015,6 +1015,14 @@ pub(crate) mod tests {
             let s = mapping_search(size);
             assert!(s >= m);
         }
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        assert_eq!(FL_COUNT, 40);
+        assert_eq!(size_of::<HeapState>(), 5512);
+        assert_eq!(core::mem::offset_of!(HeapState, heads), 392);
+        assert_eq!(size_of::<RawHeader>(), HEADER_SIZE);
     }
 
     #[test]

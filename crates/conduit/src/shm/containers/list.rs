@@ -212,7 +212,7 @@ impl<T: ShmSafe> ShmList<T> {
             self.set_prev(&region, old, id)?;
             self.head = id;
         }
-        self.len += 1;
+        self.len = self.len.saturating_add(1);
         Ok(id)
     }
 

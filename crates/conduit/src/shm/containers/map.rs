@@ -305,9 +305,9 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         }
         let (p, cap) = self.storage(&ctx.region)?;
         if Self::place(p, cap, key, value)? {
-            self.tombstones -= 1;
+            self.tombstones = self.tombstones.saturating_sub(1);
         }
-        self.len += 1;
+        self.len = self.len.saturating_add(1);
         Ok(None)
     }
 
@@ -323,7 +323,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
             ptr::read(&raw const (*p.as_ptr().add(i)).value)
         };
         self.len = self.len.saturating_sub(1);
-        self.tombstones += 1;
+        self.tombstones = self.tombstones.saturating_add(1);
         Ok(Some(value))
     }
 
