@@ -258,6 +258,9 @@ struct RawHeader {
     aux: u64,
 }
 
+/// A block with its physical predecessor and successor.
+type Neighbourhood = (Block, Option<Block>, Option<Block>);
+
 /// A validated block header.
 #[derive(Clone, Copy, Debug)]
 struct Block {
@@ -736,8 +739,13 @@ impl HeapState {
         Ok(Offset::new(b.off + HEADER_SIZE as u64))
     }
 
-    /// Validates that `offset` is a live allocation and returns its block.
-    fn live_block(&self, arena: &Arena<'_>, offset: Offset<u8>) -> Result<Block, AllocError> {
+    /// Validates that `offset` is a live allocation; returns its block and
+    /// its validated physical neighbours.
+    fn live_block(
+        &self,
+        arena: &Arena<'_>,
+        offset: Offset<u8>,
+    ) -> Result<Neighbourhood, AllocError> {
         let raw = offset.raw();
         let not_block = AllocError::NotABlock { offset: raw };
         let hdr = raw.checked_sub(HEADER_SIZE as u64).ok_or(not_block)?;
@@ -750,15 +758,15 @@ impl HeapState {
         }
         // Neighbours must agree: a forged header in the middle of a payload
         // is not linked from its physical predecessor.
-        arena.prev_of(&b)?;
-        arena.next_of(&b)?;
-        Ok(b)
+        let prev = arena.prev_of(&b)?;
+        let next = arena.next_of(&b)?;
+        Ok((b, prev, next))
     }
 
     /// Bytes usable at `offset` (at least what was asked for).
     pub fn usable_size(&self, region: &Region, offset: Offset<u8>) -> Result<usize, AllocError> {
         let arena = self.arena(region)?;
-        let b = self.live_block(&arena, offset)?;
+        let (b, _, _) = self.live_block(&arena, offset)?;
         Ok((b.size - HEADER_SIZE as u64) as usize)
     }
 
@@ -767,9 +775,7 @@ impl HeapState {
     /// heap is [`AllocError::NotABlock`] or [`AllocError::DoubleFree`].
     pub fn deallocate(&mut self, region: &Region, offset: Offset<u8>) -> Result<(), AllocError> {
         let arena = self.arena(region)?;
-        let b = self.live_block(&arena, offset)?;
-        let prev = arena.prev_of(&b)?;
-        let next = arena.next_of(&b)?;
+        let (b, prev, next) = self.live_block(&arena, offset)?;
         let after = match next {
             Some(n) if n.free => arena.next_of(&n)?,
             other => other,
@@ -816,7 +822,7 @@ impl HeapState {
         align: usize,
     ) -> Result<Offset<u8>, AllocError> {
         let arena = self.arena(region)?;
-        let b = self.live_block(&arena, offset)?;
+        let (b, _, next) = self.live_block(&arena, offset)?;
         if new_size as u64 >= 1 << MAX_SIZE_LOG {
             return Err(AllocError::TooLarge { size: new_size });
         }
@@ -829,10 +835,7 @@ impl HeapState {
                 arena.write(b.off, b.prev, b.size, false, new_size as u64);
                 return Ok(offset);
             }
-            if let Some(n) = arena
-                .next_of(&b)?
-                .filter(|n| n.free && b.size + n.size >= need)
-            {
+            if let Some(n) = next.filter(|n| n.free && b.size + n.size >= need) {
                 // Absorb the successor, then give back what is not needed.
                 let after = arena.next_of(&n)?;
                 self.remove_free(&arena, &n)?;
@@ -1242,6 +1245,79 @@ pub(crate) mod tests {
         let (fl, sl) = mapping_insert(MIN_BLOCK + 64);
         heap.heads[fl][sl] = 12345;
         assert!(heap.allocate(&region, 64, 8).is_err());
+    }
+
+    /// Random garbage written into block headers, payloads and the state:
+    /// every later operation returns Ok or an error, never panics or hangs.
+    #[test]
+    fn random_corruption_never_panics() {
+        let seeds: u64 = if cfg!(miri) { 40 } else { 200 };
+        for seed in 1..=seeds {
+            let mut buf = TestRegion::new(32 * 1024);
+            let (region, heap) = heap_in(&mut buf);
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut live = Vec::new();
+            for _ in 0..40 {
+                let r = rng.next();
+                if let Ok(o) = heap.allocate(&region, (r % 300) as usize, 1 << (r >> 60) % 7) {
+                    live.push(o);
+                }
+                if r % 3 == 0 && !live.is_empty() {
+                    let o = live.swap_remove((r >> 20) as usize % live.len());
+                    heap.deallocate(&region, o).unwrap();
+                }
+            }
+            let (start, end) = heap.bounds();
+            for _ in 0..(1 + seed % 4) {
+                let r = rng.next();
+                let value = match r % 5 {
+                    0 => rng.next(),
+                    1 => rng.next() % (end + 64),
+                    2 => u64::MAX,
+                    3 => 0,
+                    _ => (rng.next() % 4096) & !15,
+                };
+                if r % 11 == 0 {
+                    // Somewhere in the state's counters, bitmaps or heads.
+                    let words = size_of::<HeapState>() / 8;
+                    let i = 2 + (rng.next() as usize % (words - 2));
+                    // SAFETY: `i` indexes a u64 of the state, which we own
+                    // exclusively through `heap`.
+                    unsafe { (heap as *mut HeapState).cast::<u64>().add(i).write(value) };
+                } else {
+                    let off = start + (rng.next() % ((end - start) / 8)) * 8;
+                    write_u64(&region, off, value);
+                }
+            }
+            for _ in 0..60 {
+                let r = rng.next();
+                match r % 4 {
+                    0 => {
+                        if let Ok(o) =
+                            heap.allocate(&region, (r >> 8) as usize % 2000, 1 << (r >> 60) % 13)
+                        {
+                            live.push(o);
+                        }
+                    }
+                    1 if !live.is_empty() => {
+                        let o = live.swap_remove((r >> 20) as usize % live.len());
+                        let _ = heap.deallocate(&region, o);
+                    }
+                    2 if !live.is_empty() => {
+                        let i = (r >> 20) as usize % live.len();
+                        if let Ok(o) =
+                            heap.reallocate(&region, live[i], (r >> 8) as usize % 3000, 16)
+                        {
+                            live[i] = o;
+                        }
+                    }
+                    _ => {
+                        let _ = heap.verify(&region);
+                        let _ = heap.deallocate(&region, Offset::new(rng.next() % end));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use core::ptr::{self, NonNull};
 
-use super::{ContainerError, Context, bad, cast, check_disjoint, generic_layout};
+use super::{ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout};
 use crate::shm::relptr::{Offset, Region};
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -87,8 +87,9 @@ impl<T: ShmSafe> ShmBox<T> {
     }
 
     /// The value, mutably.
-    pub fn get_mut<'a>(&'a mut self, region: &Region) -> Result<&'a mut T, ContainerError> {
-        let p = self.target(region)?;
+    pub fn get_mut<'a>(&'a mut self, ctx: &Context<'_>) -> Result<&'a mut T, ContainerError> {
+        let p = self.target(&ctx.region)?;
+        check_in_heap(ctx.heap, self.ptr.raw(), size_of::<T>(), "box")?;
         // SAFETY: as in `get`, and `&mut self` makes this the only access
         // through this box.
         Ok(unsafe { &mut *p.as_ptr() })

@@ -3,7 +3,7 @@
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use super::{ContainerError, Context, bad, cast, check_disjoint, generic_layout};
+use super::{ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout};
 use crate::shm::relptr::{Offset, Region};
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -134,11 +134,12 @@ impl<T: ShmSafe> ShmList<T> {
 
     fn set_next(
         &self,
-        region: &Region,
+        ctx: &Context<'_>,
         id: NodeId<T>,
         next: NodeId<T>,
     ) -> Result<(), ContainerError> {
-        let p = self.node(region, id)?;
+        let p = self.node(&ctx.region, id)?;
+        check_in_heap(ctx.heap, id.raw(), size_of::<ListNode<T>>(), "list node")?;
         // SAFETY: as in `links`, writing one u64 field.
         unsafe { ptr::write(&raw mut (*p.as_ptr()).next, next) };
         Ok(())
@@ -146,11 +147,12 @@ impl<T: ShmSafe> ShmList<T> {
 
     fn set_prev(
         &self,
-        region: &Region,
+        ctx: &Context<'_>,
         id: NodeId<T>,
         prev: NodeId<T>,
     ) -> Result<(), ContainerError> {
-        let p = self.node(region, id)?;
+        let p = self.node(&ctx.region, id)?;
+        check_in_heap(ctx.heap, id.raw(), size_of::<ListNode<T>>(), "list node")?;
         // SAFETY: as in `set_next`.
         unsafe { ptr::write(&raw mut (*p.as_ptr()).prev, prev) };
         Ok(())
@@ -206,10 +208,10 @@ impl<T: ShmSafe> ShmList<T> {
             self.head = id;
             self.tail = id;
         } else if end == End::Back {
-            self.set_next(&region, old, id)?;
+            self.set_next(ctx, old, id)?;
             self.tail = id;
         } else {
-            self.set_prev(&region, old, id)?;
+            self.set_prev(ctx, old, id)?;
             self.head = id;
         }
         self.len = self.len.saturating_add(1);
@@ -279,12 +281,12 @@ impl<T: ShmSafe> ShmList<T> {
         if prev.is_null() {
             self.head = next;
         } else {
-            self.set_next(&region, prev, next)?;
+            self.set_next(ctx, prev, next)?;
         }
         if next.is_null() {
             self.tail = prev;
         } else {
-            self.set_prev(&region, next, prev)?;
+            self.set_prev(ctx, next, prev)?;
         }
         self.len = self.len.saturating_sub(1);
         let p = self.node(&region, id)?;

@@ -5,7 +5,8 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use super::{
-    ContainerError, Context, StableHasher, bad, cast, check_disjoint, generic_layout, to_usize,
+    ContainerError, Context, StableHasher, bad, cast, check_disjoint, check_in_heap,
+    generic_layout, to_usize,
 };
 use crate::shm::relptr::{Offset, Region};
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
@@ -153,6 +154,17 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         Ok((p, cap))
     }
 
+    /// Checks the slot array lies in the heap (for paths that write to it).
+    fn slots_in_heap(&self, ctx: &Context<'_>) -> Result<(), ContainerError> {
+        if self.slots.is_null() {
+            return Ok(());
+        }
+        let bytes = to_usize(self.capacity)?
+            .checked_mul(size_of::<Slot<K, V>>())
+            .ok_or(ContainerError::CapacityOverflow)?;
+        check_in_heap(ctx.heap, self.slots.raw(), bytes, "hash map")
+    }
+
     fn state(p: NonNull<Slot<K, V>>, i: usize) -> Result<u64, ContainerError> {
         // SAFETY: callers pass `i < capacity` of a validated slot array;
         // reading the u64 state by value creates no reference.
@@ -198,10 +210,11 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     /// The value for `key`, mutably.
     pub fn get_mut<'a>(
         &'a mut self,
-        region: &Region,
+        ctx: &Context<'_>,
         key: &K,
     ) -> Result<Option<&'a mut V>, ContainerError> {
-        Ok(self.find(region, key)?.map(|(p, i)| {
+        self.slots_in_heap(ctx)?;
+        Ok(self.find(&ctx.region, key)?.map(|(p, i)| {
             // SAFETY: as in `get`; `&mut self` makes this the only access.
             unsafe { &mut (*p.as_ptr().add(i)).value }
         }))
@@ -286,6 +299,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         key: K,
         value: V,
     ) -> Result<Option<V>, ContainerError> {
+        self.slots_in_heap(ctx)?;
         if let Some((p, i)) = self.find(&ctx.region, &key)? {
             // SAFETY: slot `i` is full and inside the validated array.
             return Ok(Some(unsafe {
@@ -304,6 +318,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
             self.rehash(ctx, new_cap.max(MIN_CAPACITY))?;
         }
         let (p, cap) = self.storage(&ctx.region)?;
+        self.slots_in_heap(ctx)?;
         if Self::place(p, cap, key, value)? {
             self.tombstones = self.tombstones.saturating_sub(1);
         }
@@ -312,8 +327,9 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     }
 
     /// Removes `key`; returns its value.
-    pub fn remove(&mut self, region: &Region, key: &K) -> Result<Option<V>, ContainerError> {
-        let Some((p, i)) = self.find(region, key)? else {
+    pub fn remove(&mut self, ctx: &mut Context<'_>, key: &K) -> Result<Option<V>, ContainerError> {
+        self.slots_in_heap(ctx)?;
+        let Some((p, i)) = self.find(&ctx.region, key)? else {
             return Ok(None);
         };
         // SAFETY: slot `i` is full and inside the validated array; the

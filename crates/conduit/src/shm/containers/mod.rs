@@ -127,6 +127,13 @@ pub enum ContainerError {
         /// Recorded capacity.
         capacity: u64,
     },
+    /// Storage that is about to be written lies outside the heap's range
+    /// (for example on top of the heap state): the container is corrupted.
+    #[error("the {what} storage lies outside the heap: the container is corrupted")]
+    OutsideHeap {
+        /// Which container part.
+        what: &'static str,
+    },
     /// A box is null (never allocated or already freed).
     #[error("the box is empty")]
     Empty,
@@ -151,6 +158,24 @@ fn check_disjoint<H>(
         if off < h + size_of::<H>() as u64 && h < end {
             return Err(ContainerError::Overlap { what });
         }
+    }
+    Ok(())
+}
+
+/// Checks that `[off, off+len)` lies inside the heap's block range, so that
+/// writing there can only touch heap blocks (never the heap state or
+/// anything else in the region). Every write path calls this; read-only
+/// paths, which get only a `Region`, check bounds and self-overlap only.
+fn check_in_heap(
+    heap: &HeapState,
+    off: u64,
+    len: usize,
+    what: &'static str,
+) -> Result<(), ContainerError> {
+    let (start, end) = heap.bounds();
+    let inside = off >= start && off.checked_add(len as u64).is_some_and(|e| e <= end);
+    if !inside {
+        return Err(ContainerError::OutsideHeap { what });
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ fn vec_operations() {
     let mut header = ShmBox::new(&mut ctx, ShmVec::<u64>::new()).unwrap();
     let n = scale(1000);
     {
-        let v = header.get_mut(&region).unwrap();
+        let v = header.get_mut(&ctx).unwrap();
         for i in 0..n as u64 {
             v.push(&mut ctx, i * 3).unwrap();
         }
@@ -46,7 +46,7 @@ fn vec_operations() {
                 .eq((0..n as u64).map(|i| i * 3))
         );
         assert_eq!(v.pop(&region).unwrap(), Some((n as u64 - 1) * 3));
-        v.as_mut_slice(&region).unwrap()[0] = 99;
+        v.as_mut_slice(&ctx).unwrap()[0] = 99;
         assert_eq!(v.as_slice(&region).unwrap()[0], 99);
         v.clear();
         assert!(v.is_empty());
@@ -67,7 +67,7 @@ fn vec_corruption_is_an_error() {
     let mut header = ShmBox::new(&mut ctx, ShmVec::<u32>::new()).unwrap();
     let h = header.offset().raw();
     for i in 0..10 {
-        header.get_mut(&region).unwrap().push(&mut ctx, i).unwrap();
+        header.get_mut(&ctx).unwrap().push(&mut ctx, i).unwrap();
     }
     // Data offset beyond the region.
     let data = header.get(&region).unwrap().data_offset().raw();
@@ -87,7 +87,7 @@ fn vec_corruption_is_an_error() {
     // Length larger than capacity.
     poke(&region, h, data);
     poke(&region, h + 8, 1 << 40);
-    let v = header.get_mut(&region).unwrap();
+    let v = header.get_mut(&ctx).unwrap();
     assert!(matches!(
         v.get(&region, 0),
         Err(ContainerError::LengthExceedsCapacity { .. })
@@ -105,7 +105,7 @@ fn vec_corruption_is_an_error() {
     poke(&region, h, data + 16);
     poke(&region, h + 16, 4);
     poke(&region, h + 8, 4);
-    let v = header.get_mut(&region).unwrap();
+    let v = header.get_mut(&ctx).unwrap();
     assert!(matches!(
         v.push(&mut ctx, 1),
         Err(ContainerError::Alloc(
@@ -144,7 +144,7 @@ fn box_operations() {
     let mut ctx = Context::new(region, heap);
     let mut b = ShmBox::new(&mut ctx, [1u64, 2, 3]).unwrap();
     assert_eq!(b.get(&region).unwrap(), &[1, 2, 3]);
-    b.get_mut(&region).unwrap()[1] = 20;
+    b.get_mut(&ctx).unwrap()[1] = 20;
     assert_eq!(b.take(&mut ctx).unwrap(), [1, 20, 3]);
     assert!(b.is_empty());
     assert_eq!(b.get(&region).unwrap_err(), ContainerError::Empty);
@@ -165,7 +165,7 @@ fn list_operations() {
     let mut header = ShmBox::new(&mut ctx, ShmList::<u32>::new()).unwrap();
     let n = scale(200) as u32;
     {
-        let list = header.get_mut(&region).unwrap();
+        let list = header.get_mut(&ctx).unwrap();
         for i in 0..n {
             list.push_back(&mut ctx, i).unwrap();
         }
@@ -204,7 +204,7 @@ fn list_corruption_is_an_error() {
     for i in 0..4 {
         ids.push(
             header
-                .get_mut(&region)
+                .get_mut(&ctx)
                 .unwrap()
                 .push_back(&mut ctx, i)
                 .unwrap(),
@@ -253,7 +253,7 @@ fn list_corruption_is_an_error() {
     ));
     // The head points at the list header itself.
     poke(&region, h, h);
-    let list = header.get_mut(&region).unwrap();
+    let list = header.get_mut(&ctx).unwrap();
     assert!(matches!(
         list.pop_front(&mut ctx),
         Err(ContainerError::Overlap { .. })
@@ -282,7 +282,7 @@ fn map_against_model() {
     let mut x = 0x9e37_79b9u64;
     let steps = scale(4000);
     {
-        let map = header.get_mut(&region).unwrap();
+        let map = header.get_mut(&ctx).unwrap();
         for step in 0..steps as u64 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -292,7 +292,7 @@ fn map_against_model() {
                 b: 7,
             };
             if x % 4 == 0 {
-                assert_eq!(map.remove(&region, &key).unwrap(), model.remove(&key));
+                assert_eq!(map.remove(&mut ctx, &key).unwrap(), model.remove(&key));
             } else {
                 assert_eq!(
                     map.insert(&mut ctx, key, step).unwrap(),
@@ -315,7 +315,7 @@ fn map_against_model() {
         expect.sort_by_key(|(k, _)| (k.a, k.b));
         assert_eq!(seen, expect);
         if let Some(k) = model.keys().next() {
-            *map.get_mut(&region, k).unwrap().unwrap() = 5;
+            *map.get_mut(&ctx, k).unwrap().unwrap() = 5;
             assert_eq!(map.get(&region, k).unwrap(), Some(&5));
             assert!(map.contains_key(&region, k).unwrap());
         }
@@ -334,7 +334,7 @@ fn map_corruption_is_an_error() {
     let h = header.offset().raw();
     for i in 0..5 {
         header
-            .get_mut(&region)
+            .get_mut(&ctx)
             .unwrap()
             .insert(&mut ctx, i, i)
             .unwrap();
@@ -389,4 +389,124 @@ fn stable_hasher_is_stable() {
     let mut h3 = StableHasher::new();
     h3.write(b"conduiu");
     assert_ne!(a, h3.finish());
+}
+
+/// Random garbage in the region under live containers: every operation
+/// returns Ok or an error; nothing panics, hangs or (under Miri) touches
+/// memory it must not.
+#[test]
+fn random_corruption_of_containers_never_panics() {
+    let seeds: u64 = if cfg!(miri) { 40 } else { 300 };
+    for seed in 1..=seeds {
+        let mut buf = TestRegion::new(64 * 1024);
+        let (region, heap) = heap_in(&mut buf);
+        let (start, end) = heap.bounds();
+        let mut ctx = Context::new(region, heap);
+        let mut list = ShmBox::new(&mut ctx, ShmList::<u64>::new()).unwrap();
+        let mut vec = ShmBox::new(&mut ctx, ShmVec::<u32>::new()).unwrap();
+        let mut map = ShmBox::new(&mut ctx, ShmHashMap::<u64, u64>::new()).unwrap();
+        let mut string = ShmBox::new(&mut ctx, ShmString::new()).unwrap();
+        for i in 0..12u64 {
+            list.get_mut(&ctx).unwrap().push_back(&mut ctx, i).unwrap();
+            vec.get_mut(&ctx).unwrap().push(&mut ctx, i as u32).unwrap();
+            map.get_mut(&ctx).unwrap().insert(&mut ctx, i, i).unwrap();
+            string
+                .get_mut(&ctx)
+                .unwrap()
+                .push_str(&mut ctx, "ab")
+                .unwrap();
+        }
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut rng = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..(1 + seed % 6) {
+            let off = start + rng() % ((end - start) / 8) * 8;
+            let value = match rng() % 4 {
+                0 => rng(),
+                1 => rng() % end,
+                2 => u64::MAX,
+                _ => 0,
+            };
+            poke(&region, off, value);
+        }
+        for _ in 0..30 {
+            let r = rng();
+            let k = r % 20;
+            match r % 12 {
+                0 => {
+                    if let Ok(l) = list.get(&region) {
+                        let _ = l.iter(&region).count();
+                        let _ = l.iter_rev(&region).count();
+                    }
+                }
+                1 => {
+                    if let Ok(l) = list.get_mut(&ctx) {
+                        let _ = l.push_front(&mut ctx, k);
+                    }
+                }
+                2 => {
+                    if let Ok(l) = list.get_mut(&ctx) {
+                        let _ = l.pop_back(&mut ctx);
+                    }
+                }
+                3 => {
+                    if let Ok(l) = list.get_mut(&ctx) {
+                        if let Ok(Some(id)) = l.find(&region, |v| *v == k) {
+                            let _ = l.remove(&mut ctx, id);
+                        }
+                    }
+                }
+                4 => {
+                    if let Ok(v) = vec.get_mut(&ctx) {
+                        let _ = v.push(&mut ctx, k as u32);
+                        let _ = v.iter(&region).map(|i| i.count());
+                    }
+                }
+                5 => {
+                    if let Ok(v) = vec.get_mut(&ctx) {
+                        let _ = v.pop(&region);
+                        if let Ok(s) = v.as_mut_slice(&ctx) {
+                            s.iter_mut().for_each(|e| *e = 1);
+                        }
+                    }
+                }
+                6 => {
+                    if let Ok(m) = map.get_mut(&ctx) {
+                        let _ = m.insert(&mut ctx, k, r);
+                    }
+                }
+                7 => {
+                    if let Ok(m) = map.get_mut(&ctx) {
+                        let _ = m.remove(&mut ctx, &k);
+                        let _ = m.get(&region, &k);
+                    }
+                }
+                8 => {
+                    if let Ok(m) = map.get(&region) {
+                        if let Ok(it) = m.iter(&region) {
+                            let _ = it.count();
+                        }
+                    }
+                }
+                9 => {
+                    if let Ok(s) = string.get_mut(&ctx) {
+                        let _ = s.push_str(&mut ctx, "é");
+                        let _ = s.as_str(&region).map(str::len);
+                    }
+                }
+                10 => {
+                    let _ = ctx.heap.verify(&region);
+                }
+                _ => {
+                    if let Ok(l) = list.get_mut(&ctx) {
+                        let _ = l.free(&mut ctx);
+                    }
+                }
+            }
+        }
+    }
 }

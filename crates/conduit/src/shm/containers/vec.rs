@@ -3,7 +3,9 @@
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use super::{ContainerError, Context, bad, cast, check_disjoint, generic_layout, to_usize};
+use super::{
+    ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout, to_usize,
+};
 use crate::shm::relptr::{Offset, Region};
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -126,6 +128,16 @@ impl<T: ShmSafe> ShmVec<T> {
         Ok((p, len, cap))
     }
 
+    /// `storage`, plus a check that the storage lies in the heap (for
+    /// paths that write to it).
+    fn storage_mut(&self, ctx: &Context<'_>) -> Result<(NonNull<T>, usize, usize), ContainerError> {
+        let s = self.storage(&ctx.region)?;
+        if s.2 != 0 {
+            check_in_heap(ctx.heap, self.data.raw(), s.2 * size_of::<T>(), "vector")?;
+        }
+        Ok(s)
+    }
+
     /// The elements, after validating the header against `region`.
     pub fn as_slice<'a>(&'a self, region: &Region) -> Result<&'a [T], ContainerError> {
         let (p, len, _) = self.storage(region)?;
@@ -137,8 +149,11 @@ impl<T: ShmSafe> ShmVec<T> {
     }
 
     /// The elements, mutably.
-    pub fn as_mut_slice<'a>(&'a mut self, region: &Region) -> Result<&'a mut [T], ContainerError> {
-        let (p, len, _) = self.storage(region)?;
+    pub fn as_mut_slice<'a>(
+        &'a mut self,
+        ctx: &Context<'_>,
+    ) -> Result<&'a mut [T], ContainerError> {
+        let (p, len, _) = self.storage_mut(ctx)?;
         // SAFETY: as in `as_slice`; `&mut self` makes this the only access
         // through this vector.
         Ok(unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len) })
@@ -165,7 +180,7 @@ impl<T: ShmSafe> ShmVec<T> {
         ctx: &mut Context<'_>,
         additional: usize,
     ) -> Result<(), ContainerError> {
-        let (_, len, cap) = self.storage(&ctx.region)?;
+        let (_, len, cap) = self.storage_mut(ctx)?;
         let want = len
             .checked_add(additional)
             .ok_or(ContainerError::CapacityOverflow)?;
@@ -191,7 +206,7 @@ impl<T: ShmSafe> ShmVec<T> {
     /// Appends `value`, growing the storage if needed.
     pub fn push(&mut self, ctx: &mut Context<'_>, value: T) -> Result<(), ContainerError> {
         self.reserve(ctx, 1)?;
-        let (p, len, _) = self.storage(&ctx.region)?;
+        let (p, len, _) = self.storage_mut(ctx)?;
         // SAFETY: `len < capacity` after reserve, so slot `len` is inside
         // the validated storage.
         unsafe { ptr::write(p.as_ptr().add(len), value) };
