@@ -1259,7 +1259,7 @@ pub(crate) mod tests {
             let mut live = Vec::new();
             for _ in 0..40 {
                 let r = rng.next();
-                if let Ok(o) = heap.allocate(&region, (r % 300) as usize, 1 << (r >> 60) % 7) {
+                if let Ok(o) = heap.allocate(&region, (r % 300) as usize, 1 << ((r >> 60) % 7)) {
                     live.push(o);
                 }
                 if r % 3 == 0 && !live.is_empty() {
@@ -1294,7 +1294,7 @@ pub(crate) mod tests {
                 match r % 4 {
                     0 => {
                         if let Ok(o) =
-                            heap.allocate(&region, (r >> 8) as usize % 2000, 1 << (r >> 60) % 13)
+                            heap.allocate(&region, (r >> 8) as usize % 2000, 1 << ((r >> 60) % 13))
                         {
                             live.push(o);
                         }
