@@ -45,11 +45,7 @@ impl ShmString {
 
     /// Appends `s`.
     pub fn push_str(&mut self, ctx: &mut Context<'_>, s: &str) -> Result<(), ContainerError> {
-        self.bytes.reserve(ctx, s.len())?;
-        for &b in s.as_bytes() {
-            self.bytes.push(ctx, b)?;
-        }
-        Ok(())
+        self.bytes.extend_from_slice(ctx, s.as_bytes())
     }
 
     /// The raw bytes (not checked for UTF-8).

@@ -214,6 +214,27 @@ impl<T: ShmSafe> ShmVec<T> {
         Ok(())
     }
 
+    /// Appends a copy of every element of `items` (one reservation, one
+    /// copy).
+    pub fn extend_from_slice(
+        &mut self,
+        ctx: &mut Context<'_>,
+        items: &[T],
+    ) -> Result<(), ContainerError>
+    where
+        T: Copy,
+    {
+        self.reserve(ctx, items.len())?;
+        let (p, len, _) = self.storage_mut(ctx)?;
+        // SAFETY: `len + items.len() <= capacity` after reserve, so the
+        // destination is inside the validated storage. `copy` (memmove)
+        // stays correct even if corrupted metadata made two containers
+        // share storage and `items` came from the other one.
+        unsafe { ptr::copy(items.as_ptr(), p.as_ptr().add(len), items.len()) };
+        self.len += items.len() as u64;
+        Ok(())
+    }
+
     /// Removes and returns the last element.
     pub fn pop(&mut self, region: &Region) -> Result<Option<T>, ContainerError> {
         let (p, len, _) = self.storage(region)?;
