@@ -14,5 +14,5 @@ pub mod alloc;
 pub mod containers;
 pub use alloc::{AllocError, HeapInitError, HeapState, HeapStats};
 pub use containers::{
-    ContainerError, Context, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec, StableHasher,
+    ContainerError, Context, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec, StableHasher, View,
 };

@@ -2,8 +2,8 @@
 
 use core::ptr::{self, NonNull};
 
-use super::{ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout};
-use crate::shm::relptr::{Offset, Region};
+use super::{ContainerError, Context, View, bad, cast, check_disjoint, generic_layout};
+use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
 /// One `T` allocated in the heap of a region, owned by this handle.
@@ -68,19 +68,21 @@ impl<T: ShmSafe> ShmBox<T> {
         self.ptr.is_null()
     }
 
-    fn target(&self, region: &Region) -> Result<NonNull<T>, ContainerError> {
+    fn target(&self, view: &View) -> Result<NonNull<T>, ContainerError> {
+        let region = view.region();
         let p = self
             .ptr
             .resolve(region)
             .map_err(bad("box"))?
             .ok_or(ContainerError::Empty)?;
         check_disjoint(region, self, self.ptr.raw(), size_of::<T>(), "box")?;
+        view.check(self.ptr.raw(), size_of::<T>(), "box")?;
         Ok(p)
     }
 
     /// The value.
-    pub fn get<'a>(&'a self, region: &Region) -> Result<&'a T, ContainerError> {
-        let p = self.target(region)?;
+    pub fn get(&self, view: impl Into<View>) -> Result<&T, ContainerError> {
+        let p = self.target(&view.into())?;
         // SAFETY: inside the region, aligned, not overlapping this handle;
         // every bit pattern is a valid `T: ShmSafe`.
         Ok(unsafe { &*p.as_ptr() })
@@ -88,8 +90,7 @@ impl<T: ShmSafe> ShmBox<T> {
 
     /// The value, mutably.
     pub fn get_mut<'a>(&'a mut self, ctx: &Context<'_>) -> Result<&'a mut T, ContainerError> {
-        let p = self.target(&ctx.region)?;
-        check_in_heap(ctx.heap, self.ptr.raw(), size_of::<T>(), "box")?;
+        let p = self.target(&ctx.view())?;
         // SAFETY: as in `get`, and `&mut self` makes this the only access
         // through this box.
         Ok(unsafe { &mut *p.as_ptr() })
@@ -97,7 +98,7 @@ impl<T: ShmSafe> ShmBox<T> {
 
     /// Moves the value out and frees its memory; the box becomes empty.
     pub fn take(&mut self, ctx: &mut Context<'_>) -> Result<T, ContainerError> {
-        let p = self.target(&ctx.region)?;
+        let p = self.target(&ctx.view())?;
         // Check the block before reading, so a bad offset changes nothing.
         ctx.heap.usable_size(&ctx.region, cast(self.ptr))?;
         // SAFETY: validated as in `get`; the memory is freed right after.

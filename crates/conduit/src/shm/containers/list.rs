@@ -3,8 +3,8 @@
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use super::{ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout};
-use crate::shm::relptr::{Offset, Region};
+use super::{ContainerError, Context, View, bad, cast, check_disjoint, generic_layout};
+use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
 /// One node of a [`ShmList`], allocated in the heap.
@@ -101,7 +101,8 @@ impl<T: ShmSafe> ShmList<T> {
         self.len == 0
     }
 
-    fn node(&self, region: &Region, id: NodeId<T>) -> Result<NonNull<ListNode<T>>, ContainerError> {
+    fn node(&self, view: &View, id: NodeId<T>) -> Result<NonNull<ListNode<T>>, ContainerError> {
+        let region = view.region();
         let p = id
             .resolve(region)
             .map_err(bad("list node"))?
@@ -113,15 +114,12 @@ impl<T: ShmSafe> ShmList<T> {
             size_of::<ListNode<T>>(),
             "list node",
         )?;
+        view.check(id.raw(), size_of::<ListNode<T>>(), "list node")?;
         Ok(p)
     }
 
-    fn links(
-        &self,
-        region: &Region,
-        id: NodeId<T>,
-    ) -> Result<(NodeId<T>, NodeId<T>), ContainerError> {
-        let p = self.node(region, id)?;
+    fn links(&self, view: &View, id: NodeId<T>) -> Result<(NodeId<T>, NodeId<T>), ContainerError> {
+        let p = self.node(view, id)?;
         // SAFETY: `p` is inside the region, aligned, not overlapping the
         // header; reading two u64 words by value creates no reference.
         unsafe {
@@ -138,8 +136,7 @@ impl<T: ShmSafe> ShmList<T> {
         id: NodeId<T>,
         next: NodeId<T>,
     ) -> Result<(), ContainerError> {
-        let p = self.node(&ctx.region, id)?;
-        check_in_heap(ctx.heap, id.raw(), size_of::<ListNode<T>>(), "list node")?;
+        let p = self.node(&ctx.view(), id)?;
         // SAFETY: as in `links`, writing one u64 field.
         unsafe { ptr::write(&raw mut (*p.as_ptr()).next, next) };
         Ok(())
@@ -151,8 +148,7 @@ impl<T: ShmSafe> ShmList<T> {
         id: NodeId<T>,
         prev: NodeId<T>,
     ) -> Result<(), ContainerError> {
-        let p = self.node(&ctx.region, id)?;
-        check_in_heap(ctx.heap, id.raw(), size_of::<ListNode<T>>(), "list node")?;
+        let p = self.node(&ctx.view(), id)?;
         // SAFETY: as in `set_next`.
         unsafe { ptr::write(&raw mut (*p.as_ptr()).prev, prev) };
         Ok(())
@@ -178,6 +174,7 @@ impl<T: ShmSafe> ShmList<T> {
         end: End,
     ) -> Result<NodeId<T>, ContainerError> {
         self.check_ends()?;
+        let view = ctx.view();
         let region = ctx.region;
         let old = if end == End::Back {
             self.tail
@@ -186,7 +183,7 @@ impl<T: ShmSafe> ShmList<T> {
         };
         if !old.is_null() {
             // The old end must really be an end.
-            let (next, prev) = self.links(&region, old)?;
+            let (next, prev) = self.links(&view, old)?;
             let outer = if end == End::Back { next } else { prev };
             if !outer.is_null() {
                 return Err(ContainerError::BrokenLink { node: old.raw() });
@@ -196,7 +193,7 @@ impl<T: ShmSafe> ShmList<T> {
             ctx.heap
                 .allocate(&region, size_of::<ListNode<T>>(), align_of::<ListNode<T>>())?;
         let id: NodeId<T> = cast(off);
-        let p = self.node(&region, id)?;
+        let p = self.node(&view, id)?;
         let (next, prev) = if end == End::Back {
             (Offset::NULL, old)
         } else {
@@ -259,22 +256,23 @@ impl<T: ShmSafe> ShmList<T> {
     /// a freed node or garbage is an error and changes nothing.
     pub fn remove(&mut self, ctx: &mut Context<'_>, id: NodeId<T>) -> Result<T, ContainerError> {
         self.check_ends()?;
+        let view = ctx.view();
         let region = ctx.region;
         let broken = ContainerError::BrokenLink { node: id.raw() };
-        let (next, prev) = self.links(&region, id)?;
+        let (next, prev) = self.links(&view, id)?;
         ctx.heap.usable_size(&region, cast(id))?;
         if prev.is_null() {
             if self.head != id {
                 return Err(broken);
             }
-        } else if prev == id || self.links(&region, prev)?.0 != id {
+        } else if prev == id || self.links(&view, prev)?.0 != id {
             return Err(broken);
         }
         if next.is_null() {
             if self.tail != id {
                 return Err(broken);
             }
-        } else if next == id || self.links(&region, next)?.1 != id {
+        } else if next == id || self.links(&view, next)?.1 != id {
             return Err(broken);
         }
         // All checked: unlink.
@@ -289,7 +287,7 @@ impl<T: ShmSafe> ShmList<T> {
             self.set_prev(ctx, next, prev)?;
         }
         self.len = self.len.saturating_sub(1);
-        let p = self.node(&region, id)?;
+        let p = self.node(&view, id)?;
         // SAFETY: the node is validated and now unlinked; the value is
         // moved out before the memory is freed.
         let value = unsafe { ptr::read(&raw const (*p.as_ptr()).value) };
@@ -299,10 +297,10 @@ impl<T: ShmSafe> ShmList<T> {
 
     /// Iterates front to back. Each item is checked (offset in range, back
     /// link agrees); the walk stops after the recorded length.
-    pub fn iter<'a>(&'a self, region: &Region) -> ListIter<'a, T> {
+    pub fn iter<'a>(&'a self, view: impl Into<View>) -> ListIter<'a, T> {
         ListIter {
             list: self,
-            region: *region,
+            view: view.into(),
             next: self.head,
             expect_back: Offset::NULL,
             seen: 0,
@@ -312,10 +310,10 @@ impl<T: ShmSafe> ShmList<T> {
     }
 
     /// Iterates back to front, with the same checks as [`ShmList::iter`].
-    pub fn iter_rev<'a>(&'a self, region: &Region) -> ListIter<'a, T> {
+    pub fn iter_rev<'a>(&'a self, view: impl Into<View>) -> ListIter<'a, T> {
         ListIter {
             list: self,
-            region: *region,
+            view: view.into(),
             next: self.tail,
             expect_back: Offset::NULL,
             seen: 0,
@@ -327,10 +325,10 @@ impl<T: ShmSafe> ShmList<T> {
     /// The id of the first node (front to back) whose value satisfies `pred`.
     pub fn find(
         &self,
-        region: &Region,
+        view: impl Into<View>,
         mut pred: impl FnMut(&T) -> bool,
     ) -> Result<Option<NodeId<T>>, ContainerError> {
-        let mut it = self.iter(region);
+        let mut it = self.iter(view);
         while let Some(item) = it.next_node() {
             let (id, v) = item?;
             if pred(v) {
@@ -360,7 +358,7 @@ impl<T: ShmSafe> ShmList<T> {
 /// list is corrupted.
 pub struct ListIter<'a, T> {
     list: &'a ShmList<T>,
-    region: Region,
+    view: View,
     next: NodeId<T>,
     expect_back: NodeId<T>,
     seen: u64,
@@ -402,7 +400,7 @@ impl<'a, T: ShmSafe> ListIter<'a, T> {
             });
         }
         let id = self.next;
-        let (next, prev) = match self.list.links(&self.region, id) {
+        let (next, prev) = match self.list.links(&self.view, id) {
             Ok(l) => l,
             Err(e) => return self.fail(e),
         };
@@ -414,7 +412,7 @@ impl<'a, T: ShmSafe> ListIter<'a, T> {
         if back != self.expect_back {
             return self.fail(ContainerError::BrokenLink { node: id.raw() });
         }
-        let p = match self.list.node(&self.region, id) {
+        let p = match self.list.node(&self.view, id) {
             Ok(p) => p,
             Err(e) => return self.fail(e),
         };

@@ -5,10 +5,10 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use super::{
-    ContainerError, Context, StableHasher, bad, cast, check_disjoint, check_in_heap,
-    generic_layout, to_usize,
+    ContainerError, Context, StableHasher, View, bad, cast, check_disjoint, generic_layout,
+    to_usize,
 };
-use crate::shm::relptr::{Offset, Region};
+use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
 const EMPTY: u64 = 0;
@@ -121,7 +121,8 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     }
 
     /// Validates the header; returns the slot array and its length.
-    fn storage(&self, region: &Region) -> Result<(NonNull<Slot<K, V>>, usize), ContainerError> {
+    fn storage(&self, view: &View) -> Result<(NonNull<Slot<K, V>>, usize), ContainerError> {
+        let region = view.region();
         let cap = to_usize(self.capacity)?;
         if self.slots.is_null() {
             if cap != 0 || self.len != 0 {
@@ -151,18 +152,8 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
             .checked_mul(cap)
             .ok_or(ContainerError::CapacityOverflow)?;
         check_disjoint(region, self, self.slots.raw(), bytes, "hash map")?;
+        view.check(self.slots.raw(), bytes, "hash map")?;
         Ok((p, cap))
-    }
-
-    /// Checks the slot array lies in the heap (for paths that write to it).
-    fn slots_in_heap(&self, ctx: &Context<'_>) -> Result<(), ContainerError> {
-        if self.slots.is_null() {
-            return Ok(());
-        }
-        let bytes = to_usize(self.capacity)?
-            .checked_mul(size_of::<Slot<K, V>>())
-            .ok_or(ContainerError::CapacityOverflow)?;
-        check_in_heap(ctx.heap, self.slots.raw(), bytes, "hash map")
     }
 
     fn state(p: NonNull<Slot<K, V>>, i: usize) -> Result<u64, ContainerError> {
@@ -179,8 +170,8 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     }
 
     /// Slot index holding `key`, if any. At most `capacity` probes.
-    fn find(&self, region: &Region, key: &K) -> Result<Found<K, V>, ContainerError> {
-        let (p, cap) = self.storage(region)?;
+    fn find(&self, view: &View, key: &K) -> Result<Found<K, V>, ContainerError> {
+        let (p, cap) = self.storage(view)?;
         if cap == 0 {
             return Ok(None);
         }
@@ -200,8 +191,12 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
     }
 
     /// The value for `key`.
-    pub fn get<'a>(&'a self, region: &Region, key: &K) -> Result<Option<&'a V>, ContainerError> {
-        Ok(self.find(region, key)?.map(|(p, i)| {
+    pub fn get<'a>(
+        &'a self,
+        view: impl Into<View>,
+        key: &K,
+    ) -> Result<Option<&'a V>, ContainerError> {
+        Ok(self.find(&view.into(), key)?.map(|(p, i)| {
             // SAFETY: slot `i` is inside the validated array and full.
             unsafe { &(*p.as_ptr().add(i)).value }
         }))
@@ -213,16 +208,15 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         ctx: &Context<'_>,
         key: &K,
     ) -> Result<Option<&'a mut V>, ContainerError> {
-        self.slots_in_heap(ctx)?;
-        Ok(self.find(&ctx.region, key)?.map(|(p, i)| {
+        Ok(self.find(&ctx.view(), key)?.map(|(p, i)| {
             // SAFETY: as in `get`; `&mut self` makes this the only access.
             unsafe { &mut (*p.as_ptr().add(i)).value }
         }))
     }
 
     /// Whether `key` is present.
-    pub fn contains_key(&self, region: &Region, key: &K) -> Result<bool, ContainerError> {
-        Ok(self.find(region, key)?.is_some())
+    pub fn contains_key(&self, view: impl Into<View>, key: &K) -> Result<bool, ContainerError> {
+        Ok(self.find(&view.into(), key)?.is_some())
     }
 
     /// Puts `(key, value)` into the first free or deleted slot of its probe
@@ -256,7 +250,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
 
     /// Moves every entry into a fresh slot array of `new_cap` slots.
     fn rehash(&mut self, ctx: &mut Context<'_>, new_cap: usize) -> Result<(), ContainerError> {
-        let (old, cap) = self.storage(&ctx.region)?;
+        let (old, cap) = self.storage(&ctx.view())?;
         let bytes = new_cap
             .checked_mul(size_of::<Slot<K, V>>())
             .ok_or(ContainerError::CapacityOverflow)?;
@@ -299,8 +293,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         key: K,
         value: V,
     ) -> Result<Option<V>, ContainerError> {
-        self.slots_in_heap(ctx)?;
-        if let Some((p, i)) = self.find(&ctx.region, &key)? {
+        if let Some((p, i)) = self.find(&ctx.view(), &key)? {
             // SAFETY: slot `i` is full and inside the validated array.
             return Ok(Some(unsafe {
                 ptr::replace(&raw mut (*p.as_ptr().add(i)).value, value)
@@ -317,8 +310,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
             };
             self.rehash(ctx, new_cap.max(MIN_CAPACITY))?;
         }
-        let (p, cap) = self.storage(&ctx.region)?;
-        self.slots_in_heap(ctx)?;
+        let (p, cap) = self.storage(&ctx.view())?;
         if Self::place(p, cap, key, value)? {
             self.tombstones = self.tombstones.saturating_sub(1);
         }
@@ -328,8 +320,7 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
 
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, ctx: &mut Context<'_>, key: &K) -> Result<Option<V>, ContainerError> {
-        self.slots_in_heap(ctx)?;
-        let Some((p, i)) = self.find(&ctx.region, key)? else {
+        let Some((p, i)) = self.find(&ctx.view(), key)? else {
             return Ok(None);
         };
         // SAFETY: slot `i` is full and inside the validated array; the
@@ -345,8 +336,8 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
 
     /// Iterates over the entries in slot order (validated up front;
     /// each slot's state is checked as it is reached).
-    pub fn iter<'a>(&'a self, region: &Region) -> Result<MapIter<'a, K, V>, ContainerError> {
-        let (slots, cap) = self.storage(region)?;
+    pub fn iter<'a>(&'a self, view: impl Into<View>) -> Result<MapIter<'a, K, V>, ContainerError> {
+        let (slots, cap) = self.storage(&view.into())?;
         Ok(MapIter {
             slots,
             cap,

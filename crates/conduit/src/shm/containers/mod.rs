@@ -54,6 +54,83 @@ impl<'a> Context<'a> {
     pub fn new(region: Region, heap: &'a mut HeapState) -> Context<'a> {
         Context { region, heap }
     }
+
+    /// A [`View`] that also knows the heap's range.
+    pub fn view(&self) -> View {
+        View::with_heap(self.region, self.heap)
+    }
+}
+
+/// What read-only container operations resolve offsets against: the
+/// region and, when known, the heap's block range inside it.
+///
+/// Every container's storage is a heap block, so with the heap range known
+/// a corrupted offset that points at the heap state (or anything else
+/// outside the heap) is refused with [`ContainerError::OutsideHeap`]. A
+/// view made from a bare [`Region`] checks region bounds only: that is
+/// memory-safe, but such a read may then observe the heap state's bytes,
+/// which (if the same thread holds `&mut HeapState` in a [`Context`]) is an
+/// aliasing violation in Rust's model. Pass `&ctx` when you have one.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    region: Region,
+    heap: Option<(u64, u64)>,
+}
+
+impl View {
+    /// A view that checks region bounds only.
+    pub fn new(region: Region) -> View {
+        View { region, heap: None }
+    }
+
+    /// A view that also requires storage to lie inside `heap`'s range.
+    pub fn with_heap(region: Region, heap: &HeapState) -> View {
+        View {
+            region,
+            heap: Some(heap.bounds()),
+        }
+    }
+
+    /// The region.
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Checks `[off, off+len)` is inside the heap range, when known.
+    fn check(&self, off: u64, len: usize, what: &'static str) -> Result<(), ContainerError> {
+        let Some((start, end)) = self.heap else {
+            return Ok(());
+        };
+        let inside = off >= start && off.checked_add(len as u64).is_some_and(|e| e <= end);
+        if !inside {
+            return Err(ContainerError::OutsideHeap { what });
+        }
+        Ok(())
+    }
+}
+
+impl From<&Region> for View {
+    fn from(region: &Region) -> View {
+        View::new(*region)
+    }
+}
+
+impl From<&Context<'_>> for View {
+    fn from(ctx: &Context<'_>) -> View {
+        ctx.view()
+    }
+}
+
+impl From<&mut Context<'_>> for View {
+    fn from(ctx: &mut Context<'_>) -> View {
+        ctx.view()
+    }
+}
+
+impl From<&View> for View {
+    fn from(view: &View) -> View {
+        *view
+    }
 }
 
 /// Why a container operation failed.
@@ -158,24 +235,6 @@ fn check_disjoint<H>(
         if off < h + size_of::<H>() as u64 && h < end {
             return Err(ContainerError::Overlap { what });
         }
-    }
-    Ok(())
-}
-
-/// Checks that `[off, off+len)` lies inside the heap's block range, so that
-/// writing there can only touch heap blocks (never the heap state or
-/// anything else in the region). Every write path calls this; read-only
-/// paths, which get only a `Region`, check bounds and self-overlap only.
-fn check_in_heap(
-    heap: &HeapState,
-    off: u64,
-    len: usize,
-    what: &'static str,
-) -> Result<(), ContainerError> {
-    let (start, end) = heap.bounds();
-    let inside = off >= start && off.checked_add(len as u64).is_some_and(|e| e <= end);
-    if !inside {
-        return Err(ContainerError::OutsideHeap { what });
     }
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! [`ShmString`]: a growable UTF-8 string in shared memory.
 
-use super::{ContainerError, Context, ShmVec, generic_layout};
-use crate::shm::relptr::Region;
+use super::{ContainerError, Context, ShmVec, View, generic_layout};
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
 /// A UTF-8 string whose bytes live in the heap of a region.
@@ -49,13 +48,13 @@ impl ShmString {
     }
 
     /// The raw bytes (not checked for UTF-8).
-    pub fn as_bytes<'a>(&'a self, region: &Region) -> Result<&'a [u8], ContainerError> {
-        self.bytes.as_slice(region)
+    pub fn as_bytes(&self, view: impl Into<View>) -> Result<&[u8], ContainerError> {
+        self.bytes.as_slice(view)
     }
 
     /// The string, after checking that its bytes are UTF-8.
-    pub fn as_str<'a>(&'a self, region: &Region) -> Result<&'a str, ContainerError> {
-        core::str::from_utf8(self.bytes.as_slice(region)?).map_err(ContainerError::InvalidUtf8)
+    pub fn as_str(&self, view: impl Into<View>) -> Result<&str, ContainerError> {
+        core::str::from_utf8(self.bytes.as_slice(view)?).map_err(ContainerError::InvalidUtf8)
     }
 
     /// Sets the length to 0 (keeps the storage).

@@ -438,9 +438,9 @@ fn random_corruption_of_containers_never_panics() {
             let k = r % 20;
             match r % 12 {
                 0 => {
-                    if let Ok(l) = list.get(&region) {
-                        let _ = l.iter(&region).count();
-                        let _ = l.iter_rev(&region).count();
+                    if let Ok(l) = list.get(&ctx) {
+                        let _ = l.iter(&ctx).count();
+                        let _ = l.iter_rev(&ctx).count();
                     }
                 }
                 1 => {
@@ -455,7 +455,7 @@ fn random_corruption_of_containers_never_panics() {
                 }
                 3 => {
                     if let Ok(l) = list.get_mut(&ctx) {
-                        if let Ok(Some(id)) = l.find(&region, |v| *v == k) {
+                        if let Ok(Some(id)) = l.find(&ctx, |v| *v == k) {
                             let _ = l.remove(&mut ctx, id);
                         }
                     }
@@ -463,12 +463,12 @@ fn random_corruption_of_containers_never_panics() {
                 4 => {
                     if let Ok(v) = vec.get_mut(&ctx) {
                         let _ = v.push(&mut ctx, k as u32);
-                        let _ = v.iter(&region).map(|i| i.count());
+                        let _ = v.iter(&ctx).map(|i| i.count());
                     }
                 }
                 5 => {
                     if let Ok(v) = vec.get_mut(&ctx) {
-                        let _ = v.pop(&region);
+                        let _ = v.pop(&ctx);
                         if let Ok(s) = v.as_mut_slice(&ctx) {
                             s.iter_mut().for_each(|e| *e = 1);
                         }
@@ -482,12 +482,12 @@ fn random_corruption_of_containers_never_panics() {
                 7 => {
                     if let Ok(m) = map.get_mut(&ctx) {
                         let _ = m.remove(&mut ctx, &k);
-                        let _ = m.get(&region, &k);
+                        let _ = m.get(&ctx, &k);
                     }
                 }
                 8 => {
-                    if let Ok(m) = map.get(&region) {
-                        if let Ok(it) = m.iter(&region) {
+                    if let Ok(m) = map.get(&ctx) {
+                        if let Ok(it) = m.iter(&ctx) {
                             let _ = it.count();
                         }
                     }
@@ -495,7 +495,7 @@ fn random_corruption_of_containers_never_panics() {
                 9 => {
                     if let Ok(s) = string.get_mut(&ctx) {
                         let _ = s.push_str(&mut ctx, "é");
-                        let _ = s.as_str(&region).map(str::len);
+                        let _ = s.as_str(&ctx).map(str::len);
                     }
                 }
                 10 => {

@@ -3,10 +3,8 @@
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
-use super::{
-    ContainerError, Context, bad, cast, check_disjoint, check_in_heap, generic_layout, to_usize,
-};
-use crate::shm::relptr::{Offset, Region};
+use super::{ContainerError, Context, View, bad, cast, check_disjoint, generic_layout, to_usize};
+use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
 /// A growable array of `T` whose elements live in the heap of a region.
@@ -24,7 +22,7 @@ use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 /// let mut ctx = Context::new(region, &mut heap);
 /// let mut v = ShmVec::<u32>::new();
 /// v.push(&mut ctx, 7).unwrap();
-/// assert_eq!(v.as_slice(&ctx.region).unwrap(), &[7]);
+/// assert_eq!(v.as_slice(&ctx).unwrap(), &[7]);
 /// v.free(&mut ctx).unwrap();
 /// ```
 #[repr(C)]
@@ -99,7 +97,8 @@ impl<T: ShmSafe> ShmVec<T> {
     }
 
     /// Validates the header and returns (storage pointer, len, capacity).
-    fn storage(&self, region: &Region) -> Result<(NonNull<T>, usize, usize), ContainerError> {
+    fn storage(&self, view: &View) -> Result<(NonNull<T>, usize, usize), ContainerError> {
+        let region = view.region();
         if self.len > self.capacity {
             return Err(ContainerError::LengthExceedsCapacity {
                 len: self.len,
@@ -125,22 +124,19 @@ impl<T: ShmSafe> ShmVec<T> {
             .checked_mul(cap)
             .ok_or(ContainerError::CapacityOverflow)?;
         check_disjoint(region, self, self.data.raw(), bytes, "vector")?;
+        view.check(self.data.raw(), bytes, "vector")?;
         Ok((p, len, cap))
     }
 
-    /// `storage`, plus a check that the storage lies in the heap (for
-    /// paths that write to it).
     fn storage_mut(&self, ctx: &Context<'_>) -> Result<(NonNull<T>, usize, usize), ContainerError> {
-        let s = self.storage(&ctx.region)?;
-        if s.2 != 0 {
-            check_in_heap(ctx.heap, self.data.raw(), s.2 * size_of::<T>(), "vector")?;
-        }
-        Ok(s)
+        self.storage(&ctx.view())
     }
 
-    /// The elements, after validating the header against `region`.
-    pub fn as_slice<'a>(&'a self, region: &Region) -> Result<&'a [T], ContainerError> {
-        let (p, len, _) = self.storage(region)?;
+    /// The elements, after validating the header (pass `&ctx` or a
+    /// [`View`] with the heap for the full check; a `&Region` checks
+    /// region bounds only).
+    pub fn as_slice(&self, view: impl Into<View>) -> Result<&[T], ContainerError> {
+        let (p, len, _) = self.storage(&view.into())?;
         // SAFETY: `p..p+len` is inside the region (checked), aligned, and
         // does not overlap this header. The region's bytes are initialised
         // memory and `T: ShmSafe` is valid for every bit pattern. The
@@ -160,17 +156,16 @@ impl<T: ShmSafe> ShmVec<T> {
     }
 
     /// Element `index`, or `None` past the end.
-    pub fn get<'a>(
-        &'a self,
-        region: &Region,
-        index: usize,
-    ) -> Result<Option<&'a T>, ContainerError> {
-        Ok(self.as_slice(region)?.get(index))
+    pub fn get(&self, view: impl Into<View>, index: usize) -> Result<Option<&T>, ContainerError> {
+        Ok(self.as_slice(view)?.get(index))
     }
 
     /// An iterator over the elements (validated once, up front).
-    pub fn iter<'a>(&'a self, region: &Region) -> Result<core::slice::Iter<'a, T>, ContainerError> {
-        Ok(self.as_slice(region)?.iter())
+    pub fn iter<'a>(
+        &'a self,
+        view: impl Into<View>,
+    ) -> Result<core::slice::Iter<'a, T>, ContainerError> {
+        Ok(self.as_slice(view)?.iter())
     }
 
     /// Makes room for at least `additional` more elements, reallocating
@@ -236,8 +231,8 @@ impl<T: ShmSafe> ShmVec<T> {
     }
 
     /// Removes and returns the last element.
-    pub fn pop(&mut self, region: &Region) -> Result<Option<T>, ContainerError> {
-        let (p, len, _) = self.storage(region)?;
+    pub fn pop(&mut self, view: impl Into<View>) -> Result<Option<T>, ContainerError> {
+        let (p, len, _) = self.storage(&view.into())?;
         if len == 0 {
             return Ok(None);
         }
