@@ -1251,7 +1251,7 @@ pub(crate) mod tests {
     /// every later operation returns Ok or an error, never panics or hangs.
     #[test]
     fn random_corruption_never_panics() {
-        let seeds: u64 = if cfg!(miri) { 40 } else { 200 };
+        let seeds: u64 = if cfg!(miri) { 8 } else { 200 };
         for seed in 1..=seeds {
             let mut buf = TestRegion::new(32 * 1024);
             let (region, heap) = heap_in(&mut buf);

@@ -396,7 +396,7 @@ fn stable_hasher_is_stable() {
 /// memory it must not.
 #[test]
 fn random_corruption_of_containers_never_panics() {
-    let seeds: u64 = if cfg!(miri) { 40 } else { 300 };
+    let seeds: u64 = if cfg!(miri) { 8 } else { 300 };
     for seed in 1..=seeds {
         let mut buf = TestRegion::new(64 * 1024);
         let (region, heap) = heap_in(&mut buf);
