@@ -63,8 +63,7 @@ fn run_shm(seq: &[(usize, usize)]) -> Duration {
     // SAFETY: the buffer stays allocated until the end of this function,
     // after the last use of `region`.
     let region = unsafe { Region::new(base, REGION_SIZE) };
-    // SAFETY: all-zero bytes are a valid (uninitialised) HeapState.
-    let mut heap: Box<HeapState> = Box::new(unsafe { std::mem::zeroed() });
+    let mut heap = Box::new(HeapState::zeroed());
     heap.init(&region, 0, REGION_SIZE).expect("init heap");
     let mut live: Vec<Option<Offset<u8>>> = vec![None; WINDOW];
     let start = Instant::now();

@@ -426,7 +426,31 @@ impl Arena<'_> {
     }
 }
 
+impl Default for HeapState {
+    fn default() -> Self {
+        HeapState::zeroed()
+    }
+}
+
 impl HeapState {
+    /// An all-zero, not yet initialised state (what a fresh segment holds);
+    /// call [`HeapState::init`] before use.
+    pub const fn zeroed() -> HeapState {
+        HeapState {
+            magic: 0,
+            version: 0,
+            heap_start: 0,
+            heap_end: 0,
+            used_bytes: 0,
+            free_bytes: 0,
+            allocations: 0,
+            free_blocks: 0,
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL_COUNT],
+            heads: [[0; SL_COUNT]; FL_COUNT],
+        }
+    }
+
     /// Makes `region[start..start+len]` one empty heap managed by this
     /// state. The range is shrunk to 16-byte alignment.
     ///

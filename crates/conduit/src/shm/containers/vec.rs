@@ -16,8 +16,9 @@ use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 /// # use conduit::shm::{Context, HeapState, Region, ShmVec};
 /// # let mut buf = vec![0u64; 4096];
 /// # let len = buf.len() * 8;
+/// # // SAFETY: `buf` outlives `region` and nothing else uses it.
 /// # let region = unsafe { Region::new(core::ptr::NonNull::new(buf.as_mut_ptr().cast()).unwrap(), len) };
-/// # let mut heap: HeapState = unsafe { core::mem::zeroed() };
+/// # let mut heap = HeapState::zeroed();
 /// # heap.init(&region, 0, len).unwrap();
 /// let mut ctx = Context::new(region, &mut heap);
 /// let mut v = ShmVec::<u32>::new();
