@@ -9,3 +9,10 @@ pub use relptr::{Offset, OffsetError, Region, RelPtr};
 #[allow(unused_imports)]
 pub use segment::*;
 pub use shm_safe::{ShmSafe, TypeLayout, fingerprint};
+
+pub mod alloc;
+pub mod containers;
+pub use alloc::{AllocError, HeapInitError, HeapState, HeapStats};
+pub use containers::{
+    ContainerError, Context, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec, StableHasher, View,
+};
