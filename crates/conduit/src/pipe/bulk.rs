@@ -1,0 +1,1 @@
+//! Bulk byte streams through a pipe at page-moving speed (work in progress).
