@@ -21,6 +21,7 @@
 
 pub mod pipe;
 pub mod shm;
+pub mod socket;
 pub mod sync;
 pub mod sys;
 

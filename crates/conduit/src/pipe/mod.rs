@@ -278,7 +278,11 @@ pub struct InheritedFd {
     _fd: OwnedFd,
 }
 
-fn fd_from_env(env: &str) -> io::Result<OwnedFd> {
+/// Takes ownership of a descriptor handed over by [`pass_to_child`]
+/// (any kind: pipe end, socket, memfd) through the environment variable
+/// `env`; it is made close-on-exec again. Call it once per variable: a
+/// second call would own the same descriptor twice.
+pub fn take_inherited_fd(env: &str) -> io::Result<OwnedFd> {
     let value = std::env::var(env)
         .map_err(|_| io::Error::new(io::ErrorKind::NotFound, format!("{env} is not set")))?;
     let raw: RawFd = value.parse().map_err(|_| {
@@ -307,7 +311,7 @@ impl Reader {
     /// through the environment variable `env`. Call it once per variable:
     /// a second call would own the same descriptor twice.
     pub fn from_env(env: &str) -> io::Result<Reader> {
-        fd_from_env(env).map(Reader::from_fd)
+        take_inherited_fd(env).map(Reader::from_fd)
     }
 }
 
@@ -316,6 +320,6 @@ impl Writer {
     /// through the environment variable `env`. Call it once per variable:
     /// a second call would own the same descriptor twice.
     pub fn from_env(env: &str) -> io::Result<Writer> {
-        fd_from_env(env).map(Writer::from_fd)
+        take_inherited_fd(env).map(Writer::from_fd)
     }
 }

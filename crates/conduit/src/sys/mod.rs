@@ -16,6 +16,7 @@ pub mod mman;
 pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod socket;
 
 pub use rustix::io::Errno;
 
