@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+pub mod mq;
 pub mod pipe;
 pub mod shm;
 pub mod socket;

@@ -13,6 +13,7 @@ pub mod fd;
 pub mod futex;
 pub mod memfd;
 pub mod mman;
+pub mod mq;
 pub mod pipe;
 pub mod process;
 pub mod shm;
