@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use conduit::ShmSafe;
+use conduit::pipe::bulk::{BulkConfig, BulkReader, BulkWriter};
 use conduit::pipe::framed::{
     self, FrameReader, FrameWriter, Receiver, RecvError, SendError, Sender,
 };
@@ -71,6 +72,21 @@ fn dispatch(role: &str, args: &[String]) {
             let mut w = pipe::open_fifo_writer(&args[0]).unwrap();
             w.write_all(b"through the fifo").unwrap();
         }
+        "bulk_writer" => {
+            let w = pipe::Writer::from_env(PIPE_ENV).unwrap();
+            let config = bulk_config(&args[0]);
+            let mut tx = BulkWriter::new(w, config).unwrap();
+            let mut offset = 0u64;
+            for i in 0..BULK_CHUNKS {
+                let len = bulk_chunk_len(i, tx.chunk_len());
+                let buf = tx.buffer();
+                for (k, b) in buf[..len].iter_mut().enumerate() {
+                    *b = pattern(offset + k as u64);
+                }
+                tx.commit(len).unwrap();
+                offset += len as u64;
+            }
+        }
         "exit_now" => {}
         _ => panic!("unknown role {role}"),
     }
@@ -93,6 +109,33 @@ fn wait_for_line(child: &mut std::process::Child, expected: &str) {
 
 fn child_stdout_at_eof(child: &mut std::process::Child) -> bool {
     matches!(child.try_wait(), Ok(Some(_)))
+}
+
+const BULK_CHUNKS: usize = 40;
+
+fn bulk_config(spec: &str) -> BulkConfig {
+    BulkConfig {
+        capacity: 64 * 1024,
+        vmsplice: spec.contains("vmsplice"),
+        huge_pages: spec.contains("huge"),
+        busy: spec.contains("busy"),
+    }
+}
+
+/// Full chunks with short ones in between (short chunks are the case
+/// where the writer must check the pipe before reusing a half).
+fn bulk_chunk_len(i: usize, chunk: usize) -> usize {
+    if i % 3 == 1 { 1000 + i } else { chunk }
+}
+
+fn pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(7) ^ (offset >> 12)) as u8
+}
+
+fn bulk_total(chunk: usize) -> u64 {
+    (0..BULK_CHUNKS)
+        .map(|i| bulk_chunk_len(i, chunk) as u64)
+        .sum()
 }
 
 fn spawn_with_pipe_end(
@@ -319,4 +362,103 @@ fn serde_frames() {
     ));
     tx.send(&order).unwrap();
     assert_eq!(rx.recv().unwrap(), order);
+}
+
+/// A slow reader (verifying every byte) behind a fast vmsplice writer:
+/// any reuse of a buffer still referenced by the pipe would corrupt the
+/// stream.
+fn bulk_stream_arrives_intact(spec: &str) {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let (r, w) = pipe::pipe().unwrap();
+    let mut child = spawn_with_pipe_end("bulk_writer", &[spec], &w);
+    drop(w);
+    let mut rx = BulkReader::new(r, bulk_config(spec)).unwrap();
+    let mut buf = vec![0u8; 10_000];
+    let mut offset = 0u64;
+    loop {
+        let n = rx.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        for (k, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                b,
+                pattern(offset + k as u64),
+                "byte {} corrupted",
+                offset + k as u64
+            );
+        }
+        offset += n as u64;
+    }
+    assert_eq!(offset, bulk_total(64 * 1024));
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn bulk_stream_copy() {
+    bulk_stream_arrives_intact("copy");
+}
+
+#[test]
+fn bulk_stream_vmsplice() {
+    bulk_stream_arrives_intact("vmsplice");
+}
+
+#[test]
+fn bulk_stream_vmsplice_huge_busy() {
+    bulk_stream_arrives_intact("vmsplice huge busy");
+}
+
+#[test]
+fn bulk_splice_to_file_and_dev_null() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let config = BulkConfig {
+        capacity: 64 * 1024,
+        ..BulkConfig::default()
+    };
+    let (mut rx, mut tx) = pipe::bulk::bulk_pipe(config).unwrap();
+    let data: Vec<u8> = (0..50_000u64).map(pattern).collect();
+    tx.write_all(&data).unwrap();
+    let path = std::env::temp_dir().join(common::unique("conduit-splice"));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut moved = 0;
+    while moved < data.len() {
+        moved += rx.splice_to(&file, data.len() - moved).unwrap();
+    }
+    drop(file);
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    std::fs::remove_file(&path).unwrap();
+    // Into another pipe: copied, not spliced (see the page-lifetime docs).
+    let (mut out_r, out_w) = pipe::pipe().unwrap();
+    tx.write_all(b"to a pipe").unwrap();
+    assert_eq!(rx.splice_to(&out_w, 100).unwrap(), 9);
+    let mut got = [0u8; 9];
+    out_r.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"to a pipe");
+    tx.write_all(&data).unwrap();
+    let mut gone = 0;
+    while gone < data.len() {
+        gone += rx.discard(data.len() - gone).unwrap();
+    }
+    drop(tx);
+    assert_eq!(rx.discard(10).unwrap(), 0);
+}
+
+#[test]
+fn bulk_writer_sees_a_closed_reader() {
+    let (rx, mut tx) = pipe::bulk::bulk_pipe(BulkConfig {
+        capacity: 64 * 1024,
+        ..BulkConfig::default()
+    })
+    .unwrap();
+    drop(rx);
+    let err = tx.write_all(&[1u8; 100]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    // A read end is refused as a writer.
+    let (r, _w) = pipe::pipe().unwrap();
+    let fake = pipe::Writer::from_fd(r.into());
+    assert!(matches!(
+        BulkWriter::new(fake, BulkConfig::default()),
+        Err(pipe::bulk::BulkError::NotWritable)
+    ));
 }

@@ -359,3 +359,45 @@ pub unsafe fn read_raw_vectored(fd: impl AsFd, ranges: &[(*mut u8, usize)]) -> R
         }
     })
 }
+
+/// `fcntl(fd, F_GETFL) & O_ACCMODE` allows writing: the condition under
+/// which [`vmsplice_write`] only reads user memory.
+#[doc(alias = "fcntl")]
+#[doc(alias = "F_GETFL")]
+pub fn is_writable(fd: impl AsFd) -> Result<bool> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let mode = flags & OFlags::RWMODE;
+    Ok(mode == OFlags::WRONLY || mode == OFlags::RDWR)
+}
+
+/// `open("/dev/null", O_WRONLY | O_CLOEXEC)`: a sink for `splice`.
+#[doc(alias = "open")]
+pub fn open_dev_null() -> Result<OwnedFd> {
+    rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes currently queued in a pipe (either end).
+#[doc(alias = "ioctl")]
+#[doc(alias = "FIONREAD")]
+pub fn bytes_queued(fd: impl AsFd) -> Result<u64> {
+    rustix::io::ioctl_fionread(fd)
+}
+
+/// `poll({fd, POLLOUT}, 0)` on a pipe's write end: whether every reader
+/// has closed (`POLLERR`).
+#[doc(alias = "poll")]
+#[doc(alias = "POLLERR")]
+pub fn readers_gone(fd: impl AsFd) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    match rustix::event::poll(
+        &mut fds,
+        Some(&rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+    ) {
+        Ok(_) => fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+        Err(_) => false,
+    }
+}
