@@ -87,6 +87,17 @@ fn dispatch(role: &str, args: &[String]) {
                 offset += len as u64;
             }
         }
+        "sigpipe_default" => {
+            // What a C host program or `#[unix_sigpipe = "sig_dfl"]` would
+            // have: SIGPIPE kills by default.
+            // SAFETY: restoring the default disposition runs no code in
+            // signal context.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let (r, mut w) = pipe::pipe().unwrap();
+            drop(r);
+            let err = w.write(b"x").unwrap_err();
+            println!("write error {:?}", err.kind());
+        }
         "exit_now" => {}
         _ => panic!("unknown role {role}"),
     }
@@ -461,4 +472,13 @@ fn bulk_writer_sees_a_closed_reader() {
         BulkWriter::new(fake, BulkConfig::default()),
         Err(pipe::bulk::BulkError::NotWritable)
     ));
+}
+
+#[test]
+fn sigpipe_default_disposition_does_not_kill() {
+    let _w = common::watchdog(Duration::from_secs(30));
+    let mut child = common::spawn_child("sigpipe_default", &[]);
+    wait_for_line(&mut child, "write error BrokenPipe");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child died: {status}");
 }

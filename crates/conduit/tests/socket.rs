@@ -116,6 +116,15 @@ fn dispatch(role: &str, args: &[String]) {
             bytes[0] = 0xAA;
             println!("memfd len {} pattern_ok {ok}", memfd.len());
         }
+        "half_frame" => {
+            let mut s = inherited_socket(UnixStream::from_fd);
+            let mut header = 64u32.to_le_bytes().to_vec();
+            header.extend_from_slice(&conduit::pipe::framed::BYTES_TAG.to_le_bytes());
+            s.write_all(&header).unwrap();
+            s.write_all(&[1u8; 20]).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         _ => panic!("unknown role {role}"),
     }
 }
@@ -309,4 +318,26 @@ fn closed_peer_is_an_error_value() {
         a.write(b"x").unwrap_err().kind(),
         std::io::ErrorKind::BrokenPipe
     );
+}
+
+#[test]
+fn socket_peer_killed_mid_frame() {
+    use conduit::pipe::framed::{FrameReader, RecvError as FrameError};
+    let _w = common::watchdog(Duration::from_secs(30));
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = spawn_with_socket("half_frame", &theirs);
+    drop(theirs);
+    assert_eq!(line_ending_with(&mut child, "ready"), "ready");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut rx = FrameReader::new(ours, 1024);
+    let mut buf = Vec::new();
+    assert!(matches!(
+        rx.recv(&mut buf),
+        Err(FrameError::Truncated {
+            expected: 64,
+            got: 20
+        })
+    ));
+    assert!(matches!(rx.recv(&mut buf), Err(FrameError::Broken)));
 }

@@ -129,6 +129,16 @@ pub enum RecvError {
         /// Tag found in the header.
         found: u32,
     },
+    /// The frame has the right tag but not the size of the type (a peer
+    /// built from another definition of a type with the same layout
+    /// fingerprint, or a corrupted stream). The receiver is now broken.
+    #[error("frame of {found} bytes where the type needs {expected}")]
+    WrongLength {
+        /// `size_of::<T>()`.
+        expected: usize,
+        /// Length in the header.
+        found: usize,
+    },
     /// Non-blocking stream and no frame started; nothing was consumed.
     #[error("no frame available (non-blocking)")]
     WouldBlock,
@@ -470,9 +480,9 @@ impl<T: ShmSafe> Receiver<T> {
         if len != size_of::<T>() {
             // Same tag but another size cannot come from a Sender<T>.
             self.reader.broken = true;
-            return Err(RecvError::WrongType {
-                expected: tag_of::<T>(),
-                found: tag_of::<T>(),
+            return Err(RecvError::WrongLength {
+                expected: size_of::<T>(),
+                found: len,
             });
         }
         // SAFETY: dst points to a T we may write (a MaybeUninit or &mut);
