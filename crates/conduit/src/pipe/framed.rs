@@ -511,8 +511,8 @@ mod serde_codec {
     //!
     //! postcard: a compact, documented and stable (1.0) wire format
     //! (varint integers, no field names), `no_std`, actively maintained.
-    //! bincode was the other candidate; its 2.x line changed format and
-    //! API and its maintenance has since stopped.
+    //! bincode was the other candidate, but its development ceased in
+    //! December 2025 (RUSTSEC-2025-0141).
     use super::*;
 
     /// Sends any `serde::Serialize` value, postcard-encoded, one frame each.
