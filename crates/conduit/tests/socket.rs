@@ -228,6 +228,15 @@ fn peer_refused_by_credentials() {
     let (_conn, creds) = listener.accept().unwrap();
     assert_eq!(creds.pid, me);
     drop(me_conn);
+    // The client side can check the server too.
+    let uid = conduit::socket::own_credentials().uid;
+    match UnixStream::connect_verified(listener.name(), |c| c.uid != uid) {
+        Err(conduit::socket::ConnectError::PeerRefused { credentials, .. }) => {
+            assert_eq!(credentials.pid, me)
+        }
+        other => panic!("expected PeerRefused, got {other:?}"),
+    }
+    let _ok = UnixStream::connect_verified(listener.name(), |c| c.uid == uid).unwrap();
 }
 
 #[test]

@@ -146,6 +146,15 @@ pub enum ConnectError {
         #[source]
         source: Errno,
     },
+    /// The listener's credentials were refused by the caller's check
+    /// ([`UnixStream::connect_verified`]); the connection was closed.
+    #[error("server on {name} refused by the credentials check: pid {} uid {} gid {}", credentials.pid, credentials.uid, credentials.gid)]
+    PeerRefused {
+        /// The name.
+        name: SocketName,
+        /// Who listens there (as of its `listen`).
+        credentials: Credentials,
+    },
     /// The listener's backlog is full (non-blocking connect).
     #[error("the listener on {name} has a full backlog")]
     WouldBlock {
@@ -429,6 +438,31 @@ macro_rules! connection {
                     })?;
                 sys::socket::connect(&fd, &name.0).map_err(|e| connect_error(name, e))?;
                 Ok($t { fd })
+            }
+
+            /// Connects to `name`, then checks the credentials of the
+            /// process that listens there (`SO_PEERCRED`, as of its
+            /// `listen`) with `accept_peer`; refused → the connection is
+            /// closed and [`ConnectError::PeerRefused`] returned. Use it
+            /// to make sure a well-known name is served by the expected
+            /// user.
+            pub fn connect_verified(
+                name: &SocketName,
+                accept_peer: impl FnOnce(&Credentials) -> bool,
+            ) -> Result<$t, ConnectError> {
+                let s = Self::connect(name)?;
+                let credentials =
+                    sys::socket::peer_credentials(&s.fd).map_err(|source| ConnectError::Other {
+                        name: name.clone(),
+                        source,
+                    })?;
+                if !accept_peer(&credentials) {
+                    return Err(ConnectError::PeerRefused {
+                        name: name.clone(),
+                        credentials,
+                    });
+                }
+                Ok(s)
             }
 
             /// Two connected sockets (`socketpair`), e.g. to hand one to a
