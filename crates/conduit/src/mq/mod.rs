@@ -354,31 +354,38 @@ impl QueueBuilder {
     }
 }
 
-/// Tells which limit an `EINVAL` from `mq_open` hit.
+/// Tells which limit an `EINVAL` from `mq_open` hit. A request above the
+/// hard limit is refused for everyone; one between the `/proc` limit and
+/// the hard limit only for a caller without `CAP_SYS_RESOURCE` (which root
+/// in a container often lacks, so the uid says nothing).
 fn invalid_attributes(
     capacity: Option<(usize, usize)>,
     limits: Option<Limits>,
     name: String,
     source: Errno,
 ) -> OpenError {
-    let privileged = sys::fd::effective_uid() == 0;
-    if let (Some((max, size)), Some(l)) = (capacity, limits) {
-        let (max_limit, size_limit) = if privileged {
-            (HARD_MAX_MESSAGES, HARD_MAX_MESSAGE_SIZE)
-        } else {
-            (l.msg_max, l.msgsize_max)
-        };
-        if max > max_limit {
+    if let Some((max, size)) = capacity {
+        let (msg_max, msgsize_max) =
+            limits.map_or((usize::MAX, usize::MAX), |l| (l.msg_max, l.msgsize_max));
+        if max > HARD_MAX_MESSAGES || max > msg_max {
             return OpenError::CapacityAboveLimit {
                 requested: max,
-                limit: max_limit,
+                limit: if max > HARD_MAX_MESSAGES {
+                    HARD_MAX_MESSAGES
+                } else {
+                    msg_max
+                },
                 source,
             };
         }
-        if size > size_limit {
+        if size > HARD_MAX_MESSAGE_SIZE || size > msgsize_max {
             return OpenError::MessageSizeAboveLimit {
                 requested: size,
-                limit: size_limit,
+                limit: if size > HARD_MAX_MESSAGE_SIZE {
+                    HARD_MAX_MESSAGE_SIZE
+                } else {
+                    msgsize_max
+                },
                 source,
             };
         }
