@@ -65,6 +65,27 @@ pub struct Latency {
     pub p50: Duration,
     /// 99th percentile one-way latency.
     pub p99: Duration,
+    /// CPU time (user + system) of the measuring process per round trip,
+    /// over the timed rounds: shows what busy polling costs (the echoing
+    /// child spends about the same).
+    pub cpu_per_round_trip: Duration,
+}
+
+/// CPU time (user + system) of this process, or of its reaped children.
+pub fn cpu_time(children: bool) -> Duration {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn spawn_child(role: &str, args: &[String], fds: &[&dyn AsFd]) -> Child {
@@ -547,12 +568,13 @@ fn pipe_pair_link(busy: bool) -> (FdLink, [OwnedFd; 2]) {
     (FdLink { r: r2, w: w1, busy }, [r1, w2])
 }
 
-fn ping_pong(link: &mut dyn Link, rounds: usize) -> (Duration, Duration) {
+fn ping_pong(link: &mut dyn Link, rounds: usize) -> (Duration, Duration, Duration) {
     for i in 0..rounds / 10 {
         link.send8(i as u64);
         link.recv8();
     }
     let mut samples = Vec::with_capacity(rounds);
+    let cpu_before = cpu_time(false);
     for i in 0..rounds {
         let t = Instant::now();
         link.send8(i as u64);
@@ -560,14 +582,15 @@ fn ping_pong(link: &mut dyn Link, rounds: usize) -> (Duration, Duration) {
         samples.push(t.elapsed() / 2);
         debug_assert_eq!(back, i as u64);
     }
+    let cpu = cpu_time(false).saturating_sub(cpu_before) / rounds as u32;
     samples.sort_unstable();
-    (samples[rounds / 2], samples[rounds * 99 / 100])
+    (samples[rounds / 2], samples[rounds * 99 / 100], cpu)
 }
 
 /// Runs latency scenario `name` with `rounds` round trips.
 pub fn latency(name: &str, rounds: usize) -> Latency {
     let args = vec![rounds.to_string()];
-    let (p50, p99) = match name {
+    let (p50, p99, cpu) = match name {
         "pipe" | "fast-busy" => {
             let busy = name == "fast-busy";
             let (mut link, theirs) = pipe_pair_link(busy);
@@ -705,6 +728,7 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
         name: name.to_owned(),
         p50,
         p99,
+        cpu_per_round_trip: cpu,
     }
 }
 

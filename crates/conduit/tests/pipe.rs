@@ -481,3 +481,31 @@ fn sigpipe_default_disposition_does_not_kill() {
     let status = child.wait().unwrap();
     assert!(status.success(), "child died: {status}");
 }
+
+#[test]
+fn typed_value_cut_short_is_truncated() {
+    use std::os::fd::OwnedFd;
+    let (r, w) = pipe::pipe().unwrap();
+    let w: OwnedFd = w.into();
+    let mut raw = pipe::Writer::from_fd(w.try_clone().unwrap());
+    let mut tx = Sender::<u64>::new(w);
+    let mut rx = Receiver::<u64>::new(r);
+    tx.send(&1).unwrap();
+    drop(tx);
+    raw.write_all(&[1, 2, 3]).unwrap();
+    drop(raw);
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert!(matches!(
+        rx.recv(),
+        Err(RecvError::Truncated {
+            expected: 8,
+            got: 3
+        })
+    ));
+    assert!(matches!(rx.recv(), Err(RecvError::Broken)));
+    // A stream that does not start with a typed header is refused.
+    let (r, mut w) = pipe::pipe().unwrap();
+    w.write_all(&[0u8; 32]).unwrap();
+    let mut rx = Receiver::<u64>::new(r);
+    assert!(matches!(rx.recv(), Err(RecvError::WrongType { .. })));
+}

@@ -350,3 +350,15 @@ fn socket_peer_killed_mid_frame() {
     ));
     assert!(matches!(rx.recv(&mut buf), Err(FrameError::Broken)));
 }
+
+#[test]
+fn stream_recv_returns_the_bytes() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    b.send(b"hello stream").unwrap();
+    let mut buf = [0u8; 5];
+    assert_eq!(a.recv(&mut buf).unwrap(), 5);
+    assert_eq!(&buf, b"hello");
+    let mut rest = [0u8; 64];
+    let n = a.read(&mut rest).unwrap();
+    assert_eq!(&rest[..n], b" stream");
+}

@@ -3,18 +3,26 @@
 //!
 //! # Wire format
 //!
-//! Each frame is an 8-byte header followed by the payload:
+//! Typed channels ([`Sender`]/[`Receiver`] for `T: ShmSafe`) send a 16-byte
+//! stream header once (magic `"CDT1"`, [`tag_of::<T>()`](tag_of),
+//! `size_of::<T>()`, zero) and then the values back to back, each exactly
+//! `size_of::<T>()` bytes: all values have the same length, so a per-value
+//! header would only cost bytes.
+//!
+//! Byte and serde frames ([`FrameWriter`]/[`FrameReader`], the serde
+//! channel) vary in length: each is an 8-byte header followed by the
+//! payload:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | payload length, `u32` little endian |
 //! | 4..8 | type tag, `u32` little endian |
 //!
-//! The tag is [`tag_of::<T>()`](tag_of) for a [`ShmSafe`] `T` (folded from
-//! its layout fingerprint, so both sides must agree on the type), a fixed
-//! value for byte frames and for serde frames. A header whose tag does not
-//! match is reported as [`RecvError::WrongType`]: a wrong peer or a
-//! desynchronised stream is detected, never silently misread.
+//! The tag is a fixed value for byte frames and for serde frames; for a
+//! typed stream it is [`tag_of::<T>()`](tag_of), folded from the type's
+//! layout fingerprint, so both sides must agree on the type. A header whose
+//! tag does not match is reported as [`RecvError::WrongType`]: a wrong peer
+//! or a desynchronised stream is detected, never silently misread.
 //!
 //! # Edges
 //!
@@ -37,12 +45,15 @@
 //!
 //! # Speed
 //!
-//! A send is one `writev` (header and payload together). A receive reads
-//! the rest of the payload **and the next header** in one `readv`, so in a
-//! steady stream a frame costs one system call on each side, as a plain
-//! `write`/`read` loop does. Because of that read-ahead, readiness of the
-//! descriptor is not the whole story: check [`Receiver::has_buffered`]
-//! before waiting on the descriptor.
+//! A typed send is one `write` of the value's bytes and a typed receive
+//! one `read` of exactly `size_of::<T>()` bytes: the same system calls and
+//! the same bytes as a plain `write`/`read` loop. A frame send is one
+//! `writev` (header and payload together); a frame receive reads the rest
+//! of the payload **and the next header** in one `readv`, so in a steady
+//! stream a frame costs one system call on each side. Because of that
+//! read-ahead, readiness of the descriptor is not the whole story for a
+//! [`FrameReader`]: check [`FrameReader::has_buffered`] before waiting on
+//! the descriptor.
 
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -209,20 +220,36 @@ impl FrameWriter {
         let mut header = [0u8; HEADER_LEN];
         header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4..].copy_from_slice(&tag.to_le_bytes());
-        let total = HEADER_LEN + len;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.write_parts(&header, ptr, len) }
+    }
+
+    /// Writes `head` then the `len` bytes at `ptr`, all of it, as one
+    /// unit: `WouldBlock` only before the first byte; a failure after it
+    /// breaks the writer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for reads of `len` bytes for the whole call.
+    pub(crate) unsafe fn write_parts(
+        &mut self,
+        head: &[u8],
+        ptr: *const u8,
+        len: usize,
+    ) -> Result<(), SendError> {
+        if self.broken {
+            return Err(SendError::Broken);
+        }
+        let total = head.len() + len;
         let mut written = 0;
         while written < total {
-            let result = if written < HEADER_LEN {
-                let ranges = [
-                    // SAFETY (pointer arithmetic): written < HEADER_LEN.
-                    (header[written..].as_ptr(), HEADER_LEN - written),
-                    (ptr, len),
-                ];
-                // SAFETY: the header is a live local; the caller guarantees
+            let result = if written < head.len() {
+                let ranges = [(head[written..].as_ptr(), head.len() - written), (ptr, len)];
+                // SAFETY: the head is a live slice; the caller guarantees
                 // the payload range.
                 unsafe { sys::pipe::write_raw_vectored(&self.fd, &ranges) }
             } else {
-                let done = written - HEADER_LEN;
+                let done = written - head.len();
                 // SAFETY: done < len, so the range stays inside the payload
                 // the caller guarantees readable.
                 unsafe { sys::pipe::write_raw_vectored(&self.fd, &[(ptr.add(done), len - done)]) }
@@ -363,6 +390,27 @@ impl FrameReader {
         len: usize,
         lookahead: bool,
     ) -> Result<(), RecvError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.read_exact_raw(dst, len, lookahead, false) }
+    }
+
+    /// Reads exactly `len` bytes to `dst`. With `at_boundary`, end of file
+    /// before the first byte is [`RecvError::Closed`]; any other end of
+    /// file is `Truncated` and breaks the reader.
+    ///
+    /// # Safety
+    ///
+    /// `dst` must be valid for writes of `len` bytes and not aliased.
+    pub(crate) unsafe fn read_exact_raw(
+        &mut self,
+        dst: *mut u8,
+        len: usize,
+        lookahead: bool,
+        at_boundary: bool,
+    ) -> Result<(), RecvError> {
+        if self.broken {
+            return Err(RecvError::Broken);
+        }
         let mut got = 0;
         while got < len {
             // SAFETY: got < len: the range lies inside `dst`.
@@ -374,6 +422,7 @@ impl FrameReader {
             // the header is our own array, unaliased while we hold &mut self
             // (have == 0, so no read-ahead bytes are overwritten).
             match unsafe { sys::pipe::read_raw_vectored(&self.fd, ranges) } {
+                Ok(0) if got == 0 && at_boundary => return Err(RecvError::Closed),
                 Ok(0) => {
                     self.broken = true;
                     return Err(RecvError::Truncated { expected: len, got });
@@ -383,9 +432,12 @@ impl FrameReader {
                     got = len;
                 }
                 Ok(n) => got += n,
+                Err(Errno::AGAIN) if got == 0 && at_boundary => return Err(RecvError::WouldBlock),
                 Err(Errno::AGAIN) => std::thread::yield_now(),
                 Err(e) => {
-                    self.broken = true;
+                    if got > 0 || !at_boundary {
+                        self.broken = true;
+                    }
                     return Err(RecvError::Io(e));
                 }
             }
@@ -411,10 +463,32 @@ impl AsFd for FrameReader {
     }
 }
 
-/// Sends values of a [`ShmSafe`] type as raw bytes, one frame each.
+/// Length of the stream header a typed [`Sender`] writes once.
+pub const STREAM_HEADER_LEN: usize = 16;
+/// Magic number at the start of a typed stream (`"CDT1"`).
+pub const STREAM_MAGIC: u32 = u32::from_le_bytes(*b"CDT1");
+
+fn stream_header<T: ShmSafe>() -> [u8; STREAM_HEADER_LEN] {
+    let mut h = [0u8; STREAM_HEADER_LEN];
+    h[..4].copy_from_slice(&STREAM_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&tag_of::<T>().to_le_bytes());
+    h[8..12].copy_from_slice(&(size_of::<T>() as u32).to_le_bytes());
+    h
+}
+
+/// Sends values of a [`ShmSafe`] type as raw bytes.
+///
+/// Every value has the same length, so no per-value header is needed: the
+/// first send is preceded by a 16-byte stream header `[magic "CDT1",
+/// tag_of::<T>(), size_of::<T>(), 0]` that the receiver checks once; after
+/// that each value is exactly its `size_of::<T>()` bytes, written with one
+/// `write` (like a plain write loop). End of file inside a value is still
+/// detected ([`RecvError::Truncated`]). One `Sender` per stream: values
+/// of two writers sharing a pipe would interleave.
 #[derive(Debug)]
 pub struct Sender<T> {
     writer: FrameWriter,
+    announced: bool,
     _type: PhantomData<fn(&T)>,
 }
 
@@ -424,17 +498,25 @@ impl<T: ShmSafe> Sender<T> {
     pub fn new(stream: impl Into<OwnedFd>) -> Sender<T> {
         Sender {
             writer: FrameWriter::new(stream, size_of::<T>()),
+            announced: false,
             _type: PhantomData,
         }
     }
 
-    /// Sends one value: a single `writev` of header and bytes.
+    /// Sends one value: a single `write` of its bytes (plus the stream
+    /// header the first time).
     pub fn send(&mut self, value: &T) -> Result<(), SendError> {
+        let header = stream_header::<T>();
+        let head: &[u8] = if self.announced { &[] } else { &header };
         // SAFETY: `value` is a live reference to size_of::<T>() bytes.
-        unsafe {
+        let r = unsafe {
             self.writer
-                .send_raw(tag_of::<T>(), (value as *const T).cast(), size_of::<T>())
+                .write_parts(head, (value as *const T).cast(), size_of::<T>())
+        };
+        if r.is_ok() {
+            self.announced = true;
         }
+        r
     }
 }
 
@@ -448,6 +530,7 @@ impl<T> AsFd for Sender<T> {
 #[derive(Debug)]
 pub struct Receiver<T> {
     reader: FrameReader,
+    checked: bool,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -456,6 +539,7 @@ impl<T: ShmSafe> Receiver<T> {
     pub fn new(stream: impl Into<OwnedFd>) -> Receiver<T> {
         Receiver {
             reader: FrameReader::new(stream, size_of::<T>()),
+            checked: false,
             _type: PhantomData,
         }
     }
@@ -470,29 +554,48 @@ impl<T: ShmSafe> Receiver<T> {
     }
 
     /// Receives one value into `slot` (no copy of a large `T` through the
-    /// stack). On error `slot` may hold part of a frame.
+    /// stack). On error `slot` may hold part of a value.
     pub fn recv_into(&mut self, slot: &mut T) -> Result<(), RecvError> {
         self.recv_raw(slot)
     }
 
-    fn recv_raw(&mut self, dst: *mut T) -> Result<(), RecvError> {
-        let len = self.reader.read_header(tag_of::<T>())?;
-        if len != size_of::<T>() {
-            // Same tag but another size cannot come from a Sender<T>.
+    fn check_stream_header(&mut self) -> Result<(), RecvError> {
+        let mut h = [0u8; STREAM_HEADER_LEN];
+        // SAFETY: `h` is a local array of STREAM_HEADER_LEN bytes.
+        unsafe {
+            self.reader
+                .read_exact_raw(h.as_mut_ptr(), STREAM_HEADER_LEN, false, true)?
+        };
+        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let (magic, tag, size) = (word(0), word(4), word(8) as usize);
+        if magic != STREAM_MAGIC || tag != tag_of::<T>() {
+            self.reader.broken = true;
+            return Err(RecvError::WrongType {
+                expected: tag_of::<T>(),
+                found: if magic == STREAM_MAGIC { tag } else { magic },
+            });
+        }
+        if size != size_of::<T>() {
             self.reader.broken = true;
             return Err(RecvError::WrongLength {
                 expected: size_of::<T>(),
-                found: len,
+                found: size,
             });
+        }
+        self.checked = true;
+        Ok(())
+    }
+
+    fn recv_raw(&mut self, dst: *mut T) -> Result<(), RecvError> {
+        if !self.checked {
+            self.check_stream_header()?;
         }
         // SAFETY: dst points to a T we may write (a MaybeUninit or &mut);
         // any bytes written form a valid T since T is ShmSafe.
-        unsafe { self.reader.read_payload_raw(dst.cast(), len, true) }
-    }
-
-    /// See [`FrameReader::has_buffered`].
-    pub fn has_buffered(&self) -> bool {
-        self.reader.has_buffered()
+        unsafe {
+            self.reader
+                .read_exact_raw(dst.cast(), size_of::<T>(), false, true)
+        }
     }
 }
 
