@@ -509,3 +509,32 @@ fn typed_value_cut_short_is_truncated() {
     let mut rx = Receiver::<u64>::new(r);
     assert!(matches!(rx.recv(), Err(RecvError::WrongType { .. })));
 }
+
+#[test]
+fn bulk_falls_back_to_copying_on_a_socket() {
+    use conduit::socket::UnixStream;
+    let _w = common::watchdog(Duration::from_secs(30));
+    let (a, b) = UnixStream::pair().unwrap();
+    let config = BulkConfig {
+        capacity: 64 * 1024,
+        ..BulkConfig::default()
+    };
+    let mut tx = BulkWriter::new(pipe::Writer::from_fd(a.into()), config).unwrap();
+    let mut rx = BulkReader::new(pipe::Reader::from_fd(b.into()), config).unwrap();
+    let data: Vec<u8> = (0..100_000u64).map(pattern).collect();
+    let writer = std::thread::spawn(move || {
+        tx.write_all(&data).unwrap();
+        tx.write_all(&[9u8; 1000]).unwrap();
+    });
+    let mut got = vec![0u8; 100_000];
+    let mut n = 0;
+    while n < got.len() {
+        n += rx.read(&mut got[n..]).unwrap();
+    }
+    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+    let mut gone = 0;
+    while gone < 1000 {
+        gone += rx.discard(1000 - gone).unwrap();
+    }
+    writer.join().unwrap();
+}

@@ -362,3 +362,20 @@ fn stream_recv_returns_the_bytes() {
     let n = a.read(&mut rest).unwrap();
     assert_eq!(&rest[..n], b" stream");
 }
+
+#[test]
+fn fd_lists_over_datagram_and_seqpacket_pairs() {
+    let (pr, _pw) = conduit::pipe::pipe().unwrap();
+    let fds: Vec<BorrowedFd<'_>> = (0..300).map(|_| pr.as_fd()).collect();
+    let (a, b) = UnixDatagram::pair().unwrap();
+    a.send_fds(&fds).unwrap();
+    let got = b.recv_fds().unwrap();
+    assert_eq!(got.len(), 300);
+    assert!(got.iter().all(|fd| is_cloexec(fd.as_fd())));
+    let (a, b) = UnixSeqpacket::pair().unwrap();
+    a.send_fds(&[]).unwrap();
+    assert!(b.recv_fds().unwrap().is_empty());
+    // A plain message where a list was expected is a protocol error.
+    a.send(b"not a list").unwrap();
+    assert!(matches!(b.recv_fds(), Err(RecvError::Protocol(_))));
+}

@@ -128,12 +128,21 @@ pub struct BulkWriter {
 }
 
 impl BulkWriter {
-    /// Wraps the write end of a pipe (or FIFO) with `config`.
+    /// Wraps the write end of a pipe (or FIFO) with `config`. Any other
+    /// writable descriptor (a stream socket, a file) works too, copying
+    /// with `write(2)` in chunks of `config.capacity` bytes.
     pub fn new(pipe: Writer, config: BulkConfig) -> Result<BulkWriter, BulkError> {
         if !sys::pipe::is_writable(&pipe).map_err(BulkError::Other)? {
             return Err(BulkError::NotWritable);
         }
-        let capacity = pipe.set_capacity(config.capacity)?;
+        // On something that is not a pipe (a socket, a file) there is no
+        // capacity to set and nothing to vmsplice into: copy with write.
+        let is_pipe = sys::pipe::file_kind(&pipe).map_err(BulkError::Other)? == FileKind::Pipe;
+        let capacity = if is_pipe {
+            pipe.set_capacity(config.capacity)?
+        } else {
+            config.capacity.max(sys::page_size())
+        };
         let chunk = capacity;
         let ring_len = 2 * chunk;
         let align = if config.huge_pages {
@@ -167,7 +176,7 @@ impl BulkWriter {
             next: 0,
             accepted: 0,
             half_end: [0; 2],
-            vmsplice: config.vmsplice,
+            vmsplice: config.vmsplice && is_pipe,
             busy: config.busy,
         })
     }
@@ -297,7 +306,8 @@ pub struct BulkReader {
 }
 
 impl BulkReader {
-    /// Wraps the read end of a pipe (or FIFO). `config.busy` makes reads
+    /// Wraps the read end of a pipe (or FIFO; any readable descriptor
+    /// works, without the splice fast path). `config.busy` makes reads
     /// spin instead of sleeping; the capacity is set by the writer.
     pub fn new(pipe: Reader, config: BulkConfig) -> Result<BulkReader, BulkError> {
         if config.busy {
@@ -356,6 +366,14 @@ impl BulkReader {
         loop {
             match sys::pipe::splice(&self.pipe, null, len, self.busy) {
                 Err(Errno::AGAIN) => core::hint::spin_loop(),
+                // Not a pipe (e.g. a socket): read and drop.
+                Err(Errno::INVAL) => {
+                    let mut scratch = core::mem::take(&mut self.scratch);
+                    scratch.resize(len.clamp(1, 1 << 20), 0);
+                    let r = self.read(&mut scratch);
+                    self.scratch = scratch;
+                    return r;
+                }
                 other => return other.map_err(io::Error::from),
             }
         }

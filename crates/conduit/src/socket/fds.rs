@@ -79,7 +79,14 @@ pub(super) fn recv_fds(fd: BorrowedFd<'_>, kind: Kind) -> Result<Vec<OwnedFd>, R
     let mut all: Vec<OwnedFd> = Vec::new();
     loop {
         let mut header = [0u8; CHUNK_HEADER];
-        let (mut got, fds) = recv_with_fds(fd, &mut header, kind)?;
+        let (mut got, fds) = match recv_with_fds(fd, &mut header, kind) {
+            Err(RecvError::Truncated { .. }) => {
+                return Err(RecvError::Protocol(
+                    "message longer than a descriptor-list chunk",
+                ));
+            }
+            other => other?,
+        };
         while got < CHUNK_HEADER {
             if kind != Kind::Stream {
                 return Err(RecvError::Protocol("short descriptor-list message"));
