@@ -184,7 +184,10 @@ fn seqpacket_over_an_abstract_name_keeps_boundaries() {
     assert_eq!(&buf[..5], b"short");
     assert!(matches!(
         conn.recv(&mut buf),
-        Err(RecvError::Truncated { capacity: 64, .. })
+        Err(RecvError::Truncated {
+            len: 100,
+            capacity: 64
+        })
     ));
     assert_eq!(conn.recv(&mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"after");

@@ -41,7 +41,7 @@ pub(super) fn recv_with_fds(
     }
     if r.truncated {
         return Err(RecvError::Truncated {
-            len: r.len.max(buf.len() + 1),
+            len: r.message_len,
             capacity: buf.len(),
         });
     }

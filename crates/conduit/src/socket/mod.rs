@@ -533,7 +533,7 @@ fn recv_message(
     let r = sys::socket::recv(fd, buf, false).map_err(recv_error)?;
     if r.truncated {
         return Err(RecvError::Truncated {
-            len: r.len.max(buf.len() + 1),
+            len: r.message_len,
             capacity: buf.len(),
         });
     }

@@ -144,6 +144,9 @@ pub fn send_to(fd: impl AsFd, buf: &[u8], name: &UnixName) -> Result<usize> {
 pub struct Received {
     /// Bytes stored in the buffer.
     pub len: usize,
+    /// Length of the whole datagram or packet (larger than `len` when
+    /// `truncated`; equal on streams).
+    pub message_len: usize,
     /// `MSG_TRUNC`: a datagram or packet was longer than the buffer; the
     /// rest is lost.
     pub truncated: bool,
@@ -167,6 +170,7 @@ pub fn recv(fd: impl AsFd, buf: &mut [u8], nonblocking: bool) -> Result<Received
     let (_, n) = retry(|| rustix::net::recv(fd, &mut *buf, flags))?;
     Ok(Received {
         len: n.min(cap),
+        message_len: n,
         truncated: n > cap,
         fds_truncated: false,
         fds: Vec::new(),
@@ -223,6 +227,7 @@ pub fn recv_with_fds(fd: impl AsFd, buf: &mut [u8], nonblocking: bool) -> Result
     }
     Ok(Received {
         len: msg.bytes.min(cap),
+        message_len: msg.bytes,
         truncated: msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > cap,
         fds_truncated: msg.flags.contains(ReturnFlags::CTRUNC),
         fds,
