@@ -1,3 +1,4 @@
 //! conduit's benchmark scenarios. See README.md in this crate.
 
 pub mod heap;
+pub mod msg;

@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod limits;
+
 /// Inspect and drive conduit IPC from a terminal.
 #[derive(Parser)]
 #[command(name = "conduit", version, about)]
@@ -14,6 +16,8 @@ struct Cli {
 enum Command {
     /// List conduit's shared-memory objects in /dev/shm.
     Segments,
+    /// Show the kernel limits of pipes, fd passing and message queues.
+    Limits,
 }
 
 fn main() {
@@ -30,5 +34,6 @@ fn main() {
                 std::process::exit(1);
             }
         },
+        Command::Limits => std::process::exit(limits::run()),
     }
 }

@@ -10,7 +10,11 @@
 //!   allocator, a managed segment and relocatable containers;
 //! * **synchronisation in shared memory**: a robust futex mutex and a
 //!   futex event word ([`sync`]);
-//! * **message passing** and **signals** (later modules).
+//! * **message passing**: [`pipe`] (pipes, FIFOs, framed typed channels,
+//!   page-moving bulk streams), [`socket`] (Unix sockets, fd passing,
+//!   peer credentials, sealed memfd sharing) and [`mq`] (POSIX message
+//!   queues);
+//! * **signals** (later module).
 //!
 //! Layers, from the bottom: [`sys`] (the only code that makes system
 //! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
@@ -23,7 +27,10 @@
 #[allow(unused_extern_crates)]
 extern crate self as conduit;
 
+pub mod mq;
+pub mod pipe;
 pub mod shm;
+pub mod socket;
 pub mod sync;
 pub mod sys;
 

@@ -13,8 +13,11 @@ pub mod fd;
 pub mod futex;
 pub mod memfd;
 pub mod mman;
+pub mod mq;
+pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod socket;
 
 pub use rustix::io::Errno;
 

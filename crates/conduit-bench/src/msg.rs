@@ -1,0 +1,822 @@
+//! Message-passing scenarios: throughput and 8-byte ping-pong latency of
+//! pipes, FIFOs, the framed channel, the fast (bulk) pipe ladder, Unix
+//! sockets, POSIX queues and TCP loopback, all measured in one run.
+//!
+//! Every scenario runs between this process (pinned to CPU 0) and a child
+//! process (the same binary re-executed with `--child`, pinned to CPU 1).
+//! Throughput is measured by the reader from its first byte to its last;
+//! latency as round trips of an 8-byte message, reported one-way (RTT/2).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use conduit::mq::MessageQueue;
+use conduit::pipe::bulk::{BulkConfig, BulkReader, BulkWriter};
+use conduit::pipe::framed::{Receiver, Sender};
+use conduit::pipe::{self, Fifo};
+use conduit::socket::{UnixDatagram, UnixSeqpacket, UnixStream};
+
+/// Environment variables carrying inherited descriptors to the child.
+pub const FD_ENV: [&str; 2] = ["CONDUIT_BENCH_FD0", "CONDUIT_BENCH_FD1"];
+
+/// Size of the chunks plain loops read and write (and of framed frames).
+pub const CHUNK: usize = 64 * 1024;
+/// Capacity of "big" pipes and of the fast pipe.
+pub const BIG_PIPE: usize = 1 << 20;
+
+/// Pins the calling process to one CPU (ignored when it does not exist).
+pub fn pin_to_cpu(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+/// Number of CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One measured throughput.
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    /// Scenario name.
+    pub name: String,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Time from first to last byte at the reader.
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    /// GiB per second.
+    pub fn gib_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / (1u64 << 30) as f64
+    }
+}
+
+/// One measured latency distribution (one-way, RTT/2).
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Scenario name.
+    pub name: String,
+    /// Median one-way latency.
+    pub p50: Duration,
+    /// 99th percentile one-way latency.
+    pub p99: Duration,
+    /// CPU time (user + system) of the measuring process per round trip,
+    /// over the timed rounds: shows what busy polling costs (the echoing
+    /// child spends about the same).
+    pub cpu_per_round_trip: Duration,
+}
+
+/// CPU time (user + system) of this process, or of its reaped children.
+pub fn cpu_time(children: bool) -> Duration {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn spawn_child(role: &str, args: &[String], fds: &[&dyn AsFd]) -> Child {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.arg("--child").arg(role).args(args).stdin(Stdio::null());
+    let guards: Vec<_> = fds
+        .iter()
+        .zip(FD_ENV)
+        .map(|(fd, env)| pipe::pass_to_child(fd, &mut cmd, env).expect("pass fd"))
+        .collect();
+    let child = cmd.spawn().expect("spawn child");
+    drop(guards);
+    child
+}
+
+fn inherited(i: usize) -> OwnedFd {
+    pipe::take_inherited_fd(FD_ENV[i]).expect("inherited fd")
+}
+
+fn finish(mut child: Child) {
+    let status = child.wait().expect("wait child");
+    assert!(status.success(), "child failed: {status}");
+}
+
+/// Reads until `total` bytes arrived; returns the time from the first byte.
+fn read_count(mut read: impl FnMut(&mut [u8]) -> usize, total: u64, buf: &mut [u8]) -> Duration {
+    let mut got = read(buf) as u64;
+    let start = Instant::now();
+    while got < total {
+        let n = read(buf);
+        assert!(n > 0, "stream ended early at {got} of {total} bytes");
+        got += n as u64;
+    }
+    start.elapsed()
+}
+
+/// Throughput scenarios, in report order.
+pub const THROUGHPUT: &[&str] = &[
+    "pipe",
+    "big-pipe",
+    "framed-pipe",
+    "fifo",
+    "fast-vmsplice",
+    "fast-splice",
+    "fast-huge",
+    "fast-busy",
+    "raw-vmsplice-splice-huge-busy",
+    "unix-stream",
+    "unix-datagram",
+    "unix-seqpacket",
+    "posix-mq",
+    "tcp-loopback",
+];
+
+fn fast_config(name: &str) -> BulkConfig {
+    BulkConfig {
+        capacity: BIG_PIPE,
+        vmsplice: true,
+        huge_pages: matches!(name, "fast-huge" | "fast-busy"),
+        busy: name == "fast-busy",
+    }
+}
+
+fn mq_message_size() -> usize {
+    MessageQueue::limits().map_or(8192, |l| l.msgsize_max.min(CHUNK))
+}
+
+/// Runs throughput scenario `name` moving `total` bytes.
+pub fn throughput(name: &str, total: u64) -> Throughput {
+    let args = vec![total.to_string()];
+    let elapsed = match name {
+        "pipe" | "big-pipe" | "framed-pipe" => {
+            let (mut r, w) = pipe::pipe().expect("pipe");
+            let cap = if name == "big-pipe" { BIG_PIPE } else { CHUNK };
+            r.set_capacity(cap).expect("pipe size");
+            let child = spawn_child(&format!("write-{name}"), &args, &[&w]);
+            drop(w);
+            let t = if name == "framed-pipe" {
+                let mut rx = Receiver::<[u8; CHUNK]>::new(r);
+                let mut frame = Box::new([0u8; CHUNK]);
+                read_count(
+                    |_| {
+                        rx.recv_into(&mut frame).expect("frame");
+                        CHUNK
+                    },
+                    total,
+                    &mut [],
+                )
+            } else {
+                let mut buf = vec![
+                    0u8;
+                    if name == "big-pipe" {
+                        256 * 1024
+                    } else {
+                        CHUNK
+                    }
+                ];
+                read_count(|b| r.read(b).expect("read"), total, &mut buf)
+            };
+            finish(child);
+            t
+        }
+        "fifo" => {
+            let path =
+                std::env::temp_dir().join(format!("conduit-bench-fifo-{}", std::process::id()));
+            let fifo = Fifo::create(&path, 0o600).expect("mkfifo");
+            let mut a = args.clone();
+            a.push(path.to_string_lossy().into_owned());
+            let child = spawn_child("write-fifo", &a, &[]);
+            let mut r = fifo.open_reader().expect("open fifo");
+            let mut buf = vec![0u8; CHUNK];
+            let t = read_count(|b| r.read(b).expect("read"), total, &mut buf);
+            finish(child);
+            t
+        }
+        n if n.starts_with("fast-") => {
+            let (r, w) = pipe::pipe().expect("pipe");
+            let child = spawn_child(&format!("write-{name}"), &args, &[&w]);
+            drop(w);
+            let mut rx = BulkReader::new(r, fast_config(name)).expect("bulk reader");
+            let t = if name == "fast-vmsplice" {
+                let mut buf = vec![0u8; BIG_PIPE];
+                read_count(|b| rx.read(b).expect("read"), total, &mut buf)
+            } else {
+                read_count(|_| rx.discard(BIG_PIPE).expect("splice"), total, &mut [])
+            };
+            finish(child);
+            t
+        }
+        "raw-vmsplice-splice-huge-busy" => {
+            let (r, w) = pipe::pipe().expect("pipe");
+            r.set_capacity(BIG_PIPE).expect("pipe size");
+            r.set_nonblocking(true).expect("nonblock");
+            let child = spawn_child("write-raw", &args, &[&w]);
+            drop(w);
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .expect("null");
+            let t = read_count(
+                |_| loop {
+                    match conduit::sys::pipe::splice(&r, &null, BIG_PIPE, true) {
+                        Ok(n) => return n,
+                        Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                        Err(e) => panic!("splice: {e}"),
+                    }
+                },
+                total,
+                &mut [],
+            );
+            finish(child);
+            t
+        }
+        "unix-stream" => {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            let child = spawn_child("write-unix-stream", &args, &[&b]);
+            drop(b);
+            let mut buf = vec![0u8; CHUNK];
+            let t = read_count(|buf| a.recv(buf).expect("recv"), total, &mut buf);
+            finish(child);
+            t
+        }
+        "unix-datagram" => {
+            let (a, b) = UnixDatagram::pair().expect("socketpair");
+            let child = spawn_child("write-unix-datagram", &args, &[&b]);
+            drop(b);
+            let mut buf = vec![0u8; CHUNK];
+            let t = read_count(|buf| a.recv(buf).expect("recv"), total, &mut buf);
+            finish(child);
+            t
+        }
+        "unix-seqpacket" => {
+            let (a, b) = UnixSeqpacket::pair().expect("socketpair");
+            let child = spawn_child("write-unix-seqpacket", &args, &[&b]);
+            drop(b);
+            let mut buf = vec![0u8; CHUNK];
+            let t = read_count(|buf| a.recv(buf).expect("recv"), total, &mut buf);
+            finish(child);
+            t
+        }
+        "posix-mq" => {
+            let qname = format!("/conduit-bench-{}", std::process::id());
+            let size = mq_message_size();
+            let q = MessageQueue::builder(&qname)
+                .capacity(10)
+                .message_size(size)
+                .create()
+                .expect("mq");
+            let mut a = args.clone();
+            a.push(qname.clone());
+            let child = spawn_child("write-posix-mq", &a, &[]);
+            let mut buf = vec![0u8; size];
+            let t = read_count(
+                |buf| q.receive(buf).expect("mq receive").len,
+                total,
+                &mut buf,
+            );
+            finish(child);
+            t
+        }
+        "tcp-loopback" => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let mut a = args.clone();
+            a.push(port.to_string());
+            let child = spawn_child("write-tcp-loopback", &a, &[]);
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = vec![0u8; CHUNK];
+            let t = read_count(|b| s.read(b).expect("read"), total, &mut buf);
+            finish(child);
+            t
+        }
+        other => panic!("unknown scenario {other}"),
+    };
+    Throughput {
+        name: name.to_owned(),
+        bytes: total,
+        elapsed,
+    }
+}
+
+fn write_count(mut write: impl FnMut(&[u8]) -> usize, total: u64, buf: &[u8]) {
+    let mut sent = 0u64;
+    while sent < total {
+        let n = ((total - sent) as usize).min(buf.len());
+        sent += write(&buf[..n]) as u64;
+    }
+}
+
+/// Child side of a throughput scenario (`role` = `write-<scenario>`).
+pub fn throughput_child(role: &str, args: &[String]) {
+    pin_to_cpu(1);
+    let total: u64 = args[0].parse().expect("total");
+    let data = vec![0x5Au8; 256 * 1024];
+    match role {
+        "write-pipe" | "write-big-pipe" => {
+            let mut w = pipe::Writer::from_fd(inherited(0));
+            let chunk = if role == "write-big-pipe" {
+                256 * 1024
+            } else {
+                CHUNK
+            };
+            write_count(|b| w.write(b).expect("write"), total, &data[..chunk]);
+        }
+        "write-framed-pipe" => {
+            let mut tx = Sender::<[u8; CHUNK]>::new(inherited(0));
+            let frame = Box::new([0x5Au8; CHUNK]);
+            let mut sent = 0;
+            while sent < total {
+                tx.send(&frame).expect("send frame");
+                sent += CHUNK as u64;
+            }
+        }
+        "write-fifo" => {
+            let mut w = pipe::open_fifo_writer(&args[1]).expect("open fifo");
+            write_count(|b| w.write(b).expect("write"), total, &data[..CHUNK]);
+        }
+        r if r.starts_with("write-fast-") => {
+            let name = &r["write-".len()..];
+            let w = pipe::Writer::from_fd(inherited(0));
+            let mut tx = BulkWriter::new(w, fast_config(name)).expect("bulk writer");
+            let mut sent = 0u64;
+            while sent < total {
+                let n = ((total - sent) as usize).min(tx.chunk_len());
+                // The ring was filled once at creation; the payload is
+                // whatever it holds (touching it would measure memset).
+                let _ = tx.buffer();
+                tx.commit(n).expect("commit");
+                sent += n as u64;
+            }
+        }
+        "write-raw" => raw_writer(total),
+        "write-unix-stream" => {
+            let s = UnixStream::from_fd(inherited(0));
+            write_count(|b| s.send(b).expect("send"), total, &data[..CHUNK]);
+        }
+        "write-unix-datagram" => {
+            let s = UnixDatagram::from_fd(inherited(0));
+            s.set_buffer_sizes(4 * CHUNK).expect("buffers");
+            write_count(
+                |b| {
+                    s.send(b).expect("send");
+                    b.len()
+                },
+                total,
+                &data[..CHUNK],
+            );
+        }
+        "write-unix-seqpacket" => {
+            let s = UnixSeqpacket::from_fd(inherited(0));
+            write_count(
+                |b| {
+                    s.send(b).expect("send");
+                    b.len()
+                },
+                total,
+                &data[..CHUNK],
+            );
+        }
+        "write-posix-mq" => {
+            let q = MessageQueue::builder(&args[1])
+                .send_only()
+                .open()
+                .expect("mq open");
+            let size = q.message_size();
+            write_count(
+                |b| {
+                    q.send(b, 0).expect("mq send");
+                    b.len()
+                },
+                total,
+                &data[..size],
+            );
+        }
+        "write-tcp-loopback" => {
+            let port: u16 = args[1].parse().expect("port");
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            write_count(|b| s.write(b).expect("write"), total, &data[..CHUNK]);
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// The baseline of the article: vmsplice from a 2 MiB-aligned huge-page
+/// buffer of twice the pipe size, both halves alternately, non-blocking in
+/// a spin loop; written directly on the system layer, without
+/// `BulkWriter`'s bookkeeping.
+fn raw_writer(total: u64) {
+    use conduit::sys::mman::{Advise, Mapping};
+    let w = inherited(0);
+    let cap = conduit::sys::pipe::set_size(&w, BIG_PIPE).expect("pipe size");
+    conduit::sys::pipe::set_nonblocking(&w, true).expect("nonblock");
+    let huge = 2 << 20;
+    let map = Mapping::anonymous(2 * cap + huge).expect("mmap");
+    let start = map.as_ptr().align_offset(huge);
+    let _ = map.advise(start, 2 * cap, Advise::HugePage);
+    // SAFETY: [start, start + 2cap) lies in our private mapping.
+    let buf = unsafe { core::slice::from_raw_parts_mut(map.as_ptr().add(start), 2 * cap) };
+    buf.fill(0x5A);
+    let mut sent = 0u64;
+    let mut half = 0;
+    while sent < total {
+        let n = ((total - sent) as usize).min(cap);
+        let chunk = &buf[half * cap..half * cap + n];
+        let mut done = 0;
+        while done < n {
+            // SAFETY: `w` is the write end of a pipe.
+            match unsafe { conduit::sys::pipe::vmsplice_write(&w, &chunk[done..], true) } {
+                Ok(k) => done += k,
+                Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                Err(e) => panic!("vmsplice: {e}"),
+            }
+        }
+        sent += n as u64;
+        half ^= 1;
+    }
+}
+
+/// Latency scenarios, in report order.
+pub const LATENCY: &[&str] = &[
+    "pipe",
+    "framed-pipe",
+    "fifo",
+    "fast-busy",
+    "unix-stream",
+    "unix-datagram",
+    "unix-seqpacket",
+    "posix-mq",
+    "tcp-loopback",
+];
+
+/// An 8-byte message link in one direction pair.
+trait Link {
+    fn send8(&mut self, v: u64);
+    fn recv8(&mut self) -> u64;
+}
+
+struct FdLink {
+    r: OwnedFd,
+    w: OwnedFd,
+    busy: bool,
+}
+
+impl Link for FdLink {
+    fn send8(&mut self, v: u64) {
+        let b = v.to_le_bytes();
+        let mut done = 0;
+        while done < 8 {
+            match conduit::sys::pipe::write(&self.w, &b[done..]) {
+                Ok(n) => done += n,
+                Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    }
+    fn recv8(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        let mut done = 0;
+        while done < 8 {
+            match conduit::sys::pipe::read(&self.r, &mut b[done..]) {
+                Ok(0) => panic!("peer closed"),
+                Ok(n) => done += n,
+                Err(conduit::sys::Errno::AGAIN) if self.busy => core::hint::spin_loop(),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        u64::from_le_bytes(b)
+    }
+}
+
+struct FramedLink {
+    tx: Sender<u64>,
+    rx: Receiver<u64>,
+}
+
+impl Link for FramedLink {
+    fn send8(&mut self, v: u64) {
+        self.tx.send(&v).expect("send");
+    }
+    fn recv8(&mut self) -> u64 {
+        self.rx.recv().expect("recv")
+    }
+}
+
+struct MessageLink<S> {
+    s: S,
+    send: fn(&S, &[u8]),
+    recv: fn(&S, &mut [u8]) -> usize,
+}
+
+impl<S> Link for MessageLink<S> {
+    fn send8(&mut self, v: u64) {
+        (self.send)(&self.s, &v.to_le_bytes());
+    }
+    fn recv8(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        let n = (self.recv)(&self.s, &mut b);
+        assert_eq!(n, 8);
+        u64::from_le_bytes(b)
+    }
+}
+
+struct MqLink {
+    tx: MessageQueue,
+    rx: MessageQueue,
+    buf: Vec<u8>,
+}
+
+impl Link for MqLink {
+    fn send8(&mut self, v: u64) {
+        self.tx.send(&v.to_le_bytes(), 0).expect("mq send");
+    }
+    fn recv8(&mut self) -> u64 {
+        let m = self.rx.receive(&mut self.buf).expect("mq receive");
+        assert_eq!(m.len, 8);
+        u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"))
+    }
+}
+
+struct TcpLink(std::net::TcpStream);
+
+impl Link for TcpLink {
+    fn send8(&mut self, v: u64) {
+        self.0.write_all(&v.to_le_bytes()).expect("write");
+    }
+    fn recv8(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.read_exact(&mut b).expect("read");
+        u64::from_le_bytes(b)
+    }
+}
+
+fn pipe_pair_link(busy: bool) -> (FdLink, [OwnedFd; 2]) {
+    let (r1, w1) = conduit::sys::pipe::pipe().expect("pipe");
+    let (r2, w2) = conduit::sys::pipe::pipe().expect("pipe");
+    if busy {
+        conduit::sys::pipe::set_nonblocking(&r2, true).expect("nonblock");
+    }
+    (FdLink { r: r2, w: w1, busy }, [r1, w2])
+}
+
+fn ping_pong(link: &mut dyn Link, rounds: usize) -> (Duration, Duration, Duration) {
+    for i in 0..rounds / 10 {
+        link.send8(i as u64);
+        link.recv8();
+    }
+    let mut samples = Vec::with_capacity(rounds);
+    let cpu_before = cpu_time(false);
+    for i in 0..rounds {
+        let t = Instant::now();
+        link.send8(i as u64);
+        let back = link.recv8();
+        samples.push(t.elapsed() / 2);
+        debug_assert_eq!(back, i as u64);
+    }
+    let cpu = cpu_time(false).saturating_sub(cpu_before) / rounds as u32;
+    samples.sort_unstable();
+    (samples[rounds / 2], samples[rounds * 99 / 100], cpu)
+}
+
+/// Runs latency scenario `name` with `rounds` round trips.
+pub fn latency(name: &str, rounds: usize) -> Latency {
+    let args = vec![rounds.to_string()];
+    let (p50, p99, cpu) = match name {
+        "pipe" | "fast-busy" => {
+            let busy = name == "fast-busy";
+            let (mut link, theirs) = pipe_pair_link(busy);
+            let role = if busy { "echo-pipe-busy" } else { "echo-pipe" };
+            let child = spawn_child(role, &args, &[&theirs[0], &theirs[1]]);
+            drop(theirs);
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        "framed-pipe" => {
+            let (link, theirs) = pipe_pair_link(false);
+            let child = spawn_child("echo-framed", &args, &[&theirs[0], &theirs[1]]);
+            drop(theirs);
+            let mut link = FramedLink {
+                tx: Sender::new(link.w),
+                rx: Receiver::new(link.r),
+            };
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        "fifo" => {
+            let base =
+                std::env::temp_dir().join(format!("conduit-bench-lat-{}", std::process::id()));
+            let there = base.with_extension("there");
+            let back = base.with_extension("back");
+            let f1 = Fifo::create(&there, 0o600).expect("fifo");
+            let f2 = Fifo::create(&back, 0o600).expect("fifo");
+            let mut a = args.clone();
+            a.push(there.to_string_lossy().into_owned());
+            a.push(back.to_string_lossy().into_owned());
+            let child = spawn_child("echo-fifo", &a, &[]);
+            let w = f1.open_writer().expect("open");
+            let r = f2.open_reader().expect("open");
+            let mut link = FdLink {
+                r: r.into(),
+                w: w.into(),
+                busy: false,
+            };
+            let res = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            res
+        }
+        "unix-stream" => {
+            let (a, b) = UnixStream::pair().expect("pair");
+            let child = spawn_child("echo-unix-stream", &args, &[&b]);
+            drop(b);
+            let fd: OwnedFd = a.into();
+            let mut link = FdLink {
+                r: fd.try_clone().expect("dup"),
+                w: fd,
+                busy: false,
+            };
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        "unix-datagram" => {
+            let (a, b) = UnixDatagram::pair().expect("pair");
+            let child = spawn_child("echo-unix-datagram", &args, &[&b]);
+            drop(b);
+            let mut link = MessageLink {
+                s: a,
+                send: |s, m| s.send(m).expect("send"),
+                recv: |s, b| s.recv(b).expect("recv"),
+            };
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        "unix-seqpacket" => {
+            let (a, b) = UnixSeqpacket::pair().expect("pair");
+            let child = spawn_child("echo-unix-seqpacket", &args, &[&b]);
+            drop(b);
+            let mut link = MessageLink {
+                s: a,
+                send: |s, m| s.send(m).expect("send"),
+                recv: |s, b| s.recv(b).expect("recv"),
+            };
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        "posix-mq" => {
+            let base = format!("/conduit-bench-lat-{}", std::process::id());
+            let there = format!("{base}-there");
+            let back = format!("{base}-back");
+            let tx = MessageQueue::builder(&there)
+                .capacity(1)
+                .message_size(8)
+                .create()
+                .expect("mq");
+            let rx = MessageQueue::builder(&back)
+                .capacity(1)
+                .message_size(8)
+                .create()
+                .expect("mq");
+            let mut a = args.clone();
+            a.push(there.clone());
+            a.push(back.clone());
+            let child = spawn_child("echo-posix-mq", &a, &[]);
+            let mut link = MqLink {
+                tx,
+                rx,
+                buf: vec![0; 8],
+            };
+            let r = ping_pong(&mut link, rounds);
+            finish(child);
+            r
+        }
+        "tcp-loopback" => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let mut a = args.clone();
+            a.push(port.to_string());
+            let child = spawn_child("echo-tcp-loopback", &a, &[]);
+            let (s, _) = listener.accept().expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut link = TcpLink(s);
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
+        other => panic!("unknown scenario {other}"),
+    };
+    Latency {
+        name: name.to_owned(),
+        p50,
+        p99,
+        cpu_per_round_trip: cpu,
+    }
+}
+
+fn echo(link: &mut dyn Link, rounds: usize) {
+    for _ in 0..rounds + rounds / 10 {
+        let v = link.recv8();
+        link.send8(v);
+    }
+}
+
+/// Child side of a latency scenario (`role` = `echo-<scenario>`).
+pub fn latency_child(role: &str, args: &[String]) {
+    pin_to_cpu(1);
+    let rounds: usize = args[0].parse().expect("rounds");
+    match role {
+        "echo-pipe" | "echo-pipe-busy" => {
+            let busy = role == "echo-pipe-busy";
+            let r = inherited(0);
+            let w = inherited(1);
+            if busy {
+                conduit::sys::pipe::set_nonblocking(&r, true).expect("nonblock");
+            }
+            echo(&mut FdLink { r, w, busy }, rounds);
+        }
+        "echo-framed" => {
+            let mut link = FramedLink {
+                rx: Receiver::new(inherited(0)),
+                tx: Sender::new(inherited(1)),
+            };
+            echo(&mut link, rounds);
+        }
+        "echo-fifo" => {
+            let r = pipe::open_fifo_reader(&args[1]).expect("open");
+            let w = pipe::open_fifo_writer(&args[2]).expect("open");
+            echo(
+                &mut FdLink {
+                    r: r.into(),
+                    w: w.into(),
+                    busy: false,
+                },
+                rounds,
+            );
+        }
+        "echo-unix-stream" => {
+            let fd = inherited(0);
+            echo(
+                &mut FdLink {
+                    r: fd.try_clone().expect("dup"),
+                    w: fd,
+                    busy: false,
+                },
+                rounds,
+            );
+        }
+        "echo-unix-datagram" => {
+            let mut link = MessageLink {
+                s: UnixDatagram::from_fd(inherited(0)),
+                send: |s, m| s.send(m).expect("send"),
+                recv: |s, b| s.recv(b).expect("recv"),
+            };
+            echo(&mut link, rounds);
+        }
+        "echo-unix-seqpacket" => {
+            let mut link = MessageLink {
+                s: UnixSeqpacket::from_fd(inherited(0)),
+                send: |s, m| s.send(m).expect("send"),
+                recv: |s, b| s.recv(b).expect("recv"),
+            };
+            echo(&mut link, rounds);
+        }
+        "echo-posix-mq" => {
+            let rx = MessageQueue::builder(&args[1]).open().expect("mq");
+            let tx = MessageQueue::builder(&args[2]).open().expect("mq");
+            echo(
+                &mut MqLink {
+                    tx,
+                    rx,
+                    buf: vec![0; 8],
+                },
+                rounds,
+            );
+        }
+        "echo-tcp-loopback" => {
+            let port: u16 = args[1].parse().expect("port");
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            echo(&mut TcpLink(s), rounds);
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
