@@ -361,8 +361,7 @@ mod tests {
     #[test]
     fn epoch_wraps_without_touching_sleepers() {
         let e = EventWord::new();
-        e.word
-            .store(u32::MAX & !SLEEPER_MASK | 3, Ordering::Relaxed);
+        e.word.store(!SLEEPER_MASK | 3, Ordering::Relaxed);
         assert_eq!(e.epoch(), EPOCH_VALUE_MASK);
         // wake would call futex (3 sleepers registered, none real): fine.
         e.wake_all();

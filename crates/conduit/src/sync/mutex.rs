@@ -684,6 +684,11 @@ mod tests {
         assert_eq!(core::mem::align_of::<RobustMutex<u64>>(), 8);
         assert_eq!(core::mem::offset_of!(RobustMutex<u64>, owner), 8);
         assert_eq!(core::mem::offset_of!(RobustMutex<u64>, data), 16);
+        assert_eq!(<RobustMutex<u64> as ShmSafe>::LAYOUT.size, 24);
+        assert_ne!(
+            <RobustMutex<u64> as ShmSafe>::LAYOUT.fingerprint,
+            <RobustMutex<i64> as ShmSafe>::LAYOUT.fingerprint
+        );
     }
 
     #[test]
@@ -701,6 +706,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn try_lock_and_timeout_while_held_by_live_thread() {
         let m = std::sync::Arc::new(RobustMutex::new(0u32));
         let g = m.lock().unwrap();
@@ -718,6 +724,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn thread_exit_while_holding_is_owner_death() {
         let m = std::sync::Arc::new(RobustMutex::new(0u32));
         let m2 = m.clone();
@@ -737,6 +744,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn unrecovered_guard_poisons_for_good() {
         let m = RobustMutex::new(0u32);
         // A lock word naming a task id that cannot exist, with a record.
@@ -753,6 +761,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn garbage_lock_words_do_not_hang() {
         for garbage in [WAITERS, WAITERS | 0x3fff_ffff, 0x7fff_fffe, 0x0040_0000] {
             let m = RobustMutex::new(0u32);
@@ -769,6 +778,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn garbage_naming_a_live_task_is_taken_over_after_grace() {
         // The lock word names a live task (this process's main thread may
         // be elsewhere; use our own thread's id from another thread) with
