@@ -98,14 +98,14 @@ fn loom_event_publishes_data() {
             let shared = shared.clone();
             thread::spawn(move || {
                 if let WaitResult::Changed(_) = shared.0.wait(0, None) {
-                    // SAFETY (test): the writer wrote before its Release
+                    // SAFETY: the writer wrote before its Release
                     // notify and never writes again.
                     let v = shared.1.with(|p| unsafe { *p });
                     assert_eq!(v, 1);
                 }
             })
         };
-        // SAFETY (test): the reader only reads after the notify.
+        // SAFETY: the reader only reads after the notify.
         shared.1.with_mut(|p| unsafe { *p = 1 });
         shared.0.wake_all();
         waiter.join().unwrap();

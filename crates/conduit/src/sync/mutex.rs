@@ -389,10 +389,12 @@ impl<T: ShmSafe> RobustMutex<T> {
                 Liveness::Unknown => false,
                 Liveness::Alive => match unpublished {
                     None => false,
+                    // Compare the owner field only: our own WAITERS bit
+                    // must not restart the grace period.
                     Some(since) => match *since {
-                        Some((word, at)) if word == seen => at.elapsed() >= UNPUBLISHED_GRACE,
+                        Some((field, at)) if field == tid => at.elapsed() >= UNPUBLISHED_GRACE,
                         _ => {
-                            *since = Some((seen, Instant::now()));
+                            *since = Some((tid, Instant::now()));
                             false
                         }
                     },
