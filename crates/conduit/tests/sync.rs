@@ -130,6 +130,49 @@ fn dispatch(role: &str, args: &[String]) {
             let with_sleeper = futex_wake_calls() - before;
             report(&with_sleeper.to_string());
         }
+        // A thread locks and exits without unlocking; the process lives on.
+        "thread_exits_holding" => {
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let mut guard = s.mutex.lock().expect("lock");
+                    *guard = 7;
+                    core::mem::forget(guard);
+                });
+            });
+            report("thread gone");
+            loop {
+                std::thread::park();
+            }
+        }
+        // Holds the lock across fork(): the forked process has another
+        // thread id, so it must see a lock held by a live owner (its
+        // parent), not its own lock.
+        "fork_while_holding" => {
+            let guard = s.mutex.lock().expect("lock");
+            // SAFETY: the forked child only calls try_lock (atomics, a
+            // /proc read, glibc's fork-safe malloc) and then _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let code = match s.mutex.try_lock() {
+                    Err(TryLockError::WouldBlock) => 10,
+                    Err(TryLockError::WouldDeadlock) => 11,
+                    Ok(_) => 12,
+                    Err(TryLockError::OwnerDied(_)) => 13,
+                    Err(TryLockError::NotRecoverable) => 14,
+                };
+                // SAFETY: ends the forked child without running the
+                // parent's atexit handlers or destructors.
+                unsafe { libc::_exit(code) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child we just forked; `status` is a
+            // valid out-pointer.
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert_eq!(waited, pid);
+            drop(guard);
+            report(&libc::WEXITSTATUS(status).to_string());
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -342,4 +385,32 @@ fn lock_timeout_gives_up_on_live_owner_in_other_process() {
     kill_and_reap(child);
     let mut g = s.mutex.lock().unwrap_err().into_owner_died().unwrap();
     g.mark_consistent();
+}
+
+#[test]
+fn owner_thread_exit_in_live_process_is_owner_death() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let region = Region::new();
+    let s = shared(&region.map);
+    let mut child = Kid::spawn("thread_exits_holding", &[&region.path]);
+    assert_eq!(read_report(&mut child), "thread gone");
+    // The process is alive; only the owning thread is gone.
+    assert!(matches!(child.try_wait(), Ok(None)));
+    let mut guard = s.mutex.lock().unwrap_err().into_owner_died().unwrap();
+    assert_eq!(*guard, 7);
+    guard.mark_consistent();
+    drop(guard);
+    kill_and_reap(child);
+}
+
+#[test]
+fn forked_child_does_not_inherit_lock_ownership() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let region = Region::new();
+    let mut child = Kid::spawn("fork_while_holding", &[&region.path]);
+    // 10 = WouldBlock: the forked process saw a lock held by a live
+    // owner; 11 would mean it took its parent's thread id for its own.
+    assert_eq!(read_report(&mut child), "10");
+    assert!(child.wait().unwrap().success());
+    assert!(shared(&region.map).mutex.try_lock().is_ok());
 }
