@@ -325,10 +325,16 @@ fn remaining(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Dur
 }
 
 // SAFETY: one AtomicU32 in a repr(C) struct: no pointers, fixed layout,
-// every bit pattern is a valid state (see the state table above).
-#[cfg(not(loom))]
+// every bit pattern is a valid state (see the state table above). Under
+// loom (a test-only build in which nothing is shared between processes)
+// the atomic is loom's and the impl only lets types that embed an
+// EventWord compile.
 unsafe impl crate::ShmSafe for EventWord {
-    const LAYOUT: crate::shm::TypeLayout = crate::shm::TypeLayout::leaf("conduit::EventWord", 4, 4);
+    const LAYOUT: crate::shm::TypeLayout = crate::shm::TypeLayout::leaf(
+        "conduit::EventWord",
+        core::mem::size_of::<EventWord>(),
+        core::mem::align_of::<EventWord>(),
+    );
 }
 
 #[cfg(all(test, not(loom)))]

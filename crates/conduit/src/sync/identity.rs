@@ -105,7 +105,12 @@ mod imp {
         });
         let generation = FORK_GENERATION.load(Ordering::Relaxed).wrapping_add(1);
         let tid = process::thread_id();
-        let start = process::start_time(tid).unwrap_or(0) & START_MASK;
+        // Under Miri thread ids are virtual and /proc is not theirs.
+        let start = if cfg!(miri) {
+            0
+        } else {
+            process::start_time(tid).unwrap_or(0) & START_MASK
+        };
         let identity = Identity { tid, start };
         if generation != 0 {
             CACHE.with(|c| c.set((generation, identity)));

@@ -137,8 +137,9 @@ unsafe impl<T: ShmSafe + Send> Sync for RobustMutex<T> {}
 
 // SAFETY: repr(C) of two atomics, a u32 and a ShmSafe T: no pointers, a
 // fixed layout, and every bit pattern is a valid state (garbage lock words
-// are handled, see the type docs).
-#[cfg(not(loom))]
+// are handled, see the type docs). Under loom (a test-only build in which
+// nothing is shared between processes) the fields are loom's and the impl
+// only lets types that embed a RobustMutex compile.
 unsafe impl<T: ShmSafe> ShmSafe for RobustMutex<T> {
     const LAYOUT: crate::shm::TypeLayout = {
         use crate::shm::fingerprint;
