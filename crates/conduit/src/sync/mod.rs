@@ -1,12 +1,64 @@
 //! Synchronisation primitives that live in shared memory.
 //!
-//! Atomics come from a small shim so that the same code runs under `loom`
-//! (`RUSTFLAGS="--cfg loom"`), where the futex is modelled by yielding.
+//! * [`EventWord`]: a 4-byte futex word with an epoch counter and a sleeper
+//!   count: `wait(epoch)` sleeps until the epoch moves, `wake_one` /
+//!   `wake_all` advance it and make **no system call when nobody sleeps**.
+//!   [`EventWord::wait_until`] spins for a bounded [`Spin`] budget before it
+//!   sleeps.
+//! * [`RobustMutex`]: a mutex whose lock word holds the owner's thread id;
+//!   a contender that finds the owner dead (killed, or thread exited) takes
+//!   the lock over and is told so ([`LockError::OwnerDied`]), like a pthread
+//!   robust mutex (`EOWNERDEAD` / `ENOTRECOVERABLE`).
+//!
+//! Both are `#[repr(C)]`, hold no pointer, and are valid when their memory
+//! is all zero, so they can be placed in a segment that several processes
+//! map at different addresses.
+//!
+//! # Testing under loom
+//!
+//! Atomics come from a small shim ([`atomic`]) and the futex from another
+//! (`futex`), so the same code runs under `loom`
+//! (`RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom`).
+//! Under loom the futex is a model of the kernel's wait queue (a loom mutex
+//! standing for the hash-bucket lock and a loom condvar), so a lost wake-up
+//! shows up as a loom deadlock. Timeouts are ignored under loom (a timed
+//! wait blocks like an untimed one) so that they cannot hide a lost
+//! wake-up.
 
 #[allow(unused_imports)]
 pub(crate) mod atomic {
     #[cfg(loom)]
-    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
     #[cfg(not(loom))]
-    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+}
+
+mod event;
+mod futex;
+mod identity;
+mod mutex;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use event::{EventWord, Spin, WaitResult};
+pub use mutex::{LockError, LockTimeoutError, RobustMutex, RobustMutexGuard, TryLockError};
+
+/// Number of futex wake system calls this process has made through
+/// [`EventWord`] and [`RobustMutex`] since it started.
+///
+/// A diagnostic: the notifier's fast path makes no system call when nobody
+/// sleeps, and this counter lets a test (or a curious user) check it. The
+/// counter is only touched on the slow path, right next to the system call.
+pub fn futex_wake_calls() -> u64 {
+    futex::wake_calls()
+}
+
+/// Spin-loop hint (a `pause` instruction; a loom yield under loom).
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
 }

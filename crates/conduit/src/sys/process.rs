@@ -61,3 +61,22 @@ pub fn is_alive(tid: u32, start_time_ticks: u64) -> bool {
         Err(_) => false,
     }
 }
+
+/// `pthread_atfork(NULL, NULL, child)`: registers `child` to run in the
+/// child process right after every `fork()`, on the one thread that
+/// survives the fork (for example to forget a cached thread id).
+///
+/// The handler runs in an async-signal context: it may only touch atomics.
+/// Handlers cannot be unregistered.
+#[doc(alias = "pthread_atfork")]
+pub fn on_fork_in_child(child: extern "C" fn()) -> Result<()> {
+    // SAFETY: pthread_atfork only records the function pointers; `child`
+    // is a valid `extern "C" fn()` for the life of the program (fn items
+    // are never freed), and the null prepare/parent handlers are allowed.
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(rc))
+    }
+}
