@@ -12,7 +12,11 @@ pub use shm_safe::{ShmSafe, TypeLayout, fingerprint};
 
 pub mod alloc;
 pub mod containers;
+mod managed;
 pub use alloc::{AllocError, HeapInitError, HeapState, HeapStats};
 pub use containers::{
     ContainerError, Context, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec, StableHasher, View,
+};
+pub use managed::{
+    DirectoryEntry, MAX_OBJECT_NAME, ManagedError, ManagedGuard, ManagedSegment, ManagedState,
 };
