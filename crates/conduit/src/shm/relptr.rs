@@ -381,3 +381,93 @@ unsafe impl<T: ShmSafe> ShmSafe for Offset<T> {
     };
     const SHALLOW_FINGERPRINT: u64 = fingerprint::bytes(fingerprint::start(), b"Offset");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 64-byte-aligned heap buffer as a region (works under Miri).
+    fn buffer(words: usize) -> (Vec<u64>, Region) {
+        let mut v = vec![0u64; words];
+        let len = words * 8;
+        // SAFETY: the Vec outlives every use of the region in these tests
+        // (it is returned alongside and dropped last); nothing else
+        // accesses it.
+        let r = unsafe { Region::new(NonNull::new(v.as_mut_ptr().cast()).unwrap(), len) };
+        (v, r)
+    }
+
+    #[test]
+    fn relptr_round_trip_forward_and_backward() {
+        let (_keep, region) = buffer(16);
+        let a = region.resolve::<RelPtr<u64>>(64).unwrap().as_ptr();
+        let before = region.resolve::<u64>(8).unwrap().as_ptr();
+        let after = region.resolve::<u64>(120).unwrap().as_ptr();
+        // SAFETY: all three pointers are in bounds, aligned, distinct.
+        unsafe {
+            *before = 1;
+            *after = 2;
+            (*a).set(&region, after).unwrap();
+            assert_eq!((*a).raw(), 56);
+            assert_eq!(*(*a).resolve(&region).unwrap().unwrap().as_ptr(), 2);
+            (*a).set(&region, before).unwrap();
+            assert_eq!((*a).raw(), -56);
+            assert_eq!(*(*a).resolve(&region).unwrap().unwrap().as_ptr(), 1);
+            (*a).set_null();
+            assert!((*a).resolve(&region).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn relptr_survives_a_copy_of_the_whole_region() {
+        // The classic: copy the bytes elsewhere (another "mapping") and the
+        // self-relative pointer still finds its target.
+        let (mut first, region) = buffer(8);
+        let p = region.resolve::<RelPtr<u64>>(0).unwrap().as_ptr();
+        let t = region.resolve::<u64>(40).unwrap().as_ptr();
+        // SAFETY: in bounds, aligned, distinct.
+        unsafe {
+            *t = 7;
+            (*p).set(&region, t).unwrap();
+        }
+        let (mut second, region2) = buffer(8);
+        second.copy_from_slice(&first);
+        first.fill(0);
+        let p2 = region2.resolve::<RelPtr<u64>>(0).unwrap();
+        // SAFETY: p2 is in bounds and aligned; the RelPtr resolves inside
+        // region2 (checked).
+        unsafe {
+            let got = p2.as_ref().resolve(&region2).unwrap().unwrap();
+            assert_eq!(*got.as_ptr(), 7);
+        }
+    }
+
+    #[test]
+    fn corrupted_relptr_and_offsets_are_errors() {
+        let (_keep, region) = buffer(8);
+        let p = region.resolve::<RelPtr<u64>>(0).unwrap().as_ptr();
+        // SAFETY: in bounds; we write raw distances as a hostile peer would.
+        unsafe {
+            (*p).offset = 1 << 40;
+            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+            (*p).offset = -8;
+            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+            (*p).offset = 3;
+            assert!(matches!((*p).resolve(&region), Err(OffsetError::Misaligned { .. })));
+            (*p).offset = 60; // 60..68 crosses the end
+            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+        }
+        assert!(matches!(
+            Offset::<u64>::new(64).resolve(&region),
+            Err(OffsetError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            Offset::<u64>::new(u64::MAX - 1).resolve(&region),
+            Err(OffsetError::OutOfBounds { .. })
+        ));
+        assert!(Offset::<u64>::NULL.resolve(&region).unwrap().is_none());
+        assert!(region.sub(60, 8).is_err());
+        let outside = 0u64;
+        assert_eq!(region.offset_of(&outside), Err(OffsetError::NotInRegion));
+    }
+}
