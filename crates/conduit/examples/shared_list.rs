@@ -38,7 +38,7 @@ fn print_route(who: &str, managed: &ManagedSegment) -> Result<(), Box<dyn Error>
         managed.segment().data().base(),
         route.len()
     );
-    for waypoint in route.iter(&ctx.view()) {
+    for waypoint in route.iter(ctx.view()) {
         let w = waypoint?;
         println!("[{who}]   #{} at ({:.1}, {:.1})", w.id, w.x, w.y);
     }

@@ -21,7 +21,7 @@ fn dispatch(role: &str, args: &[String]) {
             let mut m = managed.lock().unwrap();
             let list = m.find::<ShmList<u64>>("list").unwrap().unwrap();
             let (list, mut ctx) = m.get(list).unwrap();
-            let seen: Vec<u64> = list.iter(&ctx.view()).map(|r| *r.unwrap()).collect();
+            let seen: Vec<u64> = list.iter(ctx.view()).map(|r| *r.unwrap()).collect();
             list.push_back(&mut ctx, 100).unwrap();
             println!("{seen:?}");
         }
@@ -116,7 +116,7 @@ fn list_survives_another_mapping_and_another_process() {
         let mut m = second.lock().unwrap();
         let list = m.find::<ShmList<u64>>("list").unwrap().unwrap();
         let (list, ctx) = m.get(list).unwrap();
-        let back: Vec<u64> = list.iter_rev(&ctx.view()).map(|r| *r.unwrap()).collect();
+        let back: Vec<u64> = list.iter_rev(ctx.view()).map(|r| *r.unwrap()).collect();
         assert_eq!(back, vec![5, 4, 3, 2, 1]);
     }
     // Another process.
@@ -126,7 +126,7 @@ fn list_survives_another_mapping_and_another_process() {
     let mut m = managed.lock().unwrap();
     let list = m.find::<ShmList<u64>>("list").unwrap().unwrap();
     let (list, ctx) = m.get(list).unwrap();
-    let all: Vec<u64> = list.iter(&ctx.view()).map(|r| *r.unwrap()).collect();
+    let all: Vec<u64> = list.iter(ctx.view()).map(|r| *r.unwrap()).collect();
     assert_eq!(all, vec![1, 2, 3, 4, 5, 100]);
     drop(m);
     managed.segment().unlink().unwrap();
@@ -147,7 +147,7 @@ fn holder_killed_with_the_lock_is_recovered() {
     assert!(m.recovered(), "the next locker is told the holder died");
     let v = m.find::<ShmVec<u32>>("vec").unwrap().unwrap();
     let (v, ctx) = m.get(v).unwrap();
-    assert_eq!(v.as_slice(&ctx.view()).unwrap(), &[7]);
+    assert_eq!(v.as_slice(ctx.view()).unwrap(), &[7]);
     drop(m);
     // Back to normal afterwards.
     assert!(!managed.lock().unwrap().recovered());
