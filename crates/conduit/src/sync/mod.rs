@@ -16,7 +16,7 @@
 //!
 //! # Testing under loom
 //!
-//! Atomics come from a small shim ([`atomic`]) and the futex from another
+//! Atomics come from a small shim (`atomic`) and the futex from another
 //! (`futex`), so the same code runs under `loom`
 //! (`RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom`).
 //! Under loom the futex is a model of the kernel's wait queue (a loom mutex

@@ -1,7 +1,7 @@
 //! Relocatable containers that live in a shared-memory region and keep
 //! their storage in a [`HeapState`] in the same region.
 //!
-//! Every container is a small `#[repr(C)]` [`ShmSafe`] header that refers
+//! Every container is a small `#[repr(C)]` [`ShmSafe`](crate::ShmSafe) header that refers
 //! to its storage by [`Offset`] (from the region base), never by pointer,
 //! so it means the same thing in every process and every mapping of the
 //! region. The header can itself live in the region (usually inside a
