@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use conduit::sys::mman::{Mapping, Protection};
 use conduit::sys::{fd, futex, memfd, pipe};
 
-use crate::harness::{self, Measurement, Mode, Plan};
+use crate::harness::{self, ChildSpec, Measurement, Mode, Plan};
 
 /// Child role of [`spin_line`].
 pub const SPIN_LINE_ROLE: &str = "floors-spin-line";
@@ -55,35 +55,106 @@ struct Shared {
     pong_futex: Line<AtomicU32>,
 }
 
-/// A memfd of one page, mapped, zeroed (a fresh memfd reads as zeros).
+/// A memfd holding the [`Shared`] page, then (for payload scenarios) two
+/// message buffers of `payload` bytes each, page-aligned: `ping` written
+/// by the measuring process, `pong` by the child. A fresh memfd reads as
+/// zeros.
 struct SharedPage {
     memfd: OwnedFd,
     map: Mapping,
+    /// Bytes per buffer, rounded up to whole pages (0 without payload).
+    buffer_stride: usize,
+}
+
+/// Which message buffer of a [`SharedPage`].
+#[derive(Clone, Copy)]
+enum Direction {
+    Ping,
+    Pong,
 }
 
 impl SharedPage {
-    fn create() -> SharedPage {
-        let memfd = memfd::create("conduit-bench-floors").expect("memfd_create");
-        fd::truncate(&memfd, SHARED_LEN as u64).expect("ftruncate");
-        let map = Mapping::map(&memfd, SHARED_LEN, Protection::ReadWrite).expect("mmap");
-        SharedPage { memfd, map }
+    fn len_for(payload: usize) -> (usize, usize) {
+        let stride = payload.div_ceil(SHARED_LEN) * SHARED_LEN;
+        (SHARED_LEN + 2 * stride, stride)
     }
 
-    fn inherit(i: usize) -> SharedPage {
+    fn create(payload: usize) -> SharedPage {
+        let (len, buffer_stride) = Self::len_for(payload);
+        let memfd = memfd::create("conduit-bench-floors").expect("memfd_create");
+        fd::truncate(&memfd, len as u64).expect("ftruncate");
+        let map = Mapping::map(&memfd, len, Protection::ReadWrite).expect("mmap");
+        SharedPage {
+            memfd,
+            map,
+            buffer_stride,
+        }
+    }
+
+    fn inherit(i: usize, payload: usize) -> SharedPage {
+        let (len, buffer_stride) = Self::len_for(payload);
         let memfd = harness::inherited_fd(i);
-        let map = Mapping::map(&memfd, SHARED_LEN, Protection::ReadWrite).expect("mmap");
-        SharedPage { memfd, map }
+        let map = Mapping::map(&memfd, len, Protection::ReadWrite).expect("mmap");
+        SharedPage {
+            memfd,
+            map,
+            buffer_stride,
+        }
     }
 
     fn shared(&self) -> &Shared {
         const { assert!(size_of::<Shared>() <= SHARED_LEN) };
-        // SAFETY: the mapping is page-aligned, SHARED_LEN long (checked
-        // above to hold a Shared) and lives as long as the returned
-        // reference; every field is an atomic, valid for any bit pattern
-        // (the memfd starts zeroed), and all cross-process access goes
-        // through those atomics.
+        // SAFETY: the mapping is page-aligned, at least SHARED_LEN long
+        // (checked above to hold a Shared) and lives as long as the
+        // returned reference; every field is an atomic, valid for any bit
+        // pattern (the memfd starts zeroed), and all cross-process access
+        // goes through those atomics.
         unsafe { &*self.map.as_ptr().cast::<Shared>() }
     }
+
+    /// Start of a message buffer (`buffer_stride` bytes inside the mapping).
+    fn buffer(&self, direction: Direction) -> *mut u8 {
+        let offset = SHARED_LEN
+            + match direction {
+                Direction::Ping => 0,
+                Direction::Pong => self.buffer_stride,
+            };
+        self.map.as_ptr().wrapping_add(offset)
+    }
+}
+
+/// The byte every payload byte of message `seq` holds.
+fn fill_byte(seq: u64) -> u8 {
+    (seq % 251) as u8 + 1
+}
+
+/// Writes every byte of the `len`-byte buffer at `buf` for message `seq`.
+///
+/// # Safety
+///
+/// `buf..buf + len` lies in a live mapping, and no other process reads or
+/// writes it until this process publishes the message (Release store of
+/// the sequence number the reader Acquire-loads).
+unsafe fn write_payload(buf: *mut u8, len: usize, seq: u64) {
+    // SAFETY: the caller guarantees the range is mapped and exclusively
+    // ours until published.
+    unsafe { core::ptr::write_bytes(buf, fill_byte(seq), len) };
+}
+
+/// Reads every byte of message `seq` and checks their sum.
+///
+/// # Safety
+///
+/// `buf..buf + len` lies in a live mapping, the writer published it (this
+/// process Acquire-loaded its sequence number) and does not write it again
+/// until this process answers.
+unsafe fn read_payload(buf: *const u8, len: usize, seq: u64) {
+    // SAFETY: per the caller, the bytes are initialised (the memfd starts
+    // zeroed, then the writer filled them) and nobody writes them while
+    // this slice lives.
+    let bytes = unsafe { core::slice::from_raw_parts(buf, len) };
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(sum, len as u64 * u64::from(fill_byte(seq)), "bad payload");
 }
 
 /// Waits with a plain spin until `word` holds `value`.
@@ -117,31 +188,66 @@ pub fn sleeping_plan(quick: bool) -> Plan {
 /// the measuring side stores `i + 1` into its line and spins on the
 /// child's until the child copied it there.
 pub fn spin_line(plan: &Plan) -> Measurement {
-    let page = SharedPage::create();
+    spin_line_with_payload(plan, 8, Mode::Header)
+}
+
+/// [`spin_line`] carrying `payload` bytes each way: in [`Mode::Payload`]
+/// the sender fills a shared buffer of `payload` bytes before storing the
+/// sequence number and the receiver sums every byte after seeing it — the
+/// floor for any shared-memory transport that moves (rather than lends)
+/// the bytes, or whose users touch them. [`Mode::Header`] is [`spin_line`]
+/// (the payload size is only a label).
+pub fn spin_line_with_payload(plan: &Plan, payload: usize, mode: Mode) -> Measurement {
+    let len = if mode == Mode::Payload { payload } else { 0 };
+    let page = SharedPage::create(len);
     let s = page.shared();
+    let (ping_buf, pong_buf) = (page.buffer(Direction::Ping), page.buffer(Direction::Pong));
+    let args = [len.to_string()];
     harness::run_ping_pong(
         "spin_line",
-        8,
-        Mode::Header,
+        payload as u64,
+        mode,
         plan,
-        SPIN_LINE_ROLE,
-        &[],
-        &[&page.memfd],
+        ChildSpec {
+            role: SPIN_LINE_ROLE,
+            args: &args,
+            fds: &[&page.memfd],
+        },
         |i| {
+            if len > 0 {
+                // SAFETY: the ping buffer is ours: the child finished
+                // reading message i - 1 before it answered it.
+                unsafe { write_payload(ping_buf, len, i) };
+            }
             s.ping.0.store(i + 1, Ordering::Release);
             spin_until(&s.pong.0, i + 1);
+            if len > 0 {
+                // SAFETY: the child published pong i (Acquire above) and
+                // writes that buffer again only after our next ping.
+                unsafe { read_payload(pong_buf, len, i) };
+            }
         },
     )
 }
 
-/// Child side of [`spin_line`].
+/// Child side of [`spin_line`] / [`spin_line_with_payload`].
 pub fn spin_line_child(args: &[String]) {
     let plan = Plan::from_args(args);
-    let page = SharedPage::inherit(0);
+    let len: usize = args[2].parse().expect("payload length");
+    let page = SharedPage::inherit(0, len);
     let s = page.shared();
+    let (ping_buf, pong_buf) = (page.buffer(Direction::Ping), page.buffer(Direction::Pong));
     harness::ready();
     harness::echo_loop(&plan, |i| {
         spin_until(&s.ping.0, i + 1);
+        if len > 0 {
+            // SAFETY: the parent published ping i (Acquire above) and
+            // writes that buffer again only after our answer.
+            unsafe { read_payload(ping_buf, len, i) };
+            // SAFETY: the parent finished reading pong i - 1 before it
+            // sent ping i.
+            unsafe { write_payload(pong_buf, len, i) };
+        }
         s.pong.0.store(i + 1, Ordering::Release);
     });
 }
@@ -170,16 +276,18 @@ fn futex_receive(inp: &AtomicU32, expect: u32) {
 /// wake-ups of a sleeping process (the sender always calls `FUTEX_WAKE`,
 /// as a transport that cannot know whether the receiver sleeps would).
 pub fn futex_pingpong(plan: &Plan) -> Measurement {
-    let page = SharedPage::create();
+    let page = SharedPage::create(0);
     let s = page.shared();
     harness::run_ping_pong(
         "futex_pingpong",
         8,
         Mode::Header,
         plan,
-        FUTEX_ROLE,
-        &[],
-        &[&page.memfd],
+        ChildSpec {
+            role: FUTEX_ROLE,
+            args: &[],
+            fds: &[&page.memfd],
+        },
         |i| {
             let v = (i + 1) as u32;
             futex_send(&s.ping_futex.0, v);
@@ -191,7 +299,7 @@ pub fn futex_pingpong(plan: &Plan) -> Measurement {
 /// Child side of [`futex_pingpong`].
 pub fn futex_pingpong_child(args: &[String]) {
     let plan = Plan::from_args(args);
-    let page = SharedPage::inherit(0);
+    let page = SharedPage::inherit(0, 0);
     let s = page.shared();
     harness::ready();
     harness::echo_loop(&plan, |i| {
@@ -227,9 +335,11 @@ pub fn pipe_pingpong(plan: &Plan) -> Measurement {
         8,
         Mode::Header,
         plan,
-        PIPE_ROLE,
-        &[],
-        &[&to_child_r, &from_child_w],
+        ChildSpec {
+            role: PIPE_ROLE,
+            args: &[],
+            fds: &[&to_child_r, &from_child_w],
+        },
         |i| {
             write8(&to_child_w, i);
             let back = read8(&from_child_r);

@@ -420,22 +420,44 @@ impl Measurement {
     }
 }
 
-/// Runs a whole two-process ping-pong: spawns `role` with the plan and
-/// `extra_args`, waits until it is ready, measures with `round_trip`,
+/// The child side of a scenario: which role to run, with which extra
+/// arguments (after the plan's) and inherited descriptors.
+#[derive(Clone, Copy)]
+pub struct ChildSpec<'a> {
+    /// Role name, as registered with [`child_main_if_requested_with`] (or
+    /// built in).
+    pub role: &'a str,
+    /// Arguments after the plan's two.
+    pub args: &'a [String],
+    /// Descriptors the child takes with [`inherited_fd`]`(0..)`.
+    pub fds: &'a [&'a dyn AsFd],
+}
+
+impl<'a> ChildSpec<'a> {
+    /// A child running `role` with no extra arguments or descriptors.
+    pub fn role(role: &'a str) -> ChildSpec<'a> {
+        ChildSpec {
+            role,
+            args: &[],
+            fds: &[],
+        }
+    }
+}
+
+/// Runs a whole two-process ping-pong: spawns the child with the plan and
+/// its arguments, waits until it is ready, measures with `round_trip`,
 /// collects the child's CPU time.
 pub fn run_ping_pong(
     scenario: &str,
     payload: u64,
     mode: Mode,
     plan: &Plan,
-    role: &str,
-    extra_args: &[String],
-    fds: &[&dyn AsFd],
+    child: ChildSpec<'_>,
     round_trip: impl FnMut(u64),
 ) -> Measurement {
     let mut args = plan.to_args();
-    args.extend_from_slice(extra_args);
-    let mut peer = Peer::spawn(role, &args, fds);
+    args.extend_from_slice(child.args);
+    let mut peer = Peer::spawn(child.role, &args, child.fds);
     peer.wait_ready();
     let timed = measure(plan, round_trip);
     let report = peer.finish();
@@ -510,7 +532,7 @@ impl Report {
             None => String::from("ratio"),
         };
         s.push_str(&format!(
-            "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>14} {:>12} {:>12}\n",
+            "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>18} {:>12} {:>12}\n",
             "scenario",
             "payload",
             "mode",
@@ -527,7 +549,7 @@ impl Report {
                 .map_or(String::from("-"), |b| format!("{:.2}", r.p50_ns / b));
             let cpu = |c: Option<f64>| c.map_or(String::from("-"), fmt_ns);
             s.push_str(&format!(
-                "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>14} {:>12} {:>12}\n",
+                "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>18} {:>12} {:>12}\n",
                 r.scenario,
                 fmt_bytes(r.payload),
                 r.mode.as_str(),
@@ -616,4 +638,80 @@ pub fn setup_parent() {
         eprintln!("warning: fewer than 2 CPUs: both processes share one CPU");
     }
     pin_to_cpu(PARENT_CPU);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scenario: &str, payload: u64, mode: Mode, p50: f64) -> Measurement {
+        Measurement {
+            scenario: scenario.to_owned(),
+            payload,
+            mode,
+            p50_ns: p50,
+            p99_ns: p50 * 2.0,
+            mean_ns: p50,
+            iterations: 10,
+            cpu_ns_per_rt_measurer: None,
+            cpu_ns_per_rt_echoer: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn json_lines_round_trip_and_ingest_skips_other_lines() {
+        let mut a = Report::new("t", Some("base"));
+        a.rows.push(row("base", 8, Mode::Header, 100.0));
+        a.rows.push(row("peer", 1024, Mode::Payload, 250.0));
+        let text = format!("some log line\n{}\n", a.json_lines());
+        let mut b = Report::new("t", Some("base"));
+        assert_eq!(b.ingest(&text).unwrap(), 2);
+        assert_eq!(a.rows, b.rows);
+        let first = a.rows[0].to_json();
+        assert!(first.contains(r#""mode":"header""#), "{first}");
+        assert!(!first.contains("cpu_ns_per_rt_measurer"), "{first}");
+    }
+
+    #[test]
+    fn ingest_accepts_the_minimal_schema() {
+        let mut r = Report::new("t", None);
+        let line = r#"{"scenario":"x","payload":8,"mode":"payload","p50_ns":1,"p99_ns":2,"mean_ns":1.5,"iterations":3}"#;
+        assert_eq!(r.ingest(line).unwrap(), 1);
+        assert_eq!(r.rows[0].mode, Mode::Payload);
+        assert_eq!(r.rows[0].cpu_ns_per_rt_echoer, None);
+        assert!(r.ingest(r#"{"scenario":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn ratio_uses_matching_baseline_row_else_first() {
+        let mut r = Report::new("t", Some("base"));
+        r.rows.push(row("base", 8, Mode::Header, 100.0));
+        r.rows.push(row("base", 1024, Mode::Header, 200.0));
+        r.rows.push(row("peer", 1024, Mode::Header, 400.0));
+        r.rows.push(row("peer", 4096, Mode::Payload, 300.0));
+        assert_eq!(r.baseline_p50(&r.rows[2]), Some(200.0));
+        assert_eq!(r.baseline_p50(&r.rows[3]), Some(100.0));
+        let table = r.table();
+        assert!(table.contains("2.00"), "{table}");
+        assert!(table.contains("3.00"), "{table}");
+    }
+
+    #[test]
+    fn busy_plan_rounds_to_whole_batches() {
+        let p = Plan::busy(5, 1001, 100);
+        assert_eq!(p.rounds, 1100);
+        assert_eq!(p.timing, Timing::Batched(100));
+        let args = p.to_args();
+        let q = Plan::from_args(&args);
+        assert_eq!((q.warmup, q.rounds), (5, 1100));
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_bytes(8), "8 B");
+        assert_eq!(fmt_bytes(64 << 10), "64 KiB");
+        assert_eq!(fmt_bytes(1 << 20), "1 MiB");
+        assert_eq!(fmt_ns(140.4), "140 ns");
+        assert_eq!(fmt_ns(31_500.0), "31.5 us");
+    }
 }

@@ -14,12 +14,17 @@
 //!   itself);
 //! - `payload`: the sender fills every payload byte, the receiver sums
 //!   every byte and checks the sum (what moving the data costs).
+//!
+//! Ratios are to `spin_line` with the same payload and mode: the header
+//! rows to the bare cache-line floor, the payload rows to
+//! `spin_line_with_payload` (fill and sum the same bytes in a shared
+//! buffer, hand over with one spinning line per direction).
 
 use core::mem::MaybeUninit;
 
 use bench_peers::{Domain, PAYLOADS, pubsub_plan, unique_prefix};
 use conduit_bench::floors;
-use conduit_bench::harness::{self, Measurement, Mode, Plan, Report};
+use conduit_bench::harness::{self, ChildSpec, Measurement, Mode, Plan, Report};
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
@@ -132,9 +137,11 @@ fn run(domain: &Domain, payload: usize, mode: Mode, plan: &Plan) -> Measurement 
         payload as u64,
         mode,
         plan,
-        ECHO_ROLE,
-        &args,
-        &[],
+        ChildSpec {
+            role: ECHO_ROLE,
+            args: &args,
+            fds: &[],
+        },
         |i| {
             send(&publisher, i, payload, mode);
             receive(&subscriber, i, payload, mode);
@@ -177,6 +184,14 @@ fn main() {
     report.push(floors::spin_line(&floors::busy_plan(options.quick)));
     let domain = Domain::create();
     for payload in PAYLOADS {
+        // The floor for payload mode: the same bytes written and summed,
+        // handed over through one spinning cache line per direction.
+        let plan = pubsub_plan(payload, Mode::Payload, options.quick);
+        report.push(floors::spin_line_with_payload(
+            &plan,
+            payload,
+            Mode::Payload,
+        ));
         for mode in [Mode::Header, Mode::Payload] {
             let plan = pubsub_plan(payload, mode, options.quick);
             report.push(run(&domain, payload, mode, &plan));
