@@ -30,6 +30,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,14 @@ pub fn child_main_if_requested_with(roles: &[(&str, ChildFn)]) {
         .find(|(name, _)| *name == role)
         .unwrap_or_else(|| panic!("unknown benchmark child role {role:?}"))
         .1;
+    // Die with the parent: a measuring process that panics must not leave
+    // a child spinning on a CPU forever. (If the parent is already gone,
+    // the child was re-parented and stops here.)
+    let parent = std::os::unix::process::parent_id();
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if std::os::unix::process::parent_id() != parent {
+        std::process::exit(1);
+    }
     pin_to_cpu(CHILD_CPU);
     body(&args);
     std::process::exit(0);
@@ -138,10 +147,18 @@ pub fn ready() {
 }
 
 /// A running child process, seen from the measuring side.
+///
+/// A thread reads the child's stdout: it forwards the [`ready`] and
+/// [`echo_loop`] report lines to this side, passes any other line (a
+/// library's log) to stderr, and — if the child's stdout closes before its
+/// report arrived, i.e. the child died — ends this process with an error,
+/// since the measuring loop may be spinning for an answer that will never
+/// come. (The child in turn dies with its parent: see
+/// [`child_main_if_requested_with`].)
 #[derive(Debug)]
 pub struct Peer {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    lines: mpsc::Receiver<String>,
 }
 
 /// What the child reported when it finished.
@@ -169,22 +186,23 @@ impl Peer {
             .collect();
         let mut child = cmd.spawn().expect("spawn benchmark child");
         drop(guards);
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Peer { child, stdout }
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        let role = role.to_owned();
+        std::thread::Builder::new()
+            .name(String::from("bench-child-stdout"))
+            .spawn(move || forward_lines(stdout, &tx, &role))
+            .expect("spawn stdout reader");
+        Peer { child, lines }
     }
 
-    /// Reads the child's stdout up to a line starting with `prefix`; returns
-    /// the rest of that line. Other lines (a library's log) are passed on.
+    /// Waits for the child's line starting with `prefix`; returns the rest.
     fn read_until(&mut self, prefix: &str) -> String {
-        let mut line = String::new();
         loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).expect("read child stdout");
-            assert!(n > 0, "benchmark child exited before {prefix:?}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            let line = self.lines.recv().expect("benchmark child stdout reader");
+            if let Some(rest) = line.strip_prefix(prefix) {
                 return rest.trim().to_owned();
             }
-            eprint!("{line}");
         }
     }
 
@@ -202,6 +220,24 @@ impl Peer {
         PeerReport {
             cpu: Duration::from_nanos(ns),
         }
+    }
+}
+
+/// Body of a [`Peer`]'s stdout thread.
+fn forward_lines(stdout: ChildStdout, tx: &mpsc::Sender<String>, role: &str) {
+    let mut reported = false;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if line.starts_with(READY_LINE) || line.starts_with(CPU_LINE) {
+            reported |= line.starts_with(CPU_LINE);
+            let _ = tx.send(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if !reported {
+        eprintln!("error: benchmark child {role:?} died before reporting (see its stderr above)");
+        std::process::exit(2);
     }
 }
 
