@@ -336,14 +336,23 @@ pub struct Timed {
 /// Measuring side of a ping-pong: `round_trip(i)` sends message `i` and
 /// returns once its echo arrived. Runs the plan's warm-up, then its timed
 /// rounds.
+///
+/// Panics if the plan's rounds are not a positive multiple of its batch
+/// (the child would wait for round trips that never come); [`Plan::busy`]
+/// rounds up for you.
 pub fn measure(plan: &Plan, mut round_trip: impl FnMut(u64)) -> Timed {
-    for i in 0..plan.warmup {
-        round_trip(i);
-    }
     let batch = match plan.timing {
         Timing::Batched(b) => b,
         Timing::PerRoundTrip => 1,
     };
+    assert!(
+        batch > 0 && plan.rounds >= batch && plan.rounds % batch == 0,
+        "plan rounds ({}) must be a positive multiple of the batch ({batch})",
+        plan.rounds
+    );
+    for i in 0..plan.warmup {
+        round_trip(i);
+    }
     let batches = plan.rounds / batch;
     let mut samples: Vec<f64> = Vec::with_capacity(batches as usize);
     let cpu_start = cpu_time(false);
@@ -740,6 +749,27 @@ mod tests {
         let args = p.to_args();
         let q = Plan::from_args(&args);
         assert_eq!((q.warmup, q.rounds), (5, 1100));
+    }
+
+    #[test]
+    #[should_panic(expected = "positive multiple")]
+    fn measure_rejects_partial_batches() {
+        let plan = Plan {
+            warmup: 0,
+            rounds: 150,
+            timing: Timing::Batched(100),
+        };
+        measure(&plan, |_| {});
+    }
+
+    #[test]
+    fn measure_counts_every_round_trip_once() {
+        let plan = Plan::busy(3, 200, 100);
+        let mut seen = Vec::new();
+        let t = measure(&plan, |i| seen.push(i));
+        assert_eq!(seen, (0..203).collect::<Vec<u64>>());
+        assert_eq!(t.iterations, 200);
+        assert!(t.p50_ns <= t.p99_ns);
     }
 
     #[test]
