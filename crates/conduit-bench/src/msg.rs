@@ -26,17 +26,7 @@ pub const CHUNK: usize = 64 * 1024;
 /// Capacity of "big" pipes and of the fast pipe.
 pub const BIG_PIPE: usize = 1 << 20;
 
-/// Pins the calling process to one CPU (ignored when it does not exist).
-pub fn pin_to_cpu(cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    let _ = rustix::thread::sched_setaffinity(None, &set);
-}
-
-/// Number of CPUs this process may run on.
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+pub use crate::harness::{cpus, pin_to_cpu};
 
 /// One measured throughput.
 #[derive(Debug, Clone)]
@@ -71,22 +61,7 @@ pub struct Latency {
     pub cpu_per_round_trip: Duration,
 }
 
-/// CPU time (user + system) of this process, or of its reaped children.
-pub fn cpu_time(children: bool) -> Duration {
-    let who = if children {
-        libc::RUSAGE_CHILDREN
-    } else {
-        libc::RUSAGE_SELF
-    };
-    // SAFETY: an all-zero rusage is a valid value to be filled in.
-    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
+pub use crate::harness::cpu_time;
 
 fn spawn_child(role: &str, args: &[String], fds: &[&dyn AsFd]) -> Child {
     let exe = std::env::current_exe().expect("current_exe");

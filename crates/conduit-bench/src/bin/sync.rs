@@ -254,25 +254,12 @@ fn fmt(d: Duration) -> String {
     }
 }
 
-/// User + system CPU time of this process (`getrusage(RUSAGE_SELF)`).
+/// User + system CPU time of this process.
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the rusage struct we pass.
-    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(rc, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    conduit_bench::harness::cpu_time(false)
 }
 
-/// Pins the calling thread to one CPU (`sched_setaffinity`); ignored if
-/// the CPU is not available.
+/// Pins this process to one CPU; ignored if the CPU is not available.
 fn pin(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it;
-    // sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let _ = libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    conduit_bench::harness::pin_to_cpu(cpu);
 }
