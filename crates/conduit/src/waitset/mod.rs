@@ -60,7 +60,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::sys::epoll::{self, EventFlags};
-use crate::sys::{Errno, signalfd_min, timerfd};
+use crate::sys::{Errno, fd, signalfd_min, timerfd};
 
 /// Something that can be attached to a [`WaitSet`]: it exposes a file
 /// descriptor that becomes readable when it has something for you.
@@ -96,8 +96,10 @@ pub enum CreateError {
 /// Failure to attach a source.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    /// This descriptor is already attached to this WaitSet.
-    #[error("the descriptor is already attached")]
+    /// This [`Attachable`] is already attached to this WaitSet. (A
+    /// descriptor given to [`WaitSet::attach_fd`] may be attached twice:
+    /// each attachment watches its own duplicate.)
+    #[error("the source is already attached")]
     AlreadyAttached(#[source] Errno),
     /// The descriptor does not support polling (a regular file or a
     /// directory).
@@ -190,7 +192,7 @@ enum Kind<'src> {
     /// A descriptor (possibly of an [`Attachable`]), with an optional
     /// deadline timer.
     Source {
-        fd: BorrowedFd<'src>,
+        fd: SourceFd<'src>,
         attachable: Option<&'src dyn Attachable>,
         deadline: Option<(OwnedFd, Duration)>,
         /// False once it hung up and was removed from epoll.
@@ -199,6 +201,23 @@ enum Kind<'src> {
     Interval(OwnedFd),
     Timer(OwnedFd),
     Termination(OwnedFd),
+}
+
+/// The descriptor of a source: that of a borrowed [`Attachable`], or our
+/// own duplicate of a descriptor given to [`WaitSet::attach_fd`] (so the
+/// caller may keep using, or close, theirs).
+enum SourceFd<'src> {
+    Borrowed(BorrowedFd<'src>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for SourceFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            SourceFd::Borrowed(fd) => *fd,
+            SourceFd::Owned(fd) => fd.as_fd(),
+        }
+    }
 }
 
 struct Inner<'src> {
@@ -232,9 +251,10 @@ const BATCH: usize = 64;
 
 /// An event loop over many sources. See the [module docs](self).
 ///
-/// `'src` is the lifetime of the borrowed sources (file descriptors,
-/// subscribers, listeners): they outlive the WaitSet, so a descriptor
-/// number can never be closed and reused while it is watched.
+/// `'src` is the lifetime of the borrowed [`Attachable`] sources
+/// (subscribers, listeners): they must outlive the WaitSet, so declare
+/// them before it. Plain descriptors are not borrowed (see
+/// [`attach_fd`](Self::attach_fd)).
 pub struct WaitSet<'src> {
     epoll: OwnedFd,
     inner: RefCell<Inner<'src>>,
@@ -279,19 +299,31 @@ impl<'src> WaitSet<'src> {
     /// Watches any file descriptor for `interest`; reported as
     /// [`Event::Ready`]. You must consume what made it ready (read the
     /// data), or it is reported again by every wait.
+    ///
+    /// The WaitSet watches its own duplicate of `fd` (one more descriptor
+    /// per attachment), so you keep full use of yours, may close it, and
+    /// a reused descriptor number can never be confused with it. Closing
+    /// yours does not end the watch while the file stays open through the
+    /// duplicate: detach to stop.
     pub fn attach_fd(
         &self,
-        fd: &'src impl AsFd,
+        fd: impl AsFd,
         interest: Interest,
     ) -> Result<Guard<'_, 'src>, AttachError> {
-        self.attach_source(fd.as_fd(), None, interest, None)
+        let fd = fd::duplicate(fd).map_err(AttachError::from_errno)?;
+        self.attach_source(SourceFd::Owned(fd), None, interest, None)
     }
 
     /// Watches a subscriber, listener or any [`Attachable`] for
     /// readability; reported as [`Event::Ready`] after its
     /// [`acknowledge`](Attachable::acknowledge) hook ran.
     pub fn attach<A: Attachable>(&self, source: &'src A) -> Result<Guard<'_, 'src>, AttachError> {
-        self.attach_source(source.fd(), Some(source), Interest::READABLE, None)
+        self.attach_source(
+            SourceFd::Borrowed(source.fd()),
+            Some(source),
+            Interest::READABLE,
+            None,
+        )
     }
 
     /// Like [`attach_fd`](Self::attach_fd), with a deadline: if the
@@ -300,11 +332,12 @@ impl<'src> WaitSet<'src> {
     /// reported, and again every `deadline` while nothing arrives.
     pub fn attach_fd_deadline(
         &self,
-        fd: &'src impl AsFd,
+        fd: impl AsFd,
         interest: Interest,
         deadline: Duration,
     ) -> Result<Guard<'_, 'src>, AttachError> {
-        self.attach_source(fd.as_fd(), None, interest, Some(deadline))
+        let fd = fd::duplicate(fd).map_err(AttachError::from_errno)?;
+        self.attach_source(SourceFd::Owned(fd), None, interest, Some(deadline))
     }
 
     /// Like [`attach`](Self::attach), with a deadline (see
@@ -314,7 +347,12 @@ impl<'src> WaitSet<'src> {
         source: &'src A,
         deadline: Duration,
     ) -> Result<Guard<'_, 'src>, AttachError> {
-        self.attach_source(source.fd(), Some(source), Interest::READABLE, Some(deadline))
+        self.attach_source(
+            SourceFd::Borrowed(source.fd()),
+            Some(source),
+            Interest::READABLE,
+            Some(deadline),
+        )
     }
 
     /// A periodic timer (a timerfd) firing every `period`, first after one
@@ -338,10 +376,15 @@ impl<'src> WaitSet<'src> {
     ///
     /// Blocks both signals in the calling thread and reads them through a
     /// signalfd. A signal is only queued for the signalfd if **every**
-    /// thread blocks it: call this before creating threads (they inherit
-    /// the mask), or block the signals in them too; otherwise a thread
-    /// that does not block them receives the signal the default way. The
-    /// signals stay blocked after detaching.
+    /// thread blocks it; a thread that does not receives it the default
+    /// way (the process ends). Call this on the main thread before any
+    /// thread is created (threads inherit the mask), or block the signals
+    /// in the others too. Beware of threads you did not create: the test
+    /// harness, for one, runs each test on a thread of its own while its
+    /// main thread does not block anything. The mask is also inherited
+    /// across `fork` and `exec`, so a parent can block the signals for a
+    /// whole child process before `exec`. The signals stay blocked after
+    /// detaching.
     ///
     /// Uses a minimal signalfd in `sys::signalfd_min`; it will switch to
     /// `conduit::signal::Signals` when that module lands.
@@ -372,10 +415,11 @@ impl<'src> WaitSet<'src> {
                 ..
             } => {
                 if *watched {
-                    // Borrowed: the descriptor stays open, so it must be
-                    // removed explicitly. Owned timer and signal
-                    // descriptors leave epoll when they are closed below.
-                    let _ = epoll::delete(&self.epoll, fd);
+                    // The file stays open (borrowed, or the caller's copy
+                    // of our duplicate), so epoll would keep watching it:
+                    // remove it explicitly. Timer and signal descriptors
+                    // are ours alone and leave epoll when closed below.
+                    let _ = epoll::delete(&self.epoll, &*fd);
                 }
                 *watched || deadline.is_some()
             }
@@ -543,7 +587,7 @@ impl<'src> WaitSet<'src> {
 
     fn attach_source(
         &self,
-        fd: BorrowedFd<'src>,
+        fd: SourceFd<'src>,
         attachable: Option<&'src dyn Attachable>,
         interest: Interest,
         deadline: Option<Duration>,
@@ -553,11 +597,11 @@ impl<'src> WaitSet<'src> {
             None => None,
         };
         let id = self.reserve();
-        let result = epoll::add(&self.epoll, fd, encode(id, false), interest.flags())
+        let result = epoll::add(&self.epoll, &fd, encode(id, false), interest.flags())
             .and_then(|()| match &deadline {
                 Some((timer, _)) => epoll::add(&self.epoll, timer, encode(id, true), EventFlags::IN)
                     .inspect_err(|_| {
-                        let _ = epoll::delete(&self.epoll, fd);
+                        let _ = epoll::delete(&self.epoll, &fd);
                     }),
                 None => Ok(()),
             });
