@@ -198,9 +198,16 @@ fn detach_inside_run_loop() {
     a.wake().unwrap();
     b.wake().unwrap();
     let events = set.wait().unwrap();
-    assert!(events.iter().all(|e| e.id() == stop_guard.id()), "{events:?}");
+    assert!(
+        events.iter().all(|e| e.id() == stop_guard.id()),
+        "{events:?}"
+    );
     assert_eq!(stop.take().unwrap(), 1);
-    assert!(set.wait_timeout(Duration::from_millis(1)).unwrap().is_empty());
+    assert!(
+        set.wait_timeout(Duration::from_millis(1))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -224,7 +231,11 @@ fn killed_peer_pipe_reports_hang_up_once() {
         other => panic!("unexpected {other:?}"),
     }
     // Not reported again (no busy loop), and nothing else can ever come.
-    assert!(set.wait_timeout(Duration::from_millis(1)).unwrap().is_empty());
+    assert!(
+        set.wait_timeout(Duration::from_millis(1))
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(set.wait(), Err(WaitError::NothingToWaitFor)));
     assert_eq!(set.len(), 1, "still attached until detached");
     guard.detach();

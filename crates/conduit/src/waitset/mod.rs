@@ -419,7 +419,7 @@ impl<'src> WaitSet<'src> {
                     // of our duplicate), so epoll would keep watching it:
                     // remove it explicitly. Timer and signal descriptors
                     // are ours alone and leave epoll when closed below.
-                    let _ = epoll::delete(&self.epoll, &*fd);
+                    let _ = epoll::delete(&self.epoll, fd);
                 }
                 *watched || deadline.is_some()
             }
@@ -597,13 +597,17 @@ impl<'src> WaitSet<'src> {
             None => None,
         };
         let id = self.reserve();
-        let result = epoll::add(&self.epoll, &fd, encode(id, false), interest.flags())
-            .and_then(|()| match &deadline {
-                Some((timer, _)) => epoll::add(&self.epoll, timer, encode(id, true), EventFlags::IN)
-                    .inspect_err(|_| {
-                        let _ = epoll::delete(&self.epoll, &fd);
-                    }),
-                None => Ok(()),
+        let result =
+            epoll::add(&self.epoll, &fd, encode(id, false), interest.flags()).and_then(|()| {
+                match &deadline {
+                    Some((timer, _)) => {
+                        epoll::add(&self.epoll, timer, encode(id, true), EventFlags::IN)
+                            .inspect_err(|_| {
+                                let _ = epoll::delete(&self.epoll, &fd);
+                            })
+                    }
+                    None => Ok(()),
+                }
             });
         if let Err(e) = result {
             self.inner.borrow_mut().free.push(id.index);
