@@ -28,6 +28,7 @@ fn dispatch(role: &str, args: &[String]) {
             // SAFETY: kill has no memory-safety preconditions.
             assert_eq!(unsafe { libc::kill(parent, libc::SIGTERM) }, 0);
         }
+        "eintr" => eintr_in_child(),
         "idle" => {
             println!("ready");
             loop {
@@ -301,4 +302,77 @@ fn attach_errors() {
         Err(AttachError::AlreadyAttached(_))
     ));
     assert_eq!(set.len(), 1);
+}
+
+static HANDLED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether thread `tid` of this process is asleep (state `S`: blocked in
+/// a system call such as `epoll_wait`).
+fn is_asleep(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|t| {
+            t.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('S'))
+        })
+        .unwrap_or(false)
+}
+
+/// In a child process (it installs a signal handler): a thread interrupts
+/// the waiting thread with SIGUSR1 three times while it sleeps in
+/// `epoll_wait`, then wakes it; the wait must see only the wake-up.
+fn eintr_in_child() {
+    let _watchdog = watchdog(Duration::from_secs(10));
+    // SAFETY: installs a handler that only touches an atomic; no
+    // SA_RESTART, so the interrupted epoll_wait fails with EINTR.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = count_signal as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let wake = WakeUp::new().unwrap();
+    let set = WaitSet::new().unwrap();
+    let guard = set.attach(&wake).unwrap();
+    // SAFETY: gettid and pthread_self have no preconditions.
+    let (tid, me) = unsafe { (libc::gettid(), libc::pthread_self()) };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 1..=3 {
+                while !is_asleep(tid) {
+                    std::thread::yield_now();
+                }
+                // SAFETY: `me` is the waiting thread, alive until the
+                // scope ends.
+                assert_eq!(unsafe { libc::pthread_kill(me, libc::SIGUSR1) }, 0);
+                while HANDLED.load(std::sync::atomic::Ordering::Relaxed) < n {
+                    std::thread::yield_now();
+                }
+            }
+            while !is_asleep(tid) {
+                std::thread::yield_now();
+            }
+            wake.wake().unwrap();
+        });
+        let events = set.wait().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id(), guard.id());
+    });
+    assert_eq!(HANDLED.load(std::sync::atomic::Ordering::Relaxed), 3);
+    println!("eintr ok");
+}
+
+#[test]
+fn interrupted_wait_is_retried() {
+    let _w = watchdog(Duration::from_secs(15));
+    let mut child = spawn_child("eintr", &[]);
+    assert_eq!(read_line(&mut child), "eintr ok");
+    assert!(child.wait().unwrap().success());
 }
