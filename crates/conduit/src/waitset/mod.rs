@@ -665,6 +665,16 @@ impl<'src> WaitSet<'src> {
     }
 }
 
+/// The epoll descriptor: readable when some attached source is ready, so
+/// a WaitSet can be nested into another event loop (tokio's `AsyncFd`,
+/// another WaitSet). Call [`WaitSet::wait_timeout`] with a zero timeout
+/// when it is reported readable.
+impl AsFd for WaitSet<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
+
 fn new_timer(first: Duration, period: Option<Duration>) -> Result<OwnedFd, AttachError> {
     if first.is_zero() {
         return Err(AttachError::InvalidDuration(first));
@@ -683,4 +693,37 @@ fn new_timer(first: Duration, period: Option<Duration>) -> Result<OwnedFd, Attac
 /// dropped): "arrived just in time" wins over "missed".
 fn order_batch(batch: &mut [epoll::Event]) {
     batch.sort_by_key(|e| epoll::event_data(e) & TIMER_BIT != 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_data_round_trips() {
+        for (index, generation, timer) in [
+            (0, 0, false),
+            (7, 3, true),
+            (u32::MAX, GENERATION_MASK, true),
+            (12, GENERATION_MASK, false),
+        ] {
+            let id = AttachmentId { index, generation };
+            assert_eq!(decode(encode(id, timer)), (id, timer));
+        }
+    }
+
+    #[test]
+    fn nested_wait_set_is_readable_when_a_source_is() {
+        let wake = WakeUp::new().unwrap();
+        let inner = WaitSet::new().unwrap();
+        let _g = inner.attach(&wake).unwrap();
+        let outer = WaitSet::new().unwrap();
+        let nested = outer.attach_fd(&inner, Interest::READABLE).unwrap();
+        assert!(outer.wait_timeout(Duration::ZERO).unwrap().is_empty());
+        wake.wake().unwrap();
+        let events = outer.wait().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].id(), nested.id());
+        assert_eq!(inner.wait_timeout(Duration::ZERO).unwrap().len(), 1);
+    }
 }
