@@ -302,6 +302,9 @@ fn attach_errors() {
         Err(AttachError::AlreadyAttached(_))
     ));
     assert_eq!(set.len(), 1);
+    // A timeout too large for the kernel is no error.
+    wake.wake().unwrap();
+    assert_eq!(set.wait_timeout(Duration::MAX).unwrap().len(), 1);
 }
 
 static HANDLED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -45,6 +45,14 @@
 //! - **Signals.** `EINTR` is retried with the remaining timeout. Signals
 //!   you want to handle go through [`WaitSet::attach_termination`] (a
 //!   signalfd), never through handlers.
+//! - **What you must drain.** Plain descriptors ([`WaitSet::attach_fd`]):
+//!   read (or write) until `EAGAIN`/end of file, or consume at least what
+//!   made them ready. An [`Attachable`] whose `acknowledge` resets its
+//!   descriptor (like [`WakeUp`]): take every message it holds, because
+//!   the wake-ups of a burst are coalesced into one report.
+//! - **Lifetimes.** [`Attachable`] sources are borrowed for the life of
+//!   the WaitSet: declare them before it. Plain descriptors are
+//!   duplicated, not borrowed.
 //! - **Not thread-safe.** A WaitSet belongs to one thread (`!Sync`); other
 //!   threads and processes wake it through file descriptors (see
 //!   [`WakeUp`]).
@@ -246,6 +254,9 @@ fn decode(data: u64) -> (AttachmentId, bool) {
     (id, data & TIMER_BIT != 0)
 }
 
+/// The longest single `epoll_wait`; longer timeouts loop.
+const MAX_SINGLE_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Up to this many ready descriptors are taken from the kernel per wait.
 const BATCH: usize = 64;
 
@@ -433,20 +444,27 @@ impl<'src> WaitSet<'src> {
         true
     }
 
-    /// Waits until at least one source is ready and returns the events.
+    /// Waits until at least one source is ready and returns the events
+    /// (never an empty list). [`WaitError::NothingToWaitFor`] instead of
+    /// blocking forever when nothing attached can become ready.
     pub fn wait(&self) -> Result<Vec<Event>, WaitError> {
         self.wait_until(None)
     }
 
     /// Waits until at least one source is ready or `timeout` passes (then
     /// the result is empty).
+    ///
+    /// A timeout too large to represent waits forever.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Vec<Event>, WaitError> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Calls `handle` for each event, waiting for more, until it returns
     /// [`Control::Stop`]. `handle` may attach and detach sources (through
     /// ids or guards it can reach).
+    ///
+    /// Returns [`WaitError::NothingToWaitFor`] when nothing attached can
+    /// become ready any more (for example the handler detached everything).
     pub fn run(&self, mut handle: impl FnMut(Event) -> Control) -> Result<(), WaitError> {
         let mut batch = vec![epoll::empty_event(); BATCH];
         loop {
@@ -492,7 +510,12 @@ impl<'src> WaitSet<'src> {
     ) -> Result<usize, WaitError> {
         loop {
             let timeout = match deadline {
-                Some(d) => Some(d.saturating_duration_since(Instant::now())),
+                // Waits longer than a day are done in steps: without
+                // epoll_pwait2, the kernel takes at most i32::MAX ms.
+                Some(d) => Some(
+                    d.saturating_duration_since(Instant::now())
+                        .min(MAX_SINGLE_WAIT),
+                ),
                 None => {
                     if self.inner.borrow().live == 0 {
                         return Err(WaitError::NothingToWaitFor);
