@@ -525,8 +525,8 @@ impl<'src> WaitSet<'src> {
             };
             match epoll::wait(&self.epoll, batch, timeout) {
                 Ok(0) if timeout.is_some_and(|t| !t.is_zero()) => {
-                    // Woke before the deadline with nothing (the kernel
-                    // rounds to its tick): wait out the rest.
+                    // A step of a long wait ended (see MAX_SINGLE_WAIT),
+                    // or the clock disagrees by a hair: wait out the rest.
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(0);
                     }
