@@ -33,6 +33,7 @@ pub mod shm;
 pub mod socket;
 pub mod sync;
 pub mod sys;
+pub mod waitset;
 
 pub use conduit_derive::ShmSafe;
 pub use shm::ShmSafe;

@@ -145,3 +145,11 @@ fn lock_result(mut op: impl FnMut() -> Result<()>) -> Result<bool> {
         }
     }
 }
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)`: a second descriptor for the same open
+/// file description, closed on `exec`.
+#[doc(alias = "F_DUPFD_CLOEXEC")]
+#[doc(alias = "dup")]
+pub fn duplicate(fd: impl AsFd) -> Result<std::os::fd::OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0)
+}

@@ -9,6 +9,8 @@
 //!
 //! Nothing above this layer calls `rustix` or `libc` directly.
 
+pub mod epoll;
+pub mod eventfd;
 pub mod fd;
 pub mod futex;
 pub mod memfd;
@@ -17,7 +19,9 @@ pub mod mq;
 pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod signalfd_min;
 pub mod socket;
+pub mod timerfd;
 
 pub use rustix::io::Errno;
 
