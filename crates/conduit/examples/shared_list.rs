@@ -81,7 +81,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let domain = format!("example-{}", std::process::id());
     let managed = ManagedSegment::create_with(
-        Segment::builder("shared-list").domain(&domain).size(1 << 20),
+        Segment::builder("shared-list")
+            .domain(&domain)
+            .size(1 << 20),
     )?;
     let _remove = RemoveOnDrop(&managed);
     {

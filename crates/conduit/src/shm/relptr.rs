@@ -449,13 +449,25 @@ mod tests {
         // SAFETY: in bounds; we write raw distances as a hostile peer would.
         unsafe {
             (*p).offset = 1 << 40;
-            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+            assert!(matches!(
+                (*p).resolve(&region),
+                Err(OffsetError::OutOfBounds { .. })
+            ));
             (*p).offset = -8;
-            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+            assert!(matches!(
+                (*p).resolve(&region),
+                Err(OffsetError::OutOfBounds { .. })
+            ));
             (*p).offset = 3;
-            assert!(matches!((*p).resolve(&region), Err(OffsetError::Misaligned { .. })));
+            assert!(matches!(
+                (*p).resolve(&region),
+                Err(OffsetError::Misaligned { .. })
+            ));
             (*p).offset = 60; // 60..68 crosses the end
-            assert!(matches!((*p).resolve(&region), Err(OffsetError::OutOfBounds { .. })));
+            assert!(matches!(
+                (*p).resolve(&region),
+                Err(OffsetError::OutOfBounds { .. })
+            ));
         }
         assert!(matches!(
             Offset::<u64>::new(64).resolve(&region),
