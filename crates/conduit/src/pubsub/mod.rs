@@ -51,7 +51,9 @@ pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
     SendError, SendOrLoanError,
 };
-pub use subscriber::{ReceiveError, Sample, Subscriber, SubscriberBuilder, SubscriberCreateError};
+pub use subscriber::{
+    DEFAULT_SPIN, ReceiveError, Sample, Subscriber, SubscriberBuilder, SubscriberCreateError,
+};
 
 /// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
 /// maximum length each publisher chooses.
@@ -99,6 +101,11 @@ pub(crate) const TAKEN: u64 = 1 << 31;
 
 pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
     ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)
+}
+
+/// The `len` word of an entry: sequence (low 32 bits) and length.
+pub(crate) fn len_word(seq: u64, len: u64) -> u64 {
+    ((seq as u32 as u64) << 32) | (len & 0xffff_ffff)
 }
 
 pub(crate) fn entry_seq(v: u64) -> u32 {

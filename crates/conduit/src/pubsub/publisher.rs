@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, TAKEN,
-    data_segment_name, entry, entry_gen, entry_seq,
+    data_segment_name, entry, entry_gen, entry_seq, len_word,
 };
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
@@ -106,6 +106,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         let svc = self.service;
         let qos = svc.config.qos;
         let max_len = if P::IS_SLICE { self.max_slice_len } else { 1 };
+        if max_len > u32::MAX as usize {
+            return Err(PublisherCreateError::SliceTooLarge(max_len));
+        }
         let chunks = qos.chunks_per_publisher();
         let geometry = Geometry::new(chunks, max_len, &P::Element::LAYOUT, &H::LAYOUT)
             .filter(|g| g.data_size().is_some())
@@ -139,6 +142,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         let publisher = Publisher {
             state: RefCell::new(PubState {
                 chunks: vec![ChunkState::default(); chunks],
+                lens: vec![0; chunks],
                 free: (0..chunks as u32).rev().collect(),
                 history: VecDeque::new(),
                 conns: vec![None; qos.max_subscribers],
@@ -216,6 +220,8 @@ struct PubConn {
 #[derive(Debug)]
 struct PubState {
     chunks: Vec<ChunkState>,
+    /// Length of the sample last sent in each chunk (for history).
+    lens: Vec<u64>,
     free: Vec<u32>,
     history: VecDeque<u32>,
     conns: Vec<Option<PubConn>>,
@@ -319,7 +325,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
             conn.link.generation.store(generation, Ordering::Relaxed);
             for e in conn.entries {
-                e.store(0, Ordering::Relaxed);
+                e.word.store(0, Ordering::Relaxed);
+                e.len.store(0, Ordering::Relaxed);
             }
             conn.ret_tail.store(0, Ordering::Relaxed);
             conn.link.pub_id.store(self.id, Ordering::Relaxed);
@@ -334,7 +341,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             let history: Vec<u32> = st.history.iter().copied().collect();
             for chunk in history {
                 c.tail += 1;
-                conn.entries[((c.tail - 1) % conn.entries.len() as u64) as usize]
+                let e = &conn.entries[((c.tail - 1) % conn.entries.len() as u64) as usize];
+                let len = st.lens[chunk as usize];
+                e.len.store(len_word(c.tail, len), Ordering::Relaxed);
+                e.word
                     .store(entry(c.tail, generation, chunk), Ordering::Release);
                 st.chunks[chunk as usize].holders |= 1 << s;
             }
@@ -446,6 +456,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         }
         let mut st = self.state.borrow_mut();
         st.seq += 1;
+        st.lens[chunk as usize] = len as u64;
         let seq = st.seq;
         let base = self.chunk_ptr(chunk);
         // SAFETY: the chunk header is the first 16 bytes of our chunk,
@@ -463,9 +474,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             let e = &conn.entries[(c.tail % cap) as usize];
             c.tail += 1;
             let new = entry(c.tail, c.generation, chunk);
+            e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
             // Release: the payload and chunk header written above become
             // visible to the subscriber that takes this entry (Acquire).
-            let old = e.swap(new, Ordering::AcqRel);
+            let old = e.word.swap(new, Ordering::AcqRel);
             if c.tail > cap
                 && old & TAKEN == 0
                 && entry_gen(old) == c.generation
@@ -504,7 +516,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         if c.tail < cap {
             return false;
         }
-        let old = conn.entries[(c.tail % cap) as usize].load(Ordering::Acquire);
+        let old = conn.entries[(c.tail % cap) as usize]
+            .word
+            .load(Ordering::Acquire);
         old & TAKEN == 0
             && entry_gen(old) == c.generation
             && entry_seq(old) == (c.tail + 1 - cap) as u32

@@ -155,7 +155,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
 
 enum Pop {
     Empty,
-    Chunk(u32),
+    Chunk(u32, usize),
     Gone,
     Corrupted(String),
 }
@@ -222,7 +222,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         let cap = conn.entries.len() as u64;
         for _ in 0..(2 * cap + 4) {
             let e = &conn.entries[(c.head % cap) as usize];
-            let v = e.load(Ordering::Acquire);
+            let v = e.word.load(Ordering::Acquire);
             let d = entry_seq(v).wrapping_sub((c.head + 1) as u32) as i32;
             if d < 0 {
                 return Pop::Empty;
@@ -240,8 +240,16 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 c.head += 1;
                 continue;
             }
+            // Written before the entry's Release store: visible after our
+            // Acquire load, unless the publisher already moved on to a
+            // later lap (then its sequence differs and we look again).
+            let len = e.len.load(Ordering::Relaxed);
+            if (len >> 32) as u32 != entry_seq(v) {
+                continue;
+            }
             // Acquire: see the chunk the publisher wrote before its Release.
-            if e.compare_exchange(v, v | TAKEN, Ordering::Acquire, Ordering::Acquire)
+            if e.word
+                .compare_exchange(v, v | TAKEN, Ordering::Acquire, Ordering::Acquire)
                 .is_ok()
             {
                 c.head += 1;
@@ -252,7 +260,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                         c.data.geometry.chunks
                     ));
                 }
-                return Pop::Chunk(chunk);
+                return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
             }
         }
         Pop::Corrupted("the delivery queue does not settle".into())
@@ -281,11 +289,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                         reason,
                     });
                 }
-                Pop::Chunk(chunk) => {
+                Pop::Chunk(chunk, len) => {
                     if self.service.config.qos.overflow == Overflow::Block {
                         self.service.shm().pub_slots()[p].event.wake_all();
                     }
-                    let sample = self.sample(p, &c, chunk);
+                    let sample = self.sample(p, &c, chunk, len);
                     st.conns[p] = Some(c);
                     st.next = (p + 1) % n;
                     return match sample {
@@ -301,29 +309,33 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         Ok(None)
     }
 
-    fn sample(&self, p: usize, c: &SubConn, chunk: u32) -> Result<Sample<'_, P, H>, String> {
+    fn sample(
+        &self,
+        p: usize,
+        c: &SubConn,
+        chunk: u32,
+        len: usize,
+    ) -> Result<Sample<'_, P, H>, String> {
         let g = &c.data.geometry;
-        let region = g
-            .chunk(&c.data.segment.data(), chunk as usize)
-            .ok_or("chunk out of range")?;
-        let header = region
-            .resolve::<ChunkHeader>(0)
-            .map_err(|e| e.to_string())?;
-        // SAFETY: bounds/alignment checked; atomics only; the mapping is
-        // kept alive by `c.data` for this call.
-        let header = unsafe { header.as_ref() };
-        let len = header.len.load(Ordering::Relaxed);
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let giveback = || self.return_chunk(p, c.generation, chunk);
         let ok_len = if P::IS_SLICE {
             len <= g.max_len
         } else {
             len == 1
         };
-        let giveback = || self.return_chunk(p, c.generation, chunk);
         if !ok_len {
             giveback();
             return Err(format!("sample length {len} (maximum {})", g.max_len));
         }
+        // Pointer arithmetic only (checked): the chunk itself is not read
+        // until the user reads the sample.
+        let region = match g.chunk(&c.data.segment.data(), chunk as usize) {
+            Some(r) => r,
+            None => {
+                giveback();
+                return Err("chunk out of range".into());
+            }
+        };
         let payload = region
             .resolve_slice::<P::Element>(g.payload_offset, len)
             .map_err(|e| e.to_string());
@@ -344,7 +356,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             publisher_slot: p,
             generation: c.generation,
             chunk,
-            seq: header.seq.load(Ordering::Relaxed),
+            chunk_header: region.base().cast::<ChunkHeader>(),
             header: user,
             payload,
             len,
@@ -406,7 +418,7 @@ pub struct Sample<'s, P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     publisher_slot: usize,
     generation: u64,
     chunk: u32,
-    seq: u64,
+    chunk_header: NonNull<ChunkHeader>,
     header: NonNull<H>,
     payload: NonNull<P::Element>,
     len: usize,
@@ -431,7 +443,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Sample<'_, P, H> {
 
     /// The publisher's sequence number of this sample (1, 2, …).
     pub fn sequence(&self) -> u64 {
-        self.seq
+        // SAFETY: the chunk region was bounds-checked and is 64-byte
+        // aligned; ChunkHeader is atomics only; the mapping lives as long
+        // as `self.data`.
+        unsafe { self.chunk_header.as_ref() }
+            .seq
+            .load(Ordering::Relaxed)
     }
 
     /// The id of the publisher that sent it.

@@ -13,7 +13,7 @@
 //! ```text
 //! +0     link line (publisher writes at connect): link, pub_id, generation
 //! +64    ret_tail line (subscriber writes)
-//! +128   entries: [AtomicU64; buffer], rounded up to 64 B
+//! +128   entries: [Entry; buffer] (16 B each), rounded up to 64 B
 //! +…     returns: [AtomicU32; chunks], rounded up to 64 B
 //! ```
 
@@ -375,6 +375,19 @@ pub(crate) struct RetTail {
     pub(crate) ret_tail: AtomicU64,
 }
 
+/// One slot of a delivery queue (16 bytes, four per line).
+///
+/// `word`: see the entry word in `pubsub` (sequence, generation, TAKEN,
+/// chunk). `len`: `sequence << 32 | payload length`, written (Relaxed)
+/// before `word` is published (Release), so that a subscriber learns the
+/// length from the line it polls, without touching the chunk; it trusts
+/// the length only if its sequence matches the entry it took.
+#[repr(C, align(16))]
+pub(crate) struct Entry {
+    pub(crate) word: AtomicU64,
+    pub(crate) len: AtomicU64,
+}
+
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceLayout {
@@ -403,7 +416,7 @@ impl ServiceLayout {
         let sub_slots = pub_slots + LINE * q.max_publishers;
         let conns = sub_slots + LINE * q.max_subscribers;
         let entries_off = 2 * LINE;
-        let returns_off = entries_off + round_line(8 * cap);
+        let returns_off = entries_off + round_line(16 * cap);
         let conn_size = returns_off + round_line(4 * rcap);
         let size = conns + conn_size * q.max_publishers * q.max_subscribers;
         ServiceLayout {
@@ -458,7 +471,7 @@ pub(crate) struct ServiceView<'a> {
 pub(crate) struct Conn<'a> {
     pub(crate) link: &'a ConnLink,
     pub(crate) ret_tail: &'a AtomicU64,
-    pub(crate) entries: &'a [AtomicU64],
+    pub(crate) entries: &'a [Entry],
     pub(crate) returns: &'a [AtomicU32],
 }
 
