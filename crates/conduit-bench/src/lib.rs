@@ -4,3 +4,4 @@ pub mod floors;
 pub mod harness;
 pub mod heap;
 pub mod msg;
+pub mod pubsub;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod limits;
+mod pubsub;
 
 /// Inspect and drive conduit IPC from a terminal.
 #[derive(Parser)]
@@ -18,6 +19,24 @@ enum Command {
     Segments,
     /// Show the kernel limits of pipes, fd passing and message queues.
     Limits,
+    /// List the nodes of a domain, alive or dead.
+    Nodes {
+        /// The domain (default: $CONDUIT_DOMAIN or "default").
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// List the publish/subscribe services of a domain with type and QoS.
+    Services {
+        /// The domain (default: $CONDUIT_DOMAIN or "default").
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Clean up dead nodes: their ports, segments and unused services.
+    Cleanup {
+        /// The domain (default: $CONDUIT_DOMAIN or "default").
+        #[arg(long)]
+        domain: Option<String>,
+    },
 }
 
 fn main() {
@@ -35,5 +54,8 @@ fn main() {
             }
         },
         Command::Limits => std::process::exit(limits::run()),
+        Command::Nodes { domain } => std::process::exit(pubsub::nodes(domain)),
+        Command::Services { domain } => std::process::exit(pubsub::services(domain)),
+        Command::Cleanup { domain } => std::process::exit(pubsub::cleanup(domain)),
     }
 }

@@ -28,7 +28,10 @@
 extern crate self as conduit;
 
 pub mod mq;
+pub mod node;
 pub mod pipe;
+pub mod pubsub;
+pub mod service;
 pub mod shm;
 pub mod socket;
 pub mod sync;
@@ -41,5 +44,9 @@ pub use shm::ShmSafe;
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
     pub use crate::ShmSafe;
+    pub use crate::node::Node;
+    pub use crate::pubsub::{Publisher, Sample, Subscriber};
+    pub use crate::service::{Overflow, PubSubService, Qos};
     pub use crate::shm::RelPtr;
+    pub use crate::sync::Spin;
 }

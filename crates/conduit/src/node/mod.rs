@@ -1,0 +1,399 @@
+//! Nodes: a process's identity, its liveness, and the cleanup of the
+//! resources of nodes that died.
+//!
+//! A [`Node`] owns a small segment `/conduit.<domain>.node.<id>` and holds
+//! an exclusive `flock` on it for its whole life. The kernel drops that
+//! lock when the process dies, however it dies, so any other process can
+//! tell a dead node from a live one without a daemon: it opens the node's
+//! segment and tries a non-blocking shared lock. Getting it means the
+//! owner is gone.
+//!
+//! Cleaning up a dead node ([`Node::cleanup`], run automatically when a
+//! node is created and when a service is opened) frees its publisher and
+//! subscriber slots in every service of the domain, removes its
+//! publishers' data segments (processes that still map them keep reading
+//! them: the memory lives until its last mapping goes), removes services
+//! nobody uses any more, and finally removes the node's own segment.
+//!
+//! # Node segment layout (data area, after the segment header)
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `id` | the node id (`u64`, also in the segment name) |
+//! | 8 | `pid` | process id of the owner |
+//! | 16 | `start_time` | its start time (ticks since boot) |
+//! | 24 | `locked` | 0 → 1 once the owner holds its `flock` (Release) |
+//! | 32 | `name` | 16 words: the node name, UTF-8, length in `name_len` |
+//! | 160 | `name_len` | bytes of the name |
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shm::{self, Segment};
+use crate::sys::{self, fd::LockKind};
+
+/// Longest node name, in bytes.
+pub const MAX_NODE_NAME_LEN: usize = 128;
+
+const NODE_PREFIX: &str = "node.";
+const NODE_DATA: usize = 256;
+
+#[repr(C)]
+struct NodeShm {
+    id: AtomicU64,
+    pid: AtomicU64,
+    start_time: AtomicU64,
+    locked: AtomicU64,
+    name: [AtomicU64; 16],
+    name_len: AtomicU64,
+}
+
+/// A node's identifier, unique within a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Why a node could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeCreateError {
+    /// The domain is not a valid name.
+    #[error(transparent)]
+    InvalidDomain(#[from] shm::NameError),
+    /// The node name is longer than [`MAX_NODE_NAME_LEN`] bytes.
+    #[error("node name is {len} bytes long; the limit is {MAX_NODE_NAME_LEN}")]
+    NameTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The node's segment could not be created.
+    #[error("cannot create the node segment")]
+    Segment(#[source] shm::CreateError),
+    /// Taking the liveness lock failed.
+    #[error("cannot lock the node segment")]
+    Lock(#[source] sys::Errno),
+}
+
+/// Why listing or cleaning up nodes failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// `/dev/shm` could not be read.
+    #[error("cannot list /dev/shm")]
+    List(#[source] std::io::Error),
+    /// The domain is not a valid name.
+    #[error(transparent)]
+    InvalidDomain(#[from] shm::NameError),
+}
+
+/// Configures a [`Node`].
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    name: String,
+    domain: Option<String>,
+}
+
+impl NodeBuilder {
+    /// The node's name, for humans and tools (need not be unique).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The domain (default: [`shm::default_domain`]).
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.to_owned());
+        self
+    }
+
+    /// Creates the node: its segment and its liveness lock. Cleans up the
+    /// domain's dead nodes first (errors of that cleanup are ignored).
+    pub fn create(self) -> Result<Node, NodeCreateError> {
+        let domain = self.domain.unwrap_or_else(shm::default_domain);
+        shm::validate_domain(&domain)?;
+        if self.name.len() > MAX_NODE_NAME_LEN {
+            return Err(NodeCreateError::NameTooLong {
+                len: self.name.len(),
+            });
+        }
+        let _ = cleanup_dead(&domain);
+        let pid = sys::process::process_id();
+        let start = sys::process::start_time(pid).unwrap_or(0);
+        loop {
+            let id = NodeId(unique_id());
+            let name = self.name.clone();
+            let result = Segment::builder(&node_segment_name(id))
+                .domain(&domain)
+                .size(NODE_DATA)
+                .init(move |region| {
+                    let n = region
+                        .resolve::<NodeShm>(0)
+                        .map_err(|e| format!("node segment too small: {e}"))?;
+                    // SAFETY: resolve checked bounds and alignment; NodeShm
+                    // is made of atomics only; the mapping outlives `n`.
+                    let n = unsafe { n.as_ref() };
+                    n.id.store(id.0, Ordering::Relaxed);
+                    n.pid.store(u64::from(pid), Ordering::Relaxed);
+                    n.start_time.store(start, Ordering::Relaxed);
+                    store_str(&n.name, &n.name_len, &name);
+                    Ok(())
+                })
+                .create();
+            let segment = match result {
+                Ok(s) => s,
+                Err(shm::CreateError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(NodeCreateError::Segment(e)),
+            };
+            match sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Someone probing right now: wait for the probe to end.
+                    sys::fd::flock(segment.fd(), LockKind::Exclusive, true)
+                        .map_err(NodeCreateError::Lock)?;
+                }
+                Err(e) => {
+                    let _ = segment.unlink();
+                    return Err(NodeCreateError::Lock(e));
+                }
+            }
+            node_shm(&segment)
+                .expect("own node segment")
+                .locked
+                .store(1, Ordering::Release);
+            return Ok(Node {
+                inner: Arc::new(NodeInner {
+                    id,
+                    name: self.name,
+                    domain,
+                    segment,
+                }),
+            });
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct NodeInner {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) domain: String,
+    segment: Segment,
+}
+
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        let _ = self.segment.unlink();
+    }
+}
+
+/// A process's identity in a domain; the factory of services.
+///
+/// Cheap to clone (the clones share one identity). The node's segment is
+/// removed when the last clone, and the last service or port created from
+/// it, is dropped.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+/// Whether a node's process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Its owner holds the liveness lock.
+    Alive,
+    /// Its owner is gone; its resources may be cleaned up.
+    Dead,
+}
+
+/// A node as seen by [`Node::list`].
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// The owner's process id.
+    pub pid: u32,
+    /// Alive or dead.
+    pub state: NodeState,
+}
+
+impl Node {
+    /// Starts configuring a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This node's domain.
+    pub fn domain(&self) -> &str {
+        &self.inner.domain
+    }
+
+    /// Starts configuring the service `name` (see [`crate::service`]).
+    pub fn service(&self, name: &str) -> crate::service::ServiceBuilder {
+        crate::service::ServiceBuilder::new(self.clone(), name)
+    }
+
+    /// Lists the nodes of `domain`, alive and dead.
+    pub fn list(domain: &str) -> Result<Vec<NodeInfo>, CleanupError> {
+        shm::validate_domain(domain)?;
+        let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
+        let names = sys::shm::list(&prefix).map_err(CleanupError::List)?;
+        let mut nodes = Vec::new();
+        for object in names {
+            let Some(id) = object
+                .strip_prefix(&prefix)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            let id = NodeId(id);
+            let Ok(segment) = Segment::builder(&node_segment_name(id))
+                .domain(domain)
+                .open_timeout(std::time::Duration::ZERO)
+                .open()
+            else {
+                continue;
+            };
+            let (name, pid) = match node_shm(&segment) {
+                Some(n) => (
+                    load_str(&n.name, &n.name_len),
+                    n.pid.load(Ordering::Relaxed) as u32,
+                ),
+                None => (String::new(), 0),
+            };
+            let state = if probe(&segment) {
+                NodeState::Alive
+            } else {
+                NodeState::Dead
+            };
+            nodes.push(NodeInfo {
+                id,
+                name,
+                pid,
+                state,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// Cleans up every dead node of `domain`: frees its ports in every
+    /// service, removes its publishers' data segments, its own segment,
+    /// and services that nobody uses any more. Returns the ids of the
+    /// nodes removed.
+    pub fn cleanup(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
+        cleanup_dead(domain)
+    }
+}
+
+pub(crate) fn node_segment_name(id: NodeId) -> String {
+    format!("{NODE_PREFIX}{id}")
+}
+
+fn node_shm(segment: &Segment) -> Option<&NodeShm> {
+    let p = segment.data().resolve::<NodeShm>(0).ok()?;
+    // SAFETY: bounds and alignment checked; atomics only; tied to `segment`.
+    Some(unsafe { p.as_ref() })
+}
+
+/// True if the node owning `segment` is alive.
+fn probe(segment: &Segment) -> bool {
+    match sys::fd::flock(segment.fd(), LockKind::Shared, false) {
+        Ok(false) => true,
+        Ok(true) => {
+            let _ = sys::fd::funlock(segment.fd());
+            match node_shm(segment) {
+                Some(n) if n.locked.load(Ordering::Acquire) == 0 => {
+                    // Created but not locked yet: ask the process table.
+                    let pid = n.pid.load(Ordering::Relaxed) as u32;
+                    sys::process::is_alive(pid, n.start_time.load(Ordering::Relaxed))
+                }
+                _ => false,
+            }
+        }
+        Err(_) => true,
+    }
+}
+
+/// Whether node `id` of `domain` is alive. A node without a segment is dead.
+pub(crate) fn is_alive(domain: &str, id: NodeId) -> bool {
+    match Segment::builder(&node_segment_name(id))
+        .domain(domain)
+        .open_timeout(std::time::Duration::from_millis(200))
+        .open()
+    {
+        Ok(segment) => probe(&segment),
+        Err(shm::OpenError::NotFound { .. }) => false,
+        Err(shm::OpenError::Abandoned { .. }) => false,
+        // Unknown: assume alive, never reclaim what may be in use.
+        Err(_) => true,
+    }
+}
+
+fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
+    let dead: Vec<NodeId> = Node::list(domain)?
+        .into_iter()
+        .filter(|n| n.state == NodeState::Dead)
+        .map(|n| n.id)
+        .collect();
+    crate::service::cleanup_domain(domain);
+    for id in &dead {
+        let _ = Segment::remove(domain, &node_segment_name(*id));
+    }
+    Ok(dead)
+}
+
+/// A 64-bit id that no other live object of the domain has: mixes the
+/// process id, its start time, a per-process counter and the clock.
+pub(crate) fn unique_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = u64::from(sys::process::process_id());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut h = shm::fingerprint::start();
+    h = shm::fingerprint::word(h, pid);
+    h = shm::fingerprint::word(h, n);
+    h = shm::fingerprint::word(h, t);
+    if h == 0 { 1 } else { h }
+}
+
+pub(crate) fn store_str(words: &[AtomicU64], len: &AtomicU64, s: &str) {
+    let bytes = s.as_bytes();
+    let n = bytes.len().min(words.len() * 8);
+    for (i, w) in words.iter().enumerate() {
+        let mut b = [0u8; 8];
+        for (j, byte) in b.iter_mut().enumerate() {
+            if let Some(x) = bytes.get(i * 8 + j).filter(|_| i * 8 + j < n) {
+                *byte = *x;
+            }
+        }
+        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+    len.store(n as u64, Ordering::Relaxed);
+}
+
+pub(crate) fn load_str(words: &[AtomicU64], len: &AtomicU64) -> String {
+    let n = (len.load(Ordering::Relaxed) as usize).min(words.len() * 8);
+    let mut bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+        .collect();
+    bytes.truncate(n);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

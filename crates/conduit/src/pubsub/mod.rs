@@ -1,0 +1,300 @@
+//! Zero-copy publish/subscribe between processes.
+//!
+//! ```no_run
+//! use conduit::prelude::*;
+//! use std::time::Duration;
+//!
+//! #[derive(ShmSafe, Clone, Copy, Default, Debug)]
+//! #[repr(C)]
+//! struct Pose { x: f64, y: f64 }
+//!
+//! let node = Node::builder().name("planner").create()?;
+//! let topic = node.service("robot/pose").publish_subscribe::<Pose>().open_or_create()?;
+//! let publisher = topic.publisher().create()?;
+//! let subscriber = topic.subscriber().create()?;
+//! publisher.loan_uninit()?.write(Pose { x: 1.0, y: 2.0 }).send()?;
+//! let sample = subscriber.receive_timeout(Duration::from_millis(5))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How a sample travels
+//!
+//! Each publisher owns a pool of chunks in its own data segment
+//! `/conduit.<domain>.pub.<id>`, which subscribers map **read-only**. A
+//! send writes the chunk's index into one small queue per subscriber (in
+//! the service segment), tagged with a sequence number so the subscriber
+//! discovers a new sample by polling a single word; the subscriber takes
+//! the entry with one compare-and-swap and, when it drops the sample,
+//! writes the index into a return queue that the publisher drains only
+//! when its pool runs dry. The publisher's own bookkeeping (which
+//! subscriber holds which chunk) is process-local. See
+//! `docs/arch-pubsub.md` for every shared word and its transitions.
+//!
+//! # At the edges
+//!
+//! * Every index, offset and length read from shared memory is checked;
+//!   inconsistent shared state is a [`ReceiveError::Corrupted`], never a
+//!   crash or an endless loop.
+//! * A subscriber that drops its last sample of a dead publisher unmaps
+//!   that publisher's segment; the name itself is removed by cleanup.
+//! * A publisher delivers history and connects new subscribers when it
+//!   sends (or on [`Publisher::update_connections`]).
+
+mod publisher;
+mod subscriber;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shm::{Region, Segment, ShmSafe, TypeLayout};
+
+pub use publisher::{
+    LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
+    SendError, SendOrLoanError,
+};
+pub use subscriber::{
+    DEFAULT_SPIN, ReceiveError, Sample, Subscriber, SubscriberBuilder, SubscriberCreateError,
+};
+
+/// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
+/// maximum length each publisher chooses.
+pub trait Payload: 'static {
+    /// The element type (`T` for both `T` and `[T]`).
+    type Element: ShmSafe;
+    /// Whether this is a slice payload.
+    const IS_SLICE: bool;
+}
+
+impl<T: ShmSafe> Payload for T {
+    type Element = T;
+    const IS_SLICE: bool = false;
+}
+
+impl<T: ShmSafe> Payload for [T] {
+    type Element = T;
+    const IS_SLICE: bool = true;
+}
+
+/// The user header of services that have none (zero-sized).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NoHeader;
+
+// SAFETY: zero-sized, no pointers, every (empty) bit pattern is valid.
+unsafe impl ShmSafe for NoHeader {
+    const LAYOUT: TypeLayout = TypeLayout::leaf("NoHeader", 0, 1);
+}
+
+/// The data segment name of publisher `id` (inside the domain).
+pub fn data_segment_name(id: u64) -> String {
+    format!("pub.{id:016x}")
+}
+
+// Entry word of a delivery queue (AtomicU64):
+//   bits 0..24  chunk index
+//   bits 24..31 connection generation (1..=127)
+//   bit  31     TAKEN (set by the subscriber's CAS)
+//   bits 32..64 sequence = logical position + 1 (wrapping); 0 = empty
+pub(crate) const CHUNK_MASK: u64 = (1 << 24) - 1;
+pub(crate) const GEN_SHIFT: u32 = 24;
+pub(crate) const GEN_MASK: u64 = 0x7f;
+pub(crate) const TAKEN: u64 = 1 << 31;
+
+pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
+    ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)
+}
+
+/// The `len` word of an entry: sequence (low 32 bits) and length.
+pub(crate) fn len_word(seq: u64, len: u64) -> u64 {
+    ((seq as u32 as u64) << 32) | (len & 0xffff_ffff)
+}
+
+pub(crate) fn entry_seq(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+pub(crate) fn entry_gen(v: u64) -> u64 {
+    (v >> GEN_SHIFT) & GEN_MASK
+}
+
+/// Header line of a publisher's data segment (written once before the
+/// segment is ready, read and validated by subscribers).
+#[repr(C, align(64))]
+pub(crate) struct PubHeader {
+    pub(crate) id: AtomicU64,
+    pub(crate) chunks: AtomicU64,
+    pub(crate) chunk_size: AtomicU64,
+    pub(crate) chunks_offset: AtomicU64,
+    pub(crate) header_offset: AtomicU64,
+    pub(crate) payload_offset: AtomicU64,
+    pub(crate) max_len: AtomicU64,
+    pub(crate) element_size: AtomicU64,
+}
+
+/// First 16 bytes of every chunk: written by the publisher before it
+/// publishes the chunk's index (Release), read by subscribers after their
+/// Acquire take.
+#[repr(C)]
+pub(crate) struct ChunkHeader {
+    /// Number of elements (1 for a typed payload).
+    pub(crate) len: AtomicU64,
+    /// The publisher's sequence number of the sample (1, 2, …).
+    pub(crate) seq: AtomicU64,
+}
+
+/// Where things are in a publisher's data segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) chunks: usize,
+    pub(crate) chunk_size: usize,
+    pub(crate) chunks_offset: usize,
+    pub(crate) header_offset: usize,
+    pub(crate) payload_offset: usize,
+    pub(crate) max_len: usize,
+    pub(crate) element_size: usize,
+}
+
+fn round_up(n: usize, a: usize) -> Option<usize> {
+    n.checked_next_multiple_of(a)
+}
+
+impl Geometry {
+    pub(crate) fn new(
+        chunks: usize,
+        max_len: usize,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Option<Geometry> {
+        let header_offset = round_up(size_of::<ChunkHeader>(), header.align)?;
+        let payload_offset = round_up(header_offset + header.size, element.align.max(8))?;
+        let align = 64.max(element.align).max(header.align);
+        let chunk_size = round_up(
+            payload_offset.checked_add(element.size.checked_mul(max_len)?)?,
+            align,
+        )?;
+        // The data area starts HEADER_SIZE bytes into a page-aligned
+        // mapping: place the first chunk at an absolute multiple of `align`.
+        let hs = crate::shm::HEADER_SIZE;
+        let chunks_offset = round_up(hs + 64, align)? - hs;
+        Some(Geometry {
+            chunks,
+            chunk_size,
+            chunks_offset,
+            header_offset,
+            payload_offset,
+            max_len,
+            element_size: element.size,
+        })
+    }
+
+    pub(crate) fn data_size(&self) -> Option<usize> {
+        self.chunks_offset
+            .checked_add(self.chunk_size.checked_mul(self.chunks)?)
+    }
+
+    fn write(&self, h: &PubHeader, id: u64) {
+        h.id.store(id, Ordering::Relaxed);
+        h.chunks.store(self.chunks as u64, Ordering::Relaxed);
+        h.chunk_size
+            .store(self.chunk_size as u64, Ordering::Relaxed);
+        h.chunks_offset
+            .store(self.chunks_offset as u64, Ordering::Relaxed);
+        h.header_offset
+            .store(self.header_offset as u64, Ordering::Relaxed);
+        h.payload_offset
+            .store(self.payload_offset as u64, Ordering::Relaxed);
+        h.max_len.store(self.max_len as u64, Ordering::Relaxed);
+        h.element_size
+            .store(self.element_size as u64, Ordering::Relaxed);
+    }
+
+    /// Reads a publisher's geometry and checks it against the segment and
+    /// the service's types.
+    fn read(
+        segment: &Segment,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<Geometry, String> {
+        let region = segment.data();
+        let h = region
+            .resolve::<PubHeader>(0)
+            .map_err(|e| format!("publisher segment too small: {e}"))?;
+        // SAFETY: bounds and alignment checked; atomics only; the reference
+        // does not outlive this function.
+        let h = unsafe { h.as_ref() };
+        let n = |w: &AtomicU64| usize::try_from(w.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if h.id.load(Ordering::Relaxed) != id {
+            return Err("publisher segment belongs to another publisher".into());
+        }
+        let found = Geometry {
+            chunks: n(&h.chunks),
+            chunk_size: n(&h.chunk_size),
+            chunks_offset: n(&h.chunks_offset),
+            header_offset: n(&h.header_offset),
+            payload_offset: n(&h.payload_offset),
+            max_len: n(&h.max_len),
+            element_size: n(&h.element_size),
+        };
+        if found.chunks == 0 || found.chunks > crate::service::layout::MAX_CHUNKS {
+            return Err(format!("{} chunks", found.chunks));
+        }
+        let expected = Geometry::new(found.chunks, found.max_len, element, header)
+            .ok_or("publisher geometry overflows")?;
+        if expected != found {
+            return Err(format!(
+                "publisher geometry {found:?} differs from the expected {expected:?}"
+            ));
+        }
+        let size = found.data_size().ok_or("publisher geometry overflows")?;
+        if size > region.len() {
+            return Err(format!(
+                "publisher segment holds {} bytes, its geometry needs {size}",
+                region.len()
+            ));
+        }
+        Ok(found)
+    }
+
+    /// The chunk `index` of `region` (checked).
+    pub(crate) fn chunk(&self, region: &Region, index: usize) -> Option<Region> {
+        if index >= self.chunks {
+            return None;
+        }
+        region
+            .sub(
+                self.chunks_offset + index * self.chunk_size,
+                self.chunk_size,
+            )
+            .ok()
+    }
+}
+
+/// A publisher's data segment as mapped by a subscriber (read-only).
+#[derive(Debug)]
+pub(crate) struct PubData {
+    pub(crate) segment: Segment,
+    pub(crate) geometry: Geometry,
+}
+
+impl PubData {
+    pub(crate) fn open(
+        domain: &str,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<PubData, String> {
+        let segment = Segment::builder(&data_segment_name(id))
+            .domain(domain)
+            .fingerprint(DATA_FINGERPRINT)
+            .read_only()
+            .open()
+            .map_err(|e| e.to_string())?;
+        let geometry = Geometry::read(&segment, id, element, header)?;
+        Ok(PubData { segment, geometry })
+    }
+}
+
+pub(crate) const DATA_FINGERPRINT: u64 = 0x5055_4244_4154_0001;
+
+/// Type marker of ports and samples: covariant, `Send` whatever `P` is.
+pub(crate) type Types<P, H> = core::marker::PhantomData<(fn() -> *const P, H)>;

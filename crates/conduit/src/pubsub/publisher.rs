@@ -1,0 +1,809 @@
+//! The publisher: chunk pool, loans and sending.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{
+    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, TAKEN,
+    data_segment_name, entry, entry_gen, entry_seq, len_word,
+};
+use crate::service::ServiceInner;
+use crate::service::layout::Overflow;
+use crate::shm::{self, Segment, ShmSafe};
+
+/// Why a publisher could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum PublisherCreateError {
+    /// Every publisher slot of the service is taken (by live nodes).
+    #[error("service {service:?} already has its maximum of {max} publishers")]
+    ExceedsMaxPublishers {
+        /// The service.
+        service: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// The maximum slice length makes chunks too large.
+    #[error("a maximum slice length of {0} elements is too large")]
+    SliceTooLarge(usize),
+    /// The data segment could not be created.
+    #[error("cannot create the publisher's data segment")]
+    Segment(#[source] shm::CreateError),
+}
+
+/// Why a loan failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoanError {
+    /// The publisher has `max_loans` samples loaned already.
+    #[error("the publisher has its maximum of {0} samples on loan")]
+    ExceedsMaxLoans(usize),
+    /// Every chunk is held by subscribers (which exceed their limits or
+    /// are slow to drop samples).
+    #[error("every chunk of the publisher's pool is in use")]
+    OutOfChunks,
+    /// The requested slice is longer than the publisher's maximum.
+    #[error("slice of {len} elements exceeds the publisher's maximum of {max}")]
+    SliceTooLong {
+        /// Requested length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+}
+
+/// Why a send failed (the sample was delivered to nobody).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Overflow policy `Fail`: a subscriber's queue is full.
+    #[error("a subscriber's queue is full")]
+    QueueFull,
+    /// Overflow policy `Block`: a subscriber's queue stayed full for the
+    /// publisher's block timeout.
+    #[error("a subscriber's queue stayed full for {0:?}")]
+    Timeout(Duration),
+}
+
+/// Configures a [`Publisher`]; made by
+/// [`PubSubService::publisher`](crate::service::PubSubService::publisher).
+pub struct PublisherBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
+    service: Arc<ServiceInner>,
+    max_slice_len: usize,
+    block_timeout: Duration,
+    _types: super::Types<P, H>,
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
+    pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
+        PublisherBuilder {
+            service,
+            max_slice_len: 64,
+            block_timeout: Duration::from_secs(1),
+            _types: PhantomData,
+        }
+    }
+
+    /// For slice services: the longest slice this publisher sends, in
+    /// elements (default 64). Ignored for typed services.
+    pub fn max_slice_len(mut self, len: usize) -> Self {
+        self.max_slice_len = len;
+        self
+    }
+
+    /// With [`Overflow::Block`]: how long `send` waits for room (default 1 s).
+    pub fn block_timeout(mut self, timeout: Duration) -> Self {
+        self.block_timeout = timeout;
+        self
+    }
+
+    /// Creates the publisher: its data segment and its slot in the
+    /// service. Frees slots of dead nodes if all are taken.
+    pub fn create(self) -> Result<Publisher<P, H>, PublisherCreateError> {
+        let svc = self.service;
+        let qos = svc.config.qos;
+        let max_len = if P::IS_SLICE { self.max_slice_len } else { 1 };
+        if max_len > u32::MAX as usize {
+            return Err(PublisherCreateError::SliceTooLarge(max_len));
+        }
+        let chunks = qos.chunks_per_publisher();
+        let geometry = Geometry::new(chunks, max_len, &P::Element::LAYOUT, &H::LAYOUT)
+            .filter(|g| g.data_size().is_some())
+            .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
+        let id = crate::node::unique_id();
+        let segment = Segment::builder(&data_segment_name(id))
+            .domain(&svc.domain)
+            .size(geometry.data_size().expect("checked"))
+            .fingerprint(DATA_FINGERPRINT)
+            .init(|region| {
+                let h = region
+                    .resolve::<PubHeader>(0)
+                    .map_err(|e| format!("data segment too small: {e}"))?;
+                // SAFETY: checked bounds/alignment; atomics only; the
+                // reference does not outlive the init call.
+                geometry.write(unsafe { h.as_ref() }, id);
+                Ok(())
+            })
+            .create()
+            .map_err(PublisherCreateError::Segment)?;
+        let slot = match claim_slot(&svc, true, id) {
+            Some(s) => s,
+            None => {
+                let _ = segment.unlink();
+                return Err(PublisherCreateError::ExceedsMaxPublishers {
+                    service: svc.config.name.clone(),
+                    max: qos.max_publishers,
+                });
+            }
+        };
+        let publisher = Publisher {
+            state: RefCell::new(PubState {
+                chunks: vec![ChunkState::default(); chunks],
+                lens: vec![0; chunks],
+                free: (0..chunks as u32).rev().collect(),
+                history: VecDeque::new(),
+                conns: vec![None; qos.max_subscribers],
+                sub_generation: u64::MAX,
+                seq: 0,
+                loans: 0,
+                dropped: 0,
+            }),
+            slot,
+            id,
+            geometry,
+            segment,
+            block_timeout: self.block_timeout,
+            service: svc,
+            _types: PhantomData,
+        };
+        publisher.update_connections();
+        Ok(publisher)
+    }
+}
+
+/// Claims a free publisher (or subscriber) slot for port `id`; on failure
+/// frees dead nodes' slots and tries once more.
+pub(crate) fn claim_slot(svc: &ServiceInner, publisher: bool, id: u64) -> Option<usize> {
+    for attempt in 0..2 {
+        let view = svc.shm();
+        let slots = if publisher {
+            view.pub_slots()
+        } else {
+            view.sub_slots()
+        };
+        let node = svc.node.id().0;
+        for (i, slot) in slots.iter().enumerate() {
+            if slot
+                .node_id
+                .compare_exchange(0, node, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.id.store(id, Ordering::Release);
+                let header = view.header();
+                if publisher {
+                    header.pub_generation.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    header.sub_generation.fetch_add(1, Ordering::AcqRel);
+                }
+                return Some(i);
+            }
+        }
+        if attempt == 0 {
+            svc.cleanup_dead_ports();
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkState {
+    /// Bit s: subscriber slot s may still hold the chunk (queued, borrowed
+    /// or returned but not yet collected).
+    holders: u64,
+    loaned: bool,
+    in_history: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PubConn {
+    sub_id: u64,
+    generation: u64,
+    /// Entries pushed so far (logical tail).
+    tail: u64,
+    /// Returns collected so far.
+    ret_head: u64,
+}
+
+#[derive(Debug)]
+struct PubState {
+    chunks: Vec<ChunkState>,
+    /// Length of the sample last sent in each chunk (for history).
+    lens: Vec<u64>,
+    free: Vec<u32>,
+    history: VecDeque<u32>,
+    conns: Vec<Option<PubConn>>,
+    sub_generation: u64,
+    seq: u64,
+    loans: usize,
+    dropped: u64,
+}
+
+impl PubState {
+    fn maybe_free(&mut self, chunk: u32) {
+        let c = &self.chunks[chunk as usize];
+        if c.holders == 0 && !c.loaned && !c.in_history {
+            self.free.push(chunk);
+        }
+    }
+
+    fn release_holder(&mut self, chunk: u32, s: usize) {
+        let bit = 1u64 << s;
+        if let Some(c) = self.chunks.get_mut(chunk as usize) {
+            if c.holders & bit != 0 {
+                c.holders &= !bit;
+                self.maybe_free(chunk);
+            }
+        }
+    }
+}
+
+/// Sends samples of a publish/subscribe service. Not `Sync`: use one
+/// publisher per thread.
+pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
+    state: RefCell<PubState>,
+    slot: usize,
+    id: u64,
+    geometry: Geometry,
+    segment: Segment,
+    block_timeout: Duration,
+    service: Arc<ServiceInner>,
+    _types: super::Types<P, H>,
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> std::fmt::Debug for Publisher<P, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("service", &self.service.config.name)
+            .field("id", &format_args!("{:016x}", self.id))
+            .finish()
+    }
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
+    fn drop(&mut self) {
+        let view = self.service.shm();
+        let slot = &view.pub_slots()[self.slot];
+        slot.id.store(0, Ordering::Release);
+        slot.node_id.store(0, Ordering::Release);
+        view.header().pub_generation.fetch_add(1, Ordering::AcqRel);
+        let _ = self.segment.unlink();
+    }
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
+    /// This publisher's id (its data segment is `pub.<id in hex>`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Samples replaced by newer ones under [`Overflow::DropOldest`]
+    /// before their subscriber read them, so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.borrow().dropped
+    }
+
+    /// Connects subscribers that joined (delivering history to them) and
+    /// forgets those that left. `send` does this by itself; call it when a
+    /// late joiner should get the history before the next send.
+    pub fn update_connections(&self) {
+        let view = self.service.shm();
+        let generation = view.header().sub_generation.load(Ordering::Acquire);
+        let mut st = self.state.borrow_mut();
+        if generation == st.sub_generation {
+            return;
+        }
+        st.sub_generation = generation;
+        for (s, slot) in view.sub_slots().iter().enumerate() {
+            let sid = slot.id.load(Ordering::Acquire);
+            if matches!(st.conns[s], Some(c) if c.sub_id == sid) {
+                continue;
+            }
+            if st.conns[s].take().is_some() {
+                // The subscriber left: everything it held comes back.
+                for i in 0..st.chunks.len() {
+                    st.release_holder(i as u32, s);
+                }
+            }
+            if sid == 0 {
+                continue;
+            }
+            let conn = view.conn(self.slot, s);
+            conn.link.link.store(0, Ordering::Relaxed);
+            let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
+            conn.link.generation.store(generation, Ordering::Relaxed);
+            for e in conn.entries {
+                e.word.store(0, Ordering::Relaxed);
+                e.len.store(0, Ordering::Relaxed);
+            }
+            conn.ret_tail.store(0, Ordering::Relaxed);
+            conn.link.pub_id.store(self.id, Ordering::Relaxed);
+            // Publishes the reset above to the subscriber's Acquire load.
+            conn.link.link.store(sid, Ordering::Release);
+            let mut c = PubConn {
+                sub_id: sid,
+                generation,
+                tail: 0,
+                ret_head: 0,
+            };
+            let history: Vec<u32> = st.history.iter().copied().collect();
+            for chunk in history {
+                c.tail += 1;
+                let e = &conn.entries[((c.tail - 1) % conn.entries.len() as u64) as usize];
+                let len = st.lens[chunk as usize];
+                e.len.store(len_word(c.tail, len), Ordering::Relaxed);
+                e.word
+                    .store(entry(c.tail, generation, chunk), Ordering::Release);
+                st.chunks[chunk as usize].holders |= 1 << s;
+            }
+            st.conns[s] = Some(c);
+            slot.event.wake_all();
+        }
+    }
+
+    /// Collects every returned chunk from every subscriber.
+    fn collect_returns(&self, st: &mut PubState) {
+        let view = self.service.shm();
+        for s in 0..st.conns.len() {
+            let Some(mut c) = st.conns[s] else { continue };
+            let conn = view.conn(self.slot, s);
+            let rcap = conn.returns.len() as u64;
+            let tail = conn.ret_tail.load(Ordering::Acquire);
+            if tail < c.ret_head || tail - c.ret_head > rcap {
+                // Inconsistent (a subscriber of an older connection wrote
+                // here): skip to the newest window.
+                c.ret_head = tail.saturating_sub(rcap);
+            }
+            while c.ret_head < tail {
+                let r =
+                    u64::from(conn.returns[(c.ret_head % rcap) as usize].load(Ordering::Relaxed));
+                c.ret_head += 1;
+                if entry_gen(r) == c.generation {
+                    st.release_holder((r & super::CHUNK_MASK) as u32, s);
+                }
+            }
+            st.conns[s] = Some(c);
+        }
+    }
+
+    fn take_chunk(&self) -> Result<u32, LoanError> {
+        let mut st = self.state.borrow_mut();
+        let max = self.service.config.qos.max_loans;
+        if st.loans >= max {
+            return Err(LoanError::ExceedsMaxLoans(max));
+        }
+        if st.free.is_empty() {
+            self.collect_returns(&mut st);
+        }
+        if st.free.is_empty() {
+            drop(st);
+            self.service.cleanup_dead_ports();
+            self.update_connections();
+            st = self.state.borrow_mut();
+            self.collect_returns(&mut st);
+        }
+        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
+        st.chunks[chunk as usize].loaned = true;
+        st.loans += 1;
+        Ok(chunk)
+    }
+
+    fn give_back(&self, chunk: u32) {
+        let mut st = self.state.borrow_mut();
+        st.loans -= 1;
+        st.chunks[chunk as usize].loaned = false;
+        st.maybe_free(chunk);
+    }
+
+    fn chunk_ptr(&self, chunk: u32) -> NonNull<u8> {
+        self.geometry
+            .chunk(&self.segment.data(), chunk as usize)
+            .expect("own chunk index is in range")
+            .base()
+    }
+
+    fn loan_raw(&self, len: usize) -> Result<SampleUninit<'_, P, H>, LoanError> {
+        if len > self.geometry.max_len {
+            return Err(LoanError::SliceTooLong {
+                len,
+                max: self.geometry.max_len,
+            });
+        }
+        let chunk = self.take_chunk()?;
+        let base = self.chunk_ptr(chunk);
+        // SAFETY: the chunk is `chunk_size` bytes inside our writable
+        // mapping; the offsets come from our own geometry and are in range.
+        let (header, payload) = unsafe {
+            (
+                base.add(self.geometry.header_offset).cast::<H>(),
+                base.add(self.geometry.payload_offset),
+            )
+        };
+        // SAFETY: `header` is aligned for H (geometry) and the chunk is ours
+        // alone while loaned (no subscriber holds it).
+        unsafe { header.as_ptr().write_bytes(0, 1) };
+        Ok(SampleUninit {
+            publisher: self,
+            chunk: Some(chunk),
+            base,
+            header,
+            payload,
+            len,
+            _types: PhantomData,
+        })
+    }
+
+    /// Delivers `chunk` (holding `len` elements) to every connected
+    /// subscriber, following the overflow policy.
+    fn deliver(&self, chunk: u32, len: usize) -> Result<usize, SendError> {
+        self.update_connections();
+        let view = self.service.shm();
+        let overflow = self.service.config.qos.overflow;
+        if overflow != Overflow::DropOldest {
+            self.wait_for_room(overflow)?;
+        }
+        let mut st = self.state.borrow_mut();
+        st.seq += 1;
+        st.lens[chunk as usize] = len as u64;
+        let seq = st.seq;
+        let base = self.chunk_ptr(chunk);
+        // SAFETY: the chunk header is the first 16 bytes of our chunk,
+        // aligned to 64; it is atomics only.
+        let header = unsafe { base.cast::<ChunkHeader>().as_ref() };
+        header.len.store(len as u64, Ordering::Relaxed);
+        header.seq.store(seq, Ordering::Relaxed);
+        let subs = view.sub_slots();
+        let mut reached = 0;
+        #[allow(clippy::needless_range_loop)] // `st` is mutated inside.
+        for s in 0..st.conns.len() {
+            let Some(mut c) = st.conns[s] else { continue };
+            let conn = view.conn(self.slot, s);
+            let cap = conn.entries.len() as u64;
+            let e = &conn.entries[(c.tail % cap) as usize];
+            c.tail += 1;
+            let new = entry(c.tail, c.generation, chunk);
+            e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
+            // Release: the payload and chunk header written above become
+            // visible to the subscriber that takes this entry (Acquire).
+            let old = e.word.swap(new, Ordering::AcqRel);
+            if c.tail > cap
+                && old & TAKEN == 0
+                && entry_gen(old) == c.generation
+                && entry_seq(old) == (c.tail - cap) as u32
+            {
+                // Drop-oldest: the subscriber never took `old`; reclaim it.
+                st.dropped += 1;
+                st.release_holder((old & super::CHUNK_MASK) as u32, s);
+            }
+            st.chunks[chunk as usize].holders |= 1 << s;
+            st.conns[s] = Some(c);
+            subs[s].event.wake_all();
+            reached += 1;
+        }
+        let history = self.service.config.qos.history;
+        if history > 0 {
+            st.chunks[chunk as usize].in_history = true;
+            st.history.push_back(chunk);
+            if st.history.len() > history {
+                let old = st.history.pop_front().expect("non-empty");
+                st.chunks[old as usize].in_history = false;
+                st.maybe_free(old);
+            }
+        }
+        st.loans -= 1;
+        st.chunks[chunk as usize].loaned = false;
+        st.maybe_free(chunk);
+        Ok(reached)
+    }
+
+    /// True if subscriber slot `s`'s queue has no room for one more entry.
+    fn is_full(&self, st: &PubState, s: usize) -> bool {
+        let Some(c) = st.conns[s] else { return false };
+        let conn = self.service.shm().conn(self.slot, s);
+        let cap = conn.entries.len() as u64;
+        if c.tail < cap {
+            return false;
+        }
+        let old = conn.entries[(c.tail % cap) as usize]
+            .word
+            .load(Ordering::Acquire);
+        old & TAKEN == 0
+            && entry_gen(old) == c.generation
+            && entry_seq(old) == (c.tail + 1 - cap) as u32
+    }
+
+    fn any_full(&self) -> bool {
+        let st = self.state.borrow();
+        (0..st.conns.len()).any(|s| self.is_full(&st, s))
+    }
+
+    #[cold]
+    fn wait_for_room(&self, overflow: Overflow) -> Result<(), SendError> {
+        if !self.any_full() {
+            return Ok(());
+        }
+        if overflow == Overflow::Fail {
+            return Err(SendError::QueueFull);
+        }
+        let deadline = Instant::now() + self.block_timeout;
+        let mut cleaned = false;
+        loop {
+            let event = &self.service.shm().pub_slots()[self.slot].event;
+            let epoch = event.epoch();
+            self.update_connections();
+            if !self.any_full() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if !cleaned {
+                    // A full queue of a dead subscriber never drains.
+                    cleaned = true;
+                    self.service.cleanup_dead_ports();
+                    continue;
+                }
+                return Err(SendError::Timeout(self.block_timeout));
+            }
+            event.wait(epoch, Some(deadline - now));
+        }
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> Publisher<T, H> {
+    /// Loans an uninitialised sample (zero-copy): write it, then send it.
+    pub fn loan_uninit(&self) -> Result<SampleUninit<'_, T, H>, LoanError> {
+        self.loan_raw(1)
+    }
+
+    /// Loans a sample initialised with `T::default()`.
+    pub fn loan(&self) -> Result<SampleMut<'_, T, H>, LoanError>
+    where
+        T: Default,
+    {
+        Ok(self.loan_uninit()?.write(T::default()))
+    }
+
+    /// Copies `value` into a chunk and sends it; returns the number of
+    /// subscribers reached.
+    pub fn send_copy(&self, value: T) -> Result<usize, SendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send()?)
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> Publisher<[T], H> {
+    /// The longest slice this publisher can send.
+    pub fn max_slice_len(&self) -> usize {
+        self.geometry.max_len
+    }
+
+    /// Loans an uninitialised slice of `len` elements.
+    pub fn loan_slice_uninit(&self, len: usize) -> Result<SampleUninit<'_, [T], H>, LoanError> {
+        self.loan_raw(len)
+    }
+
+    /// Loans a slice of `len` elements, each `T::default()`.
+    pub fn loan_slice(&self, len: usize) -> Result<SampleMut<'_, [T], H>, LoanError>
+    where
+        T: Default,
+    {
+        Ok(self.loan_slice_uninit(len)?.write_from_fn(|_| T::default()))
+    }
+
+    /// Copies `values` into a chunk and sends it.
+    pub fn send_slice_copy(&self, values: &[T]) -> Result<usize, SendOrLoanError>
+    where
+        T: Copy,
+    {
+        Ok(self
+            .loan_slice_uninit(values.len())?
+            .write_from_slice(values)
+            .send()?)
+    }
+}
+
+/// Why `send_copy` failed: the loan or the send.
+#[derive(Debug, thiserror::Error)]
+pub enum SendOrLoanError {
+    /// No chunk could be loaned.
+    #[error(transparent)]
+    Loan(#[from] LoanError),
+    /// The send failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// A loaned chunk whose payload is not initialised yet. Dropping it gives
+/// the chunk back unsent.
+pub struct SampleUninit<'p, P: Payload + ?Sized, H: ShmSafe> {
+    publisher: &'p Publisher<P, H>,
+    chunk: Option<u32>,
+    base: NonNull<u8>,
+    header: NonNull<H>,
+    payload: NonNull<u8>,
+    len: usize,
+    _types: super::Types<P, H>,
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> Drop for SampleUninit<'_, P, H> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.publisher.give_back(chunk);
+        }
+    }
+}
+
+impl<'p, P: Payload + ?Sized, H: ShmSafe> SampleUninit<'p, P, H> {
+    /// The user header (zeroed at loan).
+    pub fn header_mut(&mut self) -> &mut H {
+        // SAFETY: aligned, in our chunk, exclusively ours while loaned;
+        // zeroed at loan and H is valid for every bit pattern (ShmSafe).
+        unsafe { self.header.as_mut() }
+    }
+
+    fn into_init(mut self) -> SampleMut<'p, P, H> {
+        SampleMut {
+            publisher: self.publisher,
+            chunk: self.chunk.take(),
+            base: self.base,
+            header: self.header,
+            payload: self.payload,
+            len: self.len,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<'p, T: ShmSafe, H: ShmSafe> SampleUninit<'p, T, H> {
+    /// The payload memory.
+    pub fn payload_mut(&mut self) -> &mut MaybeUninit<T> {
+        // SAFETY: aligned for T (geometry), in our chunk, exclusively ours.
+        unsafe { self.payload.cast::<MaybeUninit<T>>().as_mut() }
+    }
+
+    /// Writes the payload.
+    pub fn write(mut self, value: T) -> SampleMut<'p, T, H> {
+        self.payload_mut().write(value);
+        self.into_init()
+    }
+
+    /// Declares the payload initialised (after writing it through
+    /// [`payload_mut`](Self::payload_mut)).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the payload must have been written.
+    pub unsafe fn assume_init(self) -> SampleMut<'p, T, H> {
+        self.into_init()
+    }
+}
+
+impl<'p, T: ShmSafe, H: ShmSafe> SampleUninit<'p, [T], H> {
+    /// The payload memory.
+    pub fn payload_mut(&mut self) -> &mut [MaybeUninit<T>] {
+        // SAFETY: `len` ≤ max_len elements fit the chunk, aligned for T,
+        // exclusively ours.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.payload.cast::<MaybeUninit<T>>().as_ptr(), self.len)
+        }
+    }
+
+    /// Fills element i with `f(i)`.
+    pub fn write_from_fn(mut self, mut f: impl FnMut(usize) -> T) -> SampleMut<'p, [T], H> {
+        for (i, slot) in self.payload_mut().iter_mut().enumerate() {
+            slot.write(f(i));
+        }
+        self.into_init()
+    }
+
+    /// Copies `values` (exactly the loaned length) into the payload.
+    ///
+    /// # Panics
+    ///
+    /// If `values.len()` differs from the loaned length.
+    pub fn write_from_slice(mut self, values: &[T]) -> SampleMut<'p, [T], H>
+    where
+        T: Copy,
+    {
+        assert_eq!(values.len(), self.len, "slice length differs from the loan");
+        for (slot, v) in self.payload_mut().iter_mut().zip(values) {
+            slot.write(*v);
+        }
+        self.into_init()
+    }
+
+    /// Declares the payload initialised.
+    ///
+    /// # Safety
+    ///
+    /// Every element must have been written.
+    pub unsafe fn assume_init(self) -> SampleMut<'p, [T], H> {
+        self.into_init()
+    }
+}
+
+/// A loaned, initialised sample: modify it, then [`send`](Self::send).
+/// Dropping it gives the chunk back unsent.
+pub struct SampleMut<'p, P: Payload + ?Sized, H: ShmSafe> {
+    publisher: &'p Publisher<P, H>,
+    chunk: Option<u32>,
+    base: NonNull<u8>,
+    header: NonNull<H>,
+    payload: NonNull<u8>,
+    len: usize,
+    _types: super::Types<P, H>,
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> Drop for SampleMut<'_, P, H> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.publisher.give_back(chunk);
+        }
+    }
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> SampleMut<'_, P, H> {
+    /// The user header.
+    pub fn header_mut(&mut self) -> &mut H {
+        // SAFETY: as in SampleUninit::header_mut.
+        unsafe { self.header.as_mut() }
+    }
+
+    /// Sends the sample to every connected subscriber; returns how many it
+    /// reached. On error the chunk goes back to the pool.
+    pub fn send(mut self) -> Result<usize, SendError> {
+        let chunk = self
+            .chunk
+            .take()
+            .expect("a loan holds its chunk until sent");
+        let _ = self.base;
+        match self.publisher.deliver(chunk, self.len) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                self.publisher.give_back(chunk);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> std::ops::Deref for SampleMut<'_, T, H> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: initialised (typestate), aligned, exclusively ours.
+        unsafe { self.payload.cast::<T>().as_ref() }
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> std::ops::DerefMut for SampleMut<'_, T, H> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in deref.
+        unsafe { self.payload.cast::<T>().as_mut() }
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> std::ops::Deref for SampleMut<'_, [T], H> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements, aligned, exclusively ours.
+        unsafe { std::slice::from_raw_parts(self.payload.cast::<T>().as_ptr(), self.len) }
+    }
+}
+
+impl<T: ShmSafe, H: ShmSafe> std::ops::DerefMut for SampleMut<'_, [T], H> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref.
+        unsafe { std::slice::from_raw_parts_mut(self.payload.cast::<T>().as_ptr(), self.len) }
+    }
+}

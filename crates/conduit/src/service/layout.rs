@@ -1,0 +1,530 @@
+//! Byte layout of a publish/subscribe service segment (data area).
+//!
+//! ```text
+//! 0      ServiceHeader line: removed, pub_generation, sub_generation
+//! 64     config: CONFIG_WORDS u64 words (static configuration)
+//! P      PortSlot × max_publishers   (64 B each)
+//! S      PortSlot × max_subscribers  (64 B each)
+//! C      Connection × (max_publishers × max_subscribers), row = publisher
+//! ```
+//!
+//! A connection (publisher slot p, subscriber slot s):
+//!
+//! ```text
+//! +0     link line (publisher writes at connect): link, pub_id, generation
+//! +64    ret_tail line (subscriber writes)
+//! +128   entries: [Entry; buffer] (16 B each), rounded up to 64 B
+//! +…     returns: [AtomicU32; chunks], rounded up to 64 B
+//! ```
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::shm::{Region, Segment};
+use crate::sync::EventWord;
+
+use super::ServiceError;
+
+/// Fingerprint of the service segment format (checked by the segment
+/// header on open).
+pub(crate) const SERVICE_FINGERPRINT: u64 = 0x5345_5256_5053_0001;
+const FORMAT: u64 = 0x5053_0001;
+const LINE: usize = 64;
+const CONFIG_WORDS: usize = 80;
+/// Most publishers or subscribers per service (the publisher tracks chunk
+/// holders as a 64-bit mask).
+pub const MAX_PORTS: usize = 64;
+/// Most chunks per publisher (entries carry a 24-bit chunk index).
+pub const MAX_CHUNKS: usize = 1 << 24;
+
+/// What `send` does when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Replace the oldest unread sample (it is counted as dropped).
+    #[default]
+    DropOldest,
+    /// Wait until the subscriber makes room (bounded by the publisher's
+    /// block timeout), then fail with a timeout.
+    Block,
+    /// Fail the send at once, delivering to nobody.
+    Fail,
+}
+
+impl Overflow {
+    fn code(self) -> u64 {
+        match self {
+            Overflow::DropOldest => 0,
+            Overflow::Block => 1,
+            Overflow::Fail => 2,
+        }
+    }
+    fn from_code(c: u64) -> Option<Overflow> {
+        Some(match c {
+            0 => Overflow::DropOldest,
+            1 => Overflow::Block,
+            2 => Overflow::Fail,
+            _ => return None,
+        })
+    }
+}
+
+/// Quality of service of a publish/subscribe service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qos {
+    /// Most publishers at once.
+    pub max_publishers: usize,
+    /// Most subscribers at once.
+    pub max_subscribers: usize,
+    /// Samples a subscriber's queue holds, per publisher.
+    pub subscriber_buffer: usize,
+    /// Samples a publisher keeps and delivers to late joiners.
+    pub history: usize,
+    /// Samples a publisher may have loaned at once.
+    pub max_loans: usize,
+    /// Samples a subscriber may hold at once.
+    pub max_borrowed: usize,
+    /// What happens when a subscriber's queue is full.
+    pub overflow: Overflow,
+}
+
+impl Default for Qos {
+    fn default() -> Self {
+        Qos {
+            max_publishers: 2,
+            max_subscribers: 8,
+            subscriber_buffer: 4,
+            history: 0,
+            max_loans: 2,
+            max_borrowed: 2,
+            overflow: Overflow::DropOldest,
+        }
+    }
+}
+
+impl std::fmt::Display for Qos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{max_publishers: {}, max_subscribers: {}, subscriber_buffer: {}, history: {}, max_loans: {}, max_borrowed: {}, overflow: {:?}}}",
+            self.max_publishers,
+            self.max_subscribers,
+            self.subscriber_buffer,
+            self.history,
+            self.max_loans,
+            self.max_borrowed,
+            self.overflow
+        )
+    }
+}
+
+impl Qos {
+    /// Chunks each publisher's pool holds: enough that a publisher within
+    /// its loan limit never runs out while every subscriber stays within
+    /// its buffer and borrow limits.
+    pub fn chunks_per_publisher(&self) -> usize {
+        self.max_loans
+            + self.history
+            + self.max_subscribers * (self.subscriber_buffer + self.max_borrowed)
+            + 1
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let range = |what: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(format!("{what} is {v}; it must be in {lo}..={hi}"))
+            } else {
+                Ok(())
+            }
+        };
+        range("max_publishers", self.max_publishers, 1, MAX_PORTS)?;
+        range("max_subscribers", self.max_subscribers, 1, MAX_PORTS)?;
+        range("subscriber_buffer", self.subscriber_buffer, 1, 1 << 16)?;
+        range("history", self.history, 0, self.subscriber_buffer)?;
+        range("max_loans", self.max_loans, 1, 1 << 16)?;
+        range("max_borrowed", self.max_borrowed, 1, 1 << 16)?;
+        if self.chunks_per_publisher() >= MAX_CHUNKS {
+            return Err(format!(
+                "{} chunks per publisher; the limit is {MAX_CHUNKS}",
+                self.chunks_per_publisher()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which QoS fields an opener set explicitly (only those are checked).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QosRequested {
+    pub(crate) max_publishers: bool,
+    pub(crate) max_subscribers: bool,
+    pub(crate) subscriber_buffer: bool,
+    pub(crate) history: bool,
+    pub(crate) max_loans: bool,
+    pub(crate) max_borrowed: bool,
+    pub(crate) overflow: bool,
+}
+
+/// A type as recorded in the static configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeDesc {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) fingerprint: u64,
+}
+
+impl std::fmt::Display for TypeDesc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (size {}, align {}, fingerprint {:016x})",
+            self.name, self.size, self.align, self.fingerprint
+        )
+    }
+}
+
+/// The static configuration, decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct StaticConfig {
+    pub(crate) name: String,
+    pub(crate) slice: bool,
+    pub(crate) payload: TypeDesc,
+    pub(crate) header: TypeDesc,
+    pub(crate) qos: Qos,
+}
+
+// Word indices in the config area.
+const W_FORMAT: usize = 0;
+const W_NAME_LEN: usize = 1;
+const W_NAME: usize = 2; // 32 words
+const W_KIND: usize = 34;
+const W_TYPE: usize = 35; // len + 16 words name + size + align + fp = 20
+const W_HEADER: usize = 55; // len + 8 words + 3 = 12
+const W_QOS: usize = 67; // 7 words
+
+impl StaticConfig {
+    fn write(&self, w: &[AtomicU64; CONFIG_WORDS]) {
+        use crate::node::store_str;
+        w[W_FORMAT].store(FORMAT, Ordering::Relaxed);
+        store_str(&w[W_NAME..W_NAME + 32], &w[W_NAME_LEN], &self.name);
+        w[W_KIND].store(u64::from(self.slice), Ordering::Relaxed);
+        let ty = |base: usize, words: usize, t: &TypeDesc| {
+            store_str(&w[base + 1..base + 1 + words], &w[base], &t.name);
+            w[base + 1 + words].store(t.size, Ordering::Relaxed);
+            w[base + 2 + words].store(t.align, Ordering::Relaxed);
+            w[base + 3 + words].store(t.fingerprint, Ordering::Relaxed);
+        };
+        ty(W_TYPE, 16, &self.payload);
+        ty(W_HEADER, 8, &self.header);
+        let q = &self.qos;
+        for (i, v) in [
+            q.max_publishers as u64,
+            q.max_subscribers as u64,
+            q.subscriber_buffer as u64,
+            q.history as u64,
+            q.max_loans as u64,
+            q.max_borrowed as u64,
+            q.overflow.code(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            w[W_QOS + i].store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads and validates the configuration of a service segment.
+    pub(crate) fn read(segment: &Segment) -> Result<StaticConfig, String> {
+        use crate::node::load_str;
+        let data = segment.data();
+        let w = config_words(&data).ok_or("segment too small for a service")?;
+        if w[W_FORMAT].load(Ordering::Relaxed) != FORMAT {
+            return Err("unknown service format".into());
+        }
+        let ty = |base: usize, words: usize| TypeDesc {
+            name: load_str(&w[base + 1..base + 1 + words], &w[base]),
+            size: w[base + 1 + words].load(Ordering::Relaxed),
+            align: w[base + 2 + words].load(Ordering::Relaxed),
+            fingerprint: w[base + 3 + words].load(Ordering::Relaxed),
+        };
+        let q = |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(0);
+        let qos = Qos {
+            max_publishers: q(0),
+            max_subscribers: q(1),
+            subscriber_buffer: q(2),
+            history: q(3),
+            max_loans: q(4),
+            max_borrowed: q(5),
+            overflow: Overflow::from_code(w[W_QOS + 6].load(Ordering::Relaxed))
+                .ok_or("unknown overflow policy")?,
+        };
+        qos.validate()?;
+        let payload = ty(W_TYPE, 16);
+        if payload.align == 0 || !payload.align.is_power_of_two() || payload.align > 4096 {
+            return Err(format!("payload alignment {} is invalid", payload.align));
+        }
+        let header = ty(W_HEADER, 8);
+        if header.align == 0 || !header.align.is_power_of_two() || header.align > 4096 {
+            return Err(format!("header alignment {} is invalid", header.align));
+        }
+        Ok(StaticConfig {
+            name: load_str(&w[W_NAME..W_NAME + 32], &w[W_NAME_LEN]),
+            slice: w[W_KIND].load(Ordering::Relaxed) != 0,
+            payload,
+            header,
+            qos,
+        })
+    }
+
+    fn kind(&self) -> String {
+        let p = if self.slice {
+            format!("[{}]", self.payload)
+        } else {
+            self.payload.to_string()
+        };
+        format!("payload {p} with user header {}", self.header)
+    }
+
+    /// Checks that an opener asking for `wanted` may use this service.
+    pub(crate) fn check_compatible(
+        &self,
+        wanted: &StaticConfig,
+        requested: &QosRequested,
+    ) -> Result<(), ServiceError> {
+        if self.name != wanted.name {
+            return Err(ServiceError::NameCollision {
+                name: wanted.name.clone(),
+                existing: self.name.clone(),
+            });
+        }
+        if self.slice != wanted.slice
+            || self.payload != wanted.payload
+            || self.header != wanted.header
+        {
+            return Err(ServiceError::IncompatibleType {
+                name: self.name.clone(),
+                existing: self.kind(),
+                requested: wanted.kind(),
+            });
+        }
+        let (e, w) = (&self.qos, &wanted.qos);
+        let ok = (!requested.max_publishers || e.max_publishers >= w.max_publishers)
+            && (!requested.max_subscribers || e.max_subscribers >= w.max_subscribers)
+            && (!requested.subscriber_buffer || e.subscriber_buffer >= w.subscriber_buffer)
+            && (!requested.history || e.history >= w.history)
+            && (!requested.max_loans || e.max_loans >= w.max_loans)
+            && (!requested.max_borrowed || e.max_borrowed >= w.max_borrowed)
+            && (!requested.overflow || e.overflow == w.overflow);
+        if !ok {
+            return Err(ServiceError::IncompatibleQos {
+                name: self.name.clone(),
+                existing: e.to_string(),
+                requested: w.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// First line of the service segment.
+#[repr(C, align(64))]
+pub(crate) struct ServiceHeader {
+    /// 0 while in use; 1 once the last user removes the service (set under
+    /// the exclusive lock, before `shm_unlink`; never goes back).
+    pub(crate) removed: AtomicU64,
+    /// Bumped (AcqRel) whenever a publisher slot is taken or freed;
+    /// subscribers rescan the publisher slots when it moved.
+    pub(crate) pub_generation: AtomicU64,
+    /// Bumped whenever a subscriber slot is taken or freed; publishers
+    /// rescan the subscriber slots when it moved.
+    pub(crate) sub_generation: AtomicU64,
+}
+
+/// A publisher or subscriber slot (one line).
+///
+/// `node_id`: 0 (free) → owner's node id (CAS, by the registering port)
+/// → 0 (by the port on drop, or by cleanup once the node is dead).
+/// `id`: 0 → port id (Release, after `node_id` was claimed) → 0.
+/// `event`: for a subscriber, the word it sleeps on in `receive`; for a
+/// publisher, the word it sleeps on when blocked by a full queue.
+#[repr(C, align(64))]
+pub(crate) struct PortSlot {
+    pub(crate) node_id: AtomicU64,
+    pub(crate) id: AtomicU64,
+    pub(crate) event: EventWord,
+}
+
+/// First line of a connection: written by the publisher when it
+/// (re)connects to the subscriber of slot s.
+///
+/// Connect: `link ← 0`, `generation ← generation % 127 + 1`, entries zeroed, `ret_tail ← 0`,
+/// `pub_id ← publisher id`, then `link ← subscriber id` (Release). A
+/// subscriber uses the connection only while `link` is its own id and
+/// `pub_id` is the id in the publisher slot, and only entries and returns
+/// tagged with the `generation` it saw.
+#[repr(C, align(64))]
+pub(crate) struct ConnLink {
+    pub(crate) link: AtomicU64,
+    pub(crate) pub_id: AtomicU64,
+    pub(crate) generation: AtomicU64,
+}
+
+/// Second line of a connection, written by the subscriber: how many
+/// returns it has pushed (monotonic).
+#[repr(C, align(64))]
+pub(crate) struct RetTail {
+    pub(crate) ret_tail: AtomicU64,
+}
+
+/// One slot of a delivery queue (16 bytes, four per line).
+///
+/// `word`: see the entry word in `pubsub` (sequence, generation, TAKEN,
+/// chunk). `len`: `sequence << 32 | payload length`, written (Relaxed)
+/// before `word` is published (Release), so that a subscriber learns the
+/// length from the line it polls, without touching the chunk; it trusts
+/// the length only if its sequence matches the entry it took.
+#[repr(C, align(16))]
+pub(crate) struct Entry {
+    pub(crate) word: AtomicU64,
+    pub(crate) len: AtomicU64,
+}
+
+/// Offsets of everything in a service segment, computed from the QoS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServiceLayout {
+    pub(crate) max_pub: usize,
+    pub(crate) max_sub: usize,
+    pub(crate) cap: usize,
+    pub(crate) rcap: usize,
+    pub_slots: usize,
+    sub_slots: usize,
+    conns: usize,
+    conn_size: usize,
+    entries_off: usize,
+    returns_off: usize,
+    pub(crate) size: usize,
+}
+
+fn round_line(n: usize) -> usize {
+    n.div_ceil(LINE) * LINE
+}
+
+impl ServiceLayout {
+    pub(crate) fn new(q: &Qos) -> ServiceLayout {
+        let cap = q.subscriber_buffer;
+        let rcap = q.chunks_per_publisher();
+        let pub_slots = LINE + CONFIG_WORDS * 8;
+        let sub_slots = pub_slots + LINE * q.max_publishers;
+        let conns = sub_slots + LINE * q.max_subscribers;
+        let entries_off = 2 * LINE;
+        let returns_off = entries_off + round_line(16 * cap);
+        let conn_size = returns_off + round_line(4 * rcap);
+        let size = conns + conn_size * q.max_publishers * q.max_subscribers;
+        ServiceLayout {
+            max_pub: q.max_publishers,
+            max_sub: q.max_subscribers,
+            cap,
+            rcap,
+            pub_slots,
+            sub_slots,
+            conns,
+            conn_size,
+            entries_off,
+            returns_off,
+            size,
+        }
+    }
+}
+
+fn config_words(region: &Region) -> Option<&[AtomicU64; CONFIG_WORDS]> {
+    let p = region.resolve::<[AtomicU64; CONFIG_WORDS]>(LINE).ok()?;
+    // SAFETY: bounds and alignment checked by resolve; atomics only; the
+    // reference lives no longer than the caller's borrow of the segment.
+    Some(unsafe { p.as_ref() })
+}
+
+pub(crate) fn init_service(
+    region: &Region,
+    config: &StaticConfig,
+    layout: &ServiceLayout,
+) -> Result<(), String> {
+    if region.len() < layout.size {
+        return Err("segment smaller than the layout".into());
+    }
+    config_words(region)
+        .ok_or("segment too small")?
+        .iter()
+        .for_each(|w| w.store(0, Ordering::Relaxed));
+    config.write(config_words(region).ok_or("segment too small")?);
+    Ok(())
+}
+
+/// Typed access to a service segment whose size was checked against the
+/// layout.
+#[derive(Clone, Copy)]
+pub(crate) struct ServiceView<'a> {
+    region: Region,
+    layout: &'a ServiceLayout,
+    _segment: &'a Segment,
+}
+
+/// One connection's shared parts.
+pub(crate) struct Conn<'a> {
+    pub(crate) link: &'a ConnLink,
+    pub(crate) ret_tail: &'a AtomicU64,
+    pub(crate) entries: &'a [Entry],
+    pub(crate) returns: &'a [AtomicU32],
+}
+
+impl<'a> ServiceView<'a> {
+    pub(crate) fn new(segment: &'a Segment, layout: &'a ServiceLayout) -> Option<ServiceView<'a>> {
+        let region = segment.data();
+        (region.len() >= layout.size).then_some(ServiceView {
+            region,
+            layout,
+            _segment: segment,
+        })
+    }
+
+    fn at<T>(&self, offset: usize) -> &'a T {
+        let p = self
+            .region
+            .resolve::<T>(offset)
+            .expect("offset inside the layout checked in new()");
+        // SAFETY: in bounds and aligned (resolve), the region stays mapped
+        // for 'a (borrowed segment), and every type we view is made of
+        // atomics, valid for any contents and any concurrent writer.
+        unsafe { p.as_ref() }
+    }
+
+    fn slice<T>(&self, offset: usize, n: usize) -> &'a [T] {
+        let p = self
+            .region
+            .resolve_slice::<T>(offset, n)
+            .expect("slice inside the layout checked in new()");
+        // SAFETY: as in `at`.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), n) }
+    }
+
+    pub(crate) fn header(&self) -> &'a ServiceHeader {
+        self.at(0)
+    }
+
+    pub(crate) fn pub_slots(&self) -> &'a [PortSlot] {
+        self.slice(self.layout.pub_slots, self.layout.max_pub)
+    }
+
+    pub(crate) fn sub_slots(&self) -> &'a [PortSlot] {
+        self.slice(self.layout.sub_slots, self.layout.max_sub)
+    }
+
+    pub(crate) fn conn(&self, p: usize, s: usize) -> Conn<'a> {
+        assert!(p < self.layout.max_pub && s < self.layout.max_sub);
+        let base = self.layout.conns + (p * self.layout.max_sub + s) * self.layout.conn_size;
+        Conn {
+            link: self.at(base),
+            ret_tail: &self.at::<RetTail>(base + LINE).ret_tail,
+            entries: self.slice(base + self.layout.entries_off, self.layout.cap),
+            returns: self.slice(base + self.layout.returns_off, self.layout.rcap),
+        }
+    }
+}

@@ -1,0 +1,673 @@
+//! Services: named meeting points with a static configuration (payload
+//! type, QoS) and a registry of ports, in one shared-memory segment.
+//!
+//! A service `robot/pose` lives in the segment
+//! `/conduit.<domain>.svc.<16 hex digits>`, the hex being the FNV-1a hash
+//! of the service name (names may contain `/`, segment names may not); the
+//! original name is kept in the static configuration and compared on open.
+//!
+//! Every process that has the service open holds a shared `flock` on its
+//! own descriptor of the segment. When the last [`PubSubService`] of a
+//! process is dropped it tries to convert that into an exclusive lock; if
+//! it succeeds nobody else uses the service and it removes it (first
+//! setting the `removed` word, so that an opener that raced with the
+//! removal sees it after taking its own lock and starts again). The
+//! kernel drops the locks of dead processes, so a service whose users all
+//! died is removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
+//!
+//! The byte layout is in `docs/arch-pubsub.md` and next to the structs in
+//! [`layout`].
+
+pub(crate) mod layout;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::node::{self, Node, NodeId};
+use crate::pubsub::{NoHeader, Payload};
+use crate::shm::{self, Segment, ShmSafe, TypeLayout};
+use crate::sys::{self, fd::LockKind};
+
+pub use layout::{Overflow, Qos};
+use layout::{ServiceLayout, StaticConfig, TypeDesc};
+
+/// Longest service name, in bytes.
+pub const MAX_SERVICE_NAME_LEN: usize = 255;
+
+pub(crate) const SERVICE_PREFIX: &str = "svc.";
+
+/// Why a service could not be created or opened (the error of
+/// [`PubSubBuilder::create`], [`PubSubBuilder::open`] and
+/// [`PubSubBuilder::open_or_create`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The service name is empty, too long or has a character outside
+    /// `[A-Za-z0-9_.-/]`.
+    #[error("invalid service name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The QoS asked for is not valid.
+    #[error("invalid QoS: {0}")]
+    InvalidQos(String),
+    /// `create`: the service exists already.
+    #[error("service {0:?} already exists")]
+    AlreadyExists(String),
+    /// `open`: no such service.
+    #[error("service {0:?} does not exist")]
+    NotFound(String),
+    /// The service carries another payload or user-header type.
+    #[error("service {name:?} carries {existing}; this opener asked for {requested}")]
+    IncompatibleType {
+        /// The service.
+        name: String,
+        /// The type recorded in the service.
+        existing: String,
+        /// The type of this opener.
+        requested: String,
+    },
+    /// The service's QoS does not satisfy what this opener asked for.
+    #[error("service {name:?} has QoS {existing}; this opener requires {requested}")]
+    IncompatibleQos {
+        /// The service.
+        name: String,
+        /// The service's QoS.
+        existing: String,
+        /// What the opener requires.
+        requested: String,
+    },
+    /// Another service name hashes to the same segment.
+    #[error("service {name:?} collides with existing service {existing:?}")]
+    NameCollision {
+        /// The requested name.
+        name: String,
+        /// The name stored in the segment.
+        existing: String,
+    },
+    /// The service segment's contents are invalid.
+    #[error("service {name:?} is corrupted: {reason}")]
+    Corrupted {
+        /// The service.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Creating the segment failed.
+    #[error("cannot create the segment of service {name:?}")]
+    Create {
+        /// The service.
+        name: String,
+        /// The segment error.
+        #[source]
+        source: shm::CreateError,
+    },
+    /// Opening the segment failed.
+    #[error("cannot open the segment of service {name:?}")]
+    Open {
+        /// The service.
+        name: String,
+        /// The segment error.
+        #[source]
+        source: shm::OpenError,
+    },
+    /// Taking the usage lock failed.
+    #[error("cannot lock the segment of service {name:?}")]
+    Lock {
+        /// The service.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: sys::Errno,
+    },
+}
+
+/// Checks a service name: 1 to 255 bytes of `[A-Za-z0-9_.-/]`.
+pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
+    let bad = |reason: String| ServiceError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if name.len() > MAX_SERVICE_NAME_LEN {
+        return Err(bad(format!(
+            "it is {} bytes long; the limit is {MAX_SERVICE_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if let Some((i, c)) = name
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/')))
+    {
+        return Err(bad(format!(
+            "character {c:?} at byte {i} is not one of [A-Za-z0-9_.-/]"
+        )));
+    }
+    Ok(())
+}
+
+/// The segment name (inside the domain) of service `name`.
+pub fn segment_name(name: &str) -> String {
+    let h = shm::fingerprint::bytes(shm::fingerprint::start(), name.as_bytes());
+    format!("{SERVICE_PREFIX}{h:016x}")
+}
+
+/// Starts configuring a service; made by [`Node::service`].
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    node: Node,
+    name: String,
+}
+
+impl ServiceBuilder {
+    pub(crate) fn new(node: Node, name: &str) -> Self {
+        ServiceBuilder {
+            node,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A publish/subscribe service whose payload is `P`: a `T: ShmSafe`
+    /// or a slice `[T]`.
+    pub fn publish_subscribe<P: Payload + ?Sized>(self) -> PubSubBuilder<P, NoHeader> {
+        PubSubBuilder {
+            node: self.node,
+            name: self.name,
+            qos: Qos::default(),
+            requested: Default::default(),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// Configures a publish/subscribe service; made by
+/// [`ServiceBuilder::publish_subscribe`].
+pub struct PubSubBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
+    node: Node,
+    name: String,
+    qos: Qos,
+    requested: layout::QosRequested,
+    _types: crate::pubsub::Types<P, H>,
+}
+
+macro_rules! qos_setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.qos.$name = value;
+            self.requested.$name = true;
+            self
+        }
+    };
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
+    /// Adds a user header of type `H2` to every sample.
+    pub fn user_header<H2: ShmSafe>(self) -> PubSubBuilder<P, H2> {
+        PubSubBuilder {
+            node: self.node,
+            name: self.name,
+            qos: self.qos,
+            requested: self.requested,
+            _types: PhantomData,
+        }
+    }
+
+    qos_setter!(
+        /// Most publishers at once (1..=64; default 2). When opening: at least this many.
+        max_publishers: usize
+    );
+    qos_setter!(
+        /// Most subscribers at once (1..=64; default 8). When opening: at least this many.
+        max_subscribers: usize
+    );
+    qos_setter!(
+        /// Samples a subscriber's queue holds per publisher (default 4).
+        subscriber_buffer: usize
+    );
+    qos_setter!(
+        /// Samples a publisher keeps for late joiners (≤ buffer; default 0).
+        history: usize
+    );
+    qos_setter!(
+        /// Samples a publisher may have loaned at once (default 2).
+        max_loans: usize
+    );
+    qos_setter!(
+        /// Samples a subscriber may hold at once (default 2).
+        max_borrowed: usize
+    );
+    qos_setter!(
+        /// What `send` does when a subscriber's queue is full (default
+        /// [`Overflow::DropOldest`]). When opening: must be equal.
+        overflow: Overflow
+    );
+
+    fn config(&self) -> StaticConfig {
+        StaticConfig {
+            name: self.name.clone(),
+            slice: P::IS_SLICE,
+            payload: TypeDesc::of(&<P::Element as ShmSafe>::LAYOUT),
+            header: TypeDesc::of(&H::LAYOUT),
+            qos: self.qos,
+        }
+    }
+
+    /// Creates the service; [`ServiceError::AlreadyExists`] if it exists.
+    pub fn create(self) -> Result<PubSubService<P, H>, ServiceError> {
+        self.build(Mode::Create)
+    }
+
+    /// Opens the existing service, checking type and QoS.
+    pub fn open(self) -> Result<PubSubService<P, H>, ServiceError> {
+        self.build(Mode::Open)
+    }
+
+    /// Opens the service, creating it if it does not exist. Race-free
+    /// between processes.
+    pub fn open_or_create(self) -> Result<PubSubService<P, H>, ServiceError> {
+        self.build(Mode::OpenOrCreate)
+    }
+
+    fn build(self, mode: Mode) -> Result<PubSubService<P, H>, ServiceError> {
+        validate_service_name(&self.name)?;
+        let config = self.config();
+        config.qos.validate().map_err(ServiceError::InvalidQos)?;
+        let inner = open_service(&self.node, &config, &self.requested, mode)?;
+        Ok(PubSubService {
+            inner: Arc::new(inner),
+            _types: PhantomData,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Create,
+    Open,
+    OpenOrCreate,
+}
+
+/// An open publish/subscribe service: the factory of publishers and
+/// subscribers.
+pub struct PubSubService<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
+    pub(crate) inner: Arc<ServiceInner>,
+    _types: crate::pubsub::Types<P, H>,
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> std::fmt::Debug for PubSubService<P, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSubService")
+            .field("name", &self.inner.config.name)
+            .finish()
+    }
+}
+
+impl<P: Payload + ?Sized, H: ShmSafe> PubSubService<P, H> {
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The QoS in force.
+    pub fn qos(&self) -> Qos {
+        self.inner.config.qos
+    }
+
+    /// Starts configuring a publisher.
+    pub fn publisher(&self) -> crate::pubsub::PublisherBuilder<P, H> {
+        crate::pubsub::PublisherBuilder::new(self.inner.clone())
+    }
+
+    /// Starts configuring a subscriber.
+    pub fn subscriber(&self) -> crate::pubsub::SubscriberBuilder<P, H> {
+        crate::pubsub::SubscriberBuilder::new(self.inner.clone())
+    }
+
+    /// Frees the ports of dead nodes in this service now (also done
+    /// automatically when the service is opened and when a publisher runs
+    /// out of chunks).
+    pub fn cleanup_dead_ports(&self) {
+        self.inner.cleanup_dead_ports();
+    }
+}
+
+/// The shared part of an open service.
+#[derive(Debug)]
+pub(crate) struct ServiceInner {
+    pub(crate) node: Node,
+    pub(crate) domain: String,
+    pub(crate) config: StaticConfig,
+    pub(crate) layout: ServiceLayout,
+    pub(crate) segment: Segment,
+}
+
+impl ServiceInner {
+    pub(crate) fn shm(&self) -> layout::ServiceView<'_> {
+        layout::ServiceView::new(&self.segment, &self.layout)
+            .expect("the layout was validated against this segment on open")
+    }
+
+    pub(crate) fn cleanup_dead_ports(&self) {
+        cleanup_ports(&self.domain, self.shm(), Some(self.node.id()));
+    }
+}
+
+impl Drop for ServiceInner {
+    fn drop(&mut self) {
+        try_remove(&self.domain, &self.segment, &self.layout);
+    }
+}
+
+/// Removes the service if nobody else has it open (we hold our shared
+/// lock on `segment`).
+fn try_remove(domain: &str, segment: &Segment, layout: &ServiceLayout) {
+    if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Some(view) = layout::ServiceView::new(segment, layout) {
+            view.header().removed.store(1, Ordering::Release);
+            for slot in view.pub_slots() {
+                let id = slot.id.load(Ordering::Acquire);
+                if id != 0 {
+                    let _ = Segment::remove(domain, &crate::pubsub::data_segment_name(id));
+                }
+            }
+        }
+        let _ = segment.unlink();
+    }
+}
+
+fn open_service(
+    node: &Node,
+    config: &StaticConfig,
+    requested: &layout::QosRequested,
+    mode: Mode,
+) -> Result<ServiceInner, ServiceError> {
+    let domain = node.domain().to_owned();
+    let seg_name = segment_name(&config.name);
+    let name = config.name.clone();
+    for _ in 0..100 {
+        let layout = ServiceLayout::new(&config.qos);
+        let builder = Segment::builder(&seg_name)
+            .domain(&domain)
+            .fingerprint(layout::SERVICE_FINGERPRINT);
+        let segment = match mode {
+            Mode::Create => {
+                let cfg = config.clone();
+                builder
+                    .size(layout.size)
+                    .init(move |region| layout::init_service(region, &cfg, &layout))
+                    .create()
+                    .map_err(|source| match source {
+                        shm::CreateError::AlreadyExists { .. } => {
+                            ServiceError::AlreadyExists(name.clone())
+                        }
+                        source => ServiceError::Create {
+                            name: name.clone(),
+                            source,
+                        },
+                    })?
+            }
+            Mode::Open => builder.open().map_err(|source| match source {
+                shm::OpenError::NotFound { .. } => ServiceError::NotFound(name.clone()),
+                source => ServiceError::Open {
+                    name: name.clone(),
+                    source,
+                },
+            })?,
+            Mode::OpenOrCreate => {
+                let cfg = config.clone();
+                builder
+                    .size(layout.size)
+                    .init(move |region| layout::init_service(region, &cfg, &layout))
+                    .open_or_create()
+                    .map_err(|source| match source {
+                        shm::OpenOrCreateError::Create(source) => ServiceError::Create {
+                            name: name.clone(),
+                            source,
+                        },
+                        shm::OpenOrCreateError::Open(source) => ServiceError::Open {
+                            name: name.clone(),
+                            source,
+                        },
+                        other => ServiceError::Corrupted {
+                            name: name.clone(),
+                            reason: other.to_string(),
+                        },
+                    })?
+                    .0
+            }
+        };
+        sys::fd::flock(segment.fd(), LockKind::Shared, true).map_err(|source| {
+            ServiceError::Lock {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let existing = StaticConfig::read(&segment).map_err(|reason| ServiceError::Corrupted {
+            name: name.clone(),
+            reason,
+        })?;
+        let layout = ServiceLayout::new(&existing.qos);
+        let view =
+            layout::ServiceView::new(&segment, &layout).ok_or_else(|| ServiceError::Corrupted {
+                name: name.clone(),
+                reason: format!(
+                    "segment of {} bytes is smaller than its layout ({} bytes)",
+                    segment.data().len(),
+                    layout.size
+                ),
+            })?;
+        if view.header().removed.load(Ordering::Acquire) != 0 {
+            // Removed by its last user while we opened it: start again.
+            drop(segment);
+            if mode == Mode::Open {
+                return Err(ServiceError::NotFound(name));
+            }
+            continue;
+        }
+        existing.check_compatible(config, requested)?;
+        let inner = ServiceInner {
+            node: node.clone(),
+            domain: domain.clone(),
+            config: existing,
+            layout,
+            segment,
+        };
+        inner.cleanup_dead_ports();
+        return Ok(inner);
+    }
+    Err(ServiceError::Corrupted {
+        name,
+        reason: "removed and recreated by others 100 times in a row".into(),
+    })
+}
+
+/// Frees the slots of dead nodes' ports and removes dead publishers' data
+/// segments. `alive` is a node known to be alive (ours).
+pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: Option<NodeId>) {
+    let mut known: std::collections::HashMap<u64, bool> = Default::default();
+    if let Some(id) = alive {
+        known.insert(id.0, true);
+    }
+    let mut is_alive = |node_id: u64| {
+        *known
+            .entry(node_id)
+            .or_insert_with(|| node::is_alive(domain, NodeId(node_id)))
+    };
+    let header = view.header();
+    for slot in view.pub_slots() {
+        let node_id = slot.node_id.load(Ordering::Acquire);
+        if node_id == 0 || is_alive(node_id) {
+            continue;
+        }
+        let id = slot.id.load(Ordering::Acquire);
+        if id != 0 {
+            let _ = Segment::remove(domain, &crate::pubsub::data_segment_name(id));
+        }
+        slot.id.store(0, Ordering::Release);
+        if slot
+            .node_id
+            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            header.pub_generation.fetch_add(1, Ordering::AcqRel);
+            slot.event.wake_all();
+        }
+    }
+    for slot in view.sub_slots() {
+        let node_id = slot.node_id.load(Ordering::Acquire);
+        if node_id == 0 || is_alive(node_id) {
+            continue;
+        }
+        slot.id.store(0, Ordering::Release);
+        if slot
+            .node_id
+            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            header.sub_generation.fetch_add(1, Ordering::AcqRel);
+            // Wake publishers blocked on this subscriber's full queue.
+            for p in view.pub_slots() {
+                p.event.wake_all();
+            }
+        }
+    }
+}
+
+/// Cleans every service of `domain`: dead ports, and services nobody has
+/// open.
+pub(crate) fn cleanup_domain(domain: &str) {
+    let prefix = format!("conduit.{domain}.{SERVICE_PREFIX}");
+    let Ok(names) = sys::shm::list(&prefix) else {
+        return;
+    };
+    for object in names {
+        let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+            continue;
+        };
+        let segment = match Segment::builder(seg)
+            .domain(domain)
+            .open_timeout(std::time::Duration::from_millis(200))
+            .open()
+        {
+            Ok(s) => s,
+            Err(shm::OpenError::Abandoned { .. }) => {
+                let _ = Segment::builder(seg).domain(domain).remove_abandoned();
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let Ok(config) = StaticConfig::read(&segment) else {
+            continue;
+        };
+        let layout = ServiceLayout::new(&config.qos);
+        let Some(view) = layout::ServiceView::new(&segment, &layout) else {
+            continue;
+        };
+        cleanup_ports(domain, view, None);
+        try_remove(domain, &segment, &layout);
+    }
+}
+
+/// A service as seen by [`list`].
+#[derive(Debug, Clone)]
+pub struct ServiceInfo {
+    /// The service name.
+    pub name: String,
+    /// The segment holding it (inside the domain).
+    pub segment: String,
+    /// "typed" or "slice".
+    pub kind: &'static str,
+    /// The payload (element) type: name, size, alignment, fingerprint.
+    pub payload: TypeLayoutInfo,
+    /// The user header type.
+    pub header: TypeLayoutInfo,
+    /// Its QoS.
+    pub qos: Qos,
+    /// Publishers registered now.
+    pub publishers: usize,
+    /// Subscribers registered now.
+    pub subscribers: usize,
+    /// Bytes of the service segment.
+    pub segment_bytes: usize,
+}
+
+/// A type's layout as recorded in a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeLayoutInfo {
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// Its alignment.
+    pub align: u64,
+    /// Its layout fingerprint.
+    pub fingerprint: u64,
+}
+
+/// Lists the publish/subscribe services of `domain`, with their details.
+pub fn list(domain: &str) -> std::io::Result<Vec<ServiceInfo>> {
+    let prefix = format!("conduit.{domain}.{SERVICE_PREFIX}");
+    let mut out = Vec::new();
+    for object in sys::shm::list(&prefix)? {
+        let seg = &object[format!("conduit.{domain}.").len()..];
+        let Ok(segment) = Segment::builder(seg)
+            .domain(domain)
+            .open_timeout(std::time::Duration::from_millis(100))
+            .read_only()
+            .open()
+        else {
+            continue;
+        };
+        let Ok(config) = StaticConfig::read(&segment) else {
+            continue;
+        };
+        let layout = ServiceLayout::new(&config.qos);
+        let Some(view) = layout::ServiceView::new(&segment, &layout) else {
+            continue;
+        };
+        let count = |slots: &[layout::PortSlot]| {
+            slots
+                .iter()
+                .filter(|s| s.id.load(Ordering::Relaxed) != 0)
+                .count()
+        };
+        out.push(ServiceInfo {
+            name: config.name.clone(),
+            segment: seg.to_owned(),
+            kind: if config.slice { "slice" } else { "typed" },
+            payload: config.payload.info(),
+            header: config.header.info(),
+            qos: config.qos,
+            publishers: count(view.pub_slots()),
+            subscribers: count(view.sub_slots()),
+            segment_bytes: segment.len(),
+        });
+    }
+    Ok(out)
+}
+
+impl TypeDesc {
+    pub(crate) fn of(layout: &TypeLayout) -> TypeDesc {
+        TypeDesc {
+            name: layout.name.to_owned(),
+            size: layout.size as u64,
+            align: layout.align as u64,
+            fingerprint: layout.fingerprint,
+        }
+    }
+
+    fn info(&self) -> TypeLayoutInfo {
+        TypeLayoutInfo {
+            name: self.name.clone(),
+            size: self.size,
+            align: self.align,
+            fingerprint: self.fingerprint,
+        }
+    }
+}

@@ -1,0 +1,871 @@
+//! Publish/subscribe with nodes and services, across real processes:
+//! typed and slice payloads, QoS policies, blocking receive, crash
+//! recovery with SIGKILL, corrupted shared state, and a stress test.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
+use conduit::node::{Node, NodeState};
+use conduit::prelude::*;
+use conduit::pubsub::{LoanError, ReceiveError, SendError};
+use conduit::service::{self, ServiceError};
+
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Pose {
+    x: f64,
+    y: f64,
+    seq: u64,
+}
+
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Stamp {
+    publisher: u64,
+    checksum: u64,
+}
+
+fn node(domain: &str, name: &str) -> Node {
+    Node::builder().name(name).domain(domain).create().unwrap()
+}
+
+fn kill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn assert_clean(domain: &str) {
+    let _ = Node::cleanup(domain);
+    let left = shm_objects_containing(&format!("conduit.{domain}."));
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+fn dispatch(role: &str, args: &[String]) {
+    let domain = &args[0];
+    let svc = &args[1];
+    let node = node(domain, role);
+    match role {
+        // Publishes `n` poses, waiting for the subscriber first.
+        "publisher" => {
+            let n: u64 = args[2].parse().unwrap();
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .open_or_create()
+                .unwrap();
+            let publisher = topic.publisher().create().unwrap();
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            for i in 1..=n {
+                publisher
+                    .loan_uninit()
+                    .unwrap()
+                    .write(Pose {
+                        x: i as f64,
+                        y: -(i as f64),
+                        seq: i,
+                    })
+                    .send()
+                    .unwrap();
+            }
+            println!("sent");
+            std::io::stdin().read_line(&mut line).unwrap();
+        }
+        // Sends 3 samples and then hangs until killed.
+        "publisher_hang" => {
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .max_publishers(1)
+                .open_or_create()
+                .unwrap();
+            let publisher = topic.publisher().create().unwrap();
+            println!("{:016x}", publisher.id());
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            for i in 1..=3 {
+                publisher
+                    .send_copy(Pose {
+                        seq: i,
+                        ..Default::default()
+                    })
+                    .unwrap();
+            }
+            println!("sent");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Receives and holds `hold` samples, then hangs until killed.
+        "subscriber_hold" => {
+            let hold: usize = args[2].parse().unwrap();
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .open()
+                .unwrap();
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let mut held = Vec::new();
+            while held.len() < hold {
+                held.push(subscriber.receive_timeout(Duration::from_secs(5)).unwrap());
+            }
+            println!("holding");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Waits for a line, then receives `n` samples and reports them.
+        "subscriber_slow" => {
+            let n: usize = args[2].parse().unwrap();
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .open()
+                .unwrap();
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            let mut seqs = Vec::new();
+            for _ in 0..n {
+                let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+                seqs.push(s.seq.to_string());
+            }
+            println!("{}", seqs.join(","));
+        }
+        // Creates the service segment and hangs inside its initialiser.
+        "hang_in_create" => {
+            let _ = conduit::shm::Segment::builder(&service::segment_name(svc))
+                .domain(domain)
+                .size(4096)
+                .init(|_| {
+                    println!("initializing");
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                })
+                .create();
+        }
+        // Stress publisher: `n` slices with sequence and checksum.
+        "stress_pub" => {
+            let n: u64 = args[2].parse().unwrap();
+            let topic = stress_topic(&node, svc);
+            let publisher = topic.publisher().max_slice_len(64).create().unwrap();
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            for i in 1..=n {
+                let len = (i % 64) as usize + 1;
+                let mut sample = publisher
+                    .loan_slice_uninit(len)
+                    .unwrap()
+                    .write_from_fn(|k| i.wrapping_mul(31).wrapping_add(k as u64));
+                let checksum = sample.iter().fold(0u64, |a, v| a.rotate_left(5) ^ v);
+                *sample.header_mut() = Stamp {
+                    publisher: publisher.id(),
+                    checksum,
+                };
+                sample.send().unwrap();
+            }
+            println!("done {}", publisher.dropped());
+            std::io::stdin().read_line(&mut line).unwrap();
+        }
+        // Stress subscriber: checks every sample until told to stop.
+        "stress_sub" => {
+            let topic = stress_topic(&node, svc);
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let mut last: std::collections::HashMap<u64, u64> = Default::default();
+            let mut received = 0u64;
+            let stdin_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stdin_done.clone();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).unwrap();
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            loop {
+                match subscriber.receive_timeout(Duration::from_millis(20)) {
+                    Ok(sample) => {
+                        let h = *sample.header();
+                        let checksum = sample.iter().fold(0u64, |a, v| a.rotate_left(5) ^ v);
+                        assert_eq!(checksum, h.checksum, "torn sample");
+                        let seq = sample.sequence();
+                        let first = sample[0].wrapping_sub(0);
+                        assert_eq!(first, seq.wrapping_mul(31), "payload/sequence mismatch");
+                        let prev = last.insert(h.publisher, seq).unwrap_or(0);
+                        assert!(seq > prev, "duplicate or reordered: {seq} after {prev}");
+                        received += 1;
+                    }
+                    Err(ReceiveError::Timeout(_)) => {
+                        if stdin_done.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            println!("received {received}");
+        }
+        _ => panic!("unknown role {role}"),
+    }
+}
+
+child_entry!(dispatch);
+
+fn stress_topic(node: &Node, svc: &str) -> conduit::service::PubSubService<[u64], Stamp> {
+    node.service(svc)
+        .publish_subscribe::<[u64]>()
+        .user_header::<Stamp>()
+        .max_publishers(2)
+        .max_subscribers(2)
+        .subscriber_buffer(8)
+        .open_or_create()
+        .unwrap()
+}
+
+fn send_line(child: &mut Child) {
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+}
+
+fn spawn_with_stdin(role: &str, args: &[&str]) -> Child {
+    common::child_command(role, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn typed_roundtrip_in_one_process() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "solo");
+        let topic = node
+            .service("robot/pose")
+            .publish_subscribe::<Pose>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        assert!(subscriber.try_receive().unwrap().is_none());
+        let reached = publisher
+            .loan_uninit()
+            .unwrap()
+            .write(Pose {
+                x: 1.5,
+                y: 2.5,
+                seq: 7,
+            })
+            .send()
+            .unwrap();
+        assert_eq!(reached, 1);
+        let sample = subscriber.receive_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            *sample,
+            Pose {
+                x: 1.5,
+                y: 2.5,
+                seq: 7
+            }
+        );
+        assert_eq!(sample.sequence(), 1);
+        assert_eq!(sample.publisher_id(), publisher.id());
+        drop(sample);
+        let mut loan = publisher.loan().unwrap();
+        loan.seq = 9;
+        loan.send().unwrap();
+        publisher
+            .send_copy(Pose {
+                seq: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(subscriber.try_receive().unwrap().unwrap().seq, 9);
+        assert_eq!(subscriber.receive().unwrap().seq, 10);
+        // Many sends: chunks are recycled (the pool never runs out).
+        for i in 0..1000u64 {
+            publisher
+                .send_copy(Pose {
+                    seq: i,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(subscriber.try_receive().unwrap().unwrap().seq, i);
+        }
+        // Max loans.
+        let a = publisher.loan_uninit().unwrap();
+        let b = publisher.loan_uninit().unwrap();
+        assert!(matches!(
+            publisher.loan_uninit(),
+            Err(LoanError::ExceedsMaxLoans(2))
+        ));
+        drop((a, b));
+        // Max borrowed.
+        for _ in 0..3 {
+            publisher.send_copy(Pose::default()).unwrap();
+        }
+        let s1 = subscriber.try_receive().unwrap().unwrap();
+        let s2 = subscriber.try_receive().unwrap().unwrap();
+        assert!(matches!(
+            subscriber.try_receive(),
+            Err(ReceiveError::ExceedsMaxBorrowed(2))
+        ));
+        drop((s1, s2));
+        assert!(subscriber.try_receive().unwrap().is_some());
+        assert!(matches!(
+            subscriber.receive_timeout(Duration::from_millis(1)),
+            Err(ReceiveError::Timeout(_))
+        ));
+        let list = service::list(&domain).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "robot/pose");
+        assert_eq!(list[0].payload.name, "Pose");
+        assert_eq!((list[0].publishers, list[0].subscribers), (1, 1));
+        let nodes = Node::list(&domain).unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].state, NodeState::Alive);
+        assert_eq!(nodes[0].name, "solo");
+    }
+    let left = shm_objects_containing(&format!("conduit.{domain}."));
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+#[test]
+fn names_types_and_qos_are_checked() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "checker");
+        for bad in ["", "a b", "caf\u{e9}", &"x".repeat(256)] {
+            let e = node
+                .service(bad)
+                .publish_subscribe::<u64>()
+                .create()
+                .unwrap_err();
+            assert!(
+                matches!(e, ServiceError::InvalidName { .. }),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(matches!(
+            node.service("t")
+                .publish_subscribe::<u64>()
+                .open()
+                .unwrap_err(),
+            ServiceError::NotFound(_)
+        ));
+        let _t = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_subscribers(2)
+            .create()
+            .unwrap();
+        assert!(matches!(
+            node.service("t")
+                .publish_subscribe::<u64>()
+                .create()
+                .unwrap_err(),
+            ServiceError::AlreadyExists(_)
+        ));
+        let e = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleType { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("u64") && msg.contains("Pose"), "{msg}");
+        let e = node
+            .service("t")
+            .publish_subscribe::<[u64]>()
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleType { .. }), "{e}");
+        let e = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_subscribers(3)
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleQos { .. }), "{e}");
+        assert!(e.to_string().contains("max_subscribers: 2"), "{e}");
+        let e = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .overflow(Overflow::Fail)
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleQos { .. }), "{e}");
+        let ok = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_subscribers(1)
+            .open();
+        assert!(ok.is_ok());
+        let e = node
+            .service("q")
+            .publish_subscribe::<u64>()
+            .history(5)
+            .subscriber_buffer(2)
+            .create()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::InvalidQos(_)), "{e}");
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn typed_topic_across_processes() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "sub");
+        let topic = node
+            .service("robot/pose")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(64)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let mut child = spawn_with_stdin("publisher", &[&domain, "robot/pose", "50"]);
+        assert_eq!(read_line(&mut child), "ready");
+        send_line(&mut child);
+        for i in 1..=50u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(s.seq, i);
+            assert_eq!(s.x, i as f64);
+        }
+        assert_eq!(read_line(&mut child), "sent");
+        send_line(&mut child);
+        child.wait().unwrap();
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn slices_and_user_header() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "slices");
+        let topic = node
+            .service("frames")
+            .publish_subscribe::<[u8]>()
+            .user_header::<Stamp>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().max_slice_len(1000).create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        assert_eq!(publisher.max_slice_len(), 1000);
+        assert!(matches!(
+            publisher.loan_slice(1001),
+            Err(LoanError::SliceTooLong {
+                len: 1001,
+                max: 1000
+            })
+        ));
+        let mut s = publisher.loan_slice(300).unwrap();
+        s.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        s.header_mut().checksum = 42;
+        s.send().unwrap();
+        publisher.send_slice_copy(&[9, 8, 7]).unwrap();
+        let got = subscriber.try_receive().unwrap().unwrap();
+        assert_eq!(got.len(), 300);
+        assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
+        assert_eq!(got.header().checksum, 42);
+        let got = subscriber.try_receive().unwrap().unwrap();
+        assert_eq!(&*got, &[9, 8, 7]);
+        assert_eq!(got.header().checksum, 0);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn overflow_drop_oldest_counts_drops() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "drop");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .subscriber_buffer(2)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        for i in 1..=5u64 {
+            assert_eq!(publisher.send_copy(i).unwrap(), 1);
+        }
+        assert_eq!(publisher.dropped(), 3);
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 4);
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 5);
+        assert!(subscriber.try_receive().unwrap().is_none());
+        // The dropped chunks came back: keep going far past the pool size.
+        for i in 0..200u64 {
+            publisher.send_copy(i).unwrap();
+        }
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 198);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn overflow_fail_refuses_the_send() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "fail");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .subscriber_buffer(2)
+            .overflow(Overflow::Fail)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.send_copy(1).unwrap();
+        publisher.send_copy(2).unwrap();
+        assert!(matches!(
+            publisher.send_copy(3),
+            Err(conduit::pubsub::SendOrLoanError::Send(SendError::QueueFull))
+        ));
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 1);
+        publisher.send_copy(4).unwrap();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 2);
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 4);
+        assert_eq!(publisher.dropped(), 0);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn overflow_block_waits_for_the_subscriber() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "block");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(2)
+            .overflow(Overflow::Block)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic
+            .publisher()
+            .block_timeout(Duration::from_secs(10))
+            .create()
+            .unwrap();
+        // Nobody reads: the send times out.
+        {
+            let quick = topic
+                .publisher()
+                .block_timeout(Duration::from_millis(20))
+                .create()
+                .unwrap();
+            let local = topic.subscriber().create().unwrap();
+            quick.send_copy(Pose::default()).unwrap();
+            quick.send_copy(Pose::default()).unwrap();
+            assert!(matches!(
+                quick.send_copy(Pose::default()),
+                Err(conduit::pubsub::SendOrLoanError::Send(SendError::Timeout(
+                    _
+                )))
+            ));
+            drop(local);
+        }
+        let mut child = spawn_with_stdin("subscriber_slow", &[&domain, "t", "6"]);
+        assert_eq!(read_line(&mut child), "ready");
+        publisher.update_connections();
+        publisher
+            .send_copy(Pose {
+                seq: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        publisher
+            .send_copy(Pose {
+                seq: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        send_line(&mut child);
+        // These block until the child takes samples; none is lost.
+        for seq in 3..=6 {
+            assert_eq!(
+                publisher
+                    .send_copy(Pose {
+                        seq,
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                1
+            );
+        }
+        assert_eq!(read_line(&mut child), "1,2,3,4,5,6");
+        child.wait().unwrap();
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn history_reaches_late_joiners() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "hist");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .history(2)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        for i in 1..=5u64 {
+            assert_eq!(publisher.send_copy(i).unwrap(), 0);
+        }
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.update_connections();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 4);
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 5);
+        assert!(subscriber.try_receive().unwrap().is_none());
+        publisher.send_copy(6).unwrap();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 6);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn killed_publisher_leaves_samples_readable() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "survivor");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .max_publishers(1)
+            .max_borrowed(4)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let mut child = spawn_with_stdin("publisher_hang", &[&domain, "t"]);
+        let pub_id = read_line(&mut child);
+        send_line(&mut child);
+        assert_eq!(read_line(&mut child), "sent");
+        let a = subscriber.try_receive().unwrap().unwrap();
+        let b = subscriber.try_receive().unwrap().unwrap();
+        kill(&mut child);
+        let dead_segment = format!("conduit.{domain}.pub.{pub_id}");
+        assert_eq!(shm_objects_containing(&dead_segment).len(), 1);
+        // The service stays usable: a new publisher takes the dead one's slot.
+        let publisher = topic.publisher().create().unwrap();
+        assert!(shm_objects_containing(&dead_segment).is_empty());
+        // Samples held from the dead publisher are intact.
+        assert_eq!((a.seq, b.seq), (1, 2));
+        publisher
+            .send_copy(Pose {
+                seq: 99,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut seqs = Vec::new();
+        while let Some(s) = subscriber.try_receive().unwrap() {
+            seqs.push(s.seq);
+        }
+        assert_eq!(seqs.last(), Some(&99));
+        assert_eq!((a.seq, b.seq), (1, 2));
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn killed_subscribers_give_every_chunk_back() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "owner");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .max_subscribers(1)
+            .subscriber_buffer(4)
+            .max_borrowed(2)
+            .overflow(Overflow::Fail)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        for round in 0..20 {
+            let mut child = spawn_with_stdin("subscriber_hold", &[&domain, "t", "2"]);
+            assert_eq!(read_line(&mut child), "ready");
+            publisher.update_connections();
+            // Two to hold, then fill the queue.
+            let mut sent = 0;
+            while publisher.send_copy(Pose::default()).is_ok() {
+                sent += 1;
+                if sent == 2 {
+                    assert_eq!(read_line(&mut child), "holding", "round {round}");
+                }
+                assert!(sent < 100, "queue never fills");
+            }
+            assert_eq!(sent, 6, "round {round}");
+            kill(&mut child);
+            // The next subscriber's creation reclaims the dead one's slot.
+        }
+        // Every chunk came back: the whole pool can be loaned in turn.
+        topic.cleanup_dead_ports();
+        publisher.update_connections();
+        for _ in 0..publisher_pool(&topic) {
+            publisher.send_copy(Pose::default()).unwrap();
+        }
+    }
+    assert_clean(&domain);
+}
+
+fn publisher_pool<P: conduit::pubsub::Payload + ?Sized>(
+    topic: &conduit::service::PubSubService<P>,
+) -> usize {
+    topic.qos().chunks_per_publisher()
+}
+
+#[test]
+fn killed_during_service_creation() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let mut child = spawn_child("hang_in_create", &[&domain, "t"]);
+        assert_eq!(read_line(&mut child), "initializing");
+        kill(&mut child);
+        let node = node(&domain, "next");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.send_copy(5).unwrap();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 5);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn dead_nodes_are_listed_and_cleaned() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    let mut child = spawn_with_stdin("publisher_hang", &[&domain, "t"]);
+    let _ = read_line(&mut child);
+    kill(&mut child);
+    let nodes = Node::list(&domain).unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].state, NodeState::Dead);
+    assert_eq!(nodes[0].name, "publisher_hang");
+    let removed = Node::cleanup(&domain).unwrap();
+    assert_eq!(removed, vec![nodes[0].id]);
+    assert_clean(&domain);
+}
+
+#[test]
+fn corrupted_queues_give_errors_not_crashes() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "victim");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.send_copy(1).unwrap();
+        let raw = conduit::shm::Segment::builder(&service::segment_name("t"))
+            .domain(&domain)
+            .open()
+            .unwrap();
+        let data = raw.data();
+        // Scribble over the connection area (the second half).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for off in (data.len() / 2..data.len() - 8).step_by(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = data.resolve::<std::sync::atomic::AtomicU64>(off).unwrap();
+            // SAFETY: in bounds and aligned (resolve); atomics tolerate
+            // concurrent access.
+            unsafe { p.as_ref() }.store(x, std::sync::atomic::Ordering::Relaxed);
+        }
+        for _ in 0..100 {
+            match subscriber.try_receive() {
+                Ok(_) | Err(ReceiveError::Corrupted { .. }) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+            let _ = publisher.send_copy(2);
+        }
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn stress_many_publishers_and_subscribers() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("ps");
+    let n = "20000";
+    let mut subs: Vec<Child> = (0..2)
+        .map(|_| spawn_with_stdin("stress_sub", &[&domain, "s"]))
+        .collect();
+    for s in &mut subs {
+        assert_eq!(read_line(s), "ready");
+    }
+    let mut pubs: Vec<Child> = (0..2)
+        .map(|_| spawn_with_stdin("stress_pub", &[&domain, "s", n]))
+        .collect();
+    for p in &mut pubs {
+        assert_eq!(read_line(p), "ready");
+    }
+    for p in &mut pubs {
+        send_line(p);
+    }
+    let mut dropped = 0u64;
+    for p in &mut pubs {
+        let line = read_line(p);
+        dropped += line.strip_prefix("done ").unwrap().parse::<u64>().unwrap();
+    }
+    for s in &mut subs {
+        send_line(s);
+    }
+    let mut received = 0u64;
+    for s in &mut subs {
+        let line = read_line(s);
+        received += line
+            .strip_prefix("received ")
+            .unwrap_or_else(|| panic!("subscriber failed: {line:?}"))
+            .parse::<u64>()
+            .unwrap();
+        assert!(s.wait().unwrap().success());
+    }
+    for p in &mut pubs {
+        send_line(p);
+        assert!(p.wait().unwrap().success());
+    }
+    // Every sample reached each subscriber unless counted as dropped.
+    assert_eq!(
+        received + dropped,
+        2 * 2 * 20000,
+        "received {received}, dropped {dropped}"
+    );
+    assert_clean(&domain);
+}
