@@ -20,6 +20,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod shm;
+pub mod signal;
 pub mod sync;
 pub mod sys;
 
@@ -30,4 +31,5 @@ pub use shm::ShmSafe;
 pub mod prelude {
     pub use crate::ShmSafe;
     pub use crate::shm::RelPtr;
+    pub use crate::signal::{Signal, Signals, Termination};
 }

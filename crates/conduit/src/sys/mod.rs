@@ -15,6 +15,7 @@ pub mod memfd;
 pub mod mman;
 pub mod process;
 pub mod shm;
+pub mod signal;
 
 pub use rustix::io::Errno;
 
