@@ -53,8 +53,9 @@ pub enum SuperviseError {
 /// pidfd ([`Process`]), so the supervisor needs no SIGCHLD handling, and a
 /// signal can never reach a recycled PID while the child is unreaped.
 ///
-/// Rust's `Command` resets the child's signal mask before `exec`, so a
-/// supervisor that blocks signals for a signalfd does not pass the block on.
+/// The child starts with an empty signal mask, so a supervisor that blocks
+/// the forwarded signals for its signalfd does not pass the block on (which
+/// `std::process::Command` alone would do).
 #[derive(Debug)]
 pub struct Supervised {
     child: Child,
@@ -73,8 +74,10 @@ impl Supervised {
     ];
 
     /// Starts `command` in a new process group (`setpgid(0, 0)` in the
-    /// child before `exec`) and opens its pidfd.
+    /// child before `exec`), with an empty signal mask (see
+    /// [`reset_signal_mask`](super::reset_signal_mask)), and opens its pidfd.
     pub fn spawn(command: &mut Command) -> Result<Supervised, SpawnError> {
+        sys::clear_mask_on_exec(command);
         let child = command
             .process_group(0)
             .spawn()

@@ -35,12 +35,12 @@
 //! # Pitfalls
 //!
 //! * **The blocked mask is inherited** by threads, by `fork` and across
-//!   `exec`. A program that blocks SIGTERM for signalfd and starts a child
-//!   with `fork`+`exec` from C, `posix_spawn` without a mask attribute, or
-//!   `system()` gives it SIGTERM blocked: the child will not die on SIGTERM.
-//!   Rust's `std::process::Command` resets the mask (and SIGPIPE) in the
-//!   child before `exec`, so children started with it are fine.
-//!   Ignored dispositions (`SIG_IGN`) are inherited across `exec` too.
+//!   `exec`, and `std::process::Command` passes it on unchanged. A program
+//!   that blocks SIGTERM for signalfd and starts a child gives it SIGTERM
+//!   blocked: the child will not die on SIGTERM, and signalfd-less programs
+//!   never see it. Start children through [`Supervised`] or call
+//!   [`reset_signal_mask`] on the `Command`. Ignored dispositions
+//!   (`SIG_IGN`) are inherited across `exec` too.
 //! * **Standard signals coalesce**: while one is pending, more of the same
 //!   are dropped (with their values). Only real-time signals
 //!   ([`Signal::realtime`]) queue, in order, each with its value, up to
@@ -71,3 +71,10 @@ pub use number::{ParseSignalError, Signal};
 pub use send::{ExitState, OpenError, Process, SendError, WaitError, queue, send, send_group};
 pub use subscribe::{Mode, Origin, ReceiveError, Received, Signals, SubscribeError};
 pub use termination::{Requested, Termination};
+
+/// Makes `command` start its child with no signal blocked (a `pre_exec`
+/// hook), undoing the mask this process may have set up for [`Signals`].
+/// [`Supervised::spawn`] does this itself.
+pub fn reset_signal_mask(command: &mut std::process::Command) {
+    crate::sys::signal::clear_mask_on_exec(command);
+}

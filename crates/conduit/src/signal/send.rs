@@ -21,8 +21,10 @@ pub enum SendError {
         #[source]
         source: Errno,
     },
-    /// The process behind a pidfd has exited: the signal went nowhere, and
-    /// in particular not to a newer process with the same PID (`ESRCH`).
+    /// The process behind a pidfd has exited and been reaped: the signal
+    /// went nowhere, and in particular not to a newer process with the same
+    /// PID (`ESRCH`). (A zombie, exited but not yet reaped, still accepts
+    /// and discards signals, as it does with `kill`.)
     #[error("process {pid} has exited")]
     Exited {
         /// The PID the process had.

@@ -21,8 +21,10 @@ pub enum Mode {
     /// deliveries may take their default action in another thread.
     SignalFd,
     /// A `SA_SIGINFO` handler (via `signal-hook-registry`) that writes each
-    /// delivery to a pipe. Works with any number of threads; leaves the
-    /// signal caught (not default) after the [`Signals`] is dropped.
+    /// delivery to a pipe. Works with any number of threads. The signals
+    /// are unblocked in the calling thread (a handler only runs in a thread
+    /// that does not block its signal). Leaves the signal caught (not
+    /// default) after the [`Signals`] is dropped.
     SelfPipe,
 }
 
@@ -209,12 +211,12 @@ impl Signals {
             return Err(SubscribeError::Empty);
         }
         match mode {
-            Mode::SelfPipe => Signals::self_pipe(set),
+            Mode::SelfPipe => Signals::self_pipe(set, true),
             Mode::SignalFd => Signals::signalfd(set, false)
                 .map(|s| s.expect("signalfd without check always subscribes")),
             Mode::Auto => match Signals::signalfd(set, true)? {
                 Some(s) => Ok(s),
-                None => Signals::self_pipe(set),
+                None => Signals::self_pipe(set, false),
             },
         }
     }
@@ -260,7 +262,7 @@ impl Signals {
         }
     }
 
-    fn self_pipe(set: SigSet) -> Result<Signals, SubscribeError> {
+    fn self_pipe(set: SigSet, unblock: bool) -> Result<Signals, SubscribeError> {
         let (read, write) = sys::nonblocking_pipe().map_err(SubscribeError::Pipe)?;
         let write = Arc::new(write);
         let mut handlers = Vec::new();
@@ -277,6 +279,11 @@ impl Signals {
                     });
                 }
             }
+        }
+        if unblock {
+            // A handler only runs in a thread that does not block the
+            // signal: make sure at least this one does not.
+            sys::thread_mask(MaskHow::Unblock, &set).map_err(SubscribeError::Mask)?;
         }
         Ok(Signals {
             set,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::sys::Errno;
 use crate::sys::signal::{self as sys, MaskHow, SigSet};
 
-use super::{Received, Signal, Signals, SubscribeError};
+use super::{Mode, Received, Signal, Signals, SubscribeError};
 
 struct Shared {
     /// Set once, by the watcher thread, on the first signal; never reset.
@@ -42,6 +42,7 @@ struct Shared {
 /// signalfd back end can be used (see the [module docs](super)).
 pub struct Termination {
     shared: Arc<Shared>,
+    mode: Mode,
     notify_read: OwnedFd,
     stop_write: Option<OwnedFd>,
     watcher: Option<JoinHandle<Option<Signals>>>,
@@ -71,6 +72,7 @@ impl Termination {
         signals: impl IntoIterator<Item = Signal>,
     ) -> Result<Termination, SubscribeError> {
         let mut subscription = Signals::new(signals)?;
+        let mode = subscription.mode();
         let (notify_read, notify_write) = pipe()?;
         let (stop_read, stop_write) = pipe()?;
         let shared = Arc::new(Shared {
@@ -94,10 +96,16 @@ impl Termination {
             .map_err(|e| SubscribeError::Pipe(Errno::from_io_error(&e).unwrap_or(Errno::AGAIN)))?;
         Ok(Termination {
             shared,
+            mode,
             notify_read,
             stop_write: Some(stop_write),
             watcher: Some(watcher),
         })
+    }
+
+    /// The back end of the underlying [`Signals`] subscription.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Whether a termination signal has arrived.
@@ -174,10 +182,12 @@ fn watch(signals: &mut Signals, shared: &Shared, notify: &OwnedFd, stop: &OwnedF
                 Err(_) => return,
             };
             if !shared.requested.load(Ordering::Acquire) {
+                // The fd first, so that whoever sees the flag or the
+                // condition also finds the fd readable.
+                let _ = sys::write_wake_byte(notify);
                 *lock(&shared.first) = Some(received);
                 shared.requested.store(true, Ordering::Release);
                 shared.cond.notify_all();
-                let _ = sys::write_wake_byte(notify);
                 for w in lock(&shared.wakers).drain(..) {
                     w.wake();
                 }

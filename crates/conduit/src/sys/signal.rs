@@ -195,9 +195,35 @@ fn last_os_error() -> i32 {
 ///
 /// Threads created later inherit their creator's mask, so once this is true
 /// it stays true unless some thread unblocks a signal of `set` itself.
+///
+/// glibc's `pthread_create` blocks *every* signal in a new thread until the
+/// thread has started and installed its creator's mask. A thread seen with
+/// every signal blocked may be such a newborn, so the scan is repeated
+/// (sleeping 1 ms, for up to 50 ms) until no thread shows a full mask; a
+/// thread that still does is taken at its word.
 #[doc(alias = "proc_pid_status")]
 pub fn blocked_in_all_threads(set: &SigSet) -> Result<bool> {
+    let mut want = 0u64;
+    for s in set.iter() {
+        want |= 1u64 << (s - 1);
+    }
+    for attempt in 0..50 {
+        let masks = thread_masks()?;
+        // SIGKILL and SIGSTOP can never be blocked: a "full" mask lacks them.
+        let unblockable = (1u64 << (SIGKILL - 1)) | (1u64 << (SIGSTOP - 1));
+        let newborn = masks.iter().any(|&m| m | unblockable == u64::MAX);
+        let all = masks.iter().all(|&m| m & want == want);
+        if !all || !newborn || attempt == 49 {
+            return Ok(all);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(false)
+}
+
+fn thread_masks() -> Result<Vec<u64>> {
     let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| io_errno(&e))?;
+    let mut masks = Vec::new();
     for task in tasks {
         let task = task.map_err(|e| io_errno(&e))?;
         let status = match std::fs::read_to_string(task.path().join("status")) {
@@ -210,12 +236,9 @@ pub fn blocked_in_all_threads(set: &SigSet) -> Result<bool> {
             return Err(Errno::INVAL);
         };
         let hex = line["SigBlk:".len()..].trim();
-        let mask = u64::from_str_radix(hex, 16).map_err(|_| Errno::INVAL)?;
-        if set.iter().any(|s| mask & (1u64 << (s - 1)) == 0) {
-            return Ok(false);
-        }
+        masks.push(u64::from_str_radix(hex, 16).map_err(|_| Errno::INVAL)?);
     }
-    Ok(true)
+    Ok(masks)
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -420,8 +443,8 @@ struct QueueInfoRt {
 /// behind `pidfd`; with `Some(value)` as a queued signal (`SI_QUEUE`,
 /// like [`queue`]), else as `kill` does (`SI_USER`).
 ///
-/// `ESRCH`: the process has exited (even if it is a zombie not yet
-/// reaped, and even if its number is in use again).
+/// `ESRCH`: the process has exited and been reaped (even if its number is
+/// in use again). A zombie still accepts and discards the signal.
 #[doc(alias = "pidfd_send_signal")]
 pub fn pidfd_send(pidfd: impl AsFd, sig: i32, value: Option<usize>) -> Result<()> {
     check(sig)?;
@@ -681,5 +704,29 @@ pub fn write_wake_byte(fd: impl AsFd) -> Result<()> {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Makes `command` start its child with an empty signal mask: a
+/// `pre_exec` hook calls `pthread_sigmask(SIG_SETMASK, {})` between `fork`
+/// and `exec`.
+///
+/// The blocked mask is inherited across `fork` and `exec`, and
+/// `std::process::Command` passes it on unchanged: a parent that blocks
+/// SIGTERM for a signalfd would otherwise start children that cannot be
+/// terminated by SIGTERM.
+#[doc(alias = "pthread_sigmask")]
+pub fn clear_mask_on_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let empty = SigSet::empty();
+    // SAFETY: the hook runs in the forked child before exec; it only calls
+    // pthread_sigmask, which is async-signal-safe, on a set built before
+    // the fork, and neither allocates nor takes locks.
+    unsafe {
+        command.pre_exec(move || {
+            thread_mask(MaskHow::Set, &empty)
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
     }
 }
