@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod signal;
+
 /// Inspect and drive conduit IPC from a terminal.
 #[derive(Parser)]
 #[command(name = "conduit", version, about)]
@@ -14,6 +16,9 @@ struct Cli {
 enum Command {
     /// List conduit's shared-memory objects in /dev/shm.
     Segments,
+    /// Send signals (through pidfds, with values) and watch them arrive.
+    #[command(subcommand)]
+    Signal(signal::SignalCommand),
 }
 
 fn main() {
@@ -30,5 +35,6 @@ fn main() {
                 std::process::exit(1);
             }
         },
+        Command::Signal(command) => std::process::exit(signal::run(command)),
     }
 }
