@@ -1,1 +1,3 @@
 //! conduit's benchmark scenarios. See README.md in this crate.
+
+pub mod signal;

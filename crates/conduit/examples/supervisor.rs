@@ -112,7 +112,10 @@ fn demo_child() {
         if r.signal == Signal::HUP {
             println!("reloaded configuration (SIGHUP from {})", r.sender_pid);
         } else {
-            println!("{} from {}: cleaning up and exiting", r.signal, r.sender_pid);
+            println!(
+                "{} from {}: cleaning up and exiting",
+                r.signal, r.sender_pid
+            );
             break;
         }
     }
