@@ -356,8 +356,14 @@ fn child_terminate(args: &[String]) {
     }
     let termination = Termination::install().unwrap();
     say(format!("ready {}", mode_name(termination.mode())));
-    let first = termination.wait();
+    // Graceful exit through the future, lingering through the blocking wait.
+    let first = if args[1] == "exit" {
+        block_on(termination.requested())
+    } else {
+        termination.wait()
+    };
     assert!(termination.is_requested());
+    assert_eq!(termination.signal(), Some(first));
     assert!(common_poll_readable(&termination));
     say(format!(
         "requested {} from {}",
@@ -367,6 +373,26 @@ fn child_terminate(args: &[String]) {
         // A slow shutdown: block until the second signal ends us.
         let _ = stdin_line();
         say("not killed");
+    }
+}
+
+/// A minimal executor: polls `future` on this thread, parking in between.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 
@@ -494,6 +520,7 @@ fn supervisor_forwards_signals_to_the_child_group_and_reaps_through_pidfd() {
     sup.groups.push(leader);
     assert_eq!(words[5], words[3], "the leader heads its own group");
     let mut members = Vec::new();
+    let mut member_pids = Vec::new();
     for _ in 0..2 {
         let l = line(&mut sup);
         let w: Vec<&str> = l.split(' ').collect();
@@ -505,6 +532,7 @@ fn supervisor_forwards_signals_to_the_child_group_and_reaps_through_pidfd() {
         );
         assert_eq!(w[6], "false", "mask not inherited through Command: {l}");
         members.push(w[1].to_owned());
+        member_pids.push(w[2].parse::<u32>().unwrap());
     }
     members.sort();
     assert_eq!(members, ["leader", "leaf"]);
@@ -521,6 +549,19 @@ fn supervisor_forwards_signals_to_the_child_group_and_reaps_through_pidfd() {
         ]
     );
 
+    // Ctrl-Z: the members do not catch SIGTSTP, so the whole group stops;
+    // SIGCONT resumes it.
+    send(sup_pid, Signal::TSTP).unwrap();
+    assert_eq!(line(&mut sup), "forwarding SIGTSTP");
+    for &pid in &member_pids {
+        wait_for_state(pid, |s| s == 'T');
+    }
+    send(sup_pid, Signal::CONT).unwrap();
+    assert_eq!(line(&mut sup), "forwarding SIGCONT");
+    for &pid in &member_pids {
+        wait_for_state(pid, |s| s != 'T');
+    }
+
     send(sup_pid, Signal::TERM).unwrap();
     let mut got = vec![line(&mut sup), line(&mut sup), line(&mut sup)];
     got.sort();
@@ -534,6 +575,27 @@ fn supervisor_forwards_signals_to_the_child_group_and_reaps_through_pidfd() {
     );
     assert_eq!(line(&mut sup), "leader ended Exited(0)");
     assert!(sup.wait().unwrap().success());
+}
+
+/// Waits until the state letter of `pid` in /proc (R, S, T, ...) passes
+/// `ok`. Polls: a stop is not reported to a non-parent any other way. The
+/// test's watchdog bounds the wait.
+fn wait_for_state(pid: u32, ok: impl Fn(char) -> bool) {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .trim_start()
+            .chars()
+            .next()
+            .unwrap();
+        if ok(state) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 // ---------------------------------------------------------------------------
