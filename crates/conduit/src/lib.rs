@@ -10,7 +10,10 @@
 //!   allocator, a managed segment and relocatable containers;
 //! * **synchronisation in shared memory**: a robust futex mutex and a
 //!   futex event word ([`sync`]);
-//! * **message passing** and **signals** (later modules).
+//! * **signals**: [`signal`] — subscriptions received as values (signalfd
+//!   or a self-pipe, never user code in a handler), sending through pidfds,
+//!   queued values, graceful termination, process-group supervision;
+//! * **message passing** (later modules).
 //!
 //! Layers, from the bottom: [`sys`] (the only code that makes system
 //! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.

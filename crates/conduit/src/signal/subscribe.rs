@@ -127,6 +127,10 @@ pub enum SubscribeError {
     /// Creating the self-pipe failed.
     #[error("cannot create the self-pipe")]
     Pipe(#[source] Errno),
+    /// Starting the watcher thread of a [`Termination`](super::Termination)
+    /// failed.
+    #[error("cannot start the termination watcher thread")]
+    Thread(#[source] std::io::Error),
     /// Installing the handler for the self-pipe failed.
     #[error("cannot install a handler for {signal}")]
     Handler {

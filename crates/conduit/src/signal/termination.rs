@@ -56,7 +56,6 @@ impl core::fmt::Debug for Termination {
     }
 }
 
-/// Why the watcher could not start, besides the subscription itself.
 fn pipe() -> Result<(OwnedFd, OwnedFd), SubscribeError> {
     sys::nonblocking_pipe().map_err(SubscribeError::Pipe)
 }
@@ -93,7 +92,7 @@ impl Termination {
                 );
                 Some(subscription)
             })
-            .map_err(|e| SubscribeError::Pipe(Errno::from_io_error(&e).unwrap_or(Errno::AGAIN)))?;
+            .map_err(SubscribeError::Thread)?;
         Ok(Termination {
             shared,
             mode,

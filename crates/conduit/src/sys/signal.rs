@@ -686,13 +686,6 @@ pub fn nonblocking_pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
 }
 
-/// Number of threads of this process (entries of `/proc/self/task`).
-pub fn thread_count() -> Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")
-        .map_err(|e| io_errno(&e))?
-        .count())
-}
-
 /// `write(fd, "\0", 1)`: writes one byte to a (non-blocking) pipe to make
 /// its read end readable; a full pipe is already readable, so `EAGAIN` is
 /// success. `EINTR` is retried.
