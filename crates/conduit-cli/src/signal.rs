@@ -29,7 +29,9 @@ pub enum SignalCommand {
     /// Print each signal received, with its sender and value, until
     /// interrupted (or until --count signals have arrived).
     ///
-    /// Default signals: HUP USR1 USR2. The first output line is
+    /// Default signals: HUP USR1 USR2. Signals not watched keep their
+    /// default action, so Ctrl-C ends the watch unless INT is watched (then
+    /// use --count, or SIGTERM/SIGQUIT). The first output line is
     /// `watching pid <PID>: <SIGNALS>`; then one line per signal:
     /// `<SIGNAL> pid=<sender> uid=<uid> origin=<origin> [value=<n>]`.
     Watch {

@@ -723,3 +723,45 @@ pub fn clear_mask_on_exec(command: &mut std::process::Command) {
         });
     }
 }
+
+/// The user that owns process `pid` (the owner of `/proc/<pid>`, its
+/// effective uid), or `None` if there is no such process. Tells whether a
+/// signal to it needs privilege.
+#[doc(alias = "proc_pid")]
+pub fn process_owner_uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_records_round_trip() {
+        let info = SigInfo {
+            signo: 35,
+            code: SI_QUEUE,
+            pid: 4242,
+            uid: 1000,
+            value: u64::MAX - 7,
+            status: -3,
+        };
+        assert_eq!(decode(&encode(&info)), info);
+    }
+
+    #[test]
+    fn sets_hold_valid_signals_only() {
+        let mut set = SigSet::of(&[SIGTERM, rt_min()]).unwrap();
+        assert!(set.contains(SIGTERM) && set.contains(rt_min()));
+        assert_eq!(set.iter().collect::<Vec<_>>(), [SIGTERM, rt_min()]);
+        assert_eq!(set.add(0), Err(Errno::INVAL));
+        assert_eq!(set.add(rt_min() - 1), Err(Errno::INVAL));
+        assert_eq!(set.add(rt_max() + 1), Err(Errno::INVAL));
+        set.remove(SIGTERM);
+        assert!(!set.contains(SIGTERM));
+        assert!(SigSet::empty().is_empty());
+    }
+}
