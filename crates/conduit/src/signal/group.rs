@@ -124,6 +124,9 @@ impl Supervised {
     ///
     /// `signals` would normally subscribe to [`Supervised::FORWARDED`].
     /// Processes of the group that outlive the child are not waited for.
+    /// A forwarded SIGTSTP stops the child's group, not the supervisor
+    /// (which subscribed to it); a supervisor that should stop with its job
+    /// under a shell must do so itself in `on_signal`.
     pub fn supervise(&self, signals: &mut Signals) -> Result<ExitState, SuperviseError> {
         self.supervise_with(signals, |_| {})
     }

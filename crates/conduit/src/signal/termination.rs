@@ -250,7 +250,12 @@ impl Future for Requested<'_> {
         if let Some(r) = *lock(&shared.first) {
             return Poll::Ready(r);
         }
-        lock(&shared.wakers).push(cx.waker().clone());
+        {
+            let mut wakers = lock(&shared.wakers);
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
         // Re-check after registering: the watcher may have fired between
         // the first check and the push.
         match *lock(&shared.first) {
