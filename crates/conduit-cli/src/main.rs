@@ -24,17 +24,19 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Segments => match conduit::sys::shm::list("conduit.") {
-            Ok(names) => {
-                for n in names {
-                    println!("{n}");
+        Command::Segments => {
+            match conduit::sys::shm::list("conduit.") {
+                Ok(names) => {
+                    for n in names {
+                        println!("{n}");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("conduit: cannot read /dev/shm: {e}");
+                    std::process::exit(1);
                 }
             }
-            Err(e) => {
-                eprintln!("conduit: cannot read /dev/shm: {e}");
-                std::process::exit(1);
-            }
-        },
+        }
         Command::Signal(command) => std::process::exit(signal::run(command)),
     }
 }

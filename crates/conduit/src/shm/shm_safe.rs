@@ -119,23 +119,7 @@ macro_rules! leaf {
     )*};
 }
 
-leaf!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    f32,
-    f64,
-    ()
-);
+leaf!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ());
 leaf!(
     AtomicU8,
     AtomicU16,
@@ -184,7 +168,10 @@ mod tests {
     fn fingerprints_differ_between_types() {
         assert_ne!(u32::LAYOUT.fingerprint, i32::LAYOUT.fingerprint);
         assert_ne!(u32::LAYOUT.fingerprint, f32::LAYOUT.fingerprint);
-        assert_ne!(<[u8; 4]>::LAYOUT.fingerprint, <[u8; 5]>::LAYOUT.fingerprint);
+        assert_ne!(
+        <[u8; 4]>::LAYOUT.fingerprint,
+        <[u8; 5]>::LAYOUT.fingerprint
+        );
         assert_eq!(<[u64; 3]>::LAYOUT.size, 24);
         assert_eq!(u64::LAYOUT.align, core::mem::align_of::<u64>());
     }
