@@ -5,3 +5,4 @@ pub mod harness;
 pub mod heap;
 pub mod msg;
 pub mod pubsub;
+pub mod signal;

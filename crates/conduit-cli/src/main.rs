@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod limits;
 mod pubsub;
+mod signal;
 
 /// Inspect and drive conduit IPC from a terminal.
 #[derive(Parser)]
@@ -37,6 +38,9 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Send signals (through pidfds, with values) and watch them arrive.
+    #[command(subcommand)]
+    Signal(signal::SignalCommand),
 }
 
 fn main() {
@@ -57,5 +61,6 @@ fn main() {
         Command::Nodes { domain } => std::process::exit(pubsub::nodes(domain)),
         Command::Services { domain } => std::process::exit(pubsub::services(domain)),
         Command::Cleanup { domain } => std::process::exit(pubsub::cleanup(domain)),
+        Command::Signal(command) => std::process::exit(signal::run(command)),
     }
 }

@@ -14,7 +14,9 @@
 //!   page-moving bulk streams), [`socket`] (Unix sockets, fd passing,
 //!   peer credentials, sealed memfd sharing) and [`mq`] (POSIX message
 //!   queues);
-//! * **signals** (later module).
+//! * **signals**: [`signal`] — subscriptions received as values (signalfd
+//!   or a self-pipe, never user code in a handler), sending through pidfds,
+//!   queued values, graceful termination, process-group supervision;
 //!
 //! Layers, from the bottom: [`sys`] (the only code that makes system
 //! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
@@ -34,6 +36,7 @@ pub mod pubsub;
 pub mod service;
 pub mod shm;
 pub mod socket;
+pub mod signal;
 pub mod sync;
 pub mod sys;
 pub mod waitset;
@@ -49,4 +52,5 @@ pub mod prelude {
     pub use crate::service::{Overflow, PubSubService, Qos};
     pub use crate::shm::RelPtr;
     pub use crate::sync::Spin;
+    pub use crate::signal::{Signal, Signals, Termination};
 }

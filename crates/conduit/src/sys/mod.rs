@@ -22,6 +22,7 @@ pub mod shm;
 pub mod signalfd_min;
 pub mod socket;
 pub mod timerfd;
+pub mod signal;
 
 pub use rustix::io::Errno;
 
