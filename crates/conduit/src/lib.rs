@@ -35,8 +35,8 @@ pub mod pipe;
 pub mod pubsub;
 pub mod service;
 pub mod shm;
-pub mod socket;
 pub mod signal;
+pub mod socket;
 pub mod sync;
 pub mod sys;
 pub mod waitset;
@@ -51,6 +51,6 @@ pub mod prelude {
     pub use crate::pubsub::{Publisher, Sample, Subscriber};
     pub use crate::service::{Overflow, PubSubService, Qos};
     pub use crate::shm::RelPtr;
-    pub use crate::sync::Spin;
     pub use crate::signal::{Signal, Signals, Termination};
+    pub use crate::sync::Spin;
 }

@@ -19,10 +19,10 @@ pub mod mq;
 pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod signal;
 pub mod signalfd_min;
 pub mod socket;
 pub mod timerfd;
-pub mod signal;
 
 pub use rustix::io::Errno;
 
