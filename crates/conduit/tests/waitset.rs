@@ -117,7 +117,7 @@ fn all_kinds_in_child() {
     assert!(text.contains("data from peer"), "pipe carried {text:?}");
     assert_eq!(fired, 1, "a one-shot timer fires once");
     assert_eq!(woken, 1, "one wake-up, acknowledged once");
-    assert_eq!(signal, Some(libc::SIGTERM));
+    assert_eq!(signal, Some(conduit::signal::Signal::TERM));
     // The silent source keeps missing, the one-shot stays silent.
     let later = set.wait().unwrap();
     assert!(later.iter().all(|e| e.id() != timer.id()));

@@ -434,3 +434,13 @@ impl Drop for Signals {
         }
     }
 }
+
+/// A `Signals` subscription can be attached to a
+/// [`WaitSet`](crate::waitset::WaitSet): it is reported ready when a signal
+/// is pending; read it with [`Signals::try_next`] (the WaitSet does not
+/// consume it for you).
+impl crate::waitset::Attachable for Signals {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}

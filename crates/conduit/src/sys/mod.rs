@@ -20,7 +20,6 @@ pub mod pipe;
 pub mod process;
 pub mod shm;
 pub mod signal;
-pub mod signalfd_min;
 pub mod socket;
 pub mod timerfd;
 

@@ -134,8 +134,8 @@ pub enum Event {
     Termination {
         /// Which attachment.
         id: AttachmentId,
-        /// The signal number.
-        signal: i32,
+        /// The signal.
+        signal: crate::signal::Signal,
     },
 }
 

@@ -67,8 +67,9 @@ use std::cell::RefCell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::signal::{ReceiveError, Signal, Signals, SubscribeError};
 use crate::sys::epoll::{self, EventFlags};
-use crate::sys::{Errno, fd, signalfd_min, timerfd};
+use crate::sys::{Errno, fd, timerfd};
 
 /// Something that can be attached to a [`WaitSet`]: it exposes a file
 /// descriptor that becomes readable when it has something for you.
@@ -121,6 +122,9 @@ pub enum AttachError {
     /// epoll watches (`/proc/sys/fs/epoll/max_user_watches`).
     #[error("out of file descriptors or epoll watches")]
     LimitReached(#[source] Errno),
+    /// Subscribing to the termination signals failed.
+    #[error("cannot subscribe to SIGINT/SIGTERM")]
+    Signals(#[from] SubscribeError),
     /// Any other failure.
     #[error("cannot attach")]
     Other(#[source] Errno),
@@ -148,6 +152,9 @@ pub enum WaitError {
     /// `epoll_wait`, or reading a timer or signal descriptor, failed.
     #[error("waiting failed")]
     Other(#[source] Errno),
+    /// Reading the termination signals failed.
+    #[error("reading the termination signals failed")]
+    Signals(#[from] ReceiveError),
 }
 
 /// Keeps a source attached; dropping it (or [`Guard::detach`]) detaches
@@ -208,7 +215,7 @@ enum Kind<'src> {
     },
     Interval(OwnedFd),
     Timer(OwnedFd),
-    Termination(OwnedFd),
+    Termination(Signals),
 }
 
 /// The descriptor of a source: that of a borrowed [`Attachable`], or our
@@ -397,13 +404,11 @@ impl<'src> WaitSet<'src> {
     /// whole child process before `exec`. The signals stay blocked after
     /// detaching.
     ///
-    /// Uses a minimal signalfd in `sys::signalfd_min`; it will switch to
-    /// `conduit::signal::Signals` when that module lands.
+    /// Uses [`Signals`] for `SIGINT` and `SIGTERM` (a signalfd when every
+    /// thread blocks them, a self-pipe otherwise; see [`crate::signal`]).
     pub fn attach_termination(&self) -> Result<Guard<'_, 'src>, AttachError> {
-        let signals = [libc::SIGINT, libc::SIGTERM];
-        signalfd_min::block(&signals).map_err(AttachError::Other)?;
-        let fd = signalfd_min::create(&signals).map_err(AttachError::from_errno)?;
-        self.attach_owned(Kind::Termination(fd))
+        let signals = Signals::new([Signal::INT, Signal::TERM])?;
+        self.attach_owned(Kind::Termination(signals))
     }
 
     /// Detaches the source `id`; returns whether it was attached. Safe to
@@ -600,9 +605,12 @@ impl<'src> WaitSet<'src> {
                 0 => return Ok(None),
                 _ => Event::Timer(id),
             },
-            Kind::Termination(fd) => match signalfd_min::read(&*fd).map_err(WaitError::Other)? {
+            Kind::Termination(signals) => match signals.try_next()? {
                 None => return Ok(None),
-                Some(signal) => Event::Termination { id, signal },
+                Some(received) => Event::Termination {
+                    id,
+                    signal: received.signal,
+                },
             },
         };
         Ok(Some(event))
@@ -651,7 +659,8 @@ impl<'src> WaitSet<'src> {
     fn attach_owned(&self, kind: Kind<'src>) -> Result<Guard<'_, 'src>, AttachError> {
         let id = self.reserve();
         let fd = match &kind {
-            Kind::Interval(fd) | Kind::Timer(fd) | Kind::Termination(fd) => fd,
+            Kind::Interval(fd) | Kind::Timer(fd) => fd.as_fd(),
+            Kind::Termination(signals) => signals.as_fd(),
             Kind::Source { .. } => unreachable!("sources use attach_source"),
         };
         if let Err(e) = epoll::add(&self.epoll, fd, encode(id, false), EventFlags::IN) {
