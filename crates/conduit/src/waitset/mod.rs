@@ -215,7 +215,7 @@ enum Kind<'src> {
     },
     Interval(OwnedFd),
     Timer(OwnedFd),
-    Termination(Signals),
+    Termination(Box<Signals>),
 }
 
 /// The descriptor of a source: that of a borrowed [`Attachable`], or our
@@ -408,7 +408,7 @@ impl<'src> WaitSet<'src> {
     /// thread blocks them, a self-pipe otherwise; see [`crate::signal`]).
     pub fn attach_termination(&self) -> Result<Guard<'_, 'src>, AttachError> {
         let signals = Signals::new([Signal::INT, Signal::TERM])?;
-        self.attach_owned(Kind::Termination(signals))
+        self.attach_owned(Kind::Termination(Box::new(signals)))
     }
 
     /// Detaches the source `id`; returns whether it was attached. Safe to
