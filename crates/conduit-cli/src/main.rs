@@ -2,65 +2,116 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod bench_report;
+mod bytes_service;
+mod clean;
+mod common;
+mod hz;
+mod info;
 mod limits;
-mod pubsub;
+mod list;
+mod publish;
 mod signal;
+mod subscribe;
+mod top;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (OS error, timeout, corrupted shared state)
+  2  bad input: usage error, invalid name or domain, malformed data
+  3  no such service
+  4  the service carries a type this command cannot handle
+  5  permission denied
+Errors are one line on stderr, starting with `conduit: `.";
 
 /// Inspect and drive conduit IPC from a terminal.
 #[derive(Parser)]
-#[command(name = "conduit", version, about)]
+#[command(name = "conduit", version, about, after_help = EXIT_CODES)]
 struct Cli {
+    /// The domain (default: $CONDUIT_DOMAIN, else "default").
+    #[arg(long, global = true)]
+    domain: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// List conduit's shared-memory objects in /dev/shm.
-    Segments,
+    /// List services, nodes and shared-memory segments (or one kind).
+    List {
+        /// Only this kind.
+        #[arg(value_enum)]
+        what: Option<list::What>,
+        /// Segments of every domain, not just --domain.
+        #[arg(long)]
+        all_domains: bool,
+        /// JSON lines instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A service's configuration, ports, queue fill levels and counters.
+    Info {
+        /// The service name.
+        service: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what dead nodes left behind (their ports, segments, and
+    /// services nobody uses); says what was removed and what was kept.
+    Clean {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish bytes to a [u8] service.
+    Pub(publish::PubArgs),
+    /// Print the samples of a [u8] service (until Ctrl-C or --count).
+    Sub(subscribe::SubArgs),
+    /// Message rate and bandwidth of a [u8] service.
+    Hz(hz::HzArgs),
+    /// A live, refreshing table of all services: rates, fill levels, drops.
+    Top(top::TopArgs),
+    /// Benchmark every mechanism against the baselines, in one run.
+    Bench(bench::BenchArgs),
     /// Show the kernel limits of pipes, fd passing and message queues.
     Limits,
-    /// List the nodes of a domain, alive or dead.
-    Nodes {
-        /// The domain (default: $CONDUIT_DOMAIN or "default").
-        #[arg(long)]
-        domain: Option<String>,
-    },
-    /// List the publish/subscribe services of a domain with type and QoS.
-    Services {
-        /// The domain (default: $CONDUIT_DOMAIN or "default").
-        #[arg(long)]
-        domain: Option<String>,
-    },
-    /// Clean up dead nodes: their ports, segments and unused services.
-    Cleanup {
-        /// The domain (default: $CONDUIT_DOMAIN or "default").
-        #[arg(long)]
-        domain: Option<String>,
-    },
     /// Send signals (through pidfds, with values) and watch them arrive.
     #[command(subcommand)]
     Signal(signal::SignalCommand),
 }
 
 fn main() {
+    // Benchmark children re-execute this binary: run their role and exit.
+    bench::child_main_if_requested();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Segments => match conduit::sys::shm::list("conduit.") {
-            Ok(names) => {
-                for n in names {
-                    println!("{n}");
-                }
-            }
-            Err(e) => {
-                eprintln!("conduit: cannot read /dev/shm: {e}");
-                std::process::exit(1);
-            }
-        },
+    let domain = cli.domain;
+    let result = match cli.command {
+        Command::List {
+            what,
+            all_domains,
+            json,
+        } => list::run(what, domain, all_domains, json),
+        Command::Info { service, json } => info::run(&service, domain, json),
+        Command::Clean { dry_run, json } => clean::run(domain, dry_run, json),
+        Command::Pub(args) => publish::run(args, domain),
+        Command::Sub(args) => subscribe::run(args, domain),
+        Command::Hz(args) => hz::run(args, domain),
+        Command::Top(args) => top::run(args, domain),
+        Command::Bench(args) => bench::run(args),
         Command::Limits => std::process::exit(limits::run()),
-        Command::Nodes { domain } => std::process::exit(pubsub::nodes(domain)),
-        Command::Services { domain } => std::process::exit(pubsub::services(domain)),
-        Command::Cleanup { domain } => std::process::exit(pubsub::cleanup(domain)),
         Command::Signal(command) => std::process::exit(signal::run(command)),
+    };
+    match result {
+        Ok(()) => std::process::exit(common::exit::OK),
+        Err(f) => {
+            eprintln!("conduit: {}", f.message);
+            std::process::exit(f.code);
+        }
     }
 }

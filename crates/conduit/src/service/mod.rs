@@ -652,6 +652,170 @@ pub fn list(domain: &str) -> std::io::Result<Vec<ServiceInfo>> {
     Ok(out)
 }
 
+/// A publisher or subscriber port registered in a service, as seen by
+/// [`details`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port's id (a publisher's id also names its data segment).
+    pub id: u64,
+    /// The node that registered it.
+    pub node: NodeId,
+}
+
+/// One publisher → subscriber connection, as seen by [`details`].
+///
+/// Read from the shared queues without taking part in the protocol: the
+/// figures are a snapshot that may be slightly stale, never a reason for
+/// an error. Counters restart when the publisher (re)connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Publisher port id.
+    pub publisher: u64,
+    /// Subscriber port id.
+    pub subscriber: u64,
+    /// Samples the publisher has pushed into this queue since it connected
+    /// (the sequence number of its newest entry; wraps at 2^32).
+    pub sent: u64,
+    /// Samples the subscriber has released back to the publisher since the
+    /// connection was made.
+    pub released: u64,
+    /// Samples in the queue that the subscriber has not taken yet.
+    pub queued: usize,
+    /// Capacity of the queue (`subscriber_buffer`).
+    pub capacity: usize,
+}
+
+/// A service's registered ports and connection queues, for tools (`conduit
+/// info`, `conduit top`).
+///
+/// What it cannot show: samples dropped by `Overflow::DropOldest` are
+/// counted by each publisher in its own process ([`Publisher::dropped`]),
+/// not in shared memory; a tool estimates drops as `sent - released -
+/// queued - borrowed` only approximately.
+///
+/// [`Publisher::dropped`]: crate::pubsub::Publisher::dropped
+#[derive(Debug, Clone)]
+pub struct ServiceDetails {
+    /// What [`list`] shows.
+    pub info: ServiceInfo,
+    /// Publisher ports.
+    pub publishers: Vec<PortInfo>,
+    /// Subscriber ports.
+    pub subscribers: Vec<PortInfo>,
+    /// Live connections.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// The ports and queue fill levels of service `name` in `domain`, mapped
+/// read-only; `Ok(None)` if there is no such service.
+pub fn details(domain: &str, name: &str) -> Result<Option<ServiceDetails>, ServiceError> {
+    validate_service_name(name)?;
+    let seg = segment_name(name);
+    let segment = match Segment::builder(&seg)
+        .domain(domain)
+        .open_timeout(std::time::Duration::from_millis(100))
+        .read_only()
+        .open()
+    {
+        Ok(s) => s,
+        Err(shm::OpenError::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(ServiceError::Open {
+                name: name.to_owned(),
+                source,
+            });
+        }
+    };
+    let corrupted = |reason: String| ServiceError::Corrupted {
+        name: name.to_owned(),
+        reason,
+    };
+    let config = StaticConfig::read(&segment).map_err(corrupted)?;
+    if config.name != name {
+        return Err(ServiceError::NameCollision {
+            name: name.to_owned(),
+            existing: config.name,
+        });
+    }
+    let layout = ServiceLayout::new(&config.qos);
+    let view = layout::ServiceView::new(&segment, &layout)
+        .ok_or_else(|| corrupted("segment smaller than its layout".into()))?;
+    let ports = |slots: &[layout::PortSlot]| -> Vec<(usize, PortInfo)> {
+        slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let id = s.id.load(Ordering::Acquire);
+                (id != 0).then(|| {
+                    (
+                        i,
+                        PortInfo {
+                            id,
+                            node: NodeId(s.node_id.load(Ordering::Relaxed)),
+                        },
+                    )
+                })
+            })
+            .collect()
+    };
+    let pubs = ports(view.pub_slots());
+    let subs = ports(view.sub_slots());
+    let mut connections = Vec::new();
+    for (p, publisher) in &pubs {
+        for (s, subscriber) in &subs {
+            let conn = view.conn(*p, *s);
+            if conn.link.link.load(Ordering::Acquire) != subscriber.id
+                || conn.link.pub_id.load(Ordering::Acquire) != publisher.id
+            {
+                continue;
+            }
+            let generation = conn.link.generation.load(Ordering::Acquire);
+            let mut sent = 0u32;
+            let mut words = Vec::with_capacity(conn.entries.len());
+            for e in conn.entries {
+                let w = e.word.load(Ordering::Acquire);
+                if w != 0 && crate::pubsub::entry_gen(w) == generation & crate::pubsub::GEN_MASK {
+                    sent = sent.max(crate::pubsub::entry_seq(w));
+                    words.push(w);
+                }
+            }
+            let cap = conn.entries.len() as u32;
+            let queued = words
+                .iter()
+                .filter(|w| {
+                    **w & crate::pubsub::TAKEN == 0
+                        && sent.wrapping_sub(crate::pubsub::entry_seq(**w)) < cap
+                })
+                .count();
+            connections.push(ConnectionInfo {
+                publisher: publisher.id,
+                subscriber: subscriber.id,
+                sent: u64::from(sent),
+                released: conn.ret_tail.load(Ordering::Acquire),
+                queued,
+                capacity: conn.entries.len(),
+            });
+        }
+    }
+    let info = ServiceInfo {
+        name: config.name.clone(),
+        segment: seg,
+        kind: if config.slice { "slice" } else { "typed" },
+        payload: config.payload.info(),
+        header: config.header.info(),
+        qos: config.qos,
+        publishers: pubs.len(),
+        subscribers: subs.len(),
+        segment_bytes: segment.len(),
+    };
+    Ok(Some(ServiceDetails {
+        info,
+        publishers: pubs.into_iter().map(|(_, p)| p).collect(),
+        subscribers: subs.into_iter().map(|(_, p)| p).collect(),
+        connections,
+    }))
+}
+
 impl TypeDesc {
     pub(crate) fn of(layout: &TypeLayout) -> TypeDesc {
         TypeDesc {

@@ -1,0 +1,520 @@
+//! `conduit bench`: every conduit mechanism and the baselines in one run,
+//! each scenario a ping-pong (or a stream) between two processes pinned to
+//! CPU 0 and 1, over payload sizes; a table, `--json`, and an HTML report.
+//!
+//! The scenarios are the library functions of `conduit-bench`; the echoing
+//! side re-executes this binary (see [`child_main_if_requested`]).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use conduit_bench::harness::{self, Measurement, Plan};
+use conduit_bench::{floors, msg, pubsub, signal};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{self, CmdResult, Failure, exit};
+
+/// `conduit bench` arguments.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A short run (under a minute on two cores): fewer round trips and
+    /// payload sizes up to 64 KiB. Figures are noisier.
+    #[arg(long)]
+    pub quick: bool,
+    /// A tiny run of a few scenarios (seconds; checks that everything
+    /// works, the figures mean nothing).
+    #[arg(long, conflicts_with = "quick")]
+    pub smoke: bool,
+    /// Only scenarios whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// JSON lines (one per result) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML page with charts to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Add the JSON lines of FILE (e.g. from bench-peers' `--json`) to the
+    /// results.
+    #[arg(long, visible_alias = "ingest", value_name = "FILE")]
+    pub peers: Vec<PathBuf>,
+    /// Also run the iceoryx2 scenarios of crates/bench-peers (their
+    /// release binaries must be built already).
+    #[arg(long)]
+    pub with_iceoryx2: bool,
+}
+
+/// One result row (also one line of `--json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    /// "latency" (ping-pong, one-way) or "throughput" (a stream).
+    pub kind: String,
+    /// The mechanism, e.g. "conduit pubsub (busy)", "pipe".
+    pub mechanism: String,
+    /// True for the baselines (raw spin, raw futex, plain pipe, TCP…).
+    pub baseline: bool,
+    /// Payload bytes per message.
+    pub payload: u64,
+    /// Median one-way latency, ns.
+    pub p50_ns: Option<f64>,
+    /// 99th percentile one-way latency, ns.
+    pub p99_ns: Option<f64>,
+    /// Messages per second.
+    pub msgs_per_s: Option<f64>,
+    /// Bytes per second.
+    pub bytes_per_s: Option<f64>,
+    /// CPU time (both processes) per message, ns.
+    pub cpu_ns_per_msg: Option<f64>,
+}
+
+/// Runs a benchmark child role if this process is one, then exits.
+pub fn child_main_if_requested() {
+    harness::child_main_if_requested();
+    if std::env::var_os(pubsub::ROLE_ENV).is_some() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        pubsub::child(&args);
+        std::process::exit(0);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") && args.len() >= 2 {
+        let role = &args[1];
+        if role.starts_with("write-") {
+            msg::throughput_child(role, &args[2..]);
+        } else {
+            msg::latency_child(role, &args[2..]);
+        }
+        std::process::exit(0);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Smoke,
+    Quick,
+    Full,
+}
+
+struct Job {
+    name: String,
+    run: Box<dyn FnOnce() -> Vec<Row>>,
+}
+
+fn from_measurement(m: &Measurement, mechanism: &str, baseline: bool) -> Row {
+    let cpu = match (m.cpu_ns_per_rt_measurer, m.cpu_ns_per_rt_echoer) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (Some(a), None) => Some(a),
+        _ => None,
+    };
+    Row {
+        kind: "latency".into(),
+        mechanism: mechanism.to_owned(),
+        baseline,
+        payload: m.payload,
+        p50_ns: Some(m.p50_ns),
+        p99_ns: Some(m.p99_ns),
+        msgs_per_s: (m.mean_ns > 0.0).then(|| 1e9 / m.mean_ns),
+        bytes_per_s: (m.mean_ns > 0.0).then(|| m.payload as f64 * 1e9 / m.mean_ns),
+        cpu_ns_per_msg: cpu,
+    }
+}
+
+fn from_latency(l: &msg::Latency, mechanism: &str, baseline: bool, payload: u64) -> Row {
+    let p50 = l.p50.as_nanos() as f64;
+    Row {
+        kind: "latency".into(),
+        mechanism: mechanism.to_owned(),
+        baseline,
+        payload,
+        p50_ns: Some(p50),
+        p99_ns: Some(l.p99.as_nanos() as f64),
+        msgs_per_s: (p50 > 0.0).then(|| 1e9 / p50),
+        bytes_per_s: (p50 > 0.0).then(|| payload as f64 * 1e9 / p50),
+        // The measuring process's CPU per round trip; the echoing one
+        // spends about as much: both per message = the same figure.
+        cpu_ns_per_msg: Some(l.cpu_per_round_trip.as_nanos() as f64),
+    }
+}
+
+fn jobs(size: Size) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut add = |name: String, run: Box<dyn FnOnce() -> Vec<Row>>| jobs.push(Job { name, run });
+    let sizes: &[usize] = match size {
+        Size::Smoke => &[8, 1024],
+        Size::Quick => &[8, 1024, 64 * 1024],
+        Size::Full => &[8, 1024, 64 * 1024, 1024 * 1024],
+    };
+    let (busy_rounds, sleep_rounds, pubsub_rounds, msg_rounds, sig_iters, stream_bytes) = match size
+    {
+        Size::Smoke => (2_000u64, 200u64, 200usize, 200usize, 100usize, 4u64 << 20),
+        Size::Quick => (100_000, 3_000, 2_000, 2_000, 1_000, 128 << 20),
+        Size::Full => (1_000_000, 30_000, 50_000, 20_000, 20_000, 1 << 30),
+    };
+    // Fewer round trips for big payloads (each moves and reads the bytes).
+    let scaled = |rounds: u64, payload: usize| (rounds / (payload as u64 / 1024).max(1)).max(200);
+
+    // Signals first: they fork, which is safest before any helper thread.
+    if size != Size::Smoke {
+        add(
+            "signal (sigqueue + Signals)".into(),
+            Box::new(move || {
+                let r = signal::signal_ping_pong(sig_iters / 10, sig_iters, true);
+                vec![signal_row(&r, "signal (sigqueue, conduit Signals)")]
+            }),
+        );
+    }
+    // Baselines.
+    for &payload in sizes {
+        let rounds = scaled(busy_rounds, payload);
+        add(
+            format!("spin on a shared line, {}", pubsub::size_name(payload)),
+            Box::new(move || {
+                let plan = Plan::busy(rounds / 10, rounds, 100);
+                let m = floors::spin_line_with_payload(&plan, payload, harness::Mode::Payload);
+                vec![from_measurement(&m, "raw spin (shared memory)", true)]
+            }),
+        );
+    }
+    add(
+        "raw futex".into(),
+        Box::new(move || {
+            let m = floors::futex_pingpong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds));
+            vec![from_measurement(&m, "raw futex", true)]
+        }),
+    );
+    add(
+        "plain pipe".into(),
+        Box::new(move || {
+            let m = floors::pipe_pingpong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds));
+            vec![from_measurement(&m, "plain pipe", true)]
+        }),
+    );
+    // conduit publish/subscribe, busy, payload written and read.
+    for &payload in sizes {
+        let rounds = scaled(pubsub_rounds as u64, payload) as usize;
+        add(
+            format!("conduit pubsub busy, {}", pubsub::size_name(payload)),
+            Box::new(move || {
+                let l = pubsub::ping_pong(payload, pubsub::Mode::BusyPayload, rounds);
+                pubsub::settle();
+                vec![from_latency(
+                    &l,
+                    "conduit pubsub (busy)",
+                    false,
+                    payload as u64,
+                )]
+            }),
+        );
+    }
+    add(
+        "conduit pubsub blocking".into(),
+        Box::new(move || {
+            let l = pubsub::ping_pong(8, pubsub::Mode::BlockingDefaultSpin, pubsub_rounds);
+            pubsub::settle();
+            vec![from_latency(&l, "conduit pubsub (blocking)", false, 8)]
+        }),
+    );
+    if size != Size::Smoke {
+        add(
+            "conduit pubsub blocking, no spin".into(),
+            Box::new(move || {
+                let l = pubsub::ping_pong(
+                    8,
+                    pubsub::Mode::BlockingNoSpin,
+                    (pubsub_rounds / 4).max(pubsub::BATCH * 4),
+                );
+                pubsub::settle();
+                vec![from_latency(
+                    &l,
+                    "conduit pubsub (blocking, no spin)",
+                    false,
+                    8,
+                )]
+            }),
+        );
+    }
+    // Message passing, 8-byte ping-pong.
+    let latency: Vec<&str> = if size == Size::Smoke {
+        vec!["unix-stream"]
+    } else {
+        // "pipe" is the plain-pipe baseline measured above.
+        msg::LATENCY
+            .iter()
+            .copied()
+            .filter(|n| *n != "pipe")
+            .collect()
+    };
+    for name in latency {
+        add(
+            format!("{name} ping-pong"),
+            Box::new(move || {
+                let l = msg::latency(name, msg_rounds);
+                vec![from_latency(
+                    &l,
+                    &mechanism_name(name),
+                    is_baseline(name),
+                    8,
+                )]
+            }),
+        );
+    }
+    // Streams.
+    let streams: Vec<&str> = if size == Size::Smoke {
+        vec!["pipe"]
+    } else {
+        msg::THROUGHPUT.to_vec()
+    };
+    for name in streams {
+        add(
+            format!("{name} stream"),
+            Box::new(move || {
+                let t = msg::throughput(name, stream_bytes);
+                let bps = t.bytes as f64 / t.elapsed.as_secs_f64().max(1e-9);
+                vec![Row {
+                    kind: "throughput".into(),
+                    mechanism: mechanism_name(name),
+                    baseline: is_baseline(name),
+                    payload: msg::CHUNK as u64,
+                    p50_ns: None,
+                    p99_ns: None,
+                    msgs_per_s: Some(bps / msg::CHUNK as f64),
+                    bytes_per_s: Some(bps),
+                    cpu_ns_per_msg: None,
+                }]
+            }),
+        );
+    }
+    jobs
+}
+
+fn is_baseline(name: &str) -> bool {
+    matches!(
+        name,
+        "pipe" | "big-pipe" | "tcp-loopback" | "raw-vmsplice-splice-huge-busy"
+    )
+}
+
+fn mechanism_name(name: &str) -> String {
+    match name {
+        "pipe" => "plain pipe".into(),
+        "framed-pipe" => "conduit framed pipe".into(),
+        "fast-busy" => "conduit fast pipe (busy)".into(),
+        "fast-vmsplice" => "conduit fast pipe (vmsplice)".into(),
+        "fast-splice" => "conduit fast pipe (splice)".into(),
+        "fast-huge" => "conduit fast pipe (huge pages)".into(),
+        "fifo" => "conduit FIFO".into(),
+        "unix-stream" => "unix socket (stream)".into(),
+        "unix-datagram" => "unix socket (datagram)".into(),
+        "unix-seqpacket" => "unix socket (seqpacket)".into(),
+        "posix-mq" => "POSIX message queue".into(),
+        "tcp-loopback" => "TCP loopback".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn signal_row(r: &signal::Report, mechanism: &str) -> Row {
+    Row {
+        kind: "latency".into(),
+        mechanism: mechanism.to_owned(),
+        baseline: false,
+        payload: 8,
+        p50_ns: Some(r.p50.as_nanos() as f64),
+        p99_ns: Some(r.p99.as_nanos() as f64),
+        msgs_per_s: Some(r.round_trips_per_sec * 2.0),
+        bytes_per_s: None,
+        cpu_ns_per_msg: None,
+    }
+}
+
+/// Reads `--peers` files: JSON lines in the harness format.
+fn ingest(text: &str, rows: &mut Vec<Row>) -> Result<usize, String> {
+    let mut n = 0;
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+        if let Ok(row) = serde_json::from_str::<Row>(line) {
+            rows.push(row);
+        } else {
+            let m: Measurement = serde_json::from_str(line).map_err(|e| e.to_string())?;
+            let name = m.scenario.replace('_', " ");
+            rows.push(from_measurement(&m, &name, false));
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn iceoryx2(size: Size, rows: &mut Vec<Row>) -> Result<(), Failure> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-peers/target/release");
+    let bins = ["iceoryx2_pubsub", "iceoryx2_event"];
+    let mut found = false;
+    for bin in bins {
+        let path = std::path::Path::new(dir).join(bin);
+        if !path.exists() {
+            continue;
+        }
+        found = true;
+        let mut cmd = std::process::Command::new(&path);
+        cmd.arg("--json");
+        if size != Size::Full {
+            cmd.arg("--quick");
+        }
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| Failure::from_error(exit::FAILURE, &format!("cannot run {bin}: "), &e))?;
+        if !out.status.success() {
+            return Err(Failure::new(
+                exit::FAILURE,
+                format!("{bin} failed: {}", out.status),
+            ));
+        }
+        ingest(&String::from_utf8_lossy(&out.stdout), rows)
+            .map_err(|e| Failure::new(exit::FAILURE, format!("{bin}: bad JSON line: {e}")))?;
+    }
+    if !found {
+        return Err(Failure::new(
+            exit::NOT_FOUND,
+            format!(
+                "no iceoryx2 binaries in {dir}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `conduit bench`.
+pub fn run(args: BenchArgs) -> CmdResult {
+    let size = if args.smoke {
+        Size::Smoke
+    } else if args.quick {
+        Size::Quick
+    } else {
+        Size::Full
+    };
+    // Read the inputs first: a typo fails before minutes of measuring.
+    let mut rows = Vec::new();
+    for path in &args.peers {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::from_error(
+                exit::USAGE,
+                &format!("cannot read {}: ", path.display()),
+                &e,
+            )
+        })?;
+        ingest(&text, &mut rows).map_err(|e| {
+            Failure::new(
+                exit::USAGE,
+                format!("{}: bad JSON line: {e}", path.display()),
+            )
+        })?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, "").map_err(|e| {
+            Failure::from_error(
+                exit::FAILURE,
+                &format!("cannot write {}: ", path.display()),
+                &e,
+            )
+        })?;
+    }
+    let mut jobs = jobs(size);
+    if let Some(only) = &args.only {
+        jobs.retain(|j| j.name.contains(only.as_str()));
+        if jobs.is_empty() {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("no scenario matches {only:?}"),
+            ));
+        }
+    }
+    harness::setup_parent();
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    for job in jobs {
+        bar.set_message(job.name.clone());
+        rows.extend((job.run)());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if args.with_iceoryx2 {
+        iceoryx2(size, &mut rows)?;
+    }
+    if args.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+    } else {
+        print!("{}", table(&rows));
+    }
+    if let Some(path) = &args.report {
+        let title = match size {
+            Size::Smoke => "conduit bench --smoke",
+            Size::Quick => "conduit bench --quick",
+            Size::Full => "conduit bench",
+        };
+        let html = crate::bench_report::html(title, &rows, &table(&rows));
+        std::fs::write(path, html).map_err(|e| {
+            Failure::from_error(
+                exit::FAILURE,
+                &format!("cannot write {}: ", path.display()),
+                &e,
+            )
+        })?;
+        eprintln!("conduit: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn ns(v: Option<f64>) -> String {
+    v.map_or("-".into(), harness::fmt_ns)
+}
+
+/// The text table: one row per result; latency ratios against the plain
+/// pipe ping-pong.
+pub fn table(rows: &[Row]) -> String {
+    let pipe = rows
+        .iter()
+        .find(|r| r.kind == "latency" && r.mechanism == "plain pipe")
+        .and_then(|r| r.p50_ns);
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.kind.clone(),
+                format!("{}{}", r.mechanism, if r.baseline { " *" } else { "" }),
+                common::bytes(r.payload as f64),
+                ns(r.p50_ns),
+                ns(r.p99_ns),
+                r.msgs_per_s.map_or("-".into(), |v| format!("{:.0}", v)),
+                r.bytes_per_s
+                    .map_or("-".into(), |v| format!("{}/s", common::bytes(v))),
+                ns(r.cpu_ns_per_msg),
+                match (r.p50_ns, pipe) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    let mut out = common::table(
+        &[
+            "kind",
+            "mechanism",
+            "payload",
+            "p50",
+            "p99",
+            "msg/s",
+            "throughput",
+            "CPU/msg",
+            "p50/pipe",
+        ],
+        &body,
+    );
+    out.push_str(
+        "* baseline; latency is one-way (round trip / 2); CPU/msg counts both processes.\n",
+    );
+    out
+}

@@ -1,0 +1,129 @@
+//! `conduit info <service>`: configuration, ports, queue fill levels,
+//! messages sent and released per connection.
+
+use conduit::node::{Node, NodeState};
+use serde_json::json;
+
+use crate::common::{self, CmdResult, Failure, Style, exit, paint};
+use crate::list::{payload_name, qos_json, type_json};
+
+/// Runs `conduit info`.
+pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
+    let domain = common::domain(domain)?;
+    common::service_name(service)?;
+    let details = conduit::service::details(&domain, service)
+        .map_err(common::service_failure)?
+        .ok_or_else(|| {
+            Failure::new(
+                exit::NOT_FOUND,
+                format!("no service {service:?} in domain {domain:?}"),
+            )
+        })?;
+    let nodes = Node::list(&domain).unwrap_or_default();
+    let node_of = |id: conduit::node::NodeId| {
+        nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| (n.pid, n.name.clone(), n.state == NodeState::Alive))
+    };
+    let s = &details.info;
+    if json {
+        let port = |p: &conduit::service::PortInfo| {
+            let n = node_of(p.node);
+            json!({
+                "id": format!("{:016x}", p.id),
+                "node": p.node.to_string(),
+                "pid": n.as_ref().map(|n| n.0),
+                "node_name": n.as_ref().map(|n| n.1.clone()),
+                "alive": n.as_ref().map(|n| n.2),
+            })
+        };
+        common::print_json(&json!({
+            "name": s.name,
+            "domain": domain,
+            "segment": s.segment,
+            "segment_bytes": s.segment_bytes,
+            "payload_kind": s.kind,
+            "payload": type_json(&s.payload),
+            "user_header": type_json(&s.header),
+            "qos": qos_json(&s.qos),
+            "publishers": details.publishers.iter().map(port).collect::<Vec<_>>(),
+            "subscribers": details.subscribers.iter().map(port).collect::<Vec<_>>(),
+            "connections": details.connections.iter().map(|c| json!({
+                "publisher": format!("{:016x}", c.publisher),
+                "subscriber": format!("{:016x}", c.subscriber),
+                "sent": c.sent,
+                "released": c.released,
+                "queued": c.queued,
+                "capacity": c.capacity,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println!("{}", paint(&s.name, Style::Bold));
+    println!("  domain:      {domain}");
+    println!(
+        "  segment:     {} ({})",
+        s.segment,
+        common::bytes(s.segment_bytes as f64)
+    );
+    println!(
+        "  payload:     {} (element size {}, align {}, fingerprint {:016x})",
+        payload_name(s),
+        s.payload.size,
+        s.payload.align,
+        s.payload.fingerprint
+    );
+    println!("  qos:         {}", s.qos);
+    let port_rows = |kind: &str, ports: &[conduit::service::PortInfo]| -> Vec<Vec<String>> {
+        ports
+            .iter()
+            .map(|p| {
+                let (pid, name, alive) = node_of(p.node)
+                    .map(|(pid, name, alive)| {
+                        (
+                            pid.to_string(),
+                            name,
+                            if alive {
+                                paint("alive", Style::Good)
+                            } else {
+                                paint("dead", Style::Bad)
+                            },
+                        )
+                    })
+                    .unwrap_or(("-".into(), "-".into(), paint("gone", Style::Bad)));
+                vec![kind.to_owned(), format!("{:016x}", p.id), pid, alive, name]
+            })
+            .collect()
+    };
+    let mut rows = port_rows("publisher", &details.publishers);
+    rows.extend(port_rows("subscriber", &details.subscribers));
+    println!();
+    common::print_table(&["port", "id", "pid", "node", "node name"], &rows);
+    println!();
+    let rows: Vec<Vec<String>> = details
+        .connections
+        .iter()
+        .map(|c| {
+            vec![
+                format!("{:016x}", c.publisher),
+                format!("{:016x}", c.subscriber),
+                c.sent.to_string(),
+                c.released.to_string(),
+                format!("{}/{}", c.queued, c.capacity),
+            ]
+        })
+        .collect();
+    common::print_table(
+        &["publisher", "subscriber", "sent", "released", "queued"],
+        &rows,
+    );
+    println!(
+        "{}",
+        paint(
+            "(drops under DropOldest are counted inside each publisher's process and are not shown here)",
+            Style::Dim
+        )
+    );
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `conduit list [services|nodes|segments]`: what exists in a domain.
+
+use clap::ValueEnum;
+use conduit::node::{Node, NodeState};
+use serde_json::json;
+
+use crate::common::{self, CmdResult, Failure, Style, exit, paint};
+
+/// What `conduit list` shows.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum What {
+    /// Publish/subscribe services: name, payload type, QoS, ports.
+    Services,
+    /// Nodes: id, pid, alive or dead, name.
+    Nodes,
+    /// Shared-memory objects conduit owns, with their sizes.
+    Segments,
+}
+
+/// Runs `conduit list`.
+pub fn run(what: Option<What>, domain: Option<String>, all_domains: bool, json: bool) -> CmdResult {
+    let domain = common::domain(domain)?;
+    let all = what.is_none();
+    let heading = |title: &str| {
+        if all && !json {
+            println!("{}", paint(title, Style::Bold));
+        }
+    };
+    if all || what == Some(What::Services) {
+        heading("# services");
+        services(&domain, json)?;
+        if all && !json {
+            println!();
+        }
+    }
+    if all || what == Some(What::Nodes) {
+        heading("# nodes");
+        nodes(&domain, json)?;
+        if all && !json {
+            println!();
+        }
+    }
+    if all || what == Some(What::Segments) {
+        heading("# segments");
+        segments(&domain, all_domains, json)?;
+    }
+    Ok(())
+}
+
+fn services(domain: &str, json: bool) -> CmdResult {
+    let list = conduit::service::list(domain)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    if json {
+        for s in list {
+            common::print_json(&json!({
+                "kind": "service",
+                "name": s.name,
+                "segment": s.segment,
+                "payload_kind": s.kind,
+                "payload": type_json(&s.payload),
+                "user_header": type_json(&s.header),
+                "qos": qos_json(&s.qos),
+                "publishers": s.publishers,
+                "subscribers": s.subscribers,
+                "segment_bytes": s.segment_bytes,
+            }));
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                payload_name(s),
+                format!("{}/{}", s.publishers, s.qos.max_publishers),
+                format!("{}/{}", s.subscribers, s.qos.max_subscribers),
+                format!(
+                    "buffer {} history {} {:?}",
+                    s.qos.subscriber_buffer, s.qos.history, s.qos.overflow
+                ),
+            ]
+        })
+        .collect();
+    common::print_table(&["service", "payload", "pubs", "subs", "qos"], &rows);
+    Ok(())
+}
+
+/// `u64`, `[u8]`, with the user header when there is one.
+pub fn payload_name(s: &conduit::service::ServiceInfo) -> String {
+    let p = if s.kind == "slice" {
+        format!("[{}]", s.payload.name)
+    } else {
+        s.payload.name.clone()
+    };
+    if s.header.size == 0 {
+        p
+    } else {
+        format!("{p} + header {}", s.header.name)
+    }
+}
+
+/// A recorded type as JSON.
+pub fn type_json(t: &conduit::service::TypeLayoutInfo) -> serde_json::Value {
+    json!({"name": t.name, "size": t.size, "align": t.align, "fingerprint": format!("{:016x}", t.fingerprint)})
+}
+
+/// A QoS as JSON.
+pub fn qos_json(q: &conduit::service::Qos) -> serde_json::Value {
+    json!({
+        "max_publishers": q.max_publishers,
+        "max_subscribers": q.max_subscribers,
+        "subscriber_buffer": q.subscriber_buffer,
+        "history": q.history,
+        "max_loans": q.max_loans,
+        "max_borrowed": q.max_borrowed,
+        "overflow": format!("{:?}", q.overflow),
+    })
+}
+
+fn nodes(domain: &str, json: bool) -> CmdResult {
+    let nodes = Node::list(domain)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot list nodes: ", &e))?;
+    if json {
+        for n in nodes {
+            common::print_json(&json!({
+                "kind": "node",
+                "id": n.id.to_string(),
+                "pid": n.pid,
+                "state": state(n.state),
+                "name": n.name,
+            }));
+        }
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let s = match n.state {
+                NodeState::Alive => paint("alive", Style::Good),
+                NodeState::Dead => paint("dead", Style::Bad),
+            };
+            vec![n.id.to_string(), n.pid.to_string(), s, n.name.clone()]
+        })
+        .collect();
+    common::print_table(&["node", "pid", "state", "name"], &rows);
+    Ok(())
+}
+
+fn state(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Alive => "alive",
+        NodeState::Dead => "dead",
+    }
+}
+
+fn segments(domain: &str, all_domains: bool, json: bool) -> CmdResult {
+    let prefix = if all_domains {
+        "conduit.".to_owned()
+    } else {
+        format!("conduit.{domain}.")
+    };
+    let names = conduit::sys::shm::list(&prefix)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    let mut rows = Vec::new();
+    for name in names {
+        let size = std::fs::metadata(format!("/dev/shm/{name}")).map_or(0, |m| m.len());
+        let rest = &name["conduit.".len()..];
+        let (dom, object) = rest.split_once('.').unwrap_or((rest, ""));
+        let what = match object.split('.').next().unwrap_or("") {
+            "svc" => "service",
+            "node" => "node",
+            "pub" => "publisher data",
+            _ => "segment",
+        };
+        if json {
+            common::print_json(&json!({
+                "kind": "segment", "name": name, "domain": dom, "object": object,
+                "type": what, "bytes": size,
+            }));
+        } else {
+            rows.push(vec![
+                name.clone(),
+                what.to_owned(),
+                size.to_string(),
+                common::bytes(size as f64),
+            ]);
+        }
+    }
+    if !json {
+        common::print_table(&["object (/dev/shm)", "type", "bytes", "size"], &rows);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `conduit sub <service>`: print the samples of a `[u8]` service.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::bytes_service;
+use crate::common::{self, CmdResult, Failure, exit};
+
+/// How `conduit sub` prints a sample.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// UTF-8 text (invalid bytes shown as U+FFFD), one sample per line.
+    Text,
+    /// Hex digits.
+    Hex,
+    /// One JSON object per sample: sequence, publisher, length, and the
+    /// data as `text` (valid UTF-8) or `hex`.
+    Json,
+}
+
+/// `conduit sub` arguments.
+#[derive(Args)]
+pub struct SubArgs {
+    /// The service (a `[u8]` slice service).
+    pub service: String,
+    /// Exit after this many samples (default: run until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Same as --format hex.
+    #[arg(long, conflicts_with = "format")]
+    pub hex: bool,
+    /// Same as --format json.
+    #[arg(long, conflicts_with_all = ["format", "hex"])]
+    pub json: bool,
+    /// Create the service (default QoS) if it does not exist.
+    #[arg(long)]
+    pub create: bool,
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `conduit sub`.
+pub fn run(args: SubArgs, domain: Option<String>) -> CmdResult {
+    let domain = common::domain(domain)?;
+    let format = if args.hex {
+        Format::Hex
+    } else if args.json {
+        Format::Json
+    } else {
+        args.format
+    };
+    let svc = bytes_service::open(&domain, &args.service, args.create)?;
+    let subscriber = svc
+        .service
+        .subscriber()
+        .create()
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot create a subscriber: ", &e))?;
+    let mut interrupt = common::Interrupt::watch();
+    // Scripts (and tests) may wait for this line before publishing.
+    eprintln!("conduit: subscribed to {:?}", args.service);
+    let mut out = std::io::stdout().lock();
+    let mut seen = 0u64;
+    while args.count.is_none_or(|c| seen < c) {
+        if interrupt.happened() {
+            break;
+        }
+        let sample = match subscriber.receive_timeout(Duration::from_millis(100)) {
+            Ok(s) => s,
+            Err(conduit::pubsub::ReceiveError::Timeout(_)) => continue,
+            Err(e) => return Err(Failure::from_error(exit::FAILURE, "receive failed: ", &e)),
+        };
+        let bytes: &[u8] = &sample;
+        let line = match format {
+            Format::Text => String::from_utf8_lossy(bytes).into_owned(),
+            Format::Hex => hex(bytes),
+            Format::Json => {
+                let mut v = json!({
+                    "sequence": sample.sequence(),
+                    "publisher": format!("{:016x}", sample.publisher_id()),
+                    "len": bytes.len(),
+                });
+                match std::str::from_utf8(bytes) {
+                    Ok(t) => v["text"] = json!(t),
+                    Err(_) => v["hex"] = json!(hex(bytes)),
+                }
+                v.to_string()
+            }
+        };
+        drop(sample);
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // stdout closed (e.g. `| head`): stop quietly.
+            break;
+        }
+        seen += 1;
+    }
+    Ok(())
+}
