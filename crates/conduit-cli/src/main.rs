@@ -89,7 +89,20 @@ enum Command {
 fn main() {
     // Benchmark children re-execute this binary: run their role and exit.
     bench::child_main_if_requested();
-    let cli = Cli::parse();
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("conduit: internal error: {}", what.replace('\n', " "));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let domain = cli.domain;
     let result = match cli.command {
         Command::List {
@@ -114,4 +127,33 @@ fn main() {
             std::process::exit(f.code);
         }
     }
+}
+
+/// Help and version go to stdout as usual; a usage error becomes one line
+/// on stderr (exit code 2), like every other error.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("Usage:")
+                && !l.starts_with("For more information")
+                && !l.starts_with("tip:")
+        })
+        .collect();
+    let line = parts.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    eprintln!("conduit: {line} (see --help)");
+    std::process::exit(common::exit::USAGE);
 }

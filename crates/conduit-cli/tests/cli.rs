@@ -1,0 +1,486 @@
+//! End-to-end tests of `conduit list|info|clean|pub|sub|hz|top|bench`
+//! against real services: the test process creates services and ports with
+//! the library, `conduit` runs as a child process. Each test has its own
+//! domain and leaves nothing in /dev/shm.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use conduit::node::Node;
+
+const CONDUIT: &str = env!("CARGO_BIN_EXE_conduit");
+
+/// A unique domain, checked empty in /dev/shm when dropped.
+struct Domain(String);
+
+impl Domain {
+    fn new() -> Domain {
+        static N: AtomicU32 = AtomicU32::new(0);
+        // A hung child or test ends the whole run instead of blocking CI.
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(120));
+            eprintln!("watchdog: test hung");
+            std::process::abort();
+        });
+        Domain(format!(
+            "clitest-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn node(&self) -> Node {
+        Node::builder()
+            .name("test")
+            .domain(&self.0)
+            .create()
+            .unwrap()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(CONDUIT);
+        c.env("CONDUIT_DOMAIN", &self.0)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        conduit::sys::shm::list(&format!("conduit.{}.", self.0)).unwrap()
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        let _ = Node::cleanup(&self.0);
+        let left = self.leftovers();
+        for name in &left {
+            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+        }
+        if !std::thread::panicking() {
+            assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The command failed with `code` and one `conduit: ` line on stderr.
+fn assert_fails(o: &Output, code: i32, contains: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("conduit: "), "{err}");
+    assert!(err.contains(contains), "{err:?} lacks {contains:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// A `conduit` child that announces "subscribed" on stderr; killed on drop.
+struct Running {
+    child: Child,
+    err: BufReader<ChildStderr>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.starts_with("conduit: subscribed to"), "{line:?}");
+        Running { child, err }
+    }
+
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        self.err.read_to_string(&mut err).unwrap();
+        (self.child.wait().unwrap(), out, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn list_shows_services_nodes_and_segments() {
+    let d = Domain::new();
+    let node = d.node();
+    let topic = node
+        .service("robot/pose")
+        .publish_subscribe::<[u8]>()
+        .subscriber_buffer(6)
+        .open_or_create()
+        .unwrap();
+    let _publisher = topic.publisher().create().unwrap();
+
+    let o = d.run(&["list", "services", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["name"], "robot/pose");
+    assert_eq!(v[0]["payload_kind"], "slice");
+    assert_eq!(v[0]["payload"]["name"], "u8");
+    assert_eq!(v[0]["publishers"], 1);
+    assert_eq!(v[0]["qos"]["subscriber_buffer"], 6);
+
+    let o = d.run(&["list", "nodes", "--json"]);
+    let v = json_lines(&o);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["pid"], std::process::id());
+    assert_eq!(v[0]["state"], "alive");
+    assert_eq!(v[0]["name"], "test");
+
+    let o = d.run(&["list", "segments", "--json"]);
+    let types: Vec<String> = json_lines(&o)
+        .iter()
+        .map(|v| v["type"].as_str().unwrap().to_owned())
+        .collect();
+    for t in ["service", "node", "publisher data"] {
+        assert!(types.iter().any(|x| x == t), "{types:?}");
+    }
+    assert!(
+        json_lines(&o)
+            .iter()
+            .all(|v| v["bytes"].as_u64().unwrap() > 0)
+    );
+
+    // Everything, as tables (no colors: stdout is not a terminal).
+    let o = d.run(&["list"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("robot/pose") && text.contains("[u8]"),
+        "{text}"
+    );
+    assert!(text.contains("alive"), "{text}");
+    assert!(!text.contains('\x1b'), "{text}");
+}
+
+#[test]
+fn info_shows_ports_and_queue_fill() {
+    let d = Domain::new();
+    let node = d.node();
+    let topic = node
+        .service("info/me")
+        .publish_subscribe::<u64>()
+        .subscriber_buffer(4)
+        .open_or_create()
+        .unwrap();
+    let publisher = topic.publisher().create().unwrap();
+    let subscriber = topic.subscriber().create().unwrap();
+    for i in 0..3 {
+        publisher.send_copy(i).unwrap();
+    }
+    let o = d.run(&["info", "info/me", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["payload_kind"], "typed");
+    assert_eq!(v["publishers"][0]["pid"], std::process::id());
+    assert_eq!(v["subscribers"][0]["alive"], true);
+    let c = &v["connections"][0];
+    assert_eq!(c["sent"], 3);
+    assert_eq!(c["queued"], 3);
+    assert_eq!(c["capacity"], 4);
+    let s = subscriber.try_receive().unwrap().unwrap();
+    drop(s);
+    let v = &json_lines(&d.run(&["info", "info/me", "--json"]))[0];
+    assert_eq!(v["connections"][0]["queued"], 2);
+    assert_eq!(v["connections"][0]["released"], 1);
+
+    let text = stdout(&d.run(&["info", "info/me"]));
+    assert!(text.contains("publisher") && text.contains("2/4"), "{text}");
+
+    assert_fails(&d.run(&["info", "no/such"]), 3, "no service \"no/such\"");
+    assert_fails(&d.run(&["info", "bad name"]), 2, "invalid service name");
+    assert_fails(
+        &Command::new(CONDUIT)
+            .args(["--domain", "a/b", "info", "x"])
+            .output()
+            .unwrap(),
+        2,
+        "invalid domain",
+    );
+}
+
+#[test]
+fn sub_prints_samples_published_by_another_process() {
+    let d = Domain::new();
+    let node = d.node();
+    let topic = node
+        .service("chat")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let publisher = topic.publisher().max_slice_len(64).create().unwrap();
+
+    let sub = Running::start(d.cmd(&["sub", "chat", "--count", "3"]));
+    for text in ["hello", "wörld", "third"] {
+        publisher.send_slice_copy(text.as_bytes()).unwrap();
+    }
+    let (status, out, err) = sub.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "hello\nwörld\nthird\n");
+
+    let sub = Running::start(d.cmd(&["sub", "chat", "--count", "1", "--hex"]));
+    publisher.send_slice_copy(&[0xde, 0xad, 0x00]).unwrap();
+    let (_, out, _) = sub.finish();
+    assert_eq!(out, "dead00\n");
+
+    let sub = Running::start(d.cmd(&["sub", "chat", "--count", "2", "--json"]));
+    publisher.send_slice_copy(b"{\"a\":1}").unwrap();
+    publisher.send_slice_copy(&[0xff, 0xfe]).unwrap();
+    let (_, out, _) = sub.finish();
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v[0]["text"], "{\"a\":1}");
+    assert_eq!(v[0]["len"], 7);
+    assert_eq!(v[1]["hex"], "fffe");
+    assert_eq!(v[1]["publisher"], format!("{:016x}", publisher.id()));
+}
+
+#[test]
+fn sub_and_pub_reject_other_types_and_unknown_services() {
+    let d = Domain::new();
+    let node = d.node();
+    let _typed = node
+        .service("typed")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    assert_fails(&d.run(&["sub", "typed", "--count", "1"]), 4, "carries u64");
+    assert_fails(&d.run(&["pub", "typed", "x"]), 4, "carries u64");
+    assert_fails(&d.run(&["hz", "typed"]), 4, "carries u64");
+    assert_fails(&d.run(&["sub", "missing"]), 3, "no service");
+    assert_fails(&d.run(&["pub", "missing", "x"]), 3, "no service");
+    assert_fails(&d.run(&["pub", "-bad-", "x"]), 2, "");
+    assert_fails(&d.run(&["pub", "typed", "abc", "--hex"]), 2, "hex");
+    assert_fails(
+        &d.run(&["pub", "typed", "zz", "--hex"]),
+        2,
+        "not hexadecimal",
+    );
+    assert_fails(&d.run(&["hz", "typed", "--window=-1"]), 2, "--window");
+}
+
+#[test]
+fn pub_delivers_to_a_subscriber_in_another_process() {
+    let d = Domain::new();
+    let node = d.node();
+    let topic = node
+        .service("cmd")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let subscriber = topic.subscriber().create().unwrap();
+    let publish = |args: &[&str]| {
+        let child = d.cmd(args).spawn().unwrap();
+        let got = subscriber
+            .receive_timeout(Duration::from_secs(20))
+            .unwrap()
+            .to_vec();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        got
+    };
+    assert_eq!(publish(&["pub", "cmd", "go ahead"]), b"go ahead");
+    assert_eq!(
+        publish(&["pub", "cmd", "de:ad be ef", "--hex"]),
+        [0xde, 0xad, 0xbe, 0xef]
+    );
+    // --create makes a [u8] service of its own.
+    let o = d.run(&["pub", "fresh", "x", "--create", "--linger", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn hz_reports_rate_and_bandwidth() {
+    let d = Domain::new();
+    let node = d.node();
+    let topic = node
+        .service("rate")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let publisher = topic.publisher().max_slice_len(100).create().unwrap();
+    let mut hz =
+        Running::start(d.cmd(&["hz", "rate", "--window", "0.2", "--count", "2", "--json"]));
+    while hz.child.try_wait().unwrap().is_none() {
+        publisher.send_slice_copy(&[7u8; 100]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (status, out, err) = hz.finish();
+    assert!(status.success(), "{err}");
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 2, "{out}");
+    let messages: u64 = v.iter().map(|l| l["messages"].as_u64().unwrap()).sum();
+    let bytes: u64 = v.iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+    assert!(messages > 0);
+    assert_eq!(bytes, messages * 100);
+    assert!(v[0]["rate_hz"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn top_shows_every_service() {
+    let d = Domain::new();
+    let node = d.node();
+    let a = node
+        .service("top/a")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    let _b = node
+        .service("top/b")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let publisher = a.publisher().create().unwrap();
+    let _subscriber = a.subscriber().create().unwrap();
+    publisher.send_copy(1).unwrap();
+    let o = d.run(&["top", "--iterations", "2", "--interval", "0.05", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(v.len(), 4, "{}", stdout(&o));
+    let a_row = v.iter().find(|l| l["service"] == "top/a").unwrap();
+    assert_eq!(a_row["queued"], 1);
+    assert_eq!(a_row["subscribers"], 1);
+    let o = d.run(&["top", "--iterations", "1"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("top/a") && text.contains("top/b") && text.contains("[u8]"),
+        "{text}"
+    );
+    assert_fails(&d.run(&["top", "--interval", "0"]), 2, "--interval");
+}
+
+#[test]
+fn clean_removes_what_a_killed_process_left() {
+    let d = Domain::new();
+    // A live node and its service are kept. (Created first: creating a
+    // node cleans up the dead ones of its domain.)
+    let node = d.node();
+    let _live = node
+        .service("alive")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    // A `conduit sub --create` process holds a node, a service and a port;
+    // it is killed with SIGKILL and leaves them behind.
+    let mut sub = Running::start(d.cmd(&["sub", "orphan", "--create"]));
+    let pid = sub.child.id();
+    sub.child.kill().unwrap();
+    sub.child.wait().unwrap();
+
+    let o = d.run(&["clean", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert!(
+        v.iter()
+            .any(|l| l["action"] == "would remove" && l["object"] == "node" && l["pid"] == pid),
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|l| l["action"] == "kept" && l["pid"] == std::process::id()),
+        "{v:?}"
+    );
+    // Nothing removed yet.
+    let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["pid"] == pid && n["state"] == "dead")
+    );
+
+    let o = d.run(&["clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("removed node") && text.contains("its process is gone"),
+        "{text}"
+    );
+    assert!(text.contains("service \"orphan\""), "{text}");
+    assert!(text.contains("kept service \"alive\""), "{text}");
+    let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["pid"], std::process::id());
+    let services = json_lines(&d.run(&["list", "services", "--json"]));
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0]["name"], "alive");
+}
+
+#[test]
+fn bench_smoke_writes_a_report_with_charts() {
+    let dir = std::env::temp_dir().join(format!("conduit-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("out.html");
+    let o = Command::new(CONDUIT)
+        .args(["bench", "--smoke", "--json", "--report"])
+        .arg(&html)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    assert!(
+        rows.iter()
+            .any(|r| r["mechanism"] == "conduit pubsub (busy)")
+    );
+    assert!(rows.iter().any(|r| r["baseline"] == true));
+    assert!(rows.iter().any(|r| r["kind"] == "throughput"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.matches("<svg").count() >= 3, "charts missing");
+    assert!(page.contains("vs payload"));
+    assert!(
+        !page.contains("<script") && !page.contains("http://")
+            || page.contains("xmlns=\"http://www.w3.org/2000/svg\"")
+    );
+
+    let o = Command::new(CONDUIT)
+        .args(["bench", "--only", "no-such-scenario"])
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "no scenario matches");
+    let o = Command::new(CONDUIT)
+        .args(["bench", "--smoke", "--peers", "/nonexistent/peers.json"])
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "cannot read");
+}
