@@ -146,7 +146,7 @@ fn jobs(size: Size) -> Vec<Job> {
     let (busy_rounds, sleep_rounds, pubsub_rounds, msg_rounds, sig_iters, stream_bytes) = match size
     {
         Size::Smoke => (2_000u64, 200u64, 200usize, 200usize, 100usize, 4u64 << 20),
-        Size::Quick => (100_000, 3_000, 2_000, 2_000, 1_000, 128 << 20),
+        Size::Quick => (300_000, 5_000, 10_000, 5_000, 2_000, 256 << 20),
         Size::Full => (1_000_000, 30_000, 50_000, 20_000, 20_000, 1 << 30),
     };
     // Fewer round trips for big payloads (each moves and reads the bytes).
@@ -351,17 +351,35 @@ fn ingest(text: &str, rows: &mut Vec<Row>) -> Result<usize, String> {
     Ok(n)
 }
 
-fn iceoryx2(size: Size, rows: &mut Vec<Row>) -> Result<(), Failure> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-peers/target/release");
-    let bins = ["iceoryx2_pubsub", "iceoryx2_event"];
-    let mut found = false;
-    for bin in bins {
-        let path = std::path::Path::new(dir).join(bin);
-        if !path.exists() {
-            continue;
-        }
-        found = true;
-        let mut cmd = std::process::Command::new(&path);
+/// The bench-peers iceoryx2 binaries that are built.
+fn iceoryx2_binaries() -> Result<Vec<PathBuf>, Failure> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("bench-peers/target/release");
+    let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event"]
+        .iter()
+        .map(|b| dir.join(b))
+        .filter(|p| p.exists())
+        .collect();
+    if found.is_empty() {
+        return Err(Failure::new(
+            exit::NOT_FOUND,
+            format!(
+                "no iceoryx2 binaries in {}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml`",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+fn iceoryx2(size: Size, bins: &[PathBuf], rows: &mut Vec<Row>) -> Result<(), Failure> {
+    for path in bins {
+        let bin = path
+            .file_name()
+            .map_or("iceoryx2".into(), |n| n.to_string_lossy());
+        let mut cmd = std::process::Command::new(path);
         cmd.arg("--json");
         if size != Size::Full {
             cmd.arg("--quick");
@@ -378,14 +396,6 @@ fn iceoryx2(size: Size, rows: &mut Vec<Row>) -> Result<(), Failure> {
         }
         ingest(&String::from_utf8_lossy(&out.stdout), rows)
             .map_err(|e| Failure::new(exit::FAILURE, format!("{bin}: bad JSON line: {e}")))?;
-    }
-    if !found {
-        return Err(Failure::new(
-            exit::NOT_FOUND,
-            format!(
-                "no iceoryx2 binaries in {dir}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml`"
-            ),
-        ));
     }
     Ok(())
 }
@@ -425,6 +435,11 @@ pub fn run(args: BenchArgs) -> CmdResult {
             )
         })?;
     }
+    let iceoryx2_bins = if args.with_iceoryx2 {
+        iceoryx2_binaries()?
+    } else {
+        Vec::new()
+    };
     let mut jobs = jobs(size);
     if let Some(only) = &args.only {
         jobs.retain(|j| j.name.contains(only.as_str()));
@@ -450,7 +465,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
     }
     bar.finish_and_clear();
     if args.with_iceoryx2 {
-        iceoryx2(size, &mut rows)?;
+        iceoryx2(size, &iceoryx2_bins, &mut rows)?;
     }
     if args.json {
         for r in &rows {

@@ -484,3 +484,43 @@ fn bench_smoke_writes_a_report_with_charts() {
         .unwrap();
     assert_fails(&o, 2, "cannot read");
 }
+
+#[test]
+fn bench_includes_peer_results_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("conduit-cli-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peers = dir.join("peers.json");
+    std::fs::write(
+        &peers,
+        concat!(
+            "{\"scenario\":\"iceoryx2_pubsub\",\"payload\":8,\"mode\":\"payload\",\"p50_ns\":300.0,",
+            "\"p99_ns\":400.0,\"mean_ns\":310.0,\"iterations\":1000}\n",
+            "{\"scenario\":\"spin_line\",\"payload\":8,\"mode\":\"header\",\"p50_ns\":40.0,",
+            "\"p99_ns\":50.0,\"mean_ns\":41.0,\"iterations\":1000}\n",
+        ),
+    )
+    .unwrap();
+    let o = Command::new(CONDUIT)
+        .args([
+            "bench",
+            "--smoke",
+            "--only",
+            "raw futex",
+            "--json",
+            "--peers",
+        ])
+        .arg(&peers)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    // The peer's result joins the run; its floor duplicate (measured here) does not.
+    assert_eq!(names, ["iceoryx2 pubsub", "raw futex"], "{names:?}");
+    assert_eq!(rows[0]["p50_ns"], 300.0);
+}
