@@ -45,7 +45,7 @@ mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::shm::{Region, Segment, ShmSafe, TypeLayout};
+use crate::shm::{Segment, ShmSafe, TypeLayout};
 
 pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
@@ -253,19 +253,6 @@ impl Geometry {
             ));
         }
         Ok(found)
-    }
-
-    /// The chunk `index` of `region` (checked).
-    pub(crate) fn chunk(&self, region: &Region, index: usize) -> Option<Region> {
-        if index >= self.chunks {
-            return None;
-        }
-        region
-            .sub(
-                self.chunks_offset + index * self.chunk_size,
-                self.chunk_size,
-            )
-            .ok()
     }
 }
 

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
+use crate::service::layout::{Conn, ServiceView};
 use crate::shm::{self, Segment, ShmSafe};
 
 /// Why a publisher could not be created.
@@ -129,6 +130,14 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             })
             .create()
             .map_err(PublisherCreateError::Segment)?;
+        let chunks_base = segment
+            .data()
+            .sub(
+                geometry.chunks_offset,
+                geometry.chunk_size * geometry.chunks,
+            )
+            .expect("the segment was sized for the geometry")
+            .base();
         let slot = match claim_slot(&svc, true, id) {
             Some(s) => s,
             None => {
@@ -156,9 +165,18 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             geometry,
             segment,
             block_timeout: self.block_timeout,
+            chunks_base,
+            // SAFETY: `service` (the same Arc) is a field of the publisher
+            // and outlives every use of `view` and `row`.
+            view: unsafe { svc.view_static() },
+            row: Box::new([]),
             service: svc,
             _types: PhantomData,
         };
+        let mut publisher = publisher;
+        publisher.row = (0..qos.max_subscribers)
+            .map(|s| publisher.view.conn(slot, s))
+            .collect();
         publisher.update_connections();
         Ok(publisher)
     }
@@ -258,7 +276,13 @@ pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     id: u64,
     geometry: Geometry,
     segment: Segment,
+    /// First chunk in our own mapping (chunk i is `i * chunk_size` further).
+    chunks_base: NonNull<u8>,
     block_timeout: Duration,
+    /// The service segment, lifetime erased: valid while `service` lives.
+    view: ServiceView<'static>,
+    /// Our row of connections (one per subscriber slot).
+    row: Box<[Conn<'static>]>,
     service: Arc<ServiceInner>,
     _types: super::Types<P, H>,
 }
@@ -272,9 +296,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> std::fmt::Debug for Publisher<P, H> {
     }
 }
 
+// SAFETY: the raw pointers (`chunks_base`, the erased-lifetime views)
+// point into mappings owned by this publisher (its segment, its Arc of the
+// service) that move with it; every shared word is atomic, and the
+// process-local state is behind a RefCell, which is Send. Not Sync.
+unsafe impl<P: Payload + ?Sized, H: ShmSafe> Send for Publisher<P, H> {}
+
 impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
     fn drop(&mut self) {
-        let view = self.service.shm();
+        let view = self.view;
         let slot = &view.pub_slots()[self.slot];
         slot.id.store(0, Ordering::Release);
         slot.node_id.store(0, Ordering::Release);
@@ -298,8 +328,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// Connects subscribers that joined (delivering history to them) and
     /// forgets those that left. `send` does this by itself; call it when a
     /// late joiner should get the history before the next send.
+    #[inline]
     pub fn update_connections(&self) {
-        let view = self.service.shm();
+        let view = self.view;
         let generation = view.header().sub_generation.load(Ordering::Acquire);
         let mut st = self.state.borrow_mut();
         if generation == st.sub_generation {
@@ -320,7 +351,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             if sid == 0 {
                 continue;
             }
-            let conn = view.conn(self.slot, s);
+            let conn = self.row[s];
             conn.link.link.store(0, Ordering::Relaxed);
             let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
             conn.link.generation.store(generation, Ordering::Relaxed);
@@ -355,10 +386,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
 
     /// Collects every returned chunk from every subscriber.
     fn collect_returns(&self, st: &mut PubState) {
-        let view = self.service.shm();
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
-            let conn = view.conn(self.slot, s);
+            let conn = self.row[s];
             let rcap = conn.returns.len() as u64;
             let tail = conn.ret_tail.load(Ordering::Acquire);
             if tail < c.ret_head || tail - c.ret_head > rcap {
@@ -407,11 +437,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         st.maybe_free(chunk);
     }
 
+    #[inline]
     fn chunk_ptr(&self, chunk: u32) -> NonNull<u8> {
-        self.geometry
-            .chunk(&self.segment.data(), chunk as usize)
-            .expect("own chunk index is in range")
-            .base()
+        assert!((chunk as usize) < self.geometry.chunks);
+        // SAFETY: chunk < chunks, so the offset stays inside the chunk area
+        // of our mapping (checked at creation).
+        unsafe {
+            self.chunks_base
+                .add(chunk as usize * self.geometry.chunk_size)
+        }
     }
 
     fn loan_raw(&self, len: usize) -> Result<SampleUninit<'_, P, H>, LoanError> {
@@ -449,7 +483,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// subscriber, following the overflow policy.
     fn deliver(&self, chunk: u32, len: usize) -> Result<usize, SendError> {
         self.update_connections();
-        let view = self.service.shm();
+        let view = self.view;
         let overflow = self.service.config.qos.overflow;
         if overflow != Overflow::DropOldest {
             self.wait_for_room(overflow)?;
@@ -469,7 +503,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         #[allow(clippy::needless_range_loop)] // `st` is mutated inside.
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
-            let conn = view.conn(self.slot, s);
+            let conn = self.row[s];
             let cap = conn.entries.len() as u64;
             let e = &conn.entries[(c.tail % cap) as usize];
             c.tail += 1;
@@ -511,7 +545,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// True if subscriber slot `s`'s queue has no room for one more entry.
     fn is_full(&self, st: &PubState, s: usize) -> bool {
         let Some(c) = st.conns[s] else { return false };
-        let conn = self.service.shm().conn(self.slot, s);
+        let conn = self.row[s];
         let cap = conn.entries.len() as u64;
         if c.tail < cap {
             return false;
@@ -540,7 +574,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         let deadline = Instant::now() + self.block_timeout;
         let mut cleaned = false;
         loop {
-            let event = &self.service.shm().pub_slots()[self.slot].event;
+            let event = &self.view.pub_slots()[self.slot].event;
             let epoch = event.epoch();
             self.update_connections();
             if !self.any_full() {

@@ -468,6 +468,7 @@ pub(crate) struct ServiceView<'a> {
 }
 
 /// One connection's shared parts.
+#[derive(Clone, Copy)]
 pub(crate) struct Conn<'a> {
     pub(crate) link: &'a ConnLink,
     pub(crate) ret_tail: &'a AtomicU64,

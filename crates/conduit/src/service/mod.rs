@@ -353,6 +353,24 @@ impl ServiceInner {
             .expect("the layout was validated against this segment on open")
     }
 
+    /// The view with its lifetime erased, for ports that cache references
+    /// into the service segment next to the `Arc` that keeps it mapped.
+    ///
+    /// # Safety
+    ///
+    /// The caller must keep a clone of the `Arc<ServiceInner>` this was
+    /// made from alive for as long as it uses the view or anything
+    /// obtained from it.
+    pub(crate) unsafe fn view_static(self: &Arc<Self>) -> layout::ServiceView<'static> {
+        let view = self.shm();
+        // SAFETY: the view refers to the segment mapping and layout owned by
+        // the `ServiceInner` inside the Arc (a stable heap address); the
+        // caller keeps that Arc alive while it uses the view.
+        unsafe {
+            std::mem::transmute::<layout::ServiceView<'_>, layout::ServiceView<'static>>(view)
+        }
+    }
+
     pub(crate) fn cleanup_dead_ports(&self) {
         cleanup_ports(&self.domain, self.shm(), Some(self.node.id()));
     }
