@@ -213,6 +213,30 @@ fn dispatch(role: &str, args: &[String]) {
             }
             println!("received {received}");
         }
+        // Receives one sample and writes into it through a cast pointer:
+        // the read-only mapping must kill it with SIGSEGV.
+        "vandal" => {
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .open()
+                .unwrap();
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let sample = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            // No core file from the expected crash.
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: a valid rlimit for this process.
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+            println!("writing");
+            let p = (&*sample as *const Pose).cast_mut();
+            // SAFETY: deliberately not: this write must fault.
+            unsafe { std::ptr::write_volatile(&mut (*p).seq, 666) };
+            println!("wrote");
+        }
         _ => panic!("unknown role {role}"),
     }
 }
@@ -436,7 +460,9 @@ fn typed_topic_across_processes() {
             .subscriber_buffer(64)
             .open_or_create()
             .unwrap();
-        let subscriber = topic.subscriber().create().unwrap();
+        // No spin: every wait sleeps on the futex and is woken by the
+        // publisher in the other process.
+        let subscriber = topic.subscriber().spin(Spin::NONE).create().unwrap();
         let mut child = spawn_with_stdin("publisher", &[&domain, "robot/pose", "50"]);
         assert_eq!(read_line(&mut child), "ready");
         send_line(&mut child);
@@ -867,5 +893,61 @@ fn stress_many_publishers_and_subscribers() {
         2 * 2 * 20000,
         "received {received}, dropped {dropped}"
     );
+    assert_clean(&domain);
+}
+
+#[test]
+fn publisher_makes_no_syscall_when_nobody_sleeps() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "quiet");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.send_copy(0).unwrap();
+        subscriber.try_receive().unwrap().unwrap();
+        let before = conduit::sync::futex_wake_calls();
+        for i in 0..1000u64 {
+            publisher.send_copy(i).unwrap();
+            assert_eq!(*subscriber.try_receive().unwrap().unwrap(), i);
+        }
+        assert_eq!(conduit::sync::futex_wake_calls(), before);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn subscribers_cannot_write_publisher_data() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "guard");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let honest = topic.subscriber().create().unwrap();
+        let mut child = spawn_child("vandal", &[&domain, "t"]);
+        assert_eq!(read_line(&mut child), "ready");
+        publisher.update_connections();
+        publisher
+            .send_copy(Pose {
+                seq: 7,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(read_line(&mut child), "writing");
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
+        assert_eq!(honest.try_receive().unwrap().unwrap().seq, 7);
+    }
     assert_clean(&domain);
 }

@@ -128,6 +128,9 @@ pub(crate) struct PubHeader {
     pub(crate) payload_offset: AtomicU64,
     pub(crate) max_len: AtomicU64,
     pub(crate) element_size: AtomicU64,
+    /// The node that owns the publisher: lets cleanup remove a data
+    /// segment whose publisher died before it claimed a service slot.
+    pub(crate) node_id: AtomicU64,
 }
 
 /// First 16 bytes of every chunk: written by the publisher before it
@@ -174,7 +177,7 @@ impl Geometry {
         // The data area starts HEADER_SIZE bytes into a page-aligned
         // mapping: place the first chunk at an absolute multiple of `align`.
         let hs = crate::shm::HEADER_SIZE;
-        let chunks_offset = round_up(hs + 64, align)? - hs;
+        let chunks_offset = round_up(hs + size_of::<PubHeader>(), align)? - hs;
         Some(Geometry {
             chunks,
             chunk_size,
@@ -191,8 +194,9 @@ impl Geometry {
             .checked_add(self.chunk_size.checked_mul(self.chunks)?)
     }
 
-    fn write(&self, h: &PubHeader, id: u64) {
+    fn write(&self, h: &PubHeader, id: u64, node_id: u64) {
         h.id.store(id, Ordering::Relaxed);
+        h.node_id.store(node_id, Ordering::Relaxed);
         h.chunks.store(self.chunks as u64, Ordering::Relaxed);
         h.chunk_size
             .store(self.chunk_size as u64, Ordering::Relaxed);
@@ -279,6 +283,22 @@ impl PubData {
         let geometry = Geometry::read(&segment, id, element, header)?;
         Ok(PubData { segment, geometry })
     }
+}
+
+/// The node id recorded in publisher data segment `name` of `domain`
+/// (`None` if it cannot be opened or read).
+pub(crate) fn data_segment_node(domain: &str, name: &str) -> Option<u64> {
+    let segment = Segment::builder(name)
+        .domain(domain)
+        .fingerprint(DATA_FINGERPRINT)
+        .read_only()
+        .open_timeout(std::time::Duration::from_millis(100))
+        .open()
+        .ok()?;
+    let h = segment.data().resolve::<PubHeader>(0).ok()?;
+    // SAFETY: bounds and alignment checked; atomics only; the reference
+    // does not outlive `segment`.
+    Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
 }
 
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5055_4244_4154_0001;

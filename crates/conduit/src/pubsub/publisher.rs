@@ -115,6 +115,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             .filter(|g| g.data_size().is_some())
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let id = crate::node::unique_id();
+        let node_id = svc.node.id().0;
         let segment = Segment::builder(&data_segment_name(id))
             .domain(&svc.domain)
             .size(geometry.data_size().expect("checked"))
@@ -125,7 +126,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
                     .map_err(|e| format!("data segment too small: {e}"))?;
                 // SAFETY: checked bounds/alignment; atomics only; the
                 // reference does not outlive the init call.
-                geometry.write(unsafe { h.as_ref() }, id);
+                geometry.write(unsafe { h.as_ref() }, id, node_id);
                 Ok(())
             })
             .create()

@@ -564,6 +564,8 @@ pub(crate) fn cleanup_domain(domain: &str) {
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
     };
+    // Publisher data segments named in some service slot.
+    let mut referenced = std::collections::HashSet::new();
     for object in names {
         let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
             continue;
@@ -588,7 +590,37 @@ pub(crate) fn cleanup_domain(domain: &str) {
             continue;
         };
         cleanup_ports(domain, view, None);
+        for slot in view.pub_slots() {
+            referenced.insert(slot.id.load(Ordering::Acquire));
+        }
         try_remove(domain, &segment, &layout);
+    }
+    // Data segments of publishers that died before claiming a slot (or
+    // whose service is gone): named nowhere, and their node is dead.
+    let data_prefix = format!("conduit.{domain}.pub.");
+    let Ok(names) = sys::shm::list(&data_prefix) else {
+        return;
+    };
+    for object in names {
+        let Some(id) = object
+            .strip_prefix(&data_prefix)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        if referenced.contains(&id) {
+            continue;
+        }
+        let name = crate::pubsub::data_segment_name(id);
+        // Died while creating it: not ready and unlocked.
+        let _ = Segment::builder(&name).domain(domain).remove_abandoned();
+        let dead = match crate::pubsub::data_segment_node(domain, &name) {
+            Some(node_id) => !node::is_alive(domain, NodeId(node_id)),
+            None => false,
+        };
+        if dead {
+            let _ = Segment::remove(domain, &name);
+        }
     }
 }
 
