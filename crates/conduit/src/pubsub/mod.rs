@@ -92,12 +92,13 @@ pub fn data_segment_name(id: u64) -> String {
 // Entry word of a delivery queue (AtomicU64):
 //   bits 0..24  chunk index
 //   bits 24..31 connection generation (1..=127)
-//   bit  31     TAKEN (set by the subscriber's CAS)
+//   bit  31     0
 //   bits 32..64 sequence = logical position + 1 (wrapping); 0 = empty
+// Written only by the publisher; the subscriber claims position h by
+// CAS of the connection's `head` from h to h + 1.
 pub(crate) const CHUNK_MASK: u64 = (1 << 24) - 1;
 pub(crate) const GEN_SHIFT: u32 = 24;
 pub(crate) const GEN_MASK: u64 = 0x7f;
-pub(crate) const TAKEN: u64 = 1 << 31;
 
 pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
     ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)

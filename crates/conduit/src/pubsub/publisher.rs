@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{
-    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, TAKEN,
-    data_segment_name, entry, entry_gen, entry_seq, len_word,
+    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, data_segment_name,
+    entry, entry_gen, entry_seq, len_word,
 };
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
@@ -232,6 +232,9 @@ struct PubConn {
     generation: u64,
     /// Entries pushed so far (logical tail).
     tail: u64,
+    /// Last value read of the shared `head` (entries consumed); refreshed
+    /// only when the queue looks full or nearly full.
+    head: u64,
     /// Returns collected so far.
     ret_head: u64,
 }
@@ -361,6 +364,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 e.len.store(0, Ordering::Relaxed);
             }
             conn.ret_tail.store(0, Ordering::Relaxed);
+            conn.head.store(0, Ordering::Relaxed);
             conn.link.pub_id.store(self.id, Ordering::Relaxed);
             // Publishes the reset above to the subscriber's Acquire load.
             conn.link.link.store(sid, Ordering::Release);
@@ -368,6 +372,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 sub_id: sid,
                 generation,
                 tail: 0,
+                head: 0,
                 ret_head: 0,
             };
             let history: Vec<u32> = st.history.iter().copied().collect();
@@ -506,25 +511,49 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             let Some(mut c) = st.conns[s] else { continue };
             let conn = self.row[s];
             let cap = conn.entries.len() as u64;
+            if c.tail.wrapping_sub(c.head) >= cap {
+                c.head = conn.head.load(Ordering::Acquire);
+                if c.tail.wrapping_sub(c.head) > cap {
+                    // Impossible unless the subscriber scribbled on its
+                    // head: trust our own count.
+                    c.head = c.tail - cap;
+                }
+            }
+            if c.tail.wrapping_sub(c.head) >= cap {
+                // Full (only DropOldest gets here): drop the oldest entry
+                // by claiming it ourselves. If the subscriber claims it
+                // first, our CAS fails and there is room.
+                let oldest = c.head;
+                match conn.head.compare_exchange(
+                    oldest,
+                    oldest + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        let old = conn.entries[(oldest % cap) as usize]
+                            .word
+                            .load(Ordering::Relaxed);
+                        if entry_gen(old) == c.generation && entry_seq(old) == (oldest + 1) as u32 {
+                            st.dropped += 1;
+                            st.release_holder((old & super::CHUNK_MASK) as u32, s);
+                        }
+                        c.head = oldest + 1;
+                    }
+                    Err(now) => c.head = now,
+                }
+            }
             let e = &conn.entries[(c.tail % cap) as usize];
             c.tail += 1;
-            let new = entry(c.tail, c.generation, chunk);
             e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
-            // Release: the payload and chunk header written above become
-            // visible to the subscriber that takes this entry (Acquire).
-            let old = e.word.swap(new, Ordering::AcqRel);
-            if c.tail > cap
-                && old & TAKEN == 0
-                && entry_gen(old) == c.generation
-                && entry_seq(old) == (c.tail - cap) as u32
-            {
-                // Drop-oldest: the subscriber never took `old`; reclaim it.
-                st.dropped += 1;
-                st.release_holder((old & super::CHUNK_MASK) as u32, s);
-            }
+            // Release: the payload, chunk header and length written above
+            // become visible to the subscriber that loads this entry
+            // (Acquire).
+            e.word
+                .store(entry(c.tail, c.generation, chunk), Ordering::Release);
             st.chunks[chunk as usize].holders |= 1 << s;
-            st.conns[s] = Some(c);
             subs[s].event.wake_all();
+            st.conns[s] = Some(c);
             reached += 1;
         }
         let history = self.service.config.qos.history;
@@ -548,15 +577,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         let Some(c) = st.conns[s] else { return false };
         let conn = self.row[s];
         let cap = conn.entries.len() as u64;
-        if c.tail < cap {
-            return false;
-        }
-        let old = conn.entries[(c.tail % cap) as usize]
-            .word
-            .load(Ordering::Acquire);
-        old & TAKEN == 0
-            && entry_gen(old) == c.generation
-            && entry_seq(old) == (c.tail + 1 - cap) as u32
+        let head = conn.head.load(Ordering::Acquire);
+        c.tail.wrapping_sub(head) >= cap && c.tail >= head
     }
 
     fn any_full(&self) -> bool {

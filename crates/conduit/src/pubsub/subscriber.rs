@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{
-    CHUNK_MASK, ChunkHeader, GEN_SHIFT, NoHeader, Payload, PubData, TAKEN, entry_gen, entry_seq,
-};
+use super::{CHUNK_MASK, ChunkHeader, GEN_SHIFT, NoHeader, Payload, PubData, entry_gen, entry_seq};
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
 use crate::service::layout::{Conn, ServiceView};
@@ -259,7 +257,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
                 generation,
-                head: 0,
+                head: conn.head.load(Ordering::Acquire),
                 chunks_base: chunks.base(),
                 data: Arc::new(data),
             });
@@ -275,53 +273,60 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         let conn = self.column[p];
         let cap = conn.entries.len() as u64;
         for _ in 0..(2 * cap + 4) {
-            let e = &conn.entries[(c.head % cap) as usize];
+            let h = c.head;
+            let e = &conn.entries[(h % cap) as usize];
+            // Acquire: pairs with the publisher's Release store of the
+            // entry; the chunk and the length word are visible after it.
             let v = e.word.load(Ordering::Acquire);
-            let d = entry_seq(v).wrapping_sub((c.head + 1) as u32) as i32;
+            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
             if d < 0 {
                 return Pop::Empty;
             }
             if entry_gen(v) != c.generation {
                 return Pop::Gone;
             }
-            if d > 0 {
-                // Lapped: entries up to head + d - cap were overwritten.
-                let newest = c.head + d as u64;
-                c.head = (newest + 1).saturating_sub(cap).max(c.head + 1);
-                continue;
-            }
-            if v & TAKEN != 0 {
-                c.head += 1;
-                continue;
-            }
-            // Written before the entry's Release store: visible after our
-            // Acquire load, unless the publisher already moved on to a
-            // later lap (then its sequence differs and we look again).
             let len = e.len.load(Ordering::Relaxed);
-            if (len >> 32) as u32 != entry_seq(v) {
-                // The publisher is overwriting this entry right now (it
-                // wrote the next lap's length and is about to swap the
-                // word, dropping the sample): nothing to take yet.
-                return Pop::Empty;
-            }
-            // Acquire: see the chunk the publisher wrote before its Release.
-            if e.word
-                .compare_exchange(v, v | TAKEN, Ordering::Acquire, Ordering::Acquire)
-                .is_ok()
-            {
-                c.head += 1;
-                let chunk = (v & CHUNK_MASK) as u32;
-                if chunk as usize >= c.data.geometry.chunks {
-                    return Pop::Corrupted(format!(
-                        "chunk index {chunk} ≥ {}",
-                        c.data.geometry.chunks
-                    ));
+            if d > 0 || (len >> 32) as u32 != entry_seq(v) {
+                // The publisher dropped entries we had not claimed (it
+                // moved the shared head) and reuses their slots.
+                let now = conn.head.load(Ordering::Acquire);
+                if now <= h {
+                    // Not explained by a drop: the publisher is between
+                    // its two stores, or the queue holds garbage.
+                    return Pop::Empty;
                 }
-                return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
+                c.head = now;
+                continue;
+            }
+            // Claim position h. AcqRel: our reads of the entry happen
+            // before the publisher, seeing the new head, reuses the slot.
+            match conn
+                .head
+                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    c.head = h + 1;
+                    let chunk = (v & CHUNK_MASK) as u32;
+                    if chunk as usize >= c.data.geometry.chunks {
+                        return Pop::Corrupted(format!(
+                            "chunk index {chunk} ≥ {}",
+                            c.data.geometry.chunks
+                        ));
+                    }
+                    return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
+                }
+                // The publisher dropped position h first (or the head
+                // moved for another reason): continue from the real head.
+                Err(now) => {
+                    if now <= h {
+                        return Pop::Empty;
+                    }
+                    c.head = now;
+                }
             }
         }
-        // The publisher lapped us again and again (we were descheduled, or
-        // the queue holds garbage): report nothing now, look again later.
+        // Dropped again and again while we looked (we were descheduled,
+        // or the queue holds garbage): report nothing now, look again.
         Pop::Empty
     }
 
