@@ -166,6 +166,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             geometry,
             segment,
             block_timeout: self.block_timeout,
+            buffer: qos.subscriber_buffer as u64,
             chunks_base,
             // SAFETY: `service` (the same Arc) is a field of the publisher
             // and outlives every use of `view` and `row`.
@@ -283,6 +284,8 @@ pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     /// First chunk in our own mapping (chunk i is `i * chunk_size` further).
     chunks_base: NonNull<u8>,
     block_timeout: Duration,
+    /// `subscriber_buffer`: most entries in one queue.
+    buffer: u64,
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
     /// Our row of connections (one per subscriber slot).
@@ -378,7 +381,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             let history: Vec<u32> = st.history.iter().copied().collect();
             for chunk in history {
                 c.tail += 1;
-                let e = &conn.entries[((c.tail - 1) % conn.entries.len() as u64) as usize];
+                let e = &conn.entries[((c.tail - 1) & (conn.entries.len() as u64 - 1)) as usize];
                 let len = st.lens[chunk as usize];
                 e.len.store(len_word(c.tail, len), Ordering::Relaxed);
                 e.word
@@ -403,8 +406,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 c.ret_head = tail.saturating_sub(rcap);
             }
             while c.ret_head < tail {
-                let r =
-                    u64::from(conn.returns[(c.ret_head % rcap) as usize].load(Ordering::Relaxed));
+                let r = u64::from(
+                    conn.returns[(c.ret_head & (rcap - 1)) as usize].load(Ordering::Relaxed),
+                );
                 c.ret_head += 1;
                 if entry_gen(r) == c.generation {
                     st.release_holder((r & super::CHUNK_MASK) as u32, s);
@@ -510,7 +514,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
             let conn = self.row[s];
-            let cap = conn.entries.len() as u64;
+            let mask = conn.entries.len() as u64 - 1;
+            let cap = self.buffer;
             if c.tail.wrapping_sub(c.head) >= cap {
                 c.head = conn.head.load(Ordering::Acquire);
                 if c.tail.wrapping_sub(c.head) > cap {
@@ -531,7 +536,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        let old = conn.entries[(oldest % cap) as usize]
+                        let old = conn.entries[(oldest & mask) as usize]
                             .word
                             .load(Ordering::Relaxed);
                         if entry_gen(old) == c.generation && entry_seq(old) == (oldest + 1) as u32 {
@@ -543,7 +548,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                     Err(now) => c.head = now,
                 }
             }
-            let e = &conn.entries[(c.tail % cap) as usize];
+            let e = &conn.entries[(c.tail & mask) as usize];
             c.tail += 1;
             e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
             // Release: the payload, chunk header and length written above
@@ -576,7 +581,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     fn is_full(&self, st: &PubState, s: usize) -> bool {
         let Some(c) = st.conns[s] else { return false };
         let conn = self.row[s];
-        let cap = conn.entries.len() as u64;
+        let cap = self.buffer;
         let head = conn.head.load(Ordering::Acquire);
         c.tail.wrapping_sub(head) >= cap && c.tail >= head
     }

@@ -271,10 +271,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     #[inline]
     fn pop(&self, p: usize, c: &mut SubConn) -> Pop {
         let conn = self.column[p];
-        let cap = conn.entries.len() as u64;
-        for _ in 0..(2 * cap + 4) {
+        let ring = conn.entries.len() as u64;
+        for _ in 0..(2 * ring + 4) {
             let h = c.head;
-            let e = &conn.entries[(h % cap) as usize];
+            let e = &conn.entries[(h & (ring - 1)) as usize];
             // Acquire: pairs with the publisher's Release store of the
             // entry; the chunk and the length word are visible after it.
             let v = e.word.load(Ordering::Acquire);
@@ -343,7 +343,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         self.update(&mut st);
         let n = st.conns.len();
         for k in 0..n {
-            let p = (st.next + k) % n;
+            let p = if st.next + k >= n {
+                st.next + k - n
+            } else {
+                st.next + k
+            };
             let Some(c) = st.conns[p].as_mut() else {
                 continue;
             };
@@ -425,7 +429,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         }
         let conn = self.column[p];
         let rcap = conn.returns.len() as u64;
-        conn.returns[(tail % rcap) as usize].store(
+        conn.returns[(tail & (rcap - 1)) as usize].store(
             ((generation << GEN_SHIFT) | u64::from(chunk)) as u32,
             Ordering::Relaxed,
         );

@@ -14,8 +14,8 @@
 //! +0     link line (publisher writes at connect): link, pub_id, generation
 //! +64    ret_tail line (subscriber writes)
 //! +128   head line (subscriber CAS to claim; publisher CAS to drop the oldest)
-//! +192   entries: [Entry; buffer] (16 B each), rounded up to 64 B
-//! +…     returns: [AtomicU32; chunks], rounded up to 64 B
+//! +192   entries: [Entry; buffer rounded up to a power of two] (16 B each), rounded up to 64 B
+//! +…     returns: [AtomicU32; chunks rounded up to a power of two], rounded up to 64 B
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -419,8 +419,11 @@ fn round_line(n: usize) -> usize {
 
 impl ServiceLayout {
     pub(crate) fn new(q: &Qos) -> ServiceLayout {
-        let cap = q.subscriber_buffer;
-        let rcap = q.chunks_per_publisher();
+        // Rings are powers of two so that positions map to slots with a
+        // mask, not a division; the queue holds at most
+        // `subscriber_buffer` entries whatever the ring size.
+        let cap = q.subscriber_buffer.next_power_of_two();
+        let rcap = q.chunks_per_publisher().next_power_of_two();
         let pub_slots = LINE + CONFIG_WORDS * 8;
         let sub_slots = pub_slots + LINE * q.max_publishers;
         let conns = sub_slots + LINE * q.max_subscribers;
