@@ -23,8 +23,10 @@
 //! `/conduit.<domain>.pub.<id>`, which subscribers map **read-only**. A
 //! send writes the chunk's index into one small queue per subscriber (in
 //! the service segment), tagged with a sequence number so the subscriber
-//! discovers a new sample by polling a single word; the subscriber takes
-//! the entry with one compare-and-swap and, when it drops the sample,
+//! discovers a new sample (index and length) by polling a single line; it
+//! claims the sample with one compare-and-swap on its own `head` word (the
+//! publisher uses the same CAS to drop the oldest sample of a full queue)
+//! and, when it drops the sample,
 //! writes the index into a return queue that the publisher drains only
 //! when its pool runs dry. The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. See
