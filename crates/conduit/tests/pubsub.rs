@@ -951,3 +951,46 @@ fn subscribers_cannot_write_publisher_data() {
     }
     assert_clean(&domain);
 }
+
+#[test]
+fn port_limits_are_enforced() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "limits");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(2)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        assert!(matches!(
+            topic.publisher().create(),
+            Err(conduit::pubsub::PublisherCreateError::ExceedsMaxPublishers { max: 1, .. })
+        ));
+        let a = topic.subscriber().create().unwrap();
+        let b = topic.subscriber().create().unwrap();
+        assert!(matches!(
+            topic.subscriber().create(),
+            Err(conduit::pubsub::SubscriberCreateError::ExceedsMaxSubscribers { max: 2, .. })
+        ));
+        assert_eq!(publisher.send_copy(3).unwrap(), 2);
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 3);
+        assert_eq!(*b.try_receive().unwrap().unwrap(), 3);
+        // A slot freed by a dropped port is reused.
+        drop(b);
+        let c = topic.subscriber().create().unwrap();
+        assert_eq!(publisher.send_copy(4).unwrap(), 2);
+        assert_eq!(*c.try_receive().unwrap().unwrap(), 4);
+        // Samples queued by a publisher that left stay readable.
+        drop(publisher);
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 4);
+        let publisher = topic.publisher().create().unwrap();
+        publisher.send_copy(5).unwrap();
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 5);
+        assert_eq!(*c.try_receive().unwrap().unwrap(), 5);
+    }
+    assert_clean(&domain);
+}

@@ -116,6 +116,9 @@ struct SubConn {
     pub_id: u64,
     generation: u64,
     head: u64,
+    /// The publisher left (its slot changed): read what is queued, then
+    /// disconnect.
+    draining: bool,
     /// First chunk of the publisher's data segment in our mapping.
     chunks_base: NonNull<u8>,
     data: Arc<PubData>,
@@ -227,10 +230,16 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 continue;
             }
             let pid = slot.id.load(Ordering::Acquire);
-            if matches!(&st.conns[p], Some(c) if c.pub_id == pid) {
+            if let Some(c) = st.conns[p].as_mut() {
+                if c.pub_id != pid {
+                    // The publisher left: samples it queued stay readable
+                    // until the queue is empty or a new publisher of this
+                    // slot takes the connection over.
+                    c.draining = true;
+                    st.pending = true;
+                }
                 continue;
             }
-            st.disconnect(p);
             if pid == 0 {
                 continue;
             }
@@ -258,6 +267,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 pub_id: pid,
                 generation,
                 head: conn.head.load(Ordering::Acquire),
+                draining: false,
                 chunks_base: chunks.base(),
                 data: Arc::new(data),
             });
@@ -340,33 +350,51 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         if self.borrowed.get() == 0 && !st.retired.is_empty() {
             st.retired.clear();
         }
-        self.update(&mut st);
-        let n = st.conns.len();
-        for k in 0..n {
-            let p = if st.next + k >= n {
-                st.next + k - n
-            } else {
-                st.next + k
-            };
-            let Some(c) = st.conns[p].as_mut() else {
-                continue;
-            };
-            match self.pop(p, c) {
-                Pop::Empty => {}
-                Pop::Gone => st.disconnect(p),
-                Pop::Corrupted(reason) => {
-                    let publisher = c.pub_id;
-                    st.disconnect(p);
-                    return Err(ReceiveError::Corrupted { publisher, reason });
-                }
-                Pop::Chunk(chunk, len) => {
-                    if self.service.config.qos.overflow == Overflow::Block {
-                        self.view.pub_slots()[p].event.wake_all();
+        // Twice at most: a drained connection of a publisher that left may
+        // make room for its successor in the same slot.
+        for _ in 0..2 {
+            self.update(&mut st);
+            let n = st.conns.len();
+            let mut drained = false;
+            for k in 0..n {
+                let p = if st.next + k >= n {
+                    st.next + k - n
+                } else {
+                    st.next + k
+                };
+                let Some(c) = st.conns[p].as_mut() else {
+                    continue;
+                };
+                match self.pop(p, c) {
+                    Pop::Empty => {
+                        if c.draining {
+                            st.disconnect(p);
+                            st.pending = true;
+                            drained = true;
+                        }
                     }
-                    let sample = self.sample(p, c, chunk, len);
-                    st.next = if p + 1 == n { 0 } else { p + 1 };
-                    return sample.map(Some);
+                    Pop::Gone => {
+                        st.disconnect(p);
+                        st.pending = true;
+                        drained = true;
+                    }
+                    Pop::Corrupted(reason) => {
+                        let publisher = c.pub_id;
+                        st.disconnect(p);
+                        return Err(ReceiveError::Corrupted { publisher, reason });
+                    }
+                    Pop::Chunk(chunk, len) => {
+                        if self.service.config.qos.overflow == Overflow::Block {
+                            self.view.pub_slots()[p].event.wake_all();
+                        }
+                        let sample = self.sample(p, c, chunk, len);
+                        st.next = if p + 1 == n { 0 } else { p + 1 };
+                        return sample.map(Some);
+                    }
                 }
+            }
+            if !drained {
+                break;
             }
         }
         Ok(None)
