@@ -466,14 +466,22 @@ fn typed_topic_across_processes() {
         let mut child = spawn_with_stdin("publisher", &[&domain, "robot/pose", "50"]);
         assert_eq!(read_line(&mut child), "ready");
         send_line(&mut child);
-        for i in 1..=50u64 {
+        for i in 1..=25u64 {
             let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
             assert_eq!(s.seq, i);
             assert_eq!(s.x, i as f64);
         }
         assert_eq!(read_line(&mut child), "sent");
+        // The publisher exits (its data segment is unlinked); what it
+        // queued stays readable.
         send_line(&mut child);
-        child.wait().unwrap();
+        assert!(child.wait().unwrap().success());
+        for i in 26..=50u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(s.seq, i);
+        }
+        assert!(subscriber.try_receive().unwrap().is_none());
+        assert_eq!(subscriber.publishers(), 0);
     }
     assert_clean(&domain);
 }
