@@ -16,7 +16,7 @@
 //! died is removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
 //!
 //! The byte layout is in `docs/arch-pubsub.md` and next to the structs in
-//! [`layout`].
+//! `service/layout.rs`.
 
 pub(crate) mod layout;
 
@@ -29,7 +29,7 @@ use crate::pubsub::{NoHeader, Payload};
 use crate::shm::{self, Segment, ShmSafe, TypeLayout};
 use crate::sys::{self, fd::LockKind};
 
-pub use layout::{Overflow, Qos};
+pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
 use layout::{ServiceLayout, StaticConfig, TypeDesc};
 
 /// Longest service name, in bytes.
