@@ -574,6 +574,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         st.loans -= 1;
         st.chunks[chunk as usize].loaned = false;
         st.maybe_free(chunk);
+        if st.free.len() * 2 < st.chunks.len() {
+            // Collect returns now, after the sample is out (its reader is
+            // busy with it), rather than in the next loan's critical path.
+            self.collect_returns(&mut st);
+        }
         Ok(reached)
     }
 
