@@ -93,6 +93,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
                 retired: Vec::new(),
             }),
             borrowed: Cell::new(0),
+            deferred: RefCell::new(Vec::with_capacity(svc.config.qos.max_borrowed)),
+            max_borrowed: svc.config.qos.max_borrowed,
             returns: (0..max_pub).map(|_| Cell::new((0, 0))).collect(),
             slot,
             id,
@@ -149,6 +151,13 @@ impl SubState {
 pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     state: RefCell<SubState>,
     borrowed: Cell<usize>,
+    /// Returns of dropped samples not yet written to the shared return
+    /// queues: (publisher slot, generation, chunk). Written when the queue
+    /// is polled empty (the subscriber is waiting anyway) or before
+    /// `borrowed + deferred` would exceed `max_borrowed` (which the
+    /// publisher's pool size counts on).
+    deferred: RefCell<Vec<(usize, u64, u32)>>,
+    max_borrowed: usize,
     /// Per publisher slot: (connection generation, returns pushed).
     returns: Vec<Cell<(u64, u64)>>,
     slot: usize,
@@ -342,9 +351,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
 
     /// Takes the next sample if there is one; never blocks.
     pub fn try_receive(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
-        let max = self.service.config.qos.max_borrowed;
-        if self.borrowed.get() >= max {
-            return Err(ReceiveError::ExceedsMaxBorrowed(max));
+        let max = self.max_borrowed;
+        if self.borrowed.get() + self.deferred.borrow().len() >= max {
+            self.flush_returns();
+            if self.borrowed.get() >= max {
+                return Err(ReceiveError::ExceedsMaxBorrowed(max));
+            }
         }
         let mut st = self.state.borrow_mut();
         if self.borrowed.get() == 0 && !st.retired.is_empty() {
@@ -397,6 +409,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 break;
             }
         }
+        drop(st);
+        // Nothing to read: hand back what was dropped, off the critical path.
+        self.flush_returns();
         Ok(None)
     }
 
@@ -446,6 +461,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             len,
             _types: PhantomData,
         })
+    }
+
+    /// Writes the deferred returns to the shared return queues.
+    #[inline]
+    fn flush_returns(&self) {
+        let mut deferred = self.deferred.borrow_mut();
+        for (p, generation, chunk) in deferred.drain(..) {
+            self.return_chunk(p, generation, chunk);
+        }
     }
 
     /// Pushes `chunk` into the return queue of publisher slot `p`, if the
@@ -512,7 +536,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Sample<'_, P, H> {
     fn drop(&mut self) {
         let s = self.subscriber;
         s.borrowed.set(s.borrowed.get() - 1);
-        s.return_chunk(self.publisher_slot, self.generation, self.chunk);
+        let mut deferred = s.deferred.borrow_mut();
+        deferred.push((self.publisher_slot, self.generation, self.chunk));
+        if s.borrowed.get() + deferred.len() > s.max_borrowed {
+            drop(deferred);
+            s.flush_returns();
+        }
     }
 }
 
