@@ -1002,3 +1002,36 @@ fn port_limits_are_enforced() {
     }
     assert_clean(&domain);
 }
+
+#[test]
+fn blocked_publisher_recovers_from_a_killed_subscriber() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "blocked");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(2)
+            .overflow(Overflow::Block)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic
+            .publisher()
+            .block_timeout(Duration::from_millis(100))
+            .create()
+            .unwrap();
+        let mut child = spawn_with_stdin("subscriber_hold", &[&domain, "t", "1"]);
+        assert_eq!(read_line(&mut child), "ready");
+        publisher.update_connections();
+        publisher.send_copy(Pose::default()).unwrap();
+        assert_eq!(read_line(&mut child), "holding");
+        publisher.send_copy(Pose::default()).unwrap();
+        publisher.send_copy(Pose::default()).unwrap();
+        kill(&mut child);
+        // The queue of the dead subscriber never drains: after its block
+        // timeout the publisher cleans up dead ports and goes on.
+        assert_eq!(publisher.send_copy(Pose::default()).unwrap(), 0);
+    }
+    assert_clean(&domain);
+}
