@@ -79,7 +79,6 @@ fn topic(node: &Node, name: &str) -> Topic {
         .publish_subscribe::<[u8]>()
         .max_publishers(1)
         .max_subscribers(1)
-        .subscriber_buffer(2)
         .max_loans(1)
         .max_borrowed(1)
         .open_or_create()

@@ -8,6 +8,10 @@
 //!   memfd segments with a validated header), [`shm::RelPtr`] and offsets
 //!   instead of pointers, the [`ShmSafe`] marker with its derive, an
 //!   allocator, a managed segment and relocatable containers;
+//! * **zero-copy publish/subscribe** between processes with crash
+//!   recovery: [`node`] (identity, liveness, cleanup of dead nodes),
+//!   [`service`] (named services with type and QoS checks) and [`pubsub`]
+//!   (publishers, subscribers, typestate loans, blocking receive);
 //! * **synchronisation in shared memory**: a robust futex mutex and a
 //!   futex event word ([`sync`]);
 //! * **message passing**: [`pipe`] (pipes, FIFOs, framed typed channels,

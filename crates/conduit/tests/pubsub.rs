@@ -213,6 +213,30 @@ fn dispatch(role: &str, args: &[String]) {
             }
             println!("received {received}");
         }
+        // Receives one sample and writes into it through a cast pointer:
+        // the read-only mapping must kill it with SIGSEGV.
+        "vandal" => {
+            let topic = node
+                .service(svc)
+                .publish_subscribe::<Pose>()
+                .open()
+                .unwrap();
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let sample = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            // No core file from the expected crash.
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: a valid rlimit for this process.
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+            println!("writing");
+            let p = (&*sample as *const Pose).cast_mut();
+            // SAFETY: deliberately not: this write must fault.
+            unsafe { std::ptr::write_volatile(&mut (*p).seq, 666) };
+            println!("wrote");
+        }
         _ => panic!("unknown role {role}"),
     }
 }
@@ -436,18 +460,28 @@ fn typed_topic_across_processes() {
             .subscriber_buffer(64)
             .open_or_create()
             .unwrap();
-        let subscriber = topic.subscriber().create().unwrap();
+        // No spin: every wait sleeps on the futex and is woken by the
+        // publisher in the other process.
+        let subscriber = topic.subscriber().spin(Spin::NONE).create().unwrap();
         let mut child = spawn_with_stdin("publisher", &[&domain, "robot/pose", "50"]);
         assert_eq!(read_line(&mut child), "ready");
         send_line(&mut child);
-        for i in 1..=50u64 {
+        for i in 1..=25u64 {
             let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
             assert_eq!(s.seq, i);
             assert_eq!(s.x, i as f64);
         }
         assert_eq!(read_line(&mut child), "sent");
+        // The publisher exits (its data segment is unlinked); what it
+        // queued stays readable.
         send_line(&mut child);
-        child.wait().unwrap();
+        assert!(child.wait().unwrap().success());
+        for i in 26..=50u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(s.seq, i);
+        }
+        assert!(subscriber.try_receive().unwrap().is_none());
+        assert_eq!(subscriber.publishers(), 0);
     }
     assert_clean(&domain);
 }
@@ -867,5 +901,137 @@ fn stress_many_publishers_and_subscribers() {
         2 * 2 * 20000,
         "received {received}, dropped {dropped}"
     );
+    assert_clean(&domain);
+}
+
+#[test]
+fn publisher_makes_no_syscall_when_nobody_sleeps() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "quiet");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        publisher.send_copy(0).unwrap();
+        subscriber.try_receive().unwrap().unwrap();
+        let before = conduit::sync::futex_wake_calls();
+        for i in 0..1000u64 {
+            publisher.send_copy(i).unwrap();
+            assert_eq!(*subscriber.try_receive().unwrap().unwrap(), i);
+        }
+        assert_eq!(conduit::sync::futex_wake_calls(), before);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn subscribers_cannot_write_publisher_data() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "guard");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let honest = topic.subscriber().create().unwrap();
+        let mut child = spawn_child("vandal", &[&domain, "t"]);
+        assert_eq!(read_line(&mut child), "ready");
+        publisher.update_connections();
+        publisher
+            .send_copy(Pose {
+                seq: 7,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(read_line(&mut child), "writing");
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
+        assert_eq!(honest.try_receive().unwrap().unwrap().seq, 7);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn port_limits_are_enforced() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "limits");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(2)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        assert!(matches!(
+            topic.publisher().create(),
+            Err(conduit::pubsub::PublisherCreateError::ExceedsMaxPublishers { max: 1, .. })
+        ));
+        let a = topic.subscriber().create().unwrap();
+        let b = topic.subscriber().create().unwrap();
+        assert!(matches!(
+            topic.subscriber().create(),
+            Err(conduit::pubsub::SubscriberCreateError::ExceedsMaxSubscribers { max: 2, .. })
+        ));
+        assert_eq!(publisher.send_copy(3).unwrap(), 2);
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 3);
+        assert_eq!(*b.try_receive().unwrap().unwrap(), 3);
+        // A slot freed by a dropped port is reused.
+        drop(b);
+        let c = topic.subscriber().create().unwrap();
+        assert_eq!(publisher.send_copy(4).unwrap(), 2);
+        assert_eq!(*c.try_receive().unwrap().unwrap(), 4);
+        // Samples queued by a publisher that left stay readable.
+        drop(publisher);
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 4);
+        let publisher = topic.publisher().create().unwrap();
+        publisher.send_copy(5).unwrap();
+        assert_eq!(*a.try_receive().unwrap().unwrap(), 5);
+        assert_eq!(*c.try_receive().unwrap().unwrap(), 5);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn blocked_publisher_recovers_from_a_killed_subscriber() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "blocked");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(2)
+            .overflow(Overflow::Block)
+            .open_or_create()
+            .unwrap();
+        let publisher = topic
+            .publisher()
+            .block_timeout(Duration::from_millis(100))
+            .create()
+            .unwrap();
+        let mut child = spawn_with_stdin("subscriber_hold", &[&domain, "t", "1"]);
+        assert_eq!(read_line(&mut child), "ready");
+        publisher.update_connections();
+        publisher.send_copy(Pose::default()).unwrap();
+        assert_eq!(read_line(&mut child), "holding");
+        publisher.send_copy(Pose::default()).unwrap();
+        publisher.send_copy(Pose::default()).unwrap();
+        kill(&mut child);
+        // The queue of the dead subscriber never drains: after its block
+        // timeout the publisher cleans up dead ports and goes on.
+        assert_eq!(publisher.send_copy(Pose::default()).unwrap(), 0);
+    }
     assert_clean(&domain);
 }

@@ -23,8 +23,10 @@
 //! `/conduit.<domain>.pub.<id>`, which subscribers map **read-only**. A
 //! send writes the chunk's index into one small queue per subscriber (in
 //! the service segment), tagged with a sequence number so the subscriber
-//! discovers a new sample by polling a single word; the subscriber takes
-//! the entry with one compare-and-swap and, when it drops the sample,
+//! discovers a new sample (index and length) by polling a single line; it
+//! claims the sample with one compare-and-swap on its own `head` word (the
+//! publisher uses the same CAS to drop the oldest sample of a full queue)
+//! and, when it drops the sample,
 //! writes the index into a return queue that the publisher drains only
 //! when its pool runs dry. The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. See
@@ -45,7 +47,7 @@ mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::shm::{Region, Segment, ShmSafe, TypeLayout};
+use crate::shm::{Segment, ShmSafe, TypeLayout};
 
 pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
@@ -92,12 +94,13 @@ pub fn data_segment_name(id: u64) -> String {
 // Entry word of a delivery queue (AtomicU64):
 //   bits 0..24  chunk index
 //   bits 24..31 connection generation (1..=127)
-//   bit  31     TAKEN (set by the subscriber's CAS)
+//   bit  31     0
 //   bits 32..64 sequence = logical position + 1 (wrapping); 0 = empty
+// Written only by the publisher; the subscriber claims position h by
+// CAS of the connection's `head` from h to h + 1.
 pub(crate) const CHUNK_MASK: u64 = (1 << 24) - 1;
 pub(crate) const GEN_SHIFT: u32 = 24;
 pub(crate) const GEN_MASK: u64 = 0x7f;
-pub(crate) const TAKEN: u64 = 1 << 31;
 
 pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
     ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)
@@ -128,6 +131,9 @@ pub(crate) struct PubHeader {
     pub(crate) payload_offset: AtomicU64,
     pub(crate) max_len: AtomicU64,
     pub(crate) element_size: AtomicU64,
+    /// The node that owns the publisher: lets cleanup remove a data
+    /// segment whose publisher died before it claimed a service slot.
+    pub(crate) node_id: AtomicU64,
 }
 
 /// First 16 bytes of every chunk: written by the publisher before it
@@ -174,7 +180,7 @@ impl Geometry {
         // The data area starts HEADER_SIZE bytes into a page-aligned
         // mapping: place the first chunk at an absolute multiple of `align`.
         let hs = crate::shm::HEADER_SIZE;
-        let chunks_offset = round_up(hs + 64, align)? - hs;
+        let chunks_offset = round_up(hs + size_of::<PubHeader>(), align)? - hs;
         Some(Geometry {
             chunks,
             chunk_size,
@@ -191,8 +197,9 @@ impl Geometry {
             .checked_add(self.chunk_size.checked_mul(self.chunks)?)
     }
 
-    fn write(&self, h: &PubHeader, id: u64) {
+    fn write(&self, h: &PubHeader, id: u64, node_id: u64) {
         h.id.store(id, Ordering::Relaxed);
+        h.node_id.store(node_id, Ordering::Relaxed);
         h.chunks.store(self.chunks as u64, Ordering::Relaxed);
         h.chunk_size
             .store(self.chunk_size as u64, Ordering::Relaxed);
@@ -254,19 +261,6 @@ impl Geometry {
         }
         Ok(found)
     }
-
-    /// The chunk `index` of `region` (checked).
-    pub(crate) fn chunk(&self, region: &Region, index: usize) -> Option<Region> {
-        if index >= self.chunks {
-            return None;
-        }
-        region
-            .sub(
-                self.chunks_offset + index * self.chunk_size,
-                self.chunk_size,
-            )
-            .ok()
-    }
 }
 
 /// A publisher's data segment as mapped by a subscriber (read-only).
@@ -292,6 +286,22 @@ impl PubData {
         let geometry = Geometry::read(&segment, id, element, header)?;
         Ok(PubData { segment, geometry })
     }
+}
+
+/// The node id recorded in publisher data segment `name` of `domain`
+/// (`None` if it cannot be opened or read).
+pub(crate) fn data_segment_node(domain: &str, name: &str) -> Option<u64> {
+    let segment = Segment::builder(name)
+        .domain(domain)
+        .fingerprint(DATA_FINGERPRINT)
+        .read_only()
+        .open_timeout(std::time::Duration::from_millis(100))
+        .open()
+        .ok()?;
+    let h = segment.data().resolve::<PubHeader>(0).ok()?;
+    // SAFETY: bounds and alignment checked; atomics only; the reference
+    // does not outlive `segment`.
+    Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
 }
 
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5055_4244_4154_0001;

@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{
-    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, TAKEN,
-    data_segment_name, entry, entry_gen, entry_seq, len_word,
+    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, data_segment_name,
+    entry, entry_gen, entry_seq, len_word,
 };
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
+use crate::service::layout::{Conn, ServiceView};
 use crate::shm::{self, Segment, ShmSafe};
 
 /// Why a publisher could not be created.
@@ -114,6 +115,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             .filter(|g| g.data_size().is_some())
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let id = crate::node::unique_id();
+        let node_id = svc.node.id().0;
         let segment = Segment::builder(&data_segment_name(id))
             .domain(&svc.domain)
             .size(geometry.data_size().expect("checked"))
@@ -124,11 +126,19 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
                     .map_err(|e| format!("data segment too small: {e}"))?;
                 // SAFETY: checked bounds/alignment; atomics only; the
                 // reference does not outlive the init call.
-                geometry.write(unsafe { h.as_ref() }, id);
+                geometry.write(unsafe { h.as_ref() }, id, node_id);
                 Ok(())
             })
             .create()
             .map_err(PublisherCreateError::Segment)?;
+        let chunks_base = segment
+            .data()
+            .sub(
+                geometry.chunks_offset,
+                geometry.chunk_size * geometry.chunks,
+            )
+            .expect("the segment was sized for the geometry")
+            .base();
         let slot = match claim_slot(&svc, true, id) {
             Some(s) => s,
             None => {
@@ -156,9 +166,19 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             geometry,
             segment,
             block_timeout: self.block_timeout,
+            buffer: qos.subscriber_buffer as u64,
+            chunks_base,
+            // SAFETY: `service` (the same Arc) is a field of the publisher
+            // and outlives every use of `view` and `row`.
+            view: unsafe { svc.view_static() },
+            row: Box::new([]),
             service: svc,
             _types: PhantomData,
         };
+        let mut publisher = publisher;
+        publisher.row = (0..qos.max_subscribers)
+            .map(|s| publisher.view.conn(slot, s))
+            .collect();
         publisher.update_connections();
         Ok(publisher)
     }
@@ -213,6 +233,9 @@ struct PubConn {
     generation: u64,
     /// Entries pushed so far (logical tail).
     tail: u64,
+    /// Last value read of the shared `head` (entries consumed); refreshed
+    /// only when the queue looks full or nearly full.
+    head: u64,
     /// Returns collected so far.
     ret_head: u64,
 }
@@ -258,7 +281,15 @@ pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     id: u64,
     geometry: Geometry,
     segment: Segment,
+    /// First chunk in our own mapping (chunk i is `i * chunk_size` further).
+    chunks_base: NonNull<u8>,
     block_timeout: Duration,
+    /// `subscriber_buffer`: most entries in one queue.
+    buffer: u64,
+    /// The service segment, lifetime erased: valid while `service` lives.
+    view: ServiceView<'static>,
+    /// Our row of connections (one per subscriber slot).
+    row: Box<[Conn<'static>]>,
     service: Arc<ServiceInner>,
     _types: super::Types<P, H>,
 }
@@ -272,9 +303,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> std::fmt::Debug for Publisher<P, H> {
     }
 }
 
+// SAFETY: the raw pointers (`chunks_base`, the erased-lifetime views)
+// point into mappings owned by this publisher (its segment, its Arc of the
+// service) that move with it; every shared word is atomic, and the
+// process-local state is behind a RefCell, which is Send. Not Sync.
+unsafe impl<P: Payload + ?Sized, H: ShmSafe> Send for Publisher<P, H> {}
+
 impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
     fn drop(&mut self) {
-        let view = self.service.shm();
+        let view = self.view;
         let slot = &view.pub_slots()[self.slot];
         slot.id.store(0, Ordering::Release);
         slot.node_id.store(0, Ordering::Release);
@@ -298,8 +335,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// Connects subscribers that joined (delivering history to them) and
     /// forgets those that left. `send` does this by itself; call it when a
     /// late joiner should get the history before the next send.
+    #[inline]
     pub fn update_connections(&self) {
-        let view = self.service.shm();
+        let view = self.view;
         let generation = view.header().sub_generation.load(Ordering::Acquire);
         let mut st = self.state.borrow_mut();
         if generation == st.sub_generation {
@@ -320,7 +358,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             if sid == 0 {
                 continue;
             }
-            let conn = view.conn(self.slot, s);
+            let conn = self.row[s];
             conn.link.link.store(0, Ordering::Relaxed);
             let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
             conn.link.generation.store(generation, Ordering::Relaxed);
@@ -329,6 +367,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 e.len.store(0, Ordering::Relaxed);
             }
             conn.ret_tail.store(0, Ordering::Relaxed);
+            conn.head.store(0, Ordering::Relaxed);
             conn.link.pub_id.store(self.id, Ordering::Relaxed);
             // Publishes the reset above to the subscriber's Acquire load.
             conn.link.link.store(sid, Ordering::Release);
@@ -336,12 +375,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 sub_id: sid,
                 generation,
                 tail: 0,
+                head: 0,
                 ret_head: 0,
             };
             let history: Vec<u32> = st.history.iter().copied().collect();
             for chunk in history {
                 c.tail += 1;
-                let e = &conn.entries[((c.tail - 1) % conn.entries.len() as u64) as usize];
+                let e = &conn.entries[((c.tail - 1) & (conn.entries.len() as u64 - 1)) as usize];
                 let len = st.lens[chunk as usize];
                 e.len.store(len_word(c.tail, len), Ordering::Relaxed);
                 e.word
@@ -355,10 +395,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
 
     /// Collects every returned chunk from every subscriber.
     fn collect_returns(&self, st: &mut PubState) {
-        let view = self.service.shm();
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
-            let conn = view.conn(self.slot, s);
+            let conn = self.row[s];
             let rcap = conn.returns.len() as u64;
             let tail = conn.ret_tail.load(Ordering::Acquire);
             if tail < c.ret_head || tail - c.ret_head > rcap {
@@ -367,8 +406,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 c.ret_head = tail.saturating_sub(rcap);
             }
             while c.ret_head < tail {
-                let r =
-                    u64::from(conn.returns[(c.ret_head % rcap) as usize].load(Ordering::Relaxed));
+                let r = u64::from(
+                    conn.returns[(c.ret_head & (rcap - 1)) as usize].load(Ordering::Relaxed),
+                );
                 c.ret_head += 1;
                 if entry_gen(r) == c.generation {
                     st.release_holder((r & super::CHUNK_MASK) as u32, s);
@@ -407,11 +447,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         st.maybe_free(chunk);
     }
 
+    #[inline]
     fn chunk_ptr(&self, chunk: u32) -> NonNull<u8> {
-        self.geometry
-            .chunk(&self.segment.data(), chunk as usize)
-            .expect("own chunk index is in range")
-            .base()
+        assert!((chunk as usize) < self.geometry.chunks);
+        // SAFETY: chunk < chunks, so the offset stays inside the chunk area
+        // of our mapping (checked at creation).
+        unsafe {
+            self.chunks_base
+                .add(chunk as usize * self.geometry.chunk_size)
+        }
     }
 
     fn loan_raw(&self, len: usize) -> Result<SampleUninit<'_, P, H>, LoanError> {
@@ -449,7 +493,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// subscriber, following the overflow policy.
     fn deliver(&self, chunk: u32, len: usize) -> Result<usize, SendError> {
         self.update_connections();
-        let view = self.service.shm();
+        let view = self.view;
         let overflow = self.service.config.qos.overflow;
         if overflow != Overflow::DropOldest {
             self.wait_for_room(overflow)?;
@@ -469,27 +513,52 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         #[allow(clippy::needless_range_loop)] // `st` is mutated inside.
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
-            let conn = view.conn(self.slot, s);
-            let cap = conn.entries.len() as u64;
-            let e = &conn.entries[(c.tail % cap) as usize];
-            c.tail += 1;
-            let new = entry(c.tail, c.generation, chunk);
-            e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
-            // Release: the payload and chunk header written above become
-            // visible to the subscriber that takes this entry (Acquire).
-            let old = e.word.swap(new, Ordering::AcqRel);
-            if c.tail > cap
-                && old & TAKEN == 0
-                && entry_gen(old) == c.generation
-                && entry_seq(old) == (c.tail - cap) as u32
-            {
-                // Drop-oldest: the subscriber never took `old`; reclaim it.
-                st.dropped += 1;
-                st.release_holder((old & super::CHUNK_MASK) as u32, s);
+            let conn = self.row[s];
+            let mask = conn.entries.len() as u64 - 1;
+            let cap = self.buffer;
+            if c.tail.wrapping_sub(c.head) >= cap {
+                c.head = conn.head.load(Ordering::Acquire);
+                if c.tail.wrapping_sub(c.head) > cap {
+                    // Impossible unless the subscriber scribbled on its
+                    // head: trust our own count.
+                    c.head = c.tail - cap;
+                }
             }
+            if c.tail.wrapping_sub(c.head) >= cap {
+                // Full (only DropOldest gets here): drop the oldest entry
+                // by claiming it ourselves. If the subscriber claims it
+                // first, our CAS fails and there is room.
+                let oldest = c.head;
+                match conn.head.compare_exchange(
+                    oldest,
+                    oldest + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        let old = conn.entries[(oldest & mask) as usize]
+                            .word
+                            .load(Ordering::Relaxed);
+                        if entry_gen(old) == c.generation && entry_seq(old) == (oldest + 1) as u32 {
+                            st.dropped += 1;
+                            st.release_holder((old & super::CHUNK_MASK) as u32, s);
+                        }
+                        c.head = oldest + 1;
+                    }
+                    Err(now) => c.head = now,
+                }
+            }
+            let e = &conn.entries[(c.tail & mask) as usize];
+            c.tail += 1;
+            e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
+            // Release: the payload, chunk header and length written above
+            // become visible to the subscriber that loads this entry
+            // (Acquire).
+            e.word
+                .store(entry(c.tail, c.generation, chunk), Ordering::Release);
             st.chunks[chunk as usize].holders |= 1 << s;
-            st.conns[s] = Some(c);
             subs[s].event.wake_all();
+            st.conns[s] = Some(c);
             reached += 1;
         }
         let history = self.service.config.qos.history;
@@ -505,23 +574,21 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         st.loans -= 1;
         st.chunks[chunk as usize].loaned = false;
         st.maybe_free(chunk);
+        if st.free.len() * 2 < st.chunks.len() {
+            // Collect returns now, after the sample is out (its reader is
+            // busy with it), rather than in the next loan's critical path.
+            self.collect_returns(&mut st);
+        }
         Ok(reached)
     }
 
     /// True if subscriber slot `s`'s queue has no room for one more entry.
     fn is_full(&self, st: &PubState, s: usize) -> bool {
         let Some(c) = st.conns[s] else { return false };
-        let conn = self.service.shm().conn(self.slot, s);
-        let cap = conn.entries.len() as u64;
-        if c.tail < cap {
-            return false;
-        }
-        let old = conn.entries[(c.tail % cap) as usize]
-            .word
-            .load(Ordering::Acquire);
-        old & TAKEN == 0
-            && entry_gen(old) == c.generation
-            && entry_seq(old) == (c.tail + 1 - cap) as u32
+        let conn = self.row[s];
+        let cap = self.buffer;
+        let head = conn.head.load(Ordering::Acquire);
+        c.tail.wrapping_sub(head) >= cap && c.tail >= head
     }
 
     fn any_full(&self) -> bool {
@@ -540,7 +607,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         let deadline = Instant::now() + self.block_timeout;
         let mut cleaned = false;
         loop {
-            let event = &self.service.shm().pub_slots()[self.slot].event;
+            let event = &self.view.pub_slots()[self.slot].event;
             let epoch = event.epoch();
             self.update_connections();
             if !self.any_full() {

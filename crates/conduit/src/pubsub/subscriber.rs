@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{
-    CHUNK_MASK, ChunkHeader, GEN_SHIFT, NoHeader, Payload, PubData, TAKEN, entry_gen, entry_seq,
-};
+use super::{CHUNK_MASK, ChunkHeader, GEN_SHIFT, NoHeader, Payload, PubData, entry_gen, entry_seq};
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
+use crate::service::layout::{Conn, ServiceView};
 use crate::shm::ShmSafe;
 use crate::sync::Spin;
 
@@ -87,26 +86,43 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
         let max_pub = svc.config.qos.max_publishers;
         Ok(Subscriber {
             state: RefCell::new(SubState {
-                conns: vec![None; max_pub],
+                conns: (0..max_pub).map(|_| None).collect(),
                 pub_generation: u64::MAX,
                 next: 0,
+                pending: false,
+                retired: Vec::new(),
             }),
             borrowed: Cell::new(0),
+            deferred: RefCell::new(Vec::with_capacity(svc.config.qos.max_borrowed)),
+            max_borrowed: svc.config.qos.max_borrowed,
             returns: (0..max_pub).map(|_| Cell::new((0, 0))).collect(),
             slot,
             id,
             spin: self.spin,
+            // SAFETY: `service` (the same Arc) is a field of the subscriber
+            // and outlives every use of `view` and `column`.
+            view: unsafe { svc.view_static() },
+            column: Box::new([]),
             service: svc,
             _types: PhantomData,
+        })
+        .map(|mut sub| {
+            sub.column = (0..max_pub).map(|p| sub.view.conn(p, slot)).collect();
+            sub
         })
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SubConn {
     pub_id: u64,
     generation: u64,
     head: u64,
+    /// The publisher left (its slot changed): read what is queued, then
+    /// disconnect.
+    draining: bool,
+    /// First chunk of the publisher's data segment in our mapping.
+    chunks_base: NonNull<u8>,
     data: Arc<PubData>,
 }
 
@@ -116,17 +132,41 @@ struct SubState {
     conns: Vec<Option<SubConn>>,
     pub_generation: u64,
     next: usize,
+    /// Some publisher slot is taken but not connected to us yet.
+    pending: bool,
+    /// Mappings of connections that ended while samples from them may
+    /// still be borrowed; released when no sample is borrowed.
+    retired: Vec<Arc<PubData>>,
+}
+
+impl SubState {
+    fn disconnect(&mut self, p: usize) {
+        if let Some(c) = self.conns[p].take() {
+            self.retired.push(c.data);
+        }
+    }
 }
 
 /// Receives samples of a publish/subscribe service. Not `Sync`.
 pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     state: RefCell<SubState>,
     borrowed: Cell<usize>,
+    /// Returns of dropped samples not yet written to the shared return
+    /// queues: (publisher slot, generation, chunk). Written when the queue
+    /// is polled empty (the subscriber is waiting anyway) or before
+    /// `borrowed + deferred` would exceed `max_borrowed` (which the
+    /// publisher's pool size counts on).
+    deferred: RefCell<Vec<(usize, u64, u32)>>,
+    max_borrowed: usize,
     /// Per publisher slot: (connection generation, returns pushed).
     returns: Vec<Cell<(u64, u64)>>,
     slot: usize,
     id: u64,
     spin: Spin,
+    /// The service segment, lifetime erased: valid while `service` lives.
+    view: ServiceView<'static>,
+    /// Our column of connections (one per publisher slot).
+    column: Box<[Conn<'static>]>,
     service: Arc<ServiceInner>,
     _types: super::Types<P, H>,
 }
@@ -140,9 +180,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> std::fmt::Debug for Subscriber<P, H> {
     }
 }
 
+// SAFETY: the raw pointers (chunk bases, erased-lifetime views) point into
+// mappings owned by this subscriber (its Arcs of the publishers' data and of
+// the service) that move with it; shared words are atomics; process-local
+// state is in RefCell/Cell, which are Send. Not Sync.
+unsafe impl<P: Payload + ?Sized, H: ShmSafe> Send for Subscriber<P, H> {}
+
 impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
     fn drop(&mut self) {
-        let view = self.service.shm();
+        let view = self.view;
         let slot = &view.sub_slots()[self.slot];
         slot.id.store(0, Ordering::Release);
         slot.node_id.store(0, Ordering::Release);
@@ -175,193 +221,255 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
 
     /// Rescans the publisher slots when they changed, and completes
     /// pending connections.
+    #[inline]
     fn update(&self, st: &mut SubState) {
-        let view = self.service.shm();
-        let generation = view.header().pub_generation.load(Ordering::Acquire);
+        let generation = self.view.header().pub_generation.load(Ordering::Acquire);
+        if generation != st.pub_generation || st.pending {
+            self.update_slow(st, generation);
+        }
+    }
+
+    #[cold]
+    fn update_slow(&self, st: &mut SubState, generation: u64) {
         let changed = generation != st.pub_generation;
         st.pub_generation = generation;
-        for (p, slot) in view.pub_slots().iter().enumerate() {
+        st.pending = false;
+        for (p, slot) in self.view.pub_slots().iter().enumerate() {
             if !changed && st.conns[p].is_some() {
                 continue;
             }
             let pid = slot.id.load(Ordering::Acquire);
-            if matches!(&st.conns[p], Some(c) if c.pub_id == pid) {
+            if let Some(c) = st.conns[p].as_mut() {
+                if c.pub_id != pid {
+                    // The publisher left: samples it queued stay readable
+                    // until the queue is empty or a new publisher of this
+                    // slot takes the connection over.
+                    c.draining = true;
+                    st.pending = true;
+                }
                 continue;
             }
-            st.conns[p] = None;
             if pid == 0 {
                 continue;
             }
-            let conn = view.conn(p, self.slot);
+            st.pending = true;
+            let conn = self.column[p];
             if conn.link.link.load(Ordering::Acquire) != self.id
                 || conn.link.pub_id.load(Ordering::Relaxed) != pid
             {
                 continue; // The publisher connects us on its next send.
             }
-            let cfg = &self.service.config;
             let element = P::Element::LAYOUT;
-            if cfg.payload.size != element.size as u64 {
-                continue;
-            }
             let Ok(data) = PubData::open(&self.service.domain, pid, &element, &H::LAYOUT) else {
                 continue;
             };
+            let g = data.geometry;
+            let Ok(chunks) = data
+                .segment
+                .data()
+                .sub(g.chunks_offset, g.chunk_size * g.chunks)
+            else {
+                continue;
+            };
+            let generation = conn.link.generation.load(Ordering::Relaxed);
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
-                generation: conn.link.generation.load(Ordering::Relaxed),
-                head: 0,
+                generation,
+                head: conn.head.load(Ordering::Acquire),
+                draining: false,
+                chunks_base: chunks.base(),
                 data: Arc::new(data),
             });
-            let generation = conn.link.generation.load(Ordering::Relaxed);
             self.returns[p].set((generation, conn.ret_tail.load(Ordering::Acquire)));
+            st.pending = st.conns.iter().enumerate().any(|(q, c)| {
+                c.is_none() && self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
+            });
         }
     }
 
+    #[inline]
     fn pop(&self, p: usize, c: &mut SubConn) -> Pop {
-        let conn = self.service.shm().conn(p, self.slot);
-        let cap = conn.entries.len() as u64;
-        for _ in 0..(2 * cap + 4) {
-            let e = &conn.entries[(c.head % cap) as usize];
+        let conn = self.column[p];
+        let ring = conn.entries.len() as u64;
+        for _ in 0..(2 * ring + 4) {
+            let h = c.head;
+            let e = &conn.entries[(h & (ring - 1)) as usize];
+            // Acquire: pairs with the publisher's Release store of the
+            // entry; the chunk and the length word are visible after it.
             let v = e.word.load(Ordering::Acquire);
-            let d = entry_seq(v).wrapping_sub((c.head + 1) as u32) as i32;
+            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
             if d < 0 {
                 return Pop::Empty;
             }
             if entry_gen(v) != c.generation {
                 return Pop::Gone;
             }
-            if d > 0 {
-                // Lapped: entries up to head + d - cap were overwritten.
-                let newest = c.head + d as u64;
-                c.head = (newest + 1).saturating_sub(cap).max(c.head + 1);
-                continue;
-            }
-            if v & TAKEN != 0 {
-                c.head += 1;
-                continue;
-            }
-            // Written before the entry's Release store: visible after our
-            // Acquire load, unless the publisher already moved on to a
-            // later lap (then its sequence differs and we look again).
             let len = e.len.load(Ordering::Relaxed);
-            if (len >> 32) as u32 != entry_seq(v) {
+            if d > 0 || (len >> 32) as u32 != entry_seq(v) {
+                // The publisher dropped entries we had not claimed (it
+                // moved the shared head) and reuses their slots.
+                let now = conn.head.load(Ordering::Acquire);
+                if now <= h {
+                    // Not explained by a drop: the publisher is between
+                    // its two stores, or the queue holds garbage.
+                    return Pop::Empty;
+                }
+                c.head = now;
                 continue;
             }
-            // Acquire: see the chunk the publisher wrote before its Release.
-            if e.word
-                .compare_exchange(v, v | TAKEN, Ordering::Acquire, Ordering::Acquire)
-                .is_ok()
+            // Claim position h. AcqRel: our reads of the entry happen
+            // before the publisher, seeing the new head, reuses the slot.
+            match conn
+                .head
+                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                c.head += 1;
-                let chunk = (v & CHUNK_MASK) as u32;
-                if chunk as usize >= c.data.geometry.chunks {
-                    return Pop::Corrupted(format!(
-                        "chunk index {chunk} ≥ {}",
-                        c.data.geometry.chunks
-                    ));
+                Ok(_) => {
+                    c.head = h + 1;
+                    let chunk = (v & CHUNK_MASK) as u32;
+                    if chunk as usize >= c.data.geometry.chunks {
+                        return Pop::Corrupted(format!(
+                            "chunk index {chunk} ≥ {}",
+                            c.data.geometry.chunks
+                        ));
+                    }
+                    return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
                 }
-                return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
+                // The publisher dropped position h first (or the head
+                // moved for another reason): continue from the real head.
+                Err(now) => {
+                    if now <= h {
+                        return Pop::Empty;
+                    }
+                    c.head = now;
+                }
             }
         }
-        Pop::Corrupted("the delivery queue does not settle".into())
+        // Dropped again and again while we looked (we were descheduled,
+        // or the queue holds garbage): report nothing now, look again.
+        Pop::Empty
     }
 
     /// Takes the next sample if there is one; never blocks.
     pub fn try_receive(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
-        let max = self.service.config.qos.max_borrowed;
-        if self.borrowed.get() >= max {
-            return Err(ReceiveError::ExceedsMaxBorrowed(max));
-        }
-        let mut st = self.state.borrow_mut();
-        self.update(&mut st);
-        let n = st.conns.len();
-        for k in 0..n {
-            let p = (st.next + k) % n;
-            let Some(mut c) = st.conns[p].take() else {
-                continue;
-            };
-            match self.pop(p, &mut c) {
-                Pop::Empty => st.conns[p] = Some(c),
-                Pop::Gone => {}
-                Pop::Corrupted(reason) => {
-                    return Err(ReceiveError::Corrupted {
-                        publisher: c.pub_id,
-                        reason,
-                    });
-                }
-                Pop::Chunk(chunk, len) => {
-                    if self.service.config.qos.overflow == Overflow::Block {
-                        self.service.shm().pub_slots()[p].event.wake_all();
-                    }
-                    let sample = self.sample(p, &c, chunk, len);
-                    st.conns[p] = Some(c);
-                    st.next = (p + 1) % n;
-                    return match sample {
-                        Ok(s) => Ok(Some(s)),
-                        Err(reason) => Err(ReceiveError::Corrupted {
-                            publisher: st.conns[p].as_ref().map_or(0, |c| c.pub_id),
-                            reason,
-                        }),
-                    };
-                }
+        let max = self.max_borrowed;
+        if self.borrowed.get() + self.deferred.borrow().len() >= max {
+            self.flush_returns();
+            if self.borrowed.get() >= max {
+                return Err(ReceiveError::ExceedsMaxBorrowed(max));
             }
         }
+        let mut st = self.state.borrow_mut();
+        if self.borrowed.get() == 0 && !st.retired.is_empty() {
+            st.retired.clear();
+        }
+        // Twice at most: a drained connection of a publisher that left may
+        // make room for its successor in the same slot.
+        for _ in 0..2 {
+            self.update(&mut st);
+            let n = st.conns.len();
+            let mut drained = false;
+            for k in 0..n {
+                let p = if st.next + k >= n {
+                    st.next + k - n
+                } else {
+                    st.next + k
+                };
+                let Some(c) = st.conns[p].as_mut() else {
+                    continue;
+                };
+                match self.pop(p, c) {
+                    Pop::Empty => {
+                        if c.draining {
+                            st.disconnect(p);
+                            st.pending = true;
+                            drained = true;
+                        }
+                    }
+                    Pop::Gone => {
+                        st.disconnect(p);
+                        st.pending = true;
+                        drained = true;
+                    }
+                    Pop::Corrupted(reason) => {
+                        let publisher = c.pub_id;
+                        st.disconnect(p);
+                        return Err(ReceiveError::Corrupted { publisher, reason });
+                    }
+                    Pop::Chunk(chunk, len) => {
+                        if self.service.config.qos.overflow == Overflow::Block {
+                            self.view.pub_slots()[p].event.wake_all();
+                        }
+                        let sample = self.sample(p, c, chunk, len);
+                        st.next = if p + 1 == n { 0 } else { p + 1 };
+                        return sample.map(Some);
+                    }
+                }
+            }
+            if !drained {
+                break;
+            }
+        }
+        drop(st);
+        // Nothing to read: hand back what was dropped, off the critical path.
+        self.flush_returns();
         Ok(None)
     }
 
+    #[inline]
     fn sample(
         &self,
         p: usize,
         c: &SubConn,
         chunk: u32,
         len: usize,
-    ) -> Result<Sample<'_, P, H>, String> {
+    ) -> Result<Sample<'_, P, H>, ReceiveError> {
         let g = &c.data.geometry;
-        let giveback = || self.return_chunk(p, c.generation, chunk);
         let ok_len = if P::IS_SLICE {
             len <= g.max_len
         } else {
             len == 1
         };
         if !ok_len {
-            giveback();
-            return Err(format!("sample length {len} (maximum {})", g.max_len));
+            self.return_chunk(p, c.generation, chunk);
+            return Err(ReceiveError::Corrupted {
+                publisher: c.pub_id,
+                reason: format!("sample length {len} (maximum {})", g.max_len),
+            });
         }
-        // Pointer arithmetic only (checked): the chunk itself is not read
-        // until the user reads the sample.
-        let region = match g.chunk(&c.data.segment.data(), chunk as usize) {
-            Some(r) => r,
-            None => {
-                giveback();
-                return Err("chunk out of range".into());
-            }
-        };
-        let payload = region
-            .resolve_slice::<P::Element>(g.payload_offset, len)
-            .map_err(|e| e.to_string());
-        let user = region
-            .resolve::<H>(g.header_offset)
-            .map_err(|e| e.to_string());
-        let (payload, user) = match (payload, user) {
-            (Ok(p), Ok(u)) => (p, u),
-            (Err(e), _) | (_, Err(e)) => {
-                giveback();
-                return Err(e);
-            }
+        // `chunk < chunks` (checked in pop) and `len <= max_len`: the chunk
+        // and its parts lie inside the mapping and are aligned, as
+        // `Geometry::read` checked when we connected.
+        // SAFETY: see above; pointer arithmetic inside one mapping.
+        let (base, header, payload) = unsafe {
+            let base = c.chunks_base.add(chunk as usize * g.chunk_size);
+            (
+                base.cast::<ChunkHeader>(),
+                base.add(g.header_offset).cast::<H>(),
+                base.add(g.payload_offset).cast::<P::Element>(),
+            )
         };
         self.borrowed.set(self.borrowed.get() + 1);
         Ok(Sample {
             subscriber: self,
-            data: c.data.clone(),
+            publisher: c.pub_id,
             publisher_slot: p,
             generation: c.generation,
             chunk,
-            chunk_header: region.base().cast::<ChunkHeader>(),
-            header: user,
+            chunk_header: base,
+            header,
             payload,
             len,
             _types: PhantomData,
         })
+    }
+
+    /// Writes the deferred returns to the shared return queues.
+    #[inline]
+    fn flush_returns(&self) {
+        let mut deferred = self.deferred.borrow_mut();
+        for (p, generation, chunk) in deferred.drain(..) {
+            self.return_chunk(p, generation, chunk);
+        }
     }
 
     /// Pushes `chunk` into the return queue of publisher slot `p`, if the
@@ -371,9 +479,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         if current != generation {
             return; // The publisher reconnected or left: it reclaimed the chunk.
         }
-        let conn = self.service.shm().conn(p, self.slot);
+        let conn = self.column[p];
         let rcap = conn.returns.len() as u64;
-        conn.returns[(tail % rcap) as usize].store(
+        conn.returns[(tail & (rcap - 1)) as usize].store(
             ((generation << GEN_SHIFT) | u64::from(chunk)) as u32,
             Ordering::Relaxed,
         );
@@ -402,8 +510,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         &self,
         timeout: Option<Duration>,
     ) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
-        let view = self.service.shm();
-        let event = &view.sub_slots()[self.slot].event;
+        let event = &self.view.sub_slots()[self.slot].event;
         event
             .wait_until(self.spin, timeout, || self.try_receive().transpose())
             .transpose()
@@ -414,7 +521,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
 /// it returns the chunk to the publisher.
 pub struct Sample<'s, P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     subscriber: &'s Subscriber<P, H>,
-    data: Arc<PubData>,
+    publisher: u64,
     publisher_slot: usize,
     generation: u64,
     chunk: u32,
@@ -429,23 +536,29 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Sample<'_, P, H> {
     fn drop(&mut self) {
         let s = self.subscriber;
         s.borrowed.set(s.borrowed.get() - 1);
-        s.return_chunk(self.publisher_slot, self.generation, self.chunk);
+        let mut deferred = s.deferred.borrow_mut();
+        deferred.push((self.publisher_slot, self.generation, self.chunk));
+        if s.borrowed.get() + deferred.len() > s.max_borrowed {
+            drop(deferred);
+            s.flush_returns();
+        }
     }
 }
 
 impl<P: Payload + ?Sized, H: ShmSafe> Sample<'_, P, H> {
     /// The user header.
     pub fn header(&self) -> &H {
-        // SAFETY: checked in-bounds and aligned; the mapping lives as long
-        // as `self.data`; H is valid for every bit pattern (ShmSafe).
+        // SAFETY: in-bounds and aligned (checked when connecting); the
+        // subscriber keeps the mapping while samples are borrowed; H is
+        // valid for every bit pattern (ShmSafe).
         unsafe { self.header.as_ref() }
     }
 
     /// The publisher's sequence number of this sample (1, 2, …).
     pub fn sequence(&self) -> u64 {
-        // SAFETY: the chunk region was bounds-checked and is 64-byte
-        // aligned; ChunkHeader is atomics only; the mapping lives as long
-        // as `self.data`.
+        // SAFETY: the chunk was bounds-checked and is 64-byte aligned;
+        // ChunkHeader is atomics only; the subscriber keeps the mapping
+        // while samples are borrowed.
         unsafe { self.chunk_header.as_ref() }
             .seq
             .load(Ordering::Relaxed)
@@ -453,21 +566,16 @@ impl<P: Payload + ?Sized, H: ShmSafe> Sample<'_, P, H> {
 
     /// The id of the publisher that sent it.
     pub fn publisher_id(&self) -> u64 {
-        self.data
-            .segment
-            .data()
-            .resolve::<super::PubHeader>(0)
-            // SAFETY: checked; atomics only; mapping alive via self.data.
-            .map(|h| unsafe { h.as_ref() }.id.load(Ordering::Relaxed))
-            .unwrap_or(0)
+        self.publisher
     }
 }
 
 impl<T: ShmSafe, H: ShmSafe> std::ops::Deref for Sample<'_, T, H> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: checked in-bounds and aligned; the read-only mapping lives
-        // as long as `self.data`; T is valid for every bit pattern.
+        // SAFETY: in-bounds and aligned (checked when connecting); the
+        // subscriber keeps the read-only mapping while samples are
+        // borrowed; T is valid for every bit pattern.
         unsafe { self.payload.as_ref() }
     }
 }

@@ -13,8 +13,9 @@
 //! ```text
 //! +0     link line (publisher writes at connect): link, pub_id, generation
 //! +64    ret_tail line (subscriber writes)
-//! +128   entries: [Entry; buffer] (16 B each), rounded up to 64 B
-//! +…     returns: [AtomicU32; chunks], rounded up to 64 B
+//! +128   head line (subscriber CAS to claim; publisher CAS to drop the oldest)
+//! +192   entries: [Entry; buffer rounded up to a power of two] (16 B each), rounded up to 64 B
+//! +…     returns: [AtomicU32; chunks rounded up to a power of two], rounded up to 64 B
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -388,6 +389,14 @@ pub(crate) struct Entry {
     pub(crate) len: AtomicU64,
 }
 
+/// Third line of a connection: how many entries have been consumed,
+/// either claimed by the subscriber or dropped by the publisher (both by
+/// CAS `h → h + 1`; monotonic).
+#[repr(C, align(64))]
+pub(crate) struct Head {
+    pub(crate) head: AtomicU64,
+}
+
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceLayout {
@@ -410,12 +419,15 @@ fn round_line(n: usize) -> usize {
 
 impl ServiceLayout {
     pub(crate) fn new(q: &Qos) -> ServiceLayout {
-        let cap = q.subscriber_buffer;
-        let rcap = q.chunks_per_publisher();
+        // Rings are powers of two so that positions map to slots with a
+        // mask, not a division; the queue holds at most
+        // `subscriber_buffer` entries whatever the ring size.
+        let cap = q.subscriber_buffer.next_power_of_two();
+        let rcap = q.chunks_per_publisher().next_power_of_two();
         let pub_slots = LINE + CONFIG_WORDS * 8;
         let sub_slots = pub_slots + LINE * q.max_publishers;
         let conns = sub_slots + LINE * q.max_subscribers;
-        let entries_off = 2 * LINE;
+        let entries_off = 3 * LINE;
         let returns_off = entries_off + round_line(16 * cap);
         let conn_size = returns_off + round_line(4 * rcap);
         let size = conns + conn_size * q.max_publishers * q.max_subscribers;
@@ -468,9 +480,11 @@ pub(crate) struct ServiceView<'a> {
 }
 
 /// One connection's shared parts.
+#[derive(Clone, Copy)]
 pub(crate) struct Conn<'a> {
     pub(crate) link: &'a ConnLink,
     pub(crate) ret_tail: &'a AtomicU64,
+    pub(crate) head: &'a AtomicU64,
     pub(crate) entries: &'a [Entry],
     pub(crate) returns: &'a [AtomicU32],
 }
@@ -523,6 +537,7 @@ impl<'a> ServiceView<'a> {
         Conn {
             link: self.at(base),
             ret_tail: &self.at::<RetTail>(base + LINE).ret_tail,
+            head: &self.at::<Head>(base + 2 * LINE).head,
             entries: self.slice(base + self.layout.entries_off, self.layout.cap),
             returns: self.slice(base + self.layout.returns_off, self.layout.rcap),
         }

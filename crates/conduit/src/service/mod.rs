@@ -16,7 +16,7 @@
 //! died is removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
 //!
 //! The byte layout is in `docs/arch-pubsub.md` and next to the structs in
-//! [`layout`].
+//! `service/layout.rs`.
 
 pub(crate) mod layout;
 
@@ -29,7 +29,7 @@ use crate::pubsub::{NoHeader, Payload};
 use crate::shm::{self, Segment, ShmSafe, TypeLayout};
 use crate::sys::{self, fd::LockKind};
 
-pub use layout::{Overflow, Qos};
+pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
 use layout::{ServiceLayout, StaticConfig, TypeDesc};
 
 /// Longest service name, in bytes.
@@ -353,6 +353,24 @@ impl ServiceInner {
             .expect("the layout was validated against this segment on open")
     }
 
+    /// The view with its lifetime erased, for ports that cache references
+    /// into the service segment next to the `Arc` that keeps it mapped.
+    ///
+    /// # Safety
+    ///
+    /// The caller must keep a clone of the `Arc<ServiceInner>` this was
+    /// made from alive for as long as it uses the view or anything
+    /// obtained from it.
+    pub(crate) unsafe fn view_static(self: &Arc<Self>) -> layout::ServiceView<'static> {
+        let view = self.shm();
+        // SAFETY: the view refers to the segment mapping and layout owned by
+        // the `ServiceInner` inside the Arc (a stable heap address); the
+        // caller keeps that Arc alive while it uses the view.
+        unsafe {
+            std::mem::transmute::<layout::ServiceView<'_>, layout::ServiceView<'static>>(view)
+        }
+    }
+
     pub(crate) fn cleanup_dead_ports(&self) {
         cleanup_ports(&self.domain, self.shm(), Some(self.node.id()));
     }
@@ -546,6 +564,8 @@ pub(crate) fn cleanup_domain(domain: &str) {
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
     };
+    // Publisher data segments named in some service slot.
+    let mut referenced = std::collections::HashSet::new();
     for object in names {
         let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
             continue;
@@ -570,7 +590,37 @@ pub(crate) fn cleanup_domain(domain: &str) {
             continue;
         };
         cleanup_ports(domain, view, None);
+        for slot in view.pub_slots() {
+            referenced.insert(slot.id.load(Ordering::Acquire));
+        }
         try_remove(domain, &segment, &layout);
+    }
+    // Data segments of publishers that died before claiming a slot (or
+    // whose service is gone): named nowhere, and their node is dead.
+    let data_prefix = format!("conduit.{domain}.pub.");
+    let Ok(names) = sys::shm::list(&data_prefix) else {
+        return;
+    };
+    for object in names {
+        let Some(id) = object
+            .strip_prefix(&data_prefix)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        if referenced.contains(&id) {
+            continue;
+        }
+        let name = crate::pubsub::data_segment_name(id);
+        // Died while creating it: not ready and unlocked.
+        let _ = Segment::builder(&name).domain(domain).remove_abandoned();
+        let dead = match crate::pubsub::data_segment_node(domain, &name) {
+            Some(node_id) => !node::is_alive(domain, NodeId(node_id)),
+            None => false,
+        };
+        if dead {
+            let _ = Segment::remove(domain, &name);
+        }
     }
 }
 
