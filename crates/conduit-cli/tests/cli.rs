@@ -216,7 +216,10 @@ fn info_shows_ports_and_queue_fill() {
     drop(s);
     let v = &json_lines(&d.run(&["info", "info/me", "--json"]))[0];
     assert_eq!(v["connections"][0]["queued"], 2);
-    assert_eq!(v["connections"][0]["released"], 1);
+    assert_eq!(v["connections"][0]["sent"], 3);
+    // Returns are written lazily (when the subscriber finds its queue
+    // empty): at most the one sample dropped so far.
+    assert!(v["connections"][0]["released"].as_u64().unwrap() <= 1);
 
     let text = stdout(&d.run(&["info", "info/me"]));
     assert!(text.contains("publisher") && text.contains("2/4"), "{text}");

@@ -726,10 +726,12 @@ pub struct ConnectionInfo {
     /// Samples the publisher has pushed into this queue since it connected
     /// (the sequence number of its newest entry; wraps at 2^32).
     pub sent: u64,
-    /// Samples the subscriber has released back to the publisher since the
-    /// connection was made.
+    /// Samples the subscriber has returned to the publisher since the
+    /// connection was made (returns are written lazily, when the
+    /// subscriber next finds its queue empty, so this lags).
     pub released: u64,
-    /// Samples in the queue that the subscriber has not taken yet.
+    /// Samples in the queue that the subscriber has not claimed yet
+    /// (`tail - head`).
     pub queued: usize,
     /// Capacity of the queue (`subscriber_buffer`).
     pub capacity: usize,
@@ -819,31 +821,27 @@ pub fn details(domain: &str, name: &str) -> Result<Option<ServiceDetails>, Servi
             {
                 continue;
             }
+            // Entries of the current generation carry `position + 1`;
+            // the newest is the publisher's tail, `head` counts the
+            // positions consumed (claimed or dropped as oldest).
             let generation = conn.link.generation.load(Ordering::Acquire);
             let mut sent = 0u32;
-            let mut words = Vec::with_capacity(conn.entries.len());
             for e in conn.entries {
                 let w = e.word.load(Ordering::Acquire);
                 if w != 0 && crate::pubsub::entry_gen(w) == generation & crate::pubsub::GEN_MASK {
                     sent = sent.max(crate::pubsub::entry_seq(w));
-                    words.push(w);
                 }
             }
-            let cap = conn.entries.len() as u32;
-            let queued = words
-                .iter()
-                .filter(|w| {
-                    **w & crate::pubsub::TAKEN == 0
-                        && sent.wrapping_sub(crate::pubsub::entry_seq(**w)) < cap
-                })
-                .count();
+            let head = conn.head.load(Ordering::Acquire) as u32;
+            let capacity = config.qos.subscriber_buffer;
+            let queued = (sent.wrapping_sub(head) as usize).min(capacity);
             connections.push(ConnectionInfo {
                 publisher: publisher.id,
                 subscriber: subscriber.id,
                 sent: u64::from(sent),
                 released: conn.ret_tail.load(Ordering::Acquire),
                 queued,
-                capacity: conn.entries.len(),
+                capacity,
             });
         }
     }
