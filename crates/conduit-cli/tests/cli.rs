@@ -486,6 +486,11 @@ fn bench_smoke_writes_a_report_with_charts() {
         .output()
         .unwrap();
     assert_fails(&o, 2, "cannot read");
+    let o = Command::new(CONDUIT)
+        .args(["bench", "--smoke", "--report", "/nonexistent/dir/out.html"])
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "cannot write /nonexistent/dir/out.html");
 }
 
 #[test]
