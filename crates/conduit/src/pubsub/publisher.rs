@@ -349,7 +349,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 st.chunks[chunk as usize].holders |= 1 << s;
             }
             st.conns[s] = Some(c);
-            slot.event.wake_all();
+            super::attach::wake(&self.service, slot); // events: attach.rs
         }
     }
 
@@ -489,7 +489,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             }
             st.chunks[chunk as usize].holders |= 1 << s;
             st.conns[s] = Some(c);
-            subs[s].event.wake_all();
+            // events: also wakes the subscriber's descriptor if armed (attach.rs).
+            super::attach::wake(&self.service, &subs[s]);
             reached += 1;
         }
         let history = self.service.config.qos.history;

@@ -97,6 +97,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
             id,
             spin: self.spin,
             service: svc,
+            fd_wake: Default::default(),
             _types: PhantomData,
         })
     }
@@ -124,10 +125,12 @@ pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     borrowed: Cell<usize>,
     /// Per publisher slot: (connection generation, returns pushed).
     returns: Vec<Cell<(u64, u64)>>,
-    slot: usize,
+    pub(super) slot: usize,
     id: u64,
     spin: Spin,
-    service: Arc<ServiceInner>,
+    pub(super) service: Arc<ServiceInner>,
+    /// Wake-up descriptor state (events: pubsub/attach.rs).
+    pub(super) fd_wake: crate::event::FdWake,
     _types: super::Types<P, H>,
 }
 
@@ -144,6 +147,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
     fn drop(&mut self) {
         let view = self.service.shm();
         let slot = &view.sub_slots()[self.slot];
+        self.fd_wake.release(&slot.event, &slot.fd_armed); // events: attach.rs
         slot.id.store(0, Ordering::Release);
         slot.node_id.store(0, Ordering::Release);
         view.header().sub_generation.fetch_add(1, Ordering::AcqRel);
@@ -266,8 +270,18 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         Pop::Corrupted("the delivery queue does not settle".into())
     }
 
-    /// Takes the next sample if there is one; never blocks.
+    /// Takes the next sample if there is one; never blocks. If the wake-up
+    /// descriptor is in use ([`wake_fd`](Self::wake_fd)), a call that finds
+    /// nothing also re-arms it.
     pub fn try_receive(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
+        // events: with a wake-up descriptor, go through its protocol (attach.rs).
+        if self.fd_wake.is_active() {
+            return self.try_receive_armed();
+        }
+        self.try_receive_plain()
+    }
+
+    pub(super) fn try_receive_plain(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
         let max = self.service.config.qos.max_borrowed;
         if self.borrowed.get() >= max {
             return Err(ReceiveError::ExceedsMaxBorrowed(max));
