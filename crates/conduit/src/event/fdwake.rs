@@ -44,6 +44,7 @@ pub(crate) fn wake_name(domain: &str, id: u64) -> socket::UnixName {
 pub(crate) struct FdWake {
     /// Runtime glue (e.g. tokio's `AsyncFd`), created by that glue on first
     /// use. Declared first so that it is dropped before the socket.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) glue: OnceCell<Box<dyn Any>>,
     socket: OnceCell<(OwnedFd, socket::UnixName)>,
     registered: Cell<bool>,
