@@ -114,6 +114,16 @@ fn dispatch(role: &str, args: &[String]) {
 child_entry!(dispatch);
 
 #[test]
+fn ports_are_send() {
+    fn send<T: Send>() {}
+    send::<conduit::event::Listener>();
+    send::<conduit::event::Notifier>();
+    send::<conduit::event::EventService>();
+    send::<Subscriber<u64>>();
+    send::<Publisher<u64>>();
+}
+
+#[test]
 fn notify_and_wait_in_one_process() {
     let _w = watchdog(Duration::from_secs(20));
     let domain = unique("evt-basic");

@@ -45,7 +45,7 @@ pub(crate) struct FdWake {
     /// Runtime glue (e.g. tokio's `AsyncFd`), created by that glue on first
     /// use. Declared first so that it is dropped before the socket.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) glue: OnceCell<Box<dyn Any>>,
+    pub(crate) glue: OnceCell<Box<dyn Any + Send>>,
     socket: OnceCell<(OwnedFd, socket::UnixName)>,
     registered: Cell<bool>,
 }
