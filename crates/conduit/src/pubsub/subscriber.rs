@@ -419,7 +419,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         let view = self.service.shm();
         let event = &view.sub_slots()[self.slot].event;
         event
-            .wait_until(self.spin, timeout, || self.try_receive().transpose())
+            // Plain: spinning must not make the descriptor's drain syscall.
+            .wait_until(self.spin, timeout, || self.try_receive_plain().transpose())
             .transpose()
     }
 }

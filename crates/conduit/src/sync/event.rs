@@ -62,6 +62,7 @@ const SATURATED_POLL: Duration = Duration::from_millis(1);
 /// | register | a waiter whose epoch still matches | CAS `sleepers += 1` (only if the epoch still equals its snapshot) |
 /// | sleep | a registered waiter | `FUTEX_WAIT(word, value it registered with)`; any change of the word (another register, a notify) makes the kernel refuse with `EAGAIN`, and the waiter looks again |
 /// | unregister | a waiter that is leaving (epoch moved or timeout) | `fetch_sub(1)` |
+/// | register without sleeping | a waiter that sleeps elsewhere (epoll on a wake-up descriptor; `register`) | CAS `sleepers += 1` (AcqRel) if the epoch is its snapshot; stays counted until `unregister` |
 /// | notify | `wake_one` / `wake_all` | `fetch_add(1 << 8)` (Release); `FUTEX_WAKE` **only if the old value had sleepers > 0** |
 ///
 /// **No lost wake-up.** A waiter's register CAS and a notifier's
