@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Each listener has, in the service segment, a bitset of pending ids
-//! (notifiers `fetch_or`, the listener `swap`s to 0), an [`EventWord`] it
+//! (notifiers `fetch_or`, the listener `swap`s to 0), an [`EventWord`](crate::sync::EventWord) it
 //! sleeps on (bounded spin, then futex) and an `fd_armed` word for its
 //! optional wake-up descriptor ([`Listener::wake_fd`], used by the WaitSet
 //! and async runtimes). A notifier makes no system call when no listener
