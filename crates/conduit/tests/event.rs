@@ -91,6 +91,23 @@ fn dispatch(role: &str, args: &[String]) {
                 i += 1;
             }
         }
+        // Publishes 1..=n, each after the parent's ack (event id 1).
+        "sample_pinger" => {
+            let n: u64 = args[1].parse().unwrap();
+            let topic = node
+                .service("samples")
+                .publish_subscribe::<u64>()
+                .open_or_create()
+                .unwrap();
+            let acks = node.service("acks").event().open_or_create().unwrap();
+            let ack = acks.listener().spin(Spin::NONE).create().unwrap();
+            let publisher = topic.publisher().create().unwrap();
+            println!("ready");
+            for i in 1..=n {
+                publisher.send_copy(i).unwrap();
+                while !ack.wait().contains(1) {}
+            }
+        }
         "all_kinds" => all_kinds_in_child(domain, &node),
         // Publishes one sample and notifies id 7, then waits for id 9.
         "feeder" => {
@@ -296,6 +313,49 @@ fn no_lost_wakeups_across_processes() {
     drop(set);
     drop(listener);
     drop((notifier, ping, pong, node));
+    assert_clean(&domain);
+}
+
+#[test]
+fn subscriber_descriptor_loses_no_sample() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("evt-subfd");
+    let node = node(&domain, "sub");
+    let topic = node
+        .service("samples")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    let acks = node.service("acks").event().open_or_create().unwrap();
+    let subscriber = topic.subscriber().spin(Spin::NONE).create().unwrap();
+    let ack = acks.notifier().create().unwrap();
+    let set = WaitSet::new().unwrap();
+    let guard = set.attach(&subscriber).unwrap();
+    const N: u64 = 5_000;
+    let mut child = spawn_child("sample_pinger", &[&domain, &N.to_string()]);
+    assert_eq!(read_line(&mut child), "ready");
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for i in 1..=N {
+        let value = match rng.next() % 3 {
+            // Asleep in epoll on the subscriber's descriptor.
+            0 | 1 => loop {
+                if let Some(s) = subscriber.try_receive().unwrap() {
+                    break *s;
+                }
+                for e in set.wait().unwrap() {
+                    assert_eq!(e.id(), guard.id());
+                }
+            },
+            // Asleep on the futex.
+            _ => *subscriber.receive().unwrap(),
+        };
+        assert_eq!(value, i);
+        ack.notify(1).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    drop(guard);
+    drop(set);
+    drop((subscriber, ack, acks, topic, node));
     assert_clean(&domain);
 }
 
