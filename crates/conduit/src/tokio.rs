@@ -1,6 +1,7 @@
-//! async/await on tokio (feature `tokio`): [`Listener::wait_async`] and
-//! [`Subscriber::receive_async`], built on tokio's `AsyncFd` over the
-//! port's wake-up descriptor. Both are cancel-safe, so they can be raced
+//! async/await on tokio (feature `tokio`): [`Listener::wait_async`],
+//! [`Subscriber::receive_async`] and [`AsyncSignals`], built on tokio's
+//! `AsyncFd` over the port's wake-up descriptor (or the signal
+//! subscription's descriptor). Both are cancel-safe, so they can be raced
 //! with `tokio::select!` without a WaitSet:
 //!
 //! ```no_run
@@ -28,6 +29,7 @@ use tokio::io::unix::AsyncFd;
 use crate::event::{EventSet, FdWake, Listener};
 use crate::pubsub::{Payload, ReceiveError, Sample, Subscriber};
 use crate::shm::ShmSafe;
+use crate::signal::{self, Received, Signals};
 
 /// The port's `AsyncFd`, registered with the current runtime on first use.
 fn async_fd<'a>(
@@ -103,5 +105,55 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         wait_on(afd, || self.try_receive().transpose())
             .await?
             .map_err(AsyncReceiveError::Receive)
+    }
+}
+
+/// A [`Signals`] subscription as an asynchronous stream of signals on
+/// tokio: `while let Ok(signal) = signals.next().await { ... }`.
+///
+/// Whatever backend the subscription uses (signalfd or self-pipe, see
+/// [`crate::signal`]), its descriptor is readable while a signal is
+/// pending, so this works in any tokio runtime. Cancel-safe: a signal is
+/// taken only when `next` returns it.
+pub struct AsyncSignals {
+    signals: Signals,
+    afd: AsyncFd<OwnedFd>,
+}
+
+/// Why [`AsyncSignals::next`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AsyncSignalError {
+    /// Reading the subscription failed.
+    #[error(transparent)]
+    Receive(#[from] signal::ReceiveError),
+    /// Waiting on the descriptor failed.
+    #[error("cannot wait on the signal descriptor")]
+    Io(#[from] io::Error),
+}
+
+impl AsyncSignals {
+    /// Wraps a subscription; must be called inside a tokio runtime with IO
+    /// enabled.
+    pub fn new(signals: Signals) -> io::Result<AsyncSignals> {
+        use std::os::fd::AsFd;
+        let fd = signals.as_fd().try_clone_to_owned()?;
+        // SAFETY: the AsyncFd owns `fd`, a duplicate of the subscription's
+        // descriptor, which stays open until the AsyncFd is dropped.
+        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(AsyncSignals { signals, afd })
+    }
+
+    /// The next signal, waiting asynchronously until one arrives.
+    pub async fn next(&mut self) -> Result<Received, AsyncSignalError> {
+        let signals = &mut self.signals;
+        wait_on(&self.afd, || signals.try_next().transpose())
+            .await?
+            .map_err(AsyncSignalError::Receive)
+    }
+
+    /// The subscription back (it stays subscribed).
+    pub fn into_inner(self) -> Signals {
+        self.signals
     }
 }

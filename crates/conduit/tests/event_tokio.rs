@@ -18,6 +18,7 @@ use common::{shm_objects_containing, unique, watchdog};
 fn dispatch(role: &str, args: &[String]) {
     match role {
         "publisher" => example::publisher(&args[0]).unwrap(),
+        "async_signals" => async_signals_child(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -76,4 +77,41 @@ fn async_waits_are_cancel_safe() {
     drop((listener, notifier, events, node));
     let _ = Node::cleanup(&domain);
     assert!(shm_objects_containing(&format!("conduit.{domain}.")).is_empty());
+}
+
+/// Receives three queued real-time signals through `AsyncSignals` and
+/// prints their values.
+fn async_signals_child() {
+    use conduit::signal::{Signal, Signals};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let rt = Signal::realtime(1).unwrap();
+        let signals = Signals::new([rt]).unwrap();
+        let mut stream = conduit::tokio::AsyncSignals::new(signals).unwrap();
+        println!("ready");
+        let mut values = Vec::new();
+        for _ in 0..3 {
+            let received = stream.next().await.unwrap();
+            assert_eq!(received.signal, rt);
+            values.push(received.value.unwrap());
+        }
+        println!("{values:?}");
+    });
+}
+
+#[test]
+fn signals_arrive_as_an_async_stream() {
+    use conduit::signal::{Signal, queue};
+    let _w = watchdog(Duration::from_secs(30));
+    let mut child = common::spawn_child("async_signals", &[]);
+    assert_eq!(common::read_line(&mut child), "ready");
+    let rt = Signal::realtime(1).unwrap();
+    for value in [7usize, 8, 9] {
+        queue(child.id(), rt, value).unwrap();
+    }
+    assert_eq!(common::read_line(&mut child), "[7, 8, 9]");
+    assert!(child.wait().unwrap().success());
 }
