@@ -33,6 +33,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as conduit;
 
+pub mod event;
 pub mod mq;
 pub mod node;
 pub mod pipe;
@@ -43,6 +44,8 @@ pub mod signal;
 pub mod socket;
 pub mod sync;
 pub mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod waitset;
 
 pub use conduit_derive::ShmSafe;
@@ -51,6 +54,7 @@ pub use shm::ShmSafe;
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
     pub use crate::ShmSafe;
+    pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;
     pub use crate::pubsub::{Publisher, Sample, Subscriber};
     pub use crate::service::{Overflow, PubSubService, Qos};

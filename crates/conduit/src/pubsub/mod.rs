@@ -42,6 +42,7 @@
 //! * A publisher delivers history and connects new subscribers when it
 //!   sends (or on [`Publisher::update_connections`]).
 
+mod attach;
 mod publisher;
 mod subscriber;
 

@@ -389,7 +389,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 st.chunks[chunk as usize].holders |= 1 << s;
             }
             st.conns[s] = Some(c);
-            slot.event.wake_all();
+            super::attach::wake(&self.service, slot); // events: attach.rs
         }
     }
 
@@ -557,8 +557,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             e.word
                 .store(entry(c.tail, c.generation, chunk), Ordering::Release);
             st.chunks[chunk as usize].holders |= 1 << s;
-            subs[s].event.wake_all();
             st.conns[s] = Some(c);
+            // events: also wakes the subscriber's descriptor if armed (attach.rs).
+            super::attach::wake(&self.service, &subs[s]);
             reached += 1;
         }
         let history = self.service.config.qos.history;

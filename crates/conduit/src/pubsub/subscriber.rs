@@ -104,6 +104,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
             view: unsafe { svc.view_static() },
             column: Box::new([]),
             service: svc,
+            fd_wake: Default::default(),
             _types: PhantomData,
         })
         .map(|mut sub| {
@@ -160,14 +161,16 @@ pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     max_borrowed: usize,
     /// Per publisher slot: (connection generation, returns pushed).
     returns: Vec<Cell<(u64, u64)>>,
-    slot: usize,
+    pub(super) slot: usize,
     id: u64,
     spin: Spin,
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
     /// Our column of connections (one per publisher slot).
     column: Box<[Conn<'static>]>,
-    service: Arc<ServiceInner>,
+    pub(super) service: Arc<ServiceInner>,
+    /// Wake-up descriptor state (events: pubsub/attach.rs).
+    pub(super) fd_wake: crate::event::FdWake,
     _types: super::Types<P, H>,
 }
 
@@ -190,6 +193,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
     fn drop(&mut self) {
         let view = self.view;
         let slot = &view.sub_slots()[self.slot];
+        self.fd_wake.release(&slot.event, &slot.fd_armed); // events: attach.rs
         slot.id.store(0, Ordering::Release);
         slot.node_id.store(0, Ordering::Release);
         view.header().sub_generation.fetch_add(1, Ordering::AcqRel);
@@ -349,8 +353,18 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         Pop::Empty
     }
 
-    /// Takes the next sample if there is one; never blocks.
+    /// Takes the next sample if there is one; never blocks. If the wake-up
+    /// descriptor is in use ([`wake_fd`](Self::wake_fd)), a call that finds
+    /// nothing also re-arms it.
     pub fn try_receive(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
+        // events: with a wake-up descriptor, go through its protocol (attach.rs).
+        if self.fd_wake.is_active() {
+            return self.try_receive_armed();
+        }
+        self.try_receive_plain()
+    }
+
+    pub(super) fn try_receive_plain(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
         let max = self.max_borrowed;
         if self.borrowed.get() + self.deferred.borrow().len() >= max {
             self.flush_returns();
@@ -512,7 +526,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     ) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
         let event = &self.view.sub_slots()[self.slot].event;
         event
-            .wait_until(self.spin, timeout, || self.try_receive().transpose())
+            // Plain: spinning must not make the descriptor's drain syscall.
+            .wait_until(self.spin, timeout, || self.try_receive_plain().transpose())
             .transpose()
     }
 }

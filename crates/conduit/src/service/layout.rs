@@ -352,6 +352,11 @@ pub(crate) struct PortSlot {
     pub(crate) node_id: AtomicU64,
     pub(crate) id: AtomicU64,
     pub(crate) event: EventWord,
+    /// Subscriber slots only: 1 while the subscriber waits on its wake-up
+    /// descriptor (armed), 0 otherwise; a publisher that saw a registered
+    /// sleeper swaps it to 0 and sends one wake byte if it was 1
+    /// (`docs/arch-events.md`).
+    pub(crate) fd_armed: AtomicU32,
 }
 
 /// First line of a connection: written by the publisher when it

@@ -18,6 +18,7 @@
 //! The byte layout is in `docs/arch-pubsub.md` and next to the structs in
 //! `service/layout.rs`.
 
+mod event;
 pub(crate) mod layout;
 
 use std::marker::PhantomData;
@@ -560,6 +561,7 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
 /// Cleans every service of `domain`: dead ports, and services nobody has
 /// open.
 pub(crate) fn cleanup_domain(domain: &str) {
+    crate::event::cleanup_domain(domain);
     let prefix = format!("conduit.{domain}.{SERVICE_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;

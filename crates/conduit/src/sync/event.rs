@@ -62,6 +62,7 @@ const SATURATED_POLL: Duration = Duration::from_millis(1);
 /// | register | a waiter whose epoch still matches | CAS `sleepers += 1` (only if the epoch still equals its snapshot) |
 /// | sleep | a registered waiter | `FUTEX_WAIT(word, value it registered with)`; any change of the word (another register, a notify) makes the kernel refuse with `EAGAIN`, and the waiter looks again |
 /// | unregister | a waiter that is leaving (epoch moved or timeout) | `fetch_sub(1)` |
+/// | register without sleeping | a waiter that sleeps elsewhere (epoll on a wake-up descriptor; `register`) | CAS `sleepers += 1` (AcqRel) if the epoch is its snapshot; stays counted until `unregister` |
 /// | notify | `wake_one` / `wake_all` | `fetch_add(1 << 8)` (Release); `FUTEX_WAKE` **only if the old value had sleepers > 0** |
 ///
 /// **No lost wake-up.** A waiter's register CAS and a notifier's
@@ -105,6 +106,17 @@ pub enum WaitResult {
     Changed(u32),
     /// The timeout elapsed and the epoch still was the expected one.
     TimedOut,
+}
+
+/// What [`EventWord::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Register {
+    /// Registered: call [`EventWord::unregister`] once done.
+    Registered,
+    /// The epoch is no longer the expected one: look at your condition again.
+    EpochMoved,
+    /// 255 sleepers are registered already; nothing was done.
+    Saturated,
 }
 
 /// How long [`EventWord::wait_until`] polls its condition before it goes
@@ -220,10 +232,59 @@ impl EventWord {
     /// nobody sleeps.
     #[inline]
     pub fn wake_all(&self) {
+        self.wake_all_reporting();
+    }
+
+    /// [`wake_all`](Self::wake_all), returning whether a sleeper was
+    /// registered (a futex sleeper or a [`register`](Self::register)ed
+    /// descriptor waiter). When it returns `true`, a following
+    /// `fence(Acquire)` makes everything the registrant wrote before its
+    /// registration visible (the registration is a Release CAS that this
+    /// read-modify-write reads from, directly or through later
+    /// read-modify-writes).
+    #[inline]
+    pub fn wake_all_reporting(&self) -> bool {
         let old = self.word.fetch_add(EPOCH_ONE, Ordering::Release);
         if old & SLEEPER_MASK != 0 {
             self.wake_slow(i32::MAX as u32);
+            true
+        } else {
+            false
         }
+    }
+
+    /// Registers the caller as a sleeper **without sleeping**, if the epoch
+    /// still is `expected`: from then on every notification reports
+    /// sleepers ([`wake_all_reporting`](Self::wake_all_reporting) returns
+    /// `true`) until [`unregister`](Self::unregister). Used by waiters that
+    /// sleep elsewhere (in `epoll`, on a descriptor that the notifier
+    /// makes readable when it sees a sleeper).
+    ///
+    /// The CAS is AcqRel: what the caller wrote before is visible to a
+    /// notifier that saw the registration and then fenced with Acquire.
+    pub fn register(&self, expected: u32) -> Register {
+        let expected = expected & EPOCH_VALUE_MASK;
+        loop {
+            let value = self.word.load(Ordering::Acquire);
+            if value >> SLEEPER_BITS != expected {
+                return Register::EpochMoved;
+            }
+            if value & SLEEPER_MASK == SLEEPER_MASK {
+                return Register::Saturated;
+            }
+            if self
+                .word
+                .compare_exchange(value, value + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Register::Registered;
+            }
+        }
+    }
+
+    /// Undoes one successful [`register`](Self::register).
+    pub fn unregister(&self) {
+        self.word.fetch_sub(1, Ordering::Relaxed);
     }
 
     #[cold]

@@ -41,7 +41,7 @@ mod mutex;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-pub use event::{EventWord, Spin, WaitResult};
+pub use event::{EventWord, Register, Spin, WaitResult};
 pub use mutex::{LockError, LockTimeoutError, RobustMutex, RobustMutexGuard, TryLockError};
 
 /// Number of futex wake system calls this process has made through

@@ -139,6 +139,16 @@ pub fn send_to(fd: impl AsFd, buf: &[u8], name: &UnixName) -> Result<usize> {
     retry(|| rustix::net::sendto(fd, buf, SendFlags::NOSIGNAL, &addr))
 }
 
+/// `sendto(fd, buf, MSG_NOSIGNAL | MSG_DONTWAIT, name)`, retried on
+/// `EINTR`: `EAGAIN` when the receiver's buffer is full,
+/// `ECONNREFUSED`/`ENOENT` when nobody is bound to `name`.
+#[doc(alias = "sendto")]
+pub fn send_to_nonblocking(fd: impl AsFd, buf: &[u8], name: &UnixName) -> Result<usize> {
+    let fd = fd.as_fd();
+    let addr = name.to_addr()?;
+    retry(|| rustix::net::sendto(fd, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT, &addr))
+}
+
 /// What [`recv`] and [`recv_with_fds`] report.
 #[derive(Debug)]
 pub struct Received {
