@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use conduit_bench::events::{self, Wait};
 use conduit_bench::harness::{self, Measurement, Plan};
 use conduit_bench::{floors, msg, pubsub, signal};
 use serde::{Deserialize, Serialize};
@@ -69,7 +70,7 @@ pub struct Row {
 
 /// Runs a benchmark child role if this process is one, then exits.
 pub fn child_main_if_requested() {
-    harness::child_main_if_requested();
+    harness::child_main_if_requested_with(&[(events::EVENT_ROLE, events::event_echo_child)]);
     if std::env::var_os(pubsub::ROLE_ENV).is_some() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         pubsub::child(&args);
@@ -188,6 +189,26 @@ fn jobs(size: Size) -> Vec<Job> {
             vec![from_measurement(&m, "plain pipe", true)]
         }),
     );
+    // conduit events, the listener sleeping (or spinning first).
+    let waits: &[(Wait, &str)] = if size == Size::Smoke {
+        &[(Wait::Spin, "conduit event (default spin)")]
+    } else {
+        &[
+            (Wait::Spin, "conduit event (default spin)"),
+            (Wait::NoSpin, "conduit event (no spin)"),
+            (Wait::WaitSet, "conduit event (WaitSet)"),
+            (Wait::Tokio, "conduit event (tokio)"),
+        ]
+    };
+    for &(wait, name) in waits {
+        add(
+            name.to_owned(),
+            Box::new(move || {
+                let m = events::ping_pong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds), wait);
+                vec![from_measurement(&m, name, false)]
+            }),
+        );
+    }
     // conduit publish/subscribe, busy, payload written and read.
     for &payload in sizes {
         let rounds = scaled(pubsub_rounds as u64, payload) as usize;

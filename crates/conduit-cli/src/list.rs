@@ -169,6 +169,7 @@ fn segments(domain: &str, all_domains: bool, json: bool) -> CmdResult {
         let (dom, object) = rest.split_once('.').unwrap_or((rest, ""));
         let what = match object.split('.').next().unwrap_or("") {
             "svc" => "service",
+            "evt" => "event service",
             "node" => "node",
             "pub" => "publisher data",
             _ => "segment",

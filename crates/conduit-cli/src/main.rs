@@ -11,6 +11,8 @@ mod hz;
 mod info;
 mod limits;
 mod list;
+mod listen;
+mod notify;
 mod publish;
 mod signal;
 mod subscribe;
@@ -73,6 +75,10 @@ enum Command {
     Pub(publish::PubArgs),
     /// Print the samples of a [u8] service (until Ctrl-C or --count).
     Sub(subscribe::SubArgs),
+    /// Notify the listeners of an event service (id 0 unless --id).
+    Notify(notify::NotifyArgs),
+    /// Print the event ids notified (until Ctrl-C or --count).
+    Listen(listen::ListenArgs),
     /// Message rate and bandwidth of a [u8] service.
     Hz(hz::HzArgs),
     /// A live, refreshing table of all services: rates, fill levels, drops.
@@ -114,6 +120,8 @@ fn main() {
         Command::Clean { dry_run, json } => clean::run(domain, dry_run, json),
         Command::Pub(args) => publish::run(args, domain),
         Command::Sub(args) => subscribe::run(args, domain),
+        Command::Notify(args) => notify::run(args, domain),
+        Command::Listen(args) => listen::run(args, domain),
         Command::Hz(args) => hz::run(args, domain),
         Command::Top(args) => top::run(args, domain),
         Command::Bench(args) => bench::run(args),

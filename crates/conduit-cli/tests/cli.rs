@@ -108,7 +108,10 @@ impl Running {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
-        assert!(line.starts_with("conduit: subscribed to"), "{line:?}");
+        assert!(
+            line.starts_with("conduit: subscribed to") || line.starts_with("conduit: listening to"),
+            "{line:?}"
+        );
         Running { child, err }
     }
 
@@ -531,4 +534,55 @@ fn bench_includes_peer_results_from_a_file() {
     // The peer's result joins the run; its floor duplicate (measured here) does not.
     assert_eq!(names, ["iceoryx2 pubsub", "raw futex"], "{names:?}");
     assert_eq!(rows[0]["p50_ns"], 300.0);
+}
+
+#[test]
+fn listen_prints_ids_notified_by_another_process() {
+    let d = Domain::new();
+    let node = d.node();
+    let events = node.service("door").event().open_or_create().unwrap();
+    let notifier = events.notifier().create().unwrap();
+    let listen = Running::start(d.cmd(&["listen", "door", "--count", "2"]));
+    notifier.notify(3).unwrap();
+    notifier.notify(5).unwrap();
+    let (status, out, err) = listen.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "3\n5\n");
+
+    let listen = Running::start(d.cmd(&["listen", "door", "--count", "1", "--json"]));
+    notifier.notify(9).unwrap();
+    let (_, out, _) = listen.finish();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["id"], 9);
+    assert_eq!(v["event"], "door");
+}
+
+#[test]
+fn notify_wakes_a_listener_in_another_process() {
+    let d = Domain::new();
+    let node = d.node();
+    let events = node
+        .service("bell")
+        .event()
+        .max_event_id(15)
+        .open_or_create()
+        .unwrap();
+    let listener = events.listener().create().unwrap();
+    let o = d.run(&["notify", "bell", "--id", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "notified id 7 to 1 listener(s)\n");
+    let ids = listener.wait_timeout(Duration::from_secs(20));
+    assert_eq!(ids.iter().collect::<Vec<_>>(), [7]);
+
+    assert_fails(&d.run(&["notify", "bell", "--id", "16"]), 2, "exceeds");
+    assert_fails(&d.run(&["notify", "nobody"]), 3, "does not exist");
+    assert_fails(&d.run(&["listen", "nobody"]), 3, "does not exist");
+    assert_fails(&d.run(&["notify", "bad name"]), 2, "invalid service name");
+    assert_fails(&d.run(&["notify", "bell", "--id", "x"]), 2, "invalid value");
+    // An event service shows up among the segments.
+    let segs = json_lines(&d.run(&["list", "segments", "--json"]));
+    assert!(
+        segs.iter().any(|s| s["type"] == "event service"),
+        "{segs:?}"
+    );
 }
