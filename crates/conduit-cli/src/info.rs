@@ -11,14 +11,11 @@ use crate::list::{payload_name, qos_json, type_json};
 pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
     let domain = common::domain(domain)?;
     common::service_name(service)?;
-    let details = conduit::service::details(&domain, service)
-        .map_err(common::service_failure)?
-        .ok_or_else(|| {
-            Failure::new(
-                exit::NOT_FOUND,
-                format!("no service {service:?} in domain {domain:?}"),
-            )
-        })?;
+    let Some(details) =
+        conduit::service::details(&domain, service).map_err(common::service_failure)?
+    else {
+        return event_info(service, &domain, json);
+    };
     let nodes = Node::list(&domain).unwrap_or_default();
     let node_of = |id: conduit::node::NodeId| {
         nodes
@@ -125,5 +122,60 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
             Style::Dim
         )
     );
+    Ok(())
+}
+
+/// `conduit info` of an event service (when there is no publish/subscribe
+/// service of that name).
+fn event_info(service: &str, domain: &str, json: bool) -> CmdResult {
+    let events = conduit::event::list(domain)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    let Some(e) = events.iter().find(|e| e.name == service) else {
+        return Err(Failure::new(
+            exit::NOT_FOUND,
+            format!("no service {service:?} in domain {domain:?}"),
+        ));
+    };
+    if json {
+        let mut v = crate::list::event_json(e);
+        v["domain"] = json!(domain);
+        common::print_json(&v);
+        return Ok(());
+    }
+    let nodes = Node::list(domain).unwrap_or_default();
+    println!("{} (event service)", paint(&e.name, Style::Bold));
+    println!("  domain:      {domain}");
+    println!(
+        "  segment:     {} ({})",
+        e.segment,
+        common::bytes(e.segment_bytes as f64)
+    );
+    println!("  event ids:   0..={}", e.max_event_id);
+    println!(
+        "  notifiers:   {}/{}   listeners: {}/{}",
+        e.notifiers,
+        e.max_notifiers,
+        e.listeners.len(),
+        e.max_listeners
+    );
+    println!();
+    let rows: Vec<Vec<String>> = e
+        .listeners
+        .iter()
+        .map(|(id, node, pending)| {
+            let n = nodes.iter().find(|n| n.id == *node);
+            vec![
+                format!("{id:016x}"),
+                n.map_or("-".into(), |n| n.pid.to_string()),
+                match n.map(|n| n.state) {
+                    Some(NodeState::Alive) => paint("alive", Style::Good),
+                    Some(NodeState::Dead) => paint("dead", Style::Bad),
+                    None => paint("gone", Style::Bad),
+                },
+                pending.to_string(),
+            ]
+        })
+        .collect();
+    common::print_table(&["listener", "pid", "node", "pending ids"], &rows);
     Ok(())
 }

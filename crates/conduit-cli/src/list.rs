@@ -9,7 +9,8 @@ use crate::common::{self, CmdResult, Failure, Style, exit, paint};
 /// What `conduit list` shows.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum What {
-    /// Publish/subscribe services: name, payload type, QoS, ports.
+    /// Event services (ids, notifiers, listeners, pending ids) and
+    /// publish/subscribe services (payload type, QoS, ports).
     Services,
     /// Nodes: id, pid, alive or dead, name.
     Nodes,
@@ -50,6 +51,31 @@ pub fn run(what: Option<What>, domain: Option<String>, all_domains: bool, json: 
 fn services(domain: &str, json: bool) -> CmdResult {
     let list = conduit::service::list(domain)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    let events = conduit::event::list(domain)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    if json {
+        for e in &events {
+            common::print_json(&event_json(e));
+        }
+    } else if !events.is_empty() {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.name.clone(),
+                    format!("0..={}", e.max_event_id),
+                    format!("{}/{}", e.notifiers, e.max_notifiers),
+                    format!("{}/{}", e.listeners.len(), e.max_listeners),
+                    e.listeners.iter().map(|l| l.2).sum::<usize>().to_string(),
+                ]
+            })
+            .collect();
+        common::print_table(
+            &["event service", "ids", "notifiers", "listeners", "pending"],
+            &rows,
+        );
+        println!();
+    }
     if json {
         for s in list {
             common::print_json(&json!({
@@ -98,6 +124,23 @@ pub fn payload_name(s: &conduit::service::ServiceInfo) -> String {
     } else {
         format!("{p} + header {}", s.header.name)
     }
+}
+
+/// An event service as JSON.
+pub fn event_json(e: &conduit::event::EventServiceInfo) -> serde_json::Value {
+    json!({
+        "kind": "event_service",
+        "name": e.name,
+        "segment": e.segment,
+        "segment_bytes": e.segment_bytes,
+        "max_event_id": e.max_event_id,
+        "max_notifiers": e.max_notifiers,
+        "max_listeners": e.max_listeners,
+        "notifiers": e.notifiers,
+        "listeners": e.listeners.iter().map(|(id, node, pending)| json!({
+            "id": format!("{id:016x}"), "node": node.to_string(), "pending": pending,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// A recorded type as JSON.

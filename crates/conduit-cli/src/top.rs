@@ -109,6 +109,26 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                 drops.to_string(),
             ]);
         }
+        for e in conduit::event::list(&domain).unwrap_or_default() {
+            let pending: usize = e.listeners.iter().map(|l| l.2).sum();
+            if args.json {
+                common::print_json(&json!({
+                    "refresh": frame, "service": e.name, "payload": "event",
+                    "publishers": e.notifiers, "subscribers": e.listeners.len(),
+                    "pending": pending,
+                }));
+            }
+            rows.push(vec![
+                e.name.clone(),
+                format!("event 0..={}", e.max_event_id),
+                e.notifiers.to_string(),
+                e.listeners.len().to_string(),
+                "-".into(),
+                "-".into(),
+                format!("{pending} pending"),
+                "-".into(),
+            ]);
+        }
         last = now;
         if !args.json {
             let mut text = String::new();
@@ -117,7 +137,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
             }
             text.push_str(&format!(
                 "conduit top — domain {domain:?}, {} service(s), every {:.1} s{}\n\n",
-                services.len(),
+                rows.len(),
                 interval.as_secs_f64(),
                 if live { " (Ctrl-C to quit)" } else { "" }
             ));

@@ -579,6 +579,25 @@ fn notify_wakes_a_listener_in_another_process() {
     assert_fails(&d.run(&["listen", "nobody"]), 3, "does not exist");
     assert_fails(&d.run(&["notify", "bad name"]), 2, "invalid service name");
     assert_fails(&d.run(&["notify", "bell", "--id", "x"]), 2, "invalid value");
+    // Event services are listed, described and shown by top.
+    let v = json_lines(&d.run(&["list", "services", "--json"]));
+    let bell = v.iter().find(|l| l["name"] == "bell").unwrap();
+    assert_eq!(bell["kind"], "event_service");
+    assert_eq!(bell["max_event_id"], 15);
+    assert_eq!(bell["listeners"].as_array().unwrap().len(), 1);
+    let o = d.run(&["info", "bell", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_lines(&o)[0]["max_event_id"], 15);
+    let text = stdout(&d.run(&["info", "bell"]));
+    assert!(
+        text.contains("event service") && text.contains("0..=15"),
+        "{text}"
+    );
+    let top = json_lines(&d.run(&["top", "--iterations", "1", "--json"]));
+    assert!(
+        top.iter()
+            .any(|l| l["service"] == "bell" && l["payload"] == "event")
+    );
     // An event service shows up among the segments.
     let segs = json_lines(&d.run(&["list", "segments", "--json"]));
     assert!(

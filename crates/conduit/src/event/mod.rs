@@ -502,6 +502,84 @@ fn cleanup_ports(
     dead
 }
 
+/// An event service as seen by [`list`] (for tools such as `conduit list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventServiceInfo {
+    /// The service name.
+    pub name: String,
+    /// The segment holding it (inside the domain).
+    pub segment: String,
+    /// Bytes of the segment.
+    pub segment_bytes: usize,
+    /// Largest event id.
+    pub max_event_id: EventId,
+    /// Most notifiers at once.
+    pub max_notifiers: usize,
+    /// Most listeners at once.
+    pub max_listeners: usize,
+    /// Notifiers registered now.
+    pub notifiers: usize,
+    /// Per registered listener: (listener id, node id, ids pending now).
+    pub listeners: Vec<(u64, NodeId, usize)>,
+}
+
+/// Lists the event services of `domain`, mapped read-only (a snapshot:
+/// ports and pending ids may change while it is read).
+pub fn list(domain: &str) -> std::io::Result<Vec<EventServiceInfo>> {
+    let prefix = format!("conduit.{domain}.{EVENT_PREFIX}");
+    let mut out = Vec::new();
+    for object in sys::shm::list(&prefix)? {
+        let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+            continue;
+        };
+        let Ok(segment) = Segment::builder(seg)
+            .domain(domain)
+            .open_timeout(Duration::from_millis(100))
+            .read_only()
+            .open()
+        else {
+            continue;
+        };
+        let Ok(config) = EventConfig::read(&segment) else {
+            continue;
+        };
+        let layout = EventLayout::new(&config);
+        let Some(view) = EventView::new(&segment, &layout) else {
+            continue;
+        };
+        let notifiers = view
+            .notifiers()
+            .iter()
+            .filter(|n| n.id.load(Ordering::Relaxed) != 0)
+            .count();
+        let listeners = view
+            .listeners()
+            .filter_map(|l| {
+                let id = l.head.id.load(Ordering::Acquire);
+                (id != 0).then(|| {
+                    let pending = l
+                        .pending
+                        .iter()
+                        .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+                        .sum();
+                    (id, NodeId(l.head.node_id.load(Ordering::Relaxed)), pending)
+                })
+            })
+            .collect();
+        out.push(EventServiceInfo {
+            name: config.name.clone(),
+            segment: seg.to_owned(),
+            segment_bytes: segment.len(),
+            max_event_id: config.max_event_id,
+            max_notifiers: config.max_notifiers,
+            max_listeners: config.max_listeners,
+            notifiers,
+            listeners,
+        });
+    }
+    Ok(out)
+}
+
 /// Cleans every event service of `domain` (dead ports; services nobody has
 /// open are removed). Called by [`Node::cleanup`].
 pub(crate) fn cleanup_domain(domain: &str) {
