@@ -20,6 +20,7 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
         .filter(|n| n.state == NodeState::Alive)
         .collect();
     let services_before = conduit::service::list(&domain).unwrap_or_default();
+    let events_before = conduit::event::list(&domain).unwrap_or_default();
     let dead_ids: Vec<_> = dead.iter().map(|n| n.id).collect();
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut removed_nodes = Vec::new();
@@ -76,6 +77,37 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
                 } else {
                     "still in use by a live process".to_owned()
                 },
+            }));
+        }
+    }
+    let events_after = if dry_run {
+        events_before.clone()
+    } else {
+        conduit::event::list(&domain).unwrap_or_default()
+    };
+    for e in &events_before {
+        if dry_run {
+            let dead_listeners = e
+                .listeners
+                .iter()
+                .filter(|l| dead_ids.contains(&l.1))
+                .count();
+            lines.push(json!({
+                "action": "may remove", "object": "service", "name": e.name,
+                "reason": format!(
+                    "event service; {dead_listeners} of its {} listener(s) belong to dead nodes; removed if no live process has it open",
+                    e.listeners.len()
+                ),
+            }));
+        } else if events_after.iter().any(|a| a.name == e.name) {
+            lines.push(json!({
+                "action": "kept", "object": "service", "name": e.name,
+                "reason": "event service still in use by a live process",
+            }));
+        } else {
+            lines.push(json!({
+                "action": verb, "object": "service", "name": e.name,
+                "reason": "event service no live process has open",
             }));
         }
     }

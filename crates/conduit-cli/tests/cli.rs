@@ -407,10 +407,15 @@ fn clean_removes_what_a_killed_process_left() {
         .unwrap();
     // A `conduit sub --create` process holds a node, a service and a port;
     // it is killed with SIGKILL and leaves them behind.
+    // Likewise a `conduit listen --create` process and an event service.
+    // (Both started before either dies: a new node cleans up dead ones.)
     let mut sub = Running::start(d.cmd(&["sub", "orphan", "--create"]));
+    let mut listen = Running::start(d.cmd(&["listen", "orphan-events", "--create"]));
     let pid = sub.child.id();
-    sub.child.kill().unwrap();
-    sub.child.wait().unwrap();
+    for child in [&mut sub.child, &mut listen.child] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     let o = d.run(&["clean", "--dry-run", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -441,6 +446,7 @@ fn clean_removes_what_a_killed_process_left() {
         "{text}"
     );
     assert!(text.contains("service \"orphan\""), "{text}");
+    assert!(text.contains("removed service \"orphan-events\""), "{text}");
     assert!(text.contains("kept service \"alive\""), "{text}");
     let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
     assert_eq!(nodes.len(), 1);
