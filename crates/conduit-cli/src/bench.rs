@@ -147,8 +147,8 @@ fn jobs(size: Size) -> Vec<Job> {
     let (busy_rounds, sleep_rounds, pubsub_rounds, msg_rounds, sig_iters, stream_bytes) = match size
     {
         Size::Smoke => (2_000u64, 200u64, 200usize, 200usize, 100usize, 4u64 << 20),
-        Size::Quick => (300_000, 5_000, 10_000, 5_000, 2_000, 256 << 20),
-        Size::Full => (1_000_000, 30_000, 50_000, 20_000, 20_000, 1 << 30),
+        Size::Quick => (1_000_000, 10_000, 50_000, 10_000, 5_000, 512 << 20),
+        Size::Full => (5_000_000, 50_000, 200_000, 50_000, 50_000, 2 << 30),
     };
     // Fewer round trips for big payloads (each moves and reads the bytes).
     let scaled = |rounds: u64, payload: usize| (rounds / (payload as u64 / 1024).max(1)).max(200);
