@@ -1,8 +1,15 @@
 //! `conduit limits`: the kernel limits that bound message passing.
 
-/// Prints pipe, socket and message-queue limits of this system.
-pub fn run() -> i32 {
-    let show = |what: &str, value: String| println!("{what:<48} {value}");
+/// Prints pipe, socket and message-queue limits of this system (`json`:
+/// one `{"limit": …, "value": …}` object per line).
+pub fn run(json: bool) -> i32 {
+    let show = |what: &str, value: String| {
+        if json {
+            println!("{}", serde_json::json!({"limit": what, "value": value}));
+        } else {
+            println!("{what:<48} {value}");
+        }
+    };
     match conduit::pipe::max_capacity() {
         Ok(n) => show("pipe capacity limit (pipe-max-size)", format!("{n} bytes")),
         Err(e) => show(

@@ -86,7 +86,11 @@ enum Command {
     /// Benchmark every mechanism against the baselines, in one run.
     Bench(bench::BenchArgs),
     /// Show the kernel limits of pipes, fd passing and message queues.
-    Limits,
+    Limits {
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send signals (through pidfds, with values) and watch them arrive.
     #[command(subcommand)]
     Signal(signal::SignalCommand),
@@ -125,7 +129,7 @@ fn main() {
         Command::Hz(args) => hz::run(args, domain),
         Command::Top(args) => top::run(args, domain),
         Command::Bench(args) => bench::run(args),
-        Command::Limits => std::process::exit(limits::run()),
+        Command::Limits { json } => std::process::exit(limits::run(json)),
         Command::Signal(command) => std::process::exit(signal::run(command)),
     };
     match result {

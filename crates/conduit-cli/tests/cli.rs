@@ -611,3 +611,19 @@ fn notify_wakes_a_listener_in_another_process() {
         "{segs:?}"
     );
 }
+
+#[test]
+fn limits_prints_text_and_json() {
+    let o = Command::new(CONDUIT).arg("limits").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("pipe capacity limit"));
+    let o = Command::new(CONDUIT)
+        .args(["limits", "--json"])
+        .output()
+        .unwrap();
+    let v = json_lines(&o);
+    assert!(
+        v.iter()
+            .any(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
+    );
+}
