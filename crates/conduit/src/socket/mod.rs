@@ -21,6 +21,7 @@
 //! * Peer credentials are those of the process at `connect` (or
 //!   `socketpair`) time; a pid may be reused after that process exits.
 
+pub mod channel;
 mod fds;
 mod memfd;
 
@@ -28,6 +29,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+pub use channel::ShmChannel;
 pub use memfd::{MemfdError, RecvMemfdError, SendMemfdError, SharedMemfd};
 
 use crate::sys;
