@@ -119,6 +119,18 @@ fn dispatch(role: &str, _args: &[String]) {
                 Err(e) => println!("write(2): {}", e.raw_os_error().unwrap_or(0)),
                 Ok(n) => println!("write(2): wrote {n}"),
             }
+            let page = sub.data_segment().whole().base().as_ptr();
+            // SAFETY: mprotect on the first page of our own live mapping;
+            // if it wrongly succeeded the page would just become writable.
+            let rc = unsafe {
+                libc::mprotect(
+                    page.cast(),
+                    conduit::sys::page_size(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            println!("mprotect: {}", if rc == 0 { 0 } else { errno });
             println!("storing");
             let base = sub.data_segment().data().base().as_ptr();
             // SAFETY: none: this store must fault (SIGSEGV) on the read-only
@@ -211,6 +223,8 @@ fn subscriber_cannot_write_the_data_segment() {
     );
     // ...and so is write(2) through the descriptor.
     assert_eq!(read_line(&mut child), format!("write(2): {EPERM}"));
+    // ...and mprotect cannot make the read-only mapping writable (EACCES).
+    assert_eq!(read_line(&mut child), format!("mprotect: {}", libc::EACCES));
     assert_eq!(read_line(&mut child), "storing");
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(11), "{status:?}"); // SIGSEGV
