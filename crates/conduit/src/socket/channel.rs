@@ -930,7 +930,9 @@ impl<T: ShmSafe> Subscriber<T> {
         if let Some(index) = self.pop()? {
             return Ok(Some(self.sample(index)));
         }
-        self.check_publisher().map(|()| None)
+        self.check_publisher()?;
+        // Something may have arrived meanwhile (or before a death).
+        Ok(self.pop()?.map(|index| self.sample(index)))
     }
 
     /// The next message, waiting up to `timeout` (`None`: no limit; then
