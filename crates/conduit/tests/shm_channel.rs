@@ -298,6 +298,31 @@ fn subscriber_killed_holding_samples_publisher_reclaims() {
     ));
 }
 
+#[test]
+fn publisher_blocked_for_a_chunk_wakes_when_the_subscriber_dies() {
+    let _w = watchdog(Duration::from_secs(30));
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let (mut publisher, offer) = ShmChannel::<Reading>::create(3).unwrap();
+    let mut child = spawn_with_socket("subscriber_holding", theirs);
+    offer.send_over(&ours).unwrap();
+    for i in 0..3 {
+        publisher.send_copy(reading(i)).unwrap();
+    }
+    assert_eq!(read_line(&mut child), "holding 3");
+    // Every chunk is held: a loan waits. Whether the kill lands before or
+    // during the wait, the loan must end with Disconnected.
+    let killer = std::thread::spawn(move || {
+        child.kill().unwrap();
+        child.wait().unwrap()
+    });
+    assert!(matches!(
+        publisher.loan_timeout(None),
+        Err(LoanError::Disconnected)
+    ));
+    assert_eq!(killer.join().unwrap().signal(), Some(9));
+    assert_eq!(publisher.free_chunks(), 3);
+}
+
 /// The control words, by their documented offsets in the control data
 /// area (docs/arch-socket-channel.md).
 fn control_word(segment: &Segment, line: usize) -> &AtomicU32 {

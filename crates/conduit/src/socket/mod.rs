@@ -1,7 +1,9 @@
 //! Unix domain sockets: stream, datagram and seqpacket; path and abstract
 //! names; peer credentials with an accept/refuse hook; file-descriptor
-//! passing; and sealed memfd segments shared through a socket
-//! ([`SharedMemfd`]).
+//! passing; sealed memfd segments shared through a socket
+//! ([`SharedMemfd`]); and a zero-copy typed publish/subscribe channel whose
+//! memory is two anonymous memfds offered through a socket
+//! ([`channel`], [`ShmChannel`]).
 //!
 //! # Edges
 //!
