@@ -392,3 +392,25 @@ fn another_type_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_unsealed_offer_is_refused() {
+    // A hand-made offer whose descriptors are plain (unsealed) memfds: the
+    // peer could shrink them under our mapping, so they are refused.
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut message = Vec::new();
+    message.extend_from_slice(b"CDTCHAN1");
+    message.extend_from_slice(&2u32.to_le_bytes());
+    message.extend_from_slice(&64u32.to_le_bytes());
+    message.extend_from_slice(&Reading::LAYOUT.fingerprint.to_le_bytes());
+    let data = conduit::sys::memfd::create("unsealed-data").unwrap();
+    let control = conduit::sys::memfd::create("unsealed-control").unwrap();
+    conduit::sys::fd::truncate(&data, 8192).unwrap();
+    conduit::sys::fd::truncate(&control, 8192).unwrap();
+    a.send_with_fds(&message, &[data.as_fd(), control.as_fd()])
+        .unwrap();
+    match ShmChannel::<Reading>::accept_from(&b) {
+        Err(AcceptError::NotSealed { segment: "data" }) => {}
+        other => panic!("{other:?}"),
+    }
+}
