@@ -501,7 +501,9 @@ impl<'a> SegmentBuilder<'a> {
     /// `F_SEAL_FUTURE_WRITE`, so that whoever receives the descriptor can
     /// only map it read-only (the creator's own mapping stays writable).
     /// On a kernel older than 5.1, which does not know the seal, the
-    /// segment is created without it; [`Segment::seals`] tells.
+    /// segment is created without it; [`Segment::seals`] tells. With the
+    /// seal, [`Segment::map_again`] of the creator's writable segment fails
+    /// (`mmap` → `EPERM`): keep the first mapping.
     pub fn seal_future_write(mut self) -> Self {
         self.future_write = true;
         self

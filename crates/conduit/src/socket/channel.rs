@@ -363,8 +363,14 @@ impl<T: ShmSafe> ShmChannel<T> {
             });
         }
         let stride = chunk_stride::<T>();
+        let data_size = capacity
+            .checked_mul(stride)
+            .filter(|_| u32::try_from(stride).is_ok())
+            .ok_or(shm::CreateError::TooLarge {
+                requested: u64::MAX,
+            })?;
         let data = Segment::builder("socket-channel-data")
-            .size(capacity * stride)
+            .size(data_size)
             .fingerprint(T::LAYOUT.fingerprint)
             .seal_future_write()
             .create_anonymous()?;
