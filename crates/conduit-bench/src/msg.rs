@@ -431,6 +431,7 @@ pub const LATENCY: &[&str] = &[
     "unix-seqpacket",
     "posix-mq",
     "tcp-loopback",
+    "socket-shm-channel",
 ];
 
 /// An 8-byte message link in one direction pair.
@@ -518,6 +519,49 @@ impl Link for MqLink {
         let m = self.rx.receive(&mut self.buf).expect("mq receive");
         assert_eq!(m.len, 8);
         u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Zero-copy channels over memfds offered through a socket pair
+/// (`conduit::socket::channel`), one per direction.
+struct ShmChannelLink {
+    tx: conduit::socket::channel::Publisher<u64>,
+    rx: conduit::socket::channel::Subscriber<u64>,
+    _socket: UnixStream,
+}
+
+impl ShmChannelLink {
+    /// The parent offers its channel first, then accepts the child's.
+    fn connect(socket: UnixStream, parent: bool) -> ShmChannelLink {
+        use conduit::socket::ShmChannel;
+        let (tx, offer) = ShmChannel::<u64>::create(4).expect("channel");
+        let rx = if parent {
+            offer.send_over(&socket).expect("offer");
+            ShmChannel::<u64>::accept_from(&socket).expect("accept")
+        } else {
+            let rx = ShmChannel::<u64>::accept_from(&socket).expect("accept");
+            offer.send_over(&socket).expect("offer");
+            rx
+        };
+        ShmChannelLink {
+            tx,
+            rx,
+            _socket: socket,
+        }
+    }
+}
+
+impl Link for ShmChannelLink {
+    fn send8(&mut self, v: u64) {
+        self.tx
+            .loan_timeout(None)
+            .expect("loan")
+            .write(v)
+            .send()
+            .expect("send");
+    }
+    fn recv8(&mut self) -> u64 {
+        *self.rx.receive().expect("receive")
     }
 }
 
@@ -697,6 +741,16 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
             finish(child);
             r
         }
+        "socket-shm-channel" => {
+            let (a, b) = UnixStream::pair().expect("pair");
+            let child = spawn_child("echo-socket-shm-channel", &args, &[&b]);
+            drop(b);
+            let mut link = ShmChannelLink::connect(a, true);
+            let r = ping_pong(&mut link, rounds);
+            drop(link);
+            finish(child);
+            r
+        }
         other => panic!("unknown scenario {other}"),
     };
     Latency {
@@ -791,6 +845,10 @@ pub fn latency_child(role: &str, args: &[String]) {
             let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
             s.set_nodelay(true).expect("nodelay");
             echo(&mut TcpLink(s), rounds);
+        }
+        "echo-socket-shm-channel" => {
+            let socket = UnixStream::from_fd(inherited(0));
+            echo(&mut ShmChannelLink::connect(socket, false), rounds);
         }
         other => panic!("unknown child role {other}"),
     }

@@ -476,6 +476,7 @@ pub struct SegmentBuilder<'a> {
     owner: Option<u32>,
     open_timeout: Duration,
     init: Option<Init<'a>>,
+    future_write: bool,
 }
 
 impl<'a> SegmentBuilder<'a> {
@@ -491,7 +492,21 @@ impl<'a> SegmentBuilder<'a> {
             owner: None,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             init: None,
+            future_write: false,
         }
+    }
+
+    /// For [`create_anonymous`](Self::create_anonymous): once the creator
+    /// has mapped and initialised the segment, also seal it with
+    /// `F_SEAL_FUTURE_WRITE`, so that whoever receives the descriptor can
+    /// only map it read-only (the creator's own mapping stays writable).
+    /// On a kernel older than 5.1, which does not know the seal, the
+    /// segment is created without it; [`Segment::seals`] tells. With the
+    /// seal, [`Segment::map_again`] of the creator's writable segment fails
+    /// (`mmap` → `EPERM`): keep the first mapping.
+    pub fn seal_future_write(mut self) -> Self {
+        self.future_write = true;
+        self
     }
 
     /// The domain that namespaces the segment (default: [`default_domain`]).
@@ -707,6 +722,7 @@ impl<'a> SegmentBuilder<'a> {
             owner: self.owner,
             open_timeout: self.open_timeout,
             init: None,
+            future_write: self.future_write,
         }
     }
 
@@ -766,13 +782,14 @@ impl<'a> SegmentBuilder<'a> {
         };
         let fd = sys::memfd::create(&label).map_err(os("memfd_create"))?;
         reserve(&fd, total as u64, &label)?;
+        let future_write = self.future_write;
         sys::memfd::add_seals(
             &fd,
             sys::memfd::Seals {
                 shrink: true,
                 grow: true,
-                write: false,
-                seal: true,
+                seal: !future_write,
+                ..Default::default()
             },
         )
         .map_err(os("fcntl(F_ADD_SEALS)"))?;
@@ -784,6 +801,29 @@ impl<'a> SegmentBuilder<'a> {
             writable: true,
         };
         segment.initialize(self.fingerprint, true, self.init, &label)?;
+        if future_write {
+            let sealed = sys::memfd::add_seals(
+                &segment.fd,
+                sys::memfd::Seals {
+                    future_write: true,
+                    seal: true,
+                    ..Default::default()
+                },
+            );
+            if sealed == Err(Errno::INVAL) {
+                // A kernel before 5.1: seal what it knows.
+                sys::memfd::add_seals(
+                    &segment.fd,
+                    sys::memfd::Seals {
+                        seal: true,
+                        ..Default::default()
+                    },
+                )
+                .map_err(os("fcntl(F_ADD_SEALS)"))?;
+            } else {
+                sealed.map_err(os("fcntl(F_ADD_SEALS)"))?;
+            }
+        }
         Ok(segment)
     }
 }
@@ -1046,6 +1086,12 @@ impl Segment {
     /// another process.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The seals of an anonymous segment (`F_GET_SEALS`); a named
+    /// segment, which cannot be sealed, reports `EINVAL`.
+    pub fn seals(&self) -> Result<sys::memfd::Seals, Errno> {
+        sys::memfd::seals(&self.fd)
     }
 
     /// Whether this mapping may be written.

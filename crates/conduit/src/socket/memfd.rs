@@ -31,6 +31,7 @@ const REQUIRED: Seals = Seals {
     grow: true,
     write: false,
     seal: false,
+    future_write: false,
 };
 
 /// Error creating a [`SharedMemfd`].
@@ -133,6 +134,7 @@ impl SharedMemfd {
                 grow: true,
                 write: false,
                 seal: true,
+                future_write: false,
             },
         )
         .map_err(MemfdError::Other)

@@ -1,7 +1,9 @@
 //! Unix domain sockets: stream, datagram and seqpacket; path and abstract
 //! names; peer credentials with an accept/refuse hook; file-descriptor
-//! passing; and sealed memfd segments shared through a socket
-//! ([`SharedMemfd`]).
+//! passing; sealed memfd segments shared through a socket
+//! ([`SharedMemfd`]); and a zero-copy typed publish/subscribe channel whose
+//! memory is two anonymous memfds offered through a socket
+//! ([`channel`], [`ShmChannel`]).
 //!
 //! # Edges
 //!
@@ -21,6 +23,7 @@
 //! * Peer credentials are those of the process at `connect` (or
 //!   `socketpair`) time; a pid may be reused after that process exits.
 
+pub mod channel;
 mod fds;
 mod memfd;
 
@@ -28,6 +31,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+pub use channel::ShmChannel;
 pub use memfd::{MemfdError, RecvMemfdError, SendMemfdError, SharedMemfd};
 
 use crate::sys;

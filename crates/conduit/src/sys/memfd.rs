@@ -18,6 +18,12 @@ pub struct Seals {
     pub write: bool,
     /// `F_SEAL_SEAL`: no further seals can be added.
     pub seal: bool,
+    /// `F_SEAL_FUTURE_WRITE` (Linux ≥ 5.1): mappings and descriptors that
+    /// exist keep their access, but no new writable mapping and no
+    /// `write(2)` are allowed any more; a receiver can only map it
+    /// read-only. Unlike `F_SEAL_WRITE` it may be added while writable
+    /// mappings exist. Older kernels refuse it with `EINVAL`.
+    pub future_write: bool,
 }
 
 impl Seals {
@@ -35,6 +41,9 @@ impl Seals {
         if self.seal {
             f |= SealFlags::SEAL;
         }
+        if self.future_write {
+            f |= SealFlags::FUTURE_WRITE;
+        }
         f
     }
 
@@ -44,6 +53,7 @@ impl Seals {
             grow: f.contains(SealFlags::GROW),
             write: f.contains(SealFlags::WRITE),
             seal: f.contains(SealFlags::SEAL),
+            future_write: f.contains(SealFlags::FUTURE_WRITE),
         }
     }
 }

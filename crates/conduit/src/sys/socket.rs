@@ -299,3 +299,29 @@ pub fn set_buffer_sizes(fd: impl AsFd, bytes: usize) -> Result<()> {
 pub fn set_nonblocking(fd: impl AsFd, nonblocking: bool) -> Result<()> {
     super::pipe::set_nonblocking(fd, nonblocking)
 }
+
+/// `poll(fd, POLLRDHUP, 0)`: whether the peer of a connected socket has
+/// closed its end or died (`POLLHUP`, `POLLRDHUP` or `POLLERR`), without
+/// waiting and without consuming any data. Pending data alone does not
+/// count.
+#[doc(alias = "poll")]
+#[doc(alias = "POLLRDHUP")]
+pub fn peer_hung_up(fd: impl AsFd) -> Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        match rustix::event::poll(&mut fds, Some(&zero)) {
+            Ok(_) => {
+                return Ok(fds[0]
+                    .revents()
+                    .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR));
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
