@@ -175,6 +175,20 @@ pub fn busy_plan(quick: bool) -> Plan {
     }
 }
 
+/// A busy plan sized for `payload` bytes that are (or are not) touched:
+/// fewer round trips and smaller batches as the copy grows, so that a
+/// 1 MiB run takes seconds, not minutes.
+pub fn payload_plan(payload: usize, mode: Mode, quick: bool) -> Plan {
+    let touched = mode == Mode::Payload;
+    let (warmup, rounds, batch) = match payload {
+        p if !touched || p <= 1 << 10 => (20_000, 500_000, 100),
+        p if p <= 64 << 10 => (2_000, 50_000, 10),
+        _ => (200, 3_000, 1),
+    };
+    let scale = if quick { 10 } else { 1 };
+    Plan::busy(warmup / scale, rounds / scale, batch)
+}
+
 /// The default plan for sleeping scenarios (clock read per round trip).
 pub fn sleeping_plan(quick: bool) -> Plan {
     if quick {
