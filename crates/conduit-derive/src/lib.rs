@@ -19,7 +19,7 @@
 //! The generated `LAYOUT` is computed in a `const` from the struct's
 //! name, size, alignment and, per field, its name (index for tuple
 //! structs), offset (`core::mem::offset_of!`) and the field type's own
-//! fingerprint. See `docs/arch-derive.md`.
+//! fingerprint. See `ARCHITECTURE.md`.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

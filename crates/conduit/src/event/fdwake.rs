@@ -2,7 +2,7 @@
 //! runtimes): an abstract-namespace Unix datagram socket per port, armed
 //! through a flag in shared memory.
 //!
-//! The protocol (details and proof in `docs/arch-events.md`):
+//! The protocol (details and proof in `ARCHITECTURE.md`):
 //!
 //! * The port (listener or subscriber) binds a non-blocking datagram
 //!   socket named `conduit.<domain>.wake.<port id>` in the abstract

@@ -22,7 +22,7 @@
 //! sleeps on (bounded spin, then futex) and an `fd_armed` word for its
 //! optional wake-up descriptor ([`Listener::wake_fd`], used by the WaitSet
 //! and async runtimes). A notifier makes no system call when no listener
-//! sleeps. Layout and protocol: `docs/arch-events.md`.
+//! sleeps. Layout and protocol: `ARCHITECTURE.md`.
 
 mod fdwake;
 pub(crate) mod layout;

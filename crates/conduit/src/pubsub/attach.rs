@@ -1,5 +1,5 @@
 //! Waking a subscriber through a file descriptor: the subscriber's side of
-//! the protocol in `event::fdwake` (see `docs/arch-events.md`), and
+//! the protocol in `event::fdwake` (see `ARCHITECTURE.md`), and
 //! [`Attachable`] so that a subscriber can be attached to a
 //! [`WaitSet`](crate::waitset::WaitSet).
 

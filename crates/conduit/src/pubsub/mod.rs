@@ -30,7 +30,7 @@
 //! writes the index into a return queue that the publisher drains only
 //! when its pool runs dry. The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. See
-//! `docs/arch-pubsub.md` for every shared word and its transitions.
+//! `ARCHITECTURE.md` for every shared word and its transitions.
 //!
 //! # At the edges
 //!

@@ -355,7 +355,7 @@ pub(crate) struct PortSlot {
     /// Subscriber slots only: 1 while the subscriber waits on its wake-up
     /// descriptor (armed), 0 otherwise; a publisher that saw a registered
     /// sleeper swaps it to 0 and sends one wake byte if it was 1
-    /// (`docs/arch-events.md`).
+    /// (`ARCHITECTURE.md`).
     pub(crate) fd_armed: AtomicU32,
 }
 

@@ -15,7 +15,7 @@
 //! kernel drops the locks of dead processes, so a service whose users all
 //! died is removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
 //!
-//! The byte layout is in `docs/arch-pubsub.md` and next to the structs in
+//! The byte layout is in `ARCHITECTURE.md` and next to the structs in
 //! `service/layout.rs`.
 
 mod event;

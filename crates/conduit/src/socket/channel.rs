@@ -29,7 +29,7 @@
 //! * The **control** segment, read-write for both, holds two
 //!   single-producer single-consumer queues of chunk indices (publisher →
 //!   subscriber, and the return queue back) and two [`EventWord`]s, every
-//!   shared word on its own cache line. `docs/arch-socket-channel.md` has
+//!   shared word on its own cache line. `ARCHITECTURE.md` has
 //!   the byte layout and every word's transitions.
 //!
 //! Both segments are sealed against shrinking and growing, so mapping them
