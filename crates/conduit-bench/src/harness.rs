@@ -60,6 +60,16 @@ pub fn pin_to_cpu(cpu: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
+/// Lets this process run on every CPU again (undoes [`pin_to_cpu`]), so
+/// that programs it spawns afterwards do not inherit a one-CPU affinity.
+pub fn unpin() {
+    let mut set = rustix::thread::CpuSet::new();
+    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
+        set.set(cpu);
+    }
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
 /// Number of CPUs this process may run on.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -396,6 +396,9 @@ fn iceoryx2_binaries() -> Result<Vec<PathBuf>, Failure> {
 }
 
 fn iceoryx2(size: Size, bins: &[PathBuf], rows: &mut Vec<Row>) -> Result<(), Failure> {
+    // The peer binaries pin their own processes; do not hand them our
+    // CPU-0 affinity (they would see one CPU and warn).
+    conduit_bench::harness::unpin();
     for path in bins {
         let bin = path
             .file_name()
