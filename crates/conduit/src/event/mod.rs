@@ -588,20 +588,8 @@ pub(crate) fn cleanup_domain(domain: &str) {
         return;
     };
     for object in names {
-        let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+        let Some(segment) = crate::service::open_listed(domain, &object) else {
             continue;
-        };
-        let segment = match Segment::builder(seg)
-            .domain(domain)
-            .open_timeout(Duration::from_millis(200))
-            .open()
-        {
-            Ok(s) => s,
-            Err(shm::OpenError::Abandoned { .. }) => {
-                let _ = Segment::builder(seg).domain(domain).remove_abandoned();
-                continue;
-            }
-            Err(_) => continue,
         };
         let Ok(config) = EventConfig::read(&segment) else {
             continue;

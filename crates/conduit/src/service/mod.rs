@@ -558,6 +558,26 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
     }
 }
 
+/// Opens the segment listed in /dev/shm as `object` (`conduit.<domain>.…`)
+/// for inspection or cleanup, with a short open timeout; a segment whose
+/// creator died before it became ready is removed on the way. `None` for
+/// anything that cannot be opened (gone, in creation, not ours).
+pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
+    let seg = object.strip_prefix(&format!("conduit.{domain}."))?;
+    match Segment::builder(seg)
+        .domain(domain)
+        .open_timeout(std::time::Duration::from_millis(200))
+        .open()
+    {
+        Ok(s) => Some(s),
+        Err(shm::OpenError::Abandoned { .. }) => {
+            let _ = Segment::builder(seg).domain(domain).remove_abandoned();
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// Cleans every service of `domain`: dead ports, and services nobody has
 /// open.
 pub(crate) fn cleanup_domain(domain: &str) {
@@ -569,20 +589,8 @@ pub(crate) fn cleanup_domain(domain: &str) {
     // Publisher data segments named in some service slot.
     let mut referenced = std::collections::HashSet::new();
     for object in names {
-        let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+        let Some(segment) = crate::service::open_listed(domain, &object) else {
             continue;
-        };
-        let segment = match Segment::builder(seg)
-            .domain(domain)
-            .open_timeout(std::time::Duration::from_millis(200))
-            .open()
-        {
-            Ok(s) => s,
-            Err(shm::OpenError::Abandoned { .. }) => {
-                let _ = Segment::builder(seg).domain(domain).remove_abandoned();
-                continue;
-            }
-            Err(_) => continue,
         };
         let Ok(config) = StaticConfig::read(&segment) else {
             continue;
