@@ -44,7 +44,11 @@
 
 mod attach;
 mod publisher;
+mod queue;
 mod subscriber;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use super::{
     ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, data_segment_name,
-    entry, entry_gen, entry_seq, len_word,
 };
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
@@ -194,22 +193,16 @@ pub(crate) fn claim_slot(svc: &ServiceInner, publisher: bool, id: u64) -> Option
         } else {
             view.sub_slots()
         };
-        let node = svc.node.id().0;
-        for (i, slot) in slots.iter().enumerate() {
-            if slot
-                .node_id
-                .compare_exchange(0, node, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                slot.id.store(id, Ordering::Release);
-                let header = view.header();
-                if publisher {
-                    header.pub_generation.fetch_add(1, Ordering::AcqRel);
-                } else {
-                    header.sub_generation.fetch_add(1, Ordering::AcqRel);
-                }
-                return Some(i);
-            }
+        let header = view.header();
+        let generation = if publisher {
+            &header.pub_generation
+        } else {
+            &header.sub_generation
+        };
+        if let Some(i) =
+            crate::service::layout::claim_free_slot(slots, generation, svc.node.id().0, id)
+        {
+            return Some(i);
         }
         if attempt == 0 {
             svc.cleanup_dead_ports();
@@ -313,9 +306,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
     fn drop(&mut self) {
         let view = self.view;
         let slot = &view.pub_slots()[self.slot];
-        slot.id.store(0, Ordering::Release);
-        slot.node_id.store(0, Ordering::Release);
-        view.header().pub_generation.fetch_add(1, Ordering::AcqRel);
+        crate::service::layout::release_slot(slot, &view.header().pub_generation);
         let _ = self.segment.unlink();
     }
 }
@@ -359,18 +350,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 continue;
             }
             let conn = self.row[s];
-            conn.link.link.store(0, Ordering::Relaxed);
-            let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
-            conn.link.generation.store(generation, Ordering::Relaxed);
-            for e in conn.entries {
-                e.word.store(0, Ordering::Relaxed);
-                e.len.store(0, Ordering::Relaxed);
-            }
-            conn.ret_tail.store(0, Ordering::Relaxed);
-            conn.head.store(0, Ordering::Relaxed);
-            conn.link.pub_id.store(self.id, Ordering::Relaxed);
-            // Publishes the reset above to the subscriber's Acquire load.
-            conn.link.link.store(sid, Ordering::Release);
+            let generation = conn.connect(self.id, sid);
             let mut c = PubConn {
                 sub_id: sid,
                 generation,
@@ -380,12 +360,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             };
             let history: Vec<u32> = st.history.iter().copied().collect();
             for chunk in history {
+                conn.push(c.tail, generation, chunk, st.lens[chunk as usize]);
                 c.tail += 1;
-                let e = &conn.entries[((c.tail - 1) & (conn.entries.len() as u64 - 1)) as usize];
-                let len = st.lens[chunk as usize];
-                e.len.store(len_word(c.tail, len), Ordering::Relaxed);
-                e.word
-                    .store(entry(c.tail, generation, chunk), Ordering::Release);
                 st.chunks[chunk as usize].holders |= 1 << s;
             }
             st.conns[s] = Some(c);
@@ -398,22 +374,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
             let conn = self.row[s];
-            let rcap = conn.returns.len() as u64;
-            let tail = conn.ret_tail.load(Ordering::Acquire);
-            if tail < c.ret_head || tail - c.ret_head > rcap {
-                // Inconsistent (a subscriber of an older connection wrote
-                // here): skip to the newest window.
-                c.ret_head = tail.saturating_sub(rcap);
-            }
-            while c.ret_head < tail {
-                let r = u64::from(
-                    conn.returns[(c.ret_head & (rcap - 1)) as usize].load(Ordering::Relaxed),
-                );
-                c.ret_head += 1;
-                if entry_gen(r) == c.generation {
-                    st.release_holder((r & super::CHUNK_MASK) as u32, s);
-                }
-            }
+            conn.collect_returns(&mut c.ret_head, c.generation, |chunk| {
+                st.release_holder(chunk, s)
+            });
             st.conns[s] = Some(c);
         }
     }
@@ -514,48 +477,14 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
             let conn = self.row[s];
-            let mask = conn.entries.len() as u64 - 1;
-            let cap = self.buffer;
-            if c.tail.wrapping_sub(c.head) >= cap {
-                c.head = conn.head.load(Ordering::Acquire);
-                if c.tail.wrapping_sub(c.head) > cap {
-                    // Impossible unless the subscriber scribbled on its
-                    // head: trust our own count.
-                    c.head = c.tail - cap;
-                }
+            // Only DropOldest can find the queue full here (the other
+            // policies waited for room above).
+            if let Some(old) = conn.make_room(c.tail, &mut c.head, self.buffer, c.generation) {
+                st.dropped += 1;
+                st.release_holder(old, s);
             }
-            if c.tail.wrapping_sub(c.head) >= cap {
-                // Full (only DropOldest gets here): drop the oldest entry
-                // by claiming it ourselves. If the subscriber claims it
-                // first, our CAS fails and there is room.
-                let oldest = c.head;
-                match conn.head.compare_exchange(
-                    oldest,
-                    oldest + 1,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        let old = conn.entries[(oldest & mask) as usize]
-                            .word
-                            .load(Ordering::Relaxed);
-                        if entry_gen(old) == c.generation && entry_seq(old) == (oldest + 1) as u32 {
-                            st.dropped += 1;
-                            st.release_holder((old & super::CHUNK_MASK) as u32, s);
-                        }
-                        c.head = oldest + 1;
-                    }
-                    Err(now) => c.head = now,
-                }
-            }
-            let e = &conn.entries[(c.tail & mask) as usize];
+            conn.push(c.tail, c.generation, chunk, len as u64);
             c.tail += 1;
-            e.len.store(len_word(c.tail, len as u64), Ordering::Relaxed);
-            // Release: the payload, chunk header and length written above
-            // become visible to the subscriber that loads this entry
-            // (Acquire).
-            e.word
-                .store(entry(c.tail, c.generation, chunk), Ordering::Release);
             st.chunks[chunk as usize].holders |= 1 << s;
             st.conns[s] = Some(c);
             // events: also wakes the subscriber's descriptor if armed (attach.rs).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{CHUNK_MASK, ChunkHeader, GEN_SHIFT, NoHeader, Payload, PubData, entry_gen, entry_seq};
+use super::{ChunkHeader, NoHeader, Payload, PubData, queue};
 use crate::service::ServiceInner;
 use crate::service::layout::Overflow;
 use crate::service::layout::{Conn, ServiceView};
@@ -194,9 +194,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
         let view = self.view;
         let slot = &view.sub_slots()[self.slot];
         self.fd_wake.release(&slot.event, &slot.fd_armed); // events: attach.rs
-        slot.id.store(0, Ordering::Release);
-        slot.node_id.store(0, Ordering::Release);
-        view.header().sub_generation.fetch_add(1, Ordering::AcqRel);
+        crate::service::layout::release_slot(slot, &view.header().sub_generation);
         for p in view.pub_slots() {
             p.event.wake_all();
         }
@@ -258,11 +256,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             }
             st.pending = true;
             let conn = self.column[p];
-            if conn.link.link.load(Ordering::Acquire) != self.id
-                || conn.link.pub_id.load(Ordering::Relaxed) != pid
-            {
+            let Some(linked) = conn.linked(self.id, pid) else {
                 continue; // The publisher connects us on its next send.
-            }
+            };
             let element = P::Element::LAYOUT;
             let Ok(data) = PubData::open(&self.service.domain, pid, &element, &H::LAYOUT) else {
                 continue;
@@ -275,16 +271,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             else {
                 continue;
             };
-            let generation = conn.link.generation.load(Ordering::Relaxed);
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
-                generation,
-                head: conn.head.load(Ordering::Acquire),
+                generation: linked.generation,
+                head: linked.head,
                 draining: false,
                 chunks_base: chunks.base(),
                 data: Arc::new(data),
             });
-            self.returns[p].set((generation, conn.ret_tail.load(Ordering::Acquire)));
+            self.returns[p].set((linked.generation, linked.ret_tail));
             st.pending = st.conns.iter().enumerate().any(|(q, c)| {
                 c.is_none() && self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
             });
@@ -293,64 +288,14 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
 
     #[inline]
     fn pop(&self, p: usize, c: &mut SubConn) -> Pop {
-        let conn = self.column[p];
-        let ring = conn.entries.len() as u64;
-        for _ in 0..(2 * ring + 4) {
-            let h = c.head;
-            let e = &conn.entries[(h & (ring - 1)) as usize];
-            // Acquire: pairs with the publisher's Release store of the
-            // entry; the chunk and the length word are visible after it.
-            let v = e.word.load(Ordering::Acquire);
-            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
-            if d < 0 {
-                return Pop::Empty;
+        match self.column[p].pop(&mut c.head, c.generation) {
+            queue::Pop::Empty => Pop::Empty,
+            queue::Pop::Gone => Pop::Gone,
+            queue::Pop::Chunk(chunk, _) if chunk as usize >= c.data.geometry.chunks => {
+                Pop::Corrupted(format!("chunk index {chunk} ≥ {}", c.data.geometry.chunks))
             }
-            if entry_gen(v) != c.generation {
-                return Pop::Gone;
-            }
-            let len = e.len.load(Ordering::Relaxed);
-            if d > 0 || (len >> 32) as u32 != entry_seq(v) {
-                // The publisher dropped entries we had not claimed (it
-                // moved the shared head) and reuses their slots.
-                let now = conn.head.load(Ordering::Acquire);
-                if now <= h {
-                    // Not explained by a drop: the publisher is between
-                    // its two stores, or the queue holds garbage.
-                    return Pop::Empty;
-                }
-                c.head = now;
-                continue;
-            }
-            // Claim position h. AcqRel: our reads of the entry happen
-            // before the publisher, seeing the new head, reuses the slot.
-            match conn
-                .head
-                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    c.head = h + 1;
-                    let chunk = (v & CHUNK_MASK) as u32;
-                    if chunk as usize >= c.data.geometry.chunks {
-                        return Pop::Corrupted(format!(
-                            "chunk index {chunk} ≥ {}",
-                            c.data.geometry.chunks
-                        ));
-                    }
-                    return Pop::Chunk(chunk, (len & 0xffff_ffff) as usize);
-                }
-                // The publisher dropped position h first (or the head
-                // moved for another reason): continue from the real head.
-                Err(now) => {
-                    if now <= h {
-                        return Pop::Empty;
-                    }
-                    c.head = now;
-                }
-            }
+            queue::Pop::Chunk(chunk, len) => Pop::Chunk(chunk, len),
         }
-        // Dropped again and again while we looked (we were descheduled,
-        // or the queue holds garbage): report nothing now, look again.
-        Pop::Empty
     }
 
     /// Takes the next sample if there is one; never blocks. If the wake-up
@@ -493,15 +438,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         if current != generation {
             return; // The publisher reconnected or left: it reclaimed the chunk.
         }
-        let conn = self.column[p];
-        let rcap = conn.returns.len() as u64;
-        conn.returns[(tail & (rcap - 1)) as usize].store(
-            ((generation << GEN_SHIFT) | u64::from(chunk)) as u32,
-            Ordering::Relaxed,
-        );
+        self.column[p].push_return(tail, generation, chunk);
         self.returns[p].set((generation, tail + 1));
-        // Release: the entry above is visible to the publisher's Acquire.
-        conn.ret_tail.store(tail + 1, Ordering::Release);
     }
 
     /// Waits up to `timeout` for a sample: spins for the configured budget,

@@ -18,7 +18,12 @@
 //! +…     returns: [AtomicU32; chunks rounded up to a power of two], rounded up to 64 B
 //! ```
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+// The configuration words are plain std atomics (written once, read
+// through `node::store_str`); every word that ports race on uses the
+// `sync::atomic` shim, so the loom models run the real protocol steps.
+use std::sync::atomic::AtomicU64 as ConfigWord;
+
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::shm::{Region, Segment};
 use crate::sync::EventWord;
@@ -203,7 +208,7 @@ const W_HEADER: usize = 55; // len + 8 words + 3 = 12
 const W_QOS: usize = 67; // 7 words
 
 impl StaticConfig {
-    fn write(&self, w: &[AtomicU64; CONFIG_WORDS]) {
+    fn write(&self, w: &[ConfigWord; CONFIG_WORDS]) {
         use crate::node::store_str;
         w[W_FORMAT].store(FORMAT, Ordering::Relaxed);
         store_str(&w[W_NAME..W_NAME + 32], &w[W_NAME_LEN], &self.name);
@@ -355,8 +360,96 @@ pub(crate) struct PortSlot {
     /// Subscriber slots only: 1 while the subscriber waits on its wake-up
     /// descriptor (armed), 0 otherwise; a publisher that saw a registered
     /// sleeper swaps it to 0 and sends one wake byte if it was 1
-    /// (`ARCHITECTURE.md`).
-    pub(crate) fd_armed: AtomicU32,
+    /// (`ARCHITECTURE.md`). A std atomic even under loom: the descriptor
+    /// path (`event::fdwake`) is modelled separately.
+    pub(crate) fd_armed: std::sync::atomic::AtomicU32,
+}
+
+impl PortSlot {
+    /// Claims the slot for port `id` of node `node` if it is free.
+    ///
+    /// `node_id: 0 → node` (CAS; exactly one claimant wins), then
+    /// `id ← id` (Release). Readers go by `id`, so a slot whose `id` is
+    /// still 0 looks free to them until the claim is complete.
+    #[inline]
+    pub(crate) fn try_claim(&self, node: u64, id: u64) -> bool {
+        if self
+            .node_id
+            .compare_exchange(0, node, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.id.store(id, Ordering::Release);
+        true
+    }
+
+    /// The owning port frees its slot (`id ← 0`, then `node_id ← 0`).
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.id.store(0, Ordering::Release);
+        self.node_id.store(0, Ordering::Release);
+    }
+
+    /// Cleanup: frees the slot if its owner node is dead (`is_alive` says
+    /// so), calling `dead_port` with the dead port's id (if it had stored
+    /// one) before the slot is freed. True if this call freed it (the
+    /// caller then bumps the generation and wakes waiters). Any number of
+    /// cleaners and claimants may race.
+    ///
+    /// The dead port's id is read (Acquire) and then `node_id` checked
+    /// again: a new owner stores its id after its claim, so a cleaner that
+    /// sees that id also sees the new `node_id` and leaves the slot alone.
+    /// Then `id: dead port's id → 0` and `node_id: dead → 0`, both by CAS,
+    /// so a late cleaner cannot clear the id of a port that claimed the
+    /// slot after another cleaner freed it (loom model
+    /// `loom_service_slot_cleanup_race`).
+    #[inline]
+    pub(crate) fn reclaim_if_dead(
+        &self,
+        is_alive: impl FnOnce(u64) -> bool,
+        dead_port: impl FnOnce(u64),
+    ) -> bool {
+        let node = self.node_id.load(Ordering::Acquire);
+        if node == 0 || is_alive(node) {
+            return false;
+        }
+        let id = self.id.load(Ordering::Acquire);
+        if self.node_id.load(Ordering::Acquire) != node {
+            return false; // Freed (and maybe claimed again) meanwhile.
+        }
+        if id != 0 {
+            dead_port(id);
+            let _ = self
+                .id
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        self.node_id
+            .compare_exchange(node, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// Claims the first free slot of `slots` for port `id` of node `node`,
+/// then bumps `generation` (AcqRel), so that a peer that sees the
+/// generation move and rescans the slots sees the new id.
+#[inline]
+pub(crate) fn claim_free_slot(
+    slots: &[PortSlot],
+    generation: &AtomicU64,
+    node: u64,
+    id: u64,
+) -> Option<usize> {
+    let i = slots.iter().position(|slot| slot.try_claim(node, id))?;
+    generation.fetch_add(1, Ordering::AcqRel);
+    Some(i)
+}
+
+/// The owner frees `slot` and bumps `generation`.
+#[inline]
+pub(crate) fn release_slot(slot: &PortSlot, generation: &AtomicU64) {
+    slot.release();
+    generation.fetch_add(1, Ordering::AcqRel);
 }
 
 /// First line of a connection: written by the publisher when it
@@ -452,8 +545,8 @@ impl ServiceLayout {
     }
 }
 
-fn config_words(region: &Region) -> Option<&[AtomicU64; CONFIG_WORDS]> {
-    let p = region.resolve::<[AtomicU64; CONFIG_WORDS]>(LINE).ok()?;
+fn config_words(region: &Region) -> Option<&[ConfigWord; CONFIG_WORDS]> {
+    let p = region.resolve::<[ConfigWord; CONFIG_WORDS]>(LINE).ok()?;
     // SAFETY: bounds and alignment checked by resolve; atomics only; the
     // reference lives no longer than the caller's borrow of the segment.
     Some(unsafe { p.as_ref() })

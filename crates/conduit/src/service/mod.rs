@@ -520,35 +520,16 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
     };
     let header = view.header();
     for slot in view.pub_slots() {
-        let node_id = slot.node_id.load(Ordering::Acquire);
-        if node_id == 0 || is_alive(node_id) {
-            continue;
-        }
-        let id = slot.id.load(Ordering::Acquire);
-        if id != 0 {
+        let remove_data = |id| {
             let _ = Segment::remove(domain, &crate::pubsub::data_segment_name(id));
-        }
-        slot.id.store(0, Ordering::Release);
-        if slot
-            .node_id
-            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        };
+        if slot.reclaim_if_dead(&mut is_alive, remove_data) {
             header.pub_generation.fetch_add(1, Ordering::AcqRel);
             slot.event.wake_all();
         }
     }
     for slot in view.sub_slots() {
-        let node_id = slot.node_id.load(Ordering::Acquire);
-        if node_id == 0 || is_alive(node_id) {
-            continue;
-        }
-        slot.id.store(0, Ordering::Release);
-        if slot
-            .node_id
-            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot.reclaim_if_dead(&mut is_alive, |_| {}) {
             header.sub_generation.fetch_add(1, Ordering::AcqRel);
             // Wake publishers blocked on this subscriber's full queue.
             for p in view.pub_slots() {

@@ -1,0 +1,424 @@
+//! loom models of the publish/subscribe queue protocol and of the service
+//! registries (port slots, generations, connection links).
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_`.
+//!
+//! The models call the real protocol steps (`pubsub::queue`: `push`,
+//! `make_room`, `drop_oldest`, `pop`, `push_return`, `collect_returns`,
+//! `connect`, `linked`; `service::layout`: `PortSlot::try_claim`,
+//! `release`, `reclaim_if_dead`, `claim_free_slot`, `release_slot`) on
+//! loom atomics laid out as in the segment. Only the process-local
+//! bookkeeping of the publisher and subscriber (free list, cached heads)
+//! is re-written here, as small as the property needs. Payloads are loom
+//! `UnsafeCell`s, so a chunk read before its publication, or rewritten
+//! while a subscriber still reads it, is a data race that loom reports.
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loom::thread;
+
+use super::queue::{Pop, Steal};
+use crate::service::layout::{Conn, ConnLink, Entry, PortSlot, claim_free_slot, release_slot};
+use crate::sync::EventWord;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+const GENERATION: u64 = 1;
+const SUB_ID: u64 = 0x5b;
+
+/// One connection's shared words (as `ServiceView::conn` finds them in
+/// the segment) and a pool of chunks with one `u32` payload each.
+struct Shared {
+    link: ConnLink,
+    ret_tail: AtomicU64,
+    head: AtomicU64,
+    entries: Vec<Entry>,
+    returns: Vec<AtomicU32>,
+    payload: Vec<UnsafeCell<u32>>,
+}
+
+impl Shared {
+    /// `ring` entries (a power of two), `chunks` chunks (and as many
+    /// return slots, rounded up to a power of two, as the layout does).
+    fn new(ring: usize, chunks: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            link: ConnLink {
+                link: AtomicU64::new(SUB_ID),
+                pub_id: AtomicU64::new(1),
+                generation: AtomicU64::new(GENERATION),
+            },
+            ret_tail: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            entries: (0..ring)
+                .map(|_| Entry {
+                    word: AtomicU64::new(0),
+                    len: AtomicU64::new(0),
+                })
+                .collect(),
+            returns: (0..chunks.next_power_of_two())
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            payload: (0..chunks).map(|_| UnsafeCell::new(0)).collect(),
+        })
+    }
+
+    fn conn(&self) -> Conn<'_> {
+        Conn {
+            link: &self.link,
+            ret_tail: &self.ret_tail,
+            head: &self.head,
+            entries: &self.entries,
+            returns: &self.returns,
+        }
+    }
+
+    /// Publisher: writes the payload of a chunk it owns.
+    fn write(&self, chunk: u32, value: u32) {
+        // SAFETY: the publisher owns the chunk (free, never delivered, or
+        // returned and collected); loom reports a race if a subscriber can
+        // still read it.
+        self.payload[chunk as usize].with_mut(|p| unsafe { *p = value });
+    }
+
+    /// Subscriber: reads the payload of a chunk it claimed.
+    fn read(&self, chunk: u32) -> u32 {
+        // SAFETY: claimed by a successful pop, after the publisher's
+        // Release of the entry; loom reports a race otherwise.
+        self.payload[chunk as usize].with(|p| unsafe { *p })
+    }
+}
+
+/// The subscriber's side: pops (spinning while empty) until it has
+/// `n` samples; returns (chunk, payload, len) in order.
+fn receive_n(shared: &Shared, n: usize, returns: bool) -> Vec<(u32, u32, usize)> {
+    let conn = shared.conn();
+    let mut head = 0;
+    let mut ret_tail = 0;
+    let mut got = Vec::new();
+    while got.len() < n {
+        match conn.pop(&mut head, GENERATION) {
+            Pop::Chunk(chunk, len) => {
+                got.push((chunk, shared.read(chunk), len));
+                if returns {
+                    conn.push_return(ret_tail, GENERATION, chunk);
+                    ret_tail += 1;
+                }
+            }
+            Pop::Empty => thread::yield_now(),
+            Pop::Gone => panic!("entry of another generation"),
+        }
+    }
+    got
+}
+
+#[test]
+fn loom_pubsub_spsc_wraparound() {
+    // Ring and buffer of 2, three samples: the third push reuses slot 0
+    // once the subscriber has claimed position 0 (the publisher waits for
+    // room as under `Overflow::Block`). No entry lost or duplicated, in
+    // order, and the payload is visible (published before the index).
+    model(|| {
+        let shared = Shared::new(2, 3);
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let conn = shared.conn();
+                for tail in 0..3u64 {
+                    while tail - conn.head.load(Ordering::Acquire) >= 2 {
+                        thread::yield_now();
+                    }
+                    let chunk = tail as u32;
+                    shared.write(chunk, 100 + chunk);
+                    conn.push(tail, GENERATION, chunk, 7 + tail);
+                }
+            })
+        };
+        let got = receive_n(&shared, 3, false);
+        publisher.join().unwrap();
+        assert_eq!(got, vec![(0, 100, 7), (1, 101, 8), (2, 102, 9)]);
+    });
+}
+
+#[test]
+fn loom_pubsub_drop_oldest_race() {
+    // Buffer of 1 under DropOldest: the publisher sends chunk 0, then
+    // chunk 1, dropping position 0 if it is still queued, while the
+    // subscriber tries to take position 0. Exactly one side gets chunk 0:
+    // the subscriber (which returns it through the return ring) or the
+    // publisher (a drop). Chunk 1 always arrives.
+    model(|| {
+        let shared = Shared::new(1, 2);
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let conn = shared.conn();
+                let mut head = 0;
+                let mut dropped = Vec::new();
+                for tail in 0..2u64 {
+                    let chunk = tail as u32;
+                    shared.write(chunk, 100 + chunk);
+                    if let Some(old) = conn.make_room(tail, &mut head, 1, GENERATION) {
+                        dropped.push(old);
+                    }
+                    conn.push(tail, GENERATION, chunk, 1);
+                }
+                dropped
+            })
+        };
+        // The subscriber's try_receive: one attempt, racing the drop.
+        let conn = shared.conn();
+        let mut head = 0;
+        let mut ret_tail = 0;
+        let mut received = Vec::new();
+        if let Pop::Chunk(chunk, _) = conn.pop(&mut head, GENERATION) {
+            assert_eq!(shared.read(chunk), 100 + chunk);
+            received.push(chunk);
+            conn.push_return(ret_tail, GENERATION, chunk);
+            ret_tail += 1;
+        }
+        let dropped = publisher.join().unwrap();
+        // Afterwards the subscriber drains the queue.
+        loop {
+            match conn.pop(&mut head, GENERATION) {
+                Pop::Chunk(chunk, _) => {
+                    assert_eq!(shared.read(chunk), 100 + chunk);
+                    received.push(chunk);
+                    conn.push_return(ret_tail, GENERATION, chunk);
+                    ret_tail += 1;
+                }
+                Pop::Empty => break,
+                Pop::Gone => panic!("entry of another generation"),
+            }
+        }
+        // The publisher collects the returns: with the drops, every
+        // chunk comes back exactly once.
+        let mut back = dropped.clone();
+        let mut ret_head = 0;
+        conn.collect_returns(&mut ret_head, GENERATION, |c| back.push(c));
+        back.sort_unstable();
+        assert_eq!(
+            back,
+            vec![0, 1],
+            "received {received:?}, dropped {dropped:?}"
+        );
+        assert!(received.contains(&1), "the newest sample is never dropped");
+        assert_eq!(conn.head.load(Ordering::Relaxed), 2);
+    });
+}
+
+#[test]
+fn loom_pubsub_drop_oldest_steal_vs_claim() {
+    // The bare race on one position: the publisher's `drop_oldest` CAS
+    // against the subscriber's claim in `pop`. Exactly one wins.
+    model(|| {
+        let shared = Shared::new(1, 1);
+        shared.write(0, 100);
+        shared.conn().push(0, GENERATION, 0, 1);
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.conn().drop_oldest(0, GENERATION))
+        };
+        let mut head = 0;
+        let popped = shared.conn().pop(&mut head, GENERATION);
+        let stolen = publisher.join().unwrap();
+        match (popped, stolen) {
+            (Pop::Chunk(0, 1), Steal::Lost(1)) => {}
+            (Pop::Empty, Steal::Dropped(Some(0))) => {}
+            other => panic!("both or neither got the chunk: {other:?}"),
+        }
+        assert_eq!(shared.head.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn loom_pubsub_return_ring() {
+    // Two chunks, buffer 2, three samples: the third send needs a chunk
+    // back, which the publisher gets only from the return ring (it spins
+    // on `collect_returns` like a loan that finds the pool empty). Every
+    // chunk is returned exactly once, and the publisher rewrites a chunk
+    // only after the subscriber is done with it (loom checks the payload
+    // cell for races).
+    model(|| {
+        let shared = Shared::new(2, 2);
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let conn = shared.conn();
+                let mut free = vec![1u32, 0];
+                let mut ret_head = 0;
+                let mut collected = Vec::new();
+                for tail in 0..3u64 {
+                    let chunk = loop {
+                        if let Some(c) = free.pop() {
+                            break c;
+                        }
+                        conn.collect_returns(&mut ret_head, GENERATION, |c| {
+                            collected.push(c);
+                            free.push(c);
+                        });
+                        if free.is_empty() {
+                            thread::yield_now();
+                        }
+                    };
+                    shared.write(chunk, 100 + tail as u32);
+                    // Room: two chunks cannot overfill a buffer of two.
+                    conn.push(tail, GENERATION, chunk, 1);
+                }
+                collected
+            })
+        };
+        let got = receive_n(&shared, 3, true);
+        let mut collected = publisher.join().unwrap();
+        let values: Vec<u32> = got.iter().map(|g| g.1).collect();
+        assert_eq!(values, vec![100, 101, 102]);
+        let mut ret_head = collected.len() as u64;
+        shared
+            .conn()
+            .collect_returns(&mut ret_head, GENERATION, |c| collected.push(c));
+        // Returned: chunk 0 (reused), then chunk 1 and chunk 0 again.
+        let sent: Vec<u32> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            collected, sent,
+            "each delivery returned exactly once, in order"
+        );
+    });
+}
+
+#[test]
+fn loom_pubsub_link_generation() {
+    // Publisher slot reuse: publisher 1 connects subscriber SUB_ID (and the
+    // subscriber consumes a little: head 3, ret_tail 2), leaves, and
+    // publisher 2 takes over the slot and connects the same subscriber. A
+    // subscriber that accepts the link for publisher 2 must see
+    // publisher 2's reset, never publisher 1's generation, head or
+    // return tail, even when the `link` value it reads is publisher 1's.
+    model(|| {
+        let shared = Shared::new(1, 1);
+        shared.link.link.store(0, Ordering::Relaxed);
+        shared.link.generation.store(0, Ordering::Relaxed);
+        let publishers = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let conn = shared.conn();
+                assert_eq!(conn.connect(1, SUB_ID), 1);
+                conn.head.store(3, Ordering::Release);
+                conn.ret_tail.store(2, Ordering::Release);
+                assert_eq!(conn.connect(2, SUB_ID), 2);
+            })
+        };
+        if let Some(linked) = shared.conn().linked(SUB_ID, 2) {
+            assert_eq!(
+                linked.generation, 2,
+                "generation of the previous connection"
+            );
+            assert_eq!(linked.head, 0, "head of the previous connection");
+            assert_eq!(linked.ret_tail, 0, "return tail of the previous connection");
+        }
+        publishers.join().unwrap();
+    });
+}
+
+fn slots(n: usize) -> Vec<PortSlot> {
+    (0..n)
+        .map(|_| PortSlot {
+            node_id: AtomicU64::new(0),
+            id: AtomicU64::new(0),
+            event: EventWord::new(),
+            fd_armed: std::sync::atomic::AtomicU32::new(0),
+        })
+        .collect()
+}
+
+#[test]
+fn loom_service_slot_claim_race() {
+    // Two ports of two nodes want the one slot: they take turns (the loser
+    // retries until the winner releases), never both own it, and each
+    // sees its own id while it owns it.
+    model(|| {
+        let shared = Arc::new((slots(1), AtomicU64::new(0), AtomicU32::new(0)));
+        let claimant = |node: u64, id: u64| {
+            let shared = shared.clone();
+            move || {
+                let (slots, generation, owners) = &*shared;
+                while claim_free_slot(slots, generation, node, id).is_none() {
+                    thread::yield_now();
+                }
+                assert_eq!(owners.fetch_add(1, Ordering::Relaxed), 0, "two owners");
+                assert_eq!(slots[0].id.load(Ordering::Acquire), id);
+                owners.fetch_sub(1, Ordering::Relaxed);
+                release_slot(&slots[0], generation);
+            }
+        };
+        let other = thread::spawn(claimant(1, 11));
+        claimant(2, 22)();
+        other.join().unwrap();
+        let (slots, generation, _) = &*shared;
+        assert_eq!(generation.load(Ordering::Relaxed), 4);
+        assert_eq!(slots[0].node_id.load(Ordering::Relaxed), 0);
+        assert_eq!(slots[0].id.load(Ordering::Relaxed), 0);
+    });
+}
+
+#[test]
+fn loom_service_generation_publishes_slot() {
+    // A peer that sees the generation move (Acquire) and rescans the
+    // slots finds the new port's id, so it connects it in that scan.
+    model(|| {
+        let shared = Arc::new((slots(2), AtomicU64::new(0)));
+        let port = {
+            let shared = shared.clone();
+            thread::spawn(move || claim_free_slot(&shared.0, &shared.1, 1, 11))
+        };
+        let (slots, generation) = &*shared;
+        if generation.load(Ordering::Acquire) != 0 {
+            let ids: Vec<u64> = slots.iter().map(|s| s.id.load(Ordering::Acquire)).collect();
+            assert_eq!(ids, vec![11, 0]);
+        }
+        assert_eq!(port.join().unwrap(), Some(0));
+    });
+}
+
+#[test]
+fn loom_service_slot_cleanup_race() {
+    // The slot belongs to a dead node's port (id 7). Two cleaners free it
+    // while a live port claims it as soon as it is free: exactly one
+    // cleaner frees it, and the new owner keeps its id (a late cleaner
+    // must not clear it).
+    const DEAD: u64 = 9;
+    model(|| {
+        let shared = Arc::new((slots(1), AtomicU32::new(0)));
+        shared.0[0].node_id.store(DEAD, Ordering::Relaxed);
+        shared.0[0].id.store(7, Ordering::Relaxed);
+        let cleaner = || {
+            let shared = shared.clone();
+            move || {
+                let mut removed = None;
+                if shared.0[0].reclaim_if_dead(|node| node != DEAD, |id| removed = Some(id)) {
+                    shared.1.fetch_add(1, Ordering::Relaxed);
+                }
+                assert!(matches!(removed, None | Some(7)), "removed {removed:?}");
+            }
+        };
+        let cleaners = [thread::spawn(cleaner()), thread::spawn(cleaner())];
+        while !shared.0[0].try_claim(1, 11) {
+            thread::yield_now();
+        }
+        for c in cleaners {
+            c.join().unwrap();
+        }
+        assert_eq!(shared.1.load(Ordering::Relaxed), 1, "freed exactly once");
+        assert_eq!(shared.0[0].node_id.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            shared.0[0].id.load(Ordering::Relaxed),
+            11,
+            "the new owner's id was cleared"
+        );
+    });
+}

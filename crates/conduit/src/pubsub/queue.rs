@@ -1,0 +1,275 @@
+//! The shared-memory steps of one connection (publisher slot p →
+//! subscriber slot s): delivery queue, drop-oldest, return queue and the
+//! connect handshake.
+//!
+//! Every access to the connection's shared words goes through these
+//! functions, which take plain references to the words ([`Conn`]) and use
+//! the `sync::atomic` shim: the publisher and the subscriber call them on
+//! the mapped segment, and the loom models (`pubsub::loom_tests`) call the
+//! very same functions on loom atomics. The process-local bookkeeping
+//! (chunk holders, free list, cached heads) stays in `publisher.rs` and
+//! `subscriber.rs`. The words and their transitions are described in
+//! `ARCHITECTURE.md` ("Every shared word").
+
+use crate::service::layout::Conn;
+use crate::sync::atomic::Ordering;
+
+use super::{CHUNK_MASK, GEN_SHIFT, entry, entry_gen, entry_seq, len_word};
+
+/// What [`Conn::pop`] found at the subscriber's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pop {
+    /// Nothing published at the head (yet).
+    Empty,
+    /// Claimed: chunk index (not yet bounds-checked) and length.
+    Chunk(u32, usize),
+    /// The entry belongs to another connection generation: the publisher
+    /// reconnected or left.
+    Gone,
+}
+
+/// What [`Conn::drop_oldest`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Steal {
+    /// The publisher claimed the oldest position; `Some(chunk)` if it held
+    /// a chunk of this connection (now dropped: the publisher takes it
+    /// back), `None` if it held nothing of ours.
+    Dropped(Option<u32>),
+    /// The subscriber claimed it first; the shared head is now this value.
+    Lost(u64),
+}
+
+impl Conn<'_> {
+    #[inline]
+    fn slot_of(&self, position: u64) -> &crate::service::layout::Entry {
+        &self.entries[(position & (self.entries.len() as u64 - 1)) as usize]
+    }
+
+    /// Publisher: publishes logical position `position` (sequence
+    /// `position + 1`) holding `chunk` of `len` elements. The caller has
+    /// checked that there is room (`position - head < buffer`).
+    #[inline]
+    pub(crate) fn push(&self, position: u64, generation: u64, chunk: u32, len: u64) {
+        let e = self.slot_of(position);
+        e.len.store(len_word(position + 1, len), Ordering::Relaxed);
+        // Release: the payload, chunk header and length written before
+        // become visible to the subscriber that loads this entry (Acquire).
+        e.word
+            .store(entry(position + 1, generation, chunk), Ordering::Release);
+    }
+
+    /// Publisher, before pushing position `tail`: makes sure the queue
+    /// has room for it. `*head` is the publisher's cached copy of the
+    /// shared head, refreshed only when the queue looks full; if it is
+    /// really full (`tail - head ≥ buffer`) the oldest entry is dropped
+    /// ([`Conn::drop_oldest`]). Returns the chunk dropped, if any: it is
+    /// the publisher's again.
+    #[inline]
+    pub(crate) fn make_room(
+        &self,
+        tail: u64,
+        head: &mut u64,
+        buffer: u64,
+        generation: u64,
+    ) -> Option<u32> {
+        if tail.wrapping_sub(*head) >= buffer {
+            *head = self.head.load(Ordering::Acquire);
+            if tail.wrapping_sub(*head) > buffer {
+                // Impossible unless the subscriber scribbled on its head:
+                // trust our own count.
+                *head = tail - buffer;
+            }
+        }
+        if tail.wrapping_sub(*head) < buffer {
+            return None;
+        }
+        // Full: drop the oldest entry by claiming it ourselves. If the
+        // subscriber claims it first, our CAS fails and there is room.
+        match self.drop_oldest(*head, generation) {
+            Steal::Dropped(old) => {
+                *head += 1;
+                old
+            }
+            Steal::Lost(now) => {
+                *head = now;
+                None
+            }
+        }
+    }
+
+    /// Publisher, queue full under `DropOldest`: drops position `oldest`
+    /// by claiming it (the same CAS the subscriber uses to take it), so
+    /// exactly one side gets it.
+    #[inline]
+    pub(crate) fn drop_oldest(&self, oldest: u64, generation: u64) -> Steal {
+        match self
+            .head
+            .compare_exchange(oldest, oldest + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // Only the publisher writes entries: this is the entry it
+                // wrote for `oldest`, unless the slot belongs to an older
+                // connection (then nothing of ours is in it).
+                let old = self.slot_of(oldest).word.load(Ordering::Relaxed);
+                Steal::Dropped(
+                    (entry_gen(old) == generation && entry_seq(old) == (oldest + 1) as u32)
+                        .then_some((old & CHUNK_MASK) as u32),
+                )
+            }
+            Err(now) => Steal::Lost(now),
+        }
+    }
+
+    /// Subscriber: takes the entry at its head `*head` (its cached copy of
+    /// the shared head), following the shared head forward when the
+    /// publisher dropped entries. Bounded: a queue that keeps changing
+    /// under it reports `Empty`.
+    #[inline]
+    pub(crate) fn pop(&self, head: &mut u64, generation: u64) -> Pop {
+        let ring = self.entries.len() as u64;
+        for _ in 0..(2 * ring + 4) {
+            let h = *head;
+            let e = self.slot_of(h);
+            // Acquire: pairs with the publisher's Release store of the
+            // entry; the chunk and the length word are visible after it.
+            let v = e.word.load(Ordering::Acquire);
+            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
+            if d < 0 {
+                return Pop::Empty;
+            }
+            if entry_gen(v) != generation {
+                return Pop::Gone;
+            }
+            let len = e.len.load(Ordering::Relaxed);
+            if d > 0 || (len >> 32) as u32 != entry_seq(v) {
+                // The publisher dropped entries we had not claimed (it
+                // moved the shared head) and reuses their slots.
+                let now = self.head.load(Ordering::Acquire);
+                if now <= h {
+                    // Not explained by a drop: the publisher is between
+                    // its two stores, or the queue holds garbage.
+                    return Pop::Empty;
+                }
+                *head = now;
+                continue;
+            }
+            // Claim position h. AcqRel: our reads of the entry happen
+            // before the publisher, seeing the new head, reuses the slot.
+            match self
+                .head
+                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    *head = h + 1;
+                    return Pop::Chunk((v & CHUNK_MASK) as u32, (len & 0xffff_ffff) as usize);
+                }
+                // The publisher dropped position h first (or the head
+                // moved for another reason): continue from the real head.
+                Err(now) => {
+                    if now <= h {
+                        return Pop::Empty;
+                    }
+                    *head = now;
+                }
+            }
+        }
+        // Dropped again and again while we looked (we were descheduled,
+        // or the queue holds garbage): report nothing now, look again.
+        Pop::Empty
+    }
+
+    /// Subscriber: pushes the return of `chunk` (received on connection
+    /// `generation`) as return number `tail` (the count pushed so far on
+    /// this connection, kept by the subscriber).
+    #[inline]
+    pub(crate) fn push_return(&self, tail: u64, generation: u64, chunk: u32) {
+        let rcap = self.returns.len() as u64;
+        self.returns[(tail & (rcap - 1)) as usize].store(
+            ((generation << GEN_SHIFT) | u64::from(chunk)) as u32,
+            Ordering::Relaxed,
+        );
+        // Release: the entry above is visible to the publisher's Acquire.
+        self.ret_tail.store(tail + 1, Ordering::Release);
+    }
+
+    /// Publisher: reads the returns pushed since `*ret_head` (returns
+    /// collected so far) and calls `returned` with each chunk of
+    /// connection `generation`.
+    #[inline]
+    pub(crate) fn collect_returns(
+        &self,
+        ret_head: &mut u64,
+        generation: u64,
+        mut returned: impl FnMut(u32),
+    ) {
+        let rcap = self.returns.len() as u64;
+        let tail = self.ret_tail.load(Ordering::Acquire);
+        if tail < *ret_head || tail - *ret_head > rcap {
+            // Inconsistent (a subscriber of an older connection wrote
+            // here): skip to the newest window.
+            *ret_head = tail.saturating_sub(rcap);
+        }
+        while *ret_head < tail {
+            let r =
+                u64::from(self.returns[(*ret_head & (rcap - 1)) as usize].load(Ordering::Relaxed));
+            *ret_head += 1;
+            if entry_gen(r) == generation {
+                returned((r & CHUNK_MASK) as u32);
+            }
+        }
+    }
+
+    /// Publisher: (re)connects subscriber `sub_id`: resets the connection
+    /// under a new generation and publishes it. Returns the generation.
+    ///
+    /// `link ← 0`, `generation ← g % 127 + 1`, entries, `ret_tail` and
+    /// `head` ← 0, `pub_id ← pub_id` (Release), `link ← sub_id` (Release).
+    /// A subscriber that reads `link == its id` *and* `pub_id == the
+    /// publisher's id` with Acquire ([`Conn::linked`]) synchronises with
+    /// whichever of the two stores it read last in this sequence, both of
+    /// which come after the reset.
+    pub(crate) fn connect(&self, pub_id: u64, sub_id: u64) -> u64 {
+        self.link.link.store(0, Ordering::Relaxed);
+        let generation = self.link.generation.load(Ordering::Relaxed) % 127 + 1;
+        self.link.generation.store(generation, Ordering::Relaxed);
+        for e in self.entries {
+            e.word.store(0, Ordering::Relaxed);
+            e.len.store(0, Ordering::Relaxed);
+        }
+        self.ret_tail.store(0, Ordering::Relaxed);
+        self.head.store(0, Ordering::Relaxed);
+        // Release (not Relaxed): a subscriber may read a `link` equal to
+        // its id written by the *previous* publisher of this slot; its
+        // Acquire load of this `pub_id` is then what orders the reset
+        // before its reads (loom model `loom_pubsub_link_generation`).
+        self.link.pub_id.store(pub_id, Ordering::Release);
+        // Publishes the reset above to the subscriber's Acquire load.
+        self.link.link.store(sub_id, Ordering::Release);
+        generation
+    }
+
+    /// Subscriber `sub_id`: if the publisher `pub_id` (read from its slot)
+    /// has connected it, the connection's generation, head and return
+    /// tail, as the publisher's connect left them or later.
+    #[inline]
+    pub(crate) fn linked(&self, sub_id: u64, pub_id: u64) -> Option<Linked> {
+        if self.link.link.load(Ordering::Acquire) != sub_id
+            || self.link.pub_id.load(Ordering::Acquire) != pub_id
+        {
+            return None;
+        }
+        Some(Linked {
+            generation: self.link.generation.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Acquire),
+            ret_tail: self.ret_tail.load(Ordering::Acquire),
+        })
+    }
+}
+
+/// What a subscriber reads when it takes up a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Linked {
+    pub(crate) generation: u64,
+    pub(crate) head: u64,
+    pub(crate) ret_tail: u64,
+}
