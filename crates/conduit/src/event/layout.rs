@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::shm::{Region, Segment};
 use crate::sync::EventWord;
+use crate::sync::atomic::AtomicU64 as SlotWord;
 
 pub(crate) const EVENT_FINGERPRINT: u64 = 0x4556_4e54_5356_0001;
 pub(crate) const FORMAT: u64 = 1;
@@ -42,18 +43,22 @@ pub(crate) struct EventHeader {
 }
 
 /// A notifier slot. `node_id`: 0 → node (CAS claim) → 0 (drop/cleanup);
-/// `id`: 0 → port id (Release, after the claim) → 0.
+/// `id`: 0 → port id (Release, after the claim) → 0. Both change only
+/// through `sync::slot` (atomics of the `sync` shim, so that the loom
+/// models run that code).
 #[repr(C, align(64))]
 pub(crate) struct NotifierSlot {
-    pub(crate) node_id: AtomicU64,
-    pub(crate) id: AtomicU64,
+    pub(crate) node_id: SlotWord,
+    pub(crate) id: SlotWord,
 }
 
 /// The fixed head of a listener slot; the pending words follow at +24.
 #[repr(C)]
 pub(crate) struct ListenerHead {
-    pub(crate) node_id: AtomicU64,
-    pub(crate) id: AtomicU64,
+    /// As in [`NotifierSlot`].
+    pub(crate) node_id: SlotWord,
+    /// As in [`NotifierSlot`].
+    pub(crate) id: SlotWord,
     pub(crate) event: EventWord,
     pub(crate) fd_armed: AtomicU32,
 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crate::node::{self, Node, NodeId};
 use crate::shm::{self, Segment};
-use crate::sync::Spin;
+use crate::sync::{Spin, slot};
 use crate::sys::{self, Errno, fd::LockKind};
 
 pub(crate) use fdwake::{FdWake, wake as fd_wake};
@@ -463,16 +463,7 @@ fn cleanup_ports(
     };
     let mut dead = 0;
     for slot in view.notifiers() {
-        let node_id = slot.node_id.load(Ordering::Acquire);
-        if node_id == 0 || is_alive(node_id) {
-            continue;
-        }
-        slot.id.store(0, Ordering::Release);
-        if slot
-            .node_id
-            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot::reclaim_if_dead(&slot.node_id, &slot.id, &mut is_alive, |_| {}) {
             view.header()
                 .notifier_generation
                 .fetch_add(1, Ordering::AcqRel);
@@ -483,17 +474,7 @@ fn cleanup_ports(
         }
     }
     for slot in view.listeners() {
-        let node_id = slot.head.node_id.load(Ordering::Acquire);
-        if node_id == 0 || is_alive(node_id) {
-            continue;
-        }
-        slot.head.id.store(0, Ordering::Release);
-        if slot
-            .head
-            .node_id
-            .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot::reclaim_if_dead(&slot.head.node_id, &slot.head.id, &mut is_alive, |_| {}) {
             view.header()
                 .listener_generation
                 .fetch_add(1, Ordering::AcqRel);
@@ -662,12 +643,7 @@ impl NotifierBuilder {
         let claim = |svc: &EventInner| {
             let view = svc.view();
             for (i, slot) in view.notifiers().iter().enumerate() {
-                if slot
-                    .node_id
-                    .compare_exchange(0, node_id, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    slot.id.store(id, Ordering::Release);
+                if slot::try_claim(&slot.node_id, &slot.id, node_id, id, || {}) {
                     view.header()
                         .notifier_generation
                         .fetch_add(1, Ordering::AcqRel);
@@ -759,8 +735,7 @@ impl Drop for Notifier {
         }
         let view = self.service.view();
         let slot = &view.notifiers()[self.slot];
-        slot.id.store(0, Ordering::Release);
-        slot.node_id.store(0, Ordering::Release);
+        slot::release(&slot.node_id, &slot.id);
         view.header()
             .notifier_generation
             .fetch_add(1, Ordering::AcqRel);
@@ -791,17 +766,13 @@ impl ListenerBuilder {
             let view = svc.view();
             for i in 0..svc.layout.max_listeners {
                 let slot = view.listener(i);
-                if slot
-                    .head
-                    .node_id
-                    .compare_exchange(0, node_id, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
+                let prepare = || {
                     for w in slot.pending {
                         w.store(0, Ordering::Relaxed);
                     }
                     slot.head.fd_armed.store(0, Ordering::Relaxed);
-                    slot.head.id.store(id, Ordering::Release);
+                };
+                if slot::try_claim(&slot.head.node_id, &slot.head.id, node_id, id, prepare) {
                     view.header()
                         .listener_generation
                         .fetch_add(1, Ordering::AcqRel);
@@ -976,8 +947,7 @@ impl Drop for Listener {
         let view = self.service.view();
         let slot = view.listener(self.slot);
         self.fd.release(&slot.head.event, &slot.head.fd_armed);
-        slot.head.id.store(0, Ordering::Release);
-        slot.head.node_id.store(0, Ordering::Release);
+        slot::release(&slot.head.node_id, &slot.head.id);
         view.header()
             .listener_generation
             .fetch_add(1, Ordering::AcqRel);

@@ -1,15 +1,13 @@
-//! loom models of the publish/subscribe queue protocol and of the service
-//! registries (port slots, generations, connection links).
+//! loom models of the publish/subscribe queue protocol and of the
+//! connection link (the registries are modelled in `service::loom_tests`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_`.
 //!
 //! The models call the real protocol steps (`pubsub::queue`: `push`,
 //! `make_room`, `drop_oldest`, `pop`, `push_return`, `collect_returns`,
-//! `connect`, `linked`; `service::layout`: `PortSlot::try_claim`,
-//! `release`, `reclaim_if_dead`, `claim_free_slot`, `release_slot`) on
-//! loom atomics laid out as in the segment. Only the process-local
-//! bookkeeping of the publisher and subscriber (free list, cached heads)
-//! is re-written here, as small as the property needs. Payloads are loom
+//! `connect`, `linked`) on loom atomics laid out as in the segment. Only
+//! the process-local bookkeeping of the publisher and subscriber (free
+//! list, cached heads) is re-written here, as small as the property needs. Payloads are loom
 //! `UnsafeCell`s, so a chunk read before its publication, or rewritten
 //! while a subscriber still reads it, is a data race that loom reports.
 
@@ -19,8 +17,7 @@ use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::thread;
 
 use super::queue::{Pop, Steal};
-use crate::service::layout::{Conn, ConnLink, Entry, PortSlot, claim_free_slot, release_slot};
-use crate::sync::EventWord;
+use crate::service::layout::{Conn, ConnLink, Entry};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -322,103 +319,5 @@ fn loom_pubsub_link_generation() {
             assert_eq!(linked.ret_tail, 0, "return tail of the previous connection");
         }
         publishers.join().unwrap();
-    });
-}
-
-fn slots(n: usize) -> Vec<PortSlot> {
-    (0..n)
-        .map(|_| PortSlot {
-            node_id: AtomicU64::new(0),
-            id: AtomicU64::new(0),
-            event: EventWord::new(),
-            fd_armed: std::sync::atomic::AtomicU32::new(0),
-        })
-        .collect()
-}
-
-#[test]
-fn loom_service_slot_claim_race() {
-    // Two ports of two nodes want the one slot: they take turns (the loser
-    // retries until the winner releases), never both own it, and each
-    // sees its own id while it owns it.
-    model(|| {
-        let shared = Arc::new((slots(1), AtomicU64::new(0), AtomicU32::new(0)));
-        let claimant = |node: u64, id: u64| {
-            let shared = shared.clone();
-            move || {
-                let (slots, generation, owners) = &*shared;
-                while claim_free_slot(slots, generation, node, id).is_none() {
-                    thread::yield_now();
-                }
-                assert_eq!(owners.fetch_add(1, Ordering::Relaxed), 0, "two owners");
-                assert_eq!(slots[0].id.load(Ordering::Acquire), id);
-                owners.fetch_sub(1, Ordering::Relaxed);
-                release_slot(&slots[0], generation);
-            }
-        };
-        let other = thread::spawn(claimant(1, 11));
-        claimant(2, 22)();
-        other.join().unwrap();
-        let (slots, generation, _) = &*shared;
-        assert_eq!(generation.load(Ordering::Relaxed), 4);
-        assert_eq!(slots[0].node_id.load(Ordering::Relaxed), 0);
-        assert_eq!(slots[0].id.load(Ordering::Relaxed), 0);
-    });
-}
-
-#[test]
-fn loom_service_generation_publishes_slot() {
-    // A peer that sees the generation move (Acquire) and rescans the
-    // slots finds the new port's id, so it connects it in that scan.
-    model(|| {
-        let shared = Arc::new((slots(2), AtomicU64::new(0)));
-        let port = {
-            let shared = shared.clone();
-            thread::spawn(move || claim_free_slot(&shared.0, &shared.1, 1, 11))
-        };
-        let (slots, generation) = &*shared;
-        if generation.load(Ordering::Acquire) != 0 {
-            let ids: Vec<u64> = slots.iter().map(|s| s.id.load(Ordering::Acquire)).collect();
-            assert_eq!(ids, vec![11, 0]);
-        }
-        assert_eq!(port.join().unwrap(), Some(0));
-    });
-}
-
-#[test]
-fn loom_service_slot_cleanup_race() {
-    // The slot belongs to a dead node's port (id 7). Two cleaners free it
-    // while a live port claims it as soon as it is free: exactly one
-    // cleaner frees it, and the new owner keeps its id (a late cleaner
-    // must not clear it).
-    const DEAD: u64 = 9;
-    model(|| {
-        let shared = Arc::new((slots(1), AtomicU32::new(0)));
-        shared.0[0].node_id.store(DEAD, Ordering::Relaxed);
-        shared.0[0].id.store(7, Ordering::Relaxed);
-        let cleaner = || {
-            let shared = shared.clone();
-            move || {
-                let mut removed = None;
-                if shared.0[0].reclaim_if_dead(|node| node != DEAD, |id| removed = Some(id)) {
-                    shared.1.fetch_add(1, Ordering::Relaxed);
-                }
-                assert!(matches!(removed, None | Some(7)), "removed {removed:?}");
-            }
-        };
-        let cleaners = [thread::spawn(cleaner()), thread::spawn(cleaner())];
-        while !shared.0[0].try_claim(1, 11) {
-            thread::yield_now();
-        }
-        for c in cleaners {
-            c.join().unwrap();
-        }
-        assert_eq!(shared.1.load(Ordering::Relaxed), 1, "freed exactly once");
-        assert_eq!(shared.0[0].node_id.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            shared.0[0].id.load(Ordering::Relaxed),
-            11,
-            "the new owner's id was cleared"
-        );
     });
 }

@@ -273,3 +273,221 @@ pub(crate) struct Linked {
     pub(crate) head: u64,
     pub(crate) ret_tail: u64,
 }
+
+/// Pure-memory tests of the protocol steps (also run under Miri, whose
+/// race detector checks the two-thread test's payload accesses; counts are
+/// scaled with `cfg!(miri)`). The loom models are in `pubsub::loom_tests`.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+    use super::{Pop, Steal};
+    use crate::pubsub::entry;
+    use crate::service::layout::{Conn, ConnLink, Entry};
+
+    struct Owned {
+        link: ConnLink,
+        ret_tail: AtomicU64,
+        head: AtomicU64,
+        entries: Vec<Entry>,
+        returns: Vec<AtomicU32>,
+    }
+
+    impl Owned {
+        fn new(ring: usize, rcap: usize) -> Owned {
+            Owned {
+                link: ConnLink {
+                    link: AtomicU64::new(0),
+                    pub_id: AtomicU64::new(0),
+                    generation: AtomicU64::new(0),
+                },
+                ret_tail: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+                entries: (0..ring)
+                    .map(|_| Entry {
+                        word: AtomicU64::new(0),
+                        len: AtomicU64::new(0),
+                    })
+                    .collect(),
+                returns: (0..rcap).map(|_| AtomicU32::new(0)).collect(),
+            }
+        }
+
+        fn conn(&self) -> Conn<'_> {
+            Conn {
+                link: &self.link,
+                ret_tail: &self.ret_tail,
+                head: &self.head,
+                entries: &self.entries,
+                returns: &self.returns,
+            }
+        }
+    }
+
+    #[test]
+    fn spsc_wraps_around() {
+        let q = Owned::new(4, 4);
+        let conn = q.conn();
+        let (mut tail, mut pub_head, mut sub_head) = (0u64, 0u64, 0u64);
+        for round in 0..10u32 {
+            for k in 0..3 {
+                assert_eq!(conn.make_room(tail, &mut pub_head, 4, 1), None);
+                conn.push(tail, 1, round * 3 + k, u64::from(k));
+                tail += 1;
+            }
+            for k in 0..3 {
+                assert_eq!(
+                    conn.pop(&mut sub_head, 1),
+                    Pop::Chunk(round * 3 + k, k as usize)
+                );
+            }
+            assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
+        }
+        assert_eq!(q.head.load(Ordering::Relaxed), 30);
+    }
+
+    #[test]
+    fn drop_oldest_skips_dropped_entries() {
+        let q = Owned::new(2, 4);
+        let conn = q.conn();
+        let mut pub_head = 0;
+        let mut dropped = Vec::new();
+        for tail in 0..5u64 {
+            dropped.extend(conn.make_room(tail, &mut pub_head, 2, 1));
+            conn.push(tail, 1, tail as u32, 1);
+        }
+        assert_eq!(dropped, vec![0, 1, 2]);
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Chunk(3, 1));
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Chunk(4, 1));
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
+        // A steal of a position the subscriber already claimed fails.
+        assert_eq!(conn.drop_oldest(3, 1), Steal::Lost(5));
+    }
+
+    #[test]
+    fn other_generation_is_gone_and_not_dropped() {
+        let q = Owned::new(2, 4);
+        let conn = q.conn();
+        conn.push(0, 1, 7, 1);
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 2), Pop::Gone);
+        // The publisher of generation 2 drops position 0: not its chunk.
+        assert_eq!(conn.drop_oldest(0, 2), Steal::Dropped(None));
+    }
+
+    #[test]
+    fn mismatched_len_word_is_not_taken() {
+        let q = Owned::new(2, 4);
+        let conn = q.conn();
+        // Entry word published, length word of another sequence (the
+        // publisher is rewriting the slot): nothing to take yet.
+        q.entries[0].word.store(entry(1, 1, 3), Ordering::Release);
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
+        assert_eq!(sub_head, 0);
+    }
+
+    #[test]
+    fn returns_round_trip_and_ignore_other_generations() {
+        let q = Owned::new(2, 4);
+        let conn = q.conn();
+        conn.push_return(0, 1, 5);
+        conn.push_return(1, 2, 6);
+        conn.push_return(2, 1, 7);
+        let mut ret_head = 0;
+        let mut back = Vec::new();
+        conn.collect_returns(&mut ret_head, 1, |c| back.push(c));
+        assert_eq!((back, ret_head), (vec![5, 7], 3));
+        // A tail beyond the ring (garbage, or an old connection's writer):
+        // only the newest window is read.
+        q.ret_tail.store(100, Ordering::Release);
+        conn.collect_returns(&mut ret_head, 1, |_| {});
+        assert_eq!(ret_head, 100);
+    }
+
+    #[test]
+    fn connect_resets_and_links() {
+        let q = Owned::new(2, 4);
+        let conn = q.conn();
+        conn.push(0, 1, 3, 1);
+        q.head.store(1, Ordering::Relaxed);
+        q.ret_tail.store(1, Ordering::Relaxed);
+        assert_eq!(conn.linked(9, 4), None);
+        let generation = conn.connect(4, 9);
+        assert_eq!(generation, 1);
+        let linked = conn.linked(9, 4).expect("linked");
+        assert_eq!((linked.generation, linked.head, linked.ret_tail), (1, 0, 0));
+        assert_eq!(conn.linked(9, 5), None, "another publisher's id");
+        assert_eq!(conn.linked(8, 4), None, "another subscriber's id");
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
+        // Generations run 1..=127 and never 0.
+        q.link.generation.store(127, Ordering::Relaxed);
+        assert_eq!(conn.connect(4, 9), 1);
+    }
+
+    struct Payloads(Vec<UnsafeCell<u64>>);
+    // SAFETY: each cell is written by the publisher before it publishes
+    // its index (Release) and read only by the subscriber that claimed it
+    // (Acquire): exactly what the test checks (Miri's race detector).
+    unsafe impl Sync for Payloads {}
+
+    impl Payloads {
+        fn cell(&self, i: u32) -> *mut u64 {
+            self.0[i as usize].get()
+        }
+    }
+
+    #[test]
+    fn two_threads_drop_oldest_deliver_or_drop_each_once() {
+        let n: u32 = if cfg!(miri) { 60 } else { 20_000 };
+        let q = Owned::new(4, 4);
+        let payloads = Payloads((0..n).map(|_| UnsafeCell::new(0)).collect());
+        let done = AtomicBool::new(false);
+        let (received, dropped) = std::thread::scope(|s| {
+            let publisher = s.spawn(|| {
+                let conn = q.conn();
+                let mut head = 0;
+                let mut dropped = Vec::new();
+                for i in 0..n {
+                    // SAFETY: chunk i is written once, before publication.
+                    unsafe { *payloads.cell(i) = u64::from(i) * 3 };
+                    dropped.extend(conn.make_room(u64::from(i), &mut head, 3, 1));
+                    conn.push(u64::from(i), 1, i, 1);
+                }
+                done.store(true, Ordering::Release);
+                dropped
+            });
+            let conn = q.conn();
+            let mut head = 0;
+            let mut received = Vec::new();
+            loop {
+                // Read before the pop: if the publisher was done, an empty
+                // queue stays empty.
+                let finished = done.load(Ordering::Acquire);
+                match conn.pop(&mut head, 1) {
+                    Pop::Chunk(c, 1) => {
+                        // SAFETY: claimed after the publisher's Release.
+                        let v = unsafe { *payloads.cell(c) };
+                        assert_eq!(v, u64::from(c) * 3);
+                        received.push(c);
+                    }
+                    Pop::Empty if finished => break,
+                    Pop::Empty => std::thread::yield_now(),
+                    other => panic!("{other:?}"),
+                }
+            }
+            (received, publisher.join().unwrap())
+        });
+        assert!(received.windows(2).all(|w| w[0] < w[1]), "in order");
+        let mut all: Vec<u32> = received.iter().chain(&dropped).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..n).collect::<Vec<_>>(),
+            "each delivered or dropped exactly once"
+        );
+    }
+}

@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicU64 as ConfigWord;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::shm::{Region, Segment};
-use crate::sync::EventWord;
+use crate::sync::{EventWord, slot};
 
 use super::ServiceError;
 
@@ -366,67 +366,27 @@ pub(crate) struct PortSlot {
 }
 
 impl PortSlot {
-    /// Claims the slot for port `id` of node `node` if it is free.
-    ///
-    /// `node_id: 0 → node` (CAS; exactly one claimant wins), then
-    /// `id ← id` (Release). Readers go by `id`, so a slot whose `id` is
-    /// still 0 looks free to them until the claim is complete.
+    /// Claims the slot for port `id` of node `node` if it is free
+    /// ([`slot::try_claim`]).
     #[inline]
     pub(crate) fn try_claim(&self, node: u64, id: u64) -> bool {
-        if self
-            .node_id
-            .compare_exchange(0, node, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.id.store(id, Ordering::Release);
-        true
+        slot::try_claim(&self.node_id, &self.id, node, id, || {})
     }
 
-    /// The owning port frees its slot (`id ← 0`, then `node_id ← 0`).
+    /// The owning port frees its slot ([`slot::release`]).
     #[inline]
     pub(crate) fn release(&self) {
-        self.id.store(0, Ordering::Release);
-        self.node_id.store(0, Ordering::Release);
+        slot::release(&self.node_id, &self.id);
     }
 
-    /// Cleanup: frees the slot if its owner node is dead (`is_alive` says
-    /// so), calling `dead_port` with the dead port's id (if it had stored
-    /// one) before the slot is freed. True if this call freed it (the
-    /// caller then bumps the generation and wakes waiters). Any number of
-    /// cleaners and claimants may race.
-    ///
-    /// The dead port's id is read (Acquire) and then `node_id` checked
-    /// again: a new owner stores its id after its claim, so a cleaner that
-    /// sees that id also sees the new `node_id` and leaves the slot alone.
-    /// Then `id: dead port's id → 0` and `node_id: dead → 0`, both by CAS,
-    /// so a late cleaner cannot clear the id of a port that claimed the
-    /// slot after another cleaner freed it (loom model
-    /// `loom_service_slot_cleanup_race`).
+    /// Cleanup: frees the slot of a dead node ([`slot::reclaim_if_dead`]).
     #[inline]
     pub(crate) fn reclaim_if_dead(
         &self,
         is_alive: impl FnOnce(u64) -> bool,
         dead_port: impl FnOnce(u64),
     ) -> bool {
-        let node = self.node_id.load(Ordering::Acquire);
-        if node == 0 || is_alive(node) {
-            return false;
-        }
-        let id = self.id.load(Ordering::Acquire);
-        if self.node_id.load(Ordering::Acquire) != node {
-            return false; // Freed (and maybe claimed again) meanwhile.
-        }
-        if id != 0 {
-            dead_port(id);
-            let _ = self
-                .id
-                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
-        self.node_id
-            .compare_exchange(node, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        slot::reclaim_if_dead(&self.node_id, &self.id, is_alive, dead_port)
     }
 }
 
@@ -639,5 +599,131 @@ impl<'a> ServiceView<'a> {
             entries: self.slice(base + self.layout.entries_off, self.layout.cap),
             returns: self.slice(base + self.layout.returns_off, self.layout.rcap),
         }
+    }
+}
+
+/// Pure-memory tests of the layout arithmetic (also run under Miri).
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_parts_are_line_aligned_and_disjoint() {
+        for q in [
+            Qos::default(),
+            Qos {
+                max_publishers: 3,
+                max_subscribers: 5,
+                subscriber_buffer: 5,
+                history: 2,
+                max_loans: 3,
+                max_borrowed: 1,
+                overflow: Overflow::Block,
+            },
+        ] {
+            q.validate().unwrap();
+            let l = ServiceLayout::new(&q);
+            assert!(l.cap >= q.subscriber_buffer && l.cap.is_power_of_two());
+            assert!(l.rcap >= q.chunks_per_publisher() && l.rcap.is_power_of_two());
+            assert_eq!(l.pub_slots, LINE + CONFIG_WORDS * 8);
+            assert_eq!(l.sub_slots, l.pub_slots + LINE * q.max_publishers);
+            assert_eq!(l.conns, l.sub_slots + LINE * q.max_subscribers);
+            assert_eq!(l.entries_off, 3 * LINE);
+            assert!(l.returns_off >= l.entries_off + 16 * l.cap);
+            assert!(l.conn_size >= l.returns_off + 4 * l.rcap);
+            for off in [
+                l.pub_slots,
+                l.sub_slots,
+                l.conns,
+                l.returns_off,
+                l.conn_size,
+            ] {
+                assert_eq!(off % LINE, 0);
+            }
+            assert_eq!(
+                l.size,
+                l.conns + l.conn_size * q.max_publishers * q.max_subscribers
+            );
+        }
+        assert_eq!(size_of::<ServiceHeader>(), LINE);
+        assert_eq!(size_of::<PortSlot>(), LINE);
+        assert_eq!(size_of::<ConnLink>(), LINE);
+        assert_eq!(size_of::<Entry>(), 16);
+    }
+
+    #[test]
+    fn qos_limits() {
+        let ok = Qos::default();
+        assert!(ok.validate().is_ok());
+        assert!(
+            Qos {
+                max_publishers: 0,
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Qos {
+                max_subscribers: MAX_PORTS + 1,
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Qos {
+                history: ok.subscriber_buffer + 1,
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Qos {
+                subscriber_buffer: 1 << 17,
+                ..ok
+            }
+            .validate()
+            .is_err()
+        );
+        // The largest QoS stays within the 24-bit chunk index.
+        let big = Qos {
+            max_publishers: MAX_PORTS,
+            max_subscribers: MAX_PORTS,
+            subscriber_buffer: 1 << 16,
+            history: 1 << 16,
+            max_loans: 1 << 16,
+            max_borrowed: 1 << 16,
+            ..ok
+        };
+        assert!(big.validate().is_ok());
+        assert!(big.chunks_per_publisher() < MAX_CHUNKS);
+        for o in [Overflow::DropOldest, Overflow::Block, Overflow::Fail] {
+            assert_eq!(Overflow::from_code(o.code()), Some(o));
+        }
+        assert_eq!(Overflow::from_code(3), None);
+    }
+
+    #[test]
+    fn claim_free_slot_takes_the_first_free_one() {
+        let slots: Vec<PortSlot> = (0..3)
+            .map(|_| PortSlot {
+                node_id: AtomicU64::new(0),
+                id: AtomicU64::new(0),
+                event: EventWord::new(),
+                fd_armed: std::sync::atomic::AtomicU32::new(0),
+            })
+            .collect();
+        let generation = AtomicU64::new(0);
+        assert_eq!(claim_free_slot(&slots, &generation, 1, 10), Some(0));
+        assert_eq!(claim_free_slot(&slots, &generation, 1, 11), Some(1));
+        release_slot(&slots[0], &generation);
+        assert_eq!(claim_free_slot(&slots, &generation, 2, 20), Some(0));
+        assert_eq!(claim_free_slot(&slots, &generation, 2, 21), Some(2));
+        assert_eq!(claim_free_slot(&slots, &generation, 2, 22), None);
+        assert_eq!(generation.load(Ordering::Relaxed), 5);
+        assert!(slots[1].reclaim_if_dead(|n| n != 1, |id| assert_eq!(id, 11)));
+        assert_eq!(slots[1].id.load(Ordering::Relaxed), 0);
     }
 }

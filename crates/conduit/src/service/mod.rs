@@ -21,6 +21,9 @@
 mod event;
 pub(crate) mod layout;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -37,6 +37,7 @@ mod event;
 mod futex;
 mod identity;
 mod mutex;
+pub(crate) mod slot;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
