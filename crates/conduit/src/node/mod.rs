@@ -353,7 +353,46 @@ fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
     for id in &dead {
         let _ = Segment::remove(domain, &node_segment_name(*id));
     }
+    remove_abandoned_nodes(domain);
     Ok(dead)
+}
+
+/// Removes node segments whose creator died before they became ready (a
+/// process killed inside [`NodeBuilder::create`]): [`Node::list`] cannot
+/// open them, so they would otherwise stay forever. Such a node never
+/// owned a port, so removing its segment is all there is to do.
+fn remove_abandoned_nodes(domain: &str) {
+    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
+    let Ok(names) = sys::shm::list(&prefix) else {
+        return;
+    };
+    for object in names {
+        let Some(name) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+            continue;
+        };
+        let open = |wait| {
+            Segment::builder(name)
+                .domain(domain)
+                .open_timeout(wait)
+                .open()
+        };
+        // A zero timeout says "abandoned" as soon as the segment is seen
+        // unready and unlocked, which a live creator also is for the
+        // microseconds between creating and locking it: confirm over the
+        // full grace period before removing anything.
+        if !matches!(
+            open(std::time::Duration::ZERO),
+            Err(shm::OpenError::Abandoned { .. })
+        ) {
+            continue;
+        }
+        if matches!(
+            open(shm::ABANDON_GRACE * 3),
+            Err(shm::OpenError::Abandoned { .. })
+        ) {
+            let _ = Segment::builder(name).domain(domain).remove_abandoned();
+        }
+    }
 }
 
 /// A 64-bit id that no other live object of the domain has: mixes the
