@@ -367,31 +367,7 @@ fn remove_abandoned_nodes(domain: &str) {
         return;
     };
     for object in names {
-        let Some(name) = object.strip_prefix(&format!("conduit.{domain}.")) else {
-            continue;
-        };
-        let open = |wait| {
-            Segment::builder(name)
-                .domain(domain)
-                .open_timeout(wait)
-                .open()
-        };
-        // A zero timeout says "abandoned" as soon as the segment is seen
-        // unready and unlocked, which a live creator also is for the
-        // microseconds between creating and locking it: confirm over the
-        // full grace period before removing anything.
-        if !matches!(
-            open(std::time::Duration::ZERO),
-            Err(shm::OpenError::Abandoned { .. })
-        ) {
-            continue;
-        }
-        if matches!(
-            open(shm::ABANDON_GRACE * 3),
-            Err(shm::OpenError::Abandoned { .. })
-        ) {
-            let _ = Segment::builder(name).domain(domain).remove_abandoned();
-        }
+        crate::service::remove_if_abandoned(domain, &object);
     }
 }
 
