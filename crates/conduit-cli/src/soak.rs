@@ -68,8 +68,11 @@ const REPORT_EVERY: Duration = Duration::from_millis(100);
 /// A publisher's block timeout: short, so a full queue of a killed
 /// subscriber costs little before the send is retried.
 const BLOCK_TIMEOUT: Duration = Duration::from_millis(50);
+/// At the end, all workers run together (without kills) this long after
+/// the last one started, before they are stopped.
+const SETTLE: Duration = Duration::from_millis(300);
 /// A subscriber drains until nothing arrives for this long after `stop`.
-const DRAIN_QUIET: Duration = Duration::from_millis(300);
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
 
 /// The stamp in every sample's user header.
 #[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -118,8 +121,8 @@ pub struct SoakArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Test only: make publisher 0 send one faulty sample, to prove that
-    /// the checks catch it.
+    /// Test only: make publisher 0 send one faulty sample (or subscriber 0
+    /// stall), to prove that the checks catch it.
     #[arg(long, hide = true, value_enum)]
     pub inject_fault: Option<Fault>,
 }
@@ -133,6 +136,8 @@ pub enum Fault {
     Duplicate,
     /// One sequence number skipped.
     Gap,
+    /// Subscriber 0 stops taking samples until it is stopped (a hang).
+    Stall,
 }
 
 impl Fault {
@@ -141,6 +146,7 @@ impl Fault {
             Fault::Corrupt => "corrupt",
             Fault::Duplicate => "duplicate",
             Fault::Gap => "gap",
+            Fault::Stall => "stall",
         }
     }
 }
@@ -319,7 +325,7 @@ pub fn worker(args: WorkerArgs, domain: Option<String>) -> CmdResult {
         .map_err(common::service_failure)?;
     match args.role {
         Role::Pub => publisher(&service, &args),
-        Role::Sub => subscriber(&service),
+        Role::Sub => subscriber(&service, args.inject_fault == Some(Fault::Stall)),
     }
 }
 
@@ -370,6 +376,7 @@ fn publisher(service: &PubSubService<[u8], Stamp>, args: &WorkerArgs) -> CmdResu
                 Fault::Corrupt => corrupt = true,
                 Fault::Duplicate => duplicate_next = true,
                 Fault::Gap => next += 1,
+                Fault::Stall => {}
             }
         }
         let mut rng = Rng(seed ^ next.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -442,7 +449,7 @@ struct SubCounters {
     corrupt: u64,
 }
 
-fn subscriber(service: &PubSubService<[u8], Stamp>) -> CmdResult {
+fn subscriber(service: &PubSubService<[u8], Stamp>, stall: bool) -> CmdResult {
     let subscriber = service
         .subscriber()
         .create()
@@ -467,6 +474,10 @@ fn subscriber(service: &PubSubService<[u8], Stamp>) -> CmdResult {
         let stopping = stop.load(Ordering::Acquire);
         if stopping && quiet_since.is_some_and(|t| t.elapsed() >= DRAIN_QUIET) {
             break;
+        }
+        if stall && !stopping {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
         let sample = match subscriber.receive_timeout(Duration::from_millis(20)) {
             Ok(s) => s,
@@ -577,6 +588,8 @@ struct Record {
     streams: BTreeMap<(u64, u64), u64>,
     /// Killed by the parent.
     killed: bool,
+    /// Said `ready` (its port exists).
+    ready: bool,
 }
 
 impl Record {
@@ -597,6 +610,8 @@ struct Worker {
     progress: u64,
     /// Exited by itself (a failure, reported once).
     exited: bool,
+    /// Reported as hung (once per incarnation).
+    hung: bool,
 }
 
 struct Soak<'a> {
@@ -640,7 +655,12 @@ impl Soak<'_> {
             .arg("--subscribers")
             .arg(self.args.subscribers.to_string());
         if let Some(f) = self.args.inject_fault
-            && role == Role::Pub
+            && role
+                == (if f == Fault::Stall {
+                    Role::Sub
+                } else {
+                    Role::Pub
+                })
             && slot == 0
             && incarnation == 0
         {
@@ -685,6 +705,7 @@ impl Soak<'_> {
             progress_at: Instant::now(),
             progress: 0,
             exited: false,
+            hung: false,
         })
     }
 
@@ -717,6 +738,7 @@ impl Soak<'_> {
                     record.finished = true;
                 }
             }
+            "ready" => record.ready = true,
             "stream" => {
                 let m: BTreeMap<String, u64> = pairs().collect();
                 if let (Some(p), Some(i), Some(last)) = (m.get("pub"), m.get("inc"), m.get("last"))
@@ -744,7 +766,7 @@ impl Soak<'_> {
     /// timeout (subscribers: receive something; publishers: send).
     fn watch(&mut self, workers: &mut [Worker]) {
         let now = Instant::now();
-        for w in workers.iter_mut().filter(|w| !w.exited) {
+        for w in workers.iter_mut().filter(|w| !w.exited && !w.hung) {
             let p = self.progress_of(w);
             if p > w.progress {
                 w.progress = p;
@@ -757,7 +779,7 @@ impl Soak<'_> {
                     w.incarnation,
                     self.args.stall_timeout
                 ));
-                w.progress_at = now; // Report once per stall period.
+                w.hung = true;
             }
         }
     }
@@ -773,6 +795,57 @@ impl Soak<'_> {
                     w.slot,
                     w.incarnation
                 ));
+            }
+        }
+    }
+
+    /// Waits until every worker said `ready` (bounded by the stall
+    /// timeout), then lets them run together for [`SETTLE`].
+    fn settle(&mut self, workers: &mut [Worker], rx: &mpsc::Receiver<Line>) {
+        self.wait_ready(workers, rx);
+        let until = Instant::now() + SETTLE;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if let Ok(line) = rx.recv_timeout(left) {
+                self.absorb(line);
+            }
+        }
+        self.watch(workers);
+    }
+
+    /// Waits until every worker said `ready`; one that does not within
+    /// the stall timeout is a hang.
+    fn wait_ready(&mut self, workers: &mut [Worker], rx: &mpsc::Receiver<Line>) {
+        let deadline = Instant::now() + self.args.stall_timeout;
+        loop {
+            let waiting: Vec<&Worker> = workers
+                .iter()
+                .filter(|w| !w.exited)
+                .filter(|w| !self.records[&(role_index(w.role), w.slot, w.incarnation)].ready)
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let late: Vec<String> = waiting
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "{} {} (incarnation {}) did not start within {:?}",
+                            w.role.name(),
+                            w.slot,
+                            w.incarnation,
+                            self.args.stall_timeout
+                        )
+                    })
+                    .collect();
+                self.hangs.extend(late);
+                for w in workers.iter_mut() {
+                    w.hung |= !self.records[&(role_index(w.role), w.slot, w.incarnation)].ready;
+                }
+                break;
+            }
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
+                self.absorb(line);
             }
         }
     }
@@ -826,6 +899,9 @@ struct Totals {
     lost_tail: u64,
     duplicates: u64,
     corrupt: u64,
+    /// Final (publisher, subscriber) pairs where the subscriber got
+    /// nothing from the publisher.
+    disconnected: Vec<String>,
 }
 
 /// Runs `conduit soak`.
@@ -902,6 +978,8 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
         for slot in 0..args.publishers {
             workers.push(soak.spawn(Role::Pub, slot, 0)?);
         }
+        // The duration counts from when every worker is up.
+        soak.wait_ready(&mut workers, &rx);
         let mut rng = Rng(seed);
         let start = Instant::now();
         let end = start + args.duration;
@@ -947,6 +1025,10 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
                 }
             }
         }
+        // Settle: every worker of the last generation is up, and all of
+        // them run together for a while, so that each final subscriber
+        // must be connected to each final publisher.
+        soak.settle(&mut workers, &rx);
         // Graceful end: publishers stop first, then subscribers drain
         // everything that was sent, then everyone exits.
         soak.check_alive(&mut workers);
@@ -1023,6 +1105,12 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     if !leftovers.is_empty() {
         problems.push(format!("{} leftover(s) in /dev/shm", leftovers.len()));
     }
+    if !totals.disconnected.is_empty() {
+        problems.push(format!(
+            "{} disconnected publisher/subscriber pair(s)",
+            totals.disconnected.len()
+        ));
+    }
     if !soak.hangs.is_empty() {
         problems.push(format!("{} hang(s)", soak.hangs.len()));
     }
@@ -1056,6 +1144,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             "lost_allowed": 0,
             "leftovers": leftovers,
             "hangs": soak.hangs,
+            "disconnected": totals.disconnected,
             "failures": soak.failures,
             "violations": soak.violations,
             "passed": passed,
@@ -1069,6 +1158,9 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
         }
         for h in &soak.hangs {
             println!("hang: {h}");
+        }
+        for d in &totals.disconnected {
+            println!("disconnected: {d}");
         }
         for f in &soak.failures {
             println!("failure: {f}");
@@ -1172,6 +1264,7 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
         lost_tail: 0,
         duplicates: 0,
         corrupt: 0,
+        disconnected: Vec::new(),
     };
     for ((role, _, _), r) in &soak.records {
         if *role == role_index(Role::Pub) {
@@ -1193,8 +1286,12 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
         workers
             .iter()
             .filter(move |w| w.role == role)
-            .filter_map(move |w| soak.records.get(&(role_index(role), w.slot, w.incarnation)))
-            .filter(|r| r.finished)
+            .filter_map(move |w| {
+                soak.records
+                    .get(&(role_index(role), w.slot, w.incarnation))
+                    .map(|r| (w, r))
+            })
+            .filter(|(_, r)| r.finished)
     };
     for w in workers.iter().filter(|w| w.role == Role::Pub) {
         let Some(p) = soak
@@ -1207,9 +1304,14 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
             continue;
         }
         let last_sent = p.get("seq");
-        for s in finals(Role::Sub) {
-            if let Some(last) = s.streams.get(&(w.slot as u64, w.incarnation)) {
-                t.lost_tail += last_sent.saturating_sub(*last);
+        for (sub, s) in finals(Role::Sub) {
+            match s.streams.get(&(w.slot as u64, w.incarnation)) {
+                Some(last) => t.lost_tail += last_sent.saturating_sub(*last),
+                None if last_sent > 0 => t.disconnected.push(format!(
+                    "subscriber {} (incarnation {}) got nothing from publisher {} (incarnation {}), which sent {last_sent}",
+                    sub.slot, sub.incarnation, w.slot, w.incarnation
+                )),
+                None => {}
             }
         }
     }

@@ -103,7 +103,7 @@ fn fault_is_caught(fault: &str, key: &str, expected: &str) {
         "--subscribers",
         "2",
         "--duration",
-        "1s",
+        "500ms",
         "--kill-interval",
         "0",
         "--seed",
@@ -162,4 +162,33 @@ fn bad_options_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).starts_with("conduit: "), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn stalled_subscriber_is_a_hang() {
+    let (out, s) = soak(&[
+        "--duration",
+        "1500ms",
+        "--kill-interval",
+        "0",
+        "--stall-timeout",
+        "500ms",
+        "--seed",
+        "3",
+        "--inject-fault",
+        "stall",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{s}\nstderr: {}", stderr(&out));
+    assert_eq!(s["passed"], false, "{s}");
+    let hangs = s["hangs"].as_array().unwrap();
+    assert!(
+        hangs.iter().any(|h| h
+            .as_str()
+            .unwrap()
+            .starts_with("subscriber 0 (incarnation 0) made no progress")),
+        "{s}"
+    );
+    // Everything sent was still delivered once the subscriber drained.
+    assert_eq!(count(&s, "lost"), 0, "{s}");
+    assert!(stderr(&out).contains("hang(s)"), "{}", stderr(&out));
 }
