@@ -928,8 +928,9 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
+            .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs().wrapping_mul(1_000_003))
             .unwrap_or(1)
+            % 1_000_000_000
     });
     let domain = match domain {
         Some(d) => common::domain(Some(d))?,
@@ -1107,7 +1108,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     }
     if !totals.disconnected.is_empty() {
         problems.push(format!(
-            "{} disconnected publisher/subscriber pair(s)",
+            "{} unconnected publisher/subscriber pair(s)",
             totals.disconnected.len()
         ));
     }
@@ -1144,7 +1145,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             "lost_allowed": 0,
             "leftovers": leftovers,
             "hangs": soak.hangs,
-            "disconnected": totals.disconnected,
+            "unconnected": totals.disconnected,
             "failures": soak.failures,
             "violations": soak.violations,
             "passed": passed,
@@ -1160,7 +1161,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             println!("hang: {h}");
         }
         for d in &totals.disconnected {
-            println!("disconnected: {d}");
+            println!("unconnected: {d}");
         }
         for f in &soak.failures {
             println!("failure: {f}");
@@ -1217,6 +1218,11 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
                 } else {
                     leftovers.join(" ")
                 },
+            ],
+            vec![
+                "unconnected".into(),
+                totals.disconnected.len().to_string(),
+                "final publisher/subscriber pairs with nothing delivered".into(),
             ],
             vec![
                 "hangs".into(),
