@@ -23,7 +23,8 @@
 //!
 //! # Protocol between parent and workers
 //!
-//! Workers write lines to stdout: `report k=v …` every 100 ms,
+//! Workers write lines to stdout: `ready` once their port exists,
+//! `report k=v …` every 100 ms,
 //! `violation kind=corrupt|duplicate …` at once when a check fails,
 //! `stream pub=P inc=I first=F last=L` and `final k=v …` when stopped.
 //! The parent writes `stop` to a worker's stdin (publishers stop sending,
@@ -42,9 +43,12 @@
 //! policy `Block` never drops a sample, so no loss is allowed.
 //!
 //! The parent also fails the run for a *hang* (a worker that makes no
-//! progress for `--stall-timeout`, or does not stop in that time), an
-//! unexpected worker exit, and anything of the domain left in /dev/shm
-//! after the final node cleanup.
+//! progress for `--stall-timeout`, or does not start, stop or exit in that
+//! time), an unexpected worker exit, a final subscriber that got nothing
+//! from a final publisher (*unconnected*; the last generation runs
+//! together, without kills, before the stop), and anything of the domain
+//! left in /dev/shm after the final node cleanup. Definitions and design:
+//! `ARCHITECTURE.md` (soak section).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -901,7 +905,7 @@ struct Totals {
     corrupt: u64,
     /// Final (publisher, subscriber) pairs where the subscriber got
     /// nothing from the publisher.
-    disconnected: Vec<String>,
+    unconnected: Vec<String>,
 }
 
 /// Runs `conduit soak`.
@@ -1073,7 +1077,6 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             }
         }
     }
-    drop(soak.tx.clone());
     while let Ok(line) = rx.try_recv() {
         soak.absorb(line);
     }
@@ -1106,10 +1109,10 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     if !leftovers.is_empty() {
         problems.push(format!("{} leftover(s) in /dev/shm", leftovers.len()));
     }
-    if !totals.disconnected.is_empty() {
+    if !totals.unconnected.is_empty() {
         problems.push(format!(
             "{} unconnected publisher/subscriber pair(s)",
-            totals.disconnected.len()
+            totals.unconnected.len()
         ));
     }
     if !soak.hangs.is_empty() {
@@ -1145,7 +1148,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             "lost_allowed": 0,
             "leftovers": leftovers,
             "hangs": soak.hangs,
-            "unconnected": totals.disconnected,
+            "unconnected": totals.unconnected,
             "failures": soak.failures,
             "violations": soak.violations,
             "passed": passed,
@@ -1160,7 +1163,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
         for h in &soak.hangs {
             println!("hang: {h}");
         }
-        for d in &totals.disconnected {
+        for d in &totals.unconnected {
             println!("unconnected: {d}");
         }
         for f in &soak.failures {
@@ -1221,7 +1224,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
             ],
             vec![
                 "unconnected".into(),
-                totals.disconnected.len().to_string(),
+                totals.unconnected.len().to_string(),
                 "final publisher/subscriber pairs with nothing delivered".into(),
             ],
             vec![
@@ -1270,7 +1273,7 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
         lost_tail: 0,
         duplicates: 0,
         corrupt: 0,
-        disconnected: Vec::new(),
+        unconnected: Vec::new(),
     };
     for ((role, _, _), r) in &soak.records {
         if *role == role_index(Role::Pub) {
@@ -1313,7 +1316,7 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
         for (sub, s) in finals(Role::Sub) {
             match s.streams.get(&(w.slot as u64, w.incarnation)) {
                 Some(last) => t.lost_tail += last_sent.saturating_sub(*last),
-                None if last_sent > 0 => t.disconnected.push(format!(
+                None if last_sent > 0 => t.unconnected.push(format!(
                     "subscriber {} (incarnation {}) got nothing from publisher {} (incarnation {}), which sent {last_sent}",
                     sub.slot, sub.incarnation, w.slot, w.incarnation
                 )),

@@ -91,6 +91,8 @@ fn short_soak_with_kills_passes() {
     assert_eq!(count(&s, "lost"), 0, "{s}");
     assert_eq!(s["leftovers"].as_array().map(Vec::len), Some(0), "{s}");
     assert_eq!(s["hangs"].as_array().map(Vec::len), Some(0), "{s}");
+    assert_eq!(s["unconnected"].as_array().map(Vec::len), Some(0), "{s}");
+    assert_eq!(s["failures"].as_array().map(Vec::len), Some(0), "{s}");
     assert_eq!(s["violations"].as_array().map(Vec::len), Some(0), "{s}");
 }
 
