@@ -25,7 +25,9 @@
 //!
 //! Workers write lines to stdout: `ready` once their port exists,
 //! `report k=v …` every 100 ms,
-//! `violation kind=corrupt|duplicate …` at once when a check fails,
+//! `violation kind=corrupt|duplicate|gap count=N …` at once when a check
+//! fails (counted by the parent even if the worker is killed before its
+//! next report),
 //! `stream pub=P inc=I first=F last=L` and `final k=v …` when stopped.
 //! The parent writes `stop` to a worker's stdin (publishers stop sending,
 //! subscribers drain their queues) and closes stdin to make it exit; a
@@ -494,7 +496,7 @@ fn subscriber(service: &PubSubService<[u8], Stamp>, stall: bool) -> CmdResult {
             Err(ReceiveError::Corrupted { publisher, reason }) => {
                 c.corrupt += 1;
                 say(&format!(
-                    "violation kind=corrupt library reported corrupted state of publisher {publisher:016x}: {reason}"
+                    "violation kind=corrupt count=1 library reported corrupted state of publisher {publisher:016x}: {reason}"
                 ));
                 continue;
             }
@@ -508,7 +510,7 @@ fn subscriber(service: &PubSubService<[u8], Stamp>, stall: bool) -> CmdResult {
         if stamp.len != sample.len() as u64 || stamp.checksum != expected {
             c.corrupt += 1;
             say(&format!(
-                "violation kind=corrupt publisher {} incarnation {} sequence {}: length {} (stamp says {}), checksum {:016x} (stamp says {:016x})",
+                "violation kind=corrupt count=1 publisher {} incarnation {} sequence {}: length {} (stamp says {}), checksum {:016x} (stamp says {:016x})",
                 stamp.publisher,
                 stamp.incarnation,
                 stamp.sequence,
@@ -538,7 +540,7 @@ fn subscriber(service: &PubSubService<[u8], Stamp>, stall: bool) -> CmdResult {
                 if stamp.sequence <= s.last {
                     c.duplicates += 1;
                     say(&format!(
-                        "violation kind=duplicate publisher {} incarnation {} sequence {} after {}",
+                        "violation kind=duplicate count=1 publisher {} incarnation {} sequence {} after {}",
                         stamp.publisher, stamp.incarnation, stamp.sequence, s.last
                     ));
                 } else {
@@ -546,7 +548,7 @@ fn subscriber(service: &PubSubService<[u8], Stamp>, stall: bool) -> CmdResult {
                         let missing = stamp.sequence - s.last - 1;
                         c.lost += missing;
                         say(&format!(
-                            "violation kind=gap publisher {} incarnation {} sequences {}..={} missing",
+                            "violation kind=gap count={missing} publisher {} incarnation {} sequences {}..={} missing",
                             stamp.publisher,
                             stamp.incarnation,
                             s.last + 1,
@@ -594,11 +596,20 @@ struct Record {
     killed: bool,
     /// Said `ready` (its port exists).
     ready: bool,
+    /// Violations announced, by kind (corrupt, duplicate, gap).
+    violations: BTreeMap<String, u64>,
 }
 
 impl Record {
     fn get(&self, key: &str) -> u64 {
         self.counters.get(key).copied().unwrap_or(0)
+    }
+
+    /// A subscriber's count of `key`: its last report, or the violations
+    /// it announced if more (it may have been killed before reporting).
+    fn violations(&self, key: &str, kind: &str) -> u64 {
+        self.get(key)
+            .max(self.violations.get(kind).copied().unwrap_or(0))
     }
 }
 
@@ -751,8 +762,21 @@ impl Soak<'_> {
                 }
             }
             "violation" => {
-                let detail = rest.strip_prefix("kind=").unwrap_or(rest);
-                self.violations.push(format!("{who}: {detail}"));
+                // kind=K count=N text
+                let mut parts = rest.splitn(3, ' ');
+                let kind = parts
+                    .next()
+                    .and_then(|k| k.strip_prefix("kind="))
+                    .unwrap_or("unknown")
+                    .to_owned();
+                let count = parts
+                    .next()
+                    .and_then(|c| c.strip_prefix("count="))
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(1);
+                let text = parts.next().unwrap_or("");
+                *record.violations.entry(kind.clone()).or_default() += count;
+                self.violations.push(format!("{who}: {kind} {text}"));
             }
             _ => {}
         }
@@ -1282,9 +1306,9 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
         } else {
             t.moved += r.get("received");
             t.bytes += r.get("bytes");
-            t.lost_gaps += r.get("lost");
-            t.duplicates += r.get("duplicates");
-            t.corrupt += r.get("corrupt");
+            t.lost_gaps += r.violations("lost", "gap");
+            t.duplicates += r.violations("duplicates", "duplicate");
+            t.corrupt += r.violations("corrupt", "corrupt");
         }
     }
     // Tail loss: what the final publishers sent after the last sample the
