@@ -360,6 +360,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             }
             let conn = self.row[s];
             conn.link.link.store(0, Ordering::Relaxed);
+            // `link = 0` is visible before any of the reset below: a
+            // subscriber that connects re-checks link, pub_id and
+            // generation after opening our segment (subscriber.rs).
+            std::sync::atomic::fence(Ordering::Release);
             let generation = conn.link.generation.load(Ordering::Relaxed) % 127 + 1;
             conn.link.generation.store(generation, Ordering::Relaxed);
             for e in conn.entries {

@@ -263,6 +263,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             {
                 continue; // The publisher connects us on its next send.
             }
+            // The connection's state, read after the Acquire load of
+            // `link` that showed the publisher's reset to be complete.
+            let generation = conn.link.generation.load(Ordering::Relaxed);
+            let head = conn.head.load(Ordering::Acquire);
+            let ret_tail = conn.ret_tail.load(Ordering::Acquire);
             let element = P::Element::LAYOUT;
             let Ok(data) = PubData::open(&self.service.domain, pid, &element, &H::LAYOUT) else {
                 continue;
@@ -275,16 +280,29 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             else {
                 continue;
             };
-            let generation = conn.link.generation.load(Ordering::Relaxed);
+            // Opening the segment takes a while: meanwhile the publisher
+            // may have died and a new one of this slot reset the
+            // connection (new generation, new entries whose chunk indices
+            // refer to *its* segment). Keeping the old mapping with the
+            // new generation would read the wrong chunks; re-check that
+            // the connection is still the one we read (the publisher's
+            // reset stores `link = 0` first and `pub_id` last).
+            std::sync::atomic::fence(Ordering::Acquire);
+            if conn.link.link.load(Ordering::Acquire) != self.id
+                || conn.link.pub_id.load(Ordering::Relaxed) != pid
+                || conn.link.generation.load(Ordering::Relaxed) != generation
+            {
+                continue; // Still pending: looked at again on the next receive.
+            }
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
                 generation,
-                head: conn.head.load(Ordering::Acquire),
+                head,
                 draining: false,
                 chunks_base: chunks.base(),
                 data: Arc::new(data),
             });
-            self.returns[p].set((generation, conn.ret_tail.load(Ordering::Acquire)));
+            self.returns[p].set((generation, ret_tail));
             st.pending = st.conns.iter().enumerate().any(|(q, c)| {
                 c.is_none() && self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
             });
