@@ -467,12 +467,18 @@ fn cleanup_ports(
         if node_id == 0 || is_alive(node_id) {
             continue;
         }
-        slot.id.store(0, Ordering::Release);
+        // CAS `node_id` first, then clear the id only if it is still the
+        // dead port's: storing `id = 0` first could wipe the id of a port
+        // that claimed the slot after another cleaner had freed it.
+        let id = slot.id.load(Ordering::Acquire);
         if slot
             .node_id
             .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
+            let _ = slot
+                .id
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
             view.header()
                 .notifier_generation
                 .fetch_add(1, Ordering::AcqRel);
@@ -487,13 +493,17 @@ fn cleanup_ports(
         if node_id == 0 || is_alive(node_id) {
             continue;
         }
-        slot.head.id.store(0, Ordering::Release);
+        let id = slot.head.id.load(Ordering::Acquire);
         if slot
             .head
             .node_id
             .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
+            let _ = slot
+                .head
+                .id
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
             view.header()
                 .listener_generation
                 .fetch_add(1, Ordering::AcqRel);

@@ -525,30 +525,46 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
             continue;
         }
         let id = slot.id.load(Ordering::Acquire);
-        if id != 0 {
-            let _ = Segment::remove(domain, &crate::pubsub::data_segment_name(id));
-        }
-        slot.id.store(0, Ordering::Release);
+        // Free the slot by CAS on `node_id` *first*: only the cleaner that
+        // wins goes on, and since a dead node claims nothing, `id` read
+        // above is then the dead port's. (Storing `id = 0` before the CAS
+        // let a slow cleaner wipe the id of a port that claimed the slot
+        // after another cleaner had freed it, and remove that port's data
+        // segment.)
         if slot
             .node_id
             .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
-            header.pub_generation.fetch_add(1, Ordering::AcqRel);
-            slot.event.wake_all();
+            continue;
         }
+        // A new port may claim the slot from here on and store its own
+        // id: clear the dead port's only if it is still there.
+        let _ = slot
+            .id
+            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
+        if id != 0 {
+            let _ = Segment::remove(domain, &crate::pubsub::data_segment_name(id));
+        }
+        header.pub_generation.fetch_add(1, Ordering::AcqRel);
+        slot.event.wake_all();
     }
     for slot in view.sub_slots() {
         let node_id = slot.node_id.load(Ordering::Acquire);
         if node_id == 0 || is_alive(node_id) {
             continue;
         }
-        slot.id.store(0, Ordering::Release);
+        // As for publisher slots: CAS `node_id` first, then clear the id
+        // only if it is still the dead port's.
+        let id = slot.id.load(Ordering::Acquire);
         if slot
             .node_id
             .compare_exchange(node_id, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
+            let _ = slot
+                .id
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed);
             header.sub_generation.fetch_add(1, Ordering::AcqRel);
             // Wake publishers blocked on this subscriber's full queue.
             for p in view.pub_slots() {
