@@ -1350,3 +1350,55 @@ fn totals(soak: &Soak<'_>, workers: &[Worker]) -> Totals {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn checksum_covers_stamp_and_payload() {
+        let stamp = Stamp {
+            publisher: 1,
+            incarnation: 2,
+            sequence: 3,
+            len: 4,
+            checksum: 0,
+        };
+        let sum = checksum(&stamp, b"abcd");
+        assert_ne!(sum, checksum(&stamp, b"abce"));
+        assert_ne!(
+            sum,
+            checksum(
+                &Stamp {
+                    sequence: 4,
+                    ..stamp
+                },
+                b"abcd"
+            )
+        );
+    }
+
+    #[test]
+    fn announced_violations_count_without_a_report() {
+        let mut r = Record::default();
+        r.violations.insert("corrupt".into(), 3);
+        r.counters.insert("corrupt".into(), 1);
+        assert_eq!(r.violations("corrupt", "corrupt"), 3);
+        r.counters.insert("corrupt".into(), 5);
+        assert_eq!(r.violations("corrupt", "corrupt"), 5);
+    }
+}
