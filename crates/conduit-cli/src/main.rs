@@ -15,6 +15,7 @@ mod listen;
 mod notify;
 mod publish;
 mod signal;
+mod soak;
 mod subscribe;
 mod top;
 
@@ -94,6 +95,12 @@ enum Command {
     /// Send signals (through pidfds, with values) and watch them arrive.
     #[command(subcommand)]
     Signal(signal::SignalCommand),
+    /// Soak test: publishers and subscribers in separate processes, killed
+    /// and restarted at random; every sample checked (sequence, checksum).
+    Soak(soak::SoakArgs),
+    /// Internal: one publisher or subscriber of `conduit soak`.
+    #[command(hide = true)]
+    SoakWorker(soak::WorkerArgs),
 }
 
 fn main() {
@@ -131,6 +138,8 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Limits { json } => std::process::exit(limits::run(json)),
         Command::Signal(command) => std::process::exit(signal::run(command)),
+        Command::Soak(args) => soak::run(args, domain),
+        Command::SoakWorker(args) => soak::worker(args, domain),
     };
     match result {
         Ok(()) => std::process::exit(common::exit::OK),

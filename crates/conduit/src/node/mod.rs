@@ -353,7 +353,22 @@ fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
     for id in &dead {
         let _ = Segment::remove(domain, &node_segment_name(*id));
     }
+    remove_abandoned_nodes(domain);
     Ok(dead)
+}
+
+/// Removes node segments whose creator died before they became ready (a
+/// process killed inside [`NodeBuilder::create`]): [`Node::list`] cannot
+/// open them, so they would otherwise stay forever. Such a node never
+/// owned a port, so removing its segment is all there is to do.
+fn remove_abandoned_nodes(domain: &str) {
+    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
+    let Ok(names) = sys::shm::list(&prefix) else {
+        return;
+    };
+    for object in names {
+        crate::service::remove_if_abandoned(domain, &object);
+    }
 }
 
 /// A 64-bit id that no other live object of the domain has: mixes the

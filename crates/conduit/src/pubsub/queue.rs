@@ -12,7 +12,7 @@
 //! `ARCHITECTURE.md` ("Every shared word").
 
 use crate::service::layout::Conn;
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{Ordering, fence};
 
 use super::{CHUNK_MASK, GEN_SHIFT, entry, entry_gen, entry_seq, len_word};
 
@@ -230,6 +230,10 @@ impl Conn<'_> {
     /// which come after the reset.
     pub(crate) fn connect(&self, pub_id: u64, sub_id: u64) -> u64 {
         self.link.link.store(0, Ordering::Relaxed);
+        // `link = 0` is visible to a subscriber that sees any store of the
+        // reset below and then fences (Acquire): its re-check after opening
+        // our data segment (subscriber.rs) sees that the link changed.
+        fence(Ordering::Release);
         let generation = self.link.generation.load(Ordering::Relaxed) % 127 + 1;
         self.link.generation.store(generation, Ordering::Relaxed);
         for e in self.entries {

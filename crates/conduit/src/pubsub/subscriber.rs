@@ -271,6 +271,17 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             else {
                 continue;
             };
+            // Opening the segment takes a while: meanwhile the publisher
+            // may have died and a new one of this slot reset the
+            // connection (new generation, new entries whose chunk indices
+            // refer to *its* segment). Keeping the old mapping with the
+            // new generation would read the wrong chunks; re-check that
+            // the connection is still the one we read (`Conn::connect`
+            // stores `link = 0` before a Release fence, then the reset).
+            std::sync::atomic::fence(Ordering::Acquire);
+            if conn.linked(self.id, pid).map(|l| l.generation) != Some(linked.generation) {
+                continue; // Still pending: looked at again on the next receive.
+            }
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
                 generation: linked.generation,

@@ -562,6 +562,26 @@ pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
     }
 }
 
+/// Removes the segment listed as `object` if its creator died before it
+/// became ready. A live creator is also unready and unlocked for the
+/// microseconds between creating the object and locking it, so a first
+/// look that says "abandoned" is confirmed over the grace period
+/// ([`open_listed`]) before anything is removed.
+pub(crate) fn remove_if_abandoned(domain: &str, object: &str) {
+    let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
+        return;
+    };
+    if matches!(
+        Segment::builder(seg)
+            .domain(domain)
+            .open_timeout(std::time::Duration::ZERO)
+            .open(),
+        Err(shm::OpenError::Abandoned { .. })
+    ) {
+        let _ = open_listed(domain, object);
+    }
+}
+
 /// Cleans every service of `domain`: dead ports, and services nobody has
 /// open.
 pub(crate) fn cleanup_domain(domain: &str) {
@@ -607,7 +627,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
         }
         let name = crate::pubsub::data_segment_name(id);
         // Died while creating it: not ready and unlocked.
-        let _ = Segment::builder(&name).domain(domain).remove_abandoned();
+        remove_if_abandoned(domain, &object);
         let dead = match crate::pubsub::data_segment_node(domain, &name) {
             Some(node_id) => !node::is_alive(domain, NodeId(node_id)),
             None => false,
