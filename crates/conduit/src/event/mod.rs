@@ -301,6 +301,7 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
         let layout = EventLayout::new(&b.config);
         let builder = Segment::builder(&seg_name)
             .domain(&domain)
+            .permissions(b.node.permissions())
             .fingerprint(layout::EVENT_FINGERPRINT);
         let cfg = b.config.clone();
         let init = move |region: &shm::Region| {
@@ -403,6 +404,7 @@ impl EventInner {
             self.view(),
             &self.config,
             Some(self.node.id()),
+            self.node.permissions(),
         )
     }
 }
@@ -413,12 +415,19 @@ impl Drop for EventInner {
     }
 }
 
+/// Removes the event service if nobody else has it open. The name goes
+/// first, for the reason given at `service::try_remove` (a group member
+/// cannot unlink another member's segment).
 fn try_remove(segment: &Segment, layout: &EventLayout) {
     if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Err(sys::Errno::PERM | sys::Errno::ACCESS) = segment.unlink() {
+            // Not ours to remove: leave it usable for its owner's cleanup.
+            let _ = sys::fd::flock(segment.fd(), LockKind::Shared, false);
+            return;
+        }
         if let Some(view) = EventView::new(segment, layout) {
             view.header().removed.store(1, Ordering::Release);
         }
-        let _ = segment.unlink();
     }
 }
 
@@ -451,6 +460,7 @@ fn cleanup_ports(
     view: EventView<'_>,
     config: &EventConfig,
     alive: Option<NodeId>,
+    permissions: shm::Permissions,
 ) -> usize {
     let mut known: std::collections::HashMap<u64, bool> = Default::default();
     if let Some(id) = alive {
@@ -459,7 +469,7 @@ fn cleanup_ports(
     let mut is_alive = |node_id: u64| {
         *known
             .entry(node_id)
-            .or_insert_with(|| node::is_alive(domain, NodeId(node_id)))
+            .or_insert_with(|| node::is_alive(domain, NodeId(node_id), permissions))
     };
     let mut dead = 0;
     for slot in view.notifiers() {
@@ -582,13 +592,13 @@ pub fn list(domain: &str) -> std::io::Result<Vec<EventServiceInfo>> {
 
 /// Cleans every event service of `domain` (dead ports; services nobody has
 /// open are removed). Called by [`Node::cleanup`].
-pub(crate) fn cleanup_domain(domain: &str) {
+pub(crate) fn cleanup_domain(domain: &str, permissions: shm::Permissions) {
     let prefix = format!("conduit.{domain}.{EVENT_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
     };
     for object in names {
-        let Some(segment) = crate::service::open_listed(domain, &object) else {
+        let Some(segment) = crate::service::open_listed(domain, &object, permissions) else {
             continue;
         };
         let Ok(config) = EventConfig::read(&segment) else {
@@ -598,7 +608,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
         let Some(view) = EventView::new(&segment, &layout) else {
             continue;
         };
-        cleanup_ports(domain, view, &config, None);
+        cleanup_ports(domain, view, &config, None, permissions);
         try_remove(&segment, &layout);
     }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 
 use crate::node::{self, Node, NodeId};
 use crate::pubsub::{NoHeader, Payload};
-use crate::shm::{self, Segment, ShmSafe, TypeLayout};
+use crate::shm::{self, Permissions, Segment, ShmSafe, TypeLayout};
 use crate::sys::{self, fd::LockKind};
 
 pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
@@ -373,7 +373,12 @@ impl ServiceInner {
     }
 
     pub(crate) fn cleanup_dead_ports(&self) {
-        cleanup_ports(&self.domain, self.shm(), Some(self.node.id()));
+        cleanup_ports(
+            &self.domain,
+            self.shm(),
+            Some(self.node.id()),
+            self.node.permissions(),
+        );
     }
 }
 
@@ -385,8 +390,20 @@ impl Drop for ServiceInner {
 
 /// Removes the service if nobody else has it open (we hold our shared
 /// lock on `segment`).
+///
+/// The name goes first: in a group-shared service another member's
+/// segment cannot be unlinked by us (`/dev/shm` is sticky), and then it
+/// must not be marked removed either, or every later opener would find a
+/// removed service under a name that stays. Openers check `removed` only
+/// after taking their shared lock, which waits for our exclusive one, so
+/// setting it after the unlink is as good as before.
 fn try_remove(domain: &str, segment: &Segment, layout: &ServiceLayout) {
     if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Err(sys::Errno::PERM | sys::Errno::ACCESS) = segment.unlink() {
+            // Not ours to remove: leave it usable for its owner's cleanup.
+            let _ = sys::fd::flock(segment.fd(), LockKind::Shared, false);
+            return;
+        }
         if let Some(view) = layout::ServiceView::new(segment, layout) {
             view.header().removed.store(1, Ordering::Release);
             for slot in view.pub_slots() {
@@ -396,7 +413,6 @@ fn try_remove(domain: &str, segment: &Segment, layout: &ServiceLayout) {
                 }
             }
         }
-        let _ = segment.unlink();
     }
 }
 
@@ -413,6 +429,7 @@ fn open_service(
         let layout = ServiceLayout::new(&config.qos);
         let builder = Segment::builder(&seg_name)
             .domain(&domain)
+            .permissions(node.permissions())
             .fingerprint(layout::SERVICE_FINGERPRINT);
         let segment = match mode {
             Mode::Create => {
@@ -507,8 +524,14 @@ fn open_service(
 }
 
 /// Frees the slots of dead nodes' ports and removes dead publishers' data
-/// segments. `alive` is a node known to be alive (ours).
-pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: Option<NodeId>) {
+/// segments. `alive` is a node known to be alive (ours); `permissions`
+/// are those of the asking node.
+pub(crate) fn cleanup_ports(
+    domain: &str,
+    view: layout::ServiceView<'_>,
+    alive: Option<NodeId>,
+    permissions: Permissions,
+) {
     let mut known: std::collections::HashMap<u64, bool> = Default::default();
     if let Some(id) = alive {
         known.insert(id.0, true);
@@ -516,7 +539,7 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
     let mut is_alive = |node_id: u64| {
         *known
             .entry(node_id)
-            .or_insert_with(|| node::is_alive(domain, NodeId(node_id)))
+            .or_insert_with(|| node::is_alive(domain, NodeId(node_id), permissions))
     };
     let header = view.header();
     for slot in view.pub_slots() {
@@ -562,10 +585,11 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
 /// for inspection or cleanup, with a short open timeout; a segment whose
 /// creator died before it became ready is removed on the way. `None` for
 /// anything that cannot be opened (gone, in creation, not ours).
-pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
+pub(crate) fn open_listed(domain: &str, object: &str, permissions: Permissions) -> Option<Segment> {
     let seg = object.strip_prefix(&format!("conduit.{domain}."))?;
     match Segment::builder(seg)
         .domain(domain)
+        .permissions(permissions)
         .open_timeout(std::time::Duration::from_millis(200))
         .open()
     {
@@ -580,8 +604,8 @@ pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
 
 /// Cleans every service of `domain`: dead ports, and services nobody has
 /// open.
-pub(crate) fn cleanup_domain(domain: &str) {
-    crate::event::cleanup_domain(domain);
+pub(crate) fn cleanup_domain(domain: &str, permissions: Permissions) {
+    crate::event::cleanup_domain(domain, permissions);
     let prefix = format!("conduit.{domain}.{SERVICE_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
@@ -589,7 +613,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
     // Publisher data segments named in some service slot.
     let mut referenced = std::collections::HashSet::new();
     for object in names {
-        let Some(segment) = crate::service::open_listed(domain, &object) else {
+        let Some(segment) = open_listed(domain, &object, permissions) else {
             continue;
         };
         let Ok(config) = StaticConfig::read(&segment) else {
@@ -599,7 +623,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
         let Some(view) = layout::ServiceView::new(&segment, &layout) else {
             continue;
         };
-        cleanup_ports(domain, view, None);
+        cleanup_ports(domain, view, None, permissions);
         for slot in view.pub_slots() {
             referenced.insert(slot.id.load(Ordering::Acquire));
         }
@@ -624,8 +648,8 @@ pub(crate) fn cleanup_domain(domain: &str) {
         let name = crate::pubsub::data_segment_name(id);
         // Died while creating it: not ready and unlocked.
         let _ = Segment::builder(&name).domain(domain).remove_abandoned();
-        let dead = match crate::pubsub::data_segment_node(domain, &name) {
-            Some(node_id) => !node::is_alive(domain, NodeId(node_id)),
+        let dead = match crate::pubsub::data_segment_node(domain, &name, permissions) {
+            Some(node_id) => !node::is_alive(domain, NodeId(node_id), permissions),
             None => false,
         };
         if dead {

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{self, Errno, fd::LockKind, mman::Mapping, mman::Protection};
 
+use super::Permissions;
 use super::relptr::Region;
 
 /// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
@@ -287,6 +288,19 @@ pub enum OpenError {
         /// The uid that owns the object.
         found: u32,
     },
+    /// The segment is shared with another group than the opener expects
+    /// (see [`Permissions::group`]).
+    #[error(
+        "{name} belongs to group {found}, expected group {expected} (create and open it with the same Permissions::group)"
+    )]
+    GroupMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// The gid the opener requires.
+        expected: u32,
+        /// The gid of the object.
+        found: u32,
+    },
     /// The segment's permission bits differ from what the opener expects.
     #[error("{name} has mode {found:o}, expected {expected:o}")]
     ModeMismatch {
@@ -474,6 +488,7 @@ pub struct SegmentBuilder<'a> {
     check_fingerprint: bool,
     read_only: bool,
     owner: Option<u32>,
+    group: Option<u32>,
     open_timeout: Duration,
     init: Option<Init<'a>>,
     future_write: bool,
@@ -490,6 +505,7 @@ impl<'a> SegmentBuilder<'a> {
             check_fingerprint: false,
             read_only: false,
             owner: None,
+            group: None,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             init: None,
             future_write: false,
@@ -528,6 +544,26 @@ impl<'a> SegmentBuilder<'a> {
         self
     }
 
+    /// Shares the segment with group `gid`: on creation the object is
+    /// given to that group (`fchown`; the creator must be a member or
+    /// have `CAP_CHOWN`), and on open the object must belong to that group
+    /// while its owner may be any user (every member of the group is
+    /// trusted). Combine with a [`mode`](Self::mode) that grants the group
+    /// access, or use [`permissions`](Self::permissions), which sets both.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Sets [`mode`](Self::mode) and [`group`](Self::group) from a
+    /// [`Permissions`]: 0600 for [`Permissions::owner_only`], 0660 and the
+    /// group for [`Permissions::group`].
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.mode = permissions.mode();
+        self.group = permissions.gid();
+        self
+    }
+
     /// Layout fingerprint of the data area: written on creation, and on
     /// open the segment must carry exactly this value.
     pub fn fingerprint(mut self, fingerprint: u64) -> Self {
@@ -543,7 +579,8 @@ impl<'a> SegmentBuilder<'a> {
     }
 
     /// The uid the segment must belong to when opened (default: this
-    /// process's effective uid).
+    /// process's effective uid, or any member of the group if a
+    /// [`group`](Self::group) is set).
     pub fn owner(mut self, uid: u32) -> Self {
         self.owner = Some(uid);
         self
@@ -615,6 +652,20 @@ impl<'a> SegmentBuilder<'a> {
             };
             // Openers may briefly hold a shared lock while probing; wait.
             sys::fd::flock(&fd, LockKind::Exclusive, true).map_err(os("flock"))?;
+            if let Some(gid) = self.group {
+                // Before fchmod: chown may clear set-id bits, never rw bits.
+                sys::fd::set_group(&fd, gid).map_err(|source| match source {
+                    Errno::PERM => CreateError::PermissionDenied {
+                        name: name.clone(),
+                        source,
+                    },
+                    source => CreateError::Os {
+                        op: "fchown",
+                        name: name.clone(),
+                        source,
+                    },
+                })?;
+            }
             sys::fd::set_mode(&fd, self.mode).map_err(os("fchmod"))?;
             reserve(&fd, total as u64, &name)?;
             let mapping = Mapping::map(&fd, total, Protection::ReadWrite).map_err(os("mmap"))?;
@@ -660,12 +711,45 @@ impl<'a> SegmentBuilder<'a> {
             name: name.clone(),
             source,
         })?;
-        let expected_uid = self.owner.unwrap_or_else(sys::fd::effective_uid);
-        if st.uid != expected_uid {
+        // Who made this object: ourselves (or the uid asked for). For a
+        // group-shared segment any member of the group may have: only
+        // members and CAP_CHOWN can give a file to a group, which is
+        // checked below. The owner never changes after creation, so it is
+        // checked at once.
+        let expected_uid = match (self.owner, self.group) {
+            (Some(uid), _) => Some(uid),
+            (None, None) => Some(sys::fd::effective_uid()),
+            (None, Some(_)) => None,
+        };
+        if let Some(expected) = expected_uid.filter(|uid| *uid != st.uid) {
             return Err(OpenError::OwnerMismatch {
                 name,
-                expected: expected_uid,
+                expected,
                 found: st.uid,
+            });
+        }
+        let expected = self.check_fingerprint.then_some(self.fingerprint);
+        // The creator sets group and mode before it marks the segment
+        // ready, so they are checked once attach has seen it ready (an
+        // earlier look could see the umask-narrowed mode of a segment in
+        // creation).
+        let segment = Segment::attach(
+            fd,
+            name.clone(),
+            !self.read_only,
+            expected,
+            self.open_timeout,
+        )?;
+        let st = sys::fd::status(&segment.fd).map_err(|source| OpenError::Os {
+            op: "fstat",
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(gid) = self.group.filter(|gid| *gid != st.gid) {
+            return Err(OpenError::GroupMismatch {
+                name,
+                expected: gid,
+                found: st.gid,
             });
         }
         if st.mode != self.mode {
@@ -675,8 +759,7 @@ impl<'a> SegmentBuilder<'a> {
                 found: st.mode,
             });
         }
-        let expected = self.check_fingerprint.then_some(self.fingerprint);
-        Segment::attach(fd, name, !self.read_only, expected, self.open_timeout)
+        Ok(segment)
     }
 
     /// Opens the segment if it exists, creates it otherwise. Race-free:
@@ -720,6 +803,7 @@ impl<'a> SegmentBuilder<'a> {
             check_fingerprint: self.check_fingerprint,
             read_only: self.read_only,
             owner: self.owner,
+            group: self.group,
             open_timeout: self.open_timeout,
             init: None,
             future_write: self.future_write,
