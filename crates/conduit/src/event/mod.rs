@@ -83,6 +83,19 @@ pub enum EventServiceError {
         /// What is wrong.
         reason: String,
     },
+    /// The service's segment belongs to another user, or is shared with
+    /// another group or mode than this node's permissions.
+    #[error(
+        "permission denied for event service {name:?}: its segment belongs to another user or group (to share a service, create every node with NodeBuilder::permissions(Permissions::group(gid)))"
+    )]
+    PermissionDenied {
+        /// The service.
+        name: String,
+        /// The segment error: `PermissionDenied`, `OwnerMismatch`,
+        /// `GroupMismatch` or `ModeMismatch`.
+        #[source]
+        source: shm::OpenError,
+    },
     /// Creating or opening the segment failed.
     #[error("cannot create or open the segment of event service {name:?}: {reason}")]
     Segment {
@@ -325,6 +338,10 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
                 })?,
             Mode::Open => builder.open().map_err(|e| match e {
                 shm::OpenError::NotFound { .. } => EventServiceError::NotFound(name.clone()),
+                e if is_permission(&e) => EventServiceError::PermissionDenied {
+                    name: name.clone(),
+                    source: e,
+                },
                 e => seg_err(e.to_string()),
             })?,
             Mode::OpenOrCreate => {
@@ -332,7 +349,15 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
                     .size(size)
                     .init(init)
                     .open_or_create()
-                    .map_err(|e| seg_err(e.to_string()))?
+                    .map_err(|e| match e {
+                        shm::OpenOrCreateError::Open(e) if is_permission(&e) => {
+                            EventServiceError::PermissionDenied {
+                                name: name.clone(),
+                                source: e,
+                            }
+                        }
+                        e => seg_err(e.to_string()),
+                    })?
                     .0
             }
         };
@@ -376,6 +401,17 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
         name,
         reason: "removed and recreated by others 100 times in a row".into(),
     })
+}
+
+/// Whether an open error is about who may open the segment.
+fn is_permission(e: &shm::OpenError) -> bool {
+    matches!(
+        e,
+        shm::OpenError::PermissionDenied { .. }
+            | shm::OpenError::OwnerMismatch { .. }
+            | shm::OpenError::GroupMismatch { .. }
+            | shm::OpenError::ModeMismatch { .. }
+    )
 }
 
 /// An open event service: the factory of notifiers and listeners.

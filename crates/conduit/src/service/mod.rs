@@ -115,6 +115,20 @@ pub enum ServiceError {
         #[source]
         source: shm::OpenError,
     },
+    /// The service's segment belongs to another user, or is shared with
+    /// another group or mode than this node's [`Permissions`]; `source`
+    /// says which.
+    #[error(
+        "permission denied for service {name:?}: its segment belongs to another user or group (to share a service, create every node with NodeBuilder::permissions(Permissions::group(gid)))"
+    )]
+    PermissionDenied {
+        /// The service.
+        name: String,
+        /// The segment error: `PermissionDenied`, `OwnerMismatch`,
+        /// `GroupMismatch` or `ModeMismatch`.
+        #[source]
+        source: shm::OpenError,
+    },
     /// Taking the usage lock failed.
     #[error("cannot lock the segment of service {name:?}")]
     Lock {
@@ -450,10 +464,7 @@ fn open_service(
             }
             Mode::Open => builder.open().map_err(|source| match source {
                 shm::OpenError::NotFound { .. } => ServiceError::NotFound(name.clone()),
-                source => ServiceError::Open {
-                    name: name.clone(),
-                    source,
-                },
+                source => open_error(&name, source),
             })?,
             Mode::OpenOrCreate => {
                 let cfg = config.clone();
@@ -466,10 +477,7 @@ fn open_service(
                             name: name.clone(),
                             source,
                         },
-                        shm::OpenOrCreateError::Open(source) => ServiceError::Open {
-                            name: name.clone(),
-                            source,
-                        },
+                        shm::OpenOrCreateError::Open(source) => open_error(&name, source),
                         other => ServiceError::Corrupted {
                             name: name.clone(),
                             reason: other.to_string(),
@@ -521,6 +529,24 @@ fn open_service(
         name,
         reason: "removed and recreated by others 100 times in a row".into(),
     })
+}
+
+/// `ServiceError::PermissionDenied` for the open errors that are about
+/// who may open the segment, `ServiceError::Open` for the others.
+fn open_error(name: &str, source: shm::OpenError) -> ServiceError {
+    match source {
+        shm::OpenError::PermissionDenied { .. }
+        | shm::OpenError::OwnerMismatch { .. }
+        | shm::OpenError::GroupMismatch { .. }
+        | shm::OpenError::ModeMismatch { .. } => ServiceError::PermissionDenied {
+            name: name.to_owned(),
+            source,
+        },
+        source => ServiceError::Open {
+            name: name.to_owned(),
+            source,
+        },
+    }
 }
 
 /// Frees the slots of dead nodes' ports and removes dead publishers' data

@@ -230,6 +230,34 @@ pub enum CreateError {
         #[source]
         source: Errno,
     },
+    /// The process (or the whole system) has no file descriptor left.
+    #[error("cannot open {name}: {}", descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The POSIX object name (or `conduit.<name>` for a memfd).
+        name: String,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` (this process) or `ENFILE` (the system).
+        #[source]
+        source: Errno,
+    },
+    /// The process cannot map the segment: it has as many mappings as
+    /// `vm.max_map_count` allows, or its address space (`RLIMIT_AS`) is
+    /// used up.
+    #[error("cannot map {name} ({len} bytes): {}", mapping_hint(*.max_map_count, *.address_space_limit))]
+    OutOfMappings {
+        /// The POSIX object name.
+        name: String,
+        /// Bytes to map.
+        len: u64,
+        /// `vm.max_map_count`, if readable.
+        max_map_count: Option<u64>,
+        /// `RLIMIT_AS` soft limit in bytes, if limited.
+        address_space_limit: Option<u64>,
+        /// `ENOMEM` from `mmap`.
+        #[source]
+        source: Errno,
+    },
     /// The requested size does not fit the address space.
     #[error("segment size {requested} is too large")]
     TooLarge {
@@ -386,6 +414,34 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+    /// The process (or the whole system) has no file descriptor left.
+    #[error("cannot open {name}: {}", descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The POSIX object name .
+        name: String,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` (this process) or `ENFILE` (the system).
+        #[source]
+        source: Errno,
+    },
+    /// The process cannot map the segment: it has as many mappings as
+    /// `vm.max_map_count` allows, or its address space (`RLIMIT_AS`) is
+    /// used up.
+    #[error("cannot map {name} ({len} bytes): {}", mapping_hint(*.max_map_count, *.address_space_limit))]
+    OutOfMappings {
+        /// The POSIX object name.
+        name: String,
+        /// Bytes to map.
+        len: u64,
+        /// `vm.max_map_count`, if readable.
+        max_map_count: Option<u64>,
+        /// `RLIMIT_AS` soft limit in bytes, if limited.
+        address_space_limit: Option<u64>,
+        /// `ENOMEM` from `mmap`.
+        #[source]
+        source: Errno,
+    },
     /// A memfd handed over is not sealed against shrinking, so mapping it
     /// could `SIGBUS`.
     #[error("the memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
@@ -401,6 +457,87 @@ pub enum OpenError {
         #[source]
         source: Errno,
     },
+}
+
+/// What to do about `EMFILE`/`ENFILE`, for error messages.
+pub(crate) fn descriptor_hint(source: Errno, limit: Option<u64>) -> String {
+    if source == Errno::NFILE {
+        return "the system-wide table of open files is full (ENFILE): close files or raise `sysctl fs.file-max`".to_owned();
+    }
+    let limit = limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"));
+    format!(
+        "this process uses {limit} file descriptors allowed by RLIMIT_NOFILE (EMFILE): drop unused conduit objects or raise the limit (`ulimit -n`, LimitNOFILE= in a systemd unit)"
+    )
+}
+
+/// What to do about `ENOMEM` from `mmap`, for error messages.
+pub(crate) fn mapping_hint(max_map_count: Option<u64>, address_space: Option<u64>) -> String {
+    let maps = max_map_count.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let space = address_space.map_or_else(|| "unlimited".to_owned(), |n| format!("{n} bytes"));
+    format!(
+        "out of memory mappings or address space (ENOMEM; vm.max_map_count = {maps} mappings per process, RLIMIT_AS = {space}): drop unused segments and ports, or raise `sysctl vm.max_map_count` / `ulimit -v`"
+    )
+}
+
+impl CreateError {
+    /// The error for system call `op` failing on `name` (mapping `len`
+    /// bytes), with descriptor and mapping exhaustion named.
+    fn os(op: &'static str, name: &str, len: usize, source: Errno) -> CreateError {
+        match source {
+            Errno::MFILE | Errno::NFILE => CreateError::TooManyOpenFiles {
+                name: name.to_owned(),
+                limit: sys::process::descriptor_limit(),
+                source,
+            },
+            Errno::NOMEM if op == "mmap" => CreateError::OutOfMappings {
+                name: name.to_owned(),
+                len: len as u64,
+                max_map_count: sys::process::max_map_count(),
+                address_space_limit: sys::process::address_space_limit(),
+                source,
+            },
+            source => CreateError::Os {
+                op,
+                name: name.to_owned(),
+                source,
+            },
+        }
+    }
+}
+
+impl OpenError {
+    /// As [`CreateError::os`].
+    fn os(op: &'static str, name: &str, len: usize, source: Errno) -> OpenError {
+        match CreateError::os(op, name, len, source) {
+            CreateError::TooManyOpenFiles {
+                name,
+                limit,
+                source,
+            } => OpenError::TooManyOpenFiles {
+                name,
+                limit,
+                source,
+            },
+            CreateError::OutOfMappings {
+                name,
+                len,
+                max_map_count,
+                address_space_limit,
+                source,
+            } => OpenError::OutOfMappings {
+                name,
+                len,
+                max_map_count,
+                address_space_limit,
+                source,
+            },
+            _ => OpenError::Os {
+                op,
+                name: name.to_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// Why [`SegmentBuilder::open_or_create`] failed.
@@ -637,18 +774,14 @@ impl<'a> SegmentBuilder<'a> {
                         name: name.clone(),
                         source: e,
                     },
-                    _ => CreateError::Os {
-                        op: "shm_open",
-                        name: name.clone(),
-                        source: e,
-                    },
+                    _ => CreateError::os("shm_open", &name, total, e),
                 }
             })?;
         // From here on, any failure removes the half-made object.
         let result = (|| {
             let os = |op: &'static str| {
                 let name = name.clone();
-                move |source: Errno| CreateError::Os { op, name, source }
+                move |source: Errno| CreateError::os(op, &name, total, source)
             };
             // Openers may briefly hold a shared lock while probing; wait.
             sys::fd::flock(&fd, LockKind::Exclusive, true).map_err(os("flock"))?;
@@ -700,11 +833,7 @@ impl<'a> SegmentBuilder<'a> {
                 name: name.clone(),
                 source: e,
             },
-            _ => OpenError::Os {
-                op: "shm_open",
-                name: name.clone(),
-                source: e,
-            },
+            _ => OpenError::os("shm_open", &name, 0, e),
         })?;
         let st = sys::fd::status(&fd).map_err(|source| OpenError::Os {
             op: "fstat",
@@ -862,7 +991,7 @@ impl<'a> SegmentBuilder<'a> {
         let total = self.total_size()?;
         let os = |op: &'static str| {
             let name = label.clone();
-            move |source: Errno| CreateError::Os { op, name, source }
+            move |source: Errno| CreateError::os(op, &name, total, source)
         };
         let fd = sys::memfd::create(&label).map_err(os("memfd_create"))?;
         reserve(&fd, total as u64, &label)?;
@@ -1027,7 +1156,8 @@ impl Segment {
                     name: name.clone(),
                     reason: format!("size {} does not fit the address space", st.size),
                 })?;
-                let mapping = Mapping::map(&fd, len, prot).map_err(os("mmap", &name))?;
+                let mapping = Mapping::map(&fd, len, prot)
+                    .map_err(|source| OpenError::os("mmap", &name, len, source))?;
                 // SAFETY: the mapping is at least HEADER_SIZE bytes and page
                 // aligned; Header consists of atomics only, valid for any
                 // bit pattern; the reference does not outlive `mapping`.
@@ -1228,22 +1358,21 @@ impl Segment {
     /// descriptor. Both mappings see the same memory.
     pub fn map_again(&self) -> Result<Segment, OpenError> {
         let name = self.name.clone().unwrap_or_else(|| "memfd".to_owned());
-        let fd = self.fd.try_clone().map_err(|e| OpenError::Os {
-            op: "dup",
-            name: name.clone(),
-            source: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        let fd = self.fd.try_clone().map_err(|e| {
+            OpenError::os(
+                "dup",
+                &name,
+                0,
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )
         })?;
         let prot = if self.writable {
             Protection::ReadWrite
         } else {
             Protection::ReadOnly
         };
-        let mapping =
-            Mapping::map(&fd, self.mapping.len(), prot).map_err(|source| OpenError::Os {
-                op: "mmap",
-                name,
-                source,
-            })?;
+        let mapping = Mapping::map(&fd, self.mapping.len(), prot)
+            .map_err(|source| OpenError::os("mmap", &name, self.mapping.len(), source))?;
         Ok(Segment {
             name: self.name.clone(),
             fd,
