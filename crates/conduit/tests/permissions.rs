@@ -324,6 +324,23 @@ fn a_group_shared_service_works_for_members_and_refuses_others() {
         assert_eq!((*mode, *uid, *gid), (0o660, 0, SHARED_GID), "{name}");
     }
 
+    // Tools (list, info) see group-shared objects of their user too.
+    assert!(
+        Node::list(&domain)
+            .unwrap()
+            .iter()
+            .any(|n| n.id == node.id())
+    );
+    let services = conduit::service::list(&domain).unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].publishers, 1);
+    assert!(
+        conduit::service::details(&domain, "shared")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(conduit::event::list(&domain).unwrap().len(), 1);
+
     let mut outsider = spawn("outsider", &[&domain]);
     assert_eq!(read_line(&mut outsider), "ok");
     finish(outsider);

@@ -582,6 +582,7 @@ pub fn list(domain: &str) -> std::io::Result<Vec<EventServiceInfo>> {
             .domain(domain)
             .open_timeout(Duration::from_millis(100))
             .read_only()
+            .any_permissions()
             .open()
         else {
             continue;

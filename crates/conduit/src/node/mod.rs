@@ -267,9 +267,10 @@ impl Node {
         crate::service::ServiceBuilder::new(self.clone(), name)
     }
 
-    /// Lists the nodes of `domain`, alive and dead.
+    /// Lists the nodes of `domain`, alive and dead: this user's nodes,
+    /// whatever their [`Permissions`].
     pub fn list(domain: &str) -> Result<Vec<NodeInfo>, CleanupError> {
-        list_nodes(domain, Permissions::owner_only())
+        list_nodes(domain, None)
     }
 
     /// Cleans up every dead node of `domain`: frees its ports in every
@@ -293,7 +294,12 @@ impl Node {
     }
 }
 
-fn list_nodes(domain: &str, permissions: Permissions) -> Result<Vec<NodeInfo>, CleanupError> {
+/// The nodes of `domain` that a node with `permissions` may open (`None`:
+/// this user's, whatever their permissions).
+fn list_nodes(
+    domain: &str,
+    permissions: Option<Permissions>,
+) -> Result<Vec<NodeInfo>, CleanupError> {
     shm::validate_domain(domain)?;
     let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
     let names = sys::shm::list(&prefix).map_err(CleanupError::List)?;
@@ -306,12 +312,14 @@ fn list_nodes(domain: &str, permissions: Permissions) -> Result<Vec<NodeInfo>, C
             continue;
         };
         let id = NodeId(id);
-        let Ok(segment) = Segment::builder(&node_segment_name(id))
+        let builder = Segment::builder(&node_segment_name(id))
             .domain(domain)
-            .permissions(permissions)
-            .open_timeout(std::time::Duration::ZERO)
-            .open()
-        else {
+            .open_timeout(std::time::Duration::ZERO);
+        let builder = match permissions {
+            Some(p) => builder.permissions(p),
+            None => builder.any_permissions(),
+        };
+        let Ok(segment) = builder.open() else {
             continue;
         };
         let (name, pid) = match node_shm(&segment) {
@@ -384,7 +392,7 @@ pub(crate) fn is_alive(domain: &str, id: NodeId, permissions: Permissions) -> bo
 }
 
 fn cleanup_dead(domain: &str, permissions: Permissions) -> Result<Vec<NodeId>, CleanupError> {
-    let dead: Vec<NodeId> = list_nodes(domain, permissions)?
+    let dead: Vec<NodeId> = list_nodes(domain, Some(permissions))?
         .into_iter()
         .filter(|n| n.state == NodeState::Dead)
         .map(|n| n.id)

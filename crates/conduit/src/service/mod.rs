@@ -730,6 +730,7 @@ pub fn list(domain: &str) -> std::io::Result<Vec<ServiceInfo>> {
             .domain(domain)
             .open_timeout(std::time::Duration::from_millis(100))
             .read_only()
+            .any_permissions()
             .open()
         else {
             continue;
@@ -827,6 +828,7 @@ pub fn details(domain: &str, name: &str) -> Result<Option<ServiceDetails>, Servi
         .domain(domain)
         .open_timeout(std::time::Duration::from_millis(100))
         .read_only()
+        .any_permissions()
         .open()
     {
         Ok(s) => s,

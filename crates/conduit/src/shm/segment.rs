@@ -626,6 +626,7 @@ pub struct SegmentBuilder<'a> {
     read_only: bool,
     owner: Option<u32>,
     group: Option<u32>,
+    any_permissions: bool,
     open_timeout: Duration,
     init: Option<Init<'a>>,
     future_write: bool,
@@ -643,6 +644,7 @@ impl<'a> SegmentBuilder<'a> {
             read_only: false,
             owner: None,
             group: None,
+            any_permissions: false,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             init: None,
             future_write: false,
@@ -698,6 +700,14 @@ impl<'a> SegmentBuilder<'a> {
     pub fn permissions(mut self, permissions: Permissions) -> Self {
         self.mode = permissions.mode();
         self.group = permissions.gid();
+        self
+    }
+
+    /// For tools that inspect segments: on open, accept the segment
+    /// whatever its mode and group (owner-only or shared with any group).
+    /// The owner is still checked (see [`owner`](Self::owner)).
+    pub fn any_permissions(mut self) -> Self {
+        self.any_permissions = true;
         self
     }
 
@@ -874,6 +884,9 @@ impl<'a> SegmentBuilder<'a> {
             name: name.clone(),
             source,
         })?;
+        if self.any_permissions {
+            return Ok(segment);
+        }
         if let Some(gid) = self.group.filter(|gid| *gid != st.gid) {
             return Err(OpenError::GroupMismatch {
                 name,
@@ -933,6 +946,7 @@ impl<'a> SegmentBuilder<'a> {
             read_only: self.read_only,
             owner: self.owner,
             group: self.group,
+            any_permissions: self.any_permissions,
             open_timeout: self.open_timeout,
             init: None,
             future_write: self.future_write,
