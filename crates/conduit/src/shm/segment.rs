@@ -466,7 +466,7 @@ pub(crate) fn descriptor_hint(source: Errno, limit: Option<u64>) -> String {
     }
     let limit = limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"));
     format!(
-        "this process uses {limit} file descriptors allowed by RLIMIT_NOFILE (EMFILE): drop unused conduit objects or raise the limit (`ulimit -n`, LimitNOFILE= in a systemd unit)"
+        "this process uses {limit} file descriptors allowed by RLIMIT_NOFILE (EMFILE): drop unused conduit objects or raise the limit (`ulimit -n`, LimitNOFILE= in a systemd unit; `conduit limits` shows it)"
     )
 }
 
@@ -475,7 +475,7 @@ pub(crate) fn mapping_hint(max_map_count: Option<u64>, address_space: Option<u64
     let maps = max_map_count.map_or_else(|| "?".to_owned(), |n| n.to_string());
     let space = address_space.map_or_else(|| "unlimited".to_owned(), |n| format!("{n} bytes"));
     format!(
-        "out of memory mappings or address space (ENOMEM; vm.max_map_count = {maps} mappings per process, RLIMIT_AS = {space}): drop unused segments and ports, or raise `sysctl vm.max_map_count` / `ulimit -v`"
+        "out of memory mappings or address space (ENOMEM; vm.max_map_count = {maps} mappings per process, RLIMIT_AS = {space}): drop unused segments and ports, or raise `sysctl vm.max_map_count` / `ulimit -v` (`conduit limits` shows both)"
     )
 }
 
