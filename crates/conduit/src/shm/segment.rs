@@ -3,18 +3,22 @@
 //!
 //! # Life of a named segment
 //!
-//! 1. The creator makes the object with `O_CREAT | O_EXCL` (mode 0600
-//!    unless asked otherwise, set with `fchmod` so the umask cannot widen
-//!    or narrow it) and takes an exclusive `flock` on it.
+//! 1. The creator makes the object with `O_CREAT | O_EXCL`, takes an
+//!    exclusive `flock` on it, gives it to a group if asked
+//!    ([`SegmentBuilder::group`], `fchown`) and sets its mode (0600 unless
+//!    asked otherwise, with `fchmod` so the umask cannot widen or narrow
+//!    it). See [`Permissions`].
 //! 2. It reserves the memory with `posix_fallocate`, so that a full
 //!    `/dev/shm` is an [`CreateError::InsufficientSpace`] now instead of a
 //!    `SIGBUS` at some later first touch.
 //! 3. It maps the object, writes the header and lets the caller initialise
 //!    the data area, then publishes the header's state word as
 //!    [`STATE_READY`] with `Release` ordering and drops the `flock`.
-//! 4. An opener checks the owner and mode, waits (bounded) for the state to
-//!    become ready, then checks magic, version, size and fingerprint, each
-//!    mismatch with its own [`OpenError`] variant.
+//! 4. An opener checks the owner (any owner for a group-shared segment),
+//!    waits (bounded) for the state to become ready, then checks magic,
+//!    version, size and fingerprint, and finally group and mode (set by the
+//!    creator before it marked the segment ready), each mismatch with its
+//!    own [`OpenError`] variant.
 //!
 //! If the creator dies between 1 and 3, its `flock` disappears with it. An
 //! opener that finds the segment not ready *and* unlocked for longer than
