@@ -421,3 +421,88 @@ fn a_group_shared_service_works_for_members_and_refuses_others() {
     let _ = Node::cleanup_with(&domain, shared);
     assert_clean(&domain);
 }
+
+#[test]
+fn openers_must_ask_for_the_same_permissions() {
+    let _w = watchdog(Duration::from_secs(10));
+    let domain = unique("perm-same");
+    // Our own group: every user may give its objects to it.
+    // SAFETY: getegid has no preconditions.
+    let gid = unsafe { libc::getegid() };
+    let shared = Permissions::group(gid);
+    let segment = Segment::builder("g")
+        .domain(&domain)
+        .size(64)
+        .permissions(shared)
+        .create()
+        .unwrap();
+    let modes = shm_modes(&domain);
+    assert_eq!(modes.len(), 1);
+    assert_eq!((modes[0].1, modes[0].3), (0o660, gid));
+
+    assert!(
+        Segment::builder("g")
+            .domain(&domain)
+            .permissions(shared)
+            .open()
+            .is_ok()
+    );
+    let r = Segment::builder("g").domain(&domain).open();
+    assert!(
+        matches!(
+            r,
+            Err(shm::OpenError::ModeMismatch {
+                expected: 0o600,
+                found: 0o660,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let other = gid.wrapping_add(1);
+    let r = Segment::builder("g")
+        .domain(&domain)
+        .permissions(Permissions::group(other))
+        .open();
+    match r {
+        Err(e @ shm::OpenError::GroupMismatch { .. }) => {
+            assert!(e.to_string().contains("Permissions::group"), "{e}")
+        }
+        other => panic!("expected GroupMismatch, got {other:?}"),
+    }
+    // Tools see it whatever its permissions.
+    assert!(
+        Segment::builder("g")
+            .domain(&domain)
+            .read_only()
+            .any_permissions()
+            .open()
+            .is_ok()
+    );
+    // A node and its service: an opener with other permissions is told so.
+    let node = Node::builder()
+        .domain(&domain)
+        .permissions(shared)
+        .create()
+        .unwrap();
+    let _service = node
+        .service("s")
+        .publish_subscribe::<u64>()
+        .create()
+        .unwrap();
+    let private = Node::builder().domain(&domain).create().unwrap();
+    let r = private.service("s").publish_subscribe::<u64>().open();
+    assert!(
+        matches!(
+            r,
+            Err(ServiceError::PermissionDenied {
+                source: shm::OpenError::ModeMismatch { .. },
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    segment.unlink().unwrap();
+    drop((segment, _service, node, private));
+    assert_clean(&domain);
+}
