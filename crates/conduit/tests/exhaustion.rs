@@ -180,6 +180,7 @@ fn shm_full(domain: &str) {
         v
     };
     assert!(listing().is_empty());
+    let baseline = fd_count();
 
     // Bigger than the whole file system.
     match Segment::builder("big")
@@ -295,6 +296,7 @@ fn shm_full(domain: &str) {
     let publisher = service.publisher().max_slice_len(4096).create().unwrap();
     drop((publisher, service, node));
     assert!(listing().is_empty(), "{:?}", listing());
+    assert_eq!(fd_count(), baseline, "descriptors back at the baseline");
 }
 
 /// Free bytes of the file system at /dev/shm.
