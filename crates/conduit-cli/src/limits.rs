@@ -1,7 +1,11 @@
-//! `conduit limits`: the kernel limits that bound message passing.
+//! `conduit limits`: the kernel limits that bound message passing and
+//! shared memory.
 
-/// Prints pipe, socket and message-queue limits of this system (`json`:
-/// one `{"limit": …, "value": …}` object per line).
+/// Prints shared-memory, descriptor, mapping, pipe, socket and
+/// message-queue limits of this system (`json`: one `{"limit": …,
+/// "value": …}` object per line). These are the limits conduit's
+/// exhaustion errors name (`InsufficientSpace`, `TooManyOpenFiles`,
+/// `OutOfMappings`, `ResourceLimit`...).
 pub fn run(json: bool) -> i32 {
     let show = |what: &str, value: String| {
         if json {
@@ -10,6 +14,27 @@ pub fn run(json: bool) -> i32 {
             println!("{what:<48} {value}");
         }
     };
+    let bytes_or_unlimited =
+        |limit: Option<u64>| limit.map_or("unlimited".into(), |b| format!("{b} bytes"));
+    match conduit::sys::shm::space() {
+        Ok((free, total)) => show(
+            "shared memory in /dev/shm (free of size)",
+            format!("{free} of {total} bytes"),
+        ),
+        Err(e) => show("shared memory in /dev/shm", format!("unreadable: {e}")),
+    }
+    show(
+        "open files per process (RLIMIT_NOFILE)",
+        conduit::sys::process::descriptor_limit().map_or("unlimited".into(), |n| n.to_string()),
+    );
+    show(
+        "memory mappings per process (vm.max_map_count)",
+        conduit::sys::process::max_map_count().map_or("unreadable".into(), |n| n.to_string()),
+    );
+    show(
+        "address space per process (RLIMIT_AS)",
+        bytes_or_unlimited(conduit::sys::process::address_space_limit()),
+    );
     match conduit::pipe::max_capacity() {
         Ok(n) => show("pipe capacity limit (pipe-max-size)", format!("{n} bytes")),
         Err(e) => show(
@@ -45,7 +70,7 @@ pub fn run(json: bool) -> i32 {
     }
     show(
         "mq bytes per user (RLIMIT_MSGQUEUE)",
-        conduit::sys::mq::rlimit_bytes().map_or("unlimited".into(), |b| format!("{b} bytes")),
+        bytes_or_unlimited(conduit::sys::mq::rlimit_bytes()),
     );
     0
 }

@@ -86,7 +86,8 @@ enum Command {
     Top(top::TopArgs),
     /// Benchmark every mechanism against the baselines, in one run.
     Bench(bench::BenchArgs),
-    /// Show the kernel limits of pipes, fd passing and message queues.
+    /// Show the kernel limits of shared memory, descriptors, mappings,
+    /// pipes, fd passing and message queues.
     Limits {
         /// JSON lines instead of text.
         #[arg(long)]

@@ -617,6 +617,8 @@ fn limits_prints_text_and_json() {
     let o = Command::new(CONDUIT).arg("limits").output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("pipe capacity limit"));
+    assert!(stdout(&o).contains("open files per process (RLIMIT_NOFILE)"));
+    assert!(stdout(&o).contains("memory mappings per process (vm.max_map_count)"));
     let o = Command::new(CONDUIT)
         .args(["limits", "--json"])
         .output()

@@ -58,7 +58,7 @@ pub mod prelude {
     pub use crate::node::Node;
     pub use crate::pubsub::{Publisher, Sample, Subscriber};
     pub use crate::service::{Overflow, PubSubService, Qos};
-    pub use crate::shm::RelPtr;
+    pub use crate::shm::{Permissions, RelPtr};
     pub use crate::signal::{Signal, Signals, Termination};
     pub use crate::sync::Spin;
 }

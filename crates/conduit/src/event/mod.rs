@@ -83,6 +83,19 @@ pub enum EventServiceError {
         /// What is wrong.
         reason: String,
     },
+    /// The service's segment belongs to another user, or is shared with
+    /// another group or mode than this node's permissions.
+    #[error(
+        "permission denied for event service {name:?}: its segment belongs to another user or group (to share a service, create every node with NodeBuilder::permissions(Permissions::group(gid)))"
+    )]
+    PermissionDenied {
+        /// The service.
+        name: String,
+        /// The segment error: `PermissionDenied`, `OwnerMismatch`,
+        /// `GroupMismatch` or `ModeMismatch`.
+        #[source]
+        source: shm::OpenError,
+    },
     /// Creating or opening the segment failed.
     #[error("cannot create or open the segment of event service {name:?}: {reason}")]
     Segment {
@@ -301,6 +314,7 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
         let layout = EventLayout::new(&b.config);
         let builder = Segment::builder(&seg_name)
             .domain(&domain)
+            .permissions(b.node.permissions())
             .fingerprint(layout::EVENT_FINGERPRINT);
         let cfg = b.config.clone();
         let init = move |region: &shm::Region| {
@@ -324,6 +338,10 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
                 })?,
             Mode::Open => builder.open().map_err(|e| match e {
                 shm::OpenError::NotFound { .. } => EventServiceError::NotFound(name.clone()),
+                e if is_permission(&e) => EventServiceError::PermissionDenied {
+                    name: name.clone(),
+                    source: e,
+                },
                 e => seg_err(e.to_string()),
             })?,
             Mode::OpenOrCreate => {
@@ -331,7 +349,15 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
                     .size(size)
                     .init(init)
                     .open_or_create()
-                    .map_err(|e| seg_err(e.to_string()))?
+                    .map_err(|e| match e {
+                        shm::OpenOrCreateError::Open(e) if is_permission(&e) => {
+                            EventServiceError::PermissionDenied {
+                                name: name.clone(),
+                                source: e,
+                            }
+                        }
+                        e => seg_err(e.to_string()),
+                    })?
                     .0
             }
         };
@@ -377,6 +403,17 @@ fn open_event_service(b: &EventBuilder, mode: Mode) -> Result<EventInner, EventS
     })
 }
 
+/// Whether an open error is about who may open the segment.
+fn is_permission(e: &shm::OpenError) -> bool {
+    matches!(
+        e,
+        shm::OpenError::PermissionDenied { .. }
+            | shm::OpenError::OwnerMismatch { .. }
+            | shm::OpenError::GroupMismatch { .. }
+            | shm::OpenError::ModeMismatch { .. }
+    )
+}
+
 /// An open event service: the factory of notifiers and listeners.
 #[derive(Debug, Clone)]
 pub struct EventService {
@@ -403,6 +440,7 @@ impl EventInner {
             self.view(),
             &self.config,
             Some(self.node.id()),
+            self.node.permissions(),
         )
     }
 }
@@ -413,12 +451,19 @@ impl Drop for EventInner {
     }
 }
 
+/// Removes the event service if nobody else has it open. The name goes
+/// first, for the reason given at `service::try_remove` (a group member
+/// cannot unlink another member's segment).
 fn try_remove(segment: &Segment, layout: &EventLayout) {
     if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Err(sys::Errno::PERM | sys::Errno::ACCESS) = segment.unlink() {
+            // Not ours to remove: leave it usable for its owner's cleanup.
+            let _ = sys::fd::flock(segment.fd(), LockKind::Shared, false);
+            return;
+        }
         if let Some(view) = EventView::new(segment, layout) {
             view.header().removed.store(1, Ordering::Release);
         }
-        let _ = segment.unlink();
     }
 }
 
@@ -451,6 +496,7 @@ fn cleanup_ports(
     view: EventView<'_>,
     config: &EventConfig,
     alive: Option<NodeId>,
+    permissions: shm::Permissions,
 ) -> usize {
     let mut known: std::collections::HashMap<u64, bool> = Default::default();
     if let Some(id) = alive {
@@ -459,7 +505,7 @@ fn cleanup_ports(
     let mut is_alive = |node_id: u64| {
         *known
             .entry(node_id)
-            .or_insert_with(|| node::is_alive(domain, NodeId(node_id)))
+            .or_insert_with(|| node::is_alive(domain, NodeId(node_id), permissions))
     };
     let mut dead = 0;
     for slot in view.notifiers() {
@@ -517,6 +563,7 @@ pub fn list(domain: &str) -> std::io::Result<Vec<EventServiceInfo>> {
             .domain(domain)
             .open_timeout(Duration::from_millis(100))
             .read_only()
+            .any_permissions()
             .open()
         else {
             continue;
@@ -563,13 +610,13 @@ pub fn list(domain: &str) -> std::io::Result<Vec<EventServiceInfo>> {
 
 /// Cleans every event service of `domain` (dead ports; services nobody has
 /// open are removed). Called by [`Node::cleanup`].
-pub(crate) fn cleanup_domain(domain: &str) {
+pub(crate) fn cleanup_domain(domain: &str, permissions: shm::Permissions) {
     let prefix = format!("conduit.{domain}.{EVENT_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
     };
     for object in names {
-        let Some(segment) = crate::service::open_listed(domain, &object) else {
+        let Some(segment) = crate::service::open_listed(domain, &object, permissions) else {
             continue;
         };
         let Ok(config) = EventConfig::read(&segment) else {
@@ -579,7 +626,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
         let Some(view) = EventView::new(&segment, &layout) else {
             continue;
         };
-        cleanup_ports(domain, view, &config, None);
+        cleanup_ports(domain, view, &config, None, permissions);
         try_remove(&segment, &layout);
     }
 }

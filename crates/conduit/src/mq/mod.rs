@@ -126,10 +126,12 @@ pub enum OpenError {
         #[source]
         source: Errno,
     },
-    /// The user's `RLIMIT_MSGQUEUE` bytes (or the process's descriptor
-    /// limit) would be exceeded.
+    /// The user's `RLIMIT_MSGQUEUE` bytes would be exceeded (the kernel
+    /// reports it as `EMFILE`; a real lack of descriptors is
+    /// [`OpenError::TooManyOpenFiles`]).
     #[error(
-        "queue of {bytes} bytes refused: RLIMIT_MSGQUEUE ({rlimit:?} bytes per user) or the open-file limit is exhausted"
+        "queue of about {bytes} bytes refused: the queues of this user would exceed RLIMIT_MSGQUEUE ({}); remove unused queues, ask for a smaller capacity or message size, or raise the limit (`ulimit -q`, LimitMSGQUEUE= in a systemd unit)",
+        rlimit.map_or_else(|| "unlimited".to_owned(), |n| format!("{n} bytes"))
     )]
     ResourceLimit {
         /// Approximate bytes the queue needs (capacity × message size).
@@ -137,6 +139,17 @@ pub enum OpenError {
         /// `RLIMIT_MSGQUEUE` soft limit.
         rlimit: Option<u64>,
         /// `EMFILE`.
+        #[source]
+        source: Errno,
+    },
+    /// The process (or the system) has no file descriptor left.
+    #[error("cannot open message queue {name}: {}", crate::shm::descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The name.
+        name: String,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` or `ENFILE`.
         #[source]
         source: Errno,
     },
@@ -332,6 +345,16 @@ impl QueueBuilder {
                     limit: limits.map_or(0, |l| l.queues_max),
                     source,
                 },
+                // The kernel says EMFILE for RLIMIT_MSGQUEUE too: probe.
+                Errno::MFILE | Errno::NFILE
+                    if source == Errno::NFILE || !sys::process::can_open_descriptor() =>
+                {
+                    OpenError::TooManyOpenFiles {
+                        name,
+                        limit: sys::process::descriptor_limit(),
+                        source,
+                    }
+                }
                 Errno::MFILE => OpenError::ResourceLimit {
                     bytes: capacity.map_or(0, |(m, s)| m * s),
                     rlimit: sys::mq::rlimit_bytes(),

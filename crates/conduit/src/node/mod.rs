@@ -29,7 +29,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::shm::{self, Segment};
+use crate::shm::{self, Permissions, Segment};
 use crate::sys::{self, fd::LockKind};
 
 /// Longest node name, in bytes.
@@ -94,6 +94,7 @@ pub enum CleanupError {
 pub struct NodeBuilder {
     name: String,
     domain: Option<String>,
+    permissions: Permissions,
 }
 
 impl NodeBuilder {
@@ -109,6 +110,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Who besides this user may open the node's objects (default
+    /// [`Permissions::owner_only`], mode 0600). Applies to every object the
+    /// node and its services and ports create, and to what they accept on
+    /// open: all processes sharing a service must use the same value. See
+    /// [`Permissions`].
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = permissions;
+        self
+    }
+
     /// Creates the node: its segment and its liveness lock. Cleans up the
     /// domain's dead nodes first (errors of that cleanup are ignored).
     pub fn create(self) -> Result<Node, NodeCreateError> {
@@ -119,7 +130,8 @@ impl NodeBuilder {
                 len: self.name.len(),
             });
         }
-        let _ = cleanup_dead(&domain);
+        let permissions = self.permissions;
+        let _ = cleanup_dead(&domain, permissions);
         let pid = sys::process::process_id();
         let start = sys::process::start_time(pid).unwrap_or(0);
         loop {
@@ -127,6 +139,7 @@ impl NodeBuilder {
             let name = self.name.clone();
             let result = Segment::builder(&node_segment_name(id))
                 .domain(&domain)
+                .permissions(permissions)
                 .size(NODE_DATA)
                 .init(move |region| {
                     let n = region
@@ -168,6 +181,7 @@ impl NodeBuilder {
                     id,
                     name: self.name,
                     domain,
+                    permissions,
                     segment,
                 }),
             });
@@ -180,6 +194,7 @@ pub(crate) struct NodeInner {
     pub(crate) id: NodeId,
     pub(crate) name: String,
     pub(crate) domain: String,
+    pub(crate) permissions: Permissions,
     segment: Segment,
 }
 
@@ -242,61 +257,91 @@ impl Node {
         &self.inner.domain
     }
 
+    /// Who may open this node's objects (see [`NodeBuilder::permissions`]).
+    pub fn permissions(&self) -> Permissions {
+        self.inner.permissions
+    }
+
     /// Starts configuring the service `name` (see [`crate::service`]).
     pub fn service(&self, name: &str) -> crate::service::ServiceBuilder {
         crate::service::ServiceBuilder::new(self.clone(), name)
     }
 
-    /// Lists the nodes of `domain`, alive and dead.
+    /// Lists the nodes of `domain`, alive and dead: this user's nodes,
+    /// whatever their [`Permissions`].
     pub fn list(domain: &str) -> Result<Vec<NodeInfo>, CleanupError> {
-        shm::validate_domain(domain)?;
-        let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
-        let names = sys::shm::list(&prefix).map_err(CleanupError::List)?;
-        let mut nodes = Vec::new();
-        for object in names {
-            let Some(id) = object
-                .strip_prefix(&prefix)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-            else {
-                continue;
-            };
-            let id = NodeId(id);
-            let Ok(segment) = Segment::builder(&node_segment_name(id))
-                .domain(domain)
-                .open_timeout(std::time::Duration::ZERO)
-                .open()
-            else {
-                continue;
-            };
-            let (name, pid) = match node_shm(&segment) {
-                Some(n) => (
-                    load_str(&n.name, &n.name_len),
-                    n.pid.load(Ordering::Relaxed) as u32,
-                ),
-                None => (String::new(), 0),
-            };
-            let state = if probe(&segment) {
-                NodeState::Alive
-            } else {
-                NodeState::Dead
-            };
-            nodes.push(NodeInfo {
-                id,
-                name,
-                pid,
-                state,
-            });
-        }
-        Ok(nodes)
+        list_nodes(domain, None)
     }
 
     /// Cleans up every dead node of `domain`: frees its ports in every
     /// service, removes its publishers' data segments, its own segment,
     /// and services that nobody uses any more. Returns the ids of the
-    /// nodes removed.
+    /// nodes removed. Sees only the objects of this user (see
+    /// [`Node::cleanup_with`] for group-shared ones).
     pub fn cleanup(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
-        cleanup_dead(domain)
+        cleanup_dead(domain, Permissions::owner_only())
     }
+
+    /// [`Node::cleanup`] for nodes and services created with
+    /// `permissions` (for example those shared with a group). Objects of
+    /// other users can be cleared from the services but their names can
+    /// only be removed by their owner or root (`/dev/shm` is sticky).
+    pub fn cleanup_with(
+        domain: &str,
+        permissions: Permissions,
+    ) -> Result<Vec<NodeId>, CleanupError> {
+        cleanup_dead(domain, permissions)
+    }
+}
+
+/// The nodes of `domain` that a node with `permissions` may open (`None`:
+/// this user's, whatever their permissions).
+fn list_nodes(
+    domain: &str,
+    permissions: Option<Permissions>,
+) -> Result<Vec<NodeInfo>, CleanupError> {
+    shm::validate_domain(domain)?;
+    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
+    let names = sys::shm::list(&prefix).map_err(CleanupError::List)?;
+    let mut nodes = Vec::new();
+    for object in names {
+        let Some(id) = object
+            .strip_prefix(&prefix)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        let id = NodeId(id);
+        let builder = Segment::builder(&node_segment_name(id))
+            .domain(domain)
+            .open_timeout(std::time::Duration::ZERO);
+        let builder = match permissions {
+            Some(p) => builder.permissions(p),
+            None => builder.any_permissions(),
+        };
+        let Ok(segment) = builder.open() else {
+            continue;
+        };
+        let (name, pid) = match node_shm(&segment) {
+            Some(n) => (
+                load_str(&n.name, &n.name_len),
+                n.pid.load(Ordering::Relaxed) as u32,
+            ),
+            None => (String::new(), 0),
+        };
+        let state = if probe(&segment) {
+            NodeState::Alive
+        } else {
+            NodeState::Dead
+        };
+        nodes.push(NodeInfo {
+            id,
+            name,
+            pid,
+            state,
+        });
+    }
+    Ok(nodes)
 }
 
 pub(crate) fn node_segment_name(id: NodeId) -> String {
@@ -329,9 +374,12 @@ fn probe(segment: &Segment) -> bool {
 }
 
 /// Whether node `id` of `domain` is alive. A node without a segment is dead.
-pub(crate) fn is_alive(domain: &str, id: NodeId) -> bool {
+/// `permissions` are those of the asking node: a node of another user is
+/// visible only if it shares the same group.
+pub(crate) fn is_alive(domain: &str, id: NodeId, permissions: Permissions) -> bool {
     match Segment::builder(&node_segment_name(id))
         .domain(domain)
+        .permissions(permissions)
         .open_timeout(std::time::Duration::from_millis(200))
         .open()
     {
@@ -343,17 +391,17 @@ pub(crate) fn is_alive(domain: &str, id: NodeId) -> bool {
     }
 }
 
-fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
-    let dead: Vec<NodeId> = Node::list(domain)?
+fn cleanup_dead(domain: &str, permissions: Permissions) -> Result<Vec<NodeId>, CleanupError> {
+    let dead: Vec<NodeId> = list_nodes(domain, Some(permissions))?
         .into_iter()
         .filter(|n| n.state == NodeState::Dead)
         .map(|n| n.id)
         .collect();
-    crate::service::cleanup_domain(domain);
+    crate::service::cleanup_domain(domain, permissions);
     for id in &dead {
         let _ = Segment::remove(domain, &node_segment_name(*id));
     }
-    remove_abandoned_nodes(domain);
+    remove_abandoned_nodes(domain, permissions);
     Ok(dead)
 }
 
@@ -361,13 +409,13 @@ fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
 /// process killed inside [`NodeBuilder::create`]): [`Node::list`] cannot
 /// open them, so they would otherwise stay forever. Such a node never
 /// owned a port, so removing its segment is all there is to do.
-fn remove_abandoned_nodes(domain: &str) {
+fn remove_abandoned_nodes(domain: &str, permissions: Permissions) {
     let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
     };
     for object in names {
-        crate::service::remove_if_abandoned(domain, &object);
+        crate::service::remove_if_abandoned(domain, &object, permissions);
     }
 }
 

@@ -45,7 +45,10 @@ pub fn ensure_sigpipe_ignored() {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The process or the system is out of file descriptors.
-    #[error("cannot create a pipe: too many open files")]
+    #[error(
+        "cannot create a pipe: {}",
+        crate::shm::descriptor_hint(*.0, sys::process::descriptor_limit())
+    )]
     TooManyFiles(#[source] Errno),
     /// Any other failure of `pipe2`.
     #[error("cannot create a pipe")]

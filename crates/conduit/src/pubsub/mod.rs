@@ -278,12 +278,14 @@ pub(crate) struct PubData {
 impl PubData {
     pub(crate) fn open(
         domain: &str,
+        permissions: crate::shm::Permissions,
         id: u64,
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<PubData, String> {
         let segment = Segment::builder(&data_segment_name(id))
             .domain(domain)
+            .permissions(permissions)
             .fingerprint(DATA_FINGERPRINT)
             .read_only()
             .open()
@@ -295,9 +297,14 @@ impl PubData {
 
 /// The node id recorded in publisher data segment `name` of `domain`
 /// (`None` if it cannot be opened or read).
-pub(crate) fn data_segment_node(domain: &str, name: &str) -> Option<u64> {
+pub(crate) fn data_segment_node(
+    domain: &str,
+    name: &str,
+    permissions: crate::shm::Permissions,
+) -> Option<u64> {
     let segment = Segment::builder(name)
         .domain(domain)
+        .permissions(permissions)
         .fingerprint(DATA_FINGERPRINT)
         .read_only()
         .open_timeout(std::time::Duration::from_millis(100))

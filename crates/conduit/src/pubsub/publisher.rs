@@ -117,6 +117,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         let node_id = svc.node.id().0;
         let segment = Segment::builder(&data_segment_name(id))
             .domain(&svc.domain)
+            .permissions(svc.node.permissions())
             .size(geometry.data_size().expect("checked"))
             .fingerprint(DATA_FINGERPRINT)
             .init(|region| {

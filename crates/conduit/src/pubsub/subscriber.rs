@@ -260,7 +260,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 continue; // The publisher connects us on its next send.
             };
             let element = P::Element::LAYOUT;
-            let Ok(data) = PubData::open(&self.service.domain, pid, &element, &H::LAYOUT) else {
+            let Ok(data) = PubData::open(
+                &self.service.domain,
+                self.service.node.permissions(),
+                pid,
+                &element,
+                &H::LAYOUT,
+            ) else {
                 continue;
             };
             let g = data.geometry;

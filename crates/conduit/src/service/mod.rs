@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 
 use crate::node::{self, Node, NodeId};
 use crate::pubsub::{NoHeader, Payload};
-use crate::shm::{self, Segment, ShmSafe, TypeLayout};
+use crate::shm::{self, Permissions, Segment, ShmSafe, TypeLayout};
 use crate::sys::{self, fd::LockKind};
 
 pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
@@ -115,6 +115,20 @@ pub enum ServiceError {
         /// The service.
         name: String,
         /// The segment error.
+        #[source]
+        source: shm::OpenError,
+    },
+    /// The service's segment belongs to another user, or is shared with
+    /// another group or mode than this node's [`Permissions`]; `source`
+    /// says which.
+    #[error(
+        "permission denied for service {name:?}: its segment belongs to another user or group (to share a service, create every node with NodeBuilder::permissions(Permissions::group(gid)))"
+    )]
+    PermissionDenied {
+        /// The service.
+        name: String,
+        /// The segment error: `PermissionDenied`, `OwnerMismatch`,
+        /// `GroupMismatch` or `ModeMismatch`.
         #[source]
         source: shm::OpenError,
     },
@@ -376,7 +390,12 @@ impl ServiceInner {
     }
 
     pub(crate) fn cleanup_dead_ports(&self) {
-        cleanup_ports(&self.domain, self.shm(), Some(self.node.id()));
+        cleanup_ports(
+            &self.domain,
+            self.shm(),
+            Some(self.node.id()),
+            self.node.permissions(),
+        );
     }
 }
 
@@ -388,8 +407,20 @@ impl Drop for ServiceInner {
 
 /// Removes the service if nobody else has it open (we hold our shared
 /// lock on `segment`).
+///
+/// The name goes first: in a group-shared service another member's
+/// segment cannot be unlinked by us (`/dev/shm` is sticky), and then it
+/// must not be marked removed either, or every later opener would find a
+/// removed service under a name that stays. Openers check `removed` only
+/// after taking their shared lock, which waits for our exclusive one, so
+/// setting it after the unlink is as good as before.
 fn try_remove(domain: &str, segment: &Segment, layout: &ServiceLayout) {
     if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Err(sys::Errno::PERM | sys::Errno::ACCESS) = segment.unlink() {
+            // Not ours to remove: leave it usable for its owner's cleanup.
+            let _ = sys::fd::flock(segment.fd(), LockKind::Shared, false);
+            return;
+        }
         if let Some(view) = layout::ServiceView::new(segment, layout) {
             view.header().removed.store(1, Ordering::Release);
             for slot in view.pub_slots() {
@@ -399,7 +430,6 @@ fn try_remove(domain: &str, segment: &Segment, layout: &ServiceLayout) {
                 }
             }
         }
-        let _ = segment.unlink();
     }
 }
 
@@ -416,6 +446,7 @@ fn open_service(
         let layout = ServiceLayout::new(&config.qos);
         let builder = Segment::builder(&seg_name)
             .domain(&domain)
+            .permissions(node.permissions())
             .fingerprint(layout::SERVICE_FINGERPRINT);
         let segment = match mode {
             Mode::Create => {
@@ -436,10 +467,7 @@ fn open_service(
             }
             Mode::Open => builder.open().map_err(|source| match source {
                 shm::OpenError::NotFound { .. } => ServiceError::NotFound(name.clone()),
-                source => ServiceError::Open {
-                    name: name.clone(),
-                    source,
-                },
+                source => open_error(&name, source),
             })?,
             Mode::OpenOrCreate => {
                 let cfg = config.clone();
@@ -452,10 +480,7 @@ fn open_service(
                             name: name.clone(),
                             source,
                         },
-                        shm::OpenOrCreateError::Open(source) => ServiceError::Open {
-                            name: name.clone(),
-                            source,
-                        },
+                        shm::OpenOrCreateError::Open(source) => open_error(&name, source),
                         other => ServiceError::Corrupted {
                             name: name.clone(),
                             reason: other.to_string(),
@@ -509,9 +534,33 @@ fn open_service(
     })
 }
 
+/// `ServiceError::PermissionDenied` for the open errors that are about
+/// who may open the segment, `ServiceError::Open` for the others.
+fn open_error(name: &str, source: shm::OpenError) -> ServiceError {
+    match source {
+        shm::OpenError::PermissionDenied { .. }
+        | shm::OpenError::OwnerMismatch { .. }
+        | shm::OpenError::GroupMismatch { .. }
+        | shm::OpenError::ModeMismatch { .. } => ServiceError::PermissionDenied {
+            name: name.to_owned(),
+            source,
+        },
+        source => ServiceError::Open {
+            name: name.to_owned(),
+            source,
+        },
+    }
+}
+
 /// Frees the slots of dead nodes' ports and removes dead publishers' data
-/// segments. `alive` is a node known to be alive (ours).
-pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: Option<NodeId>) {
+/// segments. `alive` is a node known to be alive (ours); `permissions`
+/// are those of the asking node.
+pub(crate) fn cleanup_ports(
+    domain: &str,
+    view: layout::ServiceView<'_>,
+    alive: Option<NodeId>,
+    permissions: Permissions,
+) {
     let mut known: std::collections::HashMap<u64, bool> = Default::default();
     if let Some(id) = alive {
         known.insert(id.0, true);
@@ -519,7 +568,7 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
     let mut is_alive = |node_id: u64| {
         *known
             .entry(node_id)
-            .or_insert_with(|| node::is_alive(domain, NodeId(node_id)))
+            .or_insert_with(|| node::is_alive(domain, NodeId(node_id), permissions))
     };
     let header = view.header();
     for slot in view.pub_slots() {
@@ -546,10 +595,11 @@ pub(crate) fn cleanup_ports(domain: &str, view: layout::ServiceView<'_>, alive: 
 /// for inspection or cleanup, with a short open timeout; a segment whose
 /// creator died before it became ready is removed on the way. `None` for
 /// anything that cannot be opened (gone, in creation, not ours).
-pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
+pub(crate) fn open_listed(domain: &str, object: &str, permissions: Permissions) -> Option<Segment> {
     let seg = object.strip_prefix(&format!("conduit.{domain}."))?;
     match Segment::builder(seg)
         .domain(domain)
+        .permissions(permissions)
         .open_timeout(std::time::Duration::from_millis(200))
         .open()
     {
@@ -567,25 +617,26 @@ pub(crate) fn open_listed(domain: &str, object: &str) -> Option<Segment> {
 /// microseconds between creating the object and locking it, so a first
 /// look that says "abandoned" is confirmed over the grace period
 /// ([`open_listed`]) before anything is removed.
-pub(crate) fn remove_if_abandoned(domain: &str, object: &str) {
+pub(crate) fn remove_if_abandoned(domain: &str, object: &str, permissions: Permissions) {
     let Some(seg) = object.strip_prefix(&format!("conduit.{domain}.")) else {
         return;
     };
     if matches!(
         Segment::builder(seg)
             .domain(domain)
+            .permissions(permissions)
             .open_timeout(std::time::Duration::ZERO)
             .open(),
         Err(shm::OpenError::Abandoned { .. })
     ) {
-        let _ = open_listed(domain, object);
+        let _ = open_listed(domain, object, permissions);
     }
 }
 
 /// Cleans every service of `domain`: dead ports, and services nobody has
 /// open.
-pub(crate) fn cleanup_domain(domain: &str) {
-    crate::event::cleanup_domain(domain);
+pub(crate) fn cleanup_domain(domain: &str, permissions: Permissions) {
+    crate::event::cleanup_domain(domain, permissions);
     let prefix = format!("conduit.{domain}.{SERVICE_PREFIX}");
     let Ok(names) = sys::shm::list(&prefix) else {
         return;
@@ -593,7 +644,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
     // Publisher data segments named in some service slot.
     let mut referenced = std::collections::HashSet::new();
     for object in names {
-        let Some(segment) = crate::service::open_listed(domain, &object) else {
+        let Some(segment) = open_listed(domain, &object, permissions) else {
             continue;
         };
         let Ok(config) = StaticConfig::read(&segment) else {
@@ -603,7 +654,7 @@ pub(crate) fn cleanup_domain(domain: &str) {
         let Some(view) = layout::ServiceView::new(&segment, &layout) else {
             continue;
         };
-        cleanup_ports(domain, view, None);
+        cleanup_ports(domain, view, None, permissions);
         for slot in view.pub_slots() {
             referenced.insert(slot.id.load(Ordering::Acquire));
         }
@@ -627,9 +678,9 @@ pub(crate) fn cleanup_domain(domain: &str) {
         }
         let name = crate::pubsub::data_segment_name(id);
         // Died while creating it: not ready and unlocked.
-        remove_if_abandoned(domain, &object);
-        let dead = match crate::pubsub::data_segment_node(domain, &name) {
-            Some(node_id) => !node::is_alive(domain, NodeId(node_id)),
+        remove_if_abandoned(domain, &object, permissions);
+        let dead = match crate::pubsub::data_segment_node(domain, &name, permissions) {
+            Some(node_id) => !node::is_alive(domain, NodeId(node_id), permissions),
             None => false,
         };
         if dead {
@@ -684,6 +735,7 @@ pub fn list(domain: &str) -> std::io::Result<Vec<ServiceInfo>> {
             .domain(domain)
             .open_timeout(std::time::Duration::from_millis(100))
             .read_only()
+            .any_permissions()
             .open()
         else {
             continue;
@@ -781,6 +833,7 @@ pub fn details(domain: &str, name: &str) -> Result<Option<ServiceDetails>, Servi
         .domain(domain)
         .open_timeout(std::time::Duration::from_millis(100))
         .read_only()
+        .any_permissions()
         .open()
     {
         Ok(s) => s,

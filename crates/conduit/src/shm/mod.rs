@@ -1,10 +1,12 @@
 //! Shared memory: segments, offsets instead of pointers, and the types
 //! that may live in a segment.
 
+mod permissions;
 mod relptr;
 mod segment;
 mod shm_safe;
 
+pub use permissions::Permissions;
 pub use relptr::{Offset, OffsetError, Region, RelPtr};
 #[allow(unused_imports)]
 pub use segment::*;

@@ -3,18 +3,22 @@
 //!
 //! # Life of a named segment
 //!
-//! 1. The creator makes the object with `O_CREAT | O_EXCL` (mode 0600
-//!    unless asked otherwise, set with `fchmod` so the umask cannot widen
-//!    or narrow it) and takes an exclusive `flock` on it.
+//! 1. The creator makes the object with `O_CREAT | O_EXCL`, takes an
+//!    exclusive `flock` on it, gives it to a group if asked
+//!    ([`SegmentBuilder::group`], `fchown`) and sets its mode (0600 unless
+//!    asked otherwise, with `fchmod` so the umask cannot widen or narrow
+//!    it). See [`Permissions`].
 //! 2. It reserves the memory with `posix_fallocate`, so that a full
 //!    `/dev/shm` is an [`CreateError::InsufficientSpace`] now instead of a
 //!    `SIGBUS` at some later first touch.
 //! 3. It maps the object, writes the header and lets the caller initialise
 //!    the data area, then publishes the header's state word as
 //!    [`STATE_READY`] with `Release` ordering and drops the `flock`.
-//! 4. An opener checks the owner and mode, waits (bounded) for the state to
-//!    become ready, then checks magic, version, size and fingerprint, each
-//!    mismatch with its own [`OpenError`] variant.
+//! 4. An opener checks the owner (any owner for a group-shared segment),
+//!    waits (bounded) for the state to become ready, then checks magic,
+//!    version, size and fingerprint, and finally group and mode (set by the
+//!    creator before it marked the segment ready), each mismatch with its
+//!    own [`OpenError`] variant.
 //!
 //! If the creator dies between 1 and 3, its `flock` disappears with it. An
 //! opener that finds the segment not ready *and* unlocked for longer than
@@ -43,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::{self, Errno, fd::LockKind, mman::Mapping, mman::Protection};
 
+use super::Permissions;
 use super::relptr::Region;
 
 /// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
@@ -229,6 +234,34 @@ pub enum CreateError {
         #[source]
         source: Errno,
     },
+    /// The process (or the whole system) has no file descriptor left.
+    #[error("cannot open {name}: {}", descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The POSIX object name (or `conduit.<name>` for a memfd).
+        name: String,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` (this process) or `ENFILE` (the system).
+        #[source]
+        source: Errno,
+    },
+    /// The process cannot map the segment: it has as many mappings as
+    /// `vm.max_map_count` allows, or its address space (`RLIMIT_AS`) is
+    /// used up.
+    #[error("cannot map {name} ({len} bytes): {}", mapping_hint(*.max_map_count, *.address_space_limit))]
+    OutOfMappings {
+        /// The POSIX object name.
+        name: String,
+        /// Bytes to map.
+        len: u64,
+        /// `vm.max_map_count`, if readable.
+        max_map_count: Option<u64>,
+        /// `RLIMIT_AS` soft limit in bytes, if limited.
+        address_space_limit: Option<u64>,
+        /// `ENOMEM` from `mmap`.
+        #[source]
+        source: Errno,
+    },
     /// The requested size does not fit the address space.
     #[error("segment size {requested} is too large")]
     TooLarge {
@@ -285,6 +318,19 @@ pub enum OpenError {
         /// The uid the opener requires.
         expected: u32,
         /// The uid that owns the object.
+        found: u32,
+    },
+    /// The segment is shared with another group than the opener expects
+    /// (see [`Permissions::group`]).
+    #[error(
+        "{name} belongs to group {found}, expected group {expected} (create and open it with the same Permissions::group)"
+    )]
+    GroupMismatch {
+        /// The POSIX object name.
+        name: String,
+        /// The gid the opener requires.
+        expected: u32,
+        /// The gid of the object.
         found: u32,
     },
     /// The segment's permission bits differ from what the opener expects.
@@ -372,6 +418,34 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+    /// The process (or the whole system) has no file descriptor left.
+    #[error("cannot open {name}: {}", descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The POSIX object name .
+        name: String,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` (this process) or `ENFILE` (the system).
+        #[source]
+        source: Errno,
+    },
+    /// The process cannot map the segment: it has as many mappings as
+    /// `vm.max_map_count` allows, or its address space (`RLIMIT_AS`) is
+    /// used up.
+    #[error("cannot map {name} ({len} bytes): {}", mapping_hint(*.max_map_count, *.address_space_limit))]
+    OutOfMappings {
+        /// The POSIX object name.
+        name: String,
+        /// Bytes to map.
+        len: u64,
+        /// `vm.max_map_count`, if readable.
+        max_map_count: Option<u64>,
+        /// `RLIMIT_AS` soft limit in bytes, if limited.
+        address_space_limit: Option<u64>,
+        /// `ENOMEM` from `mmap`.
+        #[source]
+        source: Errno,
+    },
     /// A memfd handed over is not sealed against shrinking, so mapping it
     /// could `SIGBUS`.
     #[error("the memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
@@ -387,6 +461,87 @@ pub enum OpenError {
         #[source]
         source: Errno,
     },
+}
+
+/// What to do about `EMFILE`/`ENFILE`, for error messages.
+pub(crate) fn descriptor_hint(source: Errno, limit: Option<u64>) -> String {
+    if source == Errno::NFILE {
+        return "the system-wide table of open files is full (ENFILE): close files or raise `sysctl fs.file-max`".to_owned();
+    }
+    let limit = limit.map_or_else(|| "its".to_owned(), |n| format!("all {n}"));
+    format!(
+        "this process uses {limit} file descriptors allowed by RLIMIT_NOFILE (EMFILE): drop unused conduit objects or raise the limit (`ulimit -n`, LimitNOFILE= in a systemd unit; `conduit limits` shows it)"
+    )
+}
+
+/// What to do about `ENOMEM` from `mmap`, for error messages.
+pub(crate) fn mapping_hint(max_map_count: Option<u64>, address_space: Option<u64>) -> String {
+    let maps = max_map_count.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    let space = address_space.map_or_else(|| "unlimited".to_owned(), |n| format!("{n} bytes"));
+    format!(
+        "out of memory mappings or address space (ENOMEM; vm.max_map_count = {maps} mappings per process, RLIMIT_AS = {space}): drop unused segments and ports, or raise `sysctl vm.max_map_count` / `ulimit -v` (`conduit limits` shows both)"
+    )
+}
+
+impl CreateError {
+    /// The error for system call `op` failing on `name` (mapping `len`
+    /// bytes), with descriptor and mapping exhaustion named.
+    fn os(op: &'static str, name: &str, len: usize, source: Errno) -> CreateError {
+        match source {
+            Errno::MFILE | Errno::NFILE => CreateError::TooManyOpenFiles {
+                name: name.to_owned(),
+                limit: sys::process::descriptor_limit(),
+                source,
+            },
+            Errno::NOMEM if op == "mmap" => CreateError::OutOfMappings {
+                name: name.to_owned(),
+                len: len as u64,
+                max_map_count: sys::process::max_map_count(),
+                address_space_limit: sys::process::address_space_limit(),
+                source,
+            },
+            source => CreateError::Os {
+                op,
+                name: name.to_owned(),
+                source,
+            },
+        }
+    }
+}
+
+impl OpenError {
+    /// As [`CreateError::os`].
+    fn os(op: &'static str, name: &str, len: usize, source: Errno) -> OpenError {
+        match CreateError::os(op, name, len, source) {
+            CreateError::TooManyOpenFiles {
+                name,
+                limit,
+                source,
+            } => OpenError::TooManyOpenFiles {
+                name,
+                limit,
+                source,
+            },
+            CreateError::OutOfMappings {
+                name,
+                len,
+                max_map_count,
+                address_space_limit,
+                source,
+            } => OpenError::OutOfMappings {
+                name,
+                len,
+                max_map_count,
+                address_space_limit,
+                source,
+            },
+            _ => OpenError::Os {
+                op,
+                name: name.to_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// Why [`SegmentBuilder::open_or_create`] failed.
@@ -474,6 +629,8 @@ pub struct SegmentBuilder<'a> {
     check_fingerprint: bool,
     read_only: bool,
     owner: Option<u32>,
+    group: Option<u32>,
+    any_permissions: bool,
     open_timeout: Duration,
     init: Option<Init<'a>>,
     future_write: bool,
@@ -490,6 +647,8 @@ impl<'a> SegmentBuilder<'a> {
             check_fingerprint: false,
             read_only: false,
             owner: None,
+            group: None,
+            any_permissions: false,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             init: None,
             future_write: false,
@@ -528,6 +687,34 @@ impl<'a> SegmentBuilder<'a> {
         self
     }
 
+    /// Shares the segment with group `gid`: on creation the object is
+    /// given to that group (`fchown`; the creator must be a member or
+    /// have `CAP_CHOWN`), and on open the object must belong to that group
+    /// while its owner may be any user (every member of the group is
+    /// trusted). Combine with a [`mode`](Self::mode) that grants the group
+    /// access, or use [`permissions`](Self::permissions), which sets both.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Sets [`mode`](Self::mode) and [`group`](Self::group) from a
+    /// [`Permissions`]: 0600 for [`Permissions::owner_only`], 0660 and the
+    /// group for [`Permissions::group`].
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.mode = permissions.mode();
+        self.group = permissions.gid();
+        self
+    }
+
+    /// For tools that inspect segments: on open, accept the segment
+    /// whatever its mode and group (owner-only or shared with any group).
+    /// The owner is still checked (see [`owner`](Self::owner)).
+    pub fn any_permissions(mut self) -> Self {
+        self.any_permissions = true;
+        self
+    }
+
     /// Layout fingerprint of the data area: written on creation, and on
     /// open the segment must carry exactly this value.
     pub fn fingerprint(mut self, fingerprint: u64) -> Self {
@@ -543,7 +730,8 @@ impl<'a> SegmentBuilder<'a> {
     }
 
     /// The uid the segment must belong to when opened (default: this
-    /// process's effective uid).
+    /// process's effective uid, or any member of the group if a
+    /// [`group`](Self::group) is set).
     pub fn owner(mut self, uid: u32) -> Self {
         self.owner = Some(uid);
         self
@@ -600,21 +788,31 @@ impl<'a> SegmentBuilder<'a> {
                         name: name.clone(),
                         source: e,
                     },
-                    _ => CreateError::Os {
-                        op: "shm_open",
-                        name: name.clone(),
-                        source: e,
-                    },
+                    _ => CreateError::os("shm_open", &name, total, e),
                 }
             })?;
         // From here on, any failure removes the half-made object.
         let result = (|| {
             let os = |op: &'static str| {
                 let name = name.clone();
-                move |source: Errno| CreateError::Os { op, name, source }
+                move |source: Errno| CreateError::os(op, &name, total, source)
             };
             // Openers may briefly hold a shared lock while probing; wait.
             sys::fd::flock(&fd, LockKind::Exclusive, true).map_err(os("flock"))?;
+            if let Some(gid) = self.group {
+                // Before fchmod: chown may clear set-id bits, never rw bits.
+                sys::fd::set_group(&fd, gid).map_err(|source| match source {
+                    Errno::PERM => CreateError::PermissionDenied {
+                        name: name.clone(),
+                        source,
+                    },
+                    source => CreateError::Os {
+                        op: "fchown",
+                        name: name.clone(),
+                        source,
+                    },
+                })?;
+            }
             sys::fd::set_mode(&fd, self.mode).map_err(os("fchmod"))?;
             reserve(&fd, total as u64, &name)?;
             let mapping = Mapping::map(&fd, total, Protection::ReadWrite).map_err(os("mmap"))?;
@@ -649,23 +847,55 @@ impl<'a> SegmentBuilder<'a> {
                 name: name.clone(),
                 source: e,
             },
-            _ => OpenError::Os {
-                op: "shm_open",
-                name: name.clone(),
-                source: e,
-            },
+            _ => OpenError::os("shm_open", &name, 0, e),
         })?;
         let st = sys::fd::status(&fd).map_err(|source| OpenError::Os {
             op: "fstat",
             name: name.clone(),
             source,
         })?;
-        let expected_uid = self.owner.unwrap_or_else(sys::fd::effective_uid);
-        if st.uid != expected_uid {
+        // Who made this object: ourselves (or the uid asked for). For a
+        // group-shared segment any member of the group may have: only
+        // members and CAP_CHOWN can give a file to a group, which is
+        // checked below. The owner never changes after creation, so it is
+        // checked at once.
+        let expected_uid = match (self.owner, self.group) {
+            (Some(uid), _) => Some(uid),
+            (None, None) => Some(sys::fd::effective_uid()),
+            (None, Some(_)) => None,
+        };
+        if let Some(expected) = expected_uid.filter(|uid| *uid != st.uid) {
             return Err(OpenError::OwnerMismatch {
                 name,
-                expected: expected_uid,
+                expected,
                 found: st.uid,
+            });
+        }
+        let expected = self.check_fingerprint.then_some(self.fingerprint);
+        // The creator sets group and mode before it marks the segment
+        // ready, so they are checked once attach has seen it ready (an
+        // earlier look could see the umask-narrowed mode of a segment in
+        // creation).
+        let segment = Segment::attach(
+            fd,
+            name.clone(),
+            !self.read_only,
+            expected,
+            self.open_timeout,
+        )?;
+        let st = sys::fd::status(&segment.fd).map_err(|source| OpenError::Os {
+            op: "fstat",
+            name: name.clone(),
+            source,
+        })?;
+        if self.any_permissions {
+            return Ok(segment);
+        }
+        if let Some(gid) = self.group.filter(|gid| *gid != st.gid) {
+            return Err(OpenError::GroupMismatch {
+                name,
+                expected: gid,
+                found: st.gid,
             });
         }
         if st.mode != self.mode {
@@ -675,8 +905,7 @@ impl<'a> SegmentBuilder<'a> {
                 found: st.mode,
             });
         }
-        let expected = self.check_fingerprint.then_some(self.fingerprint);
-        Segment::attach(fd, name, !self.read_only, expected, self.open_timeout)
+        Ok(segment)
     }
 
     /// Opens the segment if it exists, creates it otherwise. Race-free:
@@ -720,6 +949,8 @@ impl<'a> SegmentBuilder<'a> {
             check_fingerprint: self.check_fingerprint,
             read_only: self.read_only,
             owner: self.owner,
+            group: self.group,
+            any_permissions: self.any_permissions,
             open_timeout: self.open_timeout,
             init: None,
             future_write: self.future_write,
@@ -778,7 +1009,7 @@ impl<'a> SegmentBuilder<'a> {
         let total = self.total_size()?;
         let os = |op: &'static str| {
             let name = label.clone();
-            move |source: Errno| CreateError::Os { op, name, source }
+            move |source: Errno| CreateError::os(op, &name, total, source)
         };
         let fd = sys::memfd::create(&label).map_err(os("memfd_create"))?;
         reserve(&fd, total as u64, &label)?;
@@ -943,7 +1174,8 @@ impl Segment {
                     name: name.clone(),
                     reason: format!("size {} does not fit the address space", st.size),
                 })?;
-                let mapping = Mapping::map(&fd, len, prot).map_err(os("mmap", &name))?;
+                let mapping = Mapping::map(&fd, len, prot)
+                    .map_err(|source| OpenError::os("mmap", &name, len, source))?;
                 // SAFETY: the mapping is at least HEADER_SIZE bytes and page
                 // aligned; Header consists of atomics only, valid for any
                 // bit pattern; the reference does not outlive `mapping`.
@@ -1144,22 +1376,21 @@ impl Segment {
     /// descriptor. Both mappings see the same memory.
     pub fn map_again(&self) -> Result<Segment, OpenError> {
         let name = self.name.clone().unwrap_or_else(|| "memfd".to_owned());
-        let fd = self.fd.try_clone().map_err(|e| OpenError::Os {
-            op: "dup",
-            name: name.clone(),
-            source: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+        let fd = self.fd.try_clone().map_err(|e| {
+            OpenError::os(
+                "dup",
+                &name,
+                0,
+                Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            )
         })?;
         let prot = if self.writable {
             Protection::ReadWrite
         } else {
             Protection::ReadOnly
         };
-        let mapping =
-            Mapping::map(&fd, self.mapping.len(), prot).map_err(|source| OpenError::Os {
-                op: "mmap",
-                name,
-                source,
-            })?;
+        let mapping = Mapping::map(&fd, self.mapping.len(), prot)
+            .map_err(|source| OpenError::os("mmap", &name, self.mapping.len(), source))?;
         Ok(Segment {
             name: self.name.clone(),
             fd,

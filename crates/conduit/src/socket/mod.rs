@@ -74,8 +74,18 @@ impl std::fmt::Display for SocketName {
 
 /// Error creating a socket or socket pair.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create a Unix socket")]
+#[error("cannot create a Unix socket{}", create_hint(self.0))]
 pub struct CreateError(#[source] pub Errno);
+
+fn create_hint(e: Errno) -> String {
+    match e {
+        Errno::MFILE | Errno::NFILE => format!(
+            ": {}",
+            crate::shm::descriptor_hint(e, sys::process::descriptor_limit())
+        ),
+        _ => String::new(),
+    }
+}
 
 /// Error binding a socket to a name.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +118,17 @@ pub enum BindError {
         #[source]
         source: Errno,
     },
+    /// The process (or the system) has no file descriptor left.
+    #[error("cannot bind {name}: {}", crate::shm::descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The name.
+        name: SocketName,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` or `ENFILE`.
+        #[source]
+        source: Errno,
+    },
     /// Any other failure (creating the socket, a missing directory...).
     #[error("cannot bind {name}")]
     Other {
@@ -125,6 +146,11 @@ fn bind_error(name: &SocketName, source: Errno) -> BindError {
         Errno::ADDRINUSE => BindError::AddressInUse { name, source },
         Errno::NAMETOOLONG | Errno::INVAL => BindError::NameTooLong { name, source },
         Errno::ACCESS | Errno::PERM => BindError::PermissionDenied { name, source },
+        Errno::MFILE | Errno::NFILE => BindError::TooManyOpenFiles {
+            name,
+            limit: sys::process::descriptor_limit(),
+            source,
+        },
         source => BindError::Other { name, source },
     }
 }
@@ -168,6 +194,17 @@ pub enum ConnectError {
         #[source]
         source: Errno,
     },
+    /// The process (or the system) has no file descriptor left.
+    #[error("cannot connect to {name}: {}", crate::shm::descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// The name.
+        name: SocketName,
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` or `ENFILE`.
+        #[source]
+        source: Errno,
+    },
     /// Any other failure.
     #[error("cannot connect to {name}")]
     Other {
@@ -185,6 +222,11 @@ fn connect_error(name: &SocketName, source: Errno) -> ConnectError {
         Errno::NOENT | Errno::CONNREFUSED => ConnectError::NoListener { name, source },
         Errno::ACCESS | Errno::PERM => ConnectError::PermissionDenied { name, source },
         Errno::AGAIN => ConnectError::WouldBlock { name, source },
+        Errno::MFILE | Errno::NFILE => ConnectError::TooManyOpenFiles {
+            name,
+            limit: sys::process::descriptor_limit(),
+            source,
+        },
         source => ConnectError::Other { name, source },
     }
 }
@@ -201,7 +243,16 @@ pub enum AcceptError {
     /// Non-blocking listener and no pending connection.
     #[error("no pending connection (non-blocking)")]
     WouldBlock,
-    /// Any other failure (`EMFILE`...).
+    /// The process (or the system) has no file descriptor left.
+    #[error("accept failed: {}", crate::shm::descriptor_hint(*.source, *.limit))]
+    TooManyOpenFiles {
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
+        limit: Option<u64>,
+        /// `EMFILE` or `ENFILE`.
+        #[source]
+        source: Errno,
+    },
+    /// Any other failure.
     #[error("accept failed")]
     Other(#[source] Errno),
 }
@@ -435,11 +486,8 @@ macro_rules! connection {
 
             /// Connects to a listener bound to `name`.
             pub fn connect(name: &SocketName) -> Result<$t, ConnectError> {
-                let fd =
-                    sys::socket::unix_socket(Self::KIND).map_err(|source| ConnectError::Other {
-                        name: name.clone(),
-                        source,
-                    })?;
+                let fd = sys::socket::unix_socket(Self::KIND)
+                    .map_err(|source| connect_error(name, source))?;
                 sys::socket::connect(&fd, &name.0).map_err(|e| connect_error(name, e))?;
                 Ok($t { fd })
             }
@@ -715,6 +763,10 @@ impl<C: Connection> Listener<C> {
     pub fn accept(&self) -> Result<(C, Credentials), AcceptError> {
         let fd = sys::socket::accept(&self.fd).map_err(|e| match e {
             Errno::AGAIN => AcceptError::WouldBlock,
+            Errno::MFILE | Errno::NFILE => AcceptError::TooManyOpenFiles {
+                limit: sys::process::descriptor_limit(),
+                source: e,
+            },
             e => AcceptError::Other(e),
         })?;
         let credentials = sys::socket::peer_credentials(&fd).map_err(AcceptError::Other)?;

@@ -74,6 +74,18 @@ pub fn set_mode(fd: impl AsFd, mode: u32) -> Result<()> {
     rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))
 }
 
+/// `fchown(fd, -1, gid)`: gives an open file to group `gid`, keeping its
+/// owner. `EPERM` unless the caller owns the file and is a member of
+/// `gid`, or has `CAP_CHOWN`.
+#[doc(alias = "fchown")]
+pub fn set_group(fd: impl AsFd, gid: u32) -> Result<()> {
+    if gid == u32::MAX {
+        // -1 means "leave unchanged" to the kernel: not a group.
+        return Err(Errno::INVAL);
+    }
+    rustix::fs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)))
+}
+
 /// The effective user id of this process (`geteuid`).
 #[doc(alias = "geteuid")]
 pub fn effective_uid() -> u32 {

@@ -80,3 +80,41 @@ pub fn on_fork_in_child(child: extern "C" fn()) -> Result<()> {
         Err(Errno::from_raw_os_error(rc))
     }
 }
+
+/// `getrlimit(RLIMIT_NOFILE)`: how many file descriptors this process may
+/// hold (soft limit; `None` if unlimited).
+#[doc(alias = "getrlimit")]
+#[doc(alias = "RLIMIT_NOFILE")]
+pub fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// `getrlimit(RLIMIT_AS)`: how many bytes of address space this process
+/// may map (soft limit; `None` if unlimited).
+#[doc(alias = "getrlimit")]
+#[doc(alias = "RLIMIT_AS")]
+pub fn address_space_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::As).current
+}
+
+/// `/proc/sys/vm/max_map_count`: how many memory mappings one process may
+/// have (`None` if unreadable). Reading it needs a free descriptor.
+#[doc(alias = "vm.max_map_count")]
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether this process could open one more file descriptor now: probes
+/// with `open("/", O_PATH | O_CLOEXEC)` and closes the result at once.
+/// Tells an `EMFILE` caused by the descriptor limit from one that means
+/// something else (`mq_open` reports `RLIMIT_MSGQUEUE` as `EMFILE`).
+#[doc(alias = "open")]
+pub fn can_open_descriptor() -> bool {
+    use rustix::fs::{Mode, OFlags};
+    !matches!(
+        rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty()),
+        Err(Errno::MFILE | Errno::NFILE)
+    )
+}

@@ -95,7 +95,10 @@ pub trait Attachable {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The process or system is out of file descriptors.
-    #[error("out of file descriptors")]
+    #[error(
+        "out of file descriptors: {}",
+        crate::shm::descriptor_hint(*.0, crate::sys::process::descriptor_limit())
+    )]
     TooManyDescriptors(#[source] Errno),
     /// Any other failure of `epoll_create1`.
     #[error("cannot create epoll instance")]
