@@ -353,7 +353,30 @@ fn cleanup_dead(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
     for id in &dead {
         let _ = Segment::remove(domain, &node_segment_name(*id));
     }
+    remove_abandoned_nodes(domain);
     Ok(dead)
+}
+
+/// Removes node segments whose creator died before they became ready
+/// (killed inside [`NodeBuilder::create`]): [`Node::list`] cannot open
+/// them, so they are neither alive nor dead there. `open_listed` waits
+/// out the grace period of a creator that has not locked yet, and removes
+/// the segment only if it is abandoned.
+fn remove_abandoned_nodes(domain: &str) {
+    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
+    let Ok(names) = sys::shm::list(&prefix) else {
+        return;
+    };
+    for object in names {
+        let seg = &object[format!("conduit.{domain}.").len()..];
+        let ready = Segment::builder(seg)
+            .domain(domain)
+            .open_timeout(std::time::Duration::ZERO)
+            .open();
+        if let Err(shm::OpenError::Abandoned { .. }) = ready {
+            let _ = crate::service::open_listed(domain, &object);
+        }
+    }
 }
 
 /// A 64-bit id that no other live object of the domain has: mixes the
