@@ -781,12 +781,14 @@ fn pubsub_publisher_killed_at_named_points() {
     }
 }
 
-/// A subscriber killed while holding samples with a full queue, or while
-/// asleep in a blocking receive, under each overflow policy. The
-/// surviving publisher keeps sending (with `Fail` and `Block` a dead
-/// subscriber's full queue must not stop it for good), the surviving
-/// subscriber keeps receiving, every chunk comes back (the worst case the
-/// pool is sized for still fits), and a new subscriber can join.
+/// Subscribers killed while holding samples with a full queue, or while
+/// asleep in a blocking receive, under each overflow policy, three in a
+/// row per round. The surviving publisher keeps sending by itself (with
+/// `Fail` and `Block` a dead subscriber's full queue must not stop it for
+/// good), the surviving subscriber keeps receiving, every chunk comes back
+/// (after three victims, each of which held or had queued up to six
+/// chunks, the survivor can still hold its maximum with a full queue while
+/// the publisher loans its maximum), and a new subscriber can join.
 #[test]
 fn pubsub_subscriber_killed_at_named_points() {
     let _w = watchdog(Duration::from_secs(120));
@@ -795,10 +797,7 @@ fn pubsub_subscriber_killed_at_named_points() {
     let overflows = [Overflow::DropOldest, Overflow::Fail, Overflow::Block];
     for round in 0..iterations(6) {
         let domain = unique("cm-sub");
-        let point = *rng.pick(&points);
         let overflow = *rng.pick(&overflows);
-        let hold = rng.range(0, 2) as usize;
-        let ctx = format!("round {round}: point {point}, {overflow:?}, hold {hold}");
         {
             let node = node(&domain, "survivor");
             let topic = topic(&node, overflow);
@@ -808,47 +807,56 @@ fn pubsub_subscriber_killed_at_named_points() {
                 .create()
                 .unwrap();
             let subscriber = topic.subscriber().create().unwrap();
-            let mut child = spawn("sub_point", &[&domain, point, &hold.to_string()]);
-            expect_line(&mut child, "subscribed", &ctx);
-            publisher.update_connections();
             let mut seq = 0;
-            for _ in 0..hold {
-                seq += 1;
-                publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
-                receive_until(&subscriber, PARENT, seq);
-            }
-            expect_line(&mut child, &format!("at {point}"), &ctx);
-            if point == "holding" {
-                // Fill the victim's queue (the survivor drains its own).
-                for _ in 0..4 {
+            for victim in 0..3 {
+                let point = *rng.pick(&points);
+                let hold = rng.range(0, 2) as usize;
+                let ctx = format!(
+                    "round {round}, victim {victim}: point {point}, {overflow:?}, hold {hold}"
+                );
+                let mut child = spawn("sub_point", &[&domain, point, &hold.to_string()]);
+                expect_line(&mut child, "subscribed", &ctx);
+                publisher.update_connections();
+                for _ in 0..hold {
                     seq += 1;
                     publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
                     receive_until(&subscriber, PARENT, seq);
                 }
-            }
-            kill(&mut child);
-            // The publisher keeps going by itself: no call to any cleanup.
-            for _ in 0..8 {
-                seq += 1;
-                let mut sent = false;
-                for _ in 0..1000 {
-                    match publisher.send_copy(Msg::new(PARENT, seq)) {
-                        Ok(_) => {
-                            sent = true;
-                            break;
-                        }
-                        Err(e) => {
-                            // Only the dead subscriber's queue can be full.
-                            assert_ne!(overflow, Overflow::DropOldest, "{ctx}: {e}");
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
+                expect_line(&mut child, &format!("at {point}"), &ctx);
+                if point == "holding" {
+                    // Fill the victim's queue (the survivor drains its own).
+                    for _ in 0..4 {
+                        seq += 1;
+                        publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
+                        receive_until(&subscriber, PARENT, seq);
                     }
                 }
-                assert!(sent, "{ctx}: the publisher never recovered");
-                receive_until(&subscriber, PARENT, seq);
+                kill(&mut child);
+                // The publisher keeps going by itself: no call to any cleanup.
+                for _ in 0..8 {
+                    seq += 1;
+                    let mut sent = false;
+                    for _ in 0..1000 {
+                        match publisher.send_copy(Msg::new(PARENT, seq)) {
+                            Ok(_) => {
+                                sent = true;
+                                break;
+                            }
+                            Err(e) => {
+                                // Only the dead subscriber's queue can be full.
+                                assert_ne!(overflow, Overflow::DropOldest, "{ctx}: {e}");
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                    }
+                    assert!(sent, "{ctx}: the publisher never recovered");
+                    receive_until(&subscriber, PARENT, seq);
+                }
             }
+            let ctx = format!("round {round}: {overflow:?}");
             // Every chunk is back: the survivor holds its maximum and lets
-            // its queue fill, and the publisher can still loan its maximum.
+            // its queue fill, and the publisher can still loan its maximum
+            // (8 of the pool's 15 chunks; leaking 3 per victim would leave 6).
             topic.cleanup_dead_ports();
             publisher.update_connections();
             let mut borrowed = Vec::new();
@@ -857,11 +865,9 @@ fn pubsub_subscriber_killed_at_named_points() {
                 publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
                 borrowed.push(subscriber.try_receive().unwrap().expect("sample"));
             }
-            if overflow == Overflow::DropOldest {
-                for _ in 0..4 {
-                    seq += 1;
-                    publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
-                }
+            for _ in 0..4 {
+                seq += 1;
+                publisher.send_copy(Msg::new(PARENT, seq)).unwrap();
             }
             let loans = [publisher.loan_uninit(), publisher.loan_uninit()];
             for l in &loans {
@@ -1304,6 +1310,7 @@ fn node_cleanup_killed_at_random_time() {
 /// The generator replays: the same seed gives the same choices.
 #[test]
 fn seeds_replay_the_same_choices() {
+    let _w = watchdog(Duration::from_secs(10));
     let draw = |seed| {
         let mut r = Rng(seed);
         (0..8).map(|_| r.next()).collect::<Vec<u64>>()
