@@ -17,6 +17,10 @@ use crate::service::layout::Overflow;
 use crate::service::layout::{Conn, ServiceView};
 use crate::shm::{self, Segment, ShmSafe};
 
+/// With [`Overflow::Fail`]: how often, at most, a send that finds a full
+/// queue looks for dead subscribers (whose queues never drain).
+const DEAD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why a publisher could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherCreateError {
@@ -166,6 +170,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             geometry,
             segment,
             block_timeout: self.block_timeout,
+            last_dead_check: std::cell::Cell::new(None),
             buffer: qos.subscriber_buffer as u64,
             chunks_base,
             // SAFETY: `service` (the same Arc) is a field of the publisher
@@ -278,6 +283,9 @@ pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     /// First chunk in our own mapping (chunk i is `i * chunk_size` further).
     chunks_base: NonNull<u8>,
     block_timeout: Duration,
+    /// With [`Overflow::Fail`]: when a full queue last made us look for
+    /// dead subscribers (see `wait_for_room`).
+    last_dead_check: std::cell::Cell<Option<Instant>>,
     /// `subscriber_buffer`: most entries in one queue.
     buffer: u64,
     /// The service segment, lifetime erased: valid while `service` lives.
@@ -533,6 +541,23 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             return Ok(());
         }
         if overflow == Overflow::Fail {
+            // A full queue of a dead subscriber never drains: look for dead
+            // subscribers (system calls) at the first failure and then at
+            // most every DEAD_CHECK_INTERVAL, so a publisher that retries
+            // against a slow but live subscriber stays cheap.
+            let now = Instant::now();
+            let due = self
+                .last_dead_check
+                .get()
+                .is_none_or(|t| now.duration_since(t) >= DEAD_CHECK_INTERVAL);
+            if due {
+                self.last_dead_check.set(Some(now));
+                self.service.cleanup_dead_ports();
+                self.update_connections();
+                if !self.any_full() {
+                    return Ok(());
+                }
+            }
             return Err(SendError::QueueFull);
         }
         let deadline = Instant::now() + self.block_timeout;

@@ -51,7 +51,10 @@ pub enum Overflow {
     /// Wait until the subscriber makes room (bounded by the publisher's
     /// block timeout), then fail with a timeout.
     Block,
-    /// Fail the send at once, delivering to nobody.
+    /// Fail the send at once, delivering to nobody. A full queue whose
+    /// subscriber died is freed by the send that finds it (the check for
+    /// dead subscribers runs at most every 100 ms), so a dead subscriber
+    /// does not stop the publisher for good.
     Fail,
 }
 

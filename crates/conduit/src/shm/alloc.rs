@@ -32,6 +32,21 @@
 //! block's list neighbours must link back). A failed check is an
 //! [`AllocError`], never undefined behaviour or an endless loop.
 //!
+//! # Crash consistency
+//!
+//! A process may die (SIGKILL) at any instruction of an operation while
+//! it holds the lock around the [`HeapState`]. The chain of blocks, walked
+//! by their sizes from the heap start, stays valid at every instant: each
+//! operation changes it with a single 8-byte store of one block's
+//! `size_flags` (size and FREE bit in one word), made after every header
+//! that the new size exposes has been written in full (a split writes the
+//! remainder's header inside the block before shrinking it; a merge grows
+//! a block over its neighbours, whose headers become payload). Back links,
+//! tags, free lists, bitmaps and counters may be torn; the next lock owner
+//! calls [`HeapState::repair`], which rebuilds them all from the chain. A
+//! death can leak the block being allocated or freed; it cannot lose the
+//! heap.
+//!
 //! # Layout (all fields little-endian `u64`)
 //!
 //! ```text
@@ -286,6 +301,17 @@ fn tag(off: u64, prev: u64, size_flags: u64, aux: u64) -> u64 {
     }
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 29)
+}
+
+/// Keeps the compiler from moving stores across it: what comes before
+/// (a new header) is in memory before what comes after (the commit store
+/// of a size word), as a process killed between the two would see it.
+/// The CPU keeps program order for a process's own stores as seen after
+/// its death (x86 TSO; on weaker machines the kernel's exit path is a full
+/// barrier), so a compiler fence is enough.
+#[inline(always)]
+pub(crate) fn commit_point() {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// Free-list index of a block of `size` bytes.
@@ -684,6 +710,9 @@ impl HeapState {
         } else {
             self.free_blocks = self.free_blocks.wrapping_sub(1);
         }
+        // Commit: the remainder's header is complete before `b` shrinks
+        // onto it (see "Crash consistency").
+        commit_point();
         arena.write(b.off, b.prev, size, false, aux);
         self.free_bytes = self.free_bytes.wrapping_sub(size);
         self.used_bytes = self.used_bytes.wrapping_add(size);
@@ -744,8 +773,6 @@ impl HeapState {
         let next = arena.next_of(&b)?;
         self.remove_free(&arena, &b)?;
         let lead = Block { size: gap, ..b };
-        arena.write(lead.off, lead.prev, lead.size, true, 0);
-        self.insert_free(&arena, &lead)?;
         let main = Block {
             off: b.off + gap,
             prev: b.off,
@@ -753,10 +780,15 @@ impl HeapState {
             free: true,
             aux: 0,
         };
+        // The main block's header first, inside `b`'s payload; then the
+        // commit: `b` shrinks to the gap (see "Crash consistency").
         arena.write(main.off, main.prev, main.size, true, 0);
         if let Some(n) = next {
             arena.set_prev(&n, main.off);
         }
+        commit_point();
+        arena.write(lead.off, lead.prev, lead.size, true, 0);
+        self.insert_free(&arena, &lead)?;
         self.insert_free(&arena, &main)?;
         self.free_blocks = self.free_blocks.wrapping_add(1);
         let b = self.take(&arena, main, need, size as u64)?;
@@ -826,6 +858,7 @@ impl HeapState {
             merged.size += p.size;
             self.free_blocks = self.free_blocks.wrapping_sub(1);
         }
+        commit_point();
         arena.write(merged.off, merged.prev, merged.size, true, 0);
         if let Some(a) = after {
             arena.set_prev(&a, merged.off);
@@ -887,6 +920,7 @@ impl HeapState {
                 } else if let Some(a) = after {
                     arena.set_prev(&a, b.off);
                 }
+                commit_point();
                 arena.write(b.off, b.prev, size, false, new_size as u64);
                 return Ok(offset);
             }
@@ -907,6 +941,95 @@ impl HeapState {
         unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), keep) };
         self.deallocate(region, offset)?;
         Ok(new)
+    }
+
+    /// Rebuilds the heap's bookkeeping after a process died in the middle
+    /// of an operation on it (a robust lock's owner-died path): walks the
+    /// chain of blocks by their sizes, merges adjacent free blocks, and
+    /// rewrites every header's back link and tag, every free list, both
+    /// bitmaps and the counters; then [`verify`](Self::verify)s the
+    /// result and returns its statistics.
+    ///
+    /// Every operation changes the chain of blocks with one store of one
+    /// block's size word, after any header it exposes is complete (see
+    /// "Crash consistency" in the module documentation), so the chain is
+    /// walkable at every instant; a death can leak the block being
+    /// allocated or freed, never lose the heap. A chain that does not walk
+    /// (a size out of range, not reaching the heap's end) is
+    /// [`AllocError::BrokenChain`] / [`AllocError::CorruptHeader`], and
+    /// then nothing is written.
+    pub fn repair(&mut self, region: &Region) -> Result<HeapStats, AllocError> {
+        let arena = self.arena(region)?;
+        // Pass 1: check the chain without writing anything.
+        let limit = (arena.end - arena.start) / MIN_BLOCK + 1;
+        let raw_block = |off: u64| -> Result<(u64, bool, u64), AllocError> {
+            if !arena.in_heap(off, MIN_BLOCK) {
+                return Err(AllocError::CorruptHeader { offset: off });
+            }
+            // SAFETY: `off..off+48` is inside the heap range, which
+            // `arena` checked to be inside the region; the bytes are u64.
+            let h = unsafe { ptr::read(arena.raw(off)) };
+            let size = h.size_flags & !FLAGS;
+            let flags = h.size_flags & FLAGS;
+            if flags & !FREE != 0 || size < MIN_BLOCK || !arena.in_heap(off, size) {
+                return Err(AllocError::CorruptHeader { offset: off });
+            }
+            Ok((size, flags & FREE != 0, h.aux))
+        };
+        let mut off = arena.start;
+        let mut steps = 0u64;
+        while off != arena.end {
+            steps += 1;
+            if steps > limit {
+                return Err(AllocError::BrokenChain);
+            }
+            off += raw_block(off)?.0;
+        }
+        // Pass 2: rewrite the headers (tags and back links were possibly
+        // torn), merging neighbouring free blocks.
+        let mut off = arena.start;
+        let mut prev = NONE;
+        let mut open_free: Option<(u64, u64, u64)> = None; // (off, prev, size)
+        while off != arena.end {
+            let (size, free, aux) = raw_block(off)?;
+            if free {
+                if let Some((f_off, f_prev, f_size)) = open_free {
+                    arena.write(f_off, f_prev, f_size + size, true, 0);
+                    open_free = Some((f_off, f_prev, f_size + size));
+                    off += size;
+                    continue;
+                }
+                arena.write(off, prev, size, true, 0);
+                open_free = Some((off, prev, size));
+            } else {
+                arena.write(off, prev, size, false, aux);
+                open_free = None;
+            }
+            prev = off;
+            off += size;
+        }
+        // Pass 3: free lists, bitmaps and counters from scratch.
+        self.used_bytes = 0;
+        self.free_bytes = 0;
+        self.allocations = 0;
+        self.free_blocks = 0;
+        self.fl_bitmap = 0;
+        self.sl_bitmap = [0; FL_COUNT];
+        self.heads = [[NONE; SL_COUNT]; FL_COUNT];
+        let mut off = arena.start;
+        while off != arena.end {
+            let b = arena.block(off)?;
+            if b.free {
+                self.insert_free(&arena, &b)?;
+                self.free_bytes += b.size;
+                self.free_blocks += 1;
+            } else {
+                self.used_bytes += b.size;
+                self.allocations += 1;
+            }
+            off = b.next();
+        }
+        self.verify(region)
     }
 
     /// Walks every block once, checks every invariant (headers, neighbour
@@ -1029,6 +1152,51 @@ pub(crate) mod tests {
             self.0 ^= self.0 << 17;
             self.0
         }
+    }
+
+    /// What a process killed inside an operation can leave behind: torn
+    /// bookkeeping (lists, bitmaps, counters, a tag, a back link) and two
+    /// neighbouring free blocks (the over-aligned split between its two
+    /// steps). `repair` rebuilds it all from the chain of blocks.
+    #[test]
+    fn repair_rebuilds_bookkeeping_from_the_chain() {
+        let mut buf = TestRegion::new(1 << 16);
+        let (region, state) = heap_in(&mut buf);
+        let a = state.allocate(&region, 100, 16).unwrap();
+        let b = state.allocate(&region, 300, 16).unwrap();
+        let _c = state.allocate(&region, 50, 16).unwrap();
+        state.deallocate(&region, b).unwrap();
+        let before = state.verify(&region).unwrap();
+        // Tear the bookkeeping.
+        state.heads = [[0x1230; SL_COUNT]; FL_COUNT];
+        state.fl_bitmap = !0;
+        state.sl_bitmap = [!0; FL_COUNT];
+        state.used_bytes = 7;
+        state.free_blocks = 0;
+        let arena = state.arena(&region).unwrap();
+        let hdr = a.raw() - HEADER_SIZE as u64;
+        // SAFETY: `hdr` is the header of live block `a`, inside the heap.
+        unsafe { (*arena.raw(hdr)).tag ^= 1 };
+        // Split the free block `b` into two neighbouring free blocks.
+        let fb = arena.block(b.raw() - HEADER_SIZE as u64).unwrap();
+        arena.write(fb.off + 64, fb.off, fb.size - 64, true, 0);
+        arena.write(fb.off, fb.prev, 64, true, 0);
+        // A torn back link of the block after it.
+        let after = arena.block(fb.next()).unwrap();
+        arena.write(after.off, 0x40, after.size, after.free, after.aux);
+        assert!(state.verify(&region).is_err());
+        assert_eq!(state.repair(&region).unwrap(), before);
+        // Business as usual afterwards.
+        let x = state.allocate(&region, 200, 16).unwrap();
+        state.deallocate(&region, x).unwrap();
+        state.deallocate(&region, a).unwrap();
+        state.verify(&region).unwrap();
+        // A chain that does not walk is refused, and nothing is written.
+        let first = state.heap_start;
+        let h = arena.raw(first);
+        // SAFETY: the first block's header, inside the heap.
+        unsafe { (*h).size_flags = 8 };
+        assert!(state.repair(&region).is_err());
     }
 
     #[test]

@@ -23,7 +23,9 @@
 //! Everything is reached through the one robust lock: [`ManagedSegment::lock`]
 //! returns a [`ManagedGuard`], and every object and container is read and
 //! changed only while it is held. If a process dies holding it, the next
-//! locker verifies the heap and the directory: if they are intact it
+//! locker rebuilds the heap's bookkeeping from its chain of blocks (a
+//! death inside the allocator leaks at most the block it was allocating
+//! or freeing) and verifies the heap and the directory: if they are intact it
 //! carries on ([`ManagedGuard::recovered`] tells it so); if not, it gets
 //! [`ManagedError::Corrupted`] and the segment is marked not recoverable.
 
@@ -266,7 +268,7 @@ impl ManagedSegment {
                 recovered: false,
             }),
             Err(LockError::OwnerDied(mut guard)) => {
-                verify(&guard, &region)?;
+                recover(&mut guard, &region)?;
                 guard.mark_consistent();
                 Ok(ManagedGuard {
                     guard,
@@ -280,11 +282,15 @@ impl ManagedSegment {
     }
 }
 
-fn verify(state: &ManagedState, region: &Region) -> Result<(), ManagedError> {
+/// After a holder died: rebuilds the heap's bookkeeping from its chain of
+/// blocks (the holder may have died inside the allocator, see
+/// [`HeapState::repair`](super::alloc::HeapState::repair)), then checks
+/// the directory.
+fn recover(state: &mut ManagedState, region: &Region) -> Result<(), ManagedError> {
     let corrupted = |reason: String| ManagedError::Corrupted { reason };
     state
         .heap
-        .verify(region)
+        .repair(region)
         .map_err(|e| corrupted(e.to_string()))?;
     let view = super::containers::View::with_heap(*region, &state.heap);
     for item in state

@@ -3,6 +3,7 @@
 use core::ptr::{self, NonNull};
 
 use super::{ContainerError, Context, View, bad, cast, check_disjoint, generic_layout};
+use crate::shm::alloc::commit_point;
 use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -103,8 +104,12 @@ impl<T: ShmSafe> ShmBox<T> {
         ctx.heap.usable_size(&ctx.region, cast(self.ptr))?;
         // SAFETY: validated as in `get`; the memory is freed right after.
         let value = unsafe { ptr::read(p.as_ptr()) };
-        ctx.heap.deallocate(&ctx.region, cast(self.ptr))?;
+        // Empty the box first (a death before the free leaks the block
+        // rather than leaving the box on freed memory).
+        let old = self.ptr;
         self.ptr = Offset::NULL;
+        commit_point();
+        ctx.heap.deallocate(&ctx.region, cast(old))?;
         Ok(value)
     }
 

@@ -8,6 +8,7 @@ use super::{
     ContainerError, Context, StableHasher, View, bad, cast, check_disjoint, generic_layout,
     to_usize,
 };
+use crate::shm::alloc::commit_point;
 use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -227,16 +228,16 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         for _ in 0..cap {
             let s = Self::state(p, i)?;
             if s != FULL {
-                // SAFETY: `i < cap` in a validated slot array.
+                // Key and value first, then the state that publishes them:
+                // a process killed in between leaves the slot as it was.
+                // SAFETY: `i < cap` in a validated slot array; the fields
+                // are written in place through raw pointers.
                 unsafe {
-                    ptr::write(
-                        p.as_ptr().add(i),
-                        Slot {
-                            state: FULL,
-                            key,
-                            value,
-                        },
-                    )
+                    let slot = p.as_ptr().add(i);
+                    ptr::write(&raw mut (*slot).key, key);
+                    ptr::write(&raw mut (*slot).value, value);
+                    commit_point();
+                    ptr::write(&raw mut (*slot).state, FULL);
                 };
                 return Ok(s == DELETED);
             }
@@ -276,13 +277,21 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
                 moved += 1;
             }
         }
-        if !self.slots.is_null() {
-            ctx.heap.deallocate(&ctx.region, cast(self.slots))?;
-        }
+        // Switch to the new array, and only then free the old one: a
+        // process killed at any point leaves the map on a valid array (at
+        // worst one block leaks). The array before its capacity (never
+        // smaller than the old one), so a death in between is safe.
+        let old_slots = self.slots;
+        commit_point();
         self.slots = cast(off);
+        commit_point();
         self.capacity = new_cap as u64;
         self.len = moved;
         self.tombstones = 0;
+        commit_point();
+        if !old_slots.is_null() {
+            ctx.heap.deallocate(&ctx.region, cast(old_slots))?;
+        }
         Ok(())
     }
 
@@ -349,10 +358,13 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
 
     /// Returns the slot array to the heap; the map becomes empty.
     pub fn free(&mut self, ctx: &mut Context<'_>) -> Result<(), ContainerError> {
-        if !self.slots.is_null() {
-            ctx.heap.deallocate(&ctx.region, cast(self.slots))?;
-        }
+        // Forget the array first (a death before the free leaks it).
+        let old = self.slots;
         *self = ShmHashMap::new();
+        commit_point();
+        if !old.is_null() {
+            ctx.heap.deallocate(&ctx.region, cast(old))?;
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use super::{ContainerError, Context, View, bad, cast, check_disjoint, generic_layout, to_usize};
+use crate::shm::alloc::commit_point;
 use crate::shm::relptr::Offset;
 use crate::shm::shm_safe::{ShmSafe, TypeLayout};
 
@@ -188,14 +189,33 @@ impl<T: ShmSafe> ShmVec<T> {
             .checked_mul(size_of::<T>())
             .ok_or(ContainerError::CapacityOverflow)?;
         let align = align_of::<T>();
-        let new = if self.data.is_null() {
-            ctx.heap.allocate(&ctx.region, bytes, align)?
-        } else {
-            ctx.heap
-                .reallocate(&ctx.region, cast(self.data), bytes, align)?
-        };
+        // Allocate, copy, switch, and only then free the old storage: a
+        // process killed at any point leaves the vector on valid storage
+        // (at worst one block leaks). `reallocate` would free the old
+        // block before the vector points at the new one.
+        let new = ctx.heap.allocate(&ctx.region, bytes, align)?;
+        let old = self.data;
+        if !old.is_null() {
+            let (p, _, _) = self.storage_mut(ctx)?;
+            let dst = ctx
+                .region
+                .resolve_slice::<T>(new.raw() as usize, new_cap)
+                .map_err(bad("vector storage"))?;
+            // SAFETY: both ranges are validated and inside the region, in
+            // two distinct live heap blocks (no overlap); `len <= cap <
+            // new_cap` elements fit in both.
+            unsafe { ptr::copy_nonoverlapping(p.as_ptr(), dst.as_ptr(), len) };
+        }
+        commit_point();
+        // Storage before capacity: a death in between leaves a capacity
+        // smaller than the (new, larger) storage, which is safe.
         self.data = cast(new);
+        commit_point();
         self.capacity = new_cap as u64;
+        commit_point();
+        if !old.is_null() {
+            ctx.heap.deallocate(&ctx.region, cast(old))?;
+        }
         Ok(())
     }
 
@@ -206,6 +226,7 @@ impl<T: ShmSafe> ShmVec<T> {
         // SAFETY: `len < capacity` after reserve, so slot `len` is inside
         // the validated storage.
         unsafe { ptr::write(p.as_ptr().add(len), value) };
+        commit_point();
         self.len += 1;
         Ok(())
     }
@@ -227,6 +248,7 @@ impl<T: ShmSafe> ShmVec<T> {
         // stays correct even if corrupted metadata made two containers
         // share storage and `items` came from the other one.
         unsafe { ptr::copy(items.as_ptr(), p.as_ptr().add(len), items.len()) };
+        commit_point();
         self.len += items.len() as u64;
         Ok(())
     }
@@ -250,10 +272,14 @@ impl<T: ShmSafe> ShmVec<T> {
 
     /// Returns the storage to the heap; the vector becomes empty.
     pub fn free(&mut self, ctx: &mut Context<'_>) -> Result<(), ContainerError> {
-        if !self.data.is_null() {
-            ctx.heap.deallocate(&ctx.region, cast(self.data))?;
-        }
+        // Forget the storage first: a death before the free leaks it
+        // rather than leaving the vector on freed memory.
+        let old = self.data;
         *self = ShmVec::new();
+        commit_point();
+        if !old.is_null() {
+            ctx.heap.deallocate(&ctx.region, cast(old))?;
+        }
         Ok(())
     }
 }
