@@ -223,7 +223,8 @@ fn pubsub_reader(domain: &str, iterations: u32) {
         if let Some(Some(s)) = t.note(subscriber.try_receive()) {
             sum = sum.wrapping_add(*s).wrapping_add(s.sequence());
         }
-        if t.note(slice_pub.send_slice_copy(&[i, i + 1, i + 2][..(i % 4) as usize])).is_none()
+        if t.note(slice_pub.send_slice_copy(&[i, i + 1, i + 2][..(i % 4) as usize]))
+            .is_none()
             && i % 16 == 0
         {
             if let Some(p) = t.note(slices.publisher().max_slice_len(16).create()) {
@@ -288,7 +289,9 @@ fn managed_reader(domain: &str, iterations: u32) {
         for i in 0..20 {
             list.push_back(&mut ctx, i).unwrap();
         }
-        let h = m.find_or_construct("map", ShmHashMap::<u64, u64>::new).unwrap();
+        let h = m
+            .find_or_construct("map", ShmHashMap::<u64, u64>::new)
+            .unwrap();
         let (map, mut ctx) = m.get(h).unwrap();
         for i in 0..30 {
             map.insert(&mut ctx, i, i * i).unwrap();
@@ -412,7 +415,9 @@ impl Target {
         // SAFETY: the mapping is `len` bytes and lives in the same struct
         // as the region (dropped together).
         let region = unsafe { Region::new(std::ptr::NonNull::new(map.as_ptr())?, len) };
-        let snapshot = (0..len).map(|i| byte(&region, i).load(Ordering::Relaxed)).collect();
+        let snapshot = (0..len)
+            .map(|i| byte(&region, i).load(Ordering::Relaxed))
+            .collect();
         Some(Target {
             name: name.to_owned(),
             _map: map,
@@ -501,7 +506,10 @@ fn hostile(domain: &str, seed: u64) {
                 ),
                 5 => {
                     let v = w.load(Ordering::Relaxed);
-                    w.store(v.wrapping_add(rng.next() % 8).wrapping_sub(4), Ordering::Relaxed);
+                    w.store(
+                        v.wrapping_add(rng.next() % 8).wrapping_sub(4),
+                        Ordering::Relaxed,
+                    );
                 }
                 _ => byte(&t.region, off).store(rng.next() as u8, Ordering::Relaxed),
             }
