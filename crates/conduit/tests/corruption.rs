@@ -533,3 +533,73 @@ fn pubsub_survives_a_scribbler() {
 fn managed_segment_survives_a_scribbler() {
     scenario("corrupt-mg", "managed_reader", 3000);
 }
+
+/// Queue indices at the ends of their range: a head or a return tail of
+/// `u64::MAX` (or just below) must not overflow the arithmetic of either
+/// side (overflow checks are on in test builds).
+#[test]
+fn queue_indices_at_their_limits() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("corrupt-ix");
+    for (target, value) in [
+        ("head", u64::MAX),
+        ("head", u64::MAX - 1),
+        ("head", u64::MAX - 4),
+        ("ret_tail", u64::MAX),
+        ("ret_tail", u64::MAX - 1),
+    ] {
+        let node = Node::builder()
+            .name("victim")
+            .domain(&domain)
+            .create()
+            .unwrap();
+        let topic = node
+            .service("limits")
+            .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(1)
+            .subscriber_buffer(4)
+            .max_borrowed(1)
+            .create()
+            .unwrap();
+        let publisher = topic.publisher().create().unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let raw = Segment::builder(&service::segment_name("limits"))
+            .domain(&domain)
+            .open()
+            .unwrap();
+        // Offsets from service/layout.rs with one publisher and one
+        // subscriber: header line, 80 config words, one slot each, then
+        // the connection: link, ret_tail, head, entries (16 B each).
+        let conn = 64 + 80 * 8 + 64 + 64;
+        let word = |off: usize| {
+            let p = raw.data().resolve::<AtomicU64>(off).unwrap();
+            // SAFETY: in bounds and aligned (resolve); atomics.
+            unsafe { &*p.as_ptr() }
+        };
+        let (ret_tail, head, entries) = (word(conn + 64), word(conn + 128), conn + 192);
+        publisher.send_copy(1).unwrap(); // connects
+        if target == "ret_tail" {
+            ret_tail.store(value, Ordering::Relaxed);
+        }
+        for round in 0..12u64 {
+            let _ = publisher.send_copy(round);
+            if target == "head" && round % 3 == 0 {
+                head.store(value, Ordering::Relaxed);
+                // An entry whose length word disagrees with its sequence
+                // looks like a drop by the publisher: the subscriber then
+                // follows the shared head.
+                for e in 0..4 {
+                    word(entries + 16 * e + 8).fetch_xor(1 << 40, Ordering::Relaxed);
+                }
+            }
+            for _ in 0..3 {
+                // Data or an error, both fine; a panic is not.
+                drop(subscriber.try_receive());
+            }
+            publisher.update_connections();
+        }
+        drop((subscriber, publisher, topic, raw, node));
+    }
+    remove_domain(&domain);
+}

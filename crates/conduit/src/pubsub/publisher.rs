@@ -521,7 +521,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 if c.tail.wrapping_sub(c.head) > cap {
                     // Impossible unless the subscriber scribbled on its
                     // head: trust our own count.
-                    c.head = c.tail - cap;
+                    c.head = c.tail.wrapping_sub(cap);
                 }
             }
             if c.tail.wrapping_sub(c.head) >= cap {
@@ -529,21 +529,21 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 // by claiming it ourselves. If the subscriber claims it
                 // first, our CAS fails and there is room.
                 let oldest = c.head;
-                match conn.head.compare_exchange(
-                    oldest,
-                    oldest + 1,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
+                // `oldest` may come from a scribbled shared head: wrap.
+                let next = oldest.wrapping_add(1);
+                match conn
+                    .head
+                    .compare_exchange(oldest, next, Ordering::AcqRel, Ordering::Acquire)
+                {
                     Ok(_) => {
                         let old = conn.entries[(oldest & mask) as usize]
                             .word
                             .load(Ordering::Relaxed);
-                        if entry_gen(old) == c.generation && entry_seq(old) == (oldest + 1) as u32 {
+                        if entry_gen(old) == c.generation && entry_seq(old) == next as u32 {
                             st.dropped += 1;
                             st.release_holder((old & super::CHUNK_MASK) as u32, s);
                         }
-                        c.head = oldest + 1;
+                        c.head = next;
                     }
                     Err(now) => c.head = now,
                 }

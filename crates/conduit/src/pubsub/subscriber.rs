@@ -301,7 +301,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             // Acquire: pairs with the publisher's Release store of the
             // entry; the chunk and the length word are visible after it.
             let v = e.word.load(Ordering::Acquire);
-            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
+            // Positions come from shared memory (the head may have been
+            // scribbled on, up to u64::MAX): wrapping arithmetic only.
+            let next = h.wrapping_add(1);
+            let d = entry_seq(v).wrapping_sub(next as u32) as i32;
             if d < 0 {
                 return Pop::Empty;
             }
@@ -325,10 +328,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             // before the publisher, seeing the new head, reuses the slot.
             match conn
                 .head
-                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(h, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    c.head = h + 1;
+                    c.head = next;
                     let chunk = (v & CHUNK_MASK) as u32;
                     if chunk as usize >= c.data.geometry.chunks {
                         return Pop::Corrupted(format!(
@@ -499,9 +502,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             ((generation << GEN_SHIFT) | u64::from(chunk)) as u32,
             Ordering::Relaxed,
         );
-        self.returns[p].set((generation, tail + 1));
+        // `tail` was read from shared memory when we connected: wrap.
+        let tail = tail.wrapping_add(1);
+        self.returns[p].set((generation, tail));
         // Release: the entry above is visible to the publisher's Acquire.
-        conn.ret_tail.store(tail + 1, Ordering::Release);
+        conn.ret_tail.store(tail, Ordering::Release);
     }
 
     /// Waits up to `timeout` for a sample: spins for the configured budget,
