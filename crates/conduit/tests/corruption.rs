@@ -15,6 +15,8 @@
 //!   registry slots, connection links, queue heads and entries, return
 //!   rings,
 //! * publisher data segments (chunk headers and payloads),
+//! * the event service segment (configuration, notifier and listener
+//!   slots, pending bits),
 //! * node segments,
 //! * the managed segment: its lock word, TLSF heap state and block
 //!   headers, the directory map and the containers' offsets and lengths,
@@ -180,8 +182,9 @@ fn wait_for_go() {
     std::io::stdin().read_line(&mut line).unwrap();
 }
 
-/// Publishes, receives, joins and leaves a service, reopens it (decoding
-/// its static configuration) and lists the domain, over and over.
+/// Publishes, receives, notifies and waits, joins and leaves services,
+/// reopens them (decoding their static configuration) and lists the
+/// domain, over and over.
 fn pubsub_reader(domain: &str, iterations: u32) {
     let _w = watchdog(Duration::from_secs(60 + u64::from(iterations) / 100));
     let node = Node::builder()
@@ -204,6 +207,9 @@ fn pubsub_reader(domain: &str, iterations: u32) {
     let subscriber = topic.subscriber().create().unwrap();
     let mut slice_pub = slices.publisher().max_slice_len(16).create().unwrap();
     let slice_sub = slices.subscriber().create().unwrap();
+    let events = node.service("events").event().open_or_create().unwrap();
+    let notifier = events.notifier().create().unwrap();
+    let listener = events.listener().create().unwrap();
     // Some state in every queue before the scribbling starts.
     publisher.send_copy(1).unwrap();
     slice_pub.send_slice_copy(&[1, 2, 3]).unwrap();
@@ -234,6 +240,14 @@ fn pubsub_reader(domain: &str, iterations: u32) {
         if let Some(Some(s)) = t.note(slice_sub.try_receive()) {
             sum = sum.wrapping_add(s.iter().map(|&v| u64::from(v)).sum::<u64>());
         }
+        // Events: pending bits and listener slots.
+        t.note(notifier.notify((i % 64) as usize));
+        let set = if i % 64 == 0 {
+            listener.wait_timeout(Duration::from_micros(200))
+        } else {
+            listener.try_wait()
+        };
+        sum = sum.wrapping_add(set.iter().map(|id| id as u64).sum::<u64>());
         if i % 64 == 0 {
             // The blocking path must give up in time, whatever the queue says.
             if let Some(s) = t.note(subscriber.receive_timeout(Duration::from_micros(200))) {
@@ -251,6 +265,10 @@ fn pubsub_reader(domain: &str, iterations: u32) {
                 p.update_connections();
             }
             topic.cleanup_dead_ports();
+            if let Some(l) = t.note(events.listener().create()) {
+                t.note(Ok::<_, std::fmt::Error>(l.try_wait()));
+            }
+            t.note(events.notifier().create());
         }
         if i % 251 == 0 {
             // Segment headers and the static configuration, decoded anew.
@@ -260,6 +278,7 @@ fn pubsub_reader(domain: &str, iterations: u32) {
                     .open()
                     .map(|s| s.qos()),
             );
+            t.note(node.service("events").event().open().map(|_| ()));
             t.note(service::details(domain, "victim"));
             t.note(service::list(domain));
             t.note(Node::list(domain));
