@@ -48,6 +48,12 @@ pub mod sys;
 pub mod tokio;
 pub mod waitset;
 
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 pub use conduit_derive::ShmSafe;
 pub use shm::ShmSafe;
 

@@ -129,8 +129,13 @@ impl EventConfig {
     }
 
     pub(crate) fn read(segment: &Segment) -> Result<EventConfig, String> {
-        let region = segment.data();
-        let words = config_words(&region).ok_or("segment too small for its config")?;
+        Self::read_region(&segment.data())
+    }
+
+    /// Reads and validates the configuration in an event segment's data
+    /// area `region`.
+    pub(crate) fn read_region(region: &Region) -> Result<EventConfig, String> {
+        let words = config_words(region).ok_or("segment too small for its config")?;
         if words[0].load(Ordering::Relaxed) != FORMAT {
             return Err(format!(
                 "unknown format {}",

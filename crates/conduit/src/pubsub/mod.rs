@@ -52,7 +52,7 @@ mod loom_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::shm::{Segment, ShmSafe, TypeLayout};
+use crate::shm::{Region, Segment, ShmSafe, TypeLayout};
 
 pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
@@ -202,7 +202,7 @@ impl Geometry {
             .checked_add(self.chunk_size.checked_mul(self.chunks)?)
     }
 
-    fn write(&self, h: &PubHeader, id: u64, node_id: u64) {
+    pub(crate) fn write(&self, h: &PubHeader, id: u64, node_id: u64) {
         h.id.store(id, Ordering::Relaxed);
         h.node_id.store(node_id, Ordering::Relaxed);
         h.chunks.store(self.chunks as u64, Ordering::Relaxed);
@@ -227,7 +227,16 @@ impl Geometry {
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<Geometry, String> {
-        let region = segment.data();
+        Self::read_region(&segment.data(), id, element, header)
+    }
+
+    /// As [`Geometry::read`], over the data area `region`.
+    pub(crate) fn read_region(
+        region: &Region,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<Geometry, String> {
         let h = region
             .resolve::<PubHeader>(0)
             .map_err(|e| format!("publisher segment too small: {e}"))?;

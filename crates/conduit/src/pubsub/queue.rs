@@ -77,7 +77,7 @@ impl Conn<'_> {
             if tail.wrapping_sub(*head) > buffer {
                 // Impossible unless the subscriber scribbled on its head:
                 // trust our own count.
-                *head = tail - buffer;
+                *head = tail.wrapping_sub(buffer);
             }
         }
         if tail.wrapping_sub(*head) < buffer {
@@ -87,7 +87,7 @@ impl Conn<'_> {
         // subscriber claims it first, our CAS fails and there is room.
         match self.drop_oldest(*head, generation) {
             Steal::Dropped(old) => {
-                *head += 1;
+                *head = head.wrapping_add(1);
                 old
             }
             Steal::Lost(now) => {
@@ -102,9 +102,11 @@ impl Conn<'_> {
     /// exactly one side gets it.
     #[inline]
     pub(crate) fn drop_oldest(&self, oldest: u64, generation: u64) -> Steal {
+        // `oldest` may come from a scribbled shared head: wrapping only.
+        let next = oldest.wrapping_add(1);
         match self
             .head
-            .compare_exchange(oldest, oldest + 1, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(oldest, next, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
                 // Only the publisher writes entries: this is the entry it
@@ -112,7 +114,7 @@ impl Conn<'_> {
                 // connection (then nothing of ours is in it).
                 let old = self.slot_of(oldest).word.load(Ordering::Relaxed);
                 Steal::Dropped(
-                    (entry_gen(old) == generation && entry_seq(old) == (oldest + 1) as u32)
+                    (entry_gen(old) == generation && entry_seq(old) == next as u32)
                         .then_some((old & CHUNK_MASK) as u32),
                 )
             }
@@ -133,7 +135,10 @@ impl Conn<'_> {
             // Acquire: pairs with the publisher's Release store of the
             // entry; the chunk and the length word are visible after it.
             let v = e.word.load(Ordering::Acquire);
-            let d = entry_seq(v).wrapping_sub((h + 1) as u32) as i32;
+            // Positions come from shared memory (the head may have been
+            // scribbled on, up to u64::MAX): wrapping arithmetic only.
+            let next = h.wrapping_add(1);
+            let d = entry_seq(v).wrapping_sub(next as u32) as i32;
             if d < 0 {
                 return Pop::Empty;
             }
@@ -157,10 +162,10 @@ impl Conn<'_> {
             // before the publisher, seeing the new head, reuses the slot.
             match self
                 .head
-                .compare_exchange(h, h + 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(h, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    *head = h + 1;
+                    *head = next;
                     return Pop::Chunk((v & CHUNK_MASK) as u32, (len & 0xffff_ffff) as usize);
                 }
                 // The publisher dropped position h first (or the head
@@ -189,7 +194,8 @@ impl Conn<'_> {
             Ordering::Relaxed,
         );
         // Release: the entry above is visible to the publisher's Acquire.
-        self.ret_tail.store(tail + 1, Ordering::Release);
+        // `tail` was read from shared memory when we connected: wrap.
+        self.ret_tail.store(tail.wrapping_add(1), Ordering::Release);
     }
 
     /// Publisher: reads the returns pushed since `*ret_head` (returns

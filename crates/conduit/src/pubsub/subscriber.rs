@@ -456,7 +456,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             return; // The publisher reconnected or left: it reclaimed the chunk.
         }
         self.column[p].push_return(tail, generation, chunk);
-        self.returns[p].set((generation, tail + 1));
+        // `tail` was read from shared memory when we connected: wrap.
+        self.returns[p].set((generation, tail.wrapping_add(1)));
     }
 
     /// Waits up to `timeout` for a sample: spins for the configured budget,

@@ -243,9 +243,14 @@ impl StaticConfig {
 
     /// Reads and validates the configuration of a service segment.
     pub(crate) fn read(segment: &Segment) -> Result<StaticConfig, String> {
+        Self::read_region(&segment.data())
+    }
+
+    /// Reads and validates the configuration in a service segment's data
+    /// area `data`.
+    pub(crate) fn read_region(data: &Region) -> Result<StaticConfig, String> {
         use crate::node::load_str;
-        let data = segment.data();
-        let w = config_words(&data).ok_or("segment too small for a service")?;
+        let w = config_words(data).ok_or("segment too small for a service")?;
         if w[W_FORMAT].load(Ordering::Relaxed) != FORMAT {
             return Err("unknown service format".into());
         }

@@ -1,0 +1,181 @@
+//! Entry points for the coverage-guided fuzz targets in `fuzz/` (cargo
+//! feature `fuzzing`, off by default; not a stable API).
+//!
+//! Each `decode_*` function runs one of the crate-internal readers of
+//! shared memory over arbitrary bytes, through the same `Region`-checked
+//! code a process runs on a mapped segment. The bytes stand for a data
+//! area (what follows the 128-byte segment header); they are copied into
+//! an 8-byte-aligned buffer first, as a mapping would be. A reader must
+//! return `Ok` or `Err` and never panic, whatever the bytes.
+//!
+//! Each `valid_*` function returns the bytes of a valid data area, for the
+//! targets to mutate (random bytes rarely get past a magic word).
+//!
+//! Public readers (segment headers, the heap, containers, managed
+//! segments, publish/subscribe queues) need no entry point here: the
+//! targets drive them through the public API.
+
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use crate::event::layout::EventConfig;
+use crate::pubsub::{Geometry, NoHeader, PubHeader};
+use crate::service::layout::{
+    Overflow, Qos, QosRequested, ServiceLayout, StaticConfig, TypeDesc, init_service,
+};
+use crate::shm::{Region, ShmSafe};
+
+/// An 8-byte-aligned copy of `bytes`, at least `min` bytes long (zero
+/// padded).
+fn aligned(bytes: &[u8], min: usize) -> Vec<u64> {
+    let len = bytes.len().max(min);
+    let mut words = vec![0u64; len.div_ceil(8).max(1)];
+    for (i, b) in bytes.iter().enumerate() {
+        words[i / 8] |= u64::from(*b) << (8 * (i % 8));
+    }
+    words
+}
+
+fn region_of(words: &mut [u64]) -> Region {
+    let len = words.len() * 8;
+    // SAFETY: the buffer is `len` bytes, exclusively borrowed by the
+    // caller for as long as the region is used.
+    unsafe {
+        Region::new(
+            NonNull::new(words.as_mut_ptr().cast()).expect("non-null"),
+            len,
+        )
+    }
+}
+
+fn bytes_of(words: &[u64], len: usize) -> Vec<u8> {
+    words
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .take(len)
+        .collect()
+}
+
+fn service_config() -> StaticConfig {
+    StaticConfig {
+        name: "fuzz/service".into(),
+        slice: false,
+        payload: TypeDesc::of(&u64::LAYOUT),
+        header: TypeDesc::of(&NoHeader::LAYOUT),
+        qos: Qos {
+            history: 1,
+            overflow: Overflow::Block,
+            ..Qos::default()
+        },
+    }
+}
+
+/// The data area of a service segment with a valid static configuration
+/// (the configuration part only: the registry and queues are zero).
+pub fn valid_service_config() -> Vec<u8> {
+    let config = service_config();
+    let layout = ServiceLayout::new(&config.qos);
+    let mut words = vec![0u64; layout.size.div_ceil(8)];
+    let region = region_of(&mut words);
+    init_service(&region, &config, &layout).expect("valid service layout");
+    // Only the configuration is interesting to the decoder.
+    bytes_of(&words, 64 + 80 * 8)
+}
+
+/// Decodes a service's static configuration from `bytes`; if it is valid,
+/// computes the segment layout it implies and checks it against the
+/// configuration a typical opener asks for.
+pub fn decode_service_config(bytes: &[u8]) {
+    let mut words = aligned(bytes, 0);
+    let region = region_of(&mut words);
+    let Ok(config) = StaticConfig::read_region(&region) else {
+        return;
+    };
+    let layout = ServiceLayout::new(&config.qos);
+    assert!(layout.size > 0);
+    let all = QosRequested {
+        max_publishers: true,
+        max_subscribers: true,
+        subscriber_buffer: true,
+        history: true,
+        max_loans: true,
+        max_borrowed: true,
+        overflow: true,
+    };
+    let _ = config.check_compatible(&service_config(), &all);
+    let _ = config
+        .check_compatible(&config, &all)
+        .map_err(|e| e.to_string());
+}
+
+fn event_config() -> EventConfig {
+    EventConfig {
+        name: "fuzz/event".into(),
+        max_event_id: 63,
+        max_notifiers: 4,
+        max_listeners: 4,
+        created_event: Some(1),
+        dropped_event: None,
+        dead_event: Some(63),
+    }
+}
+
+/// The data area of an event service segment with a valid configuration
+/// (configuration part only).
+pub fn valid_event_config() -> Vec<u8> {
+    let mut words = vec![0u64; (64 + 40 * 8) / 8];
+    let region = region_of(&mut words);
+    let slots = region
+        .resolve_slice::<AtomicU64>(64, 40)
+        .expect("config inside the buffer");
+    // SAFETY: in bounds and aligned (resolve_slice); atomics; the buffer
+    // lives until the end of this function.
+    event_config().write(unsafe { std::slice::from_raw_parts(slots.as_ptr(), 40) });
+    bytes_of(&words, 64 + 40 * 8)
+}
+
+/// Decodes an event service's configuration from `bytes`; if valid,
+/// computes the layout it implies.
+pub fn decode_event_config(bytes: &[u8]) {
+    let mut words = aligned(bytes, 0);
+    let region = region_of(&mut words);
+    if let Ok(config) = EventConfig::read_region(&region) {
+        let layout = crate::event::layout::EventLayout::new(&config);
+        assert!(layout.size > 0);
+    }
+}
+
+const FUZZ_PUBLISHER: u64 = 0x0123_4567_89ab_cdef;
+
+/// The data area of a publisher's data segment (`u64` payload, 8 chunks)
+/// with a valid geometry header; the chunks are zero.
+pub fn valid_publisher_data() -> Vec<u8> {
+    let g = Geometry::new(8, 1, &u64::LAYOUT, &NoHeader::LAYOUT).expect("small geometry");
+    let size = g.data_size().expect("small geometry");
+    let mut words = vec![0u64; size.div_ceil(8)];
+    let region = region_of(&mut words);
+    let h = region
+        .resolve::<PubHeader>(0)
+        .expect("header inside the buffer");
+    // SAFETY: in bounds and aligned (resolve); atomics; the buffer lives
+    // until the end of this function.
+    g.write(unsafe { h.as_ref() }, FUZZ_PUBLISHER, 1);
+    bytes_of(&words, size)
+}
+
+/// Reads a publisher's geometry from `bytes` as a subscriber does before
+/// it maps the chunks (for a `u64` and a `[u32]` payload); if it is valid,
+/// checks that every chunk lies inside the bytes.
+pub fn decode_publisher_geometry(bytes: &[u8]) {
+    let mut words = aligned(bytes, 0);
+    let region = region_of(&mut words);
+    for element in [u64::LAYOUT, u32::LAYOUT] {
+        if let Ok(g) = Geometry::read_region(&region, FUZZ_PUBLISHER, &element, &NoHeader::LAYOUT) {
+            let chunks = region
+                .sub(g.chunks_offset, g.chunk_size * g.chunks)
+                .expect("a valid geometry lies inside the segment");
+            assert!(g.payload_offset + g.max_len * g.element_size <= g.chunk_size);
+            assert!(chunks.len() <= region.len());
+        }
+    }
+}

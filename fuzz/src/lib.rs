@@ -1,0 +1,149 @@
+//! Helpers shared by the fuzz targets: patches that turn a valid shared
+//! layout into a corrupted one.
+//!
+//! Random bytes rarely get past a magic word, so most targets build a
+//! valid layout first (a heap with allocations, containers with elements,
+//! a service with connected ports) and let the fuzzer choose a list of
+//! [`Patch`]es to write over it: that keeps the corpus small and the
+//! coverage deep.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use arbitrary::Arbitrary;
+use conduit::shm::Region;
+
+/// What a patch writes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Value {
+    /// One byte.
+    Byte(u8),
+    /// A whole (aligned) word.
+    Word(u64),
+    /// A small number: a plausible length, index or count.
+    Small(u8),
+    /// An extreme value: `u64::MAX - n`, `1 << 63`, `u32::MAX`…
+    Extreme(u8),
+    /// The word flipped at one bit.
+    Flip(u8),
+    /// The word plus or minus a little: an off-by-some offset.
+    Nudge(i8),
+    /// A copy of another word of the same area: a plausible offset.
+    CopyFrom(u16),
+}
+
+/// One write at `offset` (scaled into the patched range).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Patch {
+    /// Where, modulo the range (in words for word values, in bytes for
+    /// [`Value::Byte`]).
+    pub offset: u16,
+    /// What.
+    pub value: Value,
+}
+
+fn word(region: &Region, off: usize) -> &AtomicU64 {
+    let p = region
+        .resolve::<AtomicU64>(off)
+        .expect("patch inside the region");
+    // SAFETY: in bounds and aligned (resolve); atomics tolerate any other
+    // access, including the library's own references to the same words.
+    unsafe { p.as_ref() }
+}
+
+/// Applies `patches` to `region[start..start + len]` (8-byte aligned
+/// `start`), with atomic stores so that the library may hold references
+/// into the area meanwhile. `skip` is a range left alone.
+pub fn apply(
+    region: &Region,
+    start: usize,
+    len: usize,
+    skip: std::ops::Range<usize>,
+    patches: &[Patch],
+) {
+    let len = len.min(region.len().saturating_sub(start));
+    let words = len / 8;
+    if words == 0 {
+        return;
+    }
+    for p in patches {
+        let w_off = start + (p.offset as usize % words) * 8;
+        if skip.contains(&w_off) {
+            continue;
+        }
+        let w = word(region, w_off);
+        let old = w.load(Ordering::Relaxed);
+        let new = match p.value {
+            Value::Byte(b) => {
+                let off = start + p.offset as usize % len;
+                if skip.contains(&(off & !7)) {
+                    continue;
+                }
+                let q = region.resolve::<AtomicU8>(off).expect("inside");
+                // SAFETY: in bounds (resolve); an atomic byte.
+                unsafe { q.as_ref() }.store(b, Ordering::Relaxed);
+                continue;
+            }
+            Value::Word(v) => v,
+            Value::Small(v) => u64::from(v),
+            Value::Extreme(n) => match n % 6 {
+                0 => u64::MAX,
+                1 => u64::MAX - u64::from(n),
+                2 => 1 << 63,
+                3 => u64::from(u32::MAX),
+                4 => i64::MAX as u64,
+                _ => (1 << 32) + u64::from(n),
+            },
+            Value::Flip(bit) => old ^ (1 << (bit % 64)),
+            Value::Nudge(d) => old.wrapping_add(d as i64 as u64),
+            Value::CopyFrom(from) => {
+                word(region, start + (from as usize % words) * 8).load(Ordering::Relaxed)
+            }
+        };
+        w.store(new, Ordering::Relaxed);
+    }
+}
+
+/// A zeroed, 4096-byte-aligned buffer standing for a mapping.
+pub struct Buffer {
+    words: Vec<u64>,
+    offset: usize,
+}
+
+impl Buffer {
+    /// `len` bytes (a multiple of 8), page aligned like a mapping.
+    pub fn new(len: usize) -> Buffer {
+        let words = vec![0u64; (len + 4096) / 8];
+        let offset = (4096 - (words.as_ptr() as usize % 4096)) % 4096 / 8;
+        Buffer { words, offset }
+    }
+
+    /// The region over the buffer.
+    pub fn region(&mut self) -> Region {
+        let len = (self.words.len() - 512) * 8;
+        let p = self.words[self.offset..].as_mut_ptr().cast::<u8>();
+        // SAFETY: `len` bytes from `p` lie inside the vector, which lives
+        // as long as `self`; callers use the region only while the buffer
+        // lives.
+        unsafe { Region::new(std::ptr::NonNull::new(p).expect("non-null"), len) }
+    }
+}
+
+/// A unique domain for this fuzzing process; its objects are removed by
+/// [`remove_domain`].
+pub fn domain() -> String {
+    format!("fuzz-{}", std::process::id())
+}
+
+/// Removes every object left in `/dev/shm` under `domain`.
+pub fn remove_domain(domain: &str) {
+    let prefix = format!("conduit.{domain}.");
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for e in dir.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                if name.starts_with(&prefix) {
+                    let _ = conduit::sys::shm::unlink(&format!("/{name}"));
+                }
+            }
+        }
+    }
+}
