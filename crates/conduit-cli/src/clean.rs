@@ -27,7 +27,7 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
     if dry_run {
         removed_nodes = dead_ids.clone();
     } else {
-        let r = Node::cleanup(&domain)
+        let r = Node::cleanup_with(&domain, common::permissions())
             .map_err(|e| Failure::from_error(exit::FAILURE, "cleanup failed: ", &e))?;
         removed_nodes.extend(r);
     }

@@ -95,9 +95,16 @@ pub fn service_failure(e: conduit::service::ServiceError) -> Failure {
         E::InvalidName { .. } | E::InvalidQos(_) => exit::USAGE,
         E::NotFound(_) => exit::NOT_FOUND,
         E::IncompatibleType { .. } | E::NameCollision { .. } => exit::TYPE_MISMATCH,
+        E::PermissionDenied { .. } => exit::PERMISSION,
         _ => exit::FAILURE,
     };
-    Failure::from_error(code, "", &e)
+    let mut failure = Failure::from_error(code, "", &e);
+    if code == exit::PERMISSION {
+        failure
+            .message
+            .push_str(" (here: pass --group GID to join a service shared with group GID)");
+    }
+    failure
 }
 
 /// Whether stdout is a terminal (colors and screen control only then).
@@ -192,11 +199,29 @@ impl Interrupt {
     }
 }
 
-/// A node for the CLI's own ports.
+static PERMISSIONS: std::sync::OnceLock<conduit::shm::Permissions> = std::sync::OnceLock::new();
+
+/// Records `--group`: the permissions of the CLI's node (set once, before
+/// the subcommand runs).
+pub fn set_group(group: Option<u32>) {
+    let permissions = group.map_or(
+        conduit::shm::Permissions::owner_only(),
+        conduit::shm::Permissions::group,
+    );
+    let _ = PERMISSIONS.set(permissions);
+}
+
+/// The permissions `--group` asked for (owner only without it).
+pub fn permissions() -> conduit::shm::Permissions {
+    PERMISSIONS.get().copied().unwrap_or_default()
+}
+
+/// A node for the CLI's own ports, with the `--group` permissions.
 pub fn node(domain: &str) -> Result<conduit::node::Node, Failure> {
     conduit::node::Node::builder()
         .name("conduit-cli")
         .domain(domain)
+        .permissions(permissions())
         .create()
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot create a node: ", &e))
 }

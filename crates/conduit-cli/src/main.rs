@@ -36,6 +36,11 @@ struct Cli {
     /// The domain (default: $CONDUIT_DOMAIN, else "default").
     #[arg(long, global = true)]
     domain: Option<String>,
+    /// Share what this command creates with group GID (mode 0660) and
+    /// join services shared with that group (like a node built with
+    /// `Permissions::group(GID)`); default: private to this user (0600).
+    #[arg(long, global = true, value_name = "GID")]
+    group: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +126,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
+    common::set_group(cli.group);
     let domain = cli.domain;
     let result = match cli.command {
         Command::List {

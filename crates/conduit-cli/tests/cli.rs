@@ -629,3 +629,41 @@ fn limits_prints_text_and_json() {
             .any(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
     );
 }
+
+#[test]
+fn group_option_joins_a_group_shared_service() {
+    use std::os::unix::fs::MetadataExt;
+    let d = Domain::new();
+    // Our effective gid (the owner group of /proc/self).
+    let gid = std::fs::metadata("/proc/self").unwrap().gid();
+    let shared = conduit::shm::Permissions::group(gid);
+    {
+        let node = Node::builder()
+            .name("test")
+            .domain(&d.0)
+            .permissions(shared)
+            .create()
+            .unwrap();
+        let topic = node
+            .service("grp")
+            .publish_subscribe::<[u8]>()
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        // Without --group the CLI's private node is told how to share.
+        let o = d.run(&["pub", "grp", "x"]);
+        assert_fails(&o, 5, "--group GID");
+        let child = d
+            .cmd(&["--group", &gid.to_string(), "pub", "grp", "hello"])
+            .spawn()
+            .unwrap();
+        let got = subscriber
+            .receive_timeout(Duration::from_secs(20))
+            .unwrap()
+            .to_vec();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(got, b"hello");
+    }
+    let _ = Node::cleanup_with(&d.0, shared);
+}
