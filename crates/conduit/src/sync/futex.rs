@@ -14,12 +14,27 @@ use super::atomic::AtomicU32;
 pub(crate) use crate::sys::futex::WaitOutcome;
 
 /// Futex wake system calls made by this process (see
-/// [`super::futex_wake_calls`]). Process-local, touched only on the slow
-/// path next to the system call.
-static WAKE_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// [`super::futex_wake_calls`]) by the calling thread. Per thread, so a
+/// test (or a user) measuring its own code is not disturbed by other
+/// threads; touched only on the slow path next to the system call.
+mod counter {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        static WAKE_CALLS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn bump() {
+        WAKE_CALLS.with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn get() -> u64 {
+        WAKE_CALLS.with(Cell::get)
+    }
+}
 
 pub(crate) fn wake_calls() -> u64 {
-    WAKE_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+    counter::get()
 }
 
 /// Sleeps while `*word == expected`, at most `timeout`. Errors of the
@@ -34,7 +49,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
 /// Wakes at most `count` sleepers on `word`; returns how many woke.
 #[cfg(not(loom))]
 pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
-    WAKE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter::bump();
     crate::sys::futex::wake(word, count).unwrap_or(0)
 }
 
@@ -55,7 +70,7 @@ mod model {
 
     use loom::sync::{Condvar, Mutex};
 
-    use super::{AtomicU32, WAKE_CALLS, WaitOutcome};
+    use super::{AtomicU32, WaitOutcome, counter};
     use crate::sync::atomic::Ordering;
 
     struct Queue {
@@ -94,7 +109,7 @@ mod model {
     }
 
     pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
-        WAKE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counter::bump();
         let kernel = &*KERNEL;
         let mut queue = kernel.queue.lock().unwrap();
         let address = word as *const AtomicU32 as usize;

@@ -45,8 +45,10 @@ mod loom_tests;
 pub use event::{EventWord, Register, Spin, WaitResult};
 pub use mutex::{LockError, LockTimeoutError, RobustMutex, RobustMutexGuard, TryLockError};
 
-/// Number of futex wake system calls this process has made through
-/// [`EventWord`] and [`RobustMutex`] since it started.
+/// Number of futex wake system calls the calling thread has made through
+/// [`EventWord`] and [`RobustMutex`] (and everything built on them) since
+/// it started. Per thread, so other threads of the process do not disturb
+/// a measurement of one's own code.
 ///
 /// A diagnostic: the notifier's fast path makes no system call when nobody
 /// sleeps, and this counter lets a test (or a curious user) check it. The
