@@ -102,7 +102,7 @@ pub fn service_failure(e: conduit::service::ServiceError) -> Failure {
     if code == exit::PERMISSION {
         failure
             .message
-            .push_str(" (here: pass --group GID to join a service shared with group GID)");
+            .push_str(" (here: pass --share-group GID to join a service shared with group GID)");
     }
     failure
 }
@@ -201,7 +201,7 @@ impl Interrupt {
 
 static PERMISSIONS: std::sync::OnceLock<conduit::shm::Permissions> = std::sync::OnceLock::new();
 
-/// Records `--group`: the permissions of the CLI's node (set once, before
+/// Records `--share-group`: the permissions of the CLI's node (set once, before
 /// the subcommand runs).
 pub fn set_group(group: Option<u32>) {
     let permissions = group.map_or(
@@ -211,12 +211,12 @@ pub fn set_group(group: Option<u32>) {
     let _ = PERMISSIONS.set(permissions);
 }
 
-/// The permissions `--group` asked for (owner only without it).
+/// The permissions `--share-group` asked for (owner only without it).
 pub fn permissions() -> conduit::shm::Permissions {
     PERMISSIONS.get().copied().unwrap_or_default()
 }
 
-/// A node for the CLI's own ports, with the `--group` permissions.
+/// A node for the CLI's own ports, with the `--share-group` permissions.
 pub fn node(domain: &str) -> Result<conduit::node::Node, Failure> {
     conduit::node::Node::builder()
         .name("conduit-cli")

@@ -39,8 +39,9 @@ struct Cli {
     /// Share what this command creates with group GID (mode 0660) and
     /// join services shared with that group (like a node built with
     /// `Permissions::group(GID)`); default: private to this user (0600).
-    #[arg(long, global = true, value_name = "GID")]
-    group: Option<u32>,
+    /// (Not `--group`: `conduit signal send --group` means a process group.)
+    #[arg(long = "share-group", global = true, value_name = "GID")]
+    share_group: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,7 +127,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
-    common::set_group(cli.group);
+    common::set_group(cli.share_group);
     let domain = cli.domain;
     let result = match cli.command {
         Command::List {
@@ -184,4 +185,18 @@ fn usage_error(e: clap::Error) -> ! {
     let line = line.strip_prefix("error: ").unwrap_or(&line);
     eprintln!("conduit: {line} (see --help)");
     std::process::exit(common::exit::USAGE);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks over every subcommand (duplicate or
+    /// clashing argument names, a global option shadowing a subcommand's).
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -650,11 +650,11 @@ fn group_option_joins_a_group_shared_service() {
             .open_or_create()
             .unwrap();
         let subscriber = topic.subscriber().create().unwrap();
-        // Without --group the CLI's private node is told how to share.
+        // Without --share-group the CLI's private node is told how to share.
         let o = d.run(&["pub", "grp", "x"]);
-        assert_fails(&o, 5, "--group GID");
+        assert_fails(&o, 5, "--share-group GID");
         let child = d
-            .cmd(&["--group", &gid.to_string(), "pub", "grp", "hello"])
+            .cmd(&["--share-group", &gid.to_string(), "pub", "grp", "hello"])
             .spawn()
             .unwrap();
         let got = subscriber
