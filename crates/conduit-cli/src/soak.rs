@@ -377,6 +377,7 @@ fn publisher(service: &PubSubService<[u8], Stamp>, args: &WorkerArgs) -> CmdResu
             sequence + 1
         };
         let mut corrupt = false;
+        let mut injected = None;
         if all_reached && let Some(f) = fault.take() {
             match f {
                 Fault::Corrupt => corrupt = true,
@@ -384,6 +385,7 @@ fn publisher(service: &PubSubService<[u8], Stamp>, args: &WorkerArgs) -> CmdResu
                 Fault::Gap => next += 1,
                 Fault::Stall => {}
             }
+            injected = Some(f);
         }
         let mut rng = Rng(seed ^ next.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let len = 1 + (rng.next() % max as u64) as usize;
@@ -428,8 +430,10 @@ fn publisher(service: &PubSubService<[u8], Stamp>, args: &WorkerArgs) -> CmdResu
             // Reached nobody: the same sequence number goes again.
             Err(SendError::Timeout(_)) => {
                 timeouts += 1;
-                if corrupt {
-                    fault = Some(Fault::Corrupt);
+                // A corrupt sample or a skipped number that reached nobody
+                // goes again (a pending duplicate stays pending by itself).
+                if matches!(injected, Some(Fault::Corrupt | Fault::Gap)) {
+                    fault = injected;
                 }
             }
             Err(e) => return Err(Failure::from_error(exit::FAILURE, "send failed: ", &e)),
