@@ -596,8 +596,6 @@ struct Record {
     finished: bool,
     /// (publisher, incarnation) → last sequence received (subscribers).
     streams: BTreeMap<(u64, u64), u64>,
-    /// Killed by the parent.
-    killed: bool,
     /// Said `ready` (its port exists).
     ready: bool,
     /// Violations announced, by kind (corrupt, duplicate, gap).
@@ -1052,9 +1050,6 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
                 let _ = w.child.kill();
                 let _ = w.child.wait();
                 let (role, slot, incarnation) = (w.role, w.slot, w.incarnation);
-                if let Some(r) = soak.records.get_mut(&(role_index(role), slot, incarnation)) {
-                    r.killed = true;
-                }
                 kills[role_index(role)] += 1;
                 workers[victim] = soak.spawn(role, slot, incarnation + 1)?;
                 next_kill = Some(Instant::now() + rng.exponential(args.kill_interval));
