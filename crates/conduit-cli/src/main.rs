@@ -104,6 +104,11 @@ enum Command {
     Signal(signal::SignalCommand),
     /// Soak test: publishers and subscribers in separate processes, killed
     /// and restarted at random; every sample checked (sequence, checksum).
+    ///
+    /// Runs in a fresh domain (soak-<pid>-<n>; $CONDUIT_DOMAIN is ignored)
+    /// unless --domain is given. Prints messages moved, kills survived,
+    /// corrupt, duplicates, lost, leftovers and hangs; exits 1 if any
+    /// invariant was violated. Ctrl-C stops early and still reports.
     Soak(soak::SoakArgs),
     /// Internal: one publisher or subscriber of `conduit soak`.
     #[command(hide = true)]
