@@ -113,14 +113,19 @@ fn scenario(prefix: &str, reader_role: &str, iterations: u32) {
     let ready = read_line(&mut reader);
     let mut hostile = None;
     let mut report = String::new();
+    let mut scribbling = false;
     if ready == "ready" {
         let mut h = spawn_child("hostile", &[&domain, &seed.to_string()]);
-        assert_eq!(read_line(&mut h), "scribbling");
+        scribbling = read_line(&mut h) == "scribbling";
         hostile = Some(h);
+    }
+    if scribbling {
         let mut stdin = reader.stdin.take().unwrap();
         writeln!(stdin, "go").unwrap();
         drop(stdin);
         report = read_line(&mut reader);
+    } else {
+        let _ = reader.kill();
     }
     if let Some(mut h) = hostile {
         let _ = h.kill();
@@ -129,6 +134,7 @@ fn scenario(prefix: &str, reader_role: &str, iterations: u32) {
     let status = reader.wait().unwrap();
     remove_domain(&domain);
     assert_eq!(ready, "ready", "reader {reader_role} did not start");
+    assert!(scribbling, "the hostile child did not start");
     assert!(
         status.success() && report.starts_with("done"),
         "reader {reader_role} failed under corruption ({status}, report {report:?}); \
@@ -482,8 +488,13 @@ fn hostile(domain: &str, seed: u64) {
     rescan(domain, &mut targets);
     assert!(!targets.is_empty(), "nothing to scribble on");
     let mut announced = false;
+    let parent = std::os::unix::process::parent_id();
     for round in 0u64.. {
         if round % 256 == 255 {
+            // The parent kills us; should it die first, stop anyway.
+            if std::os::unix::process::parent_id() != parent {
+                return;
+            }
             rescan(domain, &mut targets);
         }
         let t = &targets[rng.below(targets.len())];

@@ -310,9 +310,12 @@ impl<K: ShmSafe + Eq + Hash, V: ShmSafe> ShmHashMap<K, V> {
         }
         let cap = to_usize(self.capacity)?;
         let used = to_usize(self.len.saturating_add(self.tombstones))?;
-        if (used + 1) * 4 > cap * 3 {
-            let live = to_usize(self.len)? + 1;
-            let new_cap = if live * 2 > cap {
+        // `len`, `tombstones` and `capacity` come from the region and may
+        // be garbage: no arithmetic here may overflow (a bogus size then
+        // fails in `rehash` or `storage` with an error).
+        if used.saturating_add(1).saturating_mul(4) > cap.saturating_mul(3) {
+            let live = to_usize(self.len)?.saturating_add(1);
+            let new_cap = if live.saturating_mul(2) > cap {
                 cap.saturating_mul(2)
             } else {
                 cap

@@ -377,6 +377,25 @@ fn map_corruption_is_an_error() {
     assert_eq!(map.get(&region, &1).unwrap(), None);
 }
 
+/// Found by the `containers` fuzz target: an empty map (no slot array)
+/// whose tombstone count is garbage near `u64::MAX` overflowed the
+/// load-factor check of `insert`.
+#[test]
+fn map_insert_with_huge_counts_is_not_a_panic() {
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
+    let mut ctx = Context::new(region, heap);
+    let mut header = ShmBox::new(&mut ctx, ShmHashMap::<u64, u64>::new()).unwrap();
+    let h = header.offset().raw();
+    // Header: slots, capacity, len, tombstones.
+    for tombstones in [u64::MAX, u64::MAX - 1, u64::MAX / 2] {
+        poke(&region, h + 24, tombstones);
+        // An error, or a rehash that starts the counts afresh.
+        let _ = header.get_mut(&ctx).unwrap().insert(&mut ctx, 2, 2);
+        let _ = header.get_mut(&ctx).unwrap().free(&mut ctx);
+    }
+}
+
 #[test]
 fn stable_hasher_is_stable() {
     let mut h = StableHasher::new();
