@@ -462,7 +462,11 @@ fn bulk_writer_sees_a_closed_reader() {
     })
     .unwrap();
     drop(rx);
-    let err = tx.write_all(&[1u8; 100]).unwrap_err();
+    // More than the pipe holds: a child that another test forks at this
+    // moment holds a copy of the read end until it execs (O_CLOEXEC closes
+    // it only then), so a small write could still succeed; a write larger
+    // than the pipe waits for that and then sees the closed reader.
+    let err = tx.write_all(&vec![1u8; 256 * 1024]).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
     // A read end is refused as a writer.
     let (r, _w) = pipe::pipe().unwrap();
