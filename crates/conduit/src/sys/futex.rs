@@ -37,7 +37,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Resul
         tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(d.subsec_nanos()),
     });
-    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+    match futex_wait(word, expected, ts.as_ref()) {
         Ok(()) => Ok(WaitOutcome::Woken),
         Err(Errno::AGAIN) => Ok(WaitOutcome::ValueChanged),
         Err(Errno::TIMEDOUT) => Ok(WaitOutcome::TimedOut),
@@ -51,11 +51,66 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Resul
 #[doc(alias = "futex")]
 #[doc(alias = "FUTEX_WAKE")]
 pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
-    futex::wake(word, futex::Flags::empty(), count)
+    futex_wake(word, count)
 }
 
 /// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
 #[doc(alias = "FUTEX_WAKE")]
 pub fn wake_all(word: &AtomicU32) -> Result<usize> {
     wake(word, i32::MAX as u32)
+}
+
+#[cfg(not(miri))]
+fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
+    futex::wait(word, futex::Flags::empty(), expected, ts)
+}
+
+#[cfg(not(miri))]
+fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    futex::wake(word, futex::Flags::empty(), count)
+}
+
+// Under Miri: the raw `syscall(SYS_futex, …)` with exactly the argument
+// types Miri's futex shim checks (`uaddr` as `*mut u32`; rustix passes a
+// `*const AtomicU32`, which current Miri rejects as a variadic argument).
+
+#[cfg(miri)]
+fn raw_futex(word: &AtomicU32, op: libc::c_int, val: u32, ts: *const libc::timespec) -> Result<usize> {
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call;
+    // the kernel (or Miri) only reads it and queues on its address. `ts` is
+    // null or points to a timespec that outlives the call. The remaining
+    // arguments are ignored by FUTEX_WAIT and FUTEX_WAKE.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            ts,
+            core::ptr::null_mut::<u32>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+#[cfg(miri)]
+fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
+    let ts = ts.map(|t| libc::timespec {
+        tv_sec: t.tv_sec as libc::time_t,
+        tv_nsec: t.tv_nsec as libc::c_long,
+    });
+    let p = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    raw_futex(word, libc::FUTEX_WAIT, expected, p).map(drop)
+}
+
+#[cfg(miri)]
+fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    raw_futex(word, libc::FUTEX_WAKE, count, core::ptr::null())
 }
