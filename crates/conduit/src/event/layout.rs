@@ -34,7 +34,8 @@ pub const MAX_PORTS_LIMIT: usize = 256;
 /// The first line.
 #[repr(C)]
 pub(crate) struct EventHeader {
-    /// 0 → 1 once by the last user (under `LOCK_EX`) before `shm_unlink`.
+    /// 0 → 1 once by the last user (under `LOCK_EX`), after `shm_unlink`
+    /// succeeded.
     pub(crate) removed: AtomicU64,
     /// Bumped after every notifier slot change.
     pub(crate) notifier_generation: AtomicU64,

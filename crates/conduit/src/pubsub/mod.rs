@@ -26,9 +26,10 @@
 //! discovers a new sample (index and length) by polling a single line; it
 //! claims the sample with one compare-and-swap on its own `head` word (the
 //! publisher uses the same CAS to drop the oldest sample of a full queue)
-//! and, when it drops the sample,
-//! writes the index into a return queue that the publisher drains only
-//! when its pool runs dry. The publisher's own bookkeeping (which
+//! and, after it drops the sample (at its next empty poll, or earlier if
+//! it holds too many), writes the index into a return queue that the
+//! publisher drains when its pool runs low. The shared-memory steps are in
+//! `queue.rs`. The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. See
 //! `ARCHITECTURE.md` for every shared word and its transitions.
 //!

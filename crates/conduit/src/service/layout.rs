@@ -343,7 +343,7 @@ impl StaticConfig {
 #[repr(C, align(64))]
 pub(crate) struct ServiceHeader {
     /// 0 while in use; 1 once the last user removes the service (set under
-    /// the exclusive lock, before `shm_unlink`; never goes back).
+    /// the exclusive lock, after `shm_unlink` succeeded; never goes back).
     pub(crate) removed: AtomicU64,
     /// Bumped (AcqRel) whenever a publisher slot is taken or freed;
     /// subscribers rescan the publisher slots when it moved.
@@ -423,8 +423,10 @@ pub(crate) fn release_slot(slot: &PortSlot, generation: &AtomicU64) {
 /// First line of a connection: written by the publisher when it
 /// (re)connects to the subscriber of slot s.
 ///
-/// Connect: `link ← 0`, `generation ← generation % 127 + 1`, entries zeroed, `ret_tail ← 0`,
-/// `pub_id ← publisher id`, then `link ← subscriber id` (Release). A
+/// Connect (`pubsub::queue`, `Conn::connect`): `link ← 0` and a Release
+/// fence, `generation ← generation % 127 + 1`, entries zeroed, `ret_tail ←
+/// 0`, `head ← 0`, `pub_id ← publisher id` (Release), then `link ←
+/// subscriber id` (Release). A
 /// subscriber uses the connection only while `link` is its own id and
 /// `pub_id` is the id in the publisher slot, and only entries and returns
 /// tagged with the `generation` it saw.
@@ -444,7 +446,7 @@ pub(crate) struct RetTail {
 
 /// One slot of a delivery queue (16 bytes, four per line).
 ///
-/// `word`: see the entry word in `pubsub` (sequence, generation, TAKEN,
+/// `word`: see the entry word in `pubsub` (sequence, generation,
 /// chunk). `len`: `sequence << 32 | payload length`, written (Relaxed)
 /// before `word` is published (Release), so that a subscriber learns the
 /// length from the line it polls, without touching the chunk; it trusts

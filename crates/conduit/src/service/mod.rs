@@ -9,11 +9,13 @@
 //! Every process that has the service open holds a shared `flock` on its
 //! own descriptor of the segment. When the last [`PubSubService`] of a
 //! process is dropped it tries to convert that into an exclusive lock; if
-//! it succeeds nobody else uses the service and it removes it (first
-//! setting the `removed` word, so that an opener that raced with the
-//! removal sees it after taking its own lock and starts again). The
-//! kernel drops the locks of dead processes, so a service whose users all
-//! died is removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
+//! it succeeds nobody else uses the service and it removes it: it unlinks
+//! the name and then sets the `removed` word, so that an opener that raced
+//! with the removal sees it after taking its own lock and starts again (if
+//! the unlink is refused, as for a group member that does not own the
+//! segment, the service is left in place and unmarked). The kernel drops
+//! the locks of dead processes, so a service whose users all died is
+//! removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
 //!
 //! The byte layout is in `ARCHITECTURE.md` and next to the structs in
 //! `service/layout.rs`.
