@@ -37,7 +37,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Resul
         tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(d.subsec_nanos()),
     });
-    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+    match futex_wait(word, expected, ts.as_ref()) {
         Ok(()) => Ok(WaitOutcome::Woken),
         Err(Errno::AGAIN) => Ok(WaitOutcome::ValueChanged),
         Err(Errno::TIMEDOUT) => Ok(WaitOutcome::TimedOut),
@@ -51,7 +51,67 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Resul
 #[doc(alias = "futex")]
 #[doc(alias = "FUTEX_WAKE")]
 pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    futex_wake(word, count)
+}
+
+#[cfg(not(miri))]
+#[inline]
+fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
+    futex::wait(word, futex::Flags::empty(), expected, ts)
+}
+
+#[cfg(not(miri))]
+#[inline]
+fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
     futex::wake(word, futex::Flags::empty(), count)
+}
+
+// Under Miri, rustix takes its libc backend and passes the word to the
+// variadic `syscall` as `*const AtomicU32`; recent Miri checks variadic
+// argument types against its futex shim (`*mut u32`, `c_int`, `u32`,
+// `*const timespec`) and stops with "incorrect c-variadic argument type".
+// These two call `syscall` with exactly those types; the kernel ABI is
+// the same, so the behaviour is identical.
+#[cfg(miri)]
+fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
+    let ts = ts.map(|t| libc::timespec {
+        tv_sec: t.tv_sec as libc::time_t,
+        tv_nsec: t.tv_nsec as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32; `ts_ptr` is null or points to
+    // a timespec that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+        )
+    };
+    if r == -1 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(miri)]
+fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    // SAFETY: `word` is a live, aligned u32.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    if r == -1 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
