@@ -78,6 +78,11 @@ use crate::sync::{EventWord, Spin};
 use crate::sys::{self, Errno};
 
 use super::UnixStream;
+use super::ring::Ring;
+
+/// A word of the control segment: a `sync` shim atomic, so that the ring
+/// steps (`socket::ring`) run under loom.
+type SharedWord = crate::sync::atomic::AtomicU32;
 
 /// Size of one cache line: every shared word has one to itself.
 pub const LINE: usize = 64;
@@ -310,27 +315,45 @@ impl Control {
         }
     }
 
-    fn word(&self, line: usize) -> &AtomicU32 {
+    fn word(&self, line: usize) -> &SharedWord {
         assert!(line < FIRST_SLOT_LINE + 2 * self.capacity as usize);
         // SAFETY: `line` is inside the area validated by `new`, every line
         // is 64-byte aligned, and the memory is only ever accessed through
         // atomics (valid for any bit pattern, no data race).
-        unsafe { &*self.base.as_ptr().add(line * LINE).cast::<AtomicU32>() }
+        unsafe { &*self.base.as_ptr().add(line * LINE).cast::<SharedWord>() }
     }
 
     fn event(&self, line: usize) -> &EventWord {
         let word = self.word(line);
         // SAFETY: EventWord is a repr(C) wrapper of one AtomicU32; any bit
         // pattern is a valid state of it.
-        unsafe { &*(word as *const AtomicU32).cast::<EventWord>() }
+        unsafe { &*(word as *const SharedWord).cast::<EventWord>() }
     }
 
-    fn forward_slot(&self, position: u32) -> &AtomicU32 {
+    fn forward_slot(&self, position: u32) -> &SharedWord {
         self.word(FIRST_SLOT_LINE + (position % self.capacity) as usize)
     }
 
-    fn return_slot(&self, position: u32) -> &AtomicU32 {
+    fn return_slot(&self, position: u32) -> &SharedWord {
         self.word(FIRST_SLOT_LINE + (self.capacity + position % self.capacity) as usize)
+    }
+
+    /// The forward queue (publisher → subscriber).
+    fn forward<'a>(&'a self) -> Ring<'a, impl Fn(u32) -> &'a SharedWord + 'a> {
+        Ring {
+            head: self.word(FORWARD_HEAD_LINE),
+            tail: self.word(FORWARD_TAIL_LINE),
+            slot: move |p| self.forward_slot(p),
+        }
+    }
+
+    /// The return queue (subscriber → publisher).
+    fn returns<'a>(&'a self) -> Ring<'a, impl Fn(u32) -> &'a SharedWord + 'a> {
+        Ring {
+            head: self.word(RETURN_HEAD_LINE),
+            tail: self.word(RETURN_TAIL_LINE),
+            slot: move |p| self.return_slot(p),
+        }
     }
 }
 
@@ -671,7 +694,7 @@ impl<T: ShmSafe> Publisher<T> {
             let head = self.return_head;
             ctl.event(CHUNK_FREE_LINE)
                 .wait_until(spin, Some(slice), || {
-                    (ctl.word(RETURN_TAIL_LINE).load(Ordering::Acquire) != head).then_some(())
+                    (ctl.returns().producer_tail() != head).then_some(())
                 });
             spin = Spin::NONE;
         };
@@ -708,14 +731,16 @@ impl<T: ShmSafe> Publisher<T> {
 
     /// Takes back what the subscriber returned.
     fn collect_returns(&mut self) -> Result<(), Corruption> {
-        let tail = self.ctl.word(RETURN_TAIL_LINE).load(Ordering::Acquire);
+        let ctl = self.ctl;
+        let ring = ctl.returns();
+        let tail = ring.producer_tail();
         let head = self.return_head;
         let count = tail.wrapping_sub(head);
         if count > self.ctl.capacity {
             return Err(corrupted("return queue length", count));
         }
         for position in (0..count).map(|i| head.wrapping_add(i)) {
-            let index = self.ctl.return_slot(position).load(Ordering::Relaxed);
+            let index = ring.read(position);
             let state = self.state.get(index as usize).copied();
             if state != Some(ChunkState::Sent) {
                 return Err(corrupted("returned chunk index", index));
@@ -727,9 +752,7 @@ impl<T: ShmSafe> Publisher<T> {
             self.return_head = position.wrapping_add(1);
         }
         // Release: the subscriber's slot writes are done with.
-        self.ctl
-            .word(RETURN_HEAD_LINE)
-            .store(self.return_head, Ordering::Release);
+        ring.consumed(self.return_head);
         Ok(())
     }
 
@@ -777,7 +800,9 @@ impl<T: ShmSafe> Publisher<T> {
             give_back(self);
             return Err(SendError::Disconnected);
         }
-        let head = self.ctl.word(FORWARD_HEAD_LINE).load(Ordering::Acquire);
+        let ctl = self.ctl;
+        let ring = ctl.forward();
+        let head = ring.consumer_head();
         let queued = self.forward_tail.wrapping_sub(head);
         if queued >= self.ctl.capacity {
             // At most capacity - 1 other chunks can be queued while we hold
@@ -798,13 +823,8 @@ impl<T: ShmSafe> Publisher<T> {
         } else {
             self.unchecked_sends = 0;
         }
-        let tail = self.forward_tail;
-        self.ctl.forward_slot(tail).store(index, Ordering::Relaxed);
-        self.forward_tail = tail.wrapping_add(1);
         // Release: publishes the chunk's contents and the slot.
-        self.ctl
-            .word(FORWARD_TAIL_LINE)
-            .store(self.forward_tail, Ordering::Release);
+        self.forward_tail = ring.push(self.forward_tail, index);
         self.state[index as usize] = ChunkState::Sent;
         self.ctl.event(DATA_READY_LINE).wake_one();
         Ok(())
@@ -998,7 +1018,7 @@ impl<T: ShmSafe> Subscriber<T> {
             self.publisher_gone.set(true);
         }
         // What it queued before dying is visible now: look once more.
-        let tail = self.ctl.word(FORWARD_TAIL_LINE).load(Ordering::Acquire);
+        let tail = self.ctl.forward().producer_tail();
         if tail != self.forward_head.get() {
             return Ok(());
         }
@@ -1009,7 +1029,8 @@ impl<T: ShmSafe> Subscriber<T> {
     fn pop(&self) -> Result<Option<u32>, Corruption> {
         // Acquire: pairs with the publisher's Release store of the tail,
         // making the slot and the chunk's contents visible.
-        let tail = self.ctl.word(FORWARD_TAIL_LINE).load(Ordering::Acquire);
+        let ring = self.ctl.forward();
+        let tail = ring.producer_tail();
         let head = self.forward_head.get();
         let available = tail.wrapping_sub(head);
         if available == 0 {
@@ -1018,7 +1039,7 @@ impl<T: ShmSafe> Subscriber<T> {
         if available > self.ctl.capacity {
             return Err(corrupted("forward queue tail", tail));
         }
-        let index = self.ctl.forward_slot(head).load(Ordering::Relaxed);
+        let index = ring.read(head);
         let held = self
             .held
             .get(index as usize)
@@ -1028,28 +1049,22 @@ impl<T: ShmSafe> Subscriber<T> {
         }
         let head = head.wrapping_add(1);
         self.forward_head.set(head);
-        self.ctl
-            .word(FORWARD_HEAD_LINE)
-            .store(head, Ordering::Release);
+        ring.consumed(head);
         Ok(Some(index))
     }
 
     /// Gives a chunk back to the publisher.
     fn give_back(&self, index: u32) {
         self.held[index as usize].set(false);
+        let ring = self.ctl.returns();
         let tail = self.return_tail.get();
-        let head = self.ctl.word(RETURN_HEAD_LINE).load(Ordering::Acquire);
+        let head = ring.consumer_head();
         if tail.wrapping_sub(head) >= self.ctl.capacity {
             // Cannot happen unless the publisher corrupted its head: the
             // chunk is lost rather than a slot overwritten.
             return;
         }
-        self.ctl.return_slot(tail).store(index, Ordering::Relaxed);
-        let tail = tail.wrapping_add(1);
-        self.return_tail.set(tail);
-        self.ctl
-            .word(RETURN_TAIL_LINE)
-            .store(tail, Ordering::Release);
+        self.return_tail.set(ring.push(tail, index));
         self.ctl.event(CHUNK_FREE_LINE).wake_one();
     }
 }

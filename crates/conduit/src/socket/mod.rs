@@ -26,6 +26,10 @@
 pub mod channel;
 mod fds;
 mod memfd;
+mod ring;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

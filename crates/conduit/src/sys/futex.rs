@@ -54,44 +54,58 @@ pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
     futex_wake(word, count)
 }
 
-/// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
-#[doc(alias = "FUTEX_WAKE")]
-pub fn wake_all(word: &AtomicU32) -> Result<usize> {
-    wake(word, i32::MAX as u32)
-}
-
 #[cfg(not(miri))]
+#[inline]
 fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
     futex::wait(word, futex::Flags::empty(), expected, ts)
 }
 
 #[cfg(not(miri))]
+#[inline]
 fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
     futex::wake(word, futex::Flags::empty(), count)
 }
 
-// Under Miri: the raw `syscall(SYS_futex, …)` with exactly the argument
-// types Miri's futex shim checks (`uaddr` as `*mut u32`; rustix passes a
-// `*const AtomicU32`, which current Miri rejects as a variadic argument).
-
+// Under Miri, rustix takes its libc backend and passes the word to the
+// variadic `syscall` as `*const AtomicU32`; recent Miri checks variadic
+// argument types against its futex shim (`*mut u32`, `c_int`, `u32`,
+// `*const timespec`) and stops with "incorrect c-variadic argument type".
+// These two call `syscall` with exactly those types; the kernel ABI is
+// the same, so the behaviour is identical.
 #[cfg(miri)]
-fn raw_futex(word: &AtomicU32, op: libc::c_int, val: u32, ts: *const libc::timespec) -> Result<usize> {
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call;
-    // the kernel (or Miri) only reads it and queues on its address. `ts` is
-    // null or points to a timespec that outlives the call. The remaining
-    // arguments are ignored by FUTEX_WAIT and FUTEX_WAKE.
+fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
+    let ts = ts.map(|t| libc::timespec {
+        tv_sec: t.tv_sec as libc::time_t,
+        tv_nsec: t.tv_nsec as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32; `ts_ptr` is null or points to
+    // a timespec that outlives the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            op,
-            val,
-            ts,
-            core::ptr::null_mut::<u32>(),
-            0u32,
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
         )
     };
-    if r < 0 {
+    if r == -1 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(miri)]
+fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    // SAFETY: `word` is a live, aligned u32.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    if r == -1 {
         Err(Errno::from_raw_os_error(
             std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
         ))
@@ -100,17 +114,8 @@ fn raw_futex(word: &AtomicU32, op: libc::c_int, val: u32, ts: *const libc::times
     }
 }
 
-#[cfg(miri)]
-fn futex_wait(word: &AtomicU32, expected: u32, ts: Option<&futex::Timespec>) -> Result<()> {
-    let ts = ts.map(|t| libc::timespec {
-        tv_sec: t.tv_sec as libc::time_t,
-        tv_nsec: t.tv_nsec as libc::c_long,
-    });
-    let p = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
-    raw_futex(word, libc::FUTEX_WAIT, expected, p).map(drop)
-}
-
-#[cfg(miri)]
-fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
-    raw_futex(word, libc::FUTEX_WAKE, count, core::ptr::null())
+/// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
+#[doc(alias = "FUTEX_WAKE")]
+pub fn wake_all(word: &AtomicU32) -> Result<usize> {
+    wake(word, i32::MAX as u32)
 }
