@@ -936,9 +936,10 @@ impl HeapState {
             .resolve_slice::<u8>(new.raw() as usize, keep)
             .map_err(|_| AllocError::CorruptHeader { offset: new.raw() })?;
         // SAFETY: both ranges are inside the region (checked by
-        // resolve_slice) and belong to two distinct live blocks, so they do
-        // not overlap.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), keep) };
+        // resolve_slice). They belong to two distinct live blocks unless
+        // another process corrupted the heap between the checks; `ptr::copy`
+        // (memmove) is defined for overlapping ranges as well.
+        unsafe { ptr::copy(src.as_ptr(), dst.as_ptr(), keep) };
         self.deallocate(region, offset)?;
         Ok(new)
     }

@@ -529,3 +529,33 @@ fn random_corruption_of_containers_never_panics() {
         }
     }
 }
+
+/// Found by the `containers` fuzz target: a vector whose data offset was
+/// scribbled to point at a free block grows into that very block, so the
+/// old and new storage overlap. The copy must be defined for that
+/// (`ptr::copy`); `copy_nonoverlapping` aborted on its precondition.
+#[test]
+fn vec_growing_into_its_own_scribbled_storage_is_defined() {
+    let mut buf = TestRegion::new(64 * 1024);
+    let (region, heap) = heap_in(&mut buf);
+    let mut ctx = Context::new(region, heap);
+    let mut header = ShmBox::new(&mut ctx, ShmVec::<u8>::new()).unwrap();
+    header
+        .get_mut(&ctx)
+        .unwrap()
+        .extend_from_slice(&mut ctx, &[1, 2, 3, 4])
+        .unwrap();
+    // A free block the next allocation will reuse.
+    let free = ctx.heap.allocate(&ctx.region, 256, 8).unwrap();
+    ctx.heap.deallocate(&ctx.region, free).unwrap();
+    let h = header.offset().raw();
+    // Header: data offset, len, capacity. Point the data at the free block.
+    poke(&region, h, free.raw());
+    poke(&region, h + 8, 4);
+    poke(&region, h + 16, 4);
+    // Growing may succeed (garbage bytes) or report corruption: never UB.
+    let _ = header
+        .get_mut(&ctx)
+        .unwrap()
+        .extend_from_slice(&mut ctx, &[5; 64]);
+}

@@ -201,10 +201,13 @@ impl<T: ShmSafe> ShmVec<T> {
                 .region
                 .resolve_slice::<T>(new.raw() as usize, new_cap)
                 .map_err(bad("vector storage"))?;
-            // SAFETY: both ranges are validated and inside the region, in
-            // two distinct live heap blocks (no overlap); `len <= cap <
-            // new_cap` elements fit in both.
-            unsafe { ptr::copy_nonoverlapping(p.as_ptr(), dst.as_ptr(), len) };
+            // SAFETY: both ranges are validated and inside the region;
+            // `len <= cap < new_cap` elements fit in both. They are two
+            // distinct heap blocks unless another process scribbled on the
+            // vector's pointer (found by the `containers` fuzz target):
+            // `ptr::copy` (memmove) is defined for overlapping ranges too,
+            // so garbage in gives garbage out, never undefined behaviour.
+            unsafe { ptr::copy(p.as_ptr(), dst.as_ptr(), len) };
         }
         commit_point();
         // Storage before capacity: a death in between leaves a capacity
