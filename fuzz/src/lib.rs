@@ -147,3 +147,41 @@ pub fn remove_domain(domain: &str) {
         }
     }
 }
+
+/// The input of a decoder target: patches over a valid encoding, or raw
+/// bytes.
+#[derive(Arbitrary, Debug)]
+pub enum DecoderInput {
+    /// Patches written over `valid()`.
+    Patched(Vec<Patch>),
+    /// Arbitrary bytes.
+    Raw(Vec<u8>),
+}
+
+/// Runs `decode` over `input`: raw bytes as they are, patches over a copy
+/// of `valid()` (the encoding a live service writes).
+pub fn run_decoder(input: DecoderInput, valid: fn() -> Vec<u8>, decode: fn(&[u8])) {
+    match input {
+        DecoderInput::Patched(patches) => {
+            let mut bytes = valid();
+            let mut buf = Buffer::new(bytes.len().next_multiple_of(8));
+            let region = buf.region();
+            // SAFETY: the buffer is at least bytes.len() long and is not
+            // the vector's memory.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), region.base().as_ptr(), bytes.len())
+            };
+            apply(&region, 0, bytes.len(), 0..0, &patches);
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    region.base().as_ptr(),
+                    bytes.as_mut_ptr(),
+                    bytes.len(),
+                )
+            };
+            decode(&bytes);
+        }
+        DecoderInput::Raw(bytes) => decode(&bytes),
+    }
+}

@@ -421,7 +421,7 @@ pub enum OpenError {
     /// The process (or the whole system) has no file descriptor left.
     #[error("cannot open {name}: {}", descriptor_hint(*.source, *.limit))]
     TooManyOpenFiles {
-        /// The POSIX object name .
+        /// The POSIX object name.
         name: String,
         /// This process's descriptor limit (`RLIMIT_NOFILE`), if limited.
         limit: Option<u64>,
