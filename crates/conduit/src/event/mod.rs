@@ -675,6 +675,26 @@ impl EventService {
     }
 }
 
+/// Claims a free port slot with `claim`; if every slot is taken, frees the
+/// slots of dead ports and tries once more. `kind` and `max` name the
+/// limit in the error.
+fn claim_slot(
+    svc: &EventInner,
+    kind: &'static str,
+    max: usize,
+    claim: impl Fn(&EventInner) -> Option<usize>,
+) -> Result<usize, PortCreateError> {
+    if let Some(slot) = claim(svc) {
+        return Ok(slot);
+    }
+    svc.cleanup_dead_ports();
+    claim(svc).ok_or_else(|| PortCreateError::ExceedsMaxPorts {
+        service: svc.config.name.clone(),
+        kind,
+        max,
+    })
+}
+
 /// Configures a [`Notifier`].
 #[derive(Debug)]
 pub struct NotifierBuilder {
@@ -699,17 +719,7 @@ impl NotifierBuilder {
             }
             None
         };
-        let slot = match claim(&svc) {
-            Some(s) => s,
-            None => {
-                svc.cleanup_dead_ports();
-                claim(&svc).ok_or_else(|| PortCreateError::ExceedsMaxPorts {
-                    service: svc.config.name.clone(),
-                    kind: "notifiers",
-                    max: svc.config.max_notifiers,
-                })?
-            }
-        };
+        let slot = claim_slot(&svc, "notifiers", svc.config.max_notifiers, claim)?;
         let notifier = Notifier {
             service: svc,
             slot,
@@ -828,17 +838,7 @@ impl ListenerBuilder {
             }
             None
         };
-        let slot = match claim(&svc) {
-            Some(s) => s,
-            None => {
-                svc.cleanup_dead_ports();
-                claim(&svc).ok_or_else(|| PortCreateError::ExceedsMaxPorts {
-                    service: svc.config.name.clone(),
-                    kind: "listeners",
-                    max: svc.config.max_listeners,
-                })?
-            }
-        };
+        let slot = claim_slot(&svc, "listeners", svc.config.max_listeners, claim)?;
         Ok(Listener {
             service: svc,
             slot,
