@@ -16,13 +16,13 @@
 //! targets drive them through the public API.
 
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 
+use crate::event::EventId;
 use crate::event::layout::EventConfig;
-use crate::pubsub::{Geometry, NoHeader, PubHeader};
-use crate::service::layout::{
-    Overflow, Qos, QosRequested, ServiceLayout, StaticConfig, TypeDesc, init_service,
-};
+use crate::pubsub::layout::{QosRequested, StaticConfig};
+use crate::pubsub::{Geometry, NoHeader, Overflow, PubHeader, Qos};
+use crate::service::TypeDesc;
+use crate::service::core::Pattern;
 use crate::shm::{Region, ShmSafe};
 
 /// An 8-byte-aligned copy of `bytes`, at least `min` bytes long (zero
@@ -70,79 +70,81 @@ fn service_config() -> StaticConfig {
     }
 }
 
+/// The configuration part of the data area of a new segment of pattern
+/// `P` with configuration `config` (the registry and queues are zero).
+fn valid_config<P: Pattern>(config: &P::Config, config_words: usize) -> Vec<u8> {
+    let size = P::size(&P::layout(config));
+    let mut words = vec![0u64; size.div_ceil(8)];
+    let region = region_of(&mut words);
+    P::write_config(&region, config).expect("valid configuration");
+    // Only the configuration is interesting to the decoder.
+    bytes_of(&words, crate::service::CONFIG_OFFSET + config_words * 8)
+}
+
+/// Decodes the configuration of a pattern `P` segment from `bytes`, as an
+/// opener does; if it is valid, computes the layout it implies and checks
+/// it against `wanted` (everything requested) and against itself.
+fn decode_config<P: Pattern>(bytes: &[u8], wanted: &P::Config, all: &P::Requested) {
+    let mut words = aligned(bytes, 0);
+    let region = region_of(&mut words);
+    let Ok(config) = P::read_config(&region) else {
+        return;
+    };
+    assert!(P::size(&P::layout(&config)) > 0);
+    let _ = P::check_compatible(&config, wanted, all);
+    let _ = P::check_compatible(&config, &config, all).map_err(|e| e.to_string());
+}
+
 /// The data area of a service segment with a valid static configuration
 /// (the configuration part only: the registry and queues are zero).
 pub fn valid_service_config() -> Vec<u8> {
-    let config = service_config();
-    let layout = ServiceLayout::new(&config.qos);
-    let mut words = vec![0u64; layout.size.div_ceil(8)];
-    let region = region_of(&mut words);
-    init_service(&region, &config, &layout).expect("valid service layout");
-    // Only the configuration is interesting to the decoder.
-    bytes_of(&words, 64 + 80 * 8)
+    valid_config::<crate::pubsub::service::PubSub>(&service_config(), 80)
 }
+
+const ALL_QOS: QosRequested = QosRequested {
+    max_publishers: true,
+    max_subscribers: true,
+    subscriber_buffer: true,
+    history: true,
+    max_loans: true,
+    max_borrowed: true,
+    overflow: true,
+};
 
 /// Decodes a service's static configuration from `bytes`; if it is valid,
 /// computes the segment layout it implies and checks it against the
 /// configuration a typical opener asks for.
 pub fn decode_service_config(bytes: &[u8]) {
-    let mut words = aligned(bytes, 0);
-    let region = region_of(&mut words);
-    let Ok(config) = StaticConfig::read_region(&region) else {
-        return;
-    };
-    let layout = ServiceLayout::new(&config.qos);
-    assert!(layout.size > 0);
-    let all = QosRequested {
-        max_publishers: true,
-        max_subscribers: true,
-        subscriber_buffer: true,
-        history: true,
-        max_loans: true,
-        max_borrowed: true,
-        overflow: true,
-    };
-    let _ = config.check_compatible(&service_config(), &all);
-    let _ = config
-        .check_compatible(&config, &all)
-        .map_err(|e| e.to_string());
+    decode_config::<crate::pubsub::service::PubSub>(bytes, &service_config(), &ALL_QOS);
 }
 
 fn event_config() -> EventConfig {
     EventConfig {
         name: "fuzz/event".into(),
-        max_event_id: 63,
+        max_event_id: EventId(63),
         max_notifiers: 4,
         max_listeners: 4,
-        created_event: Some(1),
+        created_event: Some(EventId(1)),
         dropped_event: None,
-        dead_event: Some(63),
+        dead_event: Some(EventId(63)),
     }
 }
 
 /// The data area of an event service segment with a valid configuration
 /// (configuration part only).
 pub fn valid_event_config() -> Vec<u8> {
-    let mut words = vec![0u64; (64 + 40 * 8) / 8];
-    let region = region_of(&mut words);
-    let slots = region
-        .resolve_slice::<AtomicU64>(64, 40)
-        .expect("config inside the buffer");
-    // SAFETY: in bounds and aligned (resolve_slice); atomics; the buffer
-    // lives until the end of this function.
-    event_config().write(unsafe { std::slice::from_raw_parts(slots.as_ptr(), 40) });
-    bytes_of(&words, 64 + 40 * 8)
+    valid_config::<crate::event::service::Events>(&event_config(), 40)
 }
 
 /// Decodes an event service's configuration from `bytes`; if valid,
-/// computes the layout it implies.
+/// computes the layout it implies and checks it against a typical
+/// opener's.
 pub fn decode_event_config(bytes: &[u8]) {
-    let mut words = aligned(bytes, 0);
-    let region = region_of(&mut words);
-    if let Ok(config) = EventConfig::read_region(&region) {
-        let layout = crate::event::layout::EventLayout::new(&config);
-        assert!(layout.size > 0);
-    }
+    decode_config::<crate::event::service::Events>(
+        bytes,
+        &event_config(),
+        &crate::event::service::Requested::all(),
+    );
 }
 
 const FUZZ_PUBLISHER: u64 = 0x0123_4567_89ab_cdef;

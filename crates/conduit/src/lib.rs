@@ -8,10 +8,12 @@
 //!   memfd segments with a validated header), [`shm::RelPtr`] and offsets
 //!   instead of pointers, the [`ShmSafe`] marker with its derive, an
 //!   allocator, a managed segment and relocatable containers;
-//! * **zero-copy publish/subscribe** between processes with crash
-//!   recovery: [`node`] (identity, liveness, cleanup of dead nodes),
-//!   [`service`] (named services with type and QoS checks) and [`pubsub`]
-//!   (publishers, subscribers, typestate loans, blocking receive);
+//! * **zero-copy publish/subscribe and events** between processes with
+//!   crash recovery: [`Domain`] (the namespace, listing and cleanup),
+//!   [`node`] (identity, liveness), [`service`] (the service core: names,
+//!   type and QoS checks, port registries), [`pubsub`] (publishers,
+//!   subscribers, typestate loans, blocking receive) and [`event`]
+//!   (notifiers and listeners);
 //! * **synchronisation in shared memory**: a robust futex mutex and a
 //!   futex event word ([`sync`]);
 //! * **message passing**: [`pipe`] (pipes, FIFOs, framed typed channels,
@@ -22,8 +24,11 @@
 //!   or a self-pipe, never user code in a handler), sending through pidfds,
 //!   queued values, graceful termination, process-group supervision;
 //!
-//! Layers, from the bottom: [`sys`] (the only code that makes system
-//! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
+//! Layers, from the bottom: `sys` (crate-private, the only code that makes
+//! system calls) → [`sync`] → [`shm`] → [`Domain`] → [`node`] →
+//! [`service`] (the core) → the patterns ([`pubsub`], [`event`]) →
+//! `maintenance` (domain-wide cleanup, the one module that knows every
+//! pattern). See `ARCHITECTURE.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -33,7 +38,9 @@
 #[allow(unused_extern_crates)]
 extern crate self as conduit;
 
+mod domain;
 pub mod event;
+mod maintenance;
 pub mod mq;
 pub mod node;
 pub mod pipe;
@@ -55,6 +62,7 @@ pub mod waitset;
 pub mod __fuzz;
 
 pub use conduit_derive::ShmSafe;
+pub use domain::{Domain, DomainObject, ObjectKind, ServiceKind};
 pub use shm::ShmSafe;
 
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
@@ -62,8 +70,10 @@ pub mod prelude {
     pub use crate::ShmSafe;
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;
-    pub use crate::pubsub::{Publisher, Sample, Subscriber};
-    pub use crate::service::{Overflow, PubSubService, Qos};
+    pub use crate::Domain;
+    pub use crate::event::EventId;
+    pub use crate::pubsub::{Overflow, PubSubService, Publisher, Qos, Sample, Subscriber};
+    pub use crate::service::PortId;
     pub use crate::shm::{Permissions, RelPtr};
     pub use crate::signal::{Signal, Signals, Termination};
     pub use crate::sync::Spin;

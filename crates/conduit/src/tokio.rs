@@ -26,7 +26,8 @@ use std::os::fd::OwnedFd;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::event::{EventSet, FdWake, Listener};
+use crate::event::{EventSet, Listener};
+use crate::sync::fdwake::FdWake;
 use crate::pubsub::{Payload, ReceiveError, Sample, Subscriber};
 use crate::shm::ShmSafe;
 use crate::signal::{self, Received, Signals};

@@ -39,7 +39,6 @@ use std::time::Duration;
 
 use common::{child_command, read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::Node;
-use conduit::service;
 use conduit::shm::{
     ManagedSegment, Region, Segment, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec,
 };
@@ -239,7 +238,7 @@ fn pubsub_reader(domain: &str, iterations: u32) {
         } else {
             listener.try_wait()
         };
-        sum = sum.wrapping_add(set.iter().map(|id| id as u64).sum::<u64>());
+        sum = sum.wrapping_add(set.iter().map(|id| id.value() as u64).sum::<u64>());
         if i % 64 == 0 {
             // The blocking path must give up in time, whatever the queue says.
             if let Some(s) = t.note(subscriber.receive_timeout(Duration::from_micros(200))) {
@@ -271,8 +270,8 @@ fn pubsub_reader(domain: &str, iterations: u32) {
                     .map(|s| s.qos()),
             );
             t.note(node.service("events").event().open().map(|_| ()));
-            t.note(service::details(domain, "victim"));
-            t.note(service::list(domain));
+            t.note(conduit::pubsub::details(&conduit::Domain::new(domain).unwrap(), "victim"));
+            t.note(conduit::pubsub::list(&conduit::Domain::new(domain).unwrap()));
             t.note(Node::list(domain));
         }
     }
@@ -580,7 +579,7 @@ fn queue_indices_at_their_limits() {
             .unwrap();
         let publisher = topic.publisher().create().unwrap();
         let subscriber = topic.subscriber().create().unwrap();
-        let raw = Segment::builder(&service::segment_name("limits"))
+        let raw = Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("limits"))
             .domain(&domain)
             .open()
             .unwrap();

@@ -31,7 +31,7 @@ use common::{child_command, read_line, shm_objects_containing, unique, watchdog}
 use conduit::event::EventService;
 use conduit::node::Node;
 use conduit::prelude::*;
-use conduit::service::PubSubService;
+use conduit::pubsub::PubSubService;
 use conduit::shm::{ManagedSegment, Segment, ShmHashMap, ShmString, ShmVec};
 use conduit::sync::{LockError, RobustMutex};
 
@@ -349,8 +349,8 @@ fn create_loop(domain: &str, seed: u64) {
 /// made by the service builder of `kind`).
 fn create_point(domain: &str, kind: &str) {
     let name = match kind {
-        "pubsub" => conduit::service::segment_name(TOPIC),
-        "event" => conduit::event::segment_name(EVENTS),
+        "pubsub" => conduit::ServiceKind::PublishSubscribe.segment_name(TOPIC),
+        "event" => conduit::ServiceKind::Event.segment_name(EVENTS),
         other => panic!("unknown kind {other}"),
     };
     let _ = Segment::builder(&name)

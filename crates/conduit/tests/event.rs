@@ -10,7 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
-use conduit::event::{EventServiceError, NotifyError, PortCreateError};
+use conduit::event::{NotifyError, PortCreateError};
+use conduit::service::ServiceError;
 use conduit::node::Node;
 use conduit::prelude::*;
 use conduit::waitset::{Control, Event, Interest, WaitSet, WakeUp};
@@ -171,7 +172,7 @@ fn notify_and_wait_in_one_process() {
     assert!(listener.wait_timeout(Duration::from_millis(5)).is_empty());
     assert!(matches!(
         notifier.notify(301),
-        Err(NotifyError::InvalidId { id: 301, max: 300 })
+        Err(NotifyError::InvalidId { id: EventId(301), max: EventId(300) })
     ));
     // No system call while nobody sleeps.
     let before = conduit::sync::futex_wake_calls();
@@ -201,16 +202,16 @@ fn notify_and_wait_in_one_process() {
     assert_eq!(listener.try_wait().iter().collect::<Vec<_>>(), [299]);
     assert!(matches!(
         node.service("door").event().notifier_dead_event(1).open(),
-        Err(EventServiceError::Incompatible { .. })
+        Err(ServiceError::IncompatibleConfig { .. })
     ));
     assert!(matches!(
         node.service("door").event().max_event_id(301).open(),
-        Err(EventServiceError::Incompatible { .. })
+        Err(ServiceError::IncompatibleConfig { .. })
     ));
     assert!(node.service("door").event().max_event_id(10).open().is_ok());
     assert!(matches!(
         node.service("x").event().max_event_id(5000).create(),
-        Err(EventServiceError::InvalidConfig(_))
+        Err(ServiceError::InvalidConfig(_))
     ));
     assert!(matches!(
         node.service("x")
@@ -218,15 +219,15 @@ fn notify_and_wait_in_one_process() {
             .max_event_id(5)
             .notifier_dead_event(6)
             .create(),
-        Err(EventServiceError::InvalidConfig(_))
+        Err(ServiceError::InvalidConfig(_))
     ));
     assert!(matches!(
         node.service("nope").event().open(),
-        Err(EventServiceError::NotFound(_))
+        Err(ServiceError::NotFound(_))
     ));
     assert!(matches!(
         node.service("bad name").event().open(),
-        Err(EventServiceError::InvalidName(_))
+        Err(ServiceError::InvalidName { .. })
     ));
     // The wake-up descriptor in a WaitSet (same process).
     let notifier = events.notifier().create().unwrap();

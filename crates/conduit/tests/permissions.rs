@@ -15,7 +15,6 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{child_command, read_line, shm_objects_containing, unique, watchdog};
-use conduit::event::EventServiceError;
 use conduit::node::{Node, NodeCreateError};
 use conduit::service::ServiceError;
 use conduit::shm::{self, Permissions, Segment};
@@ -169,7 +168,7 @@ fn dispatch(role: &str, args: &[String]) {
             }
             let r = node.service("private").event().open();
             assert!(
-                matches!(r, Err(EventServiceError::PermissionDenied { .. })),
+                matches!(r, Err(ServiceError::PermissionDenied { .. })),
                 "event open: {r:?}"
             );
             let r = conduit::mq::MessageQueue::builder(queue.as_str()).open();
@@ -241,10 +240,10 @@ fn dispatch(role: &str, args: &[String]) {
             );
             let r = node.service("shared").event().open();
             assert!(
-                matches!(r, Err(EventServiceError::PermissionDenied { .. })),
+                matches!(r, Err(ServiceError::PermissionDenied { .. })),
                 "event open: {r:?}"
             );
-            let r = Segment::builder(&conduit::service::segment_name("shared"))
+            let r = Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("shared"))
                 .domain(domain)
                 .permissions(Permissions::group(SHARED_GID))
                 .read_only()
@@ -359,15 +358,15 @@ fn a_group_shared_service_works_for_members_and_refuses_others() {
             .iter()
             .any(|n| n.id == node.id())
     );
-    let services = conduit::service::list(&domain).unwrap();
+    let services = conduit::pubsub::list(&conduit::Domain::new(&domain).unwrap()).unwrap();
     assert_eq!(services.len(), 1);
     assert_eq!(services[0].publishers, 1);
     assert!(
-        conduit::service::details(&domain, "shared")
+        conduit::pubsub::details(&conduit::Domain::new(&domain).unwrap(), "shared")
             .unwrap()
             .is_some()
     );
-    assert_eq!(conduit::event::list(&domain).unwrap().len(), 1);
+    assert_eq!(conduit::event::list(&conduit::Domain::new(&domain).unwrap()).unwrap().len(), 1);
 
     let mut outsider = spawn("outsider", &[&domain]);
     let skipped = match first_line(&mut outsider) {

@@ -12,7 +12,7 @@ use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::{Node, NodeState};
 use conduit::prelude::*;
 use conduit::pubsub::{LoanError, ReceiveError, SendError};
-use conduit::service::{self, ServiceError};
+use conduit::service::ServiceError;
 
 #[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
 #[repr(C)]
@@ -141,7 +141,7 @@ fn dispatch(role: &str, args: &[String]) {
         }
         // Creates the service segment and hangs inside its initialiser.
         "hang_in_create" => {
-            let _ = conduit::shm::Segment::builder(&service::segment_name(svc))
+            let _ = conduit::shm::Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name(svc))
                 .domain(domain)
                 .size(4096)
                 .init(|_| {
@@ -168,7 +168,7 @@ fn dispatch(role: &str, args: &[String]) {
                     .write_from_fn(|k| i.wrapping_mul(31).wrapping_add(k as u64));
                 let checksum = sample.iter().fold(0u64, |a, v| a.rotate_left(5) ^ v);
                 *sample.header_mut() = Stamp {
-                    publisher: publisher.id(),
+                    publisher: publisher.id().0,
                     checksum,
                 };
                 sample.send().unwrap();
@@ -243,7 +243,7 @@ fn dispatch(role: &str, args: &[String]) {
 
 child_entry!(dispatch);
 
-fn stress_topic(node: &Node, svc: &str) -> conduit::service::PubSubService<[u64], Stamp> {
+fn stress_topic(node: &Node, svc: &str) -> conduit::pubsub::PubSubService<[u64], Stamp> {
     node.service(svc)
         .publish_subscribe::<[u64]>()
         .user_header::<Stamp>()
@@ -350,7 +350,7 @@ fn typed_roundtrip_in_one_process() {
             subscriber.receive_timeout(Duration::from_millis(1)),
             Err(ReceiveError::Timeout(_))
         ));
-        let list = service::list(&domain).unwrap();
+        let list = conduit::pubsub::list(&conduit::Domain::new(&domain).unwrap()).unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].name, "robot/pose");
         assert_eq!(list[0].payload.name, "Pose");
@@ -421,7 +421,7 @@ fn names_types_and_qos_are_checked() {
             .max_subscribers(3)
             .open()
             .unwrap_err();
-        assert!(matches!(e, ServiceError::IncompatibleQos { .. }), "{e}");
+        assert!(matches!(e, ServiceError::IncompatibleConfig { .. }), "{e}");
         assert!(e.to_string().contains("max_subscribers: 2"), "{e}");
         let e = node
             .service("t")
@@ -429,7 +429,7 @@ fn names_types_and_qos_are_checked() {
             .overflow(Overflow::Fail)
             .open()
             .unwrap_err();
-        assert!(matches!(e, ServiceError::IncompatibleQos { .. }), "{e}");
+        assert!(matches!(e, ServiceError::IncompatibleConfig { .. }), "{e}");
         let ok = node
             .service("t")
             .publish_subscribe::<u64>()
@@ -443,7 +443,7 @@ fn names_types_and_qos_are_checked() {
             .subscriber_buffer(2)
             .create()
             .unwrap_err();
-        assert!(matches!(e, ServiceError::InvalidQos(_)), "{e}");
+        assert!(matches!(e, ServiceError::InvalidConfig(_)), "{e}");
     }
     assert_clean(&domain);
 }
@@ -769,7 +769,7 @@ fn killed_subscribers_give_every_chunk_back() {
 }
 
 fn publisher_pool<P: conduit::pubsub::Payload + ?Sized>(
-    topic: &conduit::service::PubSubService<P>,
+    topic: &conduit::pubsub::PubSubService<P>,
 ) -> usize {
     topic.qos().chunks_per_publisher()
 }
@@ -826,7 +826,7 @@ fn corrupted_queues_give_errors_not_crashes() {
         let publisher = topic.publisher().create().unwrap();
         let subscriber = topic.subscriber().create().unwrap();
         publisher.send_copy(1).unwrap();
-        let raw = conduit::shm::Segment::builder(&service::segment_name("t"))
+        let raw = conduit::shm::Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("t"))
             .domain(&domain)
             .open()
             .unwrap();

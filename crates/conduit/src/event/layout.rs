@@ -1,92 +1,71 @@
 //! The event service segment's byte layout (data area):
 //!
 //! ```text
-//! 0      EventHeader line: removed | notifier_generation | listener_generation
+//! 0      ServiceHeader line (service core): removed | generation[NOTIFIERS] | generation[LISTENERS]
 //! 64     config: 40 × u64 (written before READY, never changed)
-//! 384    NotifierSlot × max_notifiers (64 B each: node_id | id)
-//! L      ListenerSlot × max_listeners (slot_size each):
-//!          +0  node_id u64 | +8 id u64 | +16 EventWord u32 | +20 fd_armed u32
+//! 384    notifier slots × max_notifiers (64 B each; the core's PortSlot: node_id | id, the rest unused)
+//! L      listener slots × max_listeners (slot_size each):
+//!          +0  PortSlot: node_id u64 | +8 id u64 | +16 EventWord u32 | +20 fd_armed u32
 //!          +24 pending: [u64; words], words = ceil((max_event_id + 1) / 64)
 //!          slot_size = round_up(24 + 8 × words, 64)
 //! ```
 //!
-//! Config words: `0` format, `1` name length, `2..34` name, `34`
+//! Config words: `0..34` the core's (format, name length, name), `34`
 //! max_event_id, `35` max_notifiers, `36` max_listeners, `37` created event,
 //! `38` dropped event, `39` dead event (`u64::MAX` = none).
+//!
+//! # Shared words of a listener slot
+//!
+//! | word | who writes | transitions |
+//! |---|---|---|
+//! | `pending[i]` bit b | notifiers `fetch_or` (Release); the listener `swap(0)` (Acquire) | 0 → 1 when id `64i + b` is notified; → 0 when the listener takes it; reset to 0 by a new listener in `prepare` before its id is published |
+//! | `event` | notifiers bump it after setting a bit; the listener sleeps on it | `sync::EventWord` |
+//! | `fd_armed` | the listener arms, a notifier that saw a sleeper disarms | `sync::fdwake` |
+//!
+//! Ids are never lost: a bit once set stays set until the listener takes
+//! it, whatever the number of notifications meanwhile.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::EventId;
+use crate::service::registry::{LINE, PortArray, PortSlot, ServiceHeader, SlotArray};
+use crate::service::{CONFIG_OFFSET, W_PATTERN, config_words, read_head, write_head};
 use crate::shm::{Region, Segment};
-use crate::sync::EventWord;
-use crate::sync::atomic::AtomicU64 as SlotWord;
 
 pub(crate) const EVENT_FINGERPRINT: u64 = 0x4556_4e54_5356_0001;
 pub(crate) const FORMAT: u64 = 1;
-pub(crate) const LINE: usize = 64;
 pub(crate) const CONFIG_WORDS: usize = 40;
-pub(crate) const NAME_WORDS: usize = 32;
 pub(crate) const NONE: u64 = u64::MAX;
+/// Port kind of notifiers (index of their generation word and slots).
+pub(crate) const NOTIFIERS: usize = 0;
+/// Port kind of listeners.
+pub(crate) const LISTENERS: usize = 1;
+const W_MAX_EVENT_ID: usize = W_PATTERN;
+const _: () = assert!(W_MAX_EVENT_ID == 34);
 /// Largest allowed `max_event_id`.
 pub const MAX_EVENT_ID_LIMIT: usize = 4095;
 /// Largest allowed number of notifiers or listeners.
 pub const MAX_PORTS_LIMIT: usize = 256;
 
-/// The first line.
-#[repr(C)]
-pub(crate) struct EventHeader {
-    /// 0 → 1 once by the last user (under `LOCK_EX`), after `shm_unlink`
-    /// succeeded.
-    pub(crate) removed: AtomicU64,
-    /// Bumped after every notifier slot change.
-    pub(crate) notifier_generation: AtomicU64,
-    /// Bumped after every listener slot change; notifiers rescan.
-    pub(crate) listener_generation: AtomicU64,
-}
-
-/// A notifier slot. `node_id`: 0 → node (CAS claim) → 0 (drop/cleanup);
-/// `id`: 0 → port id (Release, after the claim) → 0. Both change only
-/// through `sync::slot` (atomics of the `sync` shim, so that the loom
-/// models run that code).
-#[repr(C, align(64))]
-pub(crate) struct NotifierSlot {
-    pub(crate) node_id: SlotWord,
-    pub(crate) id: SlotWord,
-}
-
-/// The fixed head of a listener slot; the pending words follow at +24.
-#[repr(C)]
-pub(crate) struct ListenerHead {
-    /// As in [`NotifierSlot`].
-    pub(crate) node_id: SlotWord,
-    /// As in [`NotifierSlot`].
-    pub(crate) id: SlotWord,
-    pub(crate) event: EventWord,
-    pub(crate) fd_armed: AtomicU32,
-}
-
 /// The static configuration of an event service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EventConfig {
     pub(crate) name: String,
-    pub(crate) max_event_id: usize,
+    pub(crate) max_event_id: EventId,
     pub(crate) max_notifiers: usize,
     pub(crate) max_listeners: usize,
-    pub(crate) created_event: Option<usize>,
-    pub(crate) dropped_event: Option<usize>,
-    pub(crate) dead_event: Option<usize>,
+    pub(crate) created_event: Option<EventId>,
+    pub(crate) dropped_event: Option<EventId>,
+    pub(crate) dead_event: Option<EventId>,
 }
 
-fn opt(v: Option<usize>) -> u64 {
-    v.map_or(NONE, |v| v as u64)
-}
-
-fn unopt(v: u64) -> Option<usize> {
-    (v != NONE).then_some(v as usize)
+fn opt(v: Option<EventId>) -> u64 {
+    v.map_or(NONE, |v| v.0 as u64)
 }
 
 impl EventConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.max_event_id > MAX_EVENT_ID_LIMIT {
+        if self.max_event_id.0 > MAX_EVENT_ID_LIMIT {
             return Err(format!(
                 "max_event_id {} exceeds {MAX_EVENT_ID_LIMIT}",
                 self.max_event_id
@@ -117,32 +96,24 @@ impl EventConfig {
         Ok(())
     }
 
-    pub(crate) fn write(&self, words: &[AtomicU64]) {
-        words.iter().for_each(|w| w.store(0, Ordering::Relaxed));
-        words[0].store(FORMAT, Ordering::Relaxed);
-        crate::node::store_str(&words[2..2 + NAME_WORDS], &words[1], &self.name);
-        words[34].store(self.max_event_id as u64, Ordering::Relaxed);
+    pub(crate) fn write(&self, region: &Region) -> Result<(), String> {
+        let words = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
+        write_head(words, FORMAT, &self.name);
+        words[W_MAX_EVENT_ID].store(self.max_event_id.0 as u64, Ordering::Relaxed);
         words[35].store(self.max_notifiers as u64, Ordering::Relaxed);
         words[36].store(self.max_listeners as u64, Ordering::Relaxed);
         words[37].store(opt(self.created_event), Ordering::Relaxed);
         words[38].store(opt(self.dropped_event), Ordering::Relaxed);
         words[39].store(opt(self.dead_event), Ordering::Relaxed);
-    }
-
-    pub(crate) fn read(segment: &Segment) -> Result<EventConfig, String> {
-        Self::read_region(&segment.data())
+        Ok(())
     }
 
     /// Reads and validates the configuration in an event segment's data
     /// area `region`.
     pub(crate) fn read_region(region: &Region) -> Result<EventConfig, String> {
-        let words = config_words(region).ok_or("segment too small for its config")?;
-        if words[0].load(Ordering::Relaxed) != FORMAT {
-            return Err(format!(
-                "unknown format {}",
-                words[0].load(Ordering::Relaxed)
-            ));
-        }
+        let words =
+            config_words(region, CONFIG_WORDS).ok_or("segment too small for its config")?;
+        let name = read_head(words, FORMAT)?;
         let get = |i: usize| words[i].load(Ordering::Relaxed);
         let small = |i: usize| -> Result<usize, String> {
             let v = get(i);
@@ -151,15 +122,16 @@ impl EventConfig {
                 .filter(|v| *v <= 1 << 20)
                 .ok_or(format!("config word {i} out of range: {v}"))
         };
-        let event = |i: usize| -> Result<Option<usize>, String> {
-            match unopt(get(i)) {
-                None => Ok(None),
-                Some(_) => small(i).map(Some),
+        let event = |i: usize| -> Result<Option<EventId>, String> {
+            if get(i) == NONE {
+                Ok(None)
+            } else {
+                small(i).map(|v| Some(EventId(v)))
             }
         };
         let config = EventConfig {
-            name: crate::node::load_str(&words[2..2 + NAME_WORDS], &words[1]),
-            max_event_id: small(34)?,
+            name,
+            max_event_id: EventId(small(W_MAX_EVENT_ID)?),
             max_notifiers: small(35)?,
             max_listeners: small(36)?,
             created_event: event(37)?,
@@ -169,13 +141,6 @@ impl EventConfig {
         config.validate()?;
         Ok(config)
     }
-}
-
-pub(crate) fn config_words(region: &Region) -> Option<&[AtomicU64]> {
-    let p = region.resolve_slice::<AtomicU64>(LINE, CONFIG_WORDS).ok()?;
-    // SAFETY: in bounds and aligned (resolve_slice); atomics only; the
-    // slice lives as long as the borrow of the region's segment.
-    Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), CONFIG_WORDS) })
 }
 
 /// Offsets computed from the configuration.
@@ -192,8 +157,8 @@ pub(crate) struct EventLayout {
 
 impl EventLayout {
     pub(crate) fn new(c: &EventConfig) -> EventLayout {
-        let words = (c.max_event_id + 1).div_ceil(64);
-        let notifier_slots = LINE + CONFIG_WORDS * 8;
+        let words = (c.max_event_id.0 + 1).div_ceil(64);
+        let notifier_slots = CONFIG_OFFSET + CONFIG_WORDS * 8;
         let listener_slots = notifier_slots + LINE * c.max_notifiers;
         let slot_size = (24 + 8 * words).div_ceil(LINE) * LINE;
         EventLayout {
@@ -206,12 +171,29 @@ impl EventLayout {
             size: listener_slots + slot_size * c.max_listeners,
         }
     }
+
+    /// Where the slots of port kind `kind` are.
+    pub(crate) fn port_array(&self, kind: usize) -> PortArray {
+        if kind == NOTIFIERS {
+            PortArray {
+                offset: self.notifier_slots,
+                count: self.max_notifiers,
+                stride: LINE,
+            }
+        } else {
+            PortArray {
+                offset: self.listener_slots,
+                count: self.max_listeners,
+                stride: self.slot_size,
+            }
+        }
+    }
 }
 
 /// One listener slot.
 #[derive(Clone, Copy)]
 pub(crate) struct ListenerSlot<'a> {
-    pub(crate) head: &'a ListenerHead,
+    pub(crate) head: &'a PortSlot,
     pub(crate) pending: &'a [AtomicU64],
 }
 
@@ -244,20 +226,18 @@ impl<'a> EventView<'a> {
         unsafe { std::slice::from_raw_parts(p.as_ptr(), n) }
     }
 
-    pub(crate) fn header(&self) -> &'a EventHeader {
-        &self.slice::<EventHeader>(0, 1)[0]
-    }
-
-    pub(crate) fn notifiers(&self) -> &'a [NotifierSlot] {
-        self.slice(self.layout.notifier_slots, self.layout.max_notifiers)
+    pub(crate) fn header(&self) -> &'a ServiceHeader {
+        &self.slice::<ServiceHeader>(0, 1)[0]
     }
 
     pub(crate) fn listener(&self, i: usize) -> ListenerSlot<'a> {
         assert!(i < self.layout.max_listeners);
         let base = self.layout.listener_slots + i * self.layout.slot_size;
         ListenerSlot {
-            head: &self.slice::<ListenerHead>(base, 1)[0],
-            pending: self.slice(base + 24, self.layout.words),
+            head: SlotArray::new(&self.region, self.layout.port_array(LISTENERS))
+                .expect("inside the layout checked in new()")
+                .get(i),
+            pending: self.slice(base + size_of::<PortSlot>(), self.layout.words),
         }
     }
 

@@ -9,11 +9,14 @@
 //! owner is gone.
 //!
 //! Cleaning up a dead node ([`Node::cleanup`], run automatically when a
-//! node is created and when a service is opened) frees its publisher and
-//! subscriber slots in every service of the domain, removes its
+//! node is created; a service's dead ports are also freed when it is
+//! opened) frees its ports in every service of the domain, removes its
 //! publishers' data segments (processes that still map them keep reading
 //! them: the memory lives until its last mapping goes), removes services
-//! nobody uses any more, and finally removes the node's own segment.
+//! nobody uses any more, and finally removes the node's own segment. That
+//! sweep knows every messaging pattern, so it lives above them, in
+//! `maintenance.rs`, with [`NodeBuilder::create`]; this module only
+//! creates nodes and tells live ones from dead ones.
 //!
 //! # Node segment layout (data area, after the segment header)
 //!
@@ -29,13 +32,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::domain::Domain;
+use crate::shm::words::{load_str, store_str};
 use crate::shm::{self, Permissions, Segment};
 use crate::sys::{self, fd::LockKind};
 
 /// Longest node name, in bytes.
 pub const MAX_NODE_NAME_LEN: usize = 128;
 
-const NODE_PREFIX: &str = "node.";
 const NODE_DATA: usize = 256;
 
 #[repr(C)]
@@ -60,6 +64,7 @@ impl std::fmt::Display for NodeId {
 
 /// Why a node could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeCreateError {
     /// The domain is not a valid name.
     #[error(transparent)]
@@ -80,6 +85,7 @@ pub enum NodeCreateError {
 
 /// Why listing or cleaning up nodes failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CleanupError {
     /// `/dev/shm` could not be read.
     #[error("cannot list /dev/shm")]
@@ -92,9 +98,9 @@ pub enum CleanupError {
 /// Configures a [`Node`].
 #[derive(Debug, Clone, Default)]
 pub struct NodeBuilder {
-    name: String,
-    domain: Option<String>,
-    permissions: Permissions,
+    pub(crate) name: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) permissions: Permissions,
 }
 
 impl NodeBuilder {
@@ -120,25 +126,28 @@ impl NodeBuilder {
         self
     }
 
-    /// Creates the node: its segment and its liveness lock. Cleans up the
-    /// domain's dead nodes first (errors of that cleanup are ignored).
-    pub fn create(self) -> Result<Node, NodeCreateError> {
-        let domain = self.domain.unwrap_or_else(shm::default_domain);
-        shm::validate_domain(&domain)?;
+    /// Checks the builder: the domain and the name.
+    pub(crate) fn checked_domain(&self) -> Result<Domain, NodeCreateError> {
+        let domain = Domain::new(&self.domain.clone().unwrap_or_else(shm::default_domain))?;
         if self.name.len() > MAX_NODE_NAME_LEN {
             return Err(NodeCreateError::NameTooLong {
                 len: self.name.len(),
             });
         }
+        Ok(domain)
+    }
+
+    /// Creates the node's segment and takes its liveness lock (the domain
+    /// was checked and swept by the caller, `NodeBuilder::create`).
+    pub(crate) fn create_in(self, domain: Domain) -> Result<Node, NodeCreateError> {
         let permissions = self.permissions;
-        let _ = cleanup_dead(&domain, permissions);
         let pid = sys::process::process_id();
         let start = sys::process::start_time(pid).unwrap_or(0);
         loop {
             let id = NodeId(unique_id());
             let name = self.name.clone();
-            let result = Segment::builder(&node_segment_name(id))
-                .domain(&domain)
+            let result = Segment::builder(&Domain::node_segment(id.0))
+                .domain(domain.name())
                 .permissions(permissions)
                 .size(NODE_DATA)
                 .init(move |region| {
@@ -193,7 +202,7 @@ impl NodeBuilder {
 pub(crate) struct NodeInner {
     pub(crate) id: NodeId,
     pub(crate) name: String,
-    pub(crate) domain: String,
+    pub(crate) domain: Domain,
     pub(crate) permissions: Permissions,
     segment: Segment,
 }
@@ -254,6 +263,11 @@ impl Node {
 
     /// This node's domain.
     pub fn domain(&self) -> &str {
+        self.inner.domain.name()
+    }
+
+    /// This node's domain, as a [`Domain`].
+    pub fn domain_ref(&self) -> &Domain {
         &self.inner.domain
     }
 
@@ -261,59 +275,31 @@ impl Node {
     pub fn permissions(&self) -> Permissions {
         self.inner.permissions
     }
+}
 
-    /// Starts configuring the service `name` (see [`crate::service`]).
-    pub fn service(&self, name: &str) -> crate::service::ServiceBuilder {
-        crate::service::ServiceBuilder::new(self.clone(), name)
-    }
-
+impl Node {
     /// Lists the nodes of `domain`, alive and dead: this user's nodes,
     /// whatever their [`Permissions`].
     pub fn list(domain: &str) -> Result<Vec<NodeInfo>, CleanupError> {
-        list_nodes(domain, None)
-    }
-
-    /// Cleans up every dead node of `domain`: frees its ports in every
-    /// service, removes its publishers' data segments, its own segment,
-    /// and services that nobody uses any more. Returns the ids of the
-    /// nodes removed. Sees only the objects of this user (see
-    /// [`Node::cleanup_with`] for group-shared ones).
-    pub fn cleanup(domain: &str) -> Result<Vec<NodeId>, CleanupError> {
-        cleanup_dead(domain, Permissions::owner_only())
-    }
-
-    /// [`Node::cleanup`] for nodes and services created with
-    /// `permissions` (for example those shared with a group). Objects of
-    /// other users can be cleared from the services but their names can
-    /// only be removed by their owner or root (`/dev/shm` is sticky).
-    pub fn cleanup_with(
-        domain: &str,
-        permissions: Permissions,
-    ) -> Result<Vec<NodeId>, CleanupError> {
-        cleanup_dead(domain, permissions)
+        list_nodes(&Domain::new(domain)?, None)
     }
 }
 
 /// The nodes of `domain` that a node with `permissions` may open (`None`:
 /// this user's, whatever their permissions).
-fn list_nodes(
-    domain: &str,
+pub(crate) fn list_nodes(
+    domain: &Domain,
     permissions: Option<Permissions>,
 ) -> Result<Vec<NodeInfo>, CleanupError> {
-    shm::validate_domain(domain)?;
-    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
-    let names = sys::shm::list(&prefix).map_err(CleanupError::List)?;
+    let names = domain.node_segments().map_err(CleanupError::List)?;
     let mut nodes = Vec::new();
-    for object in names {
-        let Some(id) = object
-            .strip_prefix(&prefix)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-        else {
+    for segment_name in names {
+        let Some(id) = Domain::node_id_of(&segment_name) else {
             continue;
         };
         let id = NodeId(id);
-        let builder = Segment::builder(&node_segment_name(id))
-            .domain(domain)
+        let builder = Segment::builder(&segment_name)
+            .domain(domain.name())
             .open_timeout(std::time::Duration::ZERO);
         let builder = match permissions {
             Some(p) => builder.permissions(p),
@@ -344,10 +330,6 @@ fn list_nodes(
     Ok(nodes)
 }
 
-pub(crate) fn node_segment_name(id: NodeId) -> String {
-    format!("{NODE_PREFIX}{id}")
-}
-
 fn node_shm(segment: &Segment) -> Option<&NodeShm> {
     let p = segment.data().resolve::<NodeShm>(0).ok()?;
     // SAFETY: bounds and alignment checked; atomics only; tied to `segment`.
@@ -376,9 +358,9 @@ fn probe(segment: &Segment) -> bool {
 /// Whether node `id` of `domain` is alive. A node without a segment is dead.
 /// `permissions` are those of the asking node: a node of another user is
 /// visible only if it shares the same group.
-pub(crate) fn is_alive(domain: &str, id: NodeId, permissions: Permissions) -> bool {
-    match Segment::builder(&node_segment_name(id))
-        .domain(domain)
+pub(crate) fn is_alive(domain: &Domain, id: NodeId, permissions: Permissions) -> bool {
+    match Segment::builder(&Domain::node_segment(id.0))
+        .domain(domain.name())
         .permissions(permissions)
         .open_timeout(std::time::Duration::from_millis(200))
         .open()
@@ -388,34 +370,6 @@ pub(crate) fn is_alive(domain: &str, id: NodeId, permissions: Permissions) -> bo
         Err(shm::OpenError::Abandoned { .. }) => false,
         // Unknown: assume alive, never reclaim what may be in use.
         Err(_) => true,
-    }
-}
-
-fn cleanup_dead(domain: &str, permissions: Permissions) -> Result<Vec<NodeId>, CleanupError> {
-    let dead: Vec<NodeId> = list_nodes(domain, Some(permissions))?
-        .into_iter()
-        .filter(|n| n.state == NodeState::Dead)
-        .map(|n| n.id)
-        .collect();
-    crate::service::cleanup_domain(domain, permissions);
-    for id in &dead {
-        let _ = Segment::remove(domain, &node_segment_name(*id));
-    }
-    remove_abandoned_nodes(domain, permissions);
-    Ok(dead)
-}
-
-/// Removes node segments whose creator died before they became ready (a
-/// process killed inside [`NodeBuilder::create`]): [`Node::list`] cannot
-/// open them, so they would otherwise stay forever. Such a node never
-/// owned a port, so removing its segment is all there is to do.
-fn remove_abandoned_nodes(domain: &str, permissions: Permissions) {
-    let prefix = format!("conduit.{domain}.{NODE_PREFIX}");
-    let Ok(names) = sys::shm::list(&prefix) else {
-        return;
-    };
-    for object in names {
-        crate::service::remove_if_abandoned(domain, &object, permissions);
     }
 }
 
@@ -434,29 +388,4 @@ pub(crate) fn unique_id() -> u64 {
     h = shm::fingerprint::word(h, n);
     h = shm::fingerprint::word(h, t);
     if h == 0 { 1 } else { h }
-}
-
-pub(crate) fn store_str(words: &[AtomicU64], len: &AtomicU64, s: &str) {
-    let bytes = s.as_bytes();
-    let n = bytes.len().min(words.len() * 8);
-    for (i, w) in words.iter().enumerate() {
-        let mut b = [0u8; 8];
-        for (j, byte) in b.iter_mut().enumerate() {
-            if let Some(x) = bytes.get(i * 8 + j).filter(|_| i * 8 + j < n) {
-                *byte = *x;
-            }
-        }
-        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
-    }
-    len.store(n as u64, Ordering::Relaxed);
-}
-
-pub(crate) fn load_str(words: &[AtomicU64], len: &AtomicU64) -> String {
-    let n = (len.load(Ordering::Relaxed) as usize).min(words.len() * 8);
-    let mut bytes: Vec<u8> = words
-        .iter()
-        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
-        .collect();
-    bytes.truncate(n);
-    String::from_utf8_lossy(&bytes).into_owned()
 }

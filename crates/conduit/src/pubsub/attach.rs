@@ -1,5 +1,5 @@
 //! Waking a subscriber through a file descriptor: the subscriber's side of
-//! the protocol in `event::fdwake` (see `ARCHITECTURE.md`), and
+//! the protocol in `sync::fdwake`, and
 //! [`Attachable`] so that a subscriber can be attached to a
 //! [`WaitSet`](crate::waitset::WaitSet).
 
@@ -7,9 +7,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 
 use super::subscriber::ReceiveError;
-use super::{Payload, Sample, Subscriber};
-use crate::service::ServiceInner;
-use crate::service::layout::PortSlot;
+use super::{Payload, Sample, ServiceInner, Subscriber};
+use crate::service::registry::PortSlot;
 use crate::shm::ShmSafe;
 use crate::sys::Errno;
 use crate::waitset::Attachable;
@@ -19,7 +18,7 @@ use crate::waitset::Attachable;
 /// subscriber armed its descriptor, sends it a wake byte.
 #[inline]
 pub(super) fn wake(service: &ServiceInner, slot: &PortSlot) {
-    crate::event::fd_wake(&slot.event, &slot.fd_armed, &service.domain, || {
+    crate::sync::fdwake::wake(&slot.event, &slot.fd_armed, service.domain.wake_prefix(), || {
         slot.id.load(Ordering::Acquire)
     });
 }
@@ -32,11 +31,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     /// spurious. Publishers make a system call for it only while the
     /// subscriber is armed, never on the futex path.
     pub fn wake_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
-        self.fd_wake.fd(&self.service.domain, self.id())
+        self.fd_wake.fd(self.service.domain.wake_prefix(), self.id().0)
     }
 
     #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
-    pub(crate) fn fd_wake(&self) -> &crate::event::FdWake {
+    pub(crate) fn fd_wake(&self) -> &crate::sync::fdwake::FdWake {
         &self.fd_wake
     }
 

@@ -17,7 +17,7 @@ use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::thread;
 
 use super::queue::{Pop, Steal};
-use crate::service::layout::{Conn, ConnLink, Entry};
+use super::layout::{Conn, ConnLink, Entry};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();

@@ -30,8 +30,17 @@
 //! it holds too many), writes the index into a return queue that the
 //! publisher drains when its pool runs low. The shared-memory steps are in
 //! `queue.rs`. The publisher's own bookkeeping (which
-//! subscriber holds which chunk) is process-local. See
-//! `ARCHITECTURE.md` for every shared word and its transitions.
+//! subscriber holds which chunk) is process-local. Every shared word and
+//! its transitions: `layout.rs` (service segment), `queue.rs` (the queue
+//! protocol), this file (entry word, data segment).
+//!
+//! # Files
+//!
+//! `service.rs` (builder, service, what it tells the service core,
+//! listing), `layout.rs` (QoS, static configuration, service segment
+//! layout), `queue.rs` (delivery and return queues), `publisher.rs`,
+//! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), this file
+//! (payload kinds, entry word, publisher data segment).
 //!
 //! # At the edges
 //!
@@ -44,8 +53,10 @@
 //!   sends (or on [`Publisher::update_connections`]).
 
 mod attach;
+pub(crate) mod layout;
 mod publisher;
 mod queue;
+pub(crate) mod service;
 mod subscriber;
 
 #[cfg(all(test, loom))]
@@ -61,6 +72,14 @@ pub use publisher::{
 };
 pub use subscriber::{
     DEFAULT_SPIN, ReceiveError, Sample, Subscriber, SubscriberBuilder, SubscriberCreateError,
+};
+
+pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
+pub(crate) use service::cleanup_domain;
+pub(crate) use service::ServiceInner;
+pub use service::{
+    ConnectionInfo, PortInfo, PubSubBuilder, PubSubService, ServiceDetails, ServiceInfo, details,
+    list,
 };
 
 /// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
@@ -93,8 +112,8 @@ unsafe impl ShmSafe for NoHeader {
 }
 
 /// The data segment name of publisher `id` (inside the domain).
-pub fn data_segment_name(id: u64) -> String {
-    format!("pub.{id:016x}")
+pub fn data_segment_name(id: crate::service::PortId) -> String {
+    crate::Domain::publisher_data_segment(id.0)
 }
 
 // Entry word of a delivery queue (AtomicU64):
@@ -257,7 +276,7 @@ impl Geometry {
             max_len: n(&h.max_len),
             element_size: n(&h.element_size),
         };
-        if found.chunks == 0 || found.chunks > crate::service::layout::MAX_CHUNKS {
+        if found.chunks == 0 || found.chunks > MAX_CHUNKS {
             return Err(format!("{} chunks", found.chunks));
         }
         let expected = Geometry::new(found.chunks, found.max_len, element, header)
@@ -287,14 +306,14 @@ pub(crate) struct PubData {
 
 impl PubData {
     pub(crate) fn open(
-        domain: &str,
+        domain: &crate::Domain,
         permissions: crate::shm::Permissions,
         id: u64,
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<PubData, String> {
-        let segment = Segment::builder(&data_segment_name(id))
-            .domain(domain)
+        let segment = Segment::builder(&crate::Domain::publisher_data_segment(id))
+            .domain(domain.name())
             .permissions(permissions)
             .fingerprint(DATA_FINGERPRINT)
             .read_only()
@@ -308,12 +327,12 @@ impl PubData {
 /// The node id recorded in publisher data segment `name` of `domain`
 /// (`None` if it cannot be opened or read).
 pub(crate) fn data_segment_node(
-    domain: &str,
+    domain: &crate::Domain,
     name: &str,
     permissions: crate::shm::Permissions,
 ) -> Option<u64> {
     let segment = Segment::builder(name)
-        .domain(domain)
+        .domain(domain.name())
         .permissions(permissions)
         .fingerprint(DATA_FINGERPRINT)
         .read_only()

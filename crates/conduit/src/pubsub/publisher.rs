@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
 use super::{
-    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, data_segment_name,
+    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, ServiceInner,
+    data_segment_name,
 };
-use crate::service::ServiceInner;
-use crate::service::layout::Overflow;
-use crate::service::layout::{Conn, ServiceView};
+use crate::service::PortId;
 use crate::shm::{self, Segment, ShmSafe};
 
 /// With [`Overflow::Fail`]: how often, at most, a send that finds a full
@@ -23,6 +23,7 @@ const DEAD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a publisher could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublisherCreateError {
     /// Every publisher slot of the service is taken (by live nodes).
     #[error("service {service:?} already has its maximum of {max} publishers")]
@@ -42,6 +43,7 @@ pub enum PublisherCreateError {
 
 /// Why a loan failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoanError {
     /// The publisher has `max_loans` samples loaned already.
     #[error("the publisher has its maximum of {0} samples on loan")]
@@ -62,6 +64,7 @@ pub enum LoanError {
 
 /// Why a send failed (the sample was delivered to nobody).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// Overflow policy `Fail`: a subscriber's queue is full.
     #[error("a subscriber's queue is full")]
@@ -73,7 +76,7 @@ pub enum SendError {
 }
 
 /// Configures a [`Publisher`]; made by
-/// [`PubSubService::publisher`](crate::service::PubSubService::publisher).
+/// [`PubSubService::publisher`](super::PubSubService::publisher).
 pub struct PublisherBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     service: Arc<ServiceInner>,
     max_slice_len: usize,
@@ -117,10 +120,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         let geometry = Geometry::new(chunks, max_len, &P::Element::LAYOUT, &H::LAYOUT)
             .filter(|g| g.data_size().is_some())
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
-        let id = crate::node::unique_id();
+        let id = PortId::unique().0;
         let node_id = svc.node.id().0;
-        let segment = Segment::builder(&data_segment_name(id))
-            .domain(&svc.domain)
+        let segment = Segment::builder(&data_segment_name(PortId(id)))
+            .domain(svc.domain.name())
             .permissions(svc.node.permissions())
             .size(geometry.data_size().expect("checked"))
             .fingerprint(DATA_FINGERPRINT)
@@ -143,13 +146,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             )
             .expect("the segment was sized for the geometry")
             .base();
-        let slot = match claim_slot(&svc, true, id) {
-            Some(s) => s,
-            None => {
+        let slot = match svc.claim_slot(PUBLISHERS, id, |_| {}) {
+            Ok(s) => s,
+            Err(full) => {
                 let _ = segment.unlink();
                 return Err(PublisherCreateError::ExceedsMaxPublishers {
-                    service: svc.config.name.clone(),
-                    max: qos.max_publishers,
+                    service: full.service,
+                    max: full.max,
                 });
             }
         };
@@ -187,34 +190,6 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         publisher.update_connections();
         Ok(publisher)
     }
-}
-
-/// Claims a free publisher (or subscriber) slot for port `id`; on failure
-/// frees dead nodes' slots and tries once more.
-pub(crate) fn claim_slot(svc: &ServiceInner, publisher: bool, id: u64) -> Option<usize> {
-    for attempt in 0..2 {
-        let view = svc.shm();
-        let slots = if publisher {
-            view.pub_slots()
-        } else {
-            view.sub_slots()
-        };
-        let header = view.header();
-        let generation = if publisher {
-            &header.pub_generation
-        } else {
-            &header.sub_generation
-        };
-        if let Some(i) =
-            crate::service::layout::claim_free_slot(slots, generation, svc.node.id().0, id)
-        {
-            return Some(i);
-        }
-        if attempt == 0 {
-            svc.cleanup_dead_ports();
-        }
-    }
-    None
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -313,17 +288,15 @@ unsafe impl<P: Payload + ?Sized, H: ShmSafe> Send for Publisher<P, H> {}
 
 impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
     fn drop(&mut self) {
-        let view = self.view;
-        let slot = &view.pub_slots()[self.slot];
-        crate::service::layout::release_slot(slot, &view.header().pub_generation);
+        self.service.release_slot(PUBLISHERS, self.slot);
         let _ = self.segment.unlink();
     }
 }
 
 impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     /// This publisher's id (its data segment is `pub.<id in hex>`).
-    pub fn id(&self) -> u64 {
-        self.id
+    pub fn id(&self) -> PortId {
+        PortId(self.id)
     }
 
     /// Samples replaced by newer ones under [`Overflow::DropOldest`]
@@ -338,7 +311,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     #[inline]
     pub fn update_connections(&self) {
         let view = self.view;
-        let generation = view.header().sub_generation.load(Ordering::Acquire);
+        let generation = view.header().generation[SUBSCRIBERS].load(Ordering::Acquire);
         let mut st = self.state.borrow_mut();
         if generation == st.sub_generation {
             return;

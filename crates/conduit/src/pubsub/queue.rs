@@ -11,7 +11,7 @@
 //! `subscriber.rs`. The words and their transitions are described in
 //! `ARCHITECTURE.md` ("Every shared word").
 
-use crate::service::layout::Conn;
+use super::layout::Conn;
 use crate::sync::atomic::{Ordering, fence};
 
 use super::{CHUNK_MASK, GEN_SHIFT, entry, entry_gen, entry_seq, len_word};
@@ -41,7 +41,7 @@ pub(crate) enum Steal {
 
 impl Conn<'_> {
     #[inline]
-    fn slot_of(&self, position: u64) -> &crate::service::layout::Entry {
+    fn slot_of(&self, position: u64) -> &super::layout::Entry {
         &self.entries[(position & (self.entries.len() as u64 - 1)) as usize]
     }
 
@@ -294,7 +294,7 @@ mod tests {
 
     use super::{Pop, Steal};
     use crate::pubsub::entry;
-    use crate::service::layout::{Conn, ConnLink, Entry};
+    use crate::pubsub::layout::{Conn, ConnLink, Entry};
 
     struct Owned {
         link: ConnLink,

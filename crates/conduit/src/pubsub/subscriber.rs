@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{ChunkHeader, NoHeader, Payload, PubData, queue};
-use crate::service::ServiceInner;
-use crate::service::layout::Overflow;
-use crate::service::layout::{Conn, ServiceView};
+use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
+use super::{ChunkHeader, NoHeader, Payload, PubData, ServiceInner, queue};
+use crate::service::PortId;
 use crate::shm::ShmSafe;
 use crate::sync::Spin;
 
@@ -19,6 +18,7 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// Why a subscriber could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscriberCreateError {
     /// Every subscriber slot of the service is taken (by live nodes).
     #[error("service {service:?} already has its maximum of {max} subscribers")]
@@ -32,6 +32,7 @@ pub enum SubscriberCreateError {
 
 /// Why a receive failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiveError {
     /// The subscriber holds `max_borrowed` samples already: drop one.
     #[error("the subscriber holds its maximum of {0} samples")]
@@ -41,10 +42,10 @@ pub enum ReceiveError {
     Timeout(Duration),
     /// Shared state written by a publisher is inconsistent (a bug or a
     /// hostile process); the connection to it was dropped.
-    #[error("corrupted shared state from publisher {publisher:016x}: {reason}")]
+    #[error("corrupted shared state from publisher {publisher}: {reason}")]
     Corrupted {
         /// The publisher's id.
-        publisher: u64,
+        publisher: PortId,
         /// What is wrong.
         reason: String,
     },
@@ -76,13 +77,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
     /// Creates the subscriber and registers it in the service.
     pub fn create(self) -> Result<Subscriber<P, H>, SubscriberCreateError> {
         let svc = self.service;
-        let id = crate::node::unique_id();
-        let slot = super::publisher::claim_slot(&svc, false, id).ok_or_else(|| {
-            SubscriberCreateError::ExceedsMaxSubscribers {
-                service: svc.config.name.clone(),
-                max: svc.config.qos.max_subscribers,
-            }
-        })?;
+        let id = PortId::unique().0;
+        let slot = svc
+            .claim_slot(SUBSCRIBERS, id, |_| {})
+            .map_err(|full| SubscriberCreateError::ExceedsMaxSubscribers {
+                service: full.service,
+                max: full.max,
+            })?;
         let max_pub = svc.config.qos.max_publishers;
         Ok(Subscriber {
             state: RefCell::new(SubState {
@@ -170,7 +171,7 @@ pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     column: Box<[Conn<'static>]>,
     pub(super) service: Arc<ServiceInner>,
     /// Wake-up descriptor state (events: pubsub/attach.rs).
-    pub(super) fd_wake: crate::event::FdWake,
+    pub(super) fd_wake: crate::sync::fdwake::FdWake,
     _types: super::Types<P, H>,
 }
 
@@ -194,7 +195,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
         let view = self.view;
         let slot = &view.sub_slots()[self.slot];
         self.fd_wake.release(&slot.event, &slot.fd_armed); // events: attach.rs
-        crate::service::layout::release_slot(slot, &view.header().sub_generation);
+        self.service.release_slot(SUBSCRIBERS, self.slot);
         for p in view.pub_slots() {
             p.event.wake_all();
         }
@@ -210,8 +211,8 @@ enum Pop {
 
 impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     /// This subscriber's id.
-    pub fn id(&self) -> u64 {
-        self.id
+    pub fn id(&self) -> PortId {
+        PortId(self.id)
     }
 
     /// Number of publishers this subscriber is connected to now.
@@ -225,7 +226,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     /// pending connections.
     #[inline]
     fn update(&self, st: &mut SubState) {
-        let generation = self.view.header().pub_generation.load(Ordering::Acquire);
+        let generation = self.view.header().generation[PUBLISHERS].load(Ordering::Acquire);
         if generation != st.pub_generation || st.pending {
             self.update_slow(st, generation);
         }
@@ -367,7 +368,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                         drained = true;
                     }
                     Pop::Corrupted(reason) => {
-                        let publisher = c.pub_id;
+                        let publisher = PortId(c.pub_id);
                         st.disconnect(p);
                         return Err(ReceiveError::Corrupted { publisher, reason });
                     }
@@ -408,7 +409,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         if !ok_len {
             self.return_chunk(p, c.generation, chunk);
             return Err(ReceiveError::Corrupted {
-                publisher: c.pub_id,
+                publisher: PortId(c.pub_id),
                 reason: format!("sample length {len} (maximum {})", g.max_len),
             });
         }
@@ -536,8 +537,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Sample<'_, P, H> {
     }
 
     /// The id of the publisher that sent it.
-    pub fn publisher_id(&self) -> u64 {
-        self.publisher
+    pub fn publisher_id(&self) -> PortId {
+        PortId(self.publisher)
     }
 }
 

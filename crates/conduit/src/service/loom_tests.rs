@@ -5,15 +5,15 @@
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_service`.
 //! The models call the real functions (`sync::slot::{try_claim, release,
-//! reclaim_if_dead}`, `service::layout::{claim_free_slot, release_slot}`)
+//! reclaim_if_dead}`, `service::registry::{claim_free_slot, release_slot}`)
 //! on loom atomics.
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::thread;
 
-use super::layout::{PortSlot, claim_free_slot, release_slot};
-use crate::sync::{EventWord, slot};
+use super::registry::{PortSlot, claim_free_slot, release_slot};
+use crate::sync::slot;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -24,14 +24,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn slots(n: usize) -> Vec<PortSlot> {
-    (0..n)
-        .map(|_| PortSlot {
-            node_id: AtomicU64::new(0),
-            id: AtomicU64::new(0),
-            event: EventWord::new(),
-            fd_armed: std::sync::atomic::AtomicU32::new(0),
-        })
-        .collect()
+    (0..n).map(|_| PortSlot::new()).collect()
 }
 
 #[test]
@@ -45,7 +38,7 @@ fn loom_service_slot_claim_race() {
             let shared = shared.clone();
             move || {
                 let (slots, generation, owners) = &*shared;
-                while claim_free_slot(slots, generation, node, id).is_none() {
+                while claim_free_slot(slots, generation, node, id, |_| {}).is_none() {
                     thread::yield_now();
                 }
                 assert_eq!(owners.fetch_add(1, Ordering::Relaxed), 0, "two owners");
@@ -72,7 +65,7 @@ fn loom_service_generation_publishes_slot() {
         let shared = Arc::new((slots(2), AtomicU64::new(0)));
         let port = {
             let shared = shared.clone();
-            thread::spawn(move || claim_free_slot(&shared.0, &shared.1, 1, 11))
+            thread::spawn(move || claim_free_slot(&shared.0, &shared.1, 1, 11, |_| {}))
         };
         let (slots, generation) = &*shared;
         if generation.load(Ordering::Acquire) != 0 {
@@ -105,7 +98,7 @@ fn loom_service_slot_cleanup_race() {
             }
         };
         let cleaners = [thread::spawn(cleaner()), thread::spawn(cleaner())];
-        while !shared.0[0].try_claim(1, 11) {
+        while !shared.0[0].try_claim(1, 11, || {}) {
             thread::yield_now();
         }
         for c in cleaners {

@@ -5,6 +5,7 @@ mod permissions;
 mod relptr;
 mod segment;
 mod shm_safe;
+pub(crate) mod words;
 
 pub use permissions::Permissions;
 pub use relptr::{Offset, OffsetError, Region, RelPtr};

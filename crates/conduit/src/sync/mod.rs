@@ -5,6 +5,9 @@
 //!   `wake_all` advance it and make **no system call when nobody sleeps**.
 //!   [`EventWord::wait_until`] spins for a bounded [`Spin`] budget before it
 //!   sleeps.
+//! * `fdwake` (crate-internal): waking a port through a file descriptor
+//!   (an abstract datagram socket armed through a shared flag), for
+//!   epoll, the WaitSet and async runtimes;
 //! * [`RobustMutex`]: a mutex whose lock word holds the owner's thread id;
 //!   a contender that finds the owner dead (killed, or thread exited) takes
 //!   the lock over and is told so ([`LockError::OwnerDied`]), like a pthread
@@ -34,6 +37,7 @@ pub(crate) mod atomic {
 }
 
 mod event;
+pub(crate) mod fdwake;
 mod futex;
 mod identity;
 mod mutex;

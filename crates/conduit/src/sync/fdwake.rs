@@ -5,7 +5,7 @@
 //! The protocol (details and proof in `ARCHITECTURE.md`):
 //!
 //! * The port (listener or subscriber) binds a non-blocking datagram
-//!   socket named `conduit.<domain>.wake.<port id>` in the abstract
+//!   socket named `conduit.<domain>.wake.<port id>` (`Domain::wake_prefix`) in the abstract
 //!   namespace the first time its descriptor is asked for. No file, and the
 //!   name vanishes with the socket (with the process, however it dies).
 //! * **Arming** (in [`FdWake::poll`], after the port's own check found
@@ -30,13 +30,14 @@ use std::cell::{Cell, OnceCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
-use crate::sync::{EventWord, Register};
+use super::{EventWord, Register};
 use crate::sys::{Errno, socket};
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 
-/// The abstract socket name of port `id` in `domain`.
-pub(crate) fn wake_name(domain: &str, id: u64) -> socket::UnixName {
-    socket::UnixName::Abstract(format!("conduit.{domain}.wake.{id:016x}").into_bytes())
+/// The abstract socket name of port `id`: `prefix` is the domain's wake
+/// prefix (`conduit.<domain>.wake.`, from `Domain`), then the id in hex.
+pub(crate) fn wake_name(prefix: &str, id: u64) -> socket::UnixName {
+    socket::UnixName::Abstract(format!("{prefix}{id:016x}").into_bytes())
 }
 
 /// A port's wake-up descriptor and its arming state (process-local).
@@ -63,11 +64,11 @@ impl FdWake {
     /// The descriptor, binding the socket on first use. The first wait
     /// after that reports it readable once (a byte sent to itself), so that
     /// notifications made before it was armed are looked at.
-    pub(crate) fn fd(&self, domain: &str, id: u64) -> Result<BorrowedFd<'_>, Errno> {
+    pub(crate) fn fd(&self, wake_prefix: &str, id: u64) -> Result<BorrowedFd<'_>, Errno> {
         if self.socket.get().is_none() {
             let fd = socket::unix_socket(socket::Kind::Datagram)?;
             socket::set_nonblocking(&fd, true)?;
-            let name = wake_name(domain, id);
+            let name = wake_name(wake_prefix, id);
             socket::bind(&fd, &name)?;
             // Readable at once: the first poll arms.
             let _ = socket::send_to_nonblocking(sender()?, &[1], &name);
@@ -167,16 +168,16 @@ fn sender() -> Result<&'static OwnedFd, Errno> {
 pub(crate) fn wake(
     event: &EventWord,
     armed: &AtomicU32,
-    domain: &str,
+    wake_prefix: &str,
     port_id: impl FnOnce() -> u64,
 ) {
     if event.wake_all_reporting() {
-        wake_slow(armed, domain, port_id);
+        wake_slow(armed, wake_prefix, port_id);
     }
 }
 
 #[cold]
-fn wake_slow(armed: &AtomicU32, domain: &str, port_id: impl FnOnce() -> u64) {
+fn wake_slow(armed: &AtomicU32, wake_prefix: &str, port_id: impl FnOnce() -> u64) {
     // Pairs with the Release registration CAS that our fetch_add read from:
     // the port's `armed = 1` store is visible to the swap below.
     fence(Ordering::Acquire);
@@ -190,6 +191,6 @@ fn wake_slow(armed: &AtomicU32, domain: &str, port_id: impl FnOnce() -> u64) {
     if let Ok(fd) = sender() {
         // EAGAIN (buffer full: already readable), ECONNREFUSED/ENOENT (the
         // port is gone): nothing to do either way.
-        let _ = socket::send_to_nonblocking(fd, &[1], &wake_name(domain, id));
+        let _ = socket::send_to_nonblocking(fd, &[1], &wake_name(wake_prefix, id));
     }
 }

@@ -1,8 +1,8 @@
 //! Byte layout of a publish/subscribe service segment (data area).
 //!
 //! ```text
-//! 0      ServiceHeader line: removed, pub_generation, sub_generation
-//! 64     config: CONFIG_WORDS u64 words (static configuration)
+//! 0      ServiceHeader line (service core): removed, generation[PUBLISHERS], generation[SUBSCRIBERS]
+//! 64     config: CONFIG_WORDS u64 words (static configuration; words 0..34 are the core's)
 //! P      PortSlot × max_publishers   (64 B each)
 //! S      PortSlot × max_subscribers  (64 B each)
 //! C      Connection × (max_publishers × max_subscribers), row = publisher
@@ -17,24 +17,36 @@
 //! +192   entries: [Entry; buffer rounded up to a power of two] (16 B each), rounded up to 64 B
 //! +…     returns: [AtomicU32; chunks rounded up to a power of two], rounded up to 64 B
 //! ```
+//!
+//! A port slot is one line whose first 24 bytes are the core's
+//! `PortSlot` (`service::registry`: node id, port id, event word,
+//! `fd_armed`). The subscriber slot's event word is what it sleeps on in
+//! `receive`; the publisher slot's is what it sleeps on when a full queue
+//! blocks it (`Overflow::Block`). `fd_armed` is used by subscriber slots
+//! only (`sync::fdwake`).
+//!
+//! Configuration words after the core's: `34` kind (0 typed, 1 slice),
+//! `35..55` payload type (`TypeDesc`, 16 name words), `55..67` user header
+//! type (8 name words), `67..74` QoS (max_publishers, max_subscribers,
+//! subscriber_buffer, history, max_loans, max_borrowed, overflow code).
 
-// The configuration words are plain std atomics (written once, read
-// through `node::store_str`); every word that ports race on uses the
-// `sync::atomic` shim, so the loom models run the real protocol steps.
-use std::sync::atomic::AtomicU64 as ConfigWord;
-
+// Every word that ports race on uses the `sync::atomic` shim, so the
+// loom models run the real protocol steps.
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::service::registry::{LINE, PortArray, ServiceHeader, SlotArray};
+use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
 use crate::shm::{Region, Segment};
-use crate::sync::{EventWord, slot};
 
-use super::ServiceError;
+/// Port kind of publishers (index of their generation word and slot array).
+pub(crate) const PUBLISHERS: usize = 0;
+/// Port kind of subscribers.
+pub(crate) const SUBSCRIBERS: usize = 1;
 
 /// Fingerprint of the service segment format (checked by the segment
 /// header on open).
 pub(crate) const SERVICE_FINGERPRINT: u64 = 0x5345_5256_5053_0001;
 const FORMAT: u64 = 0x5053_0001;
-const LINE: usize = 64;
 const CONFIG_WORDS: usize = 80;
 /// Most publishers or subscribers per service (the publisher tracks chunk
 /// holders as a 64-bit mask).
@@ -136,6 +148,8 @@ impl Qos {
             + 1
     }
 
+    /// Checks the limits (a builder's request, or a configuration read
+    /// from shared memory).
     pub(crate) fn validate(&self) -> Result<(), String> {
         let range = |what: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
@@ -172,25 +186,6 @@ pub(crate) struct QosRequested {
     pub(crate) overflow: bool,
 }
 
-/// A type as recorded in the static configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TypeDesc {
-    pub(crate) name: String,
-    pub(crate) size: u64,
-    pub(crate) align: u64,
-    pub(crate) fingerprint: u64,
-}
-
-impl std::fmt::Display for TypeDesc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} (size {}, align {}, fingerprint {:016x})",
-            self.name, self.size, self.align, self.fingerprint
-        )
-    }
-}
-
 /// The static configuration, decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticConfig {
@@ -201,29 +196,20 @@ pub(crate) struct StaticConfig {
     pub(crate) qos: Qos,
 }
 
-// Word indices in the config area.
-const W_FORMAT: usize = 0;
-const W_NAME_LEN: usize = 1;
-const W_NAME: usize = 2; // 32 words
-const W_KIND: usize = 34;
-const W_TYPE: usize = 35; // len + 16 words name + size + align + fp = 20
-const W_HEADER: usize = 55; // len + 8 words + 3 = 12
-const W_QOS: usize = 67; // 7 words
+// Word indices in the config area (after the core's `W_PATTERN` words).
+const W_KIND: usize = W_PATTERN;
+const W_TYPE: usize = W_KIND + 1; // TypeDesc with 16 name words: 20 words
+const W_HEADER: usize = W_TYPE + TypeDesc::words(16); // 8 name words: 12 words
+const W_QOS: usize = W_HEADER + TypeDesc::words(8); // 7 words
+const _: () = assert!(W_TYPE == 35 && W_HEADER == 55 && W_QOS == 67 && W_QOS + 7 <= CONFIG_WORDS);
 
 impl StaticConfig {
-    fn write(&self, w: &[ConfigWord; CONFIG_WORDS]) {
-        use crate::node::store_str;
-        w[W_FORMAT].store(FORMAT, Ordering::Relaxed);
-        store_str(&w[W_NAME..W_NAME + 32], &w[W_NAME_LEN], &self.name);
+    pub(crate) fn write(&self, region: &Region) -> Result<(), String> {
+        let w = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
+        write_head(w, FORMAT, &self.name);
         w[W_KIND].store(u64::from(self.slice), Ordering::Relaxed);
-        let ty = |base: usize, words: usize, t: &TypeDesc| {
-            store_str(&w[base + 1..base + 1 + words], &w[base], &t.name);
-            w[base + 1 + words].store(t.size, Ordering::Relaxed);
-            w[base + 2 + words].store(t.align, Ordering::Relaxed);
-            w[base + 3 + words].store(t.fingerprint, Ordering::Relaxed);
-        };
-        ty(W_TYPE, 16, &self.payload);
-        ty(W_HEADER, 8, &self.header);
+        self.payload.write(&w[W_TYPE..W_HEADER], 16);
+        self.header.write(&w[W_HEADER..W_QOS], 8);
         let q = &self.qos;
         for (i, v) in [
             q.max_publishers as u64,
@@ -239,27 +225,14 @@ impl StaticConfig {
         {
             w[W_QOS + i].store(v, Ordering::Relaxed);
         }
-    }
-
-    /// Reads and validates the configuration of a service segment.
-    pub(crate) fn read(segment: &Segment) -> Result<StaticConfig, String> {
-        Self::read_region(&segment.data())
+        Ok(())
     }
 
     /// Reads and validates the configuration in a service segment's data
     /// area `data`.
     pub(crate) fn read_region(data: &Region) -> Result<StaticConfig, String> {
-        use crate::node::load_str;
-        let w = config_words(data).ok_or("segment too small for a service")?;
-        if w[W_FORMAT].load(Ordering::Relaxed) != FORMAT {
-            return Err("unknown service format".into());
-        }
-        let ty = |base: usize, words: usize| TypeDesc {
-            name: load_str(&w[base + 1..base + 1 + words], &w[base]),
-            size: w[base + 1 + words].load(Ordering::Relaxed),
-            align: w[base + 2 + words].load(Ordering::Relaxed),
-            fingerprint: w[base + 3 + words].load(Ordering::Relaxed),
-        };
+        let w = config_words(data, CONFIG_WORDS).ok_or("segment too small for a service")?;
+        let name = read_head(w, FORMAT)?;
         let q = |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(0);
         let qos = Qos {
             max_publishers: q(0),
@@ -272,19 +245,11 @@ impl StaticConfig {
                 .ok_or("unknown overflow policy")?,
         };
         qos.validate()?;
-        let payload = ty(W_TYPE, 16);
-        if payload.align == 0 || !payload.align.is_power_of_two() || payload.align > 4096 {
-            return Err(format!("payload alignment {} is invalid", payload.align));
-        }
-        let header = ty(W_HEADER, 8);
-        if header.align == 0 || !header.align.is_power_of_two() || header.align > 4096 {
-            return Err(format!("header alignment {} is invalid", header.align));
-        }
         Ok(StaticConfig {
-            name: load_str(&w[W_NAME..W_NAME + 32], &w[W_NAME_LEN]),
+            name,
             slice: w[W_KIND].load(Ordering::Relaxed) != 0,
-            payload,
-            header,
+            payload: TypeDesc::read(&w[W_TYPE..W_HEADER], 16, "payload")?,
+            header: TypeDesc::read(&w[W_HEADER..W_QOS], 8, "header")?,
             qos,
         })
     }
@@ -304,12 +269,6 @@ impl StaticConfig {
         wanted: &StaticConfig,
         requested: &QosRequested,
     ) -> Result<(), ServiceError> {
-        if self.name != wanted.name {
-            return Err(ServiceError::NameCollision {
-                name: wanted.name.clone(),
-                existing: self.name.clone(),
-            });
-        }
         if self.slice != wanted.slice
             || self.payload != wanted.payload
             || self.header != wanted.header
@@ -329,95 +288,14 @@ impl StaticConfig {
             && (!requested.max_borrowed || e.max_borrowed >= w.max_borrowed)
             && (!requested.overflow || e.overflow == w.overflow);
         if !ok {
-            return Err(ServiceError::IncompatibleQos {
+            return Err(ServiceError::IncompatibleConfig {
                 name: self.name.clone(),
-                existing: e.to_string(),
-                requested: w.to_string(),
+                existing: format!("QoS {e}"),
+                requested: format!("QoS {w}"),
             });
         }
         Ok(())
     }
-}
-
-/// First line of the service segment.
-#[repr(C, align(64))]
-pub(crate) struct ServiceHeader {
-    /// 0 while in use; 1 once the last user removes the service (set under
-    /// the exclusive lock, after `shm_unlink` succeeded; never goes back).
-    pub(crate) removed: AtomicU64,
-    /// Bumped (AcqRel) whenever a publisher slot is taken or freed;
-    /// subscribers rescan the publisher slots when it moved.
-    pub(crate) pub_generation: AtomicU64,
-    /// Bumped whenever a subscriber slot is taken or freed; publishers
-    /// rescan the subscriber slots when it moved.
-    pub(crate) sub_generation: AtomicU64,
-}
-
-/// A publisher or subscriber slot (one line).
-///
-/// `node_id`: 0 (free) → owner's node id (CAS, by the registering port)
-/// → 0 (by the port on drop, or by cleanup once the node is dead).
-/// `id`: 0 → port id (Release, after `node_id` was claimed) → 0.
-/// `event`: for a subscriber, the word it sleeps on in `receive`; for a
-/// publisher, the word it sleeps on when blocked by a full queue.
-#[repr(C, align(64))]
-pub(crate) struct PortSlot {
-    pub(crate) node_id: AtomicU64,
-    pub(crate) id: AtomicU64,
-    pub(crate) event: EventWord,
-    /// Subscriber slots only: 1 while the subscriber waits on its wake-up
-    /// descriptor (armed), 0 otherwise; a publisher that saw a registered
-    /// sleeper swaps it to 0 and sends one wake byte if it was 1
-    /// (`ARCHITECTURE.md`). A std atomic even under loom: the descriptor
-    /// path (`event::fdwake`) is modelled separately.
-    pub(crate) fd_armed: std::sync::atomic::AtomicU32,
-}
-
-impl PortSlot {
-    /// Claims the slot for port `id` of node `node` if it is free
-    /// ([`slot::try_claim`]).
-    #[inline]
-    pub(crate) fn try_claim(&self, node: u64, id: u64) -> bool {
-        slot::try_claim(&self.node_id, &self.id, node, id, || {})
-    }
-
-    /// The owning port frees its slot ([`slot::release`]).
-    #[inline]
-    pub(crate) fn release(&self) {
-        slot::release(&self.node_id, &self.id);
-    }
-
-    /// Cleanup: frees the slot of a dead node ([`slot::reclaim_if_dead`]).
-    #[inline]
-    pub(crate) fn reclaim_if_dead(
-        &self,
-        is_alive: impl FnOnce(u64) -> bool,
-        dead_port: impl FnOnce(u64),
-    ) -> bool {
-        slot::reclaim_if_dead(&self.node_id, &self.id, is_alive, dead_port)
-    }
-}
-
-/// Claims the first free slot of `slots` for port `id` of node `node`,
-/// then bumps `generation` (AcqRel), so that a peer that sees the
-/// generation move and rescans the slots sees the new id.
-#[inline]
-pub(crate) fn claim_free_slot(
-    slots: &[PortSlot],
-    generation: &AtomicU64,
-    node: u64,
-    id: u64,
-) -> Option<usize> {
-    let i = slots.iter().position(|slot| slot.try_claim(node, id))?;
-    generation.fetch_add(1, Ordering::AcqRel);
-    Some(i)
-}
-
-/// The owner frees `slot` and bumps `generation`.
-#[inline]
-pub(crate) fn release_slot(slot: &PortSlot, generation: &AtomicU64) {
-    slot.release();
-    generation.fetch_add(1, Ordering::AcqRel);
 }
 
 /// First line of a connection: written by the publisher when it
@@ -486,6 +364,20 @@ fn round_line(n: usize) -> usize {
 }
 
 impl ServiceLayout {
+    /// Where the slots of port kind `kind` are.
+    pub(crate) fn port_array(&self, kind: usize) -> PortArray {
+        let (offset, count) = if kind == PUBLISHERS {
+            (self.pub_slots, self.max_pub)
+        } else {
+            (self.sub_slots, self.max_sub)
+        };
+        PortArray {
+            offset,
+            count,
+            stride: LINE,
+        }
+    }
+
     pub(crate) fn new(q: &Qos) -> ServiceLayout {
         // Rings are powers of two so that positions map to slots with a
         // mask, not a division; the queue holds at most
@@ -513,29 +405,6 @@ impl ServiceLayout {
             size,
         }
     }
-}
-
-fn config_words(region: &Region) -> Option<&[ConfigWord; CONFIG_WORDS]> {
-    let p = region.resolve::<[ConfigWord; CONFIG_WORDS]>(LINE).ok()?;
-    // SAFETY: bounds and alignment checked by resolve; atomics only; the
-    // reference lives no longer than the caller's borrow of the segment.
-    Some(unsafe { p.as_ref() })
-}
-
-pub(crate) fn init_service(
-    region: &Region,
-    config: &StaticConfig,
-    layout: &ServiceLayout,
-) -> Result<(), String> {
-    if region.len() < layout.size {
-        return Err("segment smaller than the layout".into());
-    }
-    config_words(region)
-        .ok_or("segment too small")?
-        .iter()
-        .for_each(|w| w.store(0, Ordering::Relaxed));
-    config.write(config_words(region).ok_or("segment too small")?);
-    Ok(())
 }
 
 /// Typed access to a service segment whose size was checked against the
@@ -591,12 +460,14 @@ impl<'a> ServiceView<'a> {
         self.at(0)
     }
 
-    pub(crate) fn pub_slots(&self) -> &'a [PortSlot] {
-        self.slice(self.layout.pub_slots, self.layout.max_pub)
+    pub(crate) fn pub_slots(&self) -> SlotArray<'a> {
+        SlotArray::new(&self.region, self.layout.port_array(PUBLISHERS))
+            .expect("inside the layout checked in new()")
     }
 
-    pub(crate) fn sub_slots(&self) -> &'a [PortSlot] {
-        self.slice(self.layout.sub_slots, self.layout.max_sub)
+    pub(crate) fn sub_slots(&self) -> SlotArray<'a> {
+        SlotArray::new(&self.region, self.layout.port_array(SUBSCRIBERS))
+            .expect("inside the layout checked in new()")
     }
 
     pub(crate) fn conn(&self, p: usize, s: usize) -> Conn<'a> {
@@ -656,7 +527,6 @@ mod tests {
             );
         }
         assert_eq!(size_of::<ServiceHeader>(), LINE);
-        assert_eq!(size_of::<PortSlot>(), LINE);
         assert_eq!(size_of::<ConnLink>(), LINE);
         assert_eq!(size_of::<Entry>(), 16);
     }
@@ -713,27 +583,5 @@ mod tests {
             assert_eq!(Overflow::from_code(o.code()), Some(o));
         }
         assert_eq!(Overflow::from_code(3), None);
-    }
-
-    #[test]
-    fn claim_free_slot_takes_the_first_free_one() {
-        let slots: Vec<PortSlot> = (0..3)
-            .map(|_| PortSlot {
-                node_id: AtomicU64::new(0),
-                id: AtomicU64::new(0),
-                event: EventWord::new(),
-                fd_armed: std::sync::atomic::AtomicU32::new(0),
-            })
-            .collect();
-        let generation = AtomicU64::new(0);
-        assert_eq!(claim_free_slot(&slots, &generation, 1, 10), Some(0));
-        assert_eq!(claim_free_slot(&slots, &generation, 1, 11), Some(1));
-        release_slot(&slots[0], &generation);
-        assert_eq!(claim_free_slot(&slots, &generation, 2, 20), Some(0));
-        assert_eq!(claim_free_slot(&slots, &generation, 2, 21), Some(2));
-        assert_eq!(claim_free_slot(&slots, &generation, 2, 22), None);
-        assert_eq!(generation.load(Ordering::Relaxed), 5);
-        assert!(slots[1].reclaim_if_dead(|n| n != 1, |id| assert_eq!(id, 11)));
-        assert_eq!(slots[1].id.load(Ordering::Relaxed), 0);
     }
 }

@@ -1,0 +1,143 @@
+//! The static configuration of a service: written once by the creator
+//! before the segment becomes ready, never changed, read and validated by
+//! every opener (another process may have written anything).
+//!
+//! It starts at offset 64 of the data area, as `u64` words. The first 34
+//! words are the same for every pattern:
+//!
+//! | word | meaning |
+//! |---|---|
+//! | 0 | the pattern's format number (a reader refuses one it does not know) |
+//! | 1 | bytes of the service name |
+//! | 2..34 | the service name, UTF-8, little-endian in 32 words |
+//!
+//! The pattern owns the words after them (types, QoS, limits): see
+//! `pubsub::layout` and `event::layout`. A type is recorded by
+//! [`TypeDesc::write`] as `name length, name words, size, align,
+//! fingerprint`.
+
+// Plain std atomics: written once before the segment is ready, read after.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::registry::LINE;
+use crate::shm::words::{load_str, store_str};
+use crate::shm::{Region, TypeLayout};
+
+/// Offset of the configuration in the data area.
+pub(crate) const CONFIG_OFFSET: usize = LINE;
+/// Word of the format number.
+pub(crate) const W_FORMAT: usize = 0;
+/// Word of the name length; the name follows in [`NAME_WORDS`] words.
+const W_NAME_LEN: usize = 1;
+/// Words of the name.
+const NAME_WORDS: usize = 32;
+/// The first word a pattern may use.
+pub(crate) const W_PATTERN: usize = 2 + NAME_WORDS;
+
+/// The `n` configuration words of the segment data area `region`.
+pub(crate) fn config_words(region: &Region, n: usize) -> Option<&[AtomicU64]> {
+    let p = region.resolve_slice::<AtomicU64>(CONFIG_OFFSET, n).ok()?;
+    // SAFETY: in bounds and aligned (resolve_slice); atomics only; the
+    // slice lives no longer than the caller's borrow of the region's
+    // segment.
+    Some(unsafe { std::slice::from_raw_parts(p.as_ptr(), n) })
+}
+
+/// Zeroes the configuration words, then writes the format and the name.
+pub(crate) fn write_head(words: &[AtomicU64], format: u64, name: &str) {
+    words.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+    words[W_FORMAT].store(format, Ordering::Relaxed);
+    store_str(&words[2..W_PATTERN], &words[W_NAME_LEN], name);
+}
+
+/// Checks the format word and returns the service name.
+pub(crate) fn read_head(words: &[AtomicU64], format: u64) -> Result<String, String> {
+    let found = words[W_FORMAT].load(Ordering::Relaxed);
+    if found != format {
+        return Err(format!("unknown service format {found:#x}"));
+    }
+    Ok(load_str(&words[2..W_PATTERN], &words[W_NAME_LEN]))
+}
+
+/// A type as recorded in a static configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeDesc {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) fingerprint: u64,
+}
+
+impl std::fmt::Display for TypeDesc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (size {}, align {}, fingerprint {:016x})",
+            self.name, self.size, self.align, self.fingerprint
+        )
+    }
+}
+
+impl TypeDesc {
+    /// The descriptor of a Rust type.
+    pub(crate) fn of(layout: &TypeLayout) -> TypeDesc {
+        TypeDesc {
+            name: layout.name.to_owned(),
+            size: layout.size as u64,
+            align: layout.align as u64,
+            fingerprint: layout.fingerprint,
+        }
+    }
+
+    /// Words a descriptor with `name_words` words of name takes.
+    pub(crate) const fn words(name_words: usize) -> usize {
+        name_words + 4
+    }
+
+    /// Writes the descriptor into `w` (`TypeDesc::words(name_words)`
+    /// words; a longer name is truncated).
+    pub(crate) fn write(&self, w: &[AtomicU64], name_words: usize) {
+        store_str(&w[1..1 + name_words], &w[0], &self.name);
+        w[1 + name_words].store(self.size, Ordering::Relaxed);
+        w[2 + name_words].store(self.align, Ordering::Relaxed);
+        w[3 + name_words].store(self.fingerprint, Ordering::Relaxed);
+    }
+
+    /// Reads a descriptor written by [`write`](Self::write) and checks
+    /// its alignment; `what` names it in the error.
+    pub(crate) fn read(w: &[AtomicU64], name_words: usize, what: &str) -> Result<TypeDesc, String> {
+        let t = TypeDesc {
+            name: load_str(&w[1..1 + name_words], &w[0]),
+            size: w[1 + name_words].load(Ordering::Relaxed),
+            align: w[2 + name_words].load(Ordering::Relaxed),
+            fingerprint: w[3 + name_words].load(Ordering::Relaxed),
+        };
+        if t.align == 0 || !t.align.is_power_of_two() || t.align > 4096 {
+            return Err(format!("{what} alignment {} is invalid", t.align));
+        }
+        Ok(t)
+    }
+
+    /// The public view, for tools.
+    pub(crate) fn info(&self) -> TypeLayoutInfo {
+        TypeLayoutInfo {
+            name: self.name.clone(),
+            size: self.size,
+            align: self.align,
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+/// A type's layout as recorded in a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeLayoutInfo {
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// Its alignment.
+    pub align: u64,
+    /// Its layout fingerprint.
+    pub fingerprint: u64,
+}

@@ -1,0 +1,562 @@
+//! The pattern-neutral life of a service: open, create or open-or-create
+//! (race-free between processes), the type and configuration check,
+//! removal by the last user, dead-port reclamation and slot claiming, and
+//! the domain-wide sweep. Written once; a pattern plugs in through
+//! [`Pattern`].
+//!
+//! # Who may remove a service
+//!
+//! Every process that has the service open holds a shared `flock` on its
+//! own descriptor of the segment. When the last [`ServiceCore`] of a
+//! process is dropped it tries to convert that into an exclusive lock; if
+//! it succeeds nobody else uses the service and it removes it: it unlinks
+//! the name and then sets the header's `removed` word, so that an opener
+//! that raced with the removal sees it after taking its own lock and
+//! starts again. If the unlink is refused (a group member that does not
+//! own the segment: `/dev/shm` is sticky), the service is left in place
+//! and unmarked, usable for its owner's cleanup. Openers check `removed`
+//! only after taking their shared lock, which waits for the exclusive
+//! one, so setting it after the unlink is as good as before. The kernel
+//! drops the locks of dead processes, so a service whose users all died
+//! is removed by the next domain cleanup.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::ServiceError;
+use super::registry::{MAX_PORT_KINDS, PortArray, PortSlot, ServiceHeader, SlotArray};
+use crate::domain::{Domain, ServiceKind};
+use crate::node::{self, Node, NodeId};
+use crate::shm::{self, Permissions, Region, Segment};
+use crate::sync::atomic::Ordering;
+use crate::sys::{self, fd::LockKind};
+
+/// What a messaging pattern tells the service core about itself.
+///
+/// The core calls only these; a pattern never re-implements opening,
+/// removal, cleanup or slot claiming.
+pub(crate) trait Pattern: Sized + 'static {
+    /// Its kind (naming, messages, tools).
+    const KIND: ServiceKind;
+    /// Fingerprint of its segment format (checked by the segment header).
+    const FINGERPRINT: u64;
+    /// Its port kinds, plural ("publishers", "subscribers"), in the order
+    /// of the header's generation words and of [`port_array`](Self::port_array).
+    const PORT_KINDS: &'static [&'static str];
+
+    /// The static configuration, decoded.
+    type Config: Clone + std::fmt::Debug + Send + Sync;
+    /// Offsets computed from the configuration.
+    type Layout: std::fmt::Debug + Send + Sync;
+    /// Which configuration values an opener set explicitly (only those
+    /// are checked against an existing service).
+    type Requested;
+
+    /// The service name recorded in `config`.
+    fn name(config: &Self::Config) -> &str;
+    /// Checks a configuration asked for by a builder.
+    fn validate(config: &Self::Config) -> Result<(), String>;
+    /// The layout of a segment with configuration `config`.
+    fn layout(config: &Self::Config) -> Self::Layout;
+    /// Bytes of the data area the layout needs.
+    fn size(layout: &Self::Layout) -> usize;
+    /// Writes the configuration into a new segment's data area (before it
+    /// is ready; the rest of the area is zero).
+    fn write_config(region: &Region, config: &Self::Config) -> Result<(), String>;
+    /// Reads and validates the configuration of a segment's data area.
+    fn read_config(region: &Region) -> Result<Self::Config, String>;
+    /// Whether an opener that asked for `wanted` may use a service whose
+    /// configuration is `existing` (names are compared by the core).
+    fn check_compatible(
+        existing: &Self::Config,
+        wanted: &Self::Config,
+        requested: &Self::Requested,
+    ) -> Result<(), ServiceError>;
+    /// Where the slots of port kind `kind` are.
+    fn port_array(layout: &Self::Layout, kind: usize) -> PortArray;
+
+    /// Cleanup found port `port` of kind `kind` dead and is about to free
+    /// its slot: release what the port owned outside the service segment.
+    fn dead_port(_domain: &Domain, _kind: usize, _port: u64) {}
+    /// Cleanup freed `slot` (kind `kind`) and bumped the generation: wake
+    /// or tell whoever must know.
+    fn port_reclaimed(_service: &ServiceRef<'_, Self>, _kind: usize, _slot: &PortSlot) {}
+    /// The last user is removing the service (its name is unlinked
+    /// already): remove what its ports own outside the segment.
+    fn removing(_service: &ServiceRef<'_, Self>) {}
+}
+
+/// How a builder wants the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Create,
+    Open,
+    OpenOrCreate,
+}
+
+/// A checked view of a mapped service segment of pattern `P`.
+pub(crate) struct ServiceRef<'a, P: Pattern> {
+    pub(crate) domain: &'a Domain,
+    pub(crate) segment: &'a Segment,
+    pub(crate) config: &'a P::Config,
+    pub(crate) layout: &'a P::Layout,
+}
+
+impl<P: Pattern> Clone for ServiceRef<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: Pattern> Copy for ServiceRef<'_, P> {}
+
+impl<'a, P: Pattern> ServiceRef<'a, P> {
+    /// `None` if the segment is smaller than the layout or a port array
+    /// does not fit in it.
+    pub(crate) fn new(
+        domain: &'a Domain,
+        segment: &'a Segment,
+        config: &'a P::Config,
+        layout: &'a P::Layout,
+    ) -> Option<ServiceRef<'a, P>> {
+        let data = segment.data();
+        if data.len() < P::size(layout) || P::PORT_KINDS.len() > MAX_PORT_KINDS {
+            return None;
+        }
+        for kind in 0..P::PORT_KINDS.len() {
+            SlotArray::new(&data, P::port_array(layout, kind))?;
+        }
+        Some(ServiceRef {
+            domain,
+            segment,
+            config,
+            layout,
+        })
+    }
+
+    /// The header line.
+    pub(crate) fn header(&self) -> &'a ServiceHeader {
+        let p = self
+            .segment
+            .data()
+            .resolve::<ServiceHeader>(0)
+            .expect("checked in new()");
+        // SAFETY: in bounds and aligned (resolve); the mapping lives for
+        // 'a (we borrow the segment); atomics only.
+        unsafe { p.as_ref() }
+    }
+
+    /// The slots of port kind `kind`.
+    pub(crate) fn slots(&self, kind: usize) -> SlotArray<'a> {
+        SlotArray::new(&self.segment.data(), P::port_array(self.layout, kind))
+            .expect("checked in new()")
+    }
+
+    /// Frees the slots of dead nodes' ports; returns how many were freed,
+    /// per port kind. `alive` caches node liveness across calls.
+    pub(crate) fn cleanup_ports(&self, alive: &mut Liveness) -> [usize; MAX_PORT_KINDS] {
+        let mut freed = [0; MAX_PORT_KINDS];
+        for (kind, count) in freed.iter_mut().enumerate().take(P::PORT_KINDS.len()) {
+            for slot in self.slots(kind).iter() {
+                let reclaimed = slot.reclaim_if_dead(
+                    |node| alive.is_alive(self.domain, node),
+                    |port| P::dead_port(self.domain, kind, port),
+                );
+                if reclaimed {
+                    self.header().generation[kind].fetch_add(1, Ordering::AcqRel);
+                    *count += 1;
+                    P::port_reclaimed(self, kind, slot);
+                }
+            }
+        }
+        freed
+    }
+
+    /// The ports registered now, per kind: (slot, port id, node id).
+    pub(crate) fn ports(&self, kind: usize) -> Vec<(usize, u64, NodeId)> {
+        self.slots(kind)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let id = s.port();
+                (id != 0).then(|| (i, id, NodeId(s.node_id.load(Ordering::Relaxed))))
+            })
+            .collect()
+    }
+}
+
+/// Node liveness, asked once per node per sweep.
+pub(crate) struct Liveness {
+    permissions: Permissions,
+    known: HashMap<u64, bool>,
+}
+
+impl Liveness {
+    /// `alive`: a node known to be alive (ours), if any; `permissions`:
+    /// those of the asking node (a node of another user is visible only
+    /// if it shares the same group).
+    pub(crate) fn new(alive: Option<NodeId>, permissions: Permissions) -> Liveness {
+        let mut known = HashMap::new();
+        if let Some(id) = alive {
+            known.insert(id.0, true);
+        }
+        Liveness { permissions, known }
+    }
+
+    fn is_alive(&mut self, domain: &Domain, node: u64) -> bool {
+        let permissions = self.permissions;
+        *self
+            .known
+            .entry(node)
+            .or_insert_with(|| node::is_alive(domain, NodeId(node), permissions))
+    }
+}
+
+/// An open service of pattern `P`: what every port of it shares.
+#[derive(Debug)]
+pub(crate) struct ServiceCore<P: Pattern> {
+    pub(crate) node: Node,
+    pub(crate) domain: Domain,
+    pub(crate) config: P::Config,
+    pub(crate) layout: P::Layout,
+    pub(crate) segment: Segment,
+}
+
+impl<P: Pattern> ServiceCore<P> {
+    /// The checked view (validated when the service was opened).
+    pub(crate) fn view(&self) -> ServiceRef<'_, P> {
+        ServiceRef::new(&self.domain, &self.segment, &self.config, &self.layout)
+            .expect("the layout was validated against this segment on open")
+    }
+
+    /// The service name.
+    pub(crate) fn name(&self) -> &str {
+        P::name(&self.config)
+    }
+
+    /// Frees the slots of dead nodes' ports; how many, per port kind.
+    pub(crate) fn cleanup_dead_ports(&self) -> [usize; MAX_PORT_KINDS] {
+        let mut alive = Liveness::new(Some(self.node.id()), self.node.permissions());
+        self.view().cleanup_ports(&mut alive)
+    }
+
+    /// Claims a free slot of port kind `kind` for port `id` (`prepare(i)`
+    /// resets the pattern's words of slot `i` before the id is published)
+    /// and bumps the kind's generation; if every slot is taken, frees the
+    /// slots of dead ports and tries once more.
+    pub(crate) fn claim_slot(
+        &self,
+        kind: usize,
+        id: u64,
+        mut prepare: impl FnMut(usize),
+    ) -> Result<usize, SlotsFull> {
+        for attempt in 0..2 {
+            let view = self.view();
+            if let Some(i) = super::registry::claim_free_slot(
+                view.slots(kind),
+                &view.header().generation[kind],
+                self.node.id().0,
+                id,
+                &mut prepare,
+            ) {
+                return Ok(i);
+            }
+            if attempt == 0 {
+                self.cleanup_dead_ports();
+            }
+        }
+        Err(SlotsFull {
+            service: self.name().to_owned(),
+            kind: P::PORT_KINDS[kind],
+            max: P::port_array(&self.layout, kind).count,
+        })
+    }
+
+    /// The owner of slot `i` of kind `kind` frees it and bumps the kind's
+    /// generation.
+    pub(crate) fn release_slot(&self, kind: usize, i: usize) {
+        let view = self.view();
+        super::registry::release_slot(view.slots(kind).get(i), &view.header().generation[kind]);
+    }
+}
+
+impl<P: Pattern> Drop for ServiceCore<P> {
+    fn drop(&mut self) {
+        try_remove::<P>(&self.domain, &self.segment, &self.config, &self.layout);
+    }
+}
+
+/// Every slot of a port kind is taken by live nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotsFull {
+    pub(crate) service: String,
+    pub(crate) kind: &'static str,
+    pub(crate) max: usize,
+}
+
+/// Removes the service if nobody else has it open (we hold our shared
+/// lock on `segment`); see the module docs.
+fn try_remove<P: Pattern>(
+    domain: &Domain,
+    segment: &Segment,
+    config: &P::Config,
+    layout: &P::Layout,
+) {
+    if let Ok(true) = sys::fd::flock(segment.fd(), LockKind::Exclusive, false) {
+        if let Err(sys::Errno::PERM | sys::Errno::ACCESS) = segment.unlink() {
+            // Not ours to remove: leave it usable for its owner's cleanup.
+            let _ = sys::fd::flock(segment.fd(), LockKind::Shared, false);
+            return;
+        }
+        if let Some(view) = ServiceRef::<P>::new(domain, segment, config, layout) {
+            view.header().removed.store(1, Ordering::Release);
+            P::removing(&view);
+        }
+    }
+}
+
+/// Opens, creates or opens-or-creates the service `config` describes for
+/// `node`, checks it against what the builder asked for, frees dead
+/// ports, and returns it holding its shared usage lock.
+pub(crate) fn open<P: Pattern>(
+    node: &Node,
+    config: &P::Config,
+    requested: &P::Requested,
+    mode: Mode,
+) -> Result<ServiceCore<P>, ServiceError> {
+    let name = P::name(config).to_owned();
+    super::validate_service_name(&name)?;
+    P::validate(config).map_err(ServiceError::InvalidConfig)?;
+    let domain = node.domain_ref().clone();
+    let seg_name = P::KIND.segment_name(&name);
+    let corrupted = |reason: String| ServiceError::Corrupted {
+        name: name.clone(),
+        reason,
+    };
+    for _ in 0..100 {
+        let layout = P::layout(config);
+        let size = P::size(&layout);
+        let builder = Segment::builder(&seg_name)
+            .domain(domain.name())
+            .permissions(node.permissions())
+            .fingerprint(P::FINGERPRINT);
+        let init = |region: &Region| {
+            if region.len() < size {
+                return Err("segment smaller than the layout".to_owned());
+            }
+            P::write_config(region, config)
+        };
+        let segment = match mode {
+            Mode::Create => builder
+                .size(size)
+                .init(init)
+                .create()
+                .map_err(|source| match source {
+                    shm::CreateError::AlreadyExists { .. } => {
+                        ServiceError::AlreadyExists(name.clone())
+                    }
+                    source => ServiceError::Create {
+                        name: name.clone(),
+                        source,
+                    },
+                })?,
+            Mode::Open => builder.open().map_err(|source| match source {
+                shm::OpenError::NotFound { .. } => ServiceError::NotFound(name.clone()),
+                source => ServiceError::open(&name, source),
+            })?,
+            Mode::OpenOrCreate => {
+                builder
+                    .size(size)
+                    .init(init)
+                    .open_or_create()
+                    .map_err(|source| match source {
+                        shm::OpenOrCreateError::Create(source) => ServiceError::Create {
+                            name: name.clone(),
+                            source,
+                        },
+                        shm::OpenOrCreateError::Open(source) => ServiceError::open(&name, source),
+                        other => corrupted(other.to_string()),
+                    })?
+                    .0
+            }
+        };
+        sys::fd::flock(segment.fd(), LockKind::Shared, true).map_err(|source| {
+            ServiceError::Lock {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let existing = P::read_config(&segment.data()).map_err(corrupted)?;
+        let layout = P::layout(&existing);
+        let Some(view) = ServiceRef::<P>::new(&domain, &segment, &existing, &layout) else {
+            return Err(corrupted(format!(
+                "segment of {} bytes is smaller than its layout ({} bytes)",
+                segment.data().len(),
+                P::size(&layout)
+            )));
+        };
+        if view.header().removed.load(Ordering::Acquire) != 0 {
+            // Removed by its last user while we opened it: start again.
+            drop(segment);
+            if mode == Mode::Open {
+                return Err(ServiceError::NotFound(name));
+            }
+            continue;
+        }
+        if P::name(&existing) != name {
+            return Err(ServiceError::NameCollision {
+                name,
+                existing: P::name(&existing).to_owned(),
+            });
+        }
+        P::check_compatible(&existing, config, requested)?;
+        let service = ServiceCore {
+            node: node.clone(),
+            domain: domain.clone(),
+            config: existing,
+            layout,
+            segment,
+        };
+        service.cleanup_dead_ports();
+        return Ok(service);
+    }
+    Err(corrupted(
+        "removed and recreated by others 100 times in a row".into(),
+    ))
+}
+
+/// Opens the segment `name` (inside `domain`) for inspection or cleanup,
+/// with a short open timeout; a segment whose creator died before it
+/// became ready is removed on the way. `None` for anything that cannot be
+/// opened (gone, in creation, not ours).
+pub(crate) fn open_listed(domain: &Domain, name: &str, permissions: Permissions) -> Option<Segment> {
+    match Segment::builder(name)
+        .domain(domain.name())
+        .permissions(permissions)
+        .open_timeout(Duration::from_millis(200))
+        .open()
+    {
+        Ok(s) => Some(s),
+        Err(shm::OpenError::Abandoned { .. }) => {
+            let _ = Segment::builder(name)
+                .domain(domain.name())
+                .remove_abandoned();
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Removes segment `name` if its creator died before it became ready. A
+/// live creator is also unready and unlocked for the microseconds between
+/// creating the object and locking it, so a first look that says
+/// "abandoned" is confirmed over the grace period ([`open_listed`])
+/// before anything is removed.
+pub(crate) fn remove_if_abandoned(domain: &Domain, name: &str, permissions: Permissions) {
+    if matches!(
+        Segment::builder(name)
+            .domain(domain.name())
+            .permissions(permissions)
+            .open_timeout(Duration::ZERO)
+            .open(),
+        Err(shm::OpenError::Abandoned { .. })
+    ) {
+        let _ = open_listed(domain, name, permissions);
+    }
+}
+
+/// Cleans every service of pattern `P` in `domain`: frees dead ports, and
+/// removes services nobody has open. Returns the ids of the ports still
+/// registered in the services that remain, per kind.
+pub(crate) fn cleanup_domain<P: Pattern>(
+    domain: &Domain,
+    permissions: Permissions,
+) -> Vec<HashSet<u64>> {
+    let mut registered = vec![HashSet::new(); P::PORT_KINDS.len()];
+    let Ok(names) = domain.service_segments(P::KIND) else {
+        return registered;
+    };
+    let mut alive = Liveness::new(None, permissions);
+    for name in names {
+        let Some(segment) = open_listed(domain, &name, permissions) else {
+            continue;
+        };
+        let Ok(config) = P::read_config(&segment.data()) else {
+            continue;
+        };
+        let layout = P::layout(&config);
+        let Some(view) = ServiceRef::<P>::new(domain, &segment, &config, &layout) else {
+            continue;
+        };
+        view.cleanup_ports(&mut alive);
+        for (kind, ids) in registered.iter_mut().enumerate() {
+            ids.extend(view.slots(kind).iter().map(PortSlot::port));
+        }
+        try_remove::<P>(domain, &segment, &config, &layout);
+    }
+    registered
+}
+
+/// Calls `f` for every service of pattern `P` in `domain` that can be
+/// mapped read-only and has a valid configuration (for tools: any
+/// owner's services, a snapshot that may change while it is read).
+pub(crate) fn for_each_service<P: Pattern>(
+    domain: &Domain,
+    mut f: impl FnMut(&str, ServiceRef<'_, P>),
+) -> std::io::Result<()> {
+    for name in domain.service_segments(P::KIND)? {
+        let Ok(segment) = inspect(domain, &name) else {
+            continue;
+        };
+        let Ok(config) = P::read_config(&segment.data()) else {
+            continue;
+        };
+        let layout = P::layout(&config);
+        if let Some(view) = ServiceRef::<P>::new(domain, &segment, &config, &layout) {
+            f(&name, view);
+        }
+    }
+    Ok(())
+}
+
+/// Opens service `name` of pattern `P` read-only for a tool and calls `f`
+/// with it; `Ok(None)` if there is no such service.
+pub(crate) fn inspect_service<P: Pattern, R>(
+    domain: &Domain,
+    name: &str,
+    f: impl FnOnce(&str, ServiceRef<'_, P>) -> R,
+) -> Result<Option<R>, ServiceError> {
+    super::validate_service_name(name)?;
+    let seg_name = P::KIND.segment_name(name);
+    let segment = match inspect(domain, &seg_name) {
+        Ok(s) => s,
+        Err(shm::OpenError::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(ServiceError::open(name, source)),
+    };
+    let corrupted = |reason: String| ServiceError::Corrupted {
+        name: name.to_owned(),
+        reason,
+    };
+    let config = P::read_config(&segment.data()).map_err(corrupted)?;
+    if P::name(&config) != name {
+        return Err(ServiceError::NameCollision {
+            name: name.to_owned(),
+            existing: P::name(&config).to_owned(),
+        });
+    }
+    let layout = P::layout(&config);
+    let view = ServiceRef::<P>::new(domain, &segment, &config, &layout)
+        .ok_or_else(|| corrupted("segment smaller than its layout".into()))?;
+    Ok(Some(f(&seg_name, view)))
+}
+
+/// Maps segment `name` read-only, whoever owns it, waiting briefly for
+/// one in creation.
+fn inspect(domain: &Domain, name: &str) -> Result<Segment, shm::OpenError> {
+    Segment::builder(name)
+        .domain(domain.name())
+        .open_timeout(Duration::from_millis(100))
+        .read_only()
+        .any_permissions()
+        .open()
+}
