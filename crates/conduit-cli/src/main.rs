@@ -14,6 +14,7 @@ mod list;
 mod listen;
 mod notify;
 mod publish;
+mod rng;
 mod signal;
 mod soak;
 mod subscribe;
