@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conduit::node::Node;
+use conduit::pubsub::PubSubService;
 use conduit::pubsub::{Publisher, Subscriber};
-use conduit::service::PubSubService;
 use conduit::sync::Spin;
 
 use crate::msg::{Latency, cpu_time, pin_to_cpu};
@@ -254,7 +254,7 @@ pub fn default_service_footprint() -> (u64, u64, u64) {
     let size = |name: String| {
         std::fs::metadata(format!("/dev/shm/conduit.{domain}.{name}")).map_or(0, |m| m.len())
     };
-    let service = size(conduit::service::segment_name("footprint"));
+    let service = size(conduit::ServiceKind::PublishSubscribe.segment_name("footprint"));
     let data = size(conduit::pubsub::data_segment_name(publisher.id()));
     let nodes = size(format!("node.{}", node.id()));
     (service, data, nodes)

@@ -2,7 +2,7 @@
 //! for the cases a terminal user hits (no such service, another type).
 
 use conduit::node::Node;
-use conduit::service::PubSubService;
+use conduit::pubsub::PubSubService;
 
 use crate::common::{self, Failure, exit};
 use crate::list::payload_name;
@@ -19,7 +19,9 @@ pub struct BytesService {
 /// (with default QoS) when it does not exist.
 pub fn open(domain: &str, name: &str, create: bool) -> Result<BytesService, Failure> {
     common::service_name(name)?;
-    match conduit::service::details(domain, name).map_err(common::service_failure)? {
+    match conduit::pubsub::details(&common::as_domain(domain)?, name)
+        .map_err(common::service_failure)?
+    {
         Some(d) => {
             let s = &d.info;
             if s.kind != "slice" || s.payload.name != "u8" || s.header.size != 0 {

@@ -9,6 +9,7 @@ use crate::common::{self, CmdResult, Failure, exit};
 /// Runs `conduit clean`.
 pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
     let domain = common::domain(domain)?;
+    let dom = common::as_domain(&domain)?;
     let nodes = Node::list(&domain)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot list nodes: ", &e))?;
     let dead: Vec<_> = nodes
@@ -19,8 +20,8 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
         .iter()
         .filter(|n| n.state == NodeState::Alive)
         .collect();
-    let services_before = conduit::service::list(&domain).unwrap_or_default();
-    let events_before = conduit::event::list(&domain).unwrap_or_default();
+    let services_before = conduit::pubsub::list(&dom).unwrap_or_default();
+    let events_before = conduit::event::list(&dom).unwrap_or_default();
     let dead_ids: Vec<_> = dead.iter().map(|n| n.id).collect();
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut removed_nodes = Vec::new();
@@ -34,7 +35,7 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
     let services_after = if dry_run {
         services_before.clone()
     } else {
-        conduit::service::list(&domain).unwrap_or_default()
+        conduit::pubsub::list(&dom).unwrap_or_default()
     };
     let mut lines = Vec::new();
     for n in dead.iter().filter(|n| removed_nodes.contains(&n.id)) {
@@ -45,7 +46,7 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
     }
     for s in &services_before {
         // Ports registered by dead nodes are freed by cleanup.
-        let dead_ports = conduit::service::details(&domain, &s.name)
+        let dead_ports = conduit::pubsub::details(&dom, &s.name)
             .ok()
             .flatten()
             .map(|d| {
@@ -83,7 +84,7 @@ pub fn run(domain: Option<String>, dry_run: bool, json: bool) -> CmdResult {
     let events_after = if dry_run {
         events_before.clone()
     } else {
-        conduit::event::list(&domain).unwrap_or_default()
+        conduit::event::list(&dom).unwrap_or_default()
     };
     for e in &events_before {
         if dry_run {

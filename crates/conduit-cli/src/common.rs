@@ -92,9 +92,11 @@ pub fn service_name(name: &str) -> Result<(), Failure> {
 pub fn service_failure(e: conduit::service::ServiceError) -> Failure {
     use conduit::service::ServiceError as E;
     let code = match &e {
-        E::InvalidName { .. } | E::InvalidQos(_) => exit::USAGE,
+        E::InvalidName { .. } | E::InvalidConfig(_) => exit::USAGE,
         E::NotFound(_) => exit::NOT_FOUND,
-        E::IncompatibleType { .. } | E::NameCollision { .. } => exit::TYPE_MISMATCH,
+        E::IncompatibleType { .. } | E::IncompatibleConfig { .. } | E::NameCollision { .. } => {
+            exit::TYPE_MISMATCH
+        }
         E::PermissionDenied { .. } => exit::PERMISSION,
         _ => exit::FAILURE,
     };
@@ -217,6 +219,12 @@ pub fn permissions() -> conduit::shm::Permissions {
 }
 
 /// A node for the CLI's own ports, with the `--share-group` permissions.
+/// The [`conduit::Domain`] of a domain name (checked).
+pub fn as_domain(name: &str) -> Result<conduit::Domain, Failure> {
+    conduit::Domain::new(name)
+        .map_err(|e| Failure::new(exit::USAGE, format!("invalid domain {name:?}: {e}")))
+}
+
 pub fn node(domain: &str) -> Result<conduit::node::Node, Failure> {
     conduit::node::Node::builder()
         .name("conduit-cli")

@@ -11,8 +11,8 @@ use crate::list::{payload_name, qos_json, type_json};
 pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
     let domain = common::domain(domain)?;
     common::service_name(service)?;
-    let Some(details) =
-        conduit::service::details(&domain, service).map_err(common::service_failure)?
+    let Some(details) = conduit::pubsub::details(&common::as_domain(&domain)?, service)
+        .map_err(common::service_failure)?
     else {
         return event_info(service, &domain, json);
     };
@@ -25,7 +25,7 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
     };
     let s = &details.info;
     if json {
-        let port = |p: &conduit::service::PortInfo| {
+        let port = |p: &conduit::pubsub::PortInfo| {
             let n = node_of(p.node);
             json!({
                 "id": format!("{:016x}", p.id),
@@ -72,7 +72,7 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
         s.payload.fingerprint
     );
     println!("  qos:         {}", s.qos);
-    let port_rows = |kind: &str, ports: &[conduit::service::PortInfo]| -> Vec<Vec<String>> {
+    let port_rows = |kind: &str, ports: &[conduit::pubsub::PortInfo]| -> Vec<Vec<String>> {
         ports
             .iter()
             .map(|p| {
@@ -128,7 +128,7 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
 /// `conduit info` of an event service (when there is no publish/subscribe
 /// service of that name).
 fn event_info(service: &str, domain: &str, json: bool) -> CmdResult {
-    let events = conduit::event::list(domain)
+    let events = conduit::event::list(&common::as_domain(domain)?)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
     let Some(e) = events.iter().find(|e| e.name == service) else {
         return Err(Failure::new(

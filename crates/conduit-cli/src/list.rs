@@ -49,9 +49,9 @@ pub fn run(what: Option<What>, domain: Option<String>, all_domains: bool, json: 
 }
 
 fn services(domain: &str, json: bool) -> CmdResult {
-    let list = conduit::service::list(domain)
+    let list = conduit::pubsub::list(&common::as_domain(domain)?)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
-    let events = conduit::event::list(domain)
+    let events = conduit::event::list(&common::as_domain(domain)?)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
     if json {
         for e in &events {
@@ -113,7 +113,7 @@ fn services(domain: &str, json: bool) -> CmdResult {
 }
 
 /// `u64`, `[u8]`, with the user header when there is one.
-pub fn payload_name(s: &conduit::service::ServiceInfo) -> String {
+pub fn payload_name(s: &conduit::pubsub::ServiceInfo) -> String {
     let p = if s.kind == "slice" {
         format!("[{}]", s.payload.name)
     } else {
@@ -133,7 +133,7 @@ pub fn event_json(e: &conduit::event::EventServiceInfo) -> serde_json::Value {
         "name": e.name,
         "segment": e.segment,
         "segment_bytes": e.segment_bytes,
-        "max_event_id": e.max_event_id,
+        "max_event_id": e.max_event_id.value(),
         "max_notifiers": e.max_notifiers,
         "max_listeners": e.max_listeners,
         "notifiers": e.notifiers,
@@ -149,7 +149,7 @@ pub fn type_json(t: &conduit::service::TypeLayoutInfo) -> serde_json::Value {
 }
 
 /// A QoS as JSON.
-pub fn qos_json(q: &conduit::service::Qos) -> serde_json::Value {
+pub fn qos_json(q: &conduit::pubsub::Qos) -> serde_json::Value {
     json!({
         "max_publishers": q.max_publishers,
         "max_subscribers": q.max_subscribers,
@@ -198,25 +198,17 @@ fn state(s: NodeState) -> &'static str {
 }
 
 fn segments(domain: &str, all_domains: bool, json: bool) -> CmdResult {
-    let prefix = if all_domains {
-        "conduit.".to_owned()
+    let objects = if all_domains {
+        conduit::Domain::all_objects()
     } else {
-        format!("conduit.{domain}.")
-    };
-    let names = conduit::sys::shm::list(&prefix)
-        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+        common::as_domain(domain)?.objects()
+    }
+    .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
     let mut rows = Vec::new();
-    for name in names {
-        let size = std::fs::metadata(format!("/dev/shm/{name}")).map_or(0, |m| m.len());
-        let rest = &name["conduit.".len()..];
-        let (dom, object) = rest.split_once('.').unwrap_or((rest, ""));
-        let what = match object.split('.').next().unwrap_or("") {
-            "svc" => "service",
-            "evt" => "event service",
-            "node" => "node",
-            "pub" => "publisher data",
-            _ => "segment",
-        };
+    for object in objects {
+        let name = object.file_name();
+        let size = object.bytes;
+        let (dom, object, what) = (object.domain, object.name, object.kind.to_string());
         if json {
             common::print_json(&json!({
                 "kind": "segment", "name": name, "domain": dom, "object": object,
@@ -225,7 +217,7 @@ fn segments(domain: &str, all_domains: bool, json: bool) -> CmdResult {
         } else {
             rows.push(vec![
                 name.clone(),
-                what.to_owned(),
+                what.clone(),
                 size.to_string(),
                 common::bytes(size as f64),
             ]);

@@ -42,7 +42,7 @@ pub fn run(args: ListenArgs, domain: Option<String>) -> CmdResult {
         let ids = listener.wait_timeout(Duration::from_millis(100));
         for id in ids.iter() {
             let line = if args.json {
-                json!({"event": args.event, "id": id}).to_string()
+                json!({"event": args.event, "id": id.value()}).to_string()
             } else {
                 id.to_string()
             };

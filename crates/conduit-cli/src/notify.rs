@@ -2,7 +2,7 @@
 //! service.
 
 use clap::Args;
-use conduit::event::{EventService, EventServiceError};
+use conduit::event::EventService;
 use conduit::node::Node;
 
 use crate::common::{self, CmdResult, Failure, exit};
@@ -20,17 +20,6 @@ pub struct NotifyArgs {
     pub create: bool,
 }
 
-/// Maps an event-service error to an exit code and a line.
-pub fn event_failure(e: EventServiceError) -> Failure {
-    let code = match &e {
-        EventServiceError::InvalidName(_) | EventServiceError::InvalidConfig(_) => exit::USAGE,
-        EventServiceError::NotFound(_) => exit::NOT_FOUND,
-        EventServiceError::Incompatible { .. } => exit::TYPE_MISMATCH,
-        _ => exit::FAILURE,
-    };
-    Failure::from_error(code, "", &e)
-}
-
 /// Opens (or with `create`, opens or creates) event service `name`.
 pub fn open(domain: &str, name: &str, create: bool) -> Result<(Node, EventService), Failure> {
     common::service_name(name)?;
@@ -41,7 +30,7 @@ pub fn open(domain: &str, name: &str, create: bool) -> Result<(Node, EventServic
     } else {
         builder.open()
     }
-    .map_err(event_failure)?;
+    .map_err(common::service_failure)?;
     Ok((node, service))
 }
 

@@ -99,7 +99,7 @@ pub fn run(args: PubArgs, domain: Option<String>) -> CmdResult {
     // Wait until every subscriber took what we sent (or linger ran out).
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline && !interrupt.happened() {
-        let pending = conduit::service::details(&domain, &args.service)
+        let pending = conduit::pubsub::details(&common::as_domain(&domain)?, &args.service)
             .ok()
             .flatten()
             .map(|d| {

@@ -2,7 +2,7 @@
 //! with its message rate, queue fill level and estimated drops.
 //!
 //! Rates come from the per-connection sequence numbers in the service
-//! segment (read-only, via `conduit::service::details`), so `top` takes
+//! segment (read-only, via `conduit::pubsub::details`), so `top` takes
 //! no part in the traffic. Drops are estimated as samples sent but neither
 //! queued, released nor possibly borrowed; exact drop counters live inside
 //! each publisher's process and are not in shared memory.
@@ -12,6 +12,8 @@
 //! `--iterations` bounds for scripts.
 
 use std::collections::HashMap;
+
+use conduit::service::PortId;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,7 @@ pub struct TopArgs {
 /// Runs `conduit top`.
 pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
     let domain = common::domain(domain)?;
+    let dom = common::as_domain(&domain)?;
     let interval = Duration::try_from_secs_f64(args.interval)
         .ok()
         .filter(|w| !w.is_zero())
@@ -45,14 +48,14 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
     let live = common::tty() && !args.json;
     let mut interrupt = common::Interrupt::watch();
     // (service, publisher, subscriber) → (sent, released) at the last refresh.
-    let mut last: HashMap<(String, u64, u64), (u64, u64)> = HashMap::new();
+    let mut last: HashMap<(String, PortId, PortId), (u64, u64)> = HashMap::new();
     let mut last_time = Instant::now();
     let mut frame = 0u64;
     if live {
         print!("\x1b[?25l"); // hide the cursor
     }
     let result = loop {
-        let services = match conduit::service::list(&domain) {
+        let services = match conduit::pubsub::list(&dom) {
             Ok(s) => s,
             Err(e) => {
                 break Err(Failure::from_error(
@@ -65,9 +68,9 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
         let secs = last_time.elapsed().as_secs_f64().max(1e-3);
         last_time = Instant::now();
         let mut rows = Vec::new();
-        let mut now: HashMap<(String, u64, u64), (u64, u64)> = HashMap::new();
+        let mut now: HashMap<(String, PortId, PortId), (u64, u64)> = HashMap::new();
         for s in &services {
-            let Ok(Some(d)) = conduit::service::details(&domain, &s.name) else {
+            let Ok(Some(d)) = conduit::pubsub::details(&dom, &s.name) else {
                 continue;
             };
             let (mut sent_rate, mut recv_rate) = (0.0, 0.0);
@@ -109,7 +112,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                 drops.to_string(),
             ]);
         }
-        for e in conduit::event::list(&domain).unwrap_or_default() {
+        for e in conduit::event::list(&dom).unwrap_or_default() {
             let pending: usize = e.listeners.iter().map(|l| l.2).sum();
             if args.json {
                 common::print_json(&json!({

@@ -67,11 +67,11 @@ pub use shm::ShmSafe;
 
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
+    pub use crate::Domain;
     pub use crate::ShmSafe;
+    pub use crate::event::EventId;
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;
-    pub use crate::Domain;
-    pub use crate::event::EventId;
     pub use crate::pubsub::{Overflow, PubSubService, Publisher, Qos, Sample, Subscriber};
     pub use crate::service::PortId;
     pub use crate::shm::{Permissions, RelPtr};

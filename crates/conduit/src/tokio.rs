@@ -27,10 +27,10 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::event::{EventSet, Listener};
-use crate::sync::fdwake::FdWake;
 use crate::pubsub::{Payload, ReceiveError, Sample, Subscriber};
 use crate::shm::ShmSafe;
 use crate::signal::{self, Received, Signals};
+use crate::sync::fdwake::FdWake;
 
 /// The port's `AsyncFd`, registered with the current runtime on first use.
 fn async_fd<'a>(

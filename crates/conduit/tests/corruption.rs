@@ -270,8 +270,13 @@ fn pubsub_reader(domain: &str, iterations: u32) {
                     .map(|s| s.qos()),
             );
             t.note(node.service("events").event().open().map(|_| ()));
-            t.note(conduit::pubsub::details(&conduit::Domain::new(domain).unwrap(), "victim"));
-            t.note(conduit::pubsub::list(&conduit::Domain::new(domain).unwrap()));
+            t.note(conduit::pubsub::details(
+                &conduit::Domain::new(domain).unwrap(),
+                "victim",
+            ));
+            t.note(conduit::pubsub::list(
+                &conduit::Domain::new(domain).unwrap(),
+            ));
             t.note(Node::list(domain));
         }
     }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::event::{NotifyError, PortCreateError};
-use conduit::service::ServiceError;
 use conduit::node::Node;
 use conduit::prelude::*;
+use conduit::service::ServiceError;
 use conduit::waitset::{Control, Event, Interest, WaitSet, WakeUp};
 
 fn node(domain: &str, name: &str) -> Node {
@@ -172,7 +172,10 @@ fn notify_and_wait_in_one_process() {
     assert!(listener.wait_timeout(Duration::from_millis(5)).is_empty());
     assert!(matches!(
         notifier.notify(301),
-        Err(NotifyError::InvalidId { id: EventId(301), max: EventId(300) })
+        Err(NotifyError::InvalidId {
+            id: EventId(301),
+            max: EventId(300)
+        })
     ));
     // No system call while nobody sleeps.
     let before = conduit::sync::futex_wake_calls();

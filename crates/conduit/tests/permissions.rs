@@ -243,11 +243,12 @@ fn dispatch(role: &str, args: &[String]) {
                 matches!(r, Err(ServiceError::PermissionDenied { .. })),
                 "event open: {r:?}"
             );
-            let r = Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("shared"))
-                .domain(domain)
-                .permissions(Permissions::group(SHARED_GID))
-                .read_only()
-                .open();
+            let r =
+                Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("shared"))
+                    .domain(domain)
+                    .permissions(Permissions::group(SHARED_GID))
+                    .read_only()
+                    .open();
             assert!(
                 matches!(r, Err(shm::OpenError::PermissionDenied { .. })),
                 "{r:?}"
@@ -366,7 +367,12 @@ fn a_group_shared_service_works_for_members_and_refuses_others() {
             .unwrap()
             .is_some()
     );
-    assert_eq!(conduit::event::list(&conduit::Domain::new(&domain).unwrap()).unwrap().len(), 1);
+    assert_eq!(
+        conduit::event::list(&conduit::Domain::new(&domain).unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
 
     let mut outsider = spawn("outsider", &[&domain]);
     let skipped = match first_line(&mut outsider) {

@@ -141,16 +141,18 @@ fn dispatch(role: &str, args: &[String]) {
         }
         // Creates the service segment and hangs inside its initialiser.
         "hang_in_create" => {
-            let _ = conduit::shm::Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name(svc))
-                .domain(domain)
-                .size(4096)
-                .init(|_| {
-                    println!("initializing");
-                    loop {
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                })
-                .create();
+            let _ = conduit::shm::Segment::builder(
+                &conduit::ServiceKind::PublishSubscribe.segment_name(svc),
+            )
+            .domain(domain)
+            .size(4096)
+            .init(|_| {
+                println!("initializing");
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+            .create();
         }
         // Stress publisher: `n` slices with sequence and checksum.
         "stress_pub" => {
@@ -826,10 +828,12 @@ fn corrupted_queues_give_errors_not_crashes() {
         let publisher = topic.publisher().create().unwrap();
         let subscriber = topic.subscriber().create().unwrap();
         publisher.send_copy(1).unwrap();
-        let raw = conduit::shm::Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("t"))
-            .domain(&domain)
-            .open()
-            .unwrap();
+        let raw = conduit::shm::Segment::builder(
+            &conduit::ServiceKind::PublishSubscribe.segment_name("t"),
+        )
+        .domain(&domain)
+        .open()
+        .unwrap();
         let data = raw.data();
         // Scribble over the connection area (the second half).
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -297,7 +297,7 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     report.print();
     // Leftovers are removed so that a failed run does not pollute the
     // next one (they were counted above).
-    remove_leftovers(&report.leftovers);
+    remove_leftovers(&domain, &report.leftovers);
     report.verdict()
 }
 
@@ -309,7 +309,7 @@ fn check_args(args: &SoakArgs) -> CmdResult {
             "--publishers and --subscribers must be at least 1",
         ));
     }
-    let max = conduit::service::MAX_PORTS;
+    let max = conduit::pubsub::MAX_PORTS;
     if args.publishers > max || args.subscribers > max {
         return Err(Failure::new(
             exit::USAGE,
@@ -349,15 +349,25 @@ fn create_service(node: &Node, args: &SoakArgs) -> Result<PubSubService<[u8], St
 }
 
 /// The shared-memory objects of `domain` still in /dev/shm (after the
-/// final cleanup there should be none).
+/// final cleanup there should be none), by their `/dev/shm` name.
 fn leftover_objects(domain: &str) -> Vec<String> {
-    conduit::sys::shm::list(&format!("conduit.{domain}.")).unwrap_or_else(|_| Vec::new())
+    conduit::Domain::new(domain)
+        .map(|d| d.objects().unwrap_or_default())
+        .unwrap_or_default()
+        .iter()
+        .map(conduit::DomainObject::file_name)
+        .collect()
 }
 
 /// Removes what [`leftover_objects`] found (best effort).
-fn remove_leftovers(names: &[String]) {
-    for name in names {
-        let _ = conduit::sys::shm::unlink(name);
+fn remove_leftovers(domain: &str, names: &[String]) {
+    let Ok(domain) = conduit::Domain::new(domain) else {
+        return;
+    };
+    for object in domain.objects().unwrap_or_default() {
+        if names.contains(&object.file_name()) {
+            let _ = domain.remove_object(&object);
+        }
     }
 }
 

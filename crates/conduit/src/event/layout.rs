@@ -111,8 +111,7 @@ impl EventConfig {
     /// Reads and validates the configuration in an event segment's data
     /// area `region`.
     pub(crate) fn read_region(region: &Region) -> Result<EventConfig, String> {
-        let words =
-            config_words(region, CONFIG_WORDS).ok_or("segment too small for its config")?;
+        let words = config_words(region, CONFIG_WORDS).ok_or("segment too small for its config")?;
         let name = read_head(words, FORMAT)?;
         let get = |i: usize| words[i].load(Ordering::Relaxed);
         let small = |i: usize| -> Result<usize, String> {

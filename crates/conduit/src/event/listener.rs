@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::EventSet;
 use super::layout::LISTENERS;
 use super::notifier::PortCreateError;
 use super::service::EventInner;
-use super::EventSet;
 use crate::service::PortId;
 use crate::sync::Spin;
 use crate::sync::fdwake::FdWake;
@@ -170,4 +170,3 @@ impl crate::waitset::Attachable for Listener {
             .expect("cannot create the listener's wake-up socket (call wake_fd() first to handle this error)")
     }
 }
-

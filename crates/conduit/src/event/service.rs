@@ -92,9 +92,24 @@ impl Pattern for Events {
                 bad.push((format!("{what} {have}"), format!("{what} >= {want}")));
             }
         };
-        at_least(r.max_event_id, "max_event_id", e.max_event_id.0, c.max_event_id.0);
-        at_least(r.max_notifiers, "max_notifiers", e.max_notifiers, c.max_notifiers);
-        at_least(r.max_listeners, "max_listeners", e.max_listeners, c.max_listeners);
+        at_least(
+            r.max_event_id,
+            "max_event_id",
+            e.max_event_id.0,
+            c.max_event_id.0,
+        );
+        at_least(
+            r.max_notifiers,
+            "max_notifiers",
+            e.max_notifiers,
+            c.max_notifiers,
+        );
+        at_least(
+            r.max_listeners,
+            "max_listeners",
+            e.max_listeners,
+            c.max_listeners,
+        );
         for (asked, what, have, want) in [
             (r.created_event, "created", e.created_event, c.created_event),
             (r.dropped_event, "dropped", e.dropped_event, c.dropped_event),
@@ -153,9 +168,12 @@ pub(crate) fn deliver(domain: &Domain, slot: ListenerSlot<'_>, id: EventId) -> b
     // Release: what the notifier wrote before is visible to the listener
     // that takes the bit (Acquire swap).
     slot.pending[id / 64].fetch_or(1 << (id % 64), Ordering::Release);
-    crate::sync::fdwake::wake(&slot.head.event, &slot.head.fd_armed, domain.wake_prefix(), || {
-        slot.head.id.load(Ordering::Acquire)
-    });
+    crate::sync::fdwake::wake(
+        &slot.head.event,
+        &slot.head.fd_armed,
+        domain.wake_prefix(),
+        || slot.head.id.load(Ordering::Acquire),
+    );
     true
 }
 

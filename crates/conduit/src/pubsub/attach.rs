@@ -18,9 +18,12 @@ use crate::waitset::Attachable;
 /// subscriber armed its descriptor, sends it a wake byte.
 #[inline]
 pub(super) fn wake(service: &ServiceInner, slot: &PortSlot) {
-    crate::sync::fdwake::wake(&slot.event, &slot.fd_armed, service.domain.wake_prefix(), || {
-        slot.id.load(Ordering::Acquire)
-    });
+    crate::sync::fdwake::wake(
+        &slot.event,
+        &slot.fd_armed,
+        service.domain.wake_prefix(),
+        || slot.id.load(Ordering::Acquire),
+    );
 }
 
 impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
@@ -31,7 +34,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     /// spurious. Publishers make a system call for it only while the
     /// subscriber is armed, never on the futex path.
     pub fn wake_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
-        self.fd_wake.fd(self.service.domain.wake_prefix(), self.id().0)
+        self.fd_wake
+            .fd(self.service.domain.wake_prefix(), self.id().0)
     }
 
     #[allow(dead_code)] // used by the runtime glue (feature `tokio`)

@@ -75,8 +75,8 @@ pub use subscriber::{
 };
 
 pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
-pub(crate) use service::cleanup_domain;
 pub(crate) use service::ServiceInner;
+pub(crate) use service::cleanup_domain;
 pub use service::{
     ConnectionInfo, PortInfo, PubSubBuilder, PubSubService, ServiceDetails, ServiceInfo, details,
     list,

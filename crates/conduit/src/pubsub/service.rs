@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    PUBLISHERS, QosRequested, SUBSCRIBERS, SERVICE_FINGERPRINT, ServiceLayout, ServiceView,
+    PUBLISHERS, QosRequested, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, ServiceView,
     StaticConfig,
 };
 use super::{NoHeader, Payload, Qos};
@@ -91,10 +91,7 @@ impl Pattern for PubSub {
         for slot in service.slots(PUBLISHERS).iter() {
             let id = slot.port();
             if id != 0 {
-                let _ = Segment::remove(
-                    service.domain.name(),
-                    &Domain::publisher_data_segment(id),
-                );
+                let _ = Segment::remove(service.domain.name(), &Domain::publisher_data_segment(id));
             }
         }
     }
@@ -417,7 +414,15 @@ pub fn details(domain: &Domain, name: &str) -> Result<Option<ServiceDetails>, Se
         let ports = |kind| -> Vec<(usize, PortInfo)> {
             view.ports(kind)
                 .into_iter()
-                .map(|(i, id, node)| (i, PortInfo { id: PortId(id), node }))
+                .map(|(i, id, node)| {
+                    (
+                        i,
+                        PortInfo {
+                            id: PortId(id),
+                            node,
+                        },
+                    )
+                })
                 .collect()
         };
         let pubs = ports(PUBLISHERS);

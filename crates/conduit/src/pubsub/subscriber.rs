@@ -78,12 +78,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
     pub fn create(self) -> Result<Subscriber<P, H>, SubscriberCreateError> {
         let svc = self.service;
         let id = PortId::unique().0;
-        let slot = svc
-            .claim_slot(SUBSCRIBERS, id, |_| {})
-            .map_err(|full| SubscriberCreateError::ExceedsMaxSubscribers {
+        let slot = svc.claim_slot(SUBSCRIBERS, id, |_| {}).map_err(|full| {
+            SubscriberCreateError::ExceedsMaxSubscribers {
                 service: full.service,
                 max: full.max,
-            })?;
+            }
+        })?;
         let max_pub = svc.config.qos.max_publishers;
         Ok(Subscriber {
             state: RefCell::new(SubState {

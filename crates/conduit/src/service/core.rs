@@ -347,19 +347,21 @@ pub(crate) fn open<P: Pattern>(
             P::write_config(region, config)
         };
         let segment = match mode {
-            Mode::Create => builder
-                .size(size)
-                .init(init)
-                .create()
-                .map_err(|source| match source {
-                    shm::CreateError::AlreadyExists { .. } => {
-                        ServiceError::AlreadyExists(name.clone())
-                    }
-                    source => ServiceError::Create {
-                        name: name.clone(),
-                        source,
-                    },
-                })?,
+            Mode::Create => {
+                builder
+                    .size(size)
+                    .init(init)
+                    .create()
+                    .map_err(|source| match source {
+                        shm::CreateError::AlreadyExists { .. } => {
+                            ServiceError::AlreadyExists(name.clone())
+                        }
+                        source => ServiceError::Create {
+                            name: name.clone(),
+                            source,
+                        },
+                    })?
+            }
             Mode::Open => builder.open().map_err(|source| match source {
                 shm::OpenError::NotFound { .. } => ServiceError::NotFound(name.clone()),
                 source => ServiceError::open(&name, source),
@@ -429,7 +431,11 @@ pub(crate) fn open<P: Pattern>(
 /// with a short open timeout; a segment whose creator died before it
 /// became ready is removed on the way. `None` for anything that cannot be
 /// opened (gone, in creation, not ours).
-pub(crate) fn open_listed(domain: &Domain, name: &str, permissions: Permissions) -> Option<Segment> {
+pub(crate) fn open_listed(
+    domain: &Domain,
+    name: &str,
+    permissions: Permissions,
+) -> Option<Segment> {
     match Segment::builder(name)
         .domain(domain.name())
         .permissions(permissions)

@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(words[(128 + 2 * 192) / 8 + 1], 7);
         let too_many = PortArray { count: 20, ..array };
         assert!(SlotArray::new(&region, too_many).is_none());
-        let unaligned = PortArray { stride: 100, ..array };
+        let unaligned = PortArray {
+            stride: 100,
+            ..array
+        };
         assert!(SlotArray::new(&region, unaligned).is_none());
     }
 }
