@@ -22,7 +22,7 @@ use crate::event::layout::EventConfig;
 use crate::pubsub::layout::{QosRequested, StaticConfig};
 use crate::pubsub::{Geometry, NoHeader, Overflow, PubHeader, Qos};
 use crate::service::TypeDesc;
-use crate::service::core::Pattern;
+use crate::service::core::{Pattern, PatternConfig, PatternLayout};
 use crate::shm::{Region, ShmSafe};
 
 /// An 8-byte-aligned copy of `bytes`, at least `min` bytes long (zero
@@ -73,10 +73,10 @@ fn service_config() -> StaticConfig {
 /// The configuration part of the data area of a new segment of pattern
 /// `P` with configuration `config` (the registry and queues are zero).
 fn valid_config<P: Pattern>(config: &P::Config, config_words: usize) -> Vec<u8> {
-    let size = P::size(&P::layout(config));
+    let size = P::Layout::of(config).size();
     let mut words = vec![0u64; size.div_ceil(8)];
     let region = region_of(&mut words);
-    P::write_config(&region, config).expect("valid configuration");
+    config.write(&region).expect("valid configuration");
     // Only the configuration is interesting to the decoder.
     bytes_of(&words, crate::service::CONFIG_OFFSET + config_words * 8)
 }
@@ -87,10 +87,10 @@ fn valid_config<P: Pattern>(config: &P::Config, config_words: usize) -> Vec<u8> 
 fn decode_config<P: Pattern>(bytes: &[u8], wanted: &P::Config, all: &P::Requested) {
     let mut words = aligned(bytes, 0);
     let region = region_of(&mut words);
-    let Ok(config) = P::read_config(&region) else {
+    let Ok(config) = P::Config::read(&region) else {
         return;
     };
-    assert!(P::size(&P::layout(&config)) > 0);
+    assert!(P::Layout::of(&config).size() > 0);
     let _ = P::check_compatible(&config, wanted, all);
     let _ = P::check_compatible(&config, &config, all).map_err(|e| e.to_string());
 }

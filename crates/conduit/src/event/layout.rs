@@ -28,7 +28,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::EventId;
-use crate::service::registry::{LINE, PortArray, PortSlot, ServiceHeader, SlotArray};
+use crate::service::core::{PatternConfig, PatternLayout};
+use crate::service::registry::{LINE, PortArray, PortSlot, SegmentView, ServiceHeader};
 use crate::service::{CONFIG_OFFSET, W_PATTERN, config_words, read_head, write_head};
 use crate::shm::{Region, Segment};
 
@@ -63,8 +64,12 @@ fn opt(v: Option<EventId>) -> u64 {
     v.map_or(NONE, |v| v.0 as u64)
 }
 
-impl EventConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+impl PatternConfig for EventConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.max_event_id.0 > MAX_EVENT_ID_LIMIT {
             return Err(format!(
                 "max_event_id {} exceeds {MAX_EVENT_ID_LIMIT}",
@@ -96,7 +101,7 @@ impl EventConfig {
         Ok(())
     }
 
-    pub(crate) fn write(&self, region: &Region) -> Result<(), String> {
+    fn write(&self, region: &Region) -> Result<(), String> {
         let words = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
         write_head(words, FORMAT, &self.name);
         words[W_MAX_EVENT_ID].store(self.max_event_id.0 as u64, Ordering::Relaxed);
@@ -108,9 +113,7 @@ impl EventConfig {
         Ok(())
     }
 
-    /// Reads and validates the configuration in an event segment's data
-    /// area `region`.
-    pub(crate) fn read_region(region: &Region) -> Result<EventConfig, String> {
+    fn read(region: &Region) -> Result<EventConfig, String> {
         let words = config_words(region, CONFIG_WORDS).ok_or("segment too small for its config")?;
         let name = read_head(words, FORMAT)?;
         let get = |i: usize| words[i].load(Ordering::Relaxed);
@@ -154,8 +157,8 @@ pub(crate) struct EventLayout {
     pub(crate) size: usize,
 }
 
-impl EventLayout {
-    pub(crate) fn new(c: &EventConfig) -> EventLayout {
+impl PatternLayout<EventConfig> for EventLayout {
+    fn of(c: &EventConfig) -> EventLayout {
         let words = (c.max_event_id.0 + 1).div_ceil(64);
         let notifier_slots = CONFIG_OFFSET + CONFIG_WORDS * 8;
         let listener_slots = notifier_slots + LINE * c.max_notifiers;
@@ -171,8 +174,11 @@ impl EventLayout {
         }
     }
 
-    /// Where the slots of port kind `kind` are.
-    pub(crate) fn port_array(&self, kind: usize) -> PortArray {
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn port_array(&self, kind: usize) -> PortArray {
         if kind == NOTIFIERS {
             PortArray {
                 offset: self.notifier_slots,
@@ -199,44 +205,29 @@ pub(crate) struct ListenerSlot<'a> {
 /// Checked typed access to an event segment.
 #[derive(Clone, Copy)]
 pub(crate) struct EventView<'a> {
-    region: Region,
+    shared: SegmentView<'a>,
     layout: &'a EventLayout,
-    _segment: &'a Segment,
 }
 
 impl<'a> EventView<'a> {
     pub(crate) fn new(segment: &'a Segment, layout: &'a EventLayout) -> Option<EventView<'a>> {
-        let region = segment.data();
-        (region.len() >= layout.size).then_some(EventView {
-            region,
+        Some(EventView {
+            shared: SegmentView::new(segment, layout.size)?,
             layout,
-            _segment: segment,
         })
     }
 
-    fn slice<T>(&self, offset: usize, n: usize) -> &'a [T] {
-        let p = self
-            .region
-            .resolve_slice::<T>(offset, n)
-            .expect("inside the layout checked in new()");
-        // SAFETY: in bounds and aligned (resolve_slice); the region stays
-        // mapped for 'a (we borrow its segment); only atomics are read
-        // through it.
-        unsafe { std::slice::from_raw_parts(p.as_ptr(), n) }
-    }
-
     pub(crate) fn header(&self) -> &'a ServiceHeader {
-        &self.slice::<ServiceHeader>(0, 1)[0]
+        self.shared.header()
     }
 
     pub(crate) fn listener(&self, i: usize) -> ListenerSlot<'a> {
-        assert!(i < self.layout.max_listeners);
         let base = self.layout.listener_slots + i * self.layout.slot_size;
         ListenerSlot {
-            head: SlotArray::new(&self.region, self.layout.port_array(LISTENERS))
-                .expect("inside the layout checked in new()")
-                .get(i),
-            pending: self.slice(base + size_of::<PortSlot>(), self.layout.words),
+            head: self.shared.slots(self.layout.port_array(LISTENERS)).get(i),
+            pending: self
+                .shared
+                .slice(base + size_of::<PortSlot>(), self.layout.words),
         }
     }
 

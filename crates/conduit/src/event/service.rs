@@ -12,9 +12,8 @@ use super::{DEFAULT_SPIN, EventId, ListenerBuilder, NotifierBuilder};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
-use crate::service::registry::{PortArray, PortSlot};
+use crate::service::registry::PortSlot;
 use crate::service::{PortId, ServiceBuilder, ServiceError};
-use crate::shm::Region;
 use crate::sync::Spin;
 
 /// The event pattern, as the service core sees it.
@@ -55,30 +54,6 @@ impl Pattern for Events {
     type Config = EventConfig;
     type Layout = EventLayout;
     type Requested = Requested;
-
-    fn name(config: &EventConfig) -> &str {
-        &config.name
-    }
-
-    fn validate(config: &EventConfig) -> Result<(), String> {
-        config.validate()
-    }
-
-    fn layout(config: &EventConfig) -> EventLayout {
-        EventLayout::new(config)
-    }
-
-    fn size(layout: &EventLayout) -> usize {
-        layout.size
-    }
-
-    fn write_config(region: &Region, config: &EventConfig) -> Result<(), String> {
-        config.write(region)
-    }
-
-    fn read_config(region: &Region) -> Result<EventConfig, String> {
-        EventConfig::read_region(region)
-    }
 
     fn check_compatible(
         existing: &EventConfig,
@@ -131,10 +106,6 @@ impl Pattern for Events {
             existing: existing.join(", "),
             requested: requested.join(", "),
         })
-    }
-
-    fn port_array(layout: &EventLayout, kind: usize) -> PortArray {
-        layout.port_array(kind)
     }
 
     /// A dead notifier: notify the configured dead-notifier event.

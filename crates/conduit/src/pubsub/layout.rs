@@ -34,7 +34,10 @@
 // loom models run the real protocol steps.
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::service::registry::{LINE, PortArray, ServiceHeader, SlotArray};
+use crate::service::core::{PatternConfig, PatternLayout};
+use crate::service::registry::{
+    LINE, PortArray, SegmentView, ServiceHeader, SharedWords, SlotArray,
+};
 use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
 use crate::shm::{Region, Segment};
 
@@ -203,8 +206,16 @@ const W_HEADER: usize = W_TYPE + TypeDesc::words(16); // 8 name words: 12 words
 const W_QOS: usize = W_HEADER + TypeDesc::words(8); // 7 words
 const _: () = assert!(W_TYPE == 35 && W_HEADER == 55 && W_QOS == 67 && W_QOS + 7 <= CONFIG_WORDS);
 
-impl StaticConfig {
-    pub(crate) fn write(&self, region: &Region) -> Result<(), String> {
+impl PatternConfig for StaticConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.qos.validate()
+    }
+
+    fn write(&self, region: &Region) -> Result<(), String> {
         let w = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
         write_head(w, FORMAT, &self.name);
         w[W_KIND].store(u64::from(self.slice), Ordering::Relaxed);
@@ -228,9 +239,7 @@ impl StaticConfig {
         Ok(())
     }
 
-    /// Reads and validates the configuration in a service segment's data
-    /// area `data`.
-    pub(crate) fn read_region(data: &Region) -> Result<StaticConfig, String> {
+    fn read(data: &Region) -> Result<StaticConfig, String> {
         let w = config_words(data, CONFIG_WORDS).ok_or("segment too small for a service")?;
         let name = read_head(w, FORMAT)?;
         let q = |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(0);
@@ -253,7 +262,9 @@ impl StaticConfig {
             qos,
         })
     }
+}
 
+impl StaticConfig {
     fn kind(&self) -> String {
         let p = if self.slice {
             format!("[{}]", self.payload)
@@ -343,6 +354,15 @@ pub(crate) struct Head {
     pub(crate) head: AtomicU64,
 }
 
+// SAFETY (all four): `repr(C)` structs of atomics.
+unsafe impl SharedWords for ConnLink {}
+// SAFETY: see above.
+unsafe impl SharedWords for RetTail {}
+// SAFETY: see above.
+unsafe impl SharedWords for Head {}
+// SAFETY: see above.
+unsafe impl SharedWords for Entry {}
+
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceLayout {
@@ -363,9 +383,16 @@ fn round_line(n: usize) -> usize {
     n.div_ceil(LINE) * LINE
 }
 
-impl ServiceLayout {
-    /// Where the slots of port kind `kind` are.
-    pub(crate) fn port_array(&self, kind: usize) -> PortArray {
+impl PatternLayout<StaticConfig> for ServiceLayout {
+    fn of(config: &StaticConfig) -> ServiceLayout {
+        ServiceLayout::new(&config.qos)
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn port_array(&self, kind: usize) -> PortArray {
         let (offset, count) = if kind == PUBLISHERS {
             (self.pub_slots, self.max_pub)
         } else {
@@ -377,7 +404,9 @@ impl ServiceLayout {
             stride: LINE,
         }
     }
+}
 
+impl ServiceLayout {
     pub(crate) fn new(q: &Qos) -> ServiceLayout {
         // Rings are powers of two so that positions map to slots with a
         // mask, not a division; the queue holds at most
@@ -411,9 +440,8 @@ impl ServiceLayout {
 /// layout.
 #[derive(Clone, Copy)]
 pub(crate) struct ServiceView<'a> {
-    region: Region,
+    shared: SegmentView<'a>,
     layout: &'a ServiceLayout,
-    _segment: &'a Segment,
 }
 
 /// One connection's shared parts.
@@ -428,57 +456,37 @@ pub(crate) struct Conn<'a> {
 
 impl<'a> ServiceView<'a> {
     pub(crate) fn new(segment: &'a Segment, layout: &'a ServiceLayout) -> Option<ServiceView<'a>> {
-        let region = segment.data();
-        (region.len() >= layout.size).then_some(ServiceView {
-            region,
+        Some(ServiceView {
+            shared: SegmentView::new(segment, layout.size)?,
             layout,
-            _segment: segment,
         })
     }
 
-    fn at<T>(&self, offset: usize) -> &'a T {
-        let p = self
-            .region
-            .resolve::<T>(offset)
-            .expect("offset inside the layout checked in new()");
-        // SAFETY: in bounds and aligned (resolve), the region stays mapped
-        // for 'a (borrowed segment), and every type we view is made of
-        // atomics, valid for any contents and any concurrent writer.
-        unsafe { p.as_ref() }
-    }
-
-    fn slice<T>(&self, offset: usize, n: usize) -> &'a [T] {
-        let p = self
-            .region
-            .resolve_slice::<T>(offset, n)
-            .expect("slice inside the layout checked in new()");
-        // SAFETY: as in `at`.
-        unsafe { std::slice::from_raw_parts(p.as_ptr(), n) }
-    }
-
+    #[inline]
     pub(crate) fn header(&self) -> &'a ServiceHeader {
-        self.at(0)
+        self.shared.header()
     }
 
+    #[inline]
     pub(crate) fn pub_slots(&self) -> SlotArray<'a> {
-        SlotArray::new(&self.region, self.layout.port_array(PUBLISHERS))
-            .expect("inside the layout checked in new()")
+        self.shared.slots(self.layout.port_array(PUBLISHERS))
     }
 
+    #[inline]
     pub(crate) fn sub_slots(&self) -> SlotArray<'a> {
-        SlotArray::new(&self.region, self.layout.port_array(SUBSCRIBERS))
-            .expect("inside the layout checked in new()")
+        self.shared.slots(self.layout.port_array(SUBSCRIBERS))
     }
 
     pub(crate) fn conn(&self, p: usize, s: usize) -> Conn<'a> {
         assert!(p < self.layout.max_pub && s < self.layout.max_sub);
         let base = self.layout.conns + (p * self.layout.max_sub + s) * self.layout.conn_size;
+        let v = &self.shared;
         Conn {
-            link: self.at(base),
-            ret_tail: &self.at::<RetTail>(base + LINE).ret_tail,
-            head: &self.at::<Head>(base + 2 * LINE).head,
-            entries: self.slice(base + self.layout.entries_off, self.layout.cap),
-            returns: self.slice(base + self.layout.returns_off, self.layout.rcap),
+            link: v.at(base),
+            ret_tail: &v.at::<RetTail>(base + LINE).ret_tail,
+            head: &v.at::<Head>(base + 2 * LINE).head,
+            entries: v.slice(base + self.layout.entries_off, self.layout.cap),
+            returns: v.slice(base + self.layout.returns_off, self.layout.rcap),
         }
     }
 }

@@ -14,9 +14,9 @@ use super::{NoHeader, Payload, Qos};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
-use crate::service::registry::{PortArray, PortSlot};
+use crate::service::registry::PortSlot;
 use crate::service::{PortId, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
-use crate::shm::{Region, Segment, ShmSafe};
+use crate::shm::{Segment, ShmSafe};
 
 /// The publish/subscribe pattern, as the service core sees it.
 #[derive(Debug)]
@@ -31,40 +31,12 @@ impl Pattern for PubSub {
     type Layout = ServiceLayout;
     type Requested = QosRequested;
 
-    fn name(config: &StaticConfig) -> &str {
-        &config.name
-    }
-
-    fn validate(config: &StaticConfig) -> Result<(), String> {
-        config.qos.validate()
-    }
-
-    fn layout(config: &StaticConfig) -> ServiceLayout {
-        ServiceLayout::new(&config.qos)
-    }
-
-    fn size(layout: &ServiceLayout) -> usize {
-        layout.size
-    }
-
-    fn write_config(region: &Region, config: &StaticConfig) -> Result<(), String> {
-        config.write(region)
-    }
-
-    fn read_config(region: &Region) -> Result<StaticConfig, String> {
-        StaticConfig::read_region(region)
-    }
-
     fn check_compatible(
         existing: &StaticConfig,
         wanted: &StaticConfig,
         requested: &QosRequested,
     ) -> Result<(), ServiceError> {
         existing.check_compatible(wanted, requested)
-    }
-
-    fn port_array(layout: &ServiceLayout, kind: usize) -> PortArray {
-        layout.port_array(kind)
     }
 
     /// A dead publisher's data segment goes with it (subscribers that

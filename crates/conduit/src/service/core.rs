@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::ServiceError;
-use super::registry::{MAX_PORT_KINDS, PortArray, PortSlot, ServiceHeader, SlotArray};
+use super::registry::{MAX_PORT_KINDS, PortArray, PortSlot, SegmentView, ServiceHeader, SlotArray};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::{self, Node, NodeId};
 use crate::shm::{self, Permissions, Region, Segment};
@@ -45,26 +45,13 @@ pub(crate) trait Pattern: Sized + 'static {
     const PORT_KINDS: &'static [&'static str];
 
     /// The static configuration, decoded.
-    type Config: Clone + std::fmt::Debug + Send + Sync;
+    type Config: PatternConfig;
     /// Offsets computed from the configuration.
-    type Layout: std::fmt::Debug + Send + Sync;
+    type Layout: PatternLayout<Self::Config>;
     /// Which configuration values an opener set explicitly (only those
     /// are checked against an existing service).
     type Requested;
 
-    /// The service name recorded in `config`.
-    fn name(config: &Self::Config) -> &str;
-    /// Checks a configuration asked for by a builder.
-    fn validate(config: &Self::Config) -> Result<(), String>;
-    /// The layout of a segment with configuration `config`.
-    fn layout(config: &Self::Config) -> Self::Layout;
-    /// Bytes of the data area the layout needs.
-    fn size(layout: &Self::Layout) -> usize;
-    /// Writes the configuration into a new segment's data area (before it
-    /// is ready; the rest of the area is zero).
-    fn write_config(region: &Region, config: &Self::Config) -> Result<(), String>;
-    /// Reads and validates the configuration of a segment's data area.
-    fn read_config(region: &Region) -> Result<Self::Config, String>;
     /// Whether an opener that asked for `wanted` may use a service whose
     /// configuration is `existing` (names are compared by the core).
     fn check_compatible(
@@ -72,9 +59,6 @@ pub(crate) trait Pattern: Sized + 'static {
         wanted: &Self::Config,
         requested: &Self::Requested,
     ) -> Result<(), ServiceError>;
-    /// Where the slots of port kind `kind` are.
-    fn port_array(layout: &Self::Layout, kind: usize) -> PortArray;
-
     /// Cleanup found port `port` of kind `kind` dead and is about to free
     /// its slot: release what the port owned outside the service segment.
     fn dead_port(_domain: &Domain, _kind: usize, _port: u64) {}
@@ -84,6 +68,31 @@ pub(crate) trait Pattern: Sized + 'static {
     /// The last user is removing the service (its name is unlinked
     /// already): remove what its ports own outside the segment.
     fn removing(_service: &ServiceRef<'_, Self>) {}
+}
+
+/// A pattern's static configuration: its codec (the words after the
+/// core's, see `service::config`) and its checks.
+pub(crate) trait PatternConfig: Clone + std::fmt::Debug + Send + Sync + Sized {
+    /// The service name.
+    fn name(&self) -> &str;
+    /// Checks the values (a builder's request, or what was read).
+    fn validate(&self) -> Result<(), String>;
+    /// Writes the configuration into a new segment's data area (before it
+    /// is ready; the rest of the area is zero).
+    fn write(&self, region: &Region) -> Result<(), String>;
+    /// Reads and validates the configuration of a segment's data area
+    /// (another process may have written anything).
+    fn read(region: &Region) -> Result<Self, String>;
+}
+
+/// A pattern's segment layout, computed from its configuration.
+pub(crate) trait PatternLayout<C>: std::fmt::Debug + Send + Sync {
+    /// The layout of a segment with configuration `config`.
+    fn of(config: &C) -> Self;
+    /// Bytes of the data area it needs.
+    fn size(&self) -> usize;
+    /// Where the slots of port kind `kind` are.
+    fn port_array(&self, kind: usize) -> PortArray;
 }
 
 /// How a builder wants the service.
@@ -119,12 +128,12 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
         config: &'a P::Config,
         layout: &'a P::Layout,
     ) -> Option<ServiceRef<'a, P>> {
-        let data = segment.data();
-        if data.len() < P::size(layout) || P::PORT_KINDS.len() > MAX_PORT_KINDS {
+        let view = SegmentView::new(segment, layout.size())?;
+        if P::PORT_KINDS.len() > MAX_PORT_KINDS {
             return None;
         }
         for kind in 0..P::PORT_KINDS.len() {
-            SlotArray::new(&data, P::port_array(layout, kind))?;
+            view.check(layout.port_array(kind))?;
         }
         Some(ServiceRef {
             domain,
@@ -134,22 +143,18 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
         })
     }
 
+    fn shared(&self) -> SegmentView<'a> {
+        SegmentView::new(self.segment, self.layout.size()).expect("checked in new()")
+    }
+
     /// The header line.
     pub(crate) fn header(&self) -> &'a ServiceHeader {
-        let p = self
-            .segment
-            .data()
-            .resolve::<ServiceHeader>(0)
-            .expect("checked in new()");
-        // SAFETY: in bounds and aligned (resolve); the mapping lives for
-        // 'a (we borrow the segment); atomics only.
-        unsafe { p.as_ref() }
+        self.shared().header()
     }
 
     /// The slots of port kind `kind`.
     pub(crate) fn slots(&self, kind: usize) -> SlotArray<'a> {
-        SlotArray::new(&self.segment.data(), P::port_array(self.layout, kind))
-            .expect("checked in new()")
+        self.shared().slots(self.layout.port_array(kind))
     }
 
     /// Frees the slots of dead nodes' ports; returns how many were freed,
@@ -231,7 +236,7 @@ impl<P: Pattern> ServiceCore<P> {
 
     /// The service name.
     pub(crate) fn name(&self) -> &str {
-        P::name(&self.config)
+        self.config.name()
     }
 
     /// Frees the slots of dead nodes' ports; how many, per port kind.
@@ -268,7 +273,7 @@ impl<P: Pattern> ServiceCore<P> {
         Err(SlotsFull {
             service: self.name().to_owned(),
             kind: P::PORT_KINDS[kind],
-            max: P::port_array(&self.layout, kind).count,
+            max: self.layout.port_array(kind).count,
         })
     }
 
@@ -324,9 +329,9 @@ pub(crate) fn open<P: Pattern>(
     requested: &P::Requested,
     mode: Mode,
 ) -> Result<ServiceCore<P>, ServiceError> {
-    let name = P::name(config).to_owned();
+    let name = config.name().to_owned();
     super::validate_service_name(&name)?;
-    P::validate(config).map_err(ServiceError::InvalidConfig)?;
+    config.validate().map_err(ServiceError::InvalidConfig)?;
     let domain = node.domain_ref().clone();
     let seg_name = P::KIND.segment_name(&name);
     let corrupted = |reason: String| ServiceError::Corrupted {
@@ -334,8 +339,7 @@ pub(crate) fn open<P: Pattern>(
         reason,
     };
     for _ in 0..100 {
-        let layout = P::layout(config);
-        let size = P::size(&layout);
+        let size = P::Layout::of(config).size();
         let builder = Segment::builder(&seg_name)
             .domain(domain.name())
             .permissions(node.permissions())
@@ -344,7 +348,7 @@ pub(crate) fn open<P: Pattern>(
             if region.len() < size {
                 return Err("segment smaller than the layout".to_owned());
             }
-            P::write_config(region, config)
+            config.write(region)
         };
         let segment = match mode {
             Mode::Create => {
@@ -388,13 +392,13 @@ pub(crate) fn open<P: Pattern>(
                 source,
             }
         })?;
-        let existing = P::read_config(&segment.data()).map_err(corrupted)?;
-        let layout = P::layout(&existing);
+        let existing = P::Config::read(&segment.data()).map_err(corrupted)?;
+        let layout = P::Layout::of(&existing);
         let Some(view) = ServiceRef::<P>::new(&domain, &segment, &existing, &layout) else {
             return Err(corrupted(format!(
                 "segment of {} bytes is smaller than its layout ({} bytes)",
                 segment.data().len(),
-                P::size(&layout)
+                layout.size()
             )));
         };
         if view.header().removed.load(Ordering::Acquire) != 0 {
@@ -405,10 +409,10 @@ pub(crate) fn open<P: Pattern>(
             }
             continue;
         }
-        if P::name(&existing) != name {
+        if existing.name() != name {
             return Err(ServiceError::NameCollision {
                 name,
-                existing: P::name(&existing).to_owned(),
+                existing: existing.name().to_owned(),
             });
         }
         P::check_compatible(&existing, config, requested)?;
@@ -487,10 +491,10 @@ pub(crate) fn cleanup_domain<P: Pattern>(
         let Some(segment) = open_listed(domain, &name, permissions) else {
             continue;
         };
-        let Ok(config) = P::read_config(&segment.data()) else {
+        let Ok(config) = P::Config::read(&segment.data()) else {
             continue;
         };
-        let layout = P::layout(&config);
+        let layout = P::Layout::of(&config);
         let Some(view) = ServiceRef::<P>::new(domain, &segment, &config, &layout) else {
             continue;
         };
@@ -514,10 +518,10 @@ pub(crate) fn for_each_service<P: Pattern>(
         let Ok(segment) = inspect(domain, &name) else {
             continue;
         };
-        let Ok(config) = P::read_config(&segment.data()) else {
+        let Ok(config) = P::Config::read(&segment.data()) else {
             continue;
         };
-        let layout = P::layout(&config);
+        let layout = P::Layout::of(&config);
         if let Some(view) = ServiceRef::<P>::new(domain, &segment, &config, &layout) {
             f(&name, view);
         }
@@ -543,14 +547,14 @@ pub(crate) fn inspect_service<P: Pattern, R>(
         name: name.to_owned(),
         reason,
     };
-    let config = P::read_config(&segment.data()).map_err(corrupted)?;
-    if P::name(&config) != name {
+    let config = P::Config::read(&segment.data()).map_err(corrupted)?;
+    if config.name() != name {
         return Err(ServiceError::NameCollision {
             name: name.to_owned(),
-            existing: P::name(&config).to_owned(),
+            existing: config.name().to_owned(),
         });
     }
-    let layout = P::layout(&config);
+    let layout = P::Layout::of(&config);
     let view = ServiceRef::<P>::new(domain, &segment, &config, &layout)
         .ok_or_else(|| corrupted("segment smaller than its layout".into()))?;
     Ok(Some(f(&seg_name, view)))

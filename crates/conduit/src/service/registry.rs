@@ -29,7 +29,7 @@
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use crate::shm::Region;
+use crate::shm::{Region, Segment};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{EventWord, slot};
 
@@ -183,6 +183,105 @@ impl<'a> IntoIterator for SlotArray<'a> {
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
+    }
+}
+
+/// Types that may be viewed in shared memory that other processes write
+/// concurrently: made only of atomics (and padding), so every bit pattern
+/// is valid and every concurrent write is a defined atomic access.
+///
+/// # Safety
+///
+/// The implementing type must consist only of atomic integers, `EventWord`s
+/// and arrays or `repr(C)` structs of them.
+pub(crate) unsafe trait SharedWords {}
+
+// SAFETY: atomics.
+unsafe impl SharedWords for AtomicU64 {}
+// SAFETY: atomics (the shim's and std's are the same type outside loom).
+#[cfg(loom)]
+unsafe impl SharedWords for std::sync::atomic::AtomicU64 {}
+// SAFETY: an atomic.
+unsafe impl SharedWords for crate::sync::atomic::AtomicU32 {}
+// SAFETY: an atomic.
+#[cfg(loom)]
+unsafe impl SharedWords for std::sync::atomic::AtomicU32 {}
+// SAFETY: `repr(C)`: atomics only.
+unsafe impl SharedWords for ServiceHeader {}
+// SAFETY: `repr(C)`: atomics and an EventWord (an atomic).
+unsafe impl SharedWords for PortSlot {}
+
+/// Checked access to the data area of a mapped service segment whose size
+/// was checked against its layout; the pattern views (`pubsub::layout`,
+/// `event::layout`) are built on it.
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentView<'a> {
+    region: Region,
+    _segment: PhantomData<&'a Segment>,
+}
+
+impl<'a> SegmentView<'a> {
+    /// `None` if the data area is smaller than `size`.
+    pub(crate) fn new(segment: &'a Segment, size: usize) -> Option<SegmentView<'a>> {
+        let region = segment.data();
+        (region.len() >= size).then_some(SegmentView {
+            region,
+            _segment: PhantomData,
+        })
+    }
+
+    /// The `T` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If it is not inside the data area or misaligned (a layout bug: the
+    /// pattern checks its layout against the size in `new`).
+    #[inline]
+    pub(crate) fn at<T: SharedWords>(&self, offset: usize) -> &'a T {
+        let p = self
+            .region
+            .resolve::<T>(offset)
+            .expect("offset inside the layout checked in new()");
+        // SAFETY: in bounds and aligned (resolve); the region stays mapped
+        // for 'a (we borrow its segment); T is made of atomics
+        // (SharedWords), valid for any contents and any concurrent writer.
+        unsafe { p.as_ref() }
+    }
+
+    /// The `n` values of `T` from `offset`.
+    ///
+    /// # Panics
+    ///
+    /// As [`at`](Self::at).
+    #[inline]
+    pub(crate) fn slice<T: SharedWords>(&self, offset: usize, n: usize) -> &'a [T] {
+        let p = self
+            .region
+            .resolve_slice::<T>(offset, n)
+            .expect("slice inside the layout checked in new()");
+        // SAFETY: as in `at`, for `n` values.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), n) }
+    }
+
+    /// The header line.
+    #[inline]
+    pub(crate) fn header(&self) -> &'a ServiceHeader {
+        self.at(0)
+    }
+
+    /// The slots of `array`.
+    ///
+    /// # Panics
+    ///
+    /// As [`at`](Self::at).
+    #[inline]
+    pub(crate) fn slots(&self, array: PortArray) -> SlotArray<'a> {
+        SlotArray::new(&self.region, array).expect("slots inside the layout checked in new()")
+    }
+
+    /// `Some` if `array` lies inside the data area.
+    pub(crate) fn check(&self, array: PortArray) -> Option<()> {
+        SlotArray::new(&self.region, array).map(|_| ())
     }
 }
 
