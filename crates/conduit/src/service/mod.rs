@@ -17,8 +17,9 @@
 //! the locks of dead processes, so a service whose users all died is
 //! removed by the next [`Node::cleanup`](crate::node::Node::cleanup).
 //!
-//! The byte layout is in `ARCHITECTURE.md` and next to the structs in
-//! `service/layout.rs`.
+//! The byte layout of the segment, with every shared word's transitions,
+//! is in the module docs of the layout module (`layout.rs`) and next to its
+//! structs.
 
 mod event;
 pub(crate) mod layout;
