@@ -66,7 +66,7 @@
 //! | [`WaitSet::attach_fd_deadline`] / [`WaitSet::attach_deadline`] | as above, plus a timerfd re-armed each time the source is reported | `Ready`, or [`Event::DeadlineMissed`] every period of silence |
 //! | [`WaitSet::attach_interval`] | a periodic timerfd | [`Event::Interval`] with the expirations since the last report (overruns) |
 //! | [`WaitSet::attach_timer`] | a one-shot timerfd | [`Event::Timer`], once |
-//! | [`WaitSet::attach_termination`] | SIGINT and SIGTERM through [`Signals`](crate::signal::Signals) | [`Event::Termination`] |
+//! | [`WaitSet::attach_termination`] | SIGINT and SIGTERM through [`Signals`] | [`Event::Termination`] |
 //!
 //! **Slot table with generations.** Each attachment lives in a slot; its
 //! [`AttachmentId`] is (slot index, 31-bit generation from a per-WaitSet
