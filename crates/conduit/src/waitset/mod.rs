@@ -114,7 +114,9 @@
 //! **`EINTR`** is retried with the time left (from `Instant`); a wait that
 //! ends with only stale reports waits again, so `wait()` never returns an
 //! empty batch and `wait_timeout` only at its timeout. Waits longer than
-//! epoll's `i32::MAX` ms are made in steps.
+//! epoll's `i32::MAX` ms are made in steps. Timers use `CLOCK_MONOTONIC`
+//! (time spent suspended does not count); there are no absolute-time
+//! deadlines.
 //!
 //! **Why epoll.** One kernel object watches any number of descriptors; the
 //! interest list lives in the kernel, so a wait costs O(ready), not
