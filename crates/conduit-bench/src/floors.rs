@@ -11,6 +11,17 @@
 //!
 //! Each runs the measuring side in this process (pinned to CPU 0) and the
 //! echo side in a child (CPU 1); see [`crate::harness`].
+//!
+//! # The shared page (one memfd, inherited by the child)
+//!
+//! | offset | word | written by | states |
+//! |---|---|---|---|
+//! | 0 | `ping: AtomicU64` | parent | 0 (none yet) → 1 → 2 → …: `i + 1` once message `i` is published (Release) |
+//! | 64 | `pong: AtomicU64` | child | follows `ping`: `i + 1` after the child saw `ping == i + 1` (Acquire) and, in payload mode, read the ping buffer and wrote the pong buffer |
+//! | 128 | `ping_futex: AtomicU32` | parent | `(i + 1) as u32`, then `FUTEX_WAKE`; wrapping is harmless (only equality with the awaited value matters) |
+//! | 192 | `pong_futex: AtomicU32` | child | the same, the other way |
+//! | 4096 | ping buffer (payload mode) | parent | written only while the child is not reading it: after `pong == i` (the child is done with message `i - 1`) and before `ping := i + 1` |
+//! | 4096 + stride | pong buffer | child | symmetric |
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -19,7 +19,76 @@
 //! The generated `LAYOUT` is computed in a `const` from the struct's
 //! name, size, alignment and, per field, its name (index for tuple
 //! structs), offset (`core::mem::offset_of!`) and the field type's own
-//! fingerprint. See `ARCHITECTURE.md`.
+//! fingerprint.
+//!
+//! # What it accepts and refuses
+//!
+//! | input | result | why |
+//! |---|---|---|
+//! | `struct` with `#[repr(C)]` or `#[repr(transparent)]`, optionally plus `align(N)` | accepted | the layout is fixed by the language; `align` only raises the alignment and is part of the fingerprint |
+//! | no repr, `repr(align(N))` alone, `repr(Rust)`, any other repr | refused, at the name or the repr | `repr(Rust)` may reorder fields and change padding between compilers or builds |
+//! | `repr(C, packed)` / `packed(N)` | refused, at `packed` | packed fields may be misaligned and cannot be borrowed in place; an atomic or futex word in one would not be atomic, and readers of shared memory work by reference. Use `[u8; N]` for unaligned data |
+//! | `enum` | refused, at `enum` | `ShmSafe` requires every bit pattern to be valid (another process may store anything); a discriminant matching no variant is instant UB. Store a `u8`/`u32` and convert with a checked `TryFrom` |
+//! | `union` | refused, at `union` | which field is valid is not part of the data; a union can still be implemented by hand |
+//! | lifetime parameters | refused | data in shared memory must not borrow from one process's memory |
+//! | a field `&T`, `*const T`, `*mut T`, `fn(..)`, `dyn Trait`, a tuple, `[T]`, `bool`, `char`, `str`, or `Box`/`Rc`/`Arc`/`Vec`/`VecDeque`/`HashMap`/`BTreeMap`/`HashSet`/`BTreeSet`/`String`/`OsString`/`PathBuf`/`CString`/`NonNull`/`AtomicPtr`/`AtomicBool`, bare or as a `std::`/`alloc::`/`core::` path, also inside arrays | refused, with a message at the field type saying what to use instead | a syntactic check, so the message is clearer |
+//! | any other field type | accepted only if it implements `ShmSafe` | one assertion per field, `let _: TypeLayout = <Ty as ShmSafe>::LAYOUT;`, spanned at the field type; the trait's `#[diagnostic::on_unimplemented]` then explains |
+//!
+//! * The by-name check fires only for bare or std-rooted paths: a user type
+//!   really called `Vec` can be used through a path (`mine::Vec`).
+//! * The per-field assertion sits inside the impl's `LAYOUT`: field types
+//!   may say `Self`; type parameters carry the added `T: ShmSafe` bound (so
+//!   `Option<T>` is caught for every `T`); and it is the expression the
+//!   fingerprint uses, so rustc reports one error per field.
+//! * Every type parameter gets a `T: ShmSafe` bound (which implies
+//!   `'static`); the struct's own bounds and where-clauses are kept; const
+//!   generics work. Tuple and unit structs work.
+//! * Errors are combined (`syn::Error::combine`), so one build shows every
+//!   problem; with any error, no impl is emitted.
+//!
+//! # `LAYOUT` and the fingerprint
+//!
+//! `LAYOUT = TypeLayout { name, size: size_of::<Self>(), align:
+//! align_of::<Self>(), fingerprint }`, all in a `const`. The fingerprint is
+//! FNV-1a over the struct name, the size, the alignment, the field count,
+//! and for each field in declaration order its name (without `r#`; the
+//! index as decimal text in a tuple struct), its `offset_of!` and the field
+//! type's own fingerprint. The module path is *not* part of it, so two
+//! programs may define the same type in different places; changing a
+//! field's type, name or order, widening a field, adding one or renaming
+//! the struct changes it.
+//!
+//! **Pointer cycles.** A list node `struct Node { next: RelPtr<Node>, .. }`
+//! would make `Node::LAYOUT` depend on `RelPtr<Node>::LAYOUT`, which
+//! depends on `Node::LAYOUT`: a const-evaluation cycle. So the trait has
+//! `SHALLOW_FINGERPRINT` (default `LAYOUT.fingerprint`): pointer-like types
+//! (`RelPtr<T>`, `Offset<T>`, `PhantomData<T>`) fold `T::SHALLOW_FINGERPRINT`
+//! into their `LAYOUT` and have a shallow fingerprint independent of `T`;
+//! derived structs, arrays and wrappers build their shallow fingerprint
+//! from their fields' shallow fingerprints. A fingerprint therefore covers
+//! everything stored by value, recursively, plus one pointer hop.
+//! Hand-written generic impls that store `T` by value should override
+//! `SHALLOW_FINGERPRINT` the same way.
+//!
+//! # Pitfalls
+//!
+//! * **Padding** is allowed (every bit pattern is still valid), but writing
+//!   a value with padding into a segment may copy uninitialised bytes: stack
+//!   contents leak to the reader (not UB for either side). Use explicit
+//!   `_reserved` fields if that matters.
+//! * **`u128`/`i128` alignment** changed in Rust 1.77 on x86-64; the
+//!   fingerprint includes the alignment, so programs built on either side
+//!   of the change refuse each other rather than misread.
+//! * **A renamed dependency** (`package = "conduit"` under another name)
+//!   does not compile with the derive, which names `::conduit` (conduit
+//!   itself has `extern crate self as conduit;` for that reason). There is
+//!   no `#[shm(crate = ..)]` attribute yet.
+//! * **Not `ShmSafe` on purpose**: `Option<NonZero*>` (sound, but it
+//!   invites `NonZero*`, which is not), `Cell`, `MaybeUninit` (reading it
+//!   back needs the checks of a byte array), `AtomicBool`, `bool`, `char`.
+//! * The compile-fail tests (`crates/conduit/tests/ui`) depend on the rustc
+//!   version; re-blessing them is described in
+//!   `crates/conduit/tests/README.md`.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

@@ -19,8 +19,8 @@
 //! Every test prints its seed (`crash-matrix seed=<n>`); replay a failure
 //! with `CONDUIT_CRASH_SEED=<n> cargo test -p conduit --test crash_matrix
 //! <test>`. Iterations per test: `CONDUIT_CRASH_ITERS` (default 6; a long
-//! run is e.g. `CONDUIT_CRASH_ITERS=500`). See "Reliability" in
-//! ARCHITECTURE.md.
+//! run is e.g. `CONDUIT_CRASH_ITERS=500`). The promise each test checks:
+//! `tests/README.md` ("Crash matrix").
 
 mod common;
 

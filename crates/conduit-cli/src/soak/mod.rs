@@ -50,7 +50,7 @@
 //! from a final publisher (*unconnected*; the last generation runs
 //! together, without kills, before the stop), and anything of the domain
 //! left in /dev/shm after the final node cleanup. Definitions and design:
-//! `ARCHITECTURE.md` (soak section).
+//! `crates/conduit/tests/README.md` ("Soak").
 //!
 //! # Code
 //!

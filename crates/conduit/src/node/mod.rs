@@ -28,6 +28,39 @@
 //! | 24 | `locked` | 0 → 1 once the owner holds its `flock` (Release) |
 //! | 32 | `name` | 16 words: the node name, UTF-8, length in `name_len` |
 //! | 160 | `name_len` | bytes of the name |
+//!
+//! `id`, `pid`, `start_time` and the name are written once, before the
+//! segment is ready, and never change.
+//!
+//! # Liveness probe
+//!
+//! A prober opens the node segment and tries `flock(LOCK_SH | LOCK_NB)`:
+//!
+//! | probe result | the node is |
+//! |---|---|
+//! | lock refused | alive (its owner holds `LOCK_EX`) |
+//! | lock granted, `locked == 1` | dead: the kernel dropped the owner's lock with its last descriptor |
+//! | lock granted, `locked == 0` | created but not locked yet: alive iff `/proc/<pid>` shows the recorded start time |
+//! | segment missing, or abandoned in creation | dead |
+//! | anything else (permissions, errors) | alive: never reclaim what may be in use |
+//!
+//! # Cleanup order
+//!
+//! `Node::cleanup` (and node creation, first thing): find the dead nodes;
+//! clean every event service, then every publish/subscribe service of the
+//! domain (dead nodes' slots freed through `sync::slot`, their publishers'
+//! data segments unlinked, services nobody has open removed); sweep
+//! publisher data segments that no slot names and whose node is dead;
+//! remove the dead nodes' segments; finally remove node segments abandoned
+//! during creation (a process killed inside [`NodeBuilder::create`] between
+//! `shm_open(O_EXCL)` and ready left a segment [`Node::list`] cannot open:
+//! neither alive nor dead, it would stay forever; such a node never owned a
+//! port). Every sweep of an "abandoned" segment confirms it over the grace
+//! period first (a live creator is unready and unlocked for the
+//! microseconds between `shm_open` and its `flock`). Each step is safe to
+//! repeat and to race with other cleaners; a cleanup killed half way is
+//! finished by the next one. Dropping the last handle of a node unlinks
+//! its segment.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

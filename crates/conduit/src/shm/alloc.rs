@@ -57,6 +57,98 @@
 //!   +24 aux         used: the size the caller asked for; free: 0
 //!   +32 payload (used) | next_free, prev_free (free; u64::MAX = none)
 //! ```
+//!
+//! Blocks are at least 48 bytes (header + two links); bits 1..3 of
+//! `size_flags` must be 0. Over-aligned allocations split a leading free
+//! block (≥ 48 bytes) off the block found, so the payload is always at
+//! block + 32 and [`HeapState::usable_size`] is `size − 32`.
+//!
+//! [`HeapState`] (5512 bytes, align 8; it may live inside the region, the
+//! usual case, or outside it; no heap range may overlap it):
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `magic` | `b"CDTHEAP1"`; anything else (zeroed memory included) = not initialised |
+//! | 8 | `version` | 1 |
+//! | 16 | `heap_start` | region offset of the first block (base + start is 16-aligned) |
+//! | 24 | `heap_end` | region offset one past the last block |
+//! | 32 | `used_bytes` | sum of used block sizes, headers included |
+//! | 40 | `free_bytes` | sum of free block sizes |
+//! | 48 | `allocations` | live allocations |
+//! | 56 | `free_blocks` | free blocks |
+//! | 64 | `fl_bitmap` | bit `f` set ⇔ some list `heads[f][*]` is non-empty |
+//! | 72 | `sl_bitmap: [u64; 40]` | bit `s` of word `f` set ⇔ `heads[f][s]` is non-empty |
+//! | 392 | `heads: [[u64; 16]; 40]` | region offset of the first free block of each list, `u64::MAX` = empty |
+//!
+//! Parameters: granule 16 bytes; 16 second-level lists per power of two
+//! (`SL_LOG = 4`); sizes below 256 bytes in first level 0 in exact 16-byte
+//! classes, first levels 1..39 for 2^8..2^47; a heap is smaller than 2^47
+//! bytes; alignments up to [`MAX_ALIGN`] (64 KiB).
+//!
+//! # Why TLSF
+//!
+//! * **O(1) worst case, no walks.** Two `trailing_zeros` over the bitmaps
+//!   find a list, a pop takes its head; free merges with its physical
+//!   neighbours through boundary tags. A corrupted (cyclic) free list cannot
+//!   make an allocation loop, and each operation touches a constant number
+//!   of headers, each validated. A size-class allocator over a best-fit
+//!   fallback has an O(log n) or O(n) slow path whose walks would all need
+//!   bounds.
+//! * **Fragmentation.** A "good fit" policy with immediate coalescing,
+//!   close to best fit in the literature. The search rounds a request up to
+//!   the next of 16 sub-classes (a block that would just fit may be passed
+//!   over: at most 1/16 of the size), but the block found is split to the
+//!   exact size, so internal waste is only the header and the granule.
+//!   Size classes keep per-class pages that other sizes cannot reuse: bad
+//!   for a fixed-size segment with run-time-sized data (growing vectors).
+//! * **Robustness.** All state is one fixed struct plus per-block headers,
+//!   all offsets, every field checked before use; the coalescing invariant
+//!   (no two adjacent free blocks) is checkable by [`HeapState::verify`].
+//! * **Cost.** A 32-byte header per block, no per-thread caches (the heap
+//!   is shared), and the validation reads.
+//!
+//! # What is validated
+//!
+//! On every operation: the state's magic and version; `heap_start <
+//! heap_end ≤ region.len`, 16-aligned, below 2^47, not overlapping the
+//! state. Every header read: inside the heap and on a granule; size ≥ 48,
+//! a multiple of 16, the block inside the heap; no unknown flag bits;
+//! `prev_phys` below the block and inside the heap, `u64::MAX` exactly for
+//! the first block; the tag. Neighbours: the successor must name the block
+//! as `prev_phys`, the predecessor must end where the block starts. Free
+//! lists: a block found through a list head must be free and of that
+//! list's size class; unlinking checks `next.prev == me` and `prev.next ==
+//! me` (or the head is me), no self links; a set bitmap bit means a
+//! non-null head. `deallocate` / `reallocate` / `usable_size`: the offset
+//! must be a block start with a valid tag ([`AllocError::NotABlock`]),
+//! used ([`AllocError::DoubleFree`]), with agreeing neighbours; a forged
+//! header inside a payload would need the right tag *and* be linked from
+//! its physical neighbours. Counters read from the state use wrapping
+//! arithmetic; `verify` cross-checks them. The tag is a checksum, not a
+//! MAC: the guarantee is no access outside the region, no undefined
+//! behaviour, no endless loop and a named error, not integrity against a
+//! hostile writer.
+//!
+//! [`HeapState::verify`] walks every block once (bounded by `heap_len /
+//! 48` steps) and checks all of the above plus the counters. A heap that
+//! fails `verify` after a [`HeapState::repair`] is poisoned: report it, and
+//! re-`init` the segment or abandon it. Operations on a poisoned heap
+//! return errors (never undefined behaviour, never a hang) but may have
+//! partly applied before noticing. A chain of blocks that does not walk (a
+//! size out of range, not reaching the heap's end) is
+//! [`AllocError::BrokenChain`] or [`AllocError::CorruptHeader`], and
+//! `repair` then writes nothing.
+//!
+//! # Pitfalls
+//!
+//! * Alignment is of the *address* (base + offset). Mappings are
+//!   page-aligned, so alignments up to 4096 hold in every process; 8–64 KiB
+//!   alignment holds only in mappings whose bases agree modulo it.
+//! * Region bytes must be initialised memory (a mapping always is; under
+//!   Miri use a zeroed allocation).
+//! * A commit point is a compiler fence (`commit_point`) before the one
+//!   8-byte store that changes the chain; keep it when changing a split,
+//!   merge or over-aligned split.
 
 use core::fmt;
 use core::ptr;

@@ -28,6 +28,28 @@
 //! or freeing) and verifies the heap and the directory: if they are intact it
 //! carries on ([`ManagedGuard::recovered`] tells it so); if not, it gets
 //! [`ManagedError::Corrupted`] and the segment is marked not recoverable.
+//!
+//! # Directory and checks
+//!
+//! A [`DirectoryEntry`] is four `u64`: `offset`, `size`, `align`,
+//! `fingerprint` of the named object's type. The segment header's
+//! fingerprint is that of the root structure, so a segment of another
+//! format version is refused on open (the segment layer's
+//! `FingerprintMismatch`), and one without the managed magic by
+//! [`ManagedSegment::from_segment`] ([`ManagedError::NotManaged`]).
+//! `find::<T>` checks the entry's fingerprint and size against `T::LAYOUT`
+//! ([`ManagedError::TypeMismatch`]); `get(offset)` accepts only a live heap
+//! block at least `size_of::<T>()` long ([`ManagedError::NotAnObject`]).
+//! Recovery after an owner died: `HeapState::repair` rebuilds the heap's
+//! bookkeeping from its chain of blocks, `verify` walks every block, and
+//! every directory entry must name a live block; only then is the mutex
+//! marked consistent.
+//!
+//! **Nothing is rolled back.** The new holder sees every container as the
+//! dead holder left it (each one consistent, see the crash-consistency
+//! rules in [`containers`](super::containers) and [`alloc`](super::alloc)),
+//! so an application whose invariant spans several containers must check
+//! [`ManagedGuard::recovered`] and repair its own data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,4 +1,39 @@
 //! Who besides its owner may open the shared-memory objects of a node.
+//!
+//! Every object conduit creates in `/dev/shm` is made with `O_CREAT |
+//! O_EXCL` and then given its permission bits with `fchmod`, so the umask
+//! neither widens nor narrows them. Two models, chosen with one
+//! [`Permissions`] value, normally set on the node and passed down to
+//! every segment it creates and opens:
+//!
+//! | `Permissions` | mode | group | who can open | what an opener accepts |
+//! |---|---|---|---|---|
+//! | [`owner_only()`](Permissions::owner_only) (default) | 0600 | the creator's | the owner (and root) | owner == own euid, mode == 0600 |
+//! | [`group(gid)`](Permissions::group) | 0660 | `gid` (`fchown`) | the owner, members of `gid`, root | group == `gid`, mode == 0660, any owner |
+//!
+//! Why "any owner" for group objects: the group is the trust anchor. Only a
+//! member of the group (or a process with `CAP_CHOWN`) can give a file to a
+//! group, so a group-owned object was made by someone the group trusts; a
+//! non-member cannot plant a segment that a member would accept. The kernel
+//! lets members in (mode 0660) and refuses non-members at `shm_open`
+//! (`EACCES`, `OpenError::PermissionDenied`, surfaced by services as
+//! `ServiceError::PermissionDenied`); a non-member asking for
+//! `Permissions::group(gid)` fails at creation (`fchown`: `EPERM`,
+//! `CreateError::PermissionDenied`). Openers must ask for what the creator
+//! used: an owner-only opener refuses a 0660 segment (`ModeMismatch`), a
+//! group opener another group's (`GroupMismatch`). Tools (listing, details)
+//! open with `SegmentBuilder::any_permissions`: they see this user's
+//! objects whatever their mode or group.
+//!
+//! `/dev/shm` is sticky (mode 1777): only an object's owner (or root) can
+//! remove its name; see [`Permissions`] for what that means for services
+//! shared with a group.
+//!
+//! Other IPC objects take a mode of their own: message queues
+//! (`QueueBuilder::mode`, default 0600, umask applies), FIFOs
+//! (`Fifo::create(path, mode)`, exact mode) and path-named Unix sockets
+//! (directory permissions). Group sharing of those is the caller's mode
+//! plus `chown` or a setgid directory; conduit adds nothing there.
 
 /// Who may open the shared-memory objects conduit creates: the owner only
 /// (the default, mode 0600), or also the members of one group (mode 0660,

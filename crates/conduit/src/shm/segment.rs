@@ -26,6 +26,101 @@
 //! [`SegmentBuilder::open_or_create`] then removes the corpse (see
 //! [`SegmentBuilder::remove_abandoned`]) and creates a fresh segment.
 //!
+//! # Names
+//!
+//! Every segment lives in a **domain** (the builder's
+//! [`domain`](SegmentBuilder::domain), else `$CONDUIT_DOMAIN`
+//! ([`DOMAIN_ENV`]), else `default`) so that tests and unrelated
+//! deployments never collide. Its POSIX name is `/conduit.<domain>.<name>`:
+//! the domain is `[A-Za-z0-9_-]{1,64}`, the name `[A-Za-z0-9_.-]{1,180}`
+//! and does not start with `.`. Anything else is a [`NameError`].
+//!
+//! # Header (128 bytes, then the data area; whole pages in all)
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 8 | `magic` | [`SEGMENT_MAGIC`], `"CONDUIT\0"` little-endian |
+//! | 8 | 4 | `version` | [`FORMAT_VERSION`] |
+//! | 12 | 4 | `state` | below |
+//! | 16 | 8 | `size` | total bytes of the object, header included |
+//! | 24 | 8 | `fingerprint` | layout fingerprint of the data area's contents (0 = unchecked) |
+//! | 32 | 8 | `data_offset` | [`HEADER_SIZE`] |
+//! | 40 | 4 | `creator_pid` | the creator's pid |
+//! | 44 | 4 | `flags` | bit 0: anonymous (memfd) |
+//! | 48 | 8 | `creator_start` | the creator's start time (clock ticks since boot) |
+//! | 56 | 72 | reserved | zero |
+//!
+//! Every field is an atomic: another process may write the memory at any
+//! time, so readers load each one (Relaxed, after the Acquire load of
+//! `state`) and validate it. The mapping's length comes from `fstat`,
+//! never from the header.
+//!
+//! | `state` | meaning | transition |
+//! |---|---|---|
+//! | 0 [`STATE_INITIALIZING`] | the creator is writing the header and the data area; openers wait | → 1 by the creator, once, with `Release`, after the header and the caller's `init` ran |
+//! | 1 [`STATE_READY`] | usable | final |
+//! | anything else | corrupted | openers treat it as never ready (→ [`OpenError::Abandoned`] once the creator's lock is gone) |
+//!
+//! # Creating
+//!
+//! `shm_open(O_CREAT | O_EXCL | O_RDWR)` → exclusive `flock` (held until
+//! ready: it is how openers tell a live creator from a dead one) →
+//! `fchown` to the group if asked (`EPERM`, the creator is not a member and
+//! lacks `CAP_CHOWN`: [`CreateError::PermissionDenied`]) → `fchmod` →
+//! refuse at once if `statvfs` of `/dev/shm` shows too little space →
+//! `posix_fallocate` (tmpfs reserves every page now; `ENOSPC` is
+//! [`CreateError::InsufficientSpace`] with the free space and a
+//! `--shm-size` hint for Docker, never a later `SIGBUS`) → `mmap` → header
+//! → `init` → `state = READY` → unlock. Any failure after `shm_open`
+//! unlinks the object. `EMFILE`/`ENFILE` is [`CreateError::TooManyOpenFiles`],
+//! `ENOMEM` from `mmap` [`CreateError::OutOfMappings`], each naming the
+//! limit to raise.
+//!
+//! # Opening
+//!
+//! `shm_open` → owner check (at once: the owner never changes; skipped for
+//! a group-shared opener, which accepts any owner) → wait for `READY`
+//! (Acquire): while not ready, try a non-blocking *shared* `flock`; if it
+//! succeeds the creator holds no lock, and after [`ABANDON_GRACE`] of that
+//! the segment is [`OpenError::Abandoned`]; if the lock stays held past the
+//! open timeout ([`DEFAULT_OPEN_TIMEOUT`]) it is
+//! [`OpenError::CreationTimedOut`] → magic, version, header size against
+//! object size, data offset, fingerprint → group and mode (both skipped
+//! with [`SegmentBuilder::any_permissions`], which tools use). Group and
+//! mode are checked only once the segment is ready because the creator sets
+//! them after `O_CREAT`: an earlier look could see the umask-narrowed mode
+//! of a segment in creation and report a spurious
+//! [`OpenError::ModeMismatch`].
+//!
+//! # `open_or_create` and abandoned segments
+//!
+//! [`SegmentBuilder::open_or_create`] loops: try to create; on
+//! `AlreadyExists` open; on `NotFound` (removed meanwhile) start again; on
+//! `Abandoned` call [`SegmentBuilder::remove_abandoned`] and start again.
+//! The initialiser runs in whichever round actually creates.
+//! `remove_abandoned` takes the *exclusive* lock without waiting (a live
+//! creator holds it: [`RemoveError::InUse`]), checks that the state is not
+//! ready, re-opens the name and unlinks it only if it still refers to the
+//! same inode (device, inode number). Because every remover checks and
+//! unlinks under the same object's exclusive lock, two removers cannot
+//! delete a segment that a third process has just created under the same
+//! name.
+//!
+//! # Other ways to map
+//!
+//! * [`SegmentBuilder::read_only`] opens `O_RDONLY` and maps `PROT_READ`:
+//!   a write faults (`SIGSEGV`).
+//! * [`Segment::map_again`] maps the same object a second time (own
+//!   descriptor, new address); data built through one mapping reads the
+//!   same through the other.
+//! * [`SegmentBuilder::create_anonymous`] makes a memfd with the same header,
+//!   sealed with `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL` (optionally
+//!   also `F_SEAL_FUTURE_WRITE` after the creator mapped it,
+//!   [`SegmentBuilder::seal_future_write`]); it has no name anywhere and can
+//!   be passed over a Unix socket. [`Segment::from_fd`] refuses a memfd
+//!   without the shrink seal ([`OpenError::NotSealed`]): a peer could
+//!   otherwise truncate it and make the receiver `SIGBUS`.
+//!
 //! # Removal follows the kernel
 //!
 //! [`Segment::unlink`] removes the name at once: nobody can open it any

@@ -29,8 +29,7 @@
 //! * The **control** segment, read-write for both, holds two
 //!   single-producer single-consumer queues of chunk indices (publisher →
 //!   subscriber, and the return queue back) and two [`EventWord`]s, every
-//!   shared word on its own cache line. `ARCHITECTURE.md` has
-//!   the byte layout and every word's transitions.
+//!   shared word on its own cache line. Layout and transitions below.
 //!
 //! Both segments are sealed against shrinking and growing, so mapping them
 //! never raises `SIGBUS`, and carry a validated header whose fingerprint is
@@ -64,6 +63,93 @@
 //!   `ShmSafe`, valid for every bit pattern, so that is wrong data, not
 //!   unsoundness — but it cannot make the other process fault.
 //! * Messages sent before the subscriber attached wait in the queue.
+//!
+//! # Handshake
+//!
+//! [`Offer::send_over`] sends one stream message of 24 bytes (`"CDTCHAN1"`,
+//! capacity `u32`, chunk stride `u32`, `T::LAYOUT.fingerprint` `u64`,
+//! little endian) carrying two descriptors (`SCM_RIGHTS`): data, control.
+//! [`ShmChannel::accept_from`] checks, in order: the magic; exactly two
+//! descriptors; the type fingerprint ([`AcceptError::IncompatibleType`]);
+//! capacity in `1..=`[`MAX_CAPACITY`]; the stride equal to its own
+//! (`IncompatibleType`); both memfds sealed `F_SEAL_SHRINK | F_SEAL_GROW`
+//! (`NotSealed`); both segment headers (`Segment::from_fd`: magic, version,
+//! size, fingerprint — `T::LAYOUT.fingerprint` for data,
+//! [`CONTROL_FINGERPRINT`] for control); the data area sizes against the
+//! capacity and the capacity recorded in the control segment
+//! (`SizeMismatch`). Both sides then keep a duplicate of their socket end
+//! as the liveness channel.
+//!
+//! # Data segment (written by the publisher only)
+//!
+//! The 128-byte segment header, then `capacity` chunks of `stride` bytes:
+//! `stride = max(size_of::<T>(), 1)` rounded up to a multiple of
+//! `max(align_of::<T>(), 64)`; chunk `i` at data offset `i * stride`.
+//! `align_of::<T>() ≤ `[`MAX_ALIGN`] (the data area starts 128 bytes into a
+//! page). Seals: `F_SEAL_SHRINK | F_SEAL_GROW` at creation; once the
+//! publisher has mapped it read-write and written the header,
+//! `F_SEAL_FUTURE_WRITE | F_SEAL_SEAL`. From then on the kernel refuses any
+//! new writable shared mapping (`mmap`: `EPERM`), `mprotect(PROT_WRITE)` of
+//! a read-only one (`EACCES`), and `write(2)` (`EPERM`).
+//!
+//! # Control segment (read-write for both)
+//!
+//! The segment header, then 64-byte lines ([`LINE`]); each shared word owns
+//! a whole line, an `AtomicU32` at its start.
+//!
+//! | line | data offset | word | written by | meaning |
+//! |---|---|---|---|---|
+//! | 0 | 0 | `capacity` | creator, once, before the header is ready | number of chunks `n` |
+//! | 1 | 64 | `forward_tail` | publisher | positions pushed to the forward queue |
+//! | 2 | 128 | `forward_head` | subscriber | positions popped from it |
+//! | 3 | 192 | `return_tail` | subscriber | positions pushed to the return queue |
+//! | 4 | 256 | `return_head` | publisher | positions popped from it |
+//! | 5 | 320 | `data_ready` | [`EventWord`] | bumped by every send; the subscriber sleeps here |
+//! | 6 | 384 | `chunk_free` | [`EventWord`] | bumped by every return; the publisher sleeps here waiting for a chunk |
+//! | 7 + i | 448 + 64·i | forward slot `i` | publisher | chunk index |
+//! | 7 + n + i | 448 + 64·(n + i) | return slot `i` | subscriber | chunk index |
+//!
+//! Data area: `(7 + 2n) · 64` bytes. Positions are free-running `u32`
+//! counters (wrapping); the queue steps are in `socket/ring.rs`. Each side
+//! keeps a private copy of the counter it alone writes, so a peer that
+//! overwrites it cannot mislead its owner. Push: slot (Relaxed), then
+//! `tail + 1` (Release: publishes the slot and, for the forward queue, the
+//! chunk), then `wake_one` on the queue's event word (no system call unless
+//! a sleeper registered). Pop: `tail` (Acquire); `tail − head` of 0 is
+//! empty, more than `n` is `Corrupted`; read the slot, check it, `head + 1`
+//! (Release, for the other side's full and length checks). Waiters use
+//! `EventWord::wait_until` with a 10 µs spin.
+//!
+//! **Chunk states**, kept by the publisher in private memory and never
+//! trusted from shared memory: `Free → Loaned` (loan) `→ Sent` (send)
+//! `→ Free` (collected from the return queue, or reclaimed when the
+//! subscriber died); `Loaned → Free` when a loan or unsent sample is
+//! dropped. The subscriber keeps a private `held` flag per chunk.
+//!
+//! | where | check (every value read from the control segment) |
+//! |---|---|
+//! | subscriber pop | `forward_tail − head ≤ n`; index `< n`; index not already held |
+//! | publisher send | `forward_tail − forward_head < n` (it holds one chunk, so at most `n − 1` others can be queued) |
+//! | publisher collect | `return_tail − return_head ≤ n`; each index `< n` and in state `Sent` (returns before a bad one are kept) |
+//! | subscriber return | `return_tail − return_head < n`; otherwise the chunk is dropped rather than a slot overwritten |
+//!
+//! # Liveness
+//!
+//! The socket is the only liveness channel (shared memory cannot tell that
+//! a process died): `poll` with `POLLRDHUP` and a zero timeout;
+//! `POLLHUP | POLLRDHUP | POLLERR` means the peer closed every descriptor
+//! of its end, died, or shut its writing side down. The subscriber polls
+//! only when its queue is empty, and sleeps in slices of [`LIVENESS_SLICE`]
+//! so a dead publisher ends a blocking wait; after a hang-up it looks at the
+//! queue once more (everything pushed before the death is visible) and
+//! only an empty queue gives `Disconnected`. The publisher polls when no
+//! chunk is free after collecting returns, and on send only while the
+//! forward queue is non-empty, once every [`CHECK_EVERY`] such sends; on a
+//! hang-up it marks itself disconnected and moves every `Sent` chunk back to
+//! `Free`; a blocked `loan_timeout` wakes every slice to poll. The stream
+//! may carry other traffic after the handshake: liveness polling never
+//! reads it. The other process's end must not also be open in this process
+//! (close it after spawning the child), or a death is never seen.
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;

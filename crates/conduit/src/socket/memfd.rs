@@ -12,9 +12,12 @@
 //!
 //! The contents are not write-sealed: both sides may keep writing (that is
 //! what a publish/subscribe segment needs), so accesses must be
-//! synchronised by the structure built in the segment. The lead's
-//! `shm::Segment` will wrap a received descriptor through
-//! [`SharedMemfd::into_fd`] / `Segment::from_fd`.
+//! synchronised by the structure built in the segment. A received
+//! descriptor becomes a `shm::Segment` through [`SharedMemfd::into_fd`] and
+//! `Segment::from_fd` (which checks the seals again); `socket::ShmChannel`
+//! builds a whole publish/subscribe channel this way. `F_SEAL_FUTURE_WRITE`
+//! (Linux ≥ 5.1) makes a memfd read-only for everyone who maps it later;
+//! the channel uses it for its data segment.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 

@@ -1,4 +1,24 @@
 //! [`EventWord`]: a futex word with an epoch and a sleeper count.
+//!
+//! The word's layout, its transition table and the argument that no
+//! wake-up is lost are in the docs of [`EventWord`]. Two design choices
+//! are argued here:
+//!
+//! * **A count, not a "sleepers" bit.** A bit cannot support `wake_one`
+//!   (after waking one of two sleepers the waker cannot know whether to
+//!   clear it), and clearing it after a `FUTEX_WAKE` that woke nobody races
+//!   with a waiter that just went to sleep.
+//! * **One word, no fence.** Register (CAS) and notify (`fetch_add`) are
+//!   read-modify-writes of the same word, so its modification order decides
+//!   every race. A flag plus a separate counter would be a Dekker pattern
+//!   needing SeqCst fences on both sides.
+//!
+//! [`Spin`] bounds the polling before a sleep: [`Spin::NONE`],
+//! [`Spin::iterations`] (n polls with `pause`) or [`Spin::duration`] (polls
+//! for about that long, reading the clock every 64 polls). The spin counts
+//! toward the timeout. A dead waiter's registration cannot be reclaimed
+//! (the word records no owner to check), so it costs every later notify
+//! one useless `FUTEX_WAKE`: correct, only slower.
 
 use std::time::{Duration, Instant};
 

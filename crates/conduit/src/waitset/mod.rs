@@ -56,6 +56,86 @@
 //! - **Not thread-safe.** A WaitSet belongs to one thread (`!Sync`); other
 //!   threads and processes wake it through file descriptors (see
 //!   [`WakeUp`]).
+//!
+//! # Design
+//!
+//! | attach with | watches | reported as |
+//! |---|---|---|
+//! | [`WaitSet::attach_fd`] | a duplicate of any pollable descriptor | [`Event::Ready`] |
+//! | [`WaitSet::attach`] | [`Attachable::fd`], readable; `acknowledge` called before reporting | [`Event::Ready`] |
+//! | [`WaitSet::attach_fd_deadline`] / [`WaitSet::attach_deadline`] | as above, plus a timerfd re-armed each time the source is reported | `Ready`, or [`Event::DeadlineMissed`] every period of silence |
+//! | [`WaitSet::attach_interval`] | a periodic timerfd | [`Event::Interval`] with the expirations since the last report (overruns) |
+//! | [`WaitSet::attach_timer`] | a one-shot timerfd | [`Event::Timer`], once |
+//! | [`WaitSet::attach_termination`] | SIGINT and SIGTERM through [`Signals`] | [`Event::Termination`] |
+//!
+//! **Slot table with generations.** Each attachment lives in a slot; its
+//! [`AttachmentId`] is (slot index, 31-bit generation from a per-WaitSet
+//! counter). The epoll data word is `generation << 33 | timer_bit << 32 |
+//! index`, so a kernel report is matched against the *current* occupant of
+//! the slot. The batch from `epoll_wait` (at most 64 reports; the rest stay
+//! pending, level-triggered, for the next wait) is processed one report at
+//! a time: each is looked up, and its timer or signal read and its
+//! `acknowledge` hook run, only right before its event reaches the
+//! closure; a report whose slot is empty or holds another generation is
+//! dropped. That is what makes detaching during [`WaitSet::run`] safe, and
+//! keeps a slot reused inside the closure from receiving the old source's
+//! report.
+//!
+//! **Interior mutability, one thread.** The table is in a `RefCell` and
+//! every method takes `&self`, so the closure of `run` can attach and
+//! detach through the same `&WaitSet`; no borrow is held while user code
+//! (the closure, an `acknowledge` hook) runs.
+//!
+//! **Borrowed sources, duplicated descriptors.** [`Attachable`]s are
+//! borrowed (the WaitSet calls their `acknowledge`). Plain descriptors are
+//! duplicated (`F_DUPFD_CLOEXEC`) and the WaitSet watches its own copy: the
+//! caller keeps `&mut` use of theirs (a `ChildStdout` needs it), may close
+//! it, and a recycled descriptor number never aliases a watched one; the
+//! cost is one descriptor per attached fd. Epoll registrations are keyed by
+//! (file, fd), so detaching a source always does an explicit
+//! `EPOLL_CTL_DEL`; timers and signal descriptors belong to the WaitSet and
+//! leave epoll when closed.
+//!
+//! **Deadline ordering.** A batch is sorted so that source reports come
+//! before deadline-timer reports: a source ready in the same batch in which
+//! its deadline expired re-arms the timer (`timerfd_settime` resets the
+//! count), the timer then reads 0 and its stale report is dropped ("just in
+//! time" wins over "missed"). Timers are non-blocking, so a 0 read never
+//! blocks.
+//!
+//! **Hang-up.** `EPOLLHUP`/`EPOLLERR` are always reported and, being
+//! level-triggered, never clear: a pipe whose writer died would make every
+//! wait return at once. On the first such report the WaitSet reports
+//! `Ready` with [`Readiness::hang_up`] (or `error`) and removes the
+//! descriptor from epoll; [`WaitSet::wait`] and `run` with nothing epoll can
+//! still report return [`WaitError::NothingToWaitFor`] instead of blocking
+//! forever.
+//!
+//! **`EINTR`** is retried with the time left (from `Instant`); a wait that
+//! ends with only stale reports waits again, so `wait()` never returns an
+//! empty batch and `wait_timeout` only at its timeout. Waits longer than
+//! epoll's `i32::MAX` ms are made in steps. Timers use `CLOCK_MONOTONIC`
+//! (time spent suspended does not count); there are no absolute-time
+//! deadlines.
+//!
+//! **Why epoll.** One kernel object watches any number of descriptors; the
+//! interest list lives in the kernel, so a wait costs O(ready), not
+//! O(attached) as with `poll`/`select`, with no per-wait copy of the set.
+//! Everything conduit waits on is or can become a descriptor (pipes,
+//! sockets, message queues, timerfd, signalfd, eventfd, pidfd, the ports'
+//! wake sockets). `io_uring` would save the `read` of timers and eventfds
+//! but is often disabled (containers, seccomp), adds a large unsafe
+//! surface, and wakes a single sleeper no faster. The epoll descriptor is
+//! itself pollable, so a WaitSet nests in another loop (`WaitSet` is
+//! `AsFd`).
+//!
+//! **Why level-triggered.** No lost wake-ups by construction: a user who
+//! drains a source partly, or returns [`Control::Stop`] mid-batch, is told
+//! again on the next wait (the worst case of a partial drain is an extra
+//! wake-up, never a hang). The cost is bounded: everything the WaitSet owns
+//! (timers, signals, `acknowledge`) is drained before the event is
+//! reported, so only user descriptors repeat, and only while they hold
+//! data; permanent conditions are handled as above.
 
 mod event;
 mod wakeup;

@@ -22,6 +22,82 @@
 //!
 //! Concurrency: none here. Share a container between processes by
 //! guarding it (and the heap) with a process-shared lock.
+//!
+//! # Layouts (`#[repr(C)]`, little-endian)
+//!
+//! | type | size | fields |
+//! |---|---|---|
+//! | [`ShmVec<T>`] | 24 | `data: Offset<T>` (`u64::MAX` = no storage), `len: u64`, `capacity: u64` (elements) |
+//! | [`ShmString`] | 24 | one `ShmVec<u8>` |
+//! | [`ShmBox<T>`] | 8 | `ptr: Offset<T>` (`u64::MAX` = empty) |
+//! | [`ShmList<T>`] | 24 | `head`, `tail: Offset<ListNode<T>>`, `len: u64` |
+//! | `ListNode<T>` | 16 + `T`, padded | `next`, `prev: Offset`, `value: T` |
+//! | [`ShmHashMap<K, V>`] | 32 | `slots: Offset<Slot<K, V>>`, `capacity: u64` (a power of two, or 0), `len: u64`, `tombstones: u64` |
+//! | `Slot<K, V>` | 8 + `K` + `V`, padded | `state: u64` (0 empty, 1 full, 2 deleted), `key: K`, `value: V` |
+//!
+//! Headers refer to storage by `Offset` (from the region base), not
+//! `RelPtr` (self-relative): a header is made as a Rust value and then moved
+//! into the region or returned, and an `Offset` stays valid wherever it is
+//! copied; it is also what the heap hands out. Every layout carries a
+//! `TypeLayout` fingerprint that folds in the element types'.
+//!
+//! Maps use open addressing with linear probing and tombstones; they grow
+//! (×2) or rehash in place when `len + tombstones + 1 > ¾ · capacity`
+//! (saturating: a garbage count cannot overflow it); minimum capacity 8.
+//! Keys hash through `core::hash::Hash` into [`StableHasher`] (FNV-1a 64 +
+//! avalanche, the same in every process; std's `RandomState` is per
+//! process), so `K`'s `Hash` must be deterministic.
+//!
+//! # What is validated
+//!
+//! The storage offset resolves inside the region, aligned, with the whole
+//! capacity inside; storage does not overlap the container's own header;
+//! `len ≤ capacity`; storage lies inside the heap's block range
+//! ([`ContainerError::OutsideHeap`]) whenever the heap is known: always for
+//! writes (they take the [`Context`]) and for reads given `&ctx` or a
+//! [`View`] with the heap, so a corrupted offset never makes a container
+//! read or write the heap state. Maps: capacity a power of two, `len +
+//! tombstones ≤ capacity`, slot states in {0, 1, 2}. Lists: `head`, `tail`
+//! and `len` agree on emptiness, every step checks that the back link names
+//! the previous node, the walk stops after `len` nodes
+//! ([`ContainerError::ListTooLong`] if more follow,
+//! [`ContainerError::ListTooShort`] if the chain ends early,
+//! [`ContainerError::BrokenLink`] if the last node is not `tail`);
+//! `remove(node)` checks the node is a live heap block and both neighbours
+//! link back. Strings are UTF-8-checked on every `as_str`.
+//!
+//! Not guaranteed: integrity against a hostile writer (it can rewrite your
+//! values or forge a consistent structure). The guarantee is that a reader
+//! never touches memory outside the region, has no undefined behaviour,
+//! never loops forever, and gets a named error for inconsistent metadata.
+//! Reads given a bare [`Region`] (a process that maps read-only and never
+//! takes the lock) check region bounds and overlap with the header, not the
+//! heap range (see [`View`]). Corrupted headers can make two containers
+//! share one block; writing one while holding a slice of the other is then
+//! a Rust aliasing violation, though never an access outside the heap
+//! (`extend_from_slice` and growth use `memmove` for that reason).
+//! References returned by `as_slice` / `get` alias shared memory: hold the
+//! lock while you hold them.
+//!
+//! # Crash consistency
+//!
+//! A lock holder may die at any instruction. Containers switch to new
+//! storage first and free the old last (`ShmVec::reserve` allocates, copies,
+//! stores the new offset, then frees; `free` of vectors and maps,
+//! `ShmBox::take` and a map rehash forget before they free), store the
+//! offset before the capacity, and publish a map slot's `FULL` state or a
+//! vector's length only after the element is written. A death leaks one
+//! block at worst. [`ShmList`] link and unlink update several links without
+//! a commit point: a death in the middle can leave a list whose walk stops
+//! early or reports an error (the heap stays usable).
+//!
+//! # Pitfalls
+//!
+//! * Containers have no `Drop`: call `free(ctx)`; a leaked header's storage
+//!   stays allocated (visible in `HeapStats::allocations`).
+//! * [`ShmList::remove`] takes a [`NodeId`] from `push_*` or `find`; an id
+//!   of another list whose neighbours happen to link back is accepted, so
+//!   pass only ids of the same list.
 
 use core::hash::Hasher;
 
