@@ -49,6 +49,7 @@ pub(crate) struct ServiceHeader {
     pub(crate) generation: [AtomicU64; MAX_PORT_KINDS],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<ServiceHeader>() == LINE);
 
 /// The registry words at the start of every port slot (see the module
@@ -63,6 +64,7 @@ pub(crate) struct PortSlot {
     pub(crate) fd_armed: std::sync::atomic::AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<PortSlot>() == 24);
 
 impl PortSlot {
