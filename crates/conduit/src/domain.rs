@@ -66,7 +66,7 @@ impl ServiceKind {
 
 impl std::fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             ServiceKind::PublishSubscribe => "publish/subscribe service",
             ServiceKind::Event => "event service",
         })
@@ -90,13 +90,13 @@ pub enum ObjectKind {
 
 impl std::fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ObjectKind::Node => f.write_str("node"),
-            ObjectKind::Service(ServiceKind::PublishSubscribe) => f.write_str("service"),
-            ObjectKind::Service(kind) => kind.fmt(f),
-            ObjectKind::PublisherData => f.write_str("publisher data"),
-            ObjectKind::Segment => f.write_str("segment"),
-        }
+        f.pad(match self {
+            ObjectKind::Node => "node",
+            ObjectKind::Service(ServiceKind::PublishSubscribe) => "service",
+            ObjectKind::Service(ServiceKind::Event) => "event service",
+            ObjectKind::PublisherData => "publisher data",
+            ObjectKind::Segment => "segment",
+        })
     }
 }
 

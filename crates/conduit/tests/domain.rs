@@ -1,0 +1,163 @@
+//! `Domain` across real processes: a domain lists every object its
+//! processes made, by kind; `Domain::cleanup` frees exactly what a
+//! SIGKILLed process left (its node, its publisher's data segment, its
+//! ports in services others still use) and nothing of the living.
+
+mod common;
+
+use std::time::Duration;
+
+use conduit::prelude::*;
+use conduit::shm::{Permissions, Segment};
+use conduit::{DomainObject, ObjectKind, ServiceKind};
+
+fn dispatch(role: &str, args: &[String]) {
+    let domain = &args[0];
+    match role {
+        // Holds a publisher, a subscriber and a notifier until killed.
+        "ports" => {
+            let node = Node::builder()
+                .name("victim")
+                .domain(domain)
+                .create()
+                .unwrap();
+            let topic = node
+                .service("t")
+                .publish_subscribe::<u64>()
+                .open_or_create()
+                .unwrap();
+            let _publisher = topic.publisher().create().unwrap();
+            let _subscriber = topic.subscriber().create().unwrap();
+            let events = node.service("e").event().open_or_create().unwrap();
+            let _notifier = events.notifier().create().unwrap();
+            println!("ready {}", node.id());
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+child_entry!(dispatch);
+
+fn kinds(domain: &Domain) -> Vec<ObjectKind> {
+    let mut k: Vec<ObjectKind> = domain.objects().unwrap().iter().map(|o| o.kind).collect();
+    k.sort_by_key(|k| format!("{k:?}"));
+    k
+}
+
+#[test]
+fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
+    let _w = common::watchdog(Duration::from_secs(30));
+    let name = common::unique("domain");
+    let domain = Domain::new(&name).unwrap();
+    let mut child = common::spawn_child("ports", &[&name]);
+    let line = common::read_line(&mut child);
+    let victim = line.strip_prefix("ready ").expect("ready line").to_owned();
+
+    // The survivor uses both services.
+    let node = Node::builder()
+        .name("survivor")
+        .domain(&name)
+        .create()
+        .unwrap();
+    let topic = node
+        .service("t")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    let subscriber = topic.subscriber().create().unwrap();
+    let events = node.service("e").event().open_or_create().unwrap();
+    let listener = events.listener().create().unwrap();
+    assert_eq!(
+        kinds(&domain),
+        vec![
+            ObjectKind::Node,
+            ObjectKind::Node,
+            ObjectKind::PublisherData,
+            ObjectKind::Service(ServiceKind::Event),
+            ObjectKind::Service(ServiceKind::PublishSubscribe),
+        ]
+    );
+    let services = conduit::pubsub::list(&domain).unwrap();
+    assert_eq!((services[0].publishers, services[0].subscribers), (1, 2));
+
+    // Alive: nothing to clean.
+    assert!(
+        domain
+            .cleanup(Permissions::owner_only())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(domain.objects().unwrap().len(), 5);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let removed = domain.cleanup(Permissions::owner_only()).unwrap();
+    assert_eq!(
+        removed.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
+        vec![victim]
+    );
+    // The dead node and its publisher's data are gone; the services and
+    // the survivor's node stay, with only the survivor's ports.
+    assert_eq!(
+        kinds(&domain),
+        vec![
+            ObjectKind::Node,
+            ObjectKind::Service(ServiceKind::Event),
+            ObjectKind::Service(ServiceKind::PublishSubscribe),
+        ]
+    );
+    let details = conduit::pubsub::details(&domain, "t").unwrap().unwrap();
+    assert!(details.publishers.is_empty());
+    assert_eq!(details.subscribers.len(), 1);
+    assert_eq!(details.subscribers[0].id, subscriber.id());
+    let events_info = conduit::event::list(&domain).unwrap();
+    assert_eq!(events_info[0].notifiers, 0);
+    assert_eq!(events_info[0].listeners[0].0, listener.id());
+
+    drop((subscriber, listener, topic, events, node));
+    assert!(
+        domain.objects().unwrap().is_empty(),
+        "{:?}",
+        domain.objects()
+    );
+}
+
+#[test]
+fn objects_of_other_kinds_are_listed_and_removable() {
+    let name = common::unique("domain");
+    let domain = Domain::new(&name).unwrap();
+    let segment = Segment::builder("mine.1")
+        .domain(&name)
+        .size(64)
+        .create()
+        .unwrap();
+    let objects = domain.objects().unwrap();
+    assert_eq!(objects.len(), 1);
+    let object: &DomainObject = &objects[0];
+    assert_eq!(
+        (object.name.as_str(), object.kind),
+        ("mine.1", ObjectKind::Segment)
+    );
+    assert_eq!(object.file_name(), format!("conduit.{name}.mine.1"));
+    assert!(object.bytes >= 64);
+    assert!(Domain::all_objects().unwrap().iter().any(|o| o == object));
+    domain.remove_object(object).unwrap();
+    assert!(domain.objects().unwrap().is_empty());
+    // A second removal is a named error, not a crash.
+    assert!(matches!(
+        domain.remove_object(object),
+        Err(conduit::shm::RemoveError::NotFound { .. })
+    ));
+    drop(segment);
+}
+
+#[test]
+fn invalid_domain_names_are_errors() {
+    for bad in ["", "a.b", "a/b", "with space", "ü", &"x".repeat(65)] {
+        assert!(Domain::new(bad).is_err(), "{bad:?} accepted");
+    }
+    assert!(Domain::new("ok_1-2").is_ok());
+}
