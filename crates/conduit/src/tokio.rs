@@ -89,6 +89,7 @@ impl Listener {
 
 /// Why [`Subscriber::receive_async`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AsyncReceiveError {
     /// The receive itself failed.
     #[error(transparent)]
@@ -123,6 +124,7 @@ pub struct AsyncSignals {
 
 /// Why [`AsyncSignals::next`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AsyncSignalError {
     /// Reading the subscription failed.
     #[error(transparent)]

@@ -160,6 +160,7 @@ fn dispatch(role: &str, args: &[String]) {
                     Ok(_) => 12,
                     Err(TryLockError::OwnerDied(_)) => 13,
                     Err(TryLockError::NotRecoverable) => 14,
+                    Err(_) => 15,
                 };
                 // SAFETY: ends the forked child without running the
                 // parent's atexit handlers or destructors.

@@ -52,6 +52,7 @@ pub const HARD_MAX_MESSAGE_SIZE: usize = 16 << 20;
 
 /// Error opening or creating a queue.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// The name must be `/` followed by 1..=255 characters without `/`.
     #[error(
@@ -166,6 +167,7 @@ pub enum OpenError {
 
 /// Error sending a message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The message is longer than the queue's message size.
     #[error("message of {len} bytes exceeds the queue's message size of {max} bytes")]
@@ -197,6 +199,7 @@ pub enum SendError {
 
 /// Error receiving a message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The buffer is smaller than the queue's message size.
     #[error(

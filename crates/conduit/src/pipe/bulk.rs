@@ -92,6 +92,7 @@ impl Default for BulkConfig {
 
 /// Error creating a bulk stream end.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BulkError {
     /// The pipe capacity was refused.
     #[error("cannot size the pipe")]

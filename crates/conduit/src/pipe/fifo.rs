@@ -9,6 +9,7 @@ use crate::sys::pipe::FifoEnd;
 
 /// Error creating or opening a FIFO.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FifoError {
     /// `create`: something already exists at the path.
     #[error("cannot create FIFO {path}: the path already exists")]

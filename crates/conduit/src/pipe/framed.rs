@@ -81,6 +81,7 @@ pub const fn tag_of<T: ShmSafe>() -> u32 {
 
 /// Error sending a frame.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The frame is longer than the limit; nothing was written.
     #[error("frame of {len} bytes exceeds the limit of {limit} bytes; nothing was sent")]
@@ -109,6 +110,7 @@ pub enum SendError {
 
 /// Error receiving a frame.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The sender closed the stream at a frame boundary.
     #[error("the sender closed the stream")]

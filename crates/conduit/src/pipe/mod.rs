@@ -43,6 +43,7 @@ pub fn ensure_sigpipe_ignored() {
 
 /// Error creating a pipe.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// The process or the system is out of file descriptors.
     #[error(
@@ -64,6 +65,7 @@ fn create_error(e: Errno) -> CreateError {
 
 /// Error changing the capacity of a pipe ([`Writer::set_capacity`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetCapacityError {
     /// An unprivileged process asked for more than the system limit.
     #[error(

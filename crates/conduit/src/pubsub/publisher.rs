@@ -611,6 +611,7 @@ impl<T: ShmSafe, H: ShmSafe> Publisher<[T], H> {
 
 /// Why `send_copy` failed: the loan or the send.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendOrLoanError {
     /// No chunk could be loaned.
     #[error(transparent)]

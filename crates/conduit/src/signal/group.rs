@@ -15,6 +15,7 @@ use super::{
 
 /// Why [`Supervised::spawn`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpawnError {
     /// Starting the program failed (not found, not executable, ...).
     #[error("cannot start the child process")]
@@ -27,6 +28,7 @@ pub enum SpawnError {
 
 /// Why [`Supervised::supervise`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SuperviseError {
     /// Receiving a signal failed.
     #[error("cannot receive signals")]

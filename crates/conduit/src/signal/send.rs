@@ -11,6 +11,7 @@ use super::Signal;
 
 /// Why sending a signal failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// No process (or process group) has this id (`ESRCH`).
     #[error("no process {pid}")]
@@ -101,6 +102,7 @@ pub fn queue(pid: u32, signal: Signal, value: usize) -> Result<(), SendError> {
 
 /// Why [`Process::open`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// No process has this id (`ESRCH`).
     #[error("no process {pid}")]
@@ -124,6 +126,7 @@ pub enum OpenError {
 
 /// Why waiting for a [`Process`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// The process is not a child of this one, or it was already reaped
     /// (`ECHILD`).

@@ -108,6 +108,7 @@ impl Received {
 
 /// Why [`Signals::new`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// `SIGKILL` and `SIGSTOP` can be neither caught nor blocked.
     #[error("{0} cannot be caught or blocked, so it cannot be subscribed to")]
@@ -144,6 +145,7 @@ pub enum SubscribeError {
 
 /// Why receiving failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiveError {
     /// Reading the signalfd or the pipe failed.
     #[error("cannot read the signal source")]

@@ -218,6 +218,7 @@ fn chunk_stride<T>() -> usize {
 
 /// Why a channel could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// Capacity 0 or above [`MAX_CAPACITY`].
     #[error("capacity {capacity} is outside 1..={MAX_CAPACITY}")]
@@ -238,6 +239,7 @@ pub enum CreateError {
 
 /// Why an [`Offer`] could not be sent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OfferError {
     /// The peer closed its end of the socket or died.
     #[error("the peer is gone")]
@@ -252,6 +254,7 @@ pub enum OfferError {
 
 /// Why [`ShmChannel::accept_from`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcceptError {
     /// The peer closed the socket before the offer arrived.
     #[error("the peer closed the socket before offering a channel")]
@@ -318,6 +321,7 @@ pub struct Corruption {
 
 /// Why no chunk could be loaned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoanError {
     /// Every chunk is loaned, queued or held by the subscriber.
     #[error("all chunks are in use")]
@@ -338,6 +342,7 @@ pub enum LoanError {
 
 /// Why a sample could not be sent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The subscriber is gone; the sample was not delivered and its chunk
     /// is free again.
@@ -353,6 +358,7 @@ pub enum SendError {
 
 /// Why [`Publisher::send_copy`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendCopyError {
     /// No chunk.
     #[error(transparent)]
@@ -364,6 +370,7 @@ pub enum SendCopyError {
 
 /// Why nothing was received.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiveError {
     /// The publisher is gone and everything it queued has been received.
     #[error("the publisher is gone")]

@@ -39,6 +39,7 @@ const REQUIRED: Seals = Seals {
 
 /// Error creating a [`SharedMemfd`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MemfdError {
     /// A size of zero cannot be mapped.
     #[error("a memfd segment needs a size above zero")]
@@ -59,6 +60,7 @@ pub enum MemfdError {
 
 /// Error sending a memfd.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendMemfdError {
     /// The memfd is not sealed against shrinking and growing: call
     /// [`SharedMemfd::seal`] first, or the receiver would refuse it.
@@ -71,6 +73,7 @@ pub enum SendMemfdError {
 
 /// Error receiving a memfd.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvMemfdError {
     /// The message carried no descriptor, or more than one.
     #[error("expected one descriptor, received {0}")]

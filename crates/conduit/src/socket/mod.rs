@@ -93,6 +93,7 @@ fn create_hint(e: Errno) -> String {
 
 /// Error binding a socket to a name.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BindError {
     /// The name is taken: another socket, or a socket file left behind by
     /// a process that died (remove it, or use an abstract name).
@@ -161,6 +162,7 @@ fn bind_error(name: &SocketName, source: Errno) -> BindError {
 
 /// Error connecting to a named socket.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// Nobody listens on that name.
     #[error("nobody listens on {name}")]
@@ -237,6 +239,7 @@ fn connect_error(name: &SocketName, source: Errno) -> ConnectError {
 
 /// Error accepting a connection.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AcceptError {
     /// The peer filter refused this peer; its connection was closed.
     #[error("peer refused by the credentials filter: pid {} uid {} gid {}", credentials.pid, credentials.uid, credentials.gid)]
@@ -263,6 +266,7 @@ pub enum AcceptError {
 
 /// Error sending.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The peer closed its socket or died.
     #[error("the peer is gone")]
@@ -308,6 +312,7 @@ fn send_error(len: usize, e: Errno) -> SendError {
 
 /// Error receiving.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The peer closed the connection (end of stream).
     #[error("the peer closed the connection")]

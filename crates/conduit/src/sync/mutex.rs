@@ -166,6 +166,7 @@ enum Acquired {
 }
 
 /// Why [`RobustMutex::lock`] did not simply return a guard.
+#[non_exhaustive]
 pub enum LockError<'a, T: ShmSafe> {
     /// The previous owner died while holding the lock. The lock is now
     /// held through this guard; the data may be inconsistent: repair it
@@ -180,6 +181,7 @@ pub enum LockError<'a, T: ShmSafe> {
 }
 
 /// Why [`RobustMutex::try_lock`] did not return a guard.
+#[non_exhaustive]
 pub enum TryLockError<'a, T: ShmSafe> {
     /// Another live thread holds the lock.
     WouldBlock,
@@ -192,6 +194,7 @@ pub enum TryLockError<'a, T: ShmSafe> {
 }
 
 /// Why [`RobustMutex::lock_timeout`] did not simply return a guard.
+#[non_exhaustive]
 pub enum LockTimeoutError<'a, T: ShmSafe> {
     /// A live thread held the lock for the whole timeout.
     Timeout,

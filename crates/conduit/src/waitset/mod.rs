@@ -173,6 +173,7 @@ pub trait Attachable {
 
 /// Failure to create a [`WaitSet`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// The process or system is out of file descriptors.
     #[error(
@@ -187,6 +188,7 @@ pub enum CreateError {
 
 /// Failure to attach a source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttachError {
     /// This [`Attachable`] is already attached to this WaitSet. (A
     /// descriptor given to [`WaitSet::attach_fd`] may be attached twice:
@@ -227,6 +229,7 @@ impl AttachError {
 /// Failure of [`WaitSet::wait`], [`WaitSet::wait_timeout`] or
 /// [`WaitSet::run`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// Nothing is attached (or every attached descriptor hung up and has
     /// no deadline): waiting without a timeout would block forever.
