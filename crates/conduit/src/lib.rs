@@ -22,8 +22,11 @@
 //!   or a self-pipe, never user code in a handler), sending through pidfds,
 //!   queued values, graceful termination, process-group supervision;
 //!
-//! Layers, from the bottom: [`sys`] (the only code that makes system
-//! calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
+//! System limits that bound these resources are in [`limits`]; every OS
+//! error is an [`Errno`].
+//!
+//! Layers, from the bottom: `sys` (private: the only code that makes
+//! system calls) → [`sync`] → [`shm`] → patterns. See `ARCHITECTURE.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -34,6 +37,7 @@
 extern crate self as conduit;
 
 pub mod event;
+pub mod limits;
 pub mod mq;
 pub mod node;
 pub mod pipe;
@@ -43,6 +47,8 @@ pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod sync;
+// TODO(issue 12): pub(crate) once the CLI uses Domain
+#[doc(hidden)]
 pub mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -56,6 +62,14 @@ pub mod __fuzz;
 
 pub use conduit_derive::ShmSafe;
 pub use shm::ShmSafe;
+
+/// The OS error number every conduit error keeps as its `source()`: the
+/// `errno` of the system call that failed (`rustix::io::Errno`). Compare it
+/// with its constants (`Errno::NOSPC`, `Errno::ACCESS`, ...), get the raw
+/// number with [`raw_os_error`](Errno::raw_os_error), or convert it into a
+/// [`std::io::Error`]. Find it in an error chain with
+/// `error.source()?.downcast_ref::<conduit::Errno>()`.
+pub use rustix::io::Errno;
 
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
