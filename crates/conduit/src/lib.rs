@@ -64,12 +64,12 @@ pub use conduit_derive::ShmSafe;
 pub use shm::ShmSafe;
 
 /// The OS error number every conduit error keeps as its `source()`: the
-/// `errno` of the system call that failed (`rustix::io::Errno`). Compare it
+/// `errno` of the system call that failed (rustix's `Errno`). Compare it
 /// with its constants (`Errno::NOSPC`, `Errno::ACCESS`, ...), get the raw
 /// number with [`raw_os_error`](Errno::raw_os_error), or convert it into a
 /// [`std::io::Error`]. Find it in an error chain with
 /// `error.source()?.downcast_ref::<conduit::Errno>()`.
-pub use rustix::io::Errno;
+pub use sys::Errno;
 
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
