@@ -26,10 +26,8 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::{fd, futex, memfd, pipe};
-
 use crate::harness::{self, ChildSpec, Measurement, Mode, Plan};
+use crate::raw::{self, Mapping};
 
 /// Child role of [`spin_line`].
 pub const SPIN_LINE_ROLE: &str = "floors-spin-line";
@@ -92,9 +90,9 @@ impl SharedPage {
 
     fn create(payload: usize) -> SharedPage {
         let (len, buffer_stride) = Self::len_for(payload);
-        let memfd = memfd::create("conduit-bench-floors").expect("memfd_create");
-        fd::truncate(&memfd, len as u64).expect("ftruncate");
-        let map = Mapping::map(&memfd, len, Protection::ReadWrite).expect("mmap");
+        let memfd = raw::memfd("conduit-bench-floors");
+        raw::truncate(&memfd, len as u64);
+        let map = Mapping::shared(&memfd, len);
         SharedPage {
             memfd,
             map,
@@ -105,7 +103,7 @@ impl SharedPage {
     fn inherit(i: usize, payload: usize) -> SharedPage {
         let (len, buffer_stride) = Self::len_for(payload);
         let memfd = harness::inherited_fd(i);
-        let map = Mapping::map(&memfd, len, Protection::ReadWrite).expect("mmap");
+        let map = Mapping::shared(&memfd, len);
         SharedPage {
             memfd,
             map,
@@ -281,7 +279,7 @@ pub fn spin_line_child(args: &[String]) {
 /// it holds `expect`. No spinning: one check, then `FUTEX_WAIT`.
 fn futex_send(out: &AtomicU32, value: u32) {
     out.store(value, Ordering::Release);
-    futex::wake(out, 1).expect("futex wake");
+    raw::futex_wake(out, 1);
 }
 
 fn futex_receive(inp: &AtomicU32, expect: u32) {
@@ -292,7 +290,7 @@ fn futex_receive(inp: &AtomicU32, expect: u32) {
         }
         // Returns at once if the word changed meanwhile (EAGAIN); spurious
         // and interrupted wake-ups just loop.
-        futex::wait(inp, seen, None).expect("futex wait");
+        raw::futex_wait(inp, seen);
     }
 }
 
@@ -335,7 +333,7 @@ pub fn futex_pingpong_child(args: &[String]) {
 }
 
 fn write8(w: &OwnedFd, v: u64) {
-    let n = pipe::write(w, &v.to_ne_bytes()).expect("pipe write");
+    let n = raw::write(w, &v.to_ne_bytes()).expect("pipe write");
     assert_eq!(n, 8, "short pipe write");
 }
 
@@ -343,7 +341,7 @@ fn read8(r: &OwnedFd) -> u64 {
     let mut b = [0u8; 8];
     let mut got = 0;
     while got < 8 {
-        let n = pipe::read(r, &mut b[got..]).expect("pipe read");
+        let n = raw::read(r, &mut b[got..]).expect("pipe read");
         assert!(n > 0, "pipe closed");
         got += n;
     }
@@ -353,8 +351,8 @@ fn read8(r: &OwnedFd) -> u64 {
 /// 8 bytes over a pair of pipes with blocking reads (each read sleeps until
 /// the peer's write wakes it).
 pub fn pipe_pingpong(plan: &Plan) -> Measurement {
-    let (to_child_r, to_child_w) = pipe::pipe().expect("pipe");
-    let (from_child_r, from_child_w) = pipe::pipe().expect("pipe");
+    let (to_child_r, to_child_w) = raw::pipe();
+    let (from_child_r, from_child_w) = raw::pipe();
     let m = harness::run_ping_pong(
         "pipe_pingpong",
         8,

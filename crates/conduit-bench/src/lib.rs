@@ -6,4 +6,5 @@ pub mod harness;
 pub mod heap;
 pub mod msg;
 pub mod pubsub;
+pub mod raw;
 pub mod signal;

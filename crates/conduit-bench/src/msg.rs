@@ -17,6 +17,9 @@ use conduit::pipe::bulk::{BulkConfig, BulkReader, BulkWriter};
 use conduit::pipe::framed::{Receiver, Sender};
 use conduit::pipe::{self, Fifo};
 use conduit::socket::{UnixDatagram, UnixSeqpacket, UnixStream};
+use rustix::io::Errno;
+
+use crate::raw;
 
 /// Environment variables carrying inherited descriptors to the child.
 pub const FD_ENV: [&str; 2] = ["CONDUIT_BENCH_FD0", "CONDUIT_BENCH_FD1"];
@@ -203,9 +206,9 @@ pub fn throughput(name: &str, total: u64) -> Throughput {
                 .expect("null");
             let t = read_count(
                 |_| loop {
-                    match conduit::sys::pipe::splice(&r, &null, BIG_PIPE, true) {
+                    match splice_nonblocking(&r, &null, BIG_PIPE) {
                         Ok(n) => return n,
-                        Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                        Err(Errno::AGAIN) => core::hint::spin_loop(),
                         Err(e) => panic!("splice: {e}"),
                     }
                 },
@@ -385,19 +388,47 @@ pub fn throughput_child(role: &str, args: &[String]) {
     }
 }
 
+/// `splice(fd_in, NULL, fd_out, NULL, len, SPLICE_F_MOVE |
+/// SPLICE_F_NONBLOCK)`, `EINTR` retried.
+fn splice_nonblocking(fd_in: &impl AsFd, fd_out: &impl AsFd, len: usize) -> Result<usize, Errno> {
+    use rustix::pipe::SpliceFlags;
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    loop {
+        match rustix::pipe::splice(fd_in, None, fd_out, None, len, flags) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `vmsplice(fd, [buf], SPLICE_F_NONBLOCK)`, `EINTR` retried: hands the
+/// pages of `buf` to the pipe `fd` writes to.
+fn vmsplice_nonblocking(w: &OwnedFd, buf: &[u8]) -> Result<usize, Errno> {
+    use rustix::pipe::{IoSliceRaw, SpliceFlags};
+    let iov = [IoSliceRaw::from_slice(buf)];
+    loop {
+        // SAFETY: `w` is the write end of a pipe (the only descriptor
+        // `raw_writer` passes), so the kernel only reads `buf`, which is
+        // borrowed for the call.
+        match unsafe { rustix::pipe::vmsplice(w, &iov, SpliceFlags::NONBLOCK) } {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// The baseline of the article: vmsplice from a 2 MiB-aligned huge-page
 /// buffer of twice the pipe size, both halves alternately, non-blocking in
-/// a spin loop; written directly on the system layer, without
+/// a spin loop; written directly on the system calls (rustix), without
 /// `BulkWriter`'s bookkeeping.
 fn raw_writer(total: u64) {
-    use conduit::sys::mman::{Advise, Mapping};
     let w = inherited(0);
-    let cap = conduit::sys::pipe::set_size(&w, BIG_PIPE).expect("pipe size");
-    conduit::sys::pipe::set_nonblocking(&w, true).expect("nonblock");
+    let cap = rustix::pipe::fcntl_setpipe_size(&w, BIG_PIPE).expect("pipe size");
+    raw::set_nonblocking(&w);
     let huge = 2 << 20;
-    let map = Mapping::anonymous(2 * cap + huge).expect("mmap");
+    let map = raw::Mapping::anonymous(2 * cap + huge);
     let start = map.as_ptr().align_offset(huge);
-    let _ = map.advise(start, 2 * cap, Advise::HugePage);
+    let _ = map.advise_huge_pages(start, 2 * cap);
     // SAFETY: [start, start + 2cap) lies in our private mapping.
     let buf = unsafe { core::slice::from_raw_parts_mut(map.as_ptr().add(start), 2 * cap) };
     buf.fill(0x5A);
@@ -408,10 +439,9 @@ fn raw_writer(total: u64) {
         let chunk = &buf[half * cap..half * cap + n];
         let mut done = 0;
         while done < n {
-            // SAFETY: `w` is the write end of a pipe.
-            match unsafe { conduit::sys::pipe::vmsplice_write(&w, &chunk[done..], true) } {
+            match vmsplice_nonblocking(&w, &chunk[done..]) {
                 Ok(k) => done += k,
-                Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                Err(Errno::AGAIN) => core::hint::spin_loop(),
                 Err(e) => panic!("vmsplice: {e}"),
             }
         }
@@ -451,9 +481,9 @@ impl Link for FdLink {
         let b = v.to_le_bytes();
         let mut done = 0;
         while done < 8 {
-            match conduit::sys::pipe::write(&self.w, &b[done..]) {
+            match raw::write(&self.w, &b[done..]) {
                 Ok(n) => done += n,
-                Err(conduit::sys::Errno::AGAIN) => core::hint::spin_loop(),
+                Err(Errno::AGAIN) => core::hint::spin_loop(),
                 Err(e) => panic!("write: {e}"),
             }
         }
@@ -462,10 +492,10 @@ impl Link for FdLink {
         let mut b = [0u8; 8];
         let mut done = 0;
         while done < 8 {
-            match conduit::sys::pipe::read(&self.r, &mut b[done..]) {
+            match raw::read(&self.r, &mut b[done..]) {
                 Ok(0) => panic!("peer closed"),
                 Ok(n) => done += n,
-                Err(conduit::sys::Errno::AGAIN) if self.busy => core::hint::spin_loop(),
+                Err(Errno::AGAIN) if self.busy => core::hint::spin_loop(),
                 Err(e) => panic!("read: {e}"),
             }
         }
@@ -579,10 +609,10 @@ impl Link for TcpLink {
 }
 
 fn pipe_pair_link(busy: bool) -> (FdLink, [OwnedFd; 2]) {
-    let (r1, w1) = conduit::sys::pipe::pipe().expect("pipe");
-    let (r2, w2) = conduit::sys::pipe::pipe().expect("pipe");
+    let (r1, w1) = raw::pipe();
+    let (r2, w2) = raw::pipe();
     if busy {
-        conduit::sys::pipe::set_nonblocking(&r2, true).expect("nonblock");
+        raw::set_nonblocking(&r2);
     }
     (FdLink { r: r2, w: w1, busy }, [r1, w2])
 }
@@ -778,7 +808,7 @@ pub fn latency_child(role: &str, args: &[String]) {
             let r = inherited(0);
             let w = inherited(1);
             if busy {
-                conduit::sys::pipe::set_nonblocking(&r, true).expect("nonblock");
+                raw::set_nonblocking(&r);
             }
             echo(&mut FdLink { r, w, busy }, rounds);
         }

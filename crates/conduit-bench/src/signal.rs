@@ -13,7 +13,10 @@
 //!   conduit's [`Signals`] (signalfd: read, poll when empty, read).
 //! * `pipe`: one 8-byte write/read per direction over two pipes.
 //! * `futex`: a sequence word in a `MAP_SHARED` anonymous mapping,
-//!   `FUTEX_WAIT`/`FUTEX_WAKE` through `conduit::sys::futex`.
+//!   raw `FUTEX_WAIT`/`FUTEX_WAKE` ([`crate::raw`]).
+//!
+//! The baselines make their system calls directly (rustix, or libc where
+//! rustix has no API: signal masks and `sigtimedwait`).
 //!
 //! The clock is read once per round trip: a round trip costs tens of
 //! microseconds here, so the ~20 ns of a clock read is noise.
@@ -22,7 +25,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use conduit::signal::{Signal, Signals, queue};
-use conduit::sys::signal::{self as sys, MaskHow, SigSet};
+
+use crate::raw;
 
 /// Latency figures of one scenario.
 #[derive(Debug, Clone)]
@@ -118,23 +122,61 @@ fn rt_signal() -> Signal {
     Signal::realtime(1).expect("SIGRTMIN+1")
 }
 
+/// `pthread_sigmask(how, set, &old)`: changes the calling thread's blocked
+/// signals, returns the previous mask (or the error number).
+fn thread_mask(how: libc::c_int, set: &libc::sigset_t) -> Result<libc::sigset_t, i32> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully.
+    let mut old: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `old` is a valid sigset_t to write into.
+    unsafe { libc::sigemptyset(&mut old) };
+    // SAFETY: `set` and `old` are valid, initialised sigset_t values.
+    match unsafe { libc::pthread_sigmask(how, set, &mut old) } {
+        0 => Ok(old),
+        rc => Err(rc),
+    }
+}
+
+/// `sigtimedwait(set, &info, NULL)`: takes one signal of `set` (which must
+/// be blocked), sleeping until one is pending; `None` when a signal outside
+/// the set interrupted the wait (`EINTR`). Returns the value it carries.
+fn wait_value(set: &libc::sigset_t) -> Option<u64> {
+    // SAFETY: siginfo_t is plain data.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` and `info` are valid; a null timeout waits forever.
+    let rc = unsafe { libc::sigtimedwait(set, &mut info, core::ptr::null()) };
+    if rc < 0 {
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR | libc::EAGAIN) => return None,
+            _ => panic!("sigtimedwait: {}", std::io::Error::last_os_error()),
+        }
+    }
+    // SAFETY: the kernel filled `info` for a queued signal; si_value reads
+    // an integer union member, valid for any bits.
+    Some(unsafe { info.si_value() }.sival_ptr as usize as u64)
+}
+
 /// The signal scenarios: `use_signals` reads through conduit's `Signals`,
 /// otherwise through `sigtimedwait`.
 pub fn signal_ping_pong(warmup: usize, iters: usize, use_signals: bool) -> Report {
     let sig = rt_signal();
-    let set = SigSet::of(&[sig.as_raw()]).expect("set");
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it and
+    // sigaddset adds a valid real-time signal number.
+    let set = unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig.as_raw());
+        set
+    };
     // Blocked before fork: both processes, and every thread, block it.
-    let before = sys::thread_mask(MaskHow::Block, &set).expect("block");
+    let before = thread_mask(libc::SIG_BLOCK, &set).expect("block");
     let total = warmup + iters;
     let parent = std::process::id();
     let receive = move |signals: &mut Option<Signals>| -> usize {
         match signals {
             Some(s) => s.next().expect("receive").value.expect("value"),
             None => loop {
-                match sys::wait_info(&set, None) {
-                    Ok(Some(info)) => break info.value as usize,
-                    Ok(None) | Err(conduit::sys::Errno::INTR) => continue,
-                    Err(e) => panic!("sigtimedwait: {e}"),
+                if let Some(value) = wait_value(&set) {
+                    break value as usize;
                 }
             },
         }
@@ -154,7 +196,7 @@ pub fn signal_ping_pong(warmup: usize, iters: usize, use_signals: bool) -> Repor
     });
     reap(child);
     drop(signals);
-    let _ = sys::thread_mask(MaskHow::Set, &before);
+    let _ = thread_mask(libc::SIG_SETMASK, &before);
     let name = if use_signals {
         "signal (sigqueue + conduit Signals/signalfd)"
     } else {
@@ -229,20 +271,20 @@ pub fn futex_ping_pong(warmup: usize, iters: usize) -> Report {
     let total = (warmup + iters) as u32;
     let wait_while = |word: &AtomicU32, value: u32| {
         while word.load(Ordering::Acquire) == value {
-            conduit::sys::futex::wait(word, value, None).expect("futex wait");
+            raw::futex_wait(word, value);
         }
     };
     let child = fork_pinned(|| {
         for k in 0..total {
             wait_while(word, 2 * k);
             word.store(2 * k + 2, Ordering::Release);
-            conduit::sys::futex::wake(word, 1).expect("futex wake");
+            raw::futex_wake(word, 1);
         }
     });
     let (rtts, elapsed) = measure(warmup, iters, |i| {
         let k = i as u32;
         word.store(2 * k + 1, Ordering::Release);
-        conduit::sys::futex::wake(word, 1).expect("futex wake");
+        raw::futex_wake(word, 1);
         wait_while(word, 2 * k + 1);
     });
     reap(child);

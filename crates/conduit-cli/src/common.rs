@@ -44,8 +44,8 @@ impl Failure {
         let mut source = e.source();
         let mut seen = vec![e.to_string()];
         let check = |err: &(dyn std::error::Error + 'static), code: &mut i32| {
-            if let Some(errno) = err.downcast_ref::<conduit::sys::Errno>()
-                && (*errno == conduit::sys::Errno::ACCESS || *errno == conduit::sys::Errno::PERM)
+            if let Some(errno) = err.downcast_ref::<conduit::Errno>()
+                && (*errno == conduit::Errno::ACCESS || *errno == conduit::Errno::PERM)
             {
                 *code = exit::PERMISSION;
             }

@@ -16,24 +16,24 @@ pub fn run(json: bool) -> i32 {
     };
     let bytes_or_unlimited =
         |limit: Option<u64>| limit.map_or("unlimited".into(), |b| format!("{b} bytes"));
-    match conduit::sys::shm::space() {
-        Ok((free, total)) => show(
+    match conduit::limits::shared_memory_space() {
+        Ok(space) => show(
             "shared memory in /dev/shm (free of size)",
-            format!("{free} of {total} bytes"),
+            format!("{} of {} bytes", space.free, space.total),
         ),
         Err(e) => show("shared memory in /dev/shm", format!("unreadable: {e}")),
     }
     show(
         "open files per process (RLIMIT_NOFILE)",
-        conduit::sys::process::descriptor_limit().map_or("unlimited".into(), |n| n.to_string()),
+        conduit::limits::open_files().map_or("unlimited".into(), |n| n.to_string()),
     );
     show(
         "memory mappings per process (vm.max_map_count)",
-        conduit::sys::process::max_map_count().map_or("unreadable".into(), |n| n.to_string()),
+        conduit::limits::memory_mappings().map_or("unreadable".into(), |n| n.to_string()),
     );
     show(
         "address space per process (RLIMIT_AS)",
-        bytes_or_unlimited(conduit::sys::process::address_space_limit()),
+        bytes_or_unlimited(conduit::limits::address_space()),
     );
     match conduit::pipe::max_capacity() {
         Ok(n) => show("pipe capacity limit (pipe-max-size)", format!("{n} bytes")),
@@ -70,7 +70,7 @@ pub fn run(json: bool) -> i32 {
     }
     show(
         "mq bytes per user (RLIMIT_MSGQUEUE)",
-        bytes_or_unlimited(conduit::sys::mq::rlimit_bytes()),
+        bytes_or_unlimited(conduit::limits::message_queue_bytes()),
     );
     0
 }

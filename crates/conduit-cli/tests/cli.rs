@@ -54,7 +54,7 @@ impl Domain {
     }
 
     fn leftovers(&self) -> Vec<String> {
-        conduit::sys::shm::list(&format!("conduit.{}.", self.0)).unwrap()
+        shm_names(&format!("conduit.{}.", self.0))
     }
 }
 
@@ -77,6 +77,17 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The names in /dev/shm that start with `prefix`, sorted.
+fn shm_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The command failed with `code` and one `conduit: ` line on stderr.

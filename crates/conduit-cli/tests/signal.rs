@@ -69,10 +69,24 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// This process's effective user id (`geteuid`).
+fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The owner of `/proc/<pid>` (the process's effective uid), or `None` if
+/// there is no such process.
+fn process_owner_uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
 #[test]
 fn watch_prints_sender_and_values_of_sent_signals() {
     let mut w = Watcher::start(&["USR1", "SIGRTMIN+1", "--count", "3"]);
-    let uid = conduit::sys::fd::effective_uid();
+    let uid = effective_uid();
     let (o, p1) = send(&[&w.pid(), "RTMIN+1", "--value", "42"], |_| {});
     assert!(o.status.success(), "{}", stderr(&o));
     let (o, p2) = send(&[&w.pid(), "usr1"], |_| {});
@@ -155,12 +169,10 @@ fn a_process_that_does_not_exist_is_a_clear_error() {
 #[test]
 fn permission_denied_is_a_clear_error() {
     let w = Watcher::start(&["USR1"]);
-    let root = conduit::sys::fd::effective_uid() == 0;
+    let root = effective_uid() == 0;
     // As root, drop to "nobody" for the sender and target our watcher;
     // otherwise target init, which belongs to root.
-    if !root
-        && conduit::sys::signal::process_owner_uid(1) == Some(conduit::sys::fd::effective_uid())
-    {
+    if !root && process_owner_uid(1) == Some(effective_uid()) {
         // In a container init may be ours: never signal it.
         eprintln!("skipped: not root, and init is ours");
         return;

@@ -45,13 +45,24 @@ fn soak(args: &[&str]) -> (Output, serde_json::Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let left = conduit::sys::shm::list(&format!("conduit.{d}.")).unwrap();
+    let left = shm_names(&format!("conduit.{d}."));
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
     (out, summary)
 }
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The names in /dev/shm that start with `prefix`, sorted.
+fn shm_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
 }
 
 fn count(v: &serde_json::Value, key: &str) -> u64 {

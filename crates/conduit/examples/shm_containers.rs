@@ -1,16 +1,15 @@
 //! Relocatable containers in shared memory: build a list, a string and a
-//! hash map through one mapping of a memfd, read them through a second
-//! mapping at a different address, and print the heap's statistics.
+//! hash map through one mapping of an anonymous (memfd) segment, read them
+//! through a second mapping at a different address, and print the heap's
+//! statistics.
 //!
 //! `cargo run --example shm_containers`
 
-use core::ptr::NonNull;
+use conduit::shm::{Context, HeapState, Region, Segment, ShmHashMap, ShmList, ShmString};
 
-use conduit::shm::{Context, HeapState, Region, ShmHashMap, ShmList, ShmString};
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::{fd, memfd};
-
+/// Size of the segment's data area.
 const SIZE: usize = 1 << 20;
+/// Offsets in the data area: the heap state at 0, the root, the heap.
 const ROOT: usize = 8192;
 const HEAP_START: usize = 16384;
 
@@ -20,11 +19,6 @@ struct Root {
     names: ShmList<u64>,
     greeting: ShmString,
     squares: ShmHashMap<u64, u64>,
-}
-
-fn region(m: &Mapping) -> Region {
-    // SAFETY: the mapping outlives every use of the region in `main`.
-    unsafe { Region::new(NonNull::new(m.as_ptr()).expect("mapped"), m.len()) }
 }
 
 /// The heap state (offset 0) and the root (offset ROOT) of `region`.
@@ -37,20 +31,18 @@ fn parts<'a>(region: Region) -> (&'a mut HeapState, &'a mut Root) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let file = memfd::create("conduit-example")?;
-    fd::allocate(&file, SIZE as u64)?;
-    let first = Mapping::map(&file, SIZE, Protection::ReadWrite)?;
-    let second = Mapping::map(&file, SIZE, Protection::ReadWrite)?;
-    let (a, b) = (region(&first), region(&second));
-    println!(
-        "mapping A at {:p}, mapping B at {:p}",
-        first.as_ptr(),
-        second.as_ptr()
-    );
+    // A memfd: no name in /dev/shm, freed with its last descriptor and
+    // mapping. `map_again` maps the same memory a second time.
+    let first = Segment::builder("containers-example")
+        .size(SIZE)
+        .create_anonymous()?;
+    let second = first.map_again()?;
+    let (a, b) = (first.data(), second.data());
+    println!("mapping A at {:p}, mapping B at {:p}", a.base(), b.base());
 
     // Build through A.
     let (heap, root) = parts(a);
-    heap.init(&a, HEAP_START, SIZE - HEAP_START)?;
+    heap.init(&a, HEAP_START, a.len() - HEAP_START)?;
     let mut ctx = Context::new(a, heap);
     *root = Root {
         names: ShmList::new(),

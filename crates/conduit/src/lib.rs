@@ -24,6 +24,9 @@
 //!   or a self-pipe, never user code in a handler), sending through pidfds,
 //!   queued values, graceful termination, process-group supervision;
 //!
+//! System limits that bound these resources are in [`limits`]; every OS
+//! error is an [`Errno`].
+//!
 //! Layers, from the bottom: `sys` (crate-private, the only code that makes
 //! system calls) → [`sync`] → [`shm`] → [`Domain`] → [`node`] →
 //! [`service`] (the core) → the patterns ([`pubsub`], [`event`]) →
@@ -40,6 +43,7 @@ extern crate self as conduit;
 
 mod domain;
 pub mod event;
+pub mod limits;
 mod maintenance;
 pub mod mq;
 pub mod node;
@@ -50,6 +54,8 @@ pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod sync;
+// TODO(issue 12): pub(crate) once the CLI uses Domain
+#[doc(hidden)]
 pub mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -64,6 +70,14 @@ pub mod __fuzz;
 pub use conduit_derive::ShmSafe;
 pub use domain::{Domain, DomainObject, ObjectKind, ServiceKind};
 pub use shm::ShmSafe;
+
+/// The OS error number every conduit error keeps as its `source()`: the
+/// `errno` of the system call that failed (rustix's `Errno`). Compare it
+/// with its constants (`Errno::NOSPC`, `Errno::ACCESS`, ...), get the raw
+/// number with [`raw_os_error`](Errno::raw_os_error), or convert it into a
+/// [`std::io::Error`]. Find it in an error chain with
+/// `error.source()?.downcast_ref::<conduit::Errno>()`.
+pub use sys::Errno;
 
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {

@@ -6,11 +6,10 @@ mod common;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use common::os::{self, Mapping};
 use conduit::shm::{
     ContainerError, Context, HeapState, Region, ShmHashMap, ShmList, ShmString, ShmVec,
 };
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::{fd, memfd, shm};
 
 child_entry!(dispatch);
 
@@ -115,8 +114,8 @@ fn check(region: &Region) -> Result<String, ContainerError> {
 }
 
 fn new_memfd() -> OwnedFd {
-    let fd = memfd::create("conduit-test-containers").unwrap();
-    fd::allocate(&fd, SIZE as u64).unwrap();
+    let fd = os::memfd("conduit-test-containers");
+    os::allocate(&fd, SIZE as u64);
     fd
 }
 
@@ -124,8 +123,8 @@ fn new_memfd() -> OwnedFd {
 fn offsets_survive_a_second_mapping_where_pointers_do_not() {
     let _w = common::watchdog(Duration::from_secs(30));
     let fd = new_memfd();
-    let a = Mapping::map(&fd, SIZE, Protection::ReadWrite).unwrap();
-    let b = Mapping::map(&fd, SIZE, Protection::ReadWrite).unwrap();
+    let a = Mapping::shared(&fd, SIZE).unwrap();
+    let b = Mapping::shared(&fd, SIZE).unwrap();
     assert_ne!(a.as_ptr(), b.as_ptr(), "two mappings, two base addresses");
     let (ra, rb) = (region_of(&a), region_of(&b));
     build(&ra);
@@ -175,10 +174,10 @@ fn dispatch(role: &str, args: &[String]) {
             .open(path)
             .unwrap()
             .into(),
-        ("shm", name) => shm::open(name, shm::OpenMode::ReadWrite, 0).unwrap(),
+        ("shm", name) => os::shm_open(name).unwrap(),
         _ => panic!("bad arg"),
     };
-    let map = Mapping::map(&file, SIZE, Protection::ReadWrite).unwrap();
+    let map = Mapping::shared(&file, SIZE).unwrap();
     let region = region_of(&map);
     match role {
         "check_and_append" => {
@@ -273,7 +272,7 @@ fn cross_process(arg: &str, map: &Mapping) {
 fn child_process_reads_and_extends_containers_through_proc_fd() {
     let _w = common::watchdog(Duration::from_secs(60));
     let fd = new_memfd();
-    let map = Mapping::map(&fd, SIZE, Protection::ReadWrite).unwrap();
+    let map = Mapping::shared(&fd, SIZE).unwrap();
     let arg = format!("proc:/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
     cross_process(&arg, &map);
 }
@@ -282,16 +281,16 @@ fn child_process_reads_and_extends_containers_through_proc_fd() {
 fn child_process_reads_and_extends_containers_through_posix_shm() {
     let _w = common::watchdog(Duration::from_secs(60));
     let name = format!("/{}", common::unique("conduit.test.containers"));
-    let fd = shm::open(&name, shm::OpenMode::CreateExclusive, 0o600).unwrap();
+    let fd = os::shm_create(&name, 0o600);
     struct Unlink<'a>(&'a str);
     impl Drop for Unlink<'_> {
         fn drop(&mut self) {
-            let _ = shm::unlink(self.0);
+            let _ = os::shm_unlink(self.0);
         }
     }
     let _unlink = Unlink(&name);
-    fd::allocate(&fd, SIZE as u64).unwrap();
-    let map = Mapping::map(&fd, SIZE, Protection::ReadWrite).unwrap();
+    os::allocate(&fd, SIZE as u64);
+    let map = Mapping::shared(&fd, SIZE).unwrap();
     cross_process(&format!("shm:{name}"), &map);
     drop(_unlink);
     assert!(common::shm_objects_containing(&name[1..]).is_empty());

@@ -37,13 +37,12 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::os::{self, Mapping};
 use common::{child_command, read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::Node;
 use conduit::shm::{
     ManagedSegment, Region, Segment, ShmBox, ShmHashMap, ShmList, ShmString, ShmVec,
 };
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::shm;
 
 /// Environment variable that fixes the scribbler's seed.
 const SEED_ENV: &str = "CONDUIT_CORRUPT_SEED";
@@ -134,7 +133,7 @@ fn remove_domain(domain: &str) {
     let _ = Node::cleanup(domain);
     let prefix = format!("conduit.{domain}.");
     for name in shm_objects_containing(&prefix) {
-        let _ = shm::unlink(&format!("/{name}"));
+        let _ = os::shm_unlink(&format!("/{name}"));
     }
     let left = shm_objects_containing(&prefix);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
@@ -425,8 +424,8 @@ impl Target {
         if len < 128 {
             return None;
         }
-        let fd = shm::open(&format!("/{name}"), shm::OpenMode::ReadWrite, 0).ok()?;
-        let map = Mapping::map(&fd, len, Protection::ReadWrite).ok()?;
+        let fd = os::shm_open(&format!("/{name}")).ok()?;
+        let map = Mapping::shared(&fd, len).ok()?;
         // SAFETY: the mapping is `len` bytes and lives in the same struct
         // as the region (dropped together).
         let region = unsafe { Region::new(std::ptr::NonNull::new(map.as_ptr())?, len) };

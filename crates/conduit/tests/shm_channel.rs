@@ -125,7 +125,7 @@ fn dispatch(role: &str, _args: &[String]) {
             let rc = unsafe {
                 libc::mprotect(
                     page.cast(),
-                    conduit::sys::page_size(),
+                    rustix::param::page_size(),
                     libc::PROT_READ | libc::PROT_WRITE,
                 )
             };
@@ -409,10 +409,10 @@ fn an_unsealed_offer_is_refused() {
     message.extend_from_slice(&2u32.to_le_bytes());
     message.extend_from_slice(&64u32.to_le_bytes());
     message.extend_from_slice(&Reading::LAYOUT.fingerprint.to_le_bytes());
-    let data = conduit::sys::memfd::create("unsealed-data").unwrap();
-    let control = conduit::sys::memfd::create("unsealed-control").unwrap();
-    conduit::sys::fd::truncate(&data, 8192).unwrap();
-    conduit::sys::fd::truncate(&control, 8192).unwrap();
+    let data = common::os::memfd("unsealed-data");
+    let control = common::os::memfd("unsealed-control");
+    common::os::truncate(&data, 8192);
+    common::os::truncate(&control, 8192);
     a.send_with_fds(&message, &[data.as_fd(), control.as_fd()])
         .unwrap();
     match ShmChannel::<Reading>::accept_from(&b) {

@@ -20,9 +20,89 @@ use conduit::signal::{
     ExitState, Mode, Process, SendError, Signal, Signals, SubscribeError, Supervised, Termination,
     queue, send, send_group,
 };
-use conduit::sys::signal::{self as sys, MaskHow, SigSet};
 
 child_entry!(dispatch);
+
+// ---------------------------------------------------------------------------
+// Raw signal masks and polling, to set the stage and to check conduit from
+// the outside. Masks go through libc: rustix has no API for them.
+
+/// The set of `signals` (`sigemptyset` + `sigaddset`).
+fn sigset(signals: &[Signal]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully and
+    // sigaddset adds valid signal numbers (`Signal` holds only those).
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in signals {
+            assert_eq!(libc::sigaddset(&mut set, s.as_raw()), 0);
+        }
+        set
+    }
+}
+
+/// Whether `sig` is in `set` (`sigismember`).
+fn contains(set: &libc::sigset_t, sig: Signal) -> bool {
+    // SAFETY: `set` is an initialised sigset_t and `sig` a valid number.
+    unsafe { libc::sigismember(set, sig.as_raw()) == 1 }
+}
+
+/// The signal numbers in `set`, in increasing order.
+fn members(set: &libc::sigset_t) -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        // SAFETY: `set` is an initialised sigset_t; every number in
+        // 1..=SIGRTMAX is in range.
+        .filter(|&s| unsafe { libc::sigismember(set, s) } == 1)
+        .collect()
+}
+
+/// `pthread_sigmask(how, set, &old)`: changes the calling thread's mask and
+/// returns the previous one. Async-signal-safe (no allocation): usable in
+/// `pre_exec`.
+fn thread_mask(how: libc::c_int, set: Option<&libc::sigset_t>) -> std::io::Result<libc::sigset_t> {
+    let mut old = sigset(&[]);
+    let set = set.map_or(core::ptr::null(), |s| s as *const libc::sigset_t);
+    // SAFETY: `set` is null (query only) or a valid sigset_t; `old` is a
+    // valid sigset_t to write into.
+    match unsafe { libc::pthread_sigmask(how, set, &mut old) } {
+        0 => Ok(old),
+        rc => Err(std::io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// The calling thread's blocked signals.
+fn current_thread_mask() -> libc::sigset_t {
+    thread_mask(libc::SIG_BLOCK, None).unwrap()
+}
+
+/// `sigpending`: signals raised while blocked and not yet taken.
+fn pending() -> libc::sigset_t {
+    let mut set = sigset(&[]);
+    // SAFETY: `set` is a valid sigset_t to write into.
+    assert_eq!(unsafe { libc::sigpending(&mut set) }, 0, "sigpending");
+    set
+}
+
+/// `poll({fd, POLLIN}, timeout)`: whether `fd` is readable (or hung up /
+/// in error) within `timeout` (`None`: wait forever).
+fn poll_readable(fd: impl AsFd, timeout: Option<Duration>) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = timeout.map(|d| Timespec::try_from(d).unwrap());
+    rustix::event::poll(&mut fds, timeout.as_ref()).unwrap();
+    fds[0]
+        .revents()
+        .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+}
+
+/// The owner of `/proc/<pid>` (the process's effective uid), or `None` if
+/// there is no such process.
+fn process_owner_uid(pid: u32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
 
 fn dispatch(role: &str, args: &[String]) {
     match role {
@@ -111,18 +191,13 @@ impl Drop for Kid {
 /// A child in `role` whose threads all start with `blocked` blocked, with
 /// piped stdin and stdout.
 fn spawn_blocked(role: &str, args: &[&str], blocked: &[Signal]) -> Kid {
-    let raw: Vec<i32> = blocked.iter().map(|s| s.as_raw()).collect();
-    let set = SigSet::of(&raw).unwrap();
+    let set = sigset(blocked);
     let mut cmd = common::child_command(role, args);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     // SAFETY: the closure only calls pthread_sigmask (async-signal-safe)
     // on a set built before fork; it does not allocate.
     unsafe {
-        cmd.pre_exec(move || {
-            sys::thread_mask(MaskHow::Block, &set)
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(move || thread_mask(libc::SIG_BLOCK, Some(&set)).map(drop));
     }
     Kid::new(cmd.spawn().expect("spawn child"))
 }
@@ -276,20 +351,16 @@ fn standard_signals_coalesce_realtime_signals_queue() {
 fn child_pending() {
     say("ready");
     assert_eq!(stdin_line(), "sent");
-    let pending = sys::pending().unwrap();
-    assert!(pending.contains(Signal::USR1.as_raw()));
-    assert!(pending.contains(Signal::USR2.as_raw()));
+    let pending = pending();
+    assert!(contains(&pending, Signal::USR1));
+    assert!(contains(&pending, Signal::USR2));
     // Opened after the fact, the subscription still gets the pending USR1.
     let mut signals = Signals::with_mode([Signal::USR1], Mode::SignalFd).unwrap();
     let r = signals.try_next().unwrap().expect("pending USR1");
     say(format!("read {} from {}", r.signal, r.sender_pid));
     // Unblock USR2 in this thread: it is delivered at once, and its default
     // action terminates the process before the next line.
-    sys::thread_mask(
-        MaskHow::Unblock,
-        &SigSet::of(&[Signal::USR2.as_raw()]).unwrap(),
-    )
-    .unwrap();
+    thread_mask(libc::SIG_UNBLOCK, Some(&sigset(&[Signal::USR2]))).unwrap();
     say("still alive");
 }
 
@@ -316,7 +387,7 @@ fn pending_signal_is_delivered_when_unblocked() {
 
 #[test]
 fn sigkill_and_sigstop_cannot_be_subscribed() {
-    let before = sys::current_thread_mask().unwrap();
+    let before = current_thread_mask();
     for s in [Signal::KILL, Signal::STOP] {
         match Signals::new([Signal::USR1, s]) {
             Err(SubscribeError::Uncatchable(x)) => assert_eq!(x, s),
@@ -328,11 +399,11 @@ fn sigkill_and_sigstop_cannot_be_subscribed() {
         }
     }
     assert!(matches!(Signals::new([]), Err(SubscribeError::Empty)));
-    let after = sys::current_thread_mask().unwrap();
-    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    let after = current_thread_mask();
+    assert_eq!(members(&before), members(&after));
     assert!(Signal::from_raw(0).is_none());
     assert!(
-        Signal::from_raw(sys::rt_min() - 1).is_none(),
+        Signal::from_raw(libc::SIGRTMIN() - 1).is_none(),
         "libc-reserved"
     );
 }
@@ -397,7 +468,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn common_poll_readable(fd: &impl AsFd) -> bool {
-    sys::poll_readable(&[fd.as_fd()], Some(Duration::ZERO)).unwrap()[0]
+    poll_readable(fd, Some(Duration::ZERO))
 }
 
 fn check_termination(mode: &str, blocked: &[Signal]) {
@@ -470,7 +541,7 @@ fn child_supervisor() {
 /// args: "leader" (starts one more member, waits for it) or "leaf".
 fn child_member(args: &[String]) {
     let mut signals = Signals::new([Signal::HUP, Signal::TERM]).unwrap();
-    let blocked = sys::current_thread_mask().unwrap();
+    let blocked = current_thread_mask();
     let mut leaf = None;
     if args[0] == "leader" {
         let exe = std::env::current_exe().unwrap();
@@ -488,10 +559,10 @@ fn child_member(args: &[String]) {
         "member {} {} group {} blocked-inherited {}",
         args[0],
         std::process::id(),
-        sys::process_group(0).unwrap(),
+        rustix::process::getpgid(None).unwrap().as_raw_nonzero(),
         // The supervisor blocked INT/TERM/...: std's Command must not have
         // passed that on.
-        blocked.contains(Signal::INT.as_raw())
+        contains(&blocked, Signal::INT)
     ));
     for r in signals.iter() {
         let r = r.unwrap();
@@ -608,7 +679,7 @@ fn pidfd_send_to_an_exited_process_is_an_error() {
     let pid = child.id();
     let process = Process::from_child(&child).unwrap();
     // The pidfd becomes readable when the child exits (it is a zombie now).
-    assert!(sys::poll_readable(&[process.as_fd()], None).unwrap()[0]);
+    assert!(poll_readable(process.as_fd(), None));
     assert!(process.has_exited());
     // A zombie still holds its PID: signals to it, by number or pidfd, are
     // accepted and discarded.
@@ -650,10 +721,10 @@ fn send_errors_are_clear() {
 /// Drops to user "nobody" when root, then tries to signal `args[0]`.
 fn child_nobody_send(args: &[String]) {
     let mut target: u32 = args[0].parse().unwrap();
-    if conduit::sys::fd::effective_uid() != 0 {
+    if common::os::effective_uid() != 0 {
         // Not root: target init, if it belongs to someone else (in a
         // container it may be ours, and must not be signalled).
-        if conduit::sys::signal::process_owner_uid(1) == Some(conduit::sys::fd::effective_uid()) {
+        if process_owner_uid(1) == Some(common::os::effective_uid()) {
             say("skip");
             return;
         }

@@ -9,9 +9,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::os::{self, Mapping};
 use conduit::sync::{EventWord, LockError, RobustMutex, Spin, TryLockError, futex_wake_calls};
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::{fd, memfd};
 
 child_entry!(dispatch);
 
@@ -36,10 +35,10 @@ struct Region {
 
 impl Region {
     fn new() -> Region {
-        let fd = memfd::create("conduit-sync-test").expect("memfd_create");
-        fd::truncate(&fd, LEN as u64).expect("ftruncate");
-        fd::allocate(&fd, LEN as u64).expect("fallocate");
-        let map = Mapping::map(&fd, LEN, Protection::ReadWrite).expect("mmap");
+        let fd = os::memfd("conduit-sync-test");
+        os::truncate(&fd, LEN as u64);
+        os::allocate(&fd, LEN as u64);
+        let map = Mapping::shared(&fd, LEN).expect("mmap");
         let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
         Region { _fd: fd, map, path }
     }
@@ -50,7 +49,7 @@ impl Region {
             .write(true)
             .open(path)
             .expect("open parent's memfd");
-        Mapping::map(&file, LEN, Protection::ReadWrite).expect("mmap")
+        Mapping::shared(&file, LEN).expect("mmap")
     }
 }
 

@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use conduit::sync::{EventWord, RobustMutex, Spin};
-use conduit::sys::mman::{Mapping, Protection};
-use conduit::sys::{fd, memfd};
+use conduit_bench::raw::{self, Mapping};
 
 const ROLE_ENV: &str = "CONDUIT_BENCH_SYNC_ROLE";
 const LEN: usize = 4096;
@@ -148,10 +147,10 @@ fn shared(map: &Mapping) -> &Shared {
 }
 
 fn ping_pong(name: &str, index: usize, mode: Mode, rounds: u64) {
-    let memfd: OwnedFd = memfd::create("conduit-bench-sync").expect("memfd");
-    fd::truncate(&memfd, LEN as u64).expect("ftruncate");
-    fd::allocate(&memfd, LEN as u64).expect("fallocate");
-    let map = Mapping::map(&memfd, LEN, Protection::ReadWrite).expect("mmap");
+    let memfd: OwnedFd = raw::memfd("conduit-bench-sync");
+    raw::truncate(&memfd, LEN as u64);
+    raw::allocate(&memfd, LEN as u64);
+    let map = Mapping::shared(&memfd, LEN);
     let s = shared(&map);
     let path = format!("/proc/{}/fd/{}", std::process::id(), memfd.as_raw_fd());
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -214,7 +213,7 @@ fn child(role: &str, path: &str, index: usize, rounds: u64) {
         .write(true)
         .open(path)
         .unwrap();
-    let map = Mapping::map(&file, LEN, Protection::ReadWrite).unwrap();
+    let map = Mapping::shared(&file, LEN);
     let s = shared(&map);
     let mode = modes()[index].1;
     let cpu_start = cpu_time();

@@ -19,8 +19,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use conduit::sys::{epoll, eventfd};
 use conduit::waitset::{Control, WaitSet, WakeUp};
+use conduit_bench::raw;
+use rustix::event::epoll;
+use rustix::io::Errno;
 
 const ROLE_ENV: &str = "CONDUIT_BENCH_WAITSET_ROLE";
 
@@ -79,10 +81,29 @@ fn main() {
 
 /// Non-blocking eventfds, except for the blocking-read mode.
 fn new_eventfd(mode: Mode) -> OwnedFd {
+    use rustix::event::{EventfdFlags, eventfd};
     if mode == Mode::BlockingRead {
-        rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap()
+        eventfd(0, EventfdFlags::CLOEXEC).unwrap()
     } else {
-        eventfd::create().unwrap()
+        eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap()
+    }
+}
+
+/// `write(fd, &1u64)`: adds one to the eventfd's counter and wakes its
+/// reader. `EINTR` retried.
+fn send(fd: &OwnedFd) {
+    let n = raw::write(fd, &1u64.to_ne_bytes()).expect("eventfd write");
+    assert_eq!(n, 8, "short eventfd write");
+}
+
+/// `read(fd, &mut u64)` on a non-blocking eventfd: takes the counter
+/// (`EAGAIN`, a counter at zero, is not an error). `EINTR` retried.
+fn take(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    match raw::read(fd, &mut buf) {
+        Ok(8) | Err(Errno::AGAIN) => {}
+        Ok(n) => panic!("short eventfd read: {n}"),
+        Err(e) => panic!("eventfd read: {e}"),
     }
 }
 
@@ -114,7 +135,6 @@ fn ping_pong(index: usize, mode: Mode, rounds: u64) -> (Duration, Duration) {
         samples.push(now - *last);
         *last = now;
     };
-    let send = |fd: &OwnedFd| eventfd::add(fd, 1).unwrap();
     match mode {
         Mode::BlockingRead | Mode::RawEpoll => {
             let mut waiter = RawWaiter::new(mode, &pong);
@@ -161,7 +181,8 @@ fn ping_pong(index: usize, mode: Mode, rounds: u64) -> (Duration, Duration) {
     (pct(0.5), pct(0.99))
 }
 
-/// The baselines' waiter: a blocking read, or epoll_wait then read.
+/// The baselines' waiter: a blocking read, or epoll_wait then read, made
+/// with rustix directly.
 struct RawWaiter {
     epoll: Option<OwnedFd>,
     events: Vec<epoll::Event>,
@@ -170,13 +191,17 @@ struct RawWaiter {
 impl RawWaiter {
     fn new(mode: Mode, fd: &OwnedFd) -> Self {
         let epoll = (mode == Mode::RawEpoll).then(|| {
-            let e = epoll::create().unwrap();
-            epoll::add(&e, fd, 0, epoll::EventFlags::IN).unwrap();
+            let e = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+            epoll::add(&e, fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN).unwrap();
             e
         });
+        let empty = epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        };
         Self {
             epoll,
-            events: vec![epoll::empty_event(); 8],
+            events: vec![empty; 8],
         }
     }
 
@@ -184,15 +209,15 @@ impl RawWaiter {
         match &self.epoll {
             None => {
                 let mut buf = [0u8; 8];
-                conduit::sys::pipe::read(fd, &mut buf).unwrap();
+                raw::read(fd, &mut buf).unwrap();
             }
             Some(e) => loop {
                 match epoll::wait(e, &mut self.events, None) {
                     Ok(n) if n > 0 => {
-                        eventfd::take(fd).unwrap();
+                        take(fd);
                         return;
                     }
-                    Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                    Ok(_) | Err(Errno::INTR) => continue,
                     Err(err) => panic!("epoll_wait: {err}"),
                 }
             },
@@ -201,7 +226,6 @@ impl RawWaiter {
 }
 
 fn serve(mode: Mode, rounds: u64, ping: OwnedFd, pong: OwnedFd) {
-    let send = |fd: &OwnedFd| eventfd::add(fd, 1).unwrap();
     match mode {
         Mode::BlockingRead | Mode::RawEpoll => {
             let mut waiter = RawWaiter::new(mode, &ping);

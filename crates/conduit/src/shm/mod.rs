@@ -13,6 +13,12 @@ pub use relptr::{Offset, OffsetError, Region, RelPtr};
 pub use segment::*;
 pub use shm_safe::{ShmSafe, TypeLayout, fingerprint};
 
+/// The seals of an anonymous segment ([`Segment::seals`]) or of a memfd
+/// shared through a socket ([`SharedMemfd::seals`]).
+///
+/// [`SharedMemfd::seals`]: crate::socket::SharedMemfd::seals
+pub use crate::sys::memfd::Seals;
+
 pub mod alloc;
 pub mod containers;
 mod managed;

@@ -1,5 +1,6 @@
 //! Shared helpers for conduit's integration tests: child processes, a
-//! watchdog, unique names, and a /dev/shm leak check.
+//! watchdog, unique names, a /dev/shm leak check, and raw OS access
+//! ([`os`]).
 //!
 //! Child processes re-run the current test binary: the parent calls
 //! [`spawn_child`] with a role; the child runs the `#[test] fn child_entry`
@@ -7,6 +8,8 @@
 //! `child_entry!(dispatch)` (the macro is exported at the test crate root)), reads its role from the environment
 //! and calls the file's `dispatch(role, args)`.
 #![allow(dead_code)]
+
+pub mod os;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
