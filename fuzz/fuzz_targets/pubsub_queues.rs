@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use conduit::node::Node;
-use conduit::service;
-use conduit::service::Qos;
+use conduit::pubsub::Qos;
 use conduit::shm::Segment;
 use conduit_fuzz::{Patch, apply};
 use libfuzzer_sys::fuzz_target;
@@ -78,7 +77,7 @@ fuzz_target!(|input: Input| {
         for _ in 0..input.received % 4 {
             let _ = subscriber.try_receive().expect("receive");
         }
-        let raw = Segment::builder(&service::segment_name("q"))
+        let raw = Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("q"))
             .domain(&domain)
             .open()
             .expect("raw service segment");
@@ -142,8 +141,8 @@ fuzz_target!(|input: Input| {
                     let _ = node.service("q").publish_subscribe::<u64>().open();
                 }
                 Op::Details => {
-                    let _ = service::details(&domain, "q");
-                    let _ = service::list(&domain);
+                    let _ = conduit::pubsub::details(&conduit::Domain::new(&domain).unwrap(), "q");
+                    let _ = conduit::pubsub::list(&conduit::Domain::new(&domain).unwrap());
                 }
             }
         }

@@ -136,14 +136,9 @@ pub fn domain() -> String {
 
 /// Removes every object left in `/dev/shm` under `domain`.
 pub fn remove_domain(domain: &str) {
-    let prefix = format!("conduit.{domain}.");
-    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
-        for e in dir.flatten() {
-            if let Some(name) = e.file_name().to_str() {
-                if name.starts_with(&prefix) {
-                    let _ = conduit::sys::shm::unlink(&format!("/{name}"));
-                }
-            }
+    if let Ok(domain) = conduit::Domain::new(domain) {
+        for object in domain.objects().unwrap_or_default() {
+            let _ = domain.remove_object(&object);
         }
     }
 }

@@ -54,9 +54,7 @@ pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod sync;
-// TODO(issue 12): pub(crate) once the CLI uses Domain
-#[doc(hidden)]
-pub mod sys;
+pub(crate) mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 pub mod waitset;

@@ -28,12 +28,6 @@ pub fn add(epoll: impl AsFd, source: impl AsFd, data: u64, flags: EventFlags) ->
     epoll::add(epoll, source, EventData::new_u64(data), flags)
 }
 
-/// `epoll_ctl(EPOLL_CTL_MOD)`: changes what `source` is watched for.
-#[doc(alias = "EPOLL_CTL_MOD")]
-pub fn modify(epoll: impl AsFd, source: impl AsFd, data: u64, flags: EventFlags) -> Result<()> {
-    epoll::modify(epoll, source, EventData::new_u64(data), flags)
-}
-
 /// `epoll_ctl(EPOLL_CTL_DEL)`: stops watching `source`. `ENOENT` when it
 /// was not watched.
 #[doc(alias = "EPOLL_CTL_DEL")]

@@ -123,30 +123,6 @@ pub fn funlock(fd: impl AsFd) -> Result<()> {
     rustix::fs::flock(fd, FlockOperation::Unlock)
 }
 
-/// `fcntl(fd, F_OFD_SETLK[W], ...)`: takes an open-file-description lock on
-/// the whole file. Like [`flock`] it belongs to the description and dies
-/// with it, but it is a POSIX record lock, so it also works over NFS and
-/// interoperates with `fcntl` locks of other programs.
-///
-/// With `wait == false` returns `Ok(false)` when the lock is held elsewhere.
-#[doc(alias = "fcntl")]
-#[doc(alias = "F_OFD_SETLK")]
-pub fn ofd_lock(fd: impl AsFd, kind: LockKind, wait: bool) -> Result<bool> {
-    let op = match (kind, wait) {
-        (LockKind::Shared, true) => FlockOperation::LockShared,
-        (LockKind::Shared, false) => FlockOperation::NonBlockingLockShared,
-        (LockKind::Exclusive, true) => FlockOperation::LockExclusive,
-        (LockKind::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
-    };
-    lock_result(|| rustix::fs::fcntl_lock(fd.as_fd(), op))
-}
-
-/// `fcntl(fd, F_OFD_SETLK, F_UNLCK)`: releases a lock taken with [`ofd_lock`].
-#[doc(alias = "fcntl")]
-pub fn ofd_unlock(fd: impl AsFd) -> Result<()> {
-    rustix::fs::fcntl_lock(fd, FlockOperation::Unlock)
-}
-
 fn lock_result(mut op: impl FnMut() -> Result<()>) -> Result<bool> {
     loop {
         match op() {

@@ -113,9 +113,3 @@ fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
         Ok(r as usize)
     }
 }
-
-/// Wakes every waiter on `word` (`FUTEX_WAKE` with `INT_MAX`).
-#[doc(alias = "FUTEX_WAKE")]
-pub fn wake_all(word: &AtomicU32) -> Result<usize> {
-    wake(word, i32::MAX as u32)
-}

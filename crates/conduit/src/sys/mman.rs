@@ -4,7 +4,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use std::os::fd::AsFd;
 
-use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
 
 use super::Result;
 
@@ -15,8 +15,6 @@ pub enum Protection {
     ReadOnly,
     /// `PROT_READ | PROT_WRITE`.
     ReadWrite,
-    /// `PROT_NONE`: any access faults.
-    None,
 }
 
 impl Protection {
@@ -24,14 +22,6 @@ impl Protection {
         match self {
             Protection::ReadOnly => ProtFlags::READ,
             Protection::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
-            Protection::None => ProtFlags::empty(),
-        }
-    }
-    fn mprotect(self) -> MprotectFlags {
-        match self {
-            Protection::ReadOnly => MprotectFlags::READ,
-            Protection::ReadWrite => MprotectFlags::READ | MprotectFlags::WRITE,
-            Protection::None => MprotectFlags::empty(),
         }
     }
 }
@@ -39,15 +29,8 @@ impl Protection {
 /// Advice for [`Mapping::advise`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advise {
-    /// `MADV_WILLNEED`: read the pages in ahead of use.
-    WillNeed,
-    /// `MADV_DONTNEED`: drop this process's page-table entries (shared
-    /// memory keeps its contents).
-    DontNeed,
     /// `MADV_HUGEPAGE`: back the range with transparent huge pages.
     HugePage,
-    /// `MADV_DONTFORK`: do not copy the mapping into a forked child.
-    DontFork,
 }
 
 /// A shared mapping of a file, unmapped when dropped (`mmap(MAP_SHARED)`).
@@ -123,39 +106,12 @@ impl Mapping {
         self.len
     }
 
-    /// Always false: a mapping is never empty.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// `mprotect(base + offset, len, prot)`: changes the access of a
-    /// page-aligned sub-range. `EINVAL` if the range is not page aligned or
-    /// not inside the mapping.
-    #[doc(alias = "mprotect")]
-    pub fn protect(&self, offset: usize, len: usize, protection: Protection) -> Result<()> {
-        self.check_range(offset, len)?;
-        // SAFETY: the range lies inside this mapping (checked above), which
-        // we own; changing protection cannot invalidate Rust references
-        // because code built on Mapping only forms references while it
-        // holds `&self` and documents which ranges it protects.
-        unsafe {
-            rustix::mm::mprotect(
-                self.as_ptr().add(offset).cast::<c_void>(),
-                len,
-                protection.mprotect(),
-            )
-        }
-    }
-
     /// `madvise(base + offset, len, advice)` on a page-aligned sub-range.
     #[doc(alias = "madvise")]
     pub fn advise(&self, offset: usize, len: usize, advice: Advise) -> Result<()> {
         self.check_range(offset, len)?;
         let advice = match advice {
-            Advise::WillNeed => Advice::WillNeed,
-            Advise::DontNeed => Advice::LinuxDontNeed,
             Advise::HugePage => Advice::LinuxHugepage,
-            Advise::DontFork => Advice::LinuxDontFork,
         };
         // SAFETY: the range lies inside this mapping; none of the advices
         // offered changes the contents of shared memory (DONTNEED on a

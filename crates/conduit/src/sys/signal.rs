@@ -87,6 +87,7 @@ impl SigSet {
     }
 
     /// `sigdelset`: removes `sig` (no-op for an invalid number).
+    #[cfg(test)]
     #[doc(alias = "sigdelset")]
     pub fn remove(&mut self, sig: i32) {
         if (1..=rt_max()).contains(&sig) {
@@ -155,32 +156,6 @@ pub fn thread_mask(how: MaskHow, set: &SigSet) -> Result<SigSet> {
         Ok(old)
     } else {
         Err(Errno::from_raw_os_error(rc))
-    }
-}
-
-/// The calling thread's blocked signals (`pthread_sigmask(SIG_BLOCK, NULL)`).
-#[doc(alias = "pthread_sigmask")]
-pub fn current_thread_mask() -> Result<SigSet> {
-    let mut old = SigSet::empty();
-    // SAFETY: a null `set` only queries; `old` is a valid sigset_t.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut old.0) };
-    if rc == 0 {
-        Ok(old)
-    } else {
-        Err(Errno::from_raw_os_error(rc))
-    }
-}
-
-/// `sigpending`: signals pending for the process or the calling thread
-/// (raised while blocked, not yet taken).
-#[doc(alias = "sigpending")]
-pub fn pending() -> Result<SigSet> {
-    let mut set = SigSet::empty();
-    // SAFETY: `set` is a valid sigset_t to write into.
-    if unsafe { libc::sigpending(&mut set.0) } == 0 {
-        Ok(set)
-    } else {
-        Err(Errno::from_raw_os_error(last_os_error()))
     }
 }
 
@@ -309,31 +284,6 @@ pub fn read_signalfd(fd: impl AsFd) -> Result<Option<SigInfo>> {
         value: si.ssi_ptr,
         status: si.ssi_status,
     }))
-}
-
-/// `sigtimedwait(set, &info, timeout)`: takes a pending signal of `set`
-/// (which must be blocked), waiting at most `timeout` (forever with
-/// `None`). `Ok(None)` when the time ran out; `EINTR` when another signal
-/// interrupted the wait.
-#[doc(alias = "sigtimedwait")]
-#[doc(alias = "sigwaitinfo")]
-pub fn wait_info(set: &SigSet, timeout: Option<Duration>) -> Result<Option<SigInfo>> {
-    // SAFETY: siginfo_t is plain data.
-    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    });
-    let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const _);
-    // SAFETY: set, info and (optional) ts point to valid values.
-    let rc = unsafe { libc::sigtimedwait(set.as_ptr(), &mut info, tsp) };
-    if rc < 0 {
-        return match last_os_error() {
-            libc::EAGAIN => Ok(None),
-            e => Err(Errno::from_raw_os_error(e)),
-        };
-    }
-    Ok(Some(siginfo_from(&info)))
 }
 
 fn siginfo_from(info: &libc::siginfo_t) -> SigInfo {
@@ -489,22 +439,6 @@ pub fn pidfd_send(pidfd: impl AsFd, sig: i32, value: Option<usize>) -> Result<()
         )
     };
     cvt(rc as i32)
-}
-
-/// `setpgid(pid, pgid)`: moves process `pid` (0: the caller) into group
-/// `pgid` (0: a new group whose id is `pid`).
-#[doc(alias = "setpgid")]
-pub fn set_process_group(pid: u32, pgid: u32) -> Result<()> {
-    let pid = rustix::process::Pid::from_raw(pid as i32);
-    let pgid = rustix::process::Pid::from_raw(pgid as i32);
-    rustix::process::setpgid(pid, pgid)
-}
-
-/// `getpgid(pid)`: the process group of `pid` (0: the caller).
-#[doc(alias = "getpgid")]
-pub fn process_group(pid: u32) -> Result<u32> {
-    let pid = rustix::process::Pid::from_raw(pid as i32);
-    Ok(rustix::process::getpgid(pid)?.as_raw_nonzero().get() as u32)
 }
 
 /// How a child changed state, as reported by [`wait_pidfd`].
@@ -722,17 +656,6 @@ pub fn clear_mask_on_exec(command: &mut std::process::Command) {
                 .map_err(std::io::Error::from)
         });
     }
-}
-
-/// The user that owns process `pid` (the owner of `/proc/<pid>`, its
-/// effective uid), or `None` if there is no such process. Tells whether a
-/// signal to it needs privilege.
-#[doc(alias = "proc_pid")]
-pub fn process_owner_uid(pid: u32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}"))
-        .ok()
-        .map(|m| m.uid())
 }
 
 #[cfg(test)]

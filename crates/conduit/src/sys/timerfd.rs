@@ -38,20 +38,6 @@ pub fn arm(fd: impl AsFd, first: Duration, period: Option<Duration>) -> Result<(
     timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec).map(drop)
 }
 
-/// `timerfd_settime(fd, 0, {0, 0})`: disarms the timer.
-#[doc(alias = "timerfd_settime")]
-pub fn disarm(fd: impl AsFd) -> Result<()> {
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    let spec = Itimerspec {
-        it_value: zero,
-        it_interval: zero,
-    };
-    timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec).map(drop)
-}
-
 /// `read(fd, &mut u64)`: how many times the timer expired since it was
 /// armed or last read, and resets that count. `Ok(0)` when it has not
 /// expired (the descriptor is non-blocking). `EINTR` is retried.
