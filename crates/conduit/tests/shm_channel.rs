@@ -330,7 +330,7 @@ fn publisher_blocked_for_a_chunk_wakes_when_the_subscriber_dies() {
 }
 
 /// The control words, by their documented offsets in the control data
-/// area (`ARCHITECTURE.md`).
+/// area (`socket/channel.rs` module docs, "Control segment").
 fn control_word(segment: &Segment, line: usize) -> &AtomicU32 {
     let p = segment.data().resolve::<AtomicU32>(line * 64).unwrap();
     // SAFETY: resolved inside the mapping, aligned; only used atomically

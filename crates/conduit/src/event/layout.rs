@@ -4,26 +4,47 @@
 //! 0      ServiceHeader line (service core): removed | generation[NOTIFIERS] | generation[LISTENERS]
 //! 64     config: 40 × u64 (written before READY, never changed)
 //! 384    notifier slots × max_notifiers (64 B each; the core's PortSlot: node_id | id, the rest unused)
-//! L      listener slots × max_listeners (slot_size each):
+//! L      listener slots × max_listeners (slot_size each), L = 384 + 64 × max_notifiers:
 //!          +0  PortSlot: node_id u64 | +8 id u64 | +16 EventWord u32 | +20 fd_armed u32
 //!          +24 pending: [u64; words], words = ceil((max_event_id + 1) / 64)
 //!          slot_size = round_up(24 + 8 × words, 64)
 //! ```
 //!
-//! Config words: `0..34` the core's (format, name length, name), `34`
-//! max_event_id, `35` max_notifiers, `36` max_listeners, `37` created event,
-//! `38` dropped event, `39` dead event (`u64::MAX` = none).
+//! Config words: `0..34` the core's (format, name length, name;
+//! `service::config`), `34` max_event_id, `35` max_notifiers, `36`
+//! max_listeners, `37` created event, `38` dropped event, `39` dead event
+//! (`u64::MAX` = none).
 //!
-//! # Shared words of a listener slot
+//! Decoding (`EventConfig`'s `PatternConfig::read`) checks the format,
+//! every count word ≤ 2^20, `max_event_id` ≤ 4095 ([`MAX_EVENT_ID_LIMIT`]),
+//! `max_notifiers` and `max_listeners` in 1..=256 ([`MAX_PORTS_LIMIT`]),
+//! and that the created / dropped / dead events are ≤ `max_event_id`. With
+//! the default `max_event_id = 255` a listener slot is one 64-byte line:
+//! everything a notifier touches for one listener (id, event word, armed
+//! flag, pending words) is in one line. Default service (16 notifiers, 16
+//! listeners): 384 + 16 × 64 + 16 × 64 = 2432 bytes of data area, one page
+//! with the segment header.
 //!
-//! | word | who writes | transitions |
+//! # Every shared word
+//!
+//! The header's `removed` word, the generation words' transitions and the
+//! slot words `node_id` and `id` are the service core's
+//! (`service::registry`). What they mean here, and the words of this
+//! pattern:
+//!
+//! | word | writers | states / transitions |
 //! |---|---|---|
-//! | `pending[i]` bit b | notifiers `fetch_or` (Release); the listener `swap(0)` (Acquire) | 0 → 1 when id `64i + b` is notified; → 0 when the listener takes it; reset to 0 by a new listener in `prepare` before its id is published |
-//! | `event` | notifiers bump it after setting a bit; the listener sleeps on it | `sync::EventWord` |
-//! | `fd_armed` | the listener arms, a notifier that saw a sleeper disarms | `sync::fdwake` |
+//! | `generation[NOTIFIERS]` | the core, after each notifier slot claim, release or reclamation | nothing reads it (kept like every port kind's) |
+//! | `generation[LISTENERS]` | the core, after each listener slot claim, release or reclamation | notifiers rescan their cached list of listener slots when it moved |
+//! | notifier slot `node_id`, `id` | the creating notifier, its drop, cleaners | the `sync::slot` protocol; the rest of the line is unused |
+//! | listener slot `node_id`, `id` | the same for listeners | a new listener zeroes `pending` and `fd_armed` in `try_claim`'s `prepare` step, after claiming `node_id` and before storing `id` (Release; loom model `loom_service_listener_claim_publishes_reset`); a notifier sets bits only in slots whose `id` (Acquire) is not 0 |
+//! | `pending[w]` bit b | notifiers: `fetch_or(1 << (id % 64), Release)` on word `id / 64`; the listener: `swap(0, Acquire)` (only words whose Relaxed load is non-zero) | 0 → 1 when id `64w + b` is notified, → 0 when the listener takes it; many notifies of one id between two looks are one bit (a level, not a count) |
+//! | `event` | notifiers bump the epoch after each `fetch_or`; the listener registers to sleep (futex) or to be woken through its descriptor | `sync::EventWord`: `FUTEX_WAKE` / wake byte only if a sleeper registered |
+//! | `fd_armed` | the listener arms (0 → 1); a notifier that saw a registered sleeper swaps it to 0 | `sync::fdwake` |
 //!
 //! Ids are never lost: a bit once set stays set until the listener takes
-//! it, whatever the number of notifications meanwhile.
+//! it, whatever the number of notifications meanwhile (the argument that
+//! no wake-up is lost either is in the `event` module docs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

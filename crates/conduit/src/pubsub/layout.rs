@@ -1,11 +1,15 @@
-//! Byte layout of a publish/subscribe service segment (data area).
+//! Byte layout of a publish/subscribe service segment (data area): the
+//! QoS, the static configuration, the offsets of the port slots and of
+//! every connection, and every shared word of the segment.
 //!
 //! ```text
-//! 0      ServiceHeader line (service core): removed, generation[PUBLISHERS], generation[SUBSCRIBERS]
-//! 64     config: CONFIG_WORDS u64 words (static configuration; words 0..34 are the core's)
-//! P      PortSlot × max_publishers   (64 B each)
-//! S      PortSlot × max_subscribers  (64 B each)
-//! C      Connection × (max_publishers × max_subscribers), row = publisher
+//! 0      ServiceHeader line (service core): removed | generation[PUBLISHERS] | generation[SUBSCRIBERS]
+//! 64     config: 80 × u64 (CONFIG_WORDS; static configuration, written before READY, never changed;
+//!        words 0..34 are the core's)
+//! 704    PortSlot × max_publishers   (64 B each)
+//! S      PortSlot × max_subscribers  (64 B each), S = 704 + 64 × max_publishers
+//! C      Connection × (max_publishers × max_subscribers), row-major by publisher slot
+//!        (connection (p, s) at C + (p × max_subscribers + s) × connection size)
 //! ```
 //!
 //! A connection (publisher slot p, subscriber slot s):
@@ -18,6 +22,13 @@
 //! +…     returns: [AtomicU32; chunks rounded up to a power of two], rounded up to 64 B
 //! ```
 //!
+//! Rings are powers of two so that a position maps to its slot with a mask
+//! (a division cost more than the rest of `send`); a queue still holds at
+//! most `subscriber_buffer` entries. The return ring has
+//! [`Qos::chunks_per_publisher`] (rounded up) slots, so it cannot
+//! overflow. A default service (`u64`, default QoS) has a data area of
+//! 9536 bytes: with the segment header, 12 KiB.
+//!
 //! A port slot is one line whose first 24 bytes are the core's
 //! `PortSlot` (`service::registry`: node id, port id, event word,
 //! `fd_armed`). The subscriber slot's event word is what it sleeps on in
@@ -25,10 +36,50 @@
 //! blocks it (`Overflow::Block`). `fd_armed` is used by subscriber slots
 //! only (`sync::fdwake`).
 //!
-//! Configuration words after the core's: `34` kind (0 typed, 1 slice),
-//! `35..55` payload type (`TypeDesc`, 16 name words), `55..67` user header
-//! type (8 name words), `67..74` QoS (max_publishers, max_subscribers,
-//! subscriber_buffer, history, max_loans, max_borrowed, overflow code).
+//! # Static configuration words
+//!
+//! Words `0..34` (format, name length, name) are the core's
+//! (`service::config`); the format word is `0x5053_0001`.
+//!
+//! | words | content |
+//! |---|---|
+//! | 34 | kind: 0 typed, 1 slice |
+//! | 35..55 | payload element type: name length, 16 words of name, size, align, fingerprint |
+//! | 55..67 | user-header type: name length, 8 words of name, size, align, fingerprint |
+//! | 67..74 | QoS: max_publishers, max_subscribers, subscriber_buffer, history, max_loans, max_borrowed, overflow (0 DropOldest / 1 Block / 2 Fail) |
+//! | 74..80 | unused (zero) |
+//!
+//! Decoding (`StaticConfig`'s `PatternConfig::read`) validates the format,
+//! the QoS ranges (`Qos::validate`: ports 1..=64, buffer, loans
+//! and borrows 1..=65 536, history ≤ buffer, fewer than 2^24 chunks per
+//! publisher), the overflow code and the type alignments (powers of two ≤
+//! 4096), and clamps name lengths. The service core then requires the
+//! segment to be at least as large as the layout computed from the decoded
+//! QoS. All later indexing uses that locally computed layout, so a scribble
+//! on the configuration afterwards changes nothing.
+//!
+//! # Every shared word
+//!
+//! The header's `removed` word, the generation words' transitions and the
+//! slot words `node_id` and `id` are the service core's
+//! (`service::registry`). What they mean here, and the words of this
+//! pattern:
+//!
+//! | word | writer(s) | transitions / meaning |
+//! |---|---|---|
+//! | `generation[PUBLISHERS]` | the core, after every publisher slot claim, release or reclamation | subscribers rescan the publisher slots when it moved |
+//! | `generation[SUBSCRIBERS]` | the core, after every subscriber slot claim, release or reclamation | publishers rescan the subscriber slots (connect, disconnect) when it moved |
+//! | `PortSlot.event` (subscriber slot) | publishers after each delivery; the subscriber registers to sleep | `EventWord`: one epoch bump per delivery, `FUTEX_WAKE` only if a sleeper registered |
+//! | `PortSlot.event` (publisher slot) | subscribers after each take (`Block` policy only), leaving subscribers, cleanup | the publisher sleeps on it while a queue is full |
+//! | `PortSlot.fd_armed` (subscriber slot) | the subscriber arms (0 → 1); a publisher that saw a registered sleeper swaps it to 0 | 1 = "send me a wake byte"; exactly one waker sees 1 per arming (`sync::fdwake`) |
+//! | `ConnLink.link` | publisher (`Conn::connect`) | → 0 (Relaxed) + Release fence, reset, → subscriber id (Release); the subscriber uses the connection only while `link` is its id |
+//! | `ConnLink.pub_id` | publisher (`Conn::connect`) | set after the reset and before `link`, with Release (see `pubsub::queue`, "Connecting") |
+//! | `ConnLink.generation` | publisher | at connect: `g % 127 + 1` (1..=127, never 0); every entry and return carries it; a mismatch means "another connection": entries → the subscriber drops the connection, returns → ignored |
+//! | `RetTail.ret_tail` | subscriber (the publisher resets it to 0 at connect) | count of returns pushed, Release after writing the return entry |
+//! | `Head.head` | subscriber (claim), publisher (drop oldest; reset to 0 at connect) | count of consumed positions; every change but the reset is `CAS(h, h + 1)` (AcqRel) |
+//! | `Entry.word` | publisher only | the entry word (`pubsub::queue`, "The entry word") |
+//! | `Entry.len` | publisher only | `seq << 32 \| length`, written (Relaxed) before `word` |
+//! | return entry (`u32`) | subscriber | `generation << 24 \| chunk` |
 
 // Every word that ports race on uses the `sync::atomic` shim, so the
 // loom models run the real protocol steps.
@@ -327,7 +378,8 @@ pub(crate) struct ConnLink {
 }
 
 /// Second line of a connection, written by the subscriber: how many
-/// returns it has pushed (monotonic).
+/// returns it has pushed (monotonic until the next connect resets it to
+/// 0).
 #[repr(C, align(64))]
 pub(crate) struct RetTail {
     pub(crate) ret_tail: AtomicU64,
@@ -335,8 +387,8 @@ pub(crate) struct RetTail {
 
 /// One slot of a delivery queue (16 bytes, four per line).
 ///
-/// `word`: see the entry word in `pubsub` (sequence, generation,
-/// chunk). `len`: `sequence << 32 | payload length`, written (Relaxed)
+/// `word`: the entry word (sequence, generation, chunk; `pubsub::queue`,
+/// "The entry word"). `len`: `sequence << 32 | payload length`, written (Relaxed)
 /// before `word` is published (Release), so that a subscriber learns the
 /// length from the line it polls, without touching the chunk; it trusts
 /// the length only if its sequence matches the entry it took.
@@ -348,7 +400,7 @@ pub(crate) struct Entry {
 
 /// Third line of a connection: how many entries have been consumed,
 /// either claimed by the subscriber or dropped by the publisher (both by
-/// CAS `h → h + 1`; monotonic).
+/// CAS `h → h + 1`; monotonic until the next connect resets it to 0).
 #[repr(C, align(64))]
 pub(crate) struct Head {
     pub(crate) head: AtomicU64,

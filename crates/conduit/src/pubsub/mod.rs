@@ -31,8 +31,9 @@
 //! publisher drains when its pool runs low. The shared-memory steps are in
 //! `queue.rs`. The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. Every shared word and
-//! its transitions: `layout.rs` (service segment), `queue.rs` (the queue
-//! protocol), this file (entry word, data segment).
+//! its transitions: the docs of `layout.rs` (service segment) and of
+//! `queue.rs` (entry word, queue protocol); the publisher data segment is
+//! below.
 //!
 //! # Files
 //!
@@ -40,17 +41,142 @@
 //! listing), `layout.rs` (QoS, static configuration, service segment
 //! layout), `queue.rs` (delivery and return queues), `publisher.rs`,
 //! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), this file
-//! (payload kinds, entry word, publisher data segment).
+//! (payload kinds, entry word encoding, publisher data segment).
 //!
-//! # At the edges
+//! # Publisher data segment `pub.<id>` (data area)
+//!
+//! ```text
+//! 0        PubHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
+//!                             | payload_offset | max_len | element_size | node_id
+//! chunks_offset = round_up(128 + 128, align) − 128 (the first chunk at a multiple of
+//!                 align from the start of the page-aligned mapping):
+//!          chunk[i] at chunks_offset + i × chunk_size:
+//!            +0              ChunkHeader: len (u64) | seq (u64)
+//!            +header_offset  user header H, header_offset = round_up(16, align H)
+//!            +payload_offset payload (T, or max_len × T), aligned to max(align T, 8)
+//!          chunk_size = round_up(payload_offset + max_len × size T, align)
+//!          align = max(64, align T, align H)
+//! ```
+//!
+//! Written once before the segment is ready; mapped read-write by the
+//! publisher, **read-only** by subscribers. A subscriber checks the
+//! segment's fingerprint and the publisher id, re-derives the whole
+//! geometry from `(chunks, max_len)` and the service's types, and refuses
+//! a segment whose header differs or whose size is smaller
+//! (`Geometry::read`); chunk count `1..=2^24` ([`MAX_CHUNKS`]). `node_id`
+//! lets cleanup remove a data segment whose publisher died before it
+//! claimed a service slot. A default publisher's data segment (`u64`,
+//! default QoS: 51 chunks of 64 bytes) takes 4 KiB.
+//!
+//! **Pool size** (per publisher) = `max_loans + history + max_subscribers ×
+//! (subscriber_buffer + max_borrowed) + 1` ([`Qos::chunks_per_publisher`]):
+//! a chunk is in use only while loaned, in the history, or held by a
+//! subscriber (queued, borrowed, or returned but not yet collected), so a
+//! publisher within its loan limit never runs out while subscribers keep
+//! within theirs.
+//!
+//! # The hot path (one-way, small message)
+//!
+//! * Publisher: a load of the header's `generation[SUBSCRIBERS]` (a
+//!   read-mostly line), a loan from a process-local free list, payload and
+//!   chunk header written (its own chunk line), `Entry.len` and entry
+//!   stores (the entry line: the only line that must move to the other
+//!   CPU), then the wake of the subscriber's slot (`attach::wake` →
+//!   `sync::fdwake::wake`: one `fetch_add` on the event word, a line that
+//!   stays in the publisher's cache while the subscriber does not sleep).
+//!   No system call, allocation or lock.
+//! * Subscriber: a load of `generation[PUBLISHERS]`, then polls the entry
+//!   word; on a hit reads `len` from the same line, then claims with a CAS
+//!   on its own head line. The chunk is not read until the user reads the
+//!   sample.
+//! * Bookkeeping (which subscriber holds which chunk: a 64-bit mask per
+//!   chunk, hence at most 64 subscribers; history; free list) is
+//!   process-local. Under `DropOldest` the publisher reads a subscriber's
+//!   head line only when its cached head says "full" (under `Block` and
+//!   `Fail` it reads every head before each send), and it collects returns
+//!   right after a send once more than half its pool is in use.
+//! * The subscriber does not write a return when a sample drops: it keeps
+//!   it in a small local list and writes it when it polls an empty queue
+//!   (it is waiting anyway), or earlier if `borrowed + deferred` would
+//!   exceed `max_borrowed` (the pool size counts deferred returns as
+//!   borrowed). Between receiving and replying a subscriber stores to no
+//!   shared line but its own head (and, under `Block`, the publisher
+//!   slot's event word).
+//! * Ports cache their row or column of connections and the chunk area
+//!   (lifetime-erased views next to the `Arc` that keeps the mapping).
+//!
+//! # Waiting
+//!
+//! [`Subscriber::receive_timeout`] and [`Subscriber::receive`] are
+//! `EventWord::wait_until(spin, timeout, try_receive)` on the subscriber
+//! slot's event word: poll for the spin budget ([`DEFAULT_SPIN`] = 50 µs,
+//! [`SubscriberBuilder::spin`]), then sleep on the futex. Under
+//! [`Overflow::Block`] the publisher sleeps on its own slot's event word
+//! until every connected queue has room, up to its block timeout
+//! ([`PublisherBuilder::block_timeout`]; then one dead-port cleanup and
+//! one more look, then [`SendError::Timeout`]); subscribers bump it after
+//! each take (only under this policy), and when they leave.
+//!
+//! # Lifecycle
+//!
+//! * **Publisher**: creates its data segment, then claims a slot (all
+//!   taken: cleans dead ports and retries once). Drop frees the slot and
+//!   unlinks the data segment; a subscriber that has mapped it keeps the
+//!   mapping (an `Arc` held by its connection, then by its list of retired
+//!   mappings until it holds no sample).
+//! * **Subscriber**: claims a slot; the publisher connects it on its next
+//!   send (or [`Publisher::update_connections`]) and pushes the history.
+//!   Drop frees the slot and wakes every publisher slot's event word; the
+//!   publisher then takes back every chunk whose mask has that
+//!   subscriber's bit.
+//! * **Out of chunks**: the publisher collects returns; if still empty it
+//!   cleans dead ports, reconnects and collects again.
+//! * **A full queue of a dead subscriber never drains**: `Block` cleans
+//!   dead ports once after its block timeout; `Fail` looks for dead
+//!   subscribers at the first `QueueFull` and then at most every 100 ms
+//!   (`DEAD_CHECK_INTERVAL`), so retrying against a slow live subscriber
+//!   stays cheap.
+//!
+//! # Limits and edges
 //!
 //! * Every index, offset and length read from shared memory is checked;
 //!   inconsistent shared state is a [`ReceiveError::Corrupted`], never a
 //!   crash or an endless loop.
-//! * A subscriber that drops its last sample of a dead publisher unmaps
-//!   that publisher's segment; the name itself is removed by cleanup.
-//! * A publisher delivers history and connects new subscribers when it
-//!   sends (or on [`Publisher::update_connections`]).
+//! * **Typed samples trust the publisher**: a `T: ShmSafe` is valid for
+//!   every bit pattern, so reading a sample is never UB; a buggy publisher
+//!   that rewrites a chunk still held shows torn data (it cannot crash the
+//!   reader). Subscribers cannot write publisher data (read-only mapping);
+//!   scribbling on their own connection queues hurts only themselves (the
+//!   publisher bounds- and generation-checks every return).
+//! * Connections are made by the publisher, when it sends (or on
+//!   [`Publisher::update_connections`]): a late joiner gets the history at
+//!   the publisher's next send.
+//! * Generations have 7 bits: a stale subscriber could confuse a
+//!   connection only after exactly 127 reconnects of the same slot pair
+//!   during one of its operations.
+//! * A publisher that dies between creating its data segment and claiming
+//!   a slot leaves the segment; the domain cleanup removes data segments
+//!   that no slot names and whose node is dead, and those abandoned before
+//!   they were ready (`cleanup_domain` in `service.rs`).
+//! * **A publisher that leaves** (dropped or killed): samples it queued
+//!   stay readable by a subscriber that had mapped its data segment until
+//!   that queue is drained or a new publisher takes the slot (its connect
+//!   resets the queue). A subscriber that never polled before the
+//!   publisher left cannot map the unlinked segment and loses those
+//!   samples. A subscriber releases its mappings of departed publishers
+//!   at its first receive while it holds no sample; the names are removed
+//!   by the publisher's drop or by cleanup.
+//! * Known race, not observed: a subscriber draining the connection of a
+//!   dead publisher at logical position 0 can, in a window of a few
+//!   instructions, claim position 0 of the new publisher's reset
+//!   connection with its CAS on the shared `head`; the new connection then
+//!   starts at 1 (one sample lost, its chunk held until that subscriber
+//!   disconnects).
+//! * [`Publisher`] and [`Subscriber`] are `Send`, not `Sync`. Connecting to
+//!   a new publisher opens its data segment (system calls) on the first
+//!   receive after it appeared; apart from that, and the descriptor drain
+//!   once a wake-up descriptor exists ([`Subscriber::wake_fd`]), a
+//!   non-blocking receive makes none.
 
 mod attach;
 pub(crate) mod layout;

@@ -8,8 +8,92 @@
 //! the mapped segment, and the loom models (`pubsub::loom_tests`) call the
 //! very same functions on loom atomics. The process-local bookkeeping
 //! (chunk holders, free list, cached heads) stays in `publisher.rs` and
-//! `subscriber.rs`. The words and their transitions are described in
-//! `ARCHITECTURE.md` ("Every shared word").
+//! `subscriber.rs`. The words are listed in the docs of the layout module
+//! (`pubsub::layout`, "Every shared word"); the protocol is below.
+//!
+//! # The entry word (`u64`, written only by the publisher)
+//!
+//! ```text
+//!  63            32 31  30     24 23            0
+//! +----------------+---+---------+---------------+
+//! | seq (32, wrap) | 0 | gen (7) | chunk (24)    |
+//! +----------------+---+---------+---------------+
+//! ```
+//!
+//! (encoded by `pubsub::entry`, decoded by `entry_seq`, `entry_gen` and
+//! `CHUNK_MASK`). `seq` = logical position + 1 (0 = never written).
+//! Position `i` lives in slot `i & (ring − 1)`. The publisher writes
+//! position `t` only when `t − head < subscriber_buffer`, so the slot of
+//! the position `h` the subscriber looks at holds `seq = h + 1`
+//! (published), less (not yet written: empty) or more (the publisher
+//! dropped `h` and reused the slot; then `head > h`). Next to it,
+//! `Entry.len` holds `seq << 32 | length`.
+//!
+//! # Claiming and dropping: one CAS on `head`, by either side
+//!
+//! | who | when | operation | outcome |
+//! |---|---|---|---|
+//! | subscriber ([`Conn::pop`]) | entry `h` reads `seq = h + 1`, the connection's generation and a length word of the same sequence | `CAS(head, h, h + 1)` | success: it owns the chunk (returned after the sample drops); failure: the publisher dropped `h`, continue from the value read |
+//! | publisher, `DropOldest` ([`Conn::make_room`], [`Conn::drop_oldest`]) | `tail − head ≥ buffer` (its cached head refreshed from the shared word first) | `CAS(head, h, h + 1)` for the oldest `h` | success: `h` was never claimed, the publisher takes the chunk back and counts a drop; failure: the subscriber claimed it meanwhile, there is room |
+//! | publisher, `Fail` / `Block` (`wait_for_room` in `publisher.rs`) | some connected queue has `tail − head ≥ buffer` (read from the shared head) | none | `QueueFull`, or wait on its slot's event word (subscribers bump it after each claim under this policy) |
+//!
+//! Both sides change the one `head` word by read-modify-write, so exactly
+//! one wins each position. Entries are written by the publisher alone and
+//! the head line by the subscriber almost alone. Under `DropOldest` the
+//! publisher reads the head only when its cached copy says "full" and
+//! writes it only to drop (and to reset it at connect), so in steady state
+//! a message moves exactly one line between the CPUs: the entry's. Under
+//! `Block` and `Fail` the publisher also reads every connected
+//! subscriber's head before each send.
+//!
+//! # Ordering
+//!
+//! The publisher writes the payload, the chunk header and `Entry.len`
+//! (Relaxed), then stores the entry word (Release); the subscriber's
+//! Acquire load of that word makes all of it visible. It reads `len` after
+//! that load and accepts it only if its sequence equals the entry's (a
+//! mismatch means the publisher dropped `h` and is rewriting the slot:
+//! reload `head`). The claim CAS is AcqRel so that the subscriber's reads
+//! of the entry happen before the publisher, seeing the new head, reuses
+//! the slot. Returns: the entry with `store(Relaxed)`, then
+//! `ret_tail.store(Release)`; the publisher loads `ret_tail` with Acquire.
+//! No SeqCst anywhere: each protocol is one word's modification order or a
+//! Release/Acquire pair.
+//!
+//! Nothing read from shared memory is trusted: `pop` is bounded to
+//! `2 × ring + 4` tries; positions read from shared memory use wrapping
+//! arithmetic only (a head or return tail of `u64::MAX` must overflow
+//! neither side); a head that moves backwards reads as empty; the
+//! publisher trusts its own count over a head claiming more than `buffer`
+//! entries; [`Conn::collect_returns`] re-synchronises a return tail that is
+//! behind or more than a ring ahead and ignores entries of another
+//! generation.
+//!
+//! # Connecting ([`Conn::connect`], publisher; [`Conn::linked`], subscriber)
+//!
+//! 1. `link ← 0` (Relaxed), then `fence(Release)`;
+//! 2. `generation ← generation % 127 + 1`; every entry's `word` and `len`,
+//!    `ret_tail` and `head` ← 0 (Relaxed);
+//! 3. `pub_id ← publisher id` (Release);
+//! 4. `link ← subscriber id` (Release).
+//!
+//! The subscriber (`update_slow` in `subscriber.rs`) reads the publisher
+//! slot's `id` (Acquire) and calls `linked(own id, that id)`: `link` and
+//! `pub_id`, both loaded with Acquire, must match; only then does it read
+//! `generation`, `head` and `ret_tail`. `pub_id` is stored with Release
+//! (not Relaxed) because the `link` value the subscriber reads may be the
+//! one the *previous* publisher of the slot wrote for the same subscriber;
+//! its Acquire load of the new `pub_id` is then what orders the reset
+//! before its reads (loom model `loom_pubsub_link_generation`). Next the
+//! subscriber opens the publisher's data segment (`shm_open`, `mmap`,
+//! validation: slow) and then, after a `fence(Acquire)`, calls `linked`
+//! again and keeps the connection only if the generation is the one it
+//! read first: meanwhile the publisher may have died and a new publisher
+//! of the same slot reset the connection, and without the re-check the
+//! subscriber would resolve the new publisher's chunk indices in the old
+//! publisher's segment. The fence in step 1 makes `link = 0` visible to a
+//! subscriber that saw any store of the reset. A stale view leaves the
+//! connection pending; the next receive tries again.
 
 use super::layout::Conn;
 use crate::sync::atomic::{Ordering, fence};

@@ -19,6 +19,40 @@
 //! one, so setting it after the unlink is as good as before. The kernel
 //! drops the locks of dead processes, so a service whose users all died
 //! is removed by the next domain cleanup.
+//!
+//! # Dead-port reclamation
+//!
+//! [`ServiceRef::cleanup_ports`] looks at every slot of every port kind:
+//! `sync::slot::reclaim_if_dead` frees a slot whose node is dead, running
+//! the pattern's [`Pattern::dead_port`] first (pub/sub unlinks a dead
+//! publisher's data segment). The cleaner whose CAS freed the slot bumps
+//! the kind's generation word and calls [`Pattern::port_reclaimed`], which
+//! wakes or tells whoever must know (pub/sub: for a freed subscriber slot
+//! every publisher's event word, to release a publisher blocked on its
+//! full queue; events: the dead-notifier event). Liveness answers are
+//! cached per cleanup ([`Liveness`]); the caller's own node counts as
+//! alive. It runs when a service is opened, when [`ServiceCore::claim_slot`]
+//! finds every slot of a kind taken (then it tries once more), on a
+//! pattern's own triggers (a publisher out of chunks or facing a full
+//! queue), on request (the services' `cleanup_dead_ports`) and in the
+//! domain sweep ([`cleanup_domain`]).
+//!
+//! # Abandoned segments are confirmed before removal
+//!
+//! A live creator between `shm_open(O_EXCL)` and its `flock` looks
+//! abandoned (not ready, unlocked) for those microseconds, so a sweep that
+//! removed what one look calls abandoned could unlink a segment being
+//! created. [`remove_if_abandoned`] first looks with a zero open timeout
+//! and only if that says "abandoned" opens again with [`open_listed`],
+//! whose open waits for `ABANDON_GRACE` of "not ready and unlocked" before
+//! it reports the segment abandoned and removes it. The domain sweep
+//! opens service segments with [`open_listed`] too.
+//!
+//! # Sticky `/dev/shm`
+//!
+//! In a group-shared service a dead member's ports can be cleared from the
+//! slots by any member, but only their owner (or root) can remove the
+//! segments' names: removal and the sweep leave such segments in place.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

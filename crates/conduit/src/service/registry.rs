@@ -5,26 +5,35 @@
 //!
 //! # Header (first line of every service segment's data area)
 //!
-//! | offset | word | transitions |
-//! |---|---|---|
-//! | 0 | `removed` | 0 while in use → 1 once, by the last user under `LOCK_EX`, after `shm_unlink` succeeded; never goes back |
-//! | 8 + 8k | `generation[k]` | bumped (AcqRel) after every claim or release of a slot of port kind `k`; peers that cache the slots of kind `k` rescan when it moved |
+//! | offset | word | writers | transitions |
+//! |---|---|---|---|
+//! | 0 | `removed` | the last user, under `LOCK_EX` (`core::try_remove`) | 0 while in use → 1 (Release) once: `shm_unlink` first, then the store, made only if the unlink did not fail with `EPERM`/`EACCES` (a group member that does not own the segment leaves the service unmarked and usable); never goes back. An opener that sees 1 (Acquire) after taking its `LOCK_SH`, which waits for the remover's `LOCK_EX`, starts over |
+//! | 8 + 8k | `generation[k]` | claiming and releasing ports of kind `k`, cleaners | `fetch_add(1, AcqRel)` after every claim ([`claim_free_slot`]), release ([`release_slot`]) or reclamation by a cleaner (`core::ServiceRef::cleanup_ports`) of a slot of port kind `k`; peers that cache the slots of kind `k` rescan when it moved |
 //!
-//! The static configuration follows at offset 64 (`service::config`);
-//! the pattern decides where its port slot arrays start.
+//! There are [`MAX_PORT_KINDS`] generation words, one per port kind in the
+//! order of the pattern's `Pattern::PORT_KINDS`; a pattern with two kinds
+//! leaves the others zero. The static configuration follows at offset 64
+//! (`service::config`); the pattern decides where its port slot arrays
+//! start.
 //!
 //! # Port slot (first 24 bytes of every slot; the pattern chooses the stride)
 //!
-//! | offset | word | meaning |
-//! |---|---|---|
-//! | 0 | `node_id` | 0 (free) → the owner's node id (CAS by the claimant) → 0 (by the owner on drop, or by a cleaner once the node is dead) |
-//! | 8 | `id` | 0 → the port id (Release, after the claim) → 0 |
-//! | 16 | `event` | the [`EventWord`] the port sleeps on (a subscriber waiting for samples, a publisher blocked on a full queue, a listener) |
-//! | 20 | `fd_armed` | 1 while the port waits on its wake-up descriptor ([`crate::sync::fdwake`]), else 0 |
+//! | offset | word | writers | meaning |
+//! |---|---|---|---|
+//! | 0 | `node_id` | the claimant, the owner on drop, cleaners | 0 (free) → the owner's node id (CAS by the claimant) → 0 (by the owner on drop, or by a cleaner once the node is dead) |
+//! | 8 | `id` | the same | 0 → the port id (Release, after the claim) → 0 |
+//! | 16 | `event` | the pattern's notifiers; the port registers to sleep | the [`EventWord`] the port sleeps on (a subscriber waiting for samples, a publisher blocked on a full queue, a listener) |
+//! | 20 | `fd_armed` | the port arms (0 → 1); a notifier that saw a registered sleeper swaps it back to 0 | 1 while the port waits on its wake-up descriptor and wants a wake byte, else 0; exactly one notifier sees 1 per arming ([`crate::sync::fdwake`]) |
 //!
 //! `node_id` and `id` change only through [`crate::sync::slot`], whose
 //! module docs hold their state table and whose loom models
-//! (`service::loom_tests`) run these very functions.
+//! (`service::loom_tests`) run these very functions. Readers (peers
+//! rescanning after a generation bump) go by `id`, claimants and cleaners
+//! by `node_id`: `id == 0` means "no port here" even while `node_id` is
+//! set. So a port killed between claiming `node_id` and storing its `id`
+//! leaves a slot that no peer uses and that cleanup frees (it looks at
+//! `node_id`). Every claim, release and reclamation is followed by a bump
+//! of the kind's generation word, so that peers rescan.
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;

@@ -310,7 +310,7 @@ pub struct HeapStats {
 ///
 /// Layout (`#[repr(C)]`, all `u64`): `magic, version, heap_start,
 /// heap_end, used_bytes, free_bytes, allocations, free_blocks,
-/// fl_bitmap, sl_bitmap[40], heads[40][16]` — 5512 bytes (see `ARCHITECTURE.md`).
+/// fl_bitmap, sl_bitmap[40], heads[40][16]` — 5512 bytes (see the module docs).
 #[repr(C)]
 pub struct HeapState {
     magic: u64,

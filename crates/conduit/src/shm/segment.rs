@@ -147,7 +147,7 @@ use super::relptr::Region;
 
 /// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CONDUIT\0");
-/// Version of the header format described in `ARCHITECTURE.md`.
+/// Version of the header format described in the module docs ("Header").
 pub const FORMAT_VERSION: u32 = 1;
 /// Bytes reserved for the header; the data area starts here.
 pub const HEADER_SIZE: usize = 128;

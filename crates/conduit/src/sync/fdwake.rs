@@ -1,13 +1,15 @@
 //! Waking a port through a file descriptor (for epoll, the WaitSet, async
 //! runtimes): an abstract-namespace Unix datagram socket per port, armed
-//! through a flag in shared memory.
+//! through a flag in shared memory (the `fd_armed` word of the port's slot,
+//! `service::registry`).
 //!
-//! The protocol (details and proof in `ARCHITECTURE.md`):
+//! The protocol (details and proof below):
 //!
 //! * The port (listener or subscriber) binds a non-blocking datagram
-//!   socket named `conduit.<domain>.wake.<port id>` (`Domain::wake_prefix`) in the abstract
-//!   namespace the first time its descriptor is asked for. No file, and the
-//!   name vanishes with the socket (with the process, however it dies).
+//!   socket named `conduit.<domain>.wake.<port id, 16 hex>`
+//!   (`Domain::wake_prefix`) in the abstract namespace the first time its
+//!   descriptor is asked for. No file, and the name vanishes with the
+//!   socket (with the process, however it dies).
 //! * **Arming** (in [`FdWake::poll`], after the port's own check found
 //!   nothing): drain the socket, store `armed = 1`, then
 //!   [`EventWord::register`] at the epoch snapshot taken *before* that
@@ -18,12 +20,111 @@
 //!   `MSG_DONTWAIT`. With nobody registered the notifier makes no system
 //!   call and never touches `armed`.
 //! * **Waking**: the byte makes the socket readable; the next
-//!   [`FdWake::poll`] sees `armed == 0`, drains and unregisters, runs the
-//!   check, and arms again if it found nothing.
+//!   [`FdWake::poll`] sees `armed == 0`, unregisters, runs the check,
+//!   drains, and arms again if it found nothing.
 //!
 //! The shared state (the port's pending bits or queues) is the truth; the
 //! byte only wakes. A full socket buffer (`EAGAIN`) drops the byte, which is
 //! harmless: a full buffer is a readable socket.
+//!
+//! # Arming, step by step
+//!
+//! [`FdWake::poll`], run by `try_wait` / `try_receive` once the descriptor
+//! exists:
+//!
+//! 1. If registered and `fd_armed == 0` (a notifier consumed the arming):
+//!    `unregister`.
+//! 2. Snapshot the epoch; run the port's check (take pending bits / receive
+//!    a sample); if something is there, return it.
+//! 3. Drain the socket (non-blocking `recv` until `EAGAIN`).
+//! 4. If still registered: if `fd_armed == 1`, return "nothing" (still
+//!    armed); else a notifier disarmed us after step 2 and we may have
+//!    drained its byte: unregister and go to 2.
+//! 5. `fd_armed = 1`; `register(epoch)`: registered → return "nothing";
+//!    epoch moved → go to 2; saturated (255 registrants) → send ourselves a
+//!    byte (stay readable: polling, but correct).
+//!
+//! Notifier ([`wake`]): `wake_all_reporting()` (the epoch bump); only if it
+//! saw a registered sleeper: `fence(Acquire)` (pairs with the Release
+//! register CAS its `fetch_add` read from, so `fd_armed = 1` is visible),
+//! then, unless a Relaxed load already reads 0, `swap(fd_armed, 0)`; if it
+//! was 1, read the port's `id` (after the swap: a new port in the slot
+//! stores its id before it arms) and, if it is not 0, `sendto` one byte
+//! with `MSG_DONTWAIT`.
+//!
+//! **Why nothing is lost.** Once `register(epoch)` succeeds, every later
+//! notification's `fetch_add` sees the registration and swaps `fd_armed`;
+//! the first finds 1 and sends a byte. Notifications before the
+//! registration were either seen by step 2 or moved the epoch (register
+//! fails, look again). Step 4 covers a drain that swallows the byte of a
+//! notifier that disarmed us after our check (found by the loom model of a
+//! first version). The models `loom_event_fd_arming_loses_no_wakeup` and
+//! `loom_event_fd_rearm_after_wakeup` (`event::loom_tests`) mirror these
+//! steps (the socket itself is not under loom).
+//!
+//! **No system call on the fast path.** With nobody registered a notify is
+//! the epoch `fetch_add` (for a listener, plus the `fetch_or` of its
+//! pending bit, on the same line). A port that never asked for its
+//! descriptor never registers; one that did registers only after a poll
+//! found nothing (it is idle) and unregisters at its first poll after the
+//! wake-up. So notifiers pay the `sendto` once per idle → busy transition
+//! of a descriptor-waiting port, not per message, and a `FUTEX_WAKE` on an
+//! empty queue (the registration counts as a sleeper) per notification
+//! until that poll.
+//!
+//! # Why an abstract-namespace datagram socket
+//!
+//! The waiter needs a pollable descriptor that *another process* can make
+//! readable without holding a descriptor of every waiter:
+//!
+//! * **eventfd** is the ideal object, but the notifier needs the
+//!   descriptor: a connection per notifier–listener pair (fd passing with a
+//!   rendezvous and reconnection after crashes), or `pidfd_getfd`, which
+//!   needs ptrace permission (`PTRACE_MODE_ATTACH`, usually denied between
+//!   siblings by Yama `ptrace_scope=1`).
+//! * **A FIFO** is a filesystem object to create, protect and clean up
+//!   after crashes; a writer needs `open` (a system call per wake or a
+//!   cached descriptor per listener), and `O_NONBLOCK` opening fails
+//!   without a reader.
+//! * **An abstract Unix datagram socket** (chosen): the port binds
+//!   `\0conduit.<domain>.wake.<port id, 16 hex>`; any process can `sendto`
+//!   it with one system call from one unbound socket per process, no
+//!   connection, no per-listener descriptor, no file; the name disappears
+//!   with the socket, i.e. with the process, however it dies. A datagram
+//!   to a dead port fails (`ECONNREFUSED`, ignored).
+//!
+//! **Full socket buffer**: `MSG_DONTWAIT` returns `EAGAIN` and the byte is
+//! dropped; nothing blocks, nothing is lost (a full buffer is a readable
+//! socket; the pending bits and queues are the truth). At most one byte
+//! per arming is sent, so the buffer holds one or two.
+//!
+//! **Limits**: abstract names are per network namespace, so processes that
+//! share `/dev/shm` but not a network namespace (containers) get futex
+//! wake-ups but no descriptor wake-ups. Any local process of the namespace
+//! can send bytes to the socket: only spurious wake-ups follow (the data
+//! always comes from shared memory).
+//!
+//! # Using the descriptor (WaitSet, epoll, async)
+//!
+//! `Listener` and `Subscriber` implement `Attachable` with `fd()` =
+//! `wake_fd()` and no `acknowledge` (the poll drains). After the source is
+//! reported, call `try_wait` once (it takes every pending id) or
+//! `try_receive` until it returns `None`: the call that finds nothing
+//! re-arms. The first report after the descriptor is created may be
+//! spurious (the port sends itself a byte so that what was notified before
+//! it armed is looked at). `Attachable::fd` panics if the socket cannot be
+//! created (out of descriptors); call `wake_fd()` first to get that as an
+//! error. Once the descriptor exists an empty `try_wait` / `try_receive`
+//! costs one non-blocking `recv` (the drain that keeps a late byte from
+//! making the descriptor readable forever), so busy-polling loops should
+//! not create it; blocking `wait()` / `receive()` never drain. Using both
+//! `wait()` and the descriptor on one port is allowed (spurious wake-ups at
+//! worst). tokio (`src/tokio.rs`): an `AsyncFd<OwnedFd>` over a duplicate
+//! of the descriptor, created on first use and kept in the port's
+//! [`FdWake::glue`] slot (dropped before the socket); `wait_async` /
+//! `receive_async`: try (which arms) → `readable().await` → try →
+//! `clear_ready()` → loop; cancel-safe, since nothing is taken unless the
+//! future completes.
 
 use std::any::Any;
 use std::cell::{Cell, OnceCell};

@@ -1,7 +1,7 @@
-//! Port slots of the service registries (publish/subscribe ports in
-//! `service::layout::PortSlot`, notifiers and listeners in
-//! `event::layout`): two words per slot, claimed by CAS, freed by their
-//! owner or, once the owner's node is dead, by any cleaner.
+//! Port slots of the service registries (the first two words of the
+//! service core's `service::registry::PortSlot`, used by every pattern's
+//! ports): two words per slot, claimed by CAS, freed by their owner or,
+//! once the owner's node is dead, by any cleaner.
 //!
 //! | word | transitions |
 //! |---|---|
