@@ -120,7 +120,16 @@ impl DomainObject {
         format!("conduit.{}.{}", self.domain, self.name)
     }
 
+    /// The object named `file_name` in `/dev/shm`, with its size.
     fn parse(file_name: &str) -> Option<DomainObject> {
+        let mut object = DomainObject::classify(file_name)?;
+        object.bytes = std::fs::metadata(format!("/dev/shm/{file_name}")).map_or(0, |m| m.len());
+        Some(object)
+    }
+
+    /// Domain, name and kind from a `/dev/shm` name alone (no system
+    /// call; `bytes` is 0).
+    fn classify(file_name: &str) -> Option<DomainObject> {
         let rest = file_name.strip_prefix("conduit.")?;
         let (domain, name) = rest.split_once('.')?;
         let kind = if name.starts_with(NODE_PREFIX) {
@@ -135,12 +144,11 @@ impl DomainObject {
         } else {
             ObjectKind::Segment
         };
-        let bytes = std::fs::metadata(format!("/dev/shm/{file_name}")).map_or(0, |m| m.len());
         Some(DomainObject {
             domain: domain.to_owned(),
             name: name.to_owned(),
             kind,
-            bytes,
+            bytes: 0,
         })
     }
 }
@@ -278,7 +286,7 @@ mod tests {
 
     #[test]
     fn object_names_are_classified() {
-        let kind = |f: &str| DomainObject::parse(f).map(|o| (o.domain, o.name, o.kind));
+        let kind = |f: &str| DomainObject::classify(f).map(|o| (o.domain, o.name, o.kind));
         assert_eq!(
             kind("conduit.d.node.00000000000000ff"),
             Some(("d".into(), "node.00000000000000ff".into(), ObjectKind::Node))

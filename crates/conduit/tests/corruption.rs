@@ -587,7 +587,7 @@ fn queue_indices_at_their_limits() {
             .domain(&domain)
             .open()
             .unwrap();
-        // Offsets from service/layout.rs with one publisher and one
+        // Offsets from pubsub/layout.rs with one publisher and one
         // subscriber: header line, 80 config words, one slot each, then
         // the connection: link, ret_tail, head, entries (16 B each).
         let conn = 64 + 80 * 8 + 64 + 64;

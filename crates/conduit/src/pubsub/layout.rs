@@ -406,13 +406,13 @@ pub(crate) struct Head {
     pub(crate) head: AtomicU64,
 }
 
-// SAFETY (all four): `repr(C)` structs of atomics.
+// SAFETY: `repr(C)`: three atomics.
 unsafe impl SharedWords for ConnLink {}
-// SAFETY: see above.
+// SAFETY: `repr(C)`: one atomic.
 unsafe impl SharedWords for RetTail {}
-// SAFETY: see above.
+// SAFETY: `repr(C)`: one atomic.
 unsafe impl SharedWords for Head {}
-// SAFETY: see above.
+// SAFETY: `repr(C)`: two atomics.
 unsafe impl SharedWords for Entry {}
 
 /// Offsets of everything in a service segment, computed from the QoS.

@@ -75,7 +75,7 @@ pub(crate) trait Pattern: Sized + 'static {
     /// Fingerprint of its segment format (checked by the segment header).
     const FINGERPRINT: u64;
     /// Its port kinds, plural ("publishers", "subscribers"), in the order
-    /// of the header's generation words and of [`port_array`](Self::port_array).
+    /// of the header's generation words and of `PatternLayout::port_array`.
     const PORT_KINDS: &'static [&'static str];
 
     /// The static configuration, decoded.

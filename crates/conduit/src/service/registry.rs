@@ -54,7 +54,7 @@ pub(crate) struct ServiceHeader {
     /// See the module docs.
     pub(crate) removed: AtomicU64,
     /// One per port kind, in the order of the pattern's
-    /// [`PORT_KINDS`](super::Pattern::PORT_KINDS).
+    /// [`PORT_KINDS`](super::core::Pattern::PORT_KINDS).
     pub(crate) generation: [AtomicU64; MAX_PORT_KINDS],
 }
 

@@ -4,7 +4,7 @@
 //! * [`Signals`] subscribes to a set of signals and hands each delivery
 //!   over as a [`Received`] value (number, sender pid and uid, origin, the
 //!   queued value). No user code ever runs in a signal handler.
-//! * [`send`], [`send_group`] and [`queue`] send by number; [`Process`]
+//! * [`send()`], [`send_group`] and [`queue`] send by number; [`Process`]
 //!   sends through a pidfd, so a signal meant for a process that has exited
 //!   can never hit another process that got the same PID.
 //! * [`Termination`]: the first SIGINT/SIGTERM/SIGHUP asks the program to

@@ -77,7 +77,7 @@ impl Signal {
     pub const WINCH: Signal = Signal(sys::SIGWINCH);
 
     /// The signal with number `raw`, if applications may use it (see
-    /// [`crate::sys::signal::is_valid`]).
+    /// `sys::signal::is_valid`).
     pub fn from_raw(raw: i32) -> Option<Signal> {
         sys::is_valid(raw).then_some(Signal(raw))
     }
