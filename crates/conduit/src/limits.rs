@@ -25,8 +25,8 @@
 //! [`socket::MAX_FDS_PER_MESSAGE`]: crate::socket::MAX_FDS_PER_MESSAGE
 //! [`mq::MessageQueue::limits`]: crate::mq::MessageQueue::limits
 
-use crate::Errno;
 use crate::sys;
+use crate::sys::Errno;
 
 /// Space of the file system that holds POSIX shared memory (`/dev/shm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

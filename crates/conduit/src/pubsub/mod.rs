@@ -239,7 +239,7 @@ unsafe impl ShmSafe for NoHeader {
 
 /// The data segment name of publisher `id` (inside the domain).
 pub fn data_segment_name(id: crate::service::PortId) -> String {
-    crate::Domain::publisher_data_segment(id.0)
+    crate::domain::Domain::publisher_data_segment(id.0)
 }
 
 // Entry word of a delivery queue (AtomicU64):
@@ -432,13 +432,13 @@ pub(crate) struct PubData {
 
 impl PubData {
     pub(crate) fn open(
-        domain: &crate::Domain,
+        domain: &crate::domain::Domain,
         permissions: crate::shm::Permissions,
         id: u64,
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<PubData, String> {
-        let segment = Segment::builder(&crate::Domain::publisher_data_segment(id))
+        let segment = Segment::builder(&crate::domain::Domain::publisher_data_segment(id))
             .domain(domain.name())
             .permissions(permissions)
             .fingerprint(DATA_FINGERPRINT)
@@ -453,7 +453,7 @@ impl PubData {
 /// The node id recorded in publisher data segment `name` of `domain`
 /// (`None` if it cannot be opened or read).
 pub(crate) fn data_segment_node(
-    domain: &crate::Domain,
+    domain: &crate::domain::Domain,
     name: &str,
     permissions: crate::shm::Permissions,
 ) -> Option<u64> {

@@ -67,7 +67,7 @@ pub const MAX_OBJECT_NAME: usize = 63;
 type Key = [u8; 64];
 
 /// One directory entry: where a named object lives and what type it has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, crate::ShmSafe)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, conduit_derive::ShmSafe)]
 #[repr(C)]
 pub struct DirectoryEntry {
     offset: u64,
@@ -77,14 +77,14 @@ pub struct DirectoryEntry {
 }
 
 /// Heap and directory, protected by the segment's robust lock.
-#[derive(crate::ShmSafe)]
+#[derive(conduit_derive::ShmSafe)]
 #[repr(C)]
 pub struct ManagedState {
     heap: HeapState,
     directory: ShmHashMap<Key, DirectoryEntry>,
 }
 
-#[derive(crate::ShmSafe)]
+#[derive(conduit_derive::ShmSafe)]
 #[repr(C, align(64))]
 struct Root {
     magic: AtomicU64,

@@ -410,7 +410,7 @@ fn remaining(timeout: Option<Duration>, deadline: Option<Instant>) -> Option<Dur
 // loom (a test-only build in which nothing is shared between processes)
 // the atomic is loom's and the impl only lets types that embed an
 // EventWord compile.
-unsafe impl crate::ShmSafe for EventWord {
+unsafe impl crate::shm::ShmSafe for EventWord {
     const LAYOUT: crate::shm::TypeLayout = crate::shm::TypeLayout::leaf(
         "conduit::EventWord",
         core::mem::size_of::<EventWord>(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::futex;
 use super::identity::{self, Identity, Liveness};
-use crate::ShmSafe;
+use crate::shm::ShmSafe;
 
 /// Lock word bit: some contender may sleep on the word, so the unlocker
 /// must `FUTEX_WAKE`.
