@@ -156,6 +156,7 @@ fn mapping_hint(max_map_count: Option<u64>, address_space: Option<u64>) -> Strin
 
 /// Why a segment could not be created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// The domain or name is invalid.
     #[error(transparent)]
@@ -211,6 +212,7 @@ pub enum CreateError {
 
 /// Why a segment could not be opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// The domain or name is invalid.
     #[error(transparent)]
@@ -394,6 +396,7 @@ impl OpenError {
 
 /// Why [`SegmentBuilder::open_or_create`](super::SegmentBuilder::open_or_create) failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenOrCreateError {
     /// Creating failed for a reason other than the segment existing.
     #[error(transparent)]
@@ -408,6 +411,7 @@ pub enum OpenOrCreateError {
 
 /// Why removing a segment failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoveError {
     /// The domain or name is invalid.
     #[error(transparent)]

@@ -10,6 +10,7 @@ pub const MAX_NAME_LEN: usize = 180;
 
 /// An invalid domain or segment name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("{what} is empty")]
