@@ -4,8 +4,8 @@
 /// Prints shared-memory, descriptor, mapping, pipe, socket and
 /// message-queue limits of this system (`json`: one `{"limit": …,
 /// "value": …}` object per line). These are the limits conduit's
-/// exhaustion errors name (`InsufficientSpace`, `TooManyOpenFiles`,
-/// `OutOfMappings`, `ResourceLimit`...).
+/// exhaustion errors name (`shm::ResourceExhausted`, the
+/// `TooManyOpenFiles` of sockets and queues, `ResourceLimit`...).
 pub fn run(json: bool) -> i32 {
     let show = |what: &str, value: String| {
         if json {

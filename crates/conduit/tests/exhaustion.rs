@@ -18,7 +18,7 @@ use conduit::mq::{self, MessageQueue};
 use conduit::node::{Node, NodeCreateError};
 use conduit::pubsub::PublisherCreateError;
 use conduit::service::ServiceError;
-use conduit::shm::{CreateError, OpenError, Segment};
+use conduit::shm::{CreateError, OpenError, Resource, ResourceExhausted, Segment};
 
 child_entry!(dispatch);
 
@@ -189,12 +189,15 @@ fn shm_full(domain: &str) {
         .create()
     {
         Err(
-            e @ CreateError::InsufficientSpace {
-                requested,
-                available,
-                total,
+            e @ CreateError::Exhausted(ResourceExhausted {
+                resource:
+                    Resource::SharedMemorySpace {
+                        requested,
+                        available,
+                        total,
+                    },
                 ..
-            },
+            }),
         ) => {
             assert!(requested > 2 << 20);
             assert!(
@@ -203,7 +206,7 @@ fn shm_full(domain: &str) {
             );
             assert!(e.to_string().contains("--shm-size"), "{e}");
         }
-        other => panic!("expected InsufficientSpace, got {other:?}"),
+        other => panic!("expected Exhausted(SharedMemorySpace), got {other:?}"),
     }
     assert!(listing().is_empty(), "{:?}", listing());
 
@@ -222,7 +225,13 @@ fn shm_full(domain: &str) {
         assert!(made.len() < 64, "a 1 MiB tmpfs held 64 segments of 60 KiB");
     };
     assert!(
-        matches!(err, CreateError::InsufficientSpace { .. }),
+        matches!(
+            err,
+            CreateError::Exhausted(ResourceExhausted {
+                resource: Resource::SharedMemorySpace { .. },
+                ..
+            })
+        ),
         "{err:?}"
     );
     assert!(made.len() >= 8, "only {} fitted", made.len());
@@ -257,9 +266,12 @@ fn shm_full(domain: &str) {
     assert!(
         matches!(
             r,
-            Err(NodeCreateError::Segment(
-                CreateError::InsufficientSpace { .. }
-            ))
+            Err(NodeCreateError::Segment(CreateError::Exhausted(
+                ResourceExhausted {
+                    resource: Resource::SharedMemorySpace { .. },
+                    ..
+                }
+            )))
         ),
         "{r:?}"
     );
@@ -267,9 +279,12 @@ fn shm_full(domain: &str) {
     assert!(
         matches!(
             r,
-            Err(PublisherCreateError::Segment(
-                CreateError::InsufficientSpace { .. }
-            ))
+            Err(PublisherCreateError::Segment(CreateError::Exhausted(
+                ResourceExhausted {
+                    resource: Resource::SharedMemorySpace { .. },
+                    ..
+                }
+            )))
         ),
         "{r:?}"
     );
@@ -282,7 +297,10 @@ fn shm_full(domain: &str) {
         matches!(
             r,
             Err(ServiceError::Create {
-                source: CreateError::InsufficientSpace { .. },
+                source: CreateError::Exhausted(ResourceExhausted {
+                    resource: Resource::SharedMemorySpace { .. },
+                    ..
+                }),
                 ..
             })
         ),
@@ -361,30 +379,48 @@ fn descriptors(domain: &str) {
         );
     };
     match &err {
-        CreateError::TooManyOpenFiles { limit, .. } => {
+        CreateError::Exhausted(ResourceExhausted {
+            resource: Resource::FileDescriptors { limit },
+            ..
+        }) => {
             assert_eq!(*limit, Some(highest + 12));
             assert!(err.to_string().contains("ulimit -n"), "{err}");
         }
-        other => panic!("expected TooManyOpenFiles, got {other:?}"),
+        other => panic!("expected Exhausted(FileDescriptors), got {other:?}"),
     }
     // Everything else that needs a descriptor says the same.
     let r = Segment::builder("keep").domain(domain).open();
     assert!(
-        matches!(r, Err(OpenError::TooManyOpenFiles { .. })),
+        matches!(
+            r,
+            Err(OpenError::Exhausted(ResourceExhausted {
+                resource: Resource::FileDescriptors { .. },
+                ..
+            }))
+        ),
         "{r:?}"
     );
     let r = Segment::builder("anon").size(4096).create_anonymous();
     assert!(
-        matches!(r, Err(CreateError::TooManyOpenFiles { .. })),
+        matches!(
+            r,
+            Err(CreateError::Exhausted(ResourceExhausted {
+                resource: Resource::FileDescriptors { .. },
+                ..
+            }))
+        ),
         "{r:?}"
     );
     let r = service.publisher().create();
     assert!(
         matches!(
             r,
-            Err(PublisherCreateError::Segment(
-                CreateError::TooManyOpenFiles { .. }
-            ))
+            Err(PublisherCreateError::Segment(CreateError::Exhausted(
+                ResourceExhausted {
+                    resource: Resource::FileDescriptors { .. },
+                    ..
+                }
+            )))
         ),
         "{r:?}"
     );
@@ -392,9 +428,12 @@ fn descriptors(domain: &str) {
     assert!(
         matches!(
             r,
-            Err(NodeCreateError::Segment(
-                CreateError::TooManyOpenFiles { .. }
-            ))
+            Err(NodeCreateError::Segment(CreateError::Exhausted(
+                ResourceExhausted {
+                    resource: Resource::FileDescriptors { .. },
+                    ..
+                }
+            )))
         ),
         "{r:?}"
     );
@@ -403,7 +442,10 @@ fn descriptors(domain: &str) {
         matches!(
             r,
             Err(ServiceError::Create {
-                source: CreateError::TooManyOpenFiles { .. },
+                source: CreateError::Exhausted(ResourceExhausted {
+                    resource: Resource::FileDescriptors { .. },
+                    ..
+                }),
                 ..
             })
         ),
@@ -559,21 +601,38 @@ fn mappings(domain: &str) {
     let mut maps = fill_mappings(max_map_count);
     let r = Segment::builder("new").domain(domain).size(4096).create();
     match &r {
-        Err(e @ CreateError::OutOfMappings { max_map_count, .. }) => {
+        Err(
+            e @ CreateError::Exhausted(ResourceExhausted {
+                resource: Resource::Mappings { max_map_count, .. },
+                ..
+            }),
+        ) => {
             assert!(max_map_count.is_some());
             scratch.push(e.to_string());
         }
-        other => panic!("expected OutOfMappings, got {other:?}"),
+        other => panic!("expected Exhausted(Mappings), got {other:?}"),
     }
     let r = Segment::builder("keep").domain(domain).open();
-    assert!(matches!(r, Err(OpenError::OutOfMappings { .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::Exhausted(ResourceExhausted {
+                resource: Resource::Mappings { .. },
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
     let r = service.publisher().create();
     assert!(
         matches!(
             r,
-            Err(PublisherCreateError::Segment(
-                CreateError::OutOfMappings { .. }
-            ))
+            Err(PublisherCreateError::Segment(CreateError::Exhausted(
+                ResourceExhausted {
+                    resource: Resource::Mappings { .. },
+                    ..
+                }
+            )))
         ),
         "{r:?}"
     );
@@ -615,15 +674,19 @@ fn address_space(domain: &str) {
         .create();
     match r {
         Err(
-            e @ CreateError::OutOfMappings {
-                address_space_limit,
+            e @ CreateError::Exhausted(ResourceExhausted {
+                resource:
+                    Resource::Mappings {
+                        address_space_limit,
+                        ..
+                    },
                 ..
-            },
+            }),
         ) => {
             assert_eq!(address_space_limit, Some(limit));
             assert!(e.to_string().contains("RLIMIT_AS"), "{e}");
         }
-        other => panic!("expected OutOfMappings, got {other:?}"),
+        other => panic!("expected Exhausted(Mappings), got {other:?}"),
     }
     assert!(objects(domain).is_empty(), "{:?}", objects(domain));
     // A small one still fits.

@@ -9,7 +9,10 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use conduit::shm::{CreateError, HEADER_SIZE, OpenError, OpenOrCreateError, Origin, Segment};
+use conduit::shm::{
+    CreateError, HEADER_SIZE, OpenError, OpenOrCreateError, Origin, Resource, ResourceExhausted,
+    Segment,
+};
 
 fn dispatch(role: &str, args: &[String]) {
     let domain = &args[0];
@@ -454,11 +457,16 @@ fn insufficient_space_is_reported_before_any_sigbus() {
     let available = conduit::limits::shared_memory_space().unwrap().free;
     let too_much = usize::try_from(available).unwrap() + (1 << 30);
     match Segment::builder("huge").domain(&d).size(too_much).create() {
-        Err(e @ CreateError::InsufficientSpace { .. }) => {
+        Err(
+            e @ CreateError::Exhausted(ResourceExhausted {
+                resource: Resource::SharedMemorySpace { .. },
+                ..
+            }),
+        ) => {
             let text = e.to_string();
             assert!(text.contains("--shm-size"), "{text}");
         }
-        other => panic!("expected InsufficientSpace, got {other:?}"),
+        other => panic!("expected Exhausted(SharedMemorySpace), got {other:?}"),
     }
     assert_clean(&d);
     // open_or_create reports it the same way.
@@ -467,9 +475,12 @@ fn insufficient_space_is_reported_before_any_sigbus() {
             .domain(&d)
             .size(too_much)
             .open_or_create(),
-        Err(OpenOrCreateError::Create(
-            CreateError::InsufficientSpace { .. }
-        ))
+        Err(OpenOrCreateError::Create(CreateError::Exhausted(
+            ResourceExhausted {
+                resource: Resource::SharedMemorySpace { .. },
+                ..
+            }
+        )))
     ));
     assert_clean(&d);
 }

@@ -185,6 +185,7 @@ const HEAP_KEY: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Why a heap operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AllocError {
     /// No free block is large enough (the heap is full or fragmented).
     #[error("out of shared memory: no free block for {size} bytes aligned to {align}")]
@@ -264,6 +265,7 @@ pub enum AllocError {
 
 /// Why [`HeapState::init`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeapInitError {
     /// The requested heap range is not inside the region.
     #[error("heap range is outside the region")]

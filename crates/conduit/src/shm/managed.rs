@@ -94,6 +94,7 @@ struct Root {
 
 /// What can go wrong in a managed segment.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManagedError {
     /// Creating the segment failed.
     #[error(transparent)]

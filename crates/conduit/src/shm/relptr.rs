@@ -26,6 +26,7 @@ use super::shm_safe::{ShmSafe, TypeLayout, fingerprint};
 
 /// Why an offset could not be resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OffsetError {
     /// The target range `[offset, offset + size)` is not inside the region.
     #[error(

@@ -211,6 +211,7 @@ impl From<&View> for View {
 
 /// Why a container operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContainerError {
     /// The heap could not allocate or free (out of memory, corrupted heap,
     /// storage offset that is not a heap block).
