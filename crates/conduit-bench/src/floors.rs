@@ -92,7 +92,7 @@ impl SharedPage {
         let (len, buffer_stride) = Self::len_for(payload);
         let memfd = raw::memfd("conduit-bench-floors");
         raw::truncate(&memfd, len as u64);
-        let map = Mapping::shared(&memfd, len);
+        let map = Mapping::shared(&memfd, len).expect("mmap");
         SharedPage {
             memfd,
             map,
@@ -103,7 +103,7 @@ impl SharedPage {
     fn inherit(i: usize, payload: usize) -> SharedPage {
         let (len, buffer_stride) = Self::len_for(payload);
         let memfd = harness::inherited_fd(i);
-        let map = Mapping::shared(&memfd, len);
+        let map = Mapping::shared(&memfd, len).expect("mmap");
         SharedPage {
             memfd,
             map,

@@ -3,6 +3,9 @@
 //! the library, `conduit` runs as a child process. Each test has its own
 //! domain and leaves nothing in /dev/shm.
 
+mod common;
+
+use common::{shm_names, stderr};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,21 +76,6 @@ impl Drop for Domain {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The names in /dev/shm that start with `prefix`, sorted.
-fn shm_names(prefix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    names.sort();
-    names
 }
 
 /// The command failed with `code` and one `conduit: ` line on stderr.

@@ -1,5 +1,8 @@
 //! End-to-end tests of `conduit signal send|watch`, with real processes.
 
+mod common;
+
+use common::stderr;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
@@ -63,10 +66,6 @@ fn send(args: &[&str], customise: impl FnOnce(&mut Command)) -> (Output, u32) {
         .unwrap();
     let pid = child.id();
     (child.wait_with_output().unwrap(), pid)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// This process's effective user id (`geteuid`).

@@ -3,6 +3,9 @@
 //! must make it fail, naming them (so the soak cannot pass vacuously).
 //! The runs are serialised: they share two CPUs with everything else.
 
+mod common;
+
+use common::{shm_names, stderr};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,21 +51,6 @@ fn soak(args: &[&str]) -> (Output, serde_json::Value) {
     let left = shm_names(&format!("conduit.{d}."));
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
     (out, summary)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The names in /dev/shm that start with `prefix`, sorted.
-fn shm_names(prefix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    names.sort();
-    names
 }
 
 fn count(v: &serde_json::Value, key: &str) -> u64 {

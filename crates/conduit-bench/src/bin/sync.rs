@@ -150,7 +150,7 @@ fn ping_pong(name: &str, index: usize, mode: Mode, rounds: u64) {
     let memfd: OwnedFd = raw::memfd("conduit-bench-sync");
     raw::truncate(&memfd, LEN as u64);
     raw::allocate(&memfd, LEN as u64);
-    let map = Mapping::shared(&memfd, LEN);
+    let map = Mapping::shared(&memfd, LEN).expect("mmap");
     let s = shared(&map);
     let path = format!("/proc/{}/fd/{}", std::process::id(), memfd.as_raw_fd());
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -213,7 +213,7 @@ fn child(role: &str, path: &str, index: usize, rounds: u64) {
         .write(true)
         .open(path)
         .unwrap();
-    let map = Mapping::shared(&file, LEN);
+    let map = Mapping::shared(&file, LEN).expect("mmap");
     let s = shared(&map);
     let mode = modes()[index].1;
     let cpu_start = cpu_time();

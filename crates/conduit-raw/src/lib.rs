@@ -1,10 +1,17 @@
-//! The raw system calls of the baselines, made with `rustix` directly.
+//! Raw system calls for the benchmark floors and for staging tests, made
+//! with `rustix` directly and kept out of the `conduit` library on purpose.
 //!
-//! A floor is only honest if it measures the OS call itself, not conduit's
-//! wrapper of it, so the baselines do not go through conduit. Each function
-//! here makes exactly the call its doc names (retrying `EINTR` where it
-//! says so) and panics on any other error: a benchmark has no use for a
-//! failed syscall.
+//! * A benchmark floor is only honest if it measures the OS call itself,
+//!   not conduit's wrapper of it, so the baselines do not go through
+//!   conduit (`conduit-bench`).
+//! * Some tests need memory or descriptors conduit does not hand out (a
+//!   plain memfd, a second mapping of a foreign object, an unsealed file, a
+//!   hostile writer's raw mapping) (`crates/conduit/tests`).
+//!
+//! Each function makes exactly the call its doc names (retrying `EINTR`
+//! where it says so) and panics on any other error, unless it returns a
+//! `Result`: neither a benchmark nor a test's set-up has a use for a failed
+//! system call.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -38,6 +45,33 @@ pub fn allocate(fd: impl AsFd, len: u64) {
     }
 }
 
+/// This process's effective user id (`geteuid`).
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// `shm_open(name, O_RDWR, 0)`: an existing POSIX shared-memory object.
+pub fn shm_open(name: &str) -> Result<OwnedFd, Errno> {
+    rustix::shm::open(name, rustix::shm::OFlags::RDWR, rustix::fs::Mode::empty())
+}
+
+/// `shm_open(name, O_CREAT | O_EXCL | O_RDWR, mode)`: a new POSIX
+/// shared-memory object.
+pub fn shm_create(name: &str, mode: u32) -> OwnedFd {
+    use rustix::shm::OFlags;
+    rustix::shm::open(
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+        rustix::fs::Mode::from_raw_mode(mode),
+    )
+    .expect("shm_open")
+}
+
+/// `shm_unlink(name)`.
+pub fn shm_unlink(name: &str) -> Result<(), Errno> {
+    rustix::shm::unlink(name)
+}
+
 /// A mapping made with `mmap` and removed with `munmap` when dropped.
 pub struct Mapping {
     base: NonNull<u8>,
@@ -46,9 +80,12 @@ pub struct Mapping {
 
 impl Mapping {
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)`: the
-    /// first `len` bytes of `fd`, shared with every other mapping of it.
-    pub fn shared(fd: impl AsFd, len: usize) -> Mapping {
+    /// first `len` (non-zero) bytes of `fd`, shared with every other
+    /// mapping of it (two mappings of one file have two base addresses that
+    /// alias the same memory).
+    pub fn shared(fd: impl AsFd, len: usize) -> Result<Mapping, Errno> {
         use rustix::mm::{MapFlags, ProtFlags};
+        assert!(len > 0);
         // SAFETY: a null hint lets the kernel pick fresh addresses, so no
         // existing object is replaced; the range belongs to the new Mapping
         // until Drop unmaps it.
@@ -61,12 +98,11 @@ impl Mapping {
                 fd,
                 0,
             )
-        }
-        .expect("mmap");
-        Mapping {
+        }?;
+        Ok(Mapping {
             base: NonNull::new(ptr.cast()).expect("mmap returned null"),
             len,
-        }
+        })
     }
 
     /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE |
