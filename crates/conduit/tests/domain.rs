@@ -11,6 +11,17 @@ use conduit::prelude::*;
 use conduit::shm::{Permissions, Segment};
 use conduit::{DomainObject, ObjectKind, ServiceKind};
 
+/// The two services both processes use: topic `t` and event service `e`.
+fn services(node: &Node) -> (PubSubService<u64>, EventService) {
+    let topic = node
+        .service("t")
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .unwrap();
+    let events = node.service("e").event().open_or_create().unwrap();
+    (topic, events)
+}
+
 fn dispatch(role: &str, args: &[String]) {
     let domain = &args[0];
     match role {
