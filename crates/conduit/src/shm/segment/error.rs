@@ -496,6 +496,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads rlimits (getrlimit), which Miri does not model")]
     fn only_descriptor_and_mapping_errnos_are_exhaustion() {
         let classify = |op, errno| ResourceExhausted::from_os(op, "x", 4096, errno);
         for errno in [Errno::MFILE, Errno::NFILE] {
