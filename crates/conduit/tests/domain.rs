@@ -32,14 +32,9 @@ fn dispatch(role: &str, args: &[String]) {
                 .domain(domain)
                 .create()
                 .unwrap();
-            let topic = node
-                .service("t")
-                .publish_subscribe::<u64>()
-                .open_or_create()
-                .unwrap();
+            let (topic, events) = services(&node);
             let _publisher = topic.publisher().create().unwrap();
             let _subscriber = topic.subscriber().create().unwrap();
-            let events = node.service("e").event().open_or_create().unwrap();
             let _notifier = events.notifier().create().unwrap();
             println!("ready {}", node.id());
             loop {
