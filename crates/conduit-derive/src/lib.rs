@@ -427,6 +427,14 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
         |ty| quote!(<#ty as ::conduit::ShmSafe>::SHALLOW_FINGERPRINT),
     );
 
+    // Padding-free: every field is, and their sizes add up to the
+    // struct's (repr(C) puts padding only between and after fields).
+    let field_types: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
+    let padding_free = quote! {
+        true #(&& <#field_types as ::conduit::ShmSafe>::PADDING_FREE)*
+            && ::core::mem::size_of::<Self>()
+                == 0 #(+ ::core::mem::size_of::<#field_types>())*
+    };
     quote! {
         // SAFETY: checked by `#[derive(ShmSafe)]`: the struct is repr(C)
         // or repr(transparent) (not packed), every field is ShmSafe (so
@@ -444,6 +452,7 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
                 }
             };
             const SHALLOW_FINGERPRINT: u64 = #shallow;
+            const PADDING_FREE: bool = #padding_free;
         }
     }
 }
