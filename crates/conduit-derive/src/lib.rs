@@ -75,7 +75,11 @@
 //! * **Padding** is allowed (every bit pattern is still valid), but writing
 //!   a value with padding into a segment may copy uninitialised bytes: stack
 //!   contents leak to the reader (not UB for either side). Use explicit
-//!   `_reserved` fields if that matters.
+//!   `_reserved` fields if that matters. The derive sets
+//!   `ShmSafe::PADDING_FREE` to `true` only when every field is
+//!   padding-free and the field sizes add up to the struct's; the
+//!   blackboard, which copies values word by word through atomics,
+//!   refuses other types at compile time.
 //! * **`u128`/`i128` alignment** changed in Rust 1.77 on x86-64; the
 //!   fingerprint includes the alignment, so programs built on either side
 //!   of the change refuse each other rather than misread.

@@ -265,7 +265,7 @@ pub fn decode_blackboard(bytes: &[u8]) {
     let mut out = vec![0u64; layout.value_words];
     for i in 0..layout.entries.min(64) {
         if let Some(entry) = blackboard_entry(&region, &layout, i) {
-            let _ = bb::try_read(entry, &mut out);
+            let _ = bb::try_read(entry, |i, w| out[i] = w);
         }
     }
 }
@@ -279,7 +279,13 @@ mod tests {
         let valid = valid_blackboard();
         let mut words = aligned(&valid, 0);
         let config = BlackboardConfig::read(&region_of(&mut words)).expect("valid");
-        assert_eq!(config, BlackboardConfig { initial: Vec::new(), ..blackboard_config() });
+        assert_eq!(
+            config,
+            BlackboardConfig {
+                initial: Vec::new(),
+                ..blackboard_config()
+            }
+        );
         decode_blackboard(&valid);
         decode_blackboard(&[]);
         let step = if cfg!(miri) { 97 } else { 8 };

@@ -83,8 +83,8 @@ pub use sys::Errno;
 /// The names most programs need, in one import: `use conduit::prelude::*;`.
 pub mod prelude {
     pub use crate::Domain;
-    pub use crate::blackboard::{Blackboard, Reader, Writer};
     pub use crate::ShmSafe;
+    pub use crate::blackboard::Blackboard;
     pub use crate::event::EventId;
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;

@@ -118,7 +118,9 @@ fn dispatch(role: &str, args: &[String]) {
                     }
                 }
             }
-            println!("reads {reads} retries {retries} contended {contended} attempts0..3+ {histogram:?}");
+            println!(
+                "reads {reads} retries {retries} contended {contended} attempts0..3+ {histogram:?}"
+            );
         }
         // Reads forever (until killed).
         "endless-reader" => {
@@ -134,6 +136,17 @@ fn dispatch(role: &str, args: &[String]) {
 }
 
 child_entry!(dispatch);
+
+#[test]
+fn ports_are_send_and_readers_sync() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Blackboard<u32, Value>>();
+    sync::<Blackboard<u32, Value>>();
+    send::<conduit::blackboard::Writer<u32, Value>>();
+    send::<conduit::blackboard::Reader<u32, Value>>();
+    sync::<conduit::blackboard::Reader<u32, Value>>();
+}
 
 #[test]
 fn readers_in_other_processes_never_see_a_torn_value() {
@@ -270,7 +283,10 @@ fn killed_readers_change_nothing() {
     for k in 0..KEYS {
         let e = writer.entry(&k).unwrap();
         assert_eq!(e.update(value(k, 2)), 2);
-        assert_eq!(mine.entry(&k).unwrap().get_with_version(), Ok((value(k, 2), 2)));
+        assert_eq!(
+            mine.entry(&k).unwrap().get_with_version(),
+            Ok((value(k, 2), 2))
+        );
         assert!(also.entry(&k).unwrap().changed_since(1));
         assert!(!also.entry(&k).unwrap().changed_since(2));
     }
@@ -310,7 +326,10 @@ fn wrong_types_unknown_keys_and_a_second_writer_are_named_errors() {
         Err(ServiceError::IncompatibleType { .. })
     ));
     assert!(matches!(
-        service().blackboard::<u32, Value>().entry(99, value(99, 0)).open(),
+        service()
+            .blackboard::<u32, Value>()
+            .entry(99, value(99, 0))
+            .open(),
         Err(ServiceError::IncompatibleConfig { .. })
     ));
     // Opening with no entries, or a subset of them, is fine.

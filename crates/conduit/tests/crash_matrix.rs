@@ -403,9 +403,7 @@ fn board_writer(domain: &str) {
     let node = node(domain, "victim-writer");
     let board = board(&node);
     let writer = board.writer().unwrap();
-    let entries: Vec<_> = (0..BOARD_KEYS)
-        .map(|k| writer.entry(&k).unwrap())
-        .collect();
+    let entries: Vec<_> = (0..BOARD_KEYS).map(|k| writer.entry(&k).unwrap()).collect();
     println!("writing");
     loop {
         for (k, e) in (0..BOARD_KEYS).zip(&entries) {
@@ -1008,7 +1006,12 @@ fn service_creation_killed_in_initialiser() {
             assert!(listener.wait().contains(4));
             let board = board(&node);
             let reader = board.reader().unwrap();
-            board.writer().unwrap().entry(&0).unwrap().update(board_value(0, 5));
+            board
+                .writer()
+                .unwrap()
+                .entry(&0)
+                .unwrap()
+                .update(board_value(0, 5));
             assert_eq!(reader.entry(&0).unwrap().get(), Ok(board_value(0, 5)));
         }
         assert_clean(&domain);

@@ -377,7 +377,11 @@ impl<'a> BlackboardView<'a> {
     ///
     /// If `i` is not below the number of entries.
     pub(crate) fn entry(&self, i: usize) -> EntryWords<'a> {
-        assert!(i < self.layout.entries, "entry {i} of {}", self.layout.entries);
+        assert!(
+            i < self.layout.entries,
+            "entry {i} of {}",
+            self.layout.entries
+        );
         let base = self.layout.entry_offset(i);
         let n = self.layout.value_words;
         EntryWords {
@@ -421,23 +425,26 @@ pub(crate) fn update(entry: EntryWords<'_>, words: impl Fn(usize) -> u64) -> u64
     // Release: the copy's words happen before a reader's Acquire of it.
     entry.seq[other].store(2 * version, Ordering::Release);
     // Release: a reader that sees the new `current` sees the complete copy.
-    entry.current.store(version << 1 | other as u64, Ordering::Release);
+    entry
+        .current
+        .store(version << 1 | other as u64, Ordering::Release);
     version
 }
 
-/// One attempt to read the published value of `entry` into `out` (as
-/// many words as the copies hold); its version, or `None` if a write
-/// disturbed the attempt. Steps in the module docs.
+/// One attempt to read the published value of `entry`: `out(i, word)`
+/// receives every word of the copy, in order; returns the version, or
+/// `None` if a write disturbed the attempt (the words given are then
+/// garbage). Steps in the module docs.
 #[inline]
-pub(crate) fn try_read(entry: EntryWords<'_>, out: &mut [u64]) -> Option<u64> {
+pub(crate) fn try_read(entry: EntryWords<'_>, mut out: impl FnMut(usize, u64)) -> Option<u64> {
     let (version, index) = published(entry.current.load(Ordering::Acquire));
     let seq = entry.seq[index];
     let s1 = seq.load(Ordering::Acquire);
     if s1 != version.wrapping_mul(2) {
         return None;
     }
-    for (o, w) in out.iter_mut().zip(entry.copies[index]) {
-        *o = w.load(Ordering::Relaxed);
+    for (i, w) in entry.copies[index].iter().enumerate() {
+        out(i, w.load(Ordering::Relaxed));
     }
     // Acquire fence: if a load above saw a store of a later write, the
     // load below sees at least that write's odd `seq`.
@@ -469,26 +476,39 @@ pub(crate) fn word_of<T: crate::shm::ShmSafe>(value: &T, i: usize) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Stores word `i` of a value (its bytes `8i..8i + 8`, those inside the
+/// value) into `value`; once every word `0..ceil(size / 8)` has been
+/// put, every byte of `value` is written.
+#[inline]
+pub(crate) fn put_word<T>(value: &mut std::mem::MaybeUninit<T>, i: usize, word: u64) {
+    let size = size_of::<T>();
+    let start = 8 * i;
+    let len = size.saturating_sub(start).min(8);
+    // SAFETY: `start + len <= size` (len is 0 past the end): inside the
+    // value; the source is a local array of 8 bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            word.to_le_bytes().as_ptr(),
+            value.as_mut_ptr().cast::<u8>().add(start.min(size)),
+            len,
+        );
+    }
+}
+
 /// A value made of the bytes of `words` (at least `ceil(size / 8)`
 /// words; extra bytes ignored).
 #[inline]
 pub(crate) fn value_of<T: crate::shm::ShmSafe>(words: &[u64]) -> T {
-    let size = size_of::<T>();
-    assert!(words.len() * 8 >= size, "too few words for the value");
+    assert!(
+        words.len() >= words_of(size_of::<T>()),
+        "too few words for the value"
+    );
     let mut value = std::mem::MaybeUninit::<T>::uninit();
-    let dst = value.as_mut_ptr().cast::<u8>();
     for (i, w) in words.iter().enumerate() {
-        let start = 8 * i;
-        let len = size.saturating_sub(start).min(8);
-        if len == 0 {
-            break;
-        }
-        // SAFETY: `start + len <= size`: inside the value; the source is
-        // a local array of 8 bytes.
-        unsafe { std::ptr::copy_nonoverlapping(w.to_le_bytes().as_ptr(), dst.add(start), len) };
+        put_word(&mut value, i, *w);
     }
-    // SAFETY: every one of its `size` bytes was written above (the words
-    // cover them), and a `ShmSafe` type is valid for every bit pattern.
+    // SAFETY: every one of its bytes was written above (the words cover
+    // them), and a `ShmSafe` type is valid for every bit pattern.
     unsafe { value.assume_init() }
 }
 
@@ -550,14 +570,14 @@ mod tests {
         let buf = entry_buffer(2);
         let e = entry(&buf, 2);
         let mut out = [0u64; 2];
-        assert_eq!(try_read(e, &mut out), Some(0));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(0));
         assert_eq!(update(e, |i| 10 + i as u64), 1);
-        assert_eq!(try_read(e, &mut out), Some(1));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(1));
         assert_eq!(out, [10, 11]);
         assert_eq!(published(e.current.load(Ordering::Relaxed)), (1, 1));
         assert_eq!(update(e, |i| 20 + i as u64), 2);
         assert_eq!(published(e.current.load(Ordering::Relaxed)), (2, 0));
-        assert_eq!(try_read(e, &mut out), Some(2));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(2));
         assert_eq!(out, [20, 21]);
     }
 
@@ -571,15 +591,15 @@ mod tests {
         e.seq[0].store(2 * 2 + 1, Ordering::Relaxed);
         e.copies[0][0].store(0xdead, Ordering::Relaxed);
         let mut out = [0];
-        assert_eq!(try_read(e, &mut out), Some(1));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(1));
         assert_eq!(out, [5]);
         // Died between steps 3 and 4: complete but unpublished.
         e.seq[0].store(2 * 2, Ordering::Relaxed);
-        assert_eq!(try_read(e, &mut out), Some(1));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(1));
         assert_eq!(out, [5]);
         // The new writer's version is above the dead one's.
         assert_eq!(update(e, |_| 6), 3);
-        assert_eq!(try_read(e, &mut out), Some(3));
+        assert_eq!(try_read(e, |i, w| out[i] = w), Some(3));
         assert_eq!(out, [6]);
     }
 
@@ -589,7 +609,7 @@ mod tests {
         let e = entry(&buf, 1);
         // Copy 0 published (version 0) but being rewritten: odd seq.
         e.seq[0].store(7, Ordering::Relaxed);
-        assert_eq!(try_read(e, &mut [0]), None);
+        assert_eq!(try_read(e, |_, _| {}), None);
     }
 
     #[test]
@@ -609,7 +629,7 @@ mod tests {
             let mut seen = 0;
             while last < rounds as u64 && seen < 10 * rounds {
                 seen += 1;
-                if let Some(v) = try_read(e, &mut out) {
+                if let Some(v) = try_read(e, |i, w| out[i] = w) {
                     assert!(out.iter().all(|w| *w == out[0]), "torn: {out:?}");
                     assert!(v >= last, "version went back");
                     assert_eq!(out[0], v, "value of another version");
@@ -658,7 +678,10 @@ mod tests {
         words[(CONFIG_OFFSET / 8) + W_ENTRIES] = 1 << 40;
         assert!(BlackboardConfig::read(&region).is_err());
         words[(CONFIG_OFFSET / 8) + W_ENTRIES] = MAX_ENTRIES as u64;
-        assert!(BlackboardConfig::read(&region).is_err(), "key table outside");
+        assert!(
+            BlackboardConfig::read(&region).is_err(),
+            "key table outside"
+        );
     }
 
     #[test]

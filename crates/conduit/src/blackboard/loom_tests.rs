@@ -30,7 +30,13 @@ impl Entry {
     /// Version 0 with the value `initial` in copy 0.
     fn new(initial: u64) -> Entry {
         let words = (0..3 + 2 * WORDS)
-            .map(|i| AtomicU64::new(if (3..3 + WORDS).contains(&i) { initial } else { 0 }))
+            .map(|i| {
+                AtomicU64::new(if (3..3 + WORDS).contains(&i) {
+                    initial
+                } else {
+                    0
+                })
+            })
             .collect();
         Entry(words)
     }
@@ -48,7 +54,7 @@ impl Entry {
 /// to its version (`value(version)`), and returns the version.
 fn read_checked(entry: &Entry, value: impl Fn(u64) -> u64) -> Option<u64> {
     let mut out = [u64::MAX; WORDS];
-    let version = try_read(entry.words(), &mut out)?;
+    let version = try_read(entry.words(), |i, w| out[i] = w)?;
     assert!(out.iter().all(|w| *w == out[0]), "torn: {out:?}");
     assert_eq!(out[0], value(version), "value of another version");
     Some(version)

@@ -1,6 +1,7 @@
 //! The reader: copies an entry's latest complete value, storing nothing.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use super::layout::{self, EntryWords, READERS, published};
@@ -52,13 +53,13 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Reader<K, V> {
     /// The entry of `key` ([`EntryError::UnknownKey`] if the blackboard has
     /// no such key). Finding it scans the key table: keep the handle.
     pub fn entry(&self, key: &K) -> Result<ReaderEntry<'_, K, V>, EntryError> {
-        let index = self
-            .service
-            .config
-            .find(&key_words(key))
-            .ok_or_else(|| EntryError::UnknownKey {
-                service: self.service.config.name.clone(),
-            })?;
+        let index =
+            self.service
+                .config
+                .find(&key_words(key))
+                .ok_or_else(|| EntryError::UnknownKey {
+                    service: self.service.config.name.clone(),
+                })?;
         Ok(ReaderEntry {
             reader: self,
             index,
@@ -84,12 +85,11 @@ pub struct ReaderEntry<'r, K, V> {
 
 impl<K, V> std::fmt::Debug for ReaderEntry<'_, K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReaderEntry").field("index", &self.index).finish()
+        f.debug_struct("ReaderEntry")
+            .field("index", &self.index)
+            .finish()
     }
 }
-
-/// The words of the largest value, on the stack (a read allocates nothing).
-const STACK_WORDS: usize = layout::MAX_VALUE_SIZE / 8;
 
 impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
     /// The entry's latest complete value: never torn, never blocking the
@@ -110,11 +110,20 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
     /// were disturbed by the writer before one succeeded (a diagnostic).
     pub fn get_counting(&self) -> Result<(V, u64, u32), ReadError> {
         let entry = self.reader.words(self.index);
-        let mut words = [0u64; STACK_WORDS];
-        let out = &mut words[..entry.copies[0].len()];
+        // The words go straight into the value: no buffer, no allocation.
+        let mut value = MaybeUninit::<V>::uninit();
+        // Layouts come from a validated configuration whose value type
+        // equals `V` (checked on open), so the copies cover every byte.
+        assert_eq!(entry.copies[0].len(), layout::words_of(size_of::<V>()));
         for attempt in 0..READ_ATTEMPTS {
-            if let Some(version) = layout::try_read(entry, out) {
-                return Ok((layout::value_of(out), version, attempt));
+            if let Some(version) =
+                layout::try_read(entry, |i, w| layout::put_word(&mut value, i, w))
+            {
+                // SAFETY: `try_read` gave every word of the copy, which
+                // are `ceil(size_of V / 8)` words (the value type was
+                // checked on open, its size included), so every byte of
+                // `value` is written; `V: ShmSafe` is valid for any bytes.
+                return Ok((unsafe { value.assume_init() }, version, attempt));
             }
             crate::sync::spin_loop();
         }
@@ -127,7 +136,13 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
     /// the initial value, each update adds at least 1).
     #[inline]
     pub fn version(&self) -> u64 {
-        published(self.reader.words(self.index).current.load(Ordering::Acquire)).0
+        published(
+            self.reader
+                .words(self.index)
+                .current
+                .load(Ordering::Acquire),
+        )
+        .0
     }
 
     /// Whether the entry's version differs from `version` (one load).

@@ -34,11 +34,11 @@ impl<K, V> std::fmt::Debug for Writer<K, V> {
 impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
     pub(super) fn create(service: Arc<BlackboardInner>) -> Result<Writer<K, V>, PortCreateError> {
         let id = PortId::unique();
-        let slot = service
-            .claim_slot(WRITERS, id.0, |_| {})
-            .map_err(|_| PortCreateError::WriterExists {
+        let slot = service.claim_slot(WRITERS, id.0, |_| {}).map_err(|_| {
+            PortCreateError::WriterExists {
                 service: service.config.name.clone(),
-            })?;
+            }
+        })?;
         Ok(Writer {
             service,
             slot,
@@ -56,13 +56,13 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
     /// The entry of `key` ([`EntryError::UnknownKey`] if the blackboard has
     /// no such key). Finding it scans the key table: keep the handle.
     pub fn entry(&self, key: &K) -> Result<WriterEntry<'_, K, V>, EntryError> {
-        let index = self
-            .service
-            .config
-            .find(&key_words(key))
-            .ok_or_else(|| EntryError::UnknownKey {
-                service: self.service.config.name.clone(),
-            })?;
+        let index =
+            self.service
+                .config
+                .find(&key_words(key))
+                .ok_or_else(|| EntryError::UnknownKey {
+                    service: self.service.config.name.clone(),
+                })?;
         Ok(WriterEntry {
             writer: self,
             index,
@@ -88,7 +88,9 @@ pub struct WriterEntry<'w, K, V> {
 
 impl<K, V> std::fmt::Debug for WriterEntry<'_, K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterEntry").field("index", &self.index).finish()
+        f.debug_struct("WriterEntry")
+            .field("index", &self.index)
+            .finish()
     }
 }
 
@@ -99,12 +101,20 @@ impl<'w, K: ShmSafe + Eq, V: ShmSafe + Copy> WriterEntry<'w, K, V> {
     /// value readable (see [`crate::blackboard`]).
     #[inline]
     pub fn update(&self, value: V) -> u64 {
-        layout::update(self.writer.words(self.index), |i| layout::word_of(&value, i))
+        layout::update(self.writer.words(self.index), |i| {
+            layout::word_of(&value, i)
+        })
     }
 
     /// The version of the entry's published value.
     pub fn version(&self) -> u64 {
-        published(self.writer.words(self.index).current.load(Ordering::Acquire)).0
+        published(
+            self.writer
+                .words(self.index)
+                .current
+                .load(Ordering::Acquire),
+        )
+        .0
     }
 
     /// A loan of an uninitialised value for the entry, to build in place
