@@ -548,9 +548,9 @@ mod tests {
             a: u8,
             b: u64,
         }
-        assert!(!Padded::PADDING_FREE);
-        assert!(Odd::PADDING_FREE);
-        assert!(<[u16; 3]>::PADDING_FREE);
+        const { assert!(!Padded::PADDING_FREE) };
+        const { assert!(Odd::PADDING_FREE) };
+        const { assert!(<[u16; 3]>::PADDING_FREE) };
     }
 
     fn entry_buffer(n: usize) -> Vec<AtomicU64> {
@@ -627,7 +627,7 @@ mod tests {
             let mut out = vec![0; n];
             let mut last = 0;
             let mut seen = 0;
-            while last < rounds as u64 && seen < 10 * rounds {
+            while last < rounds && seen < 10 * rounds {
                 seen += 1;
                 if let Some(v) = try_read(e, |i, w| out[i] = w) {
                     assert!(out.iter().all(|w| *w == out[0]), "torn: {out:?}");
