@@ -84,6 +84,15 @@
 //! words), and its versions are above every version the dead one wrote.
 //! Entries are independent: every other entry is intact. Readers store
 //! nothing, so a killed reader changes nothing.
+//!
+//! The new writer's loads of the dead one's words are ordered after all
+//! of its stores by the death itself: the new writer gets the slot only
+//! after a cleaner saw the dead node's `flock` released by the kernel
+//! (process exit, then the cleaner's `flock` system call), and its claim
+//! of the slot is an atomic read-modify-write after that cleanup.
+//!
+//! Versions are 63 bits (`current` keeps one bit for the index); they
+//! would wrap after 2^63 updates of one entry, which no program reaches.
 
 // Plain std atomics for the config and key table (written once before the
 // segment is ready); the entry words go through the loom shim.
