@@ -196,6 +196,7 @@ fn blackboard_config() -> BlackboardConfig {
         key: TypeDesc::of(&u32::LAYOUT),
         value: TypeDesc::of(&BlackboardValue::LAYOUT),
         max_readers: 2,
+        notify: true,
         keys: keys.iter().map(|k| bb::word_of(k, 0)).collect(),
         initial: keys
             .iter()
@@ -255,6 +256,7 @@ pub fn decode_blackboard(bytes: &[u8]) {
     let all = Requested {
         max_readers: true,
         keys: true,
+        notify: true,
     };
     let _ = BlackboardPattern::check_compatible(&config, &blackboard_config(), &all);
     let _ = BlackboardPattern::check_compatible(&config, &config, &all);

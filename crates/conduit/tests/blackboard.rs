@@ -10,7 +10,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::{Rng, read_line, shm_objects_containing, spawn_child, unique, watchdog};
-use conduit::blackboard::{EntryError, PortCreateError, ReadError};
+use conduit::blackboard::{EntryError, PortCreateError, ReadError, WaitError};
 use conduit::node::Node;
 use conduit::prelude::*;
 use conduit::service::ServiceError;
@@ -40,6 +40,16 @@ fn board(node: &Node) -> Blackboard<u32, Value> {
     node.service(BOARD)
         .blackboard::<u32, Value>()
         .entries((0..KEYS).map(|k| (k, value(k, 0))))
+        .open_or_create()
+        .unwrap()
+}
+
+/// The blackboard whose writer wakes waiting readers.
+fn notifying_board(node: &Node) -> Blackboard<u32, Value> {
+    node.service("robot/watched")
+        .blackboard::<u32, Value>()
+        .entry(0, value(0, 0))
+        .notify_changes(true)
         .open_or_create()
         .unwrap()
 }
@@ -122,6 +132,40 @@ fn dispatch(role: &str, args: &[String]) {
                 "reads {reads} retries {retries} contended {contended} attempts0..3+ {histogram:?}"
             );
         }
+        // Waits (futex, or the WaitSet on the wake-up descriptor) for
+        // every change of entry 0 until version `rounds`.
+        "waiter" | "fd-waiter" => {
+            let rounds: u64 = args[1].parse().unwrap();
+            let board = notifying_board(&node);
+            let mut reader = board.reader().unwrap();
+            // Sleep at once, so that every wait goes through the futex.
+            reader.set_spin(Spin::NONE);
+            let set = conduit::waitset::WaitSet::new().unwrap();
+            let _guard = (role == "fd-waiter").then(|| set.attach(&reader).unwrap());
+            let e = reader.entry(&0).unwrap();
+            let mut seen = e.version();
+            println!("waiting");
+            let mut wakeups = 0u64;
+            while seen < rounds {
+                let now = if role == "waiter" {
+                    e.wait_changed_since(seen, None).unwrap()
+                } else {
+                    match e.poll_changed_since(seen) {
+                        Some(v) => v,
+                        None => {
+                            set.wait().unwrap();
+                            continue;
+                        }
+                    }
+                };
+                assert!(now > seen);
+                wakeups += 1;
+                let (v, version) = e.get_with_version().unwrap();
+                assert_eq!(counter_of(0, &v), version);
+                seen = version;
+            }
+            println!("done after {wakeups} wake-ups");
+        }
         // Reads forever (until killed).
         "endless-reader" => {
             let reader = board.reader().unwrap();
@@ -138,14 +182,77 @@ fn dispatch(role: &str, args: &[String]) {
 child_entry!(dispatch);
 
 #[test]
-fn ports_are_send_and_readers_sync() {
+fn ports_are_send() {
     fn send<T: Send>() {}
     fn sync<T: Sync>() {}
     send::<Blackboard<u32, Value>>();
     sync::<Blackboard<u32, Value>>();
     send::<conduit::blackboard::Writer<u32, Value>>();
     send::<conduit::blackboard::Reader<u32, Value>>();
-    sync::<conduit::blackboard::Reader<u32, Value>>();
+}
+
+/// Two reader processes wait for every change of an entry, one on its
+/// futex, one in a WaitSet on its wake-up descriptor, while the writer
+/// updates it with random pauses (so that they fall asleep): a lost
+/// wake-up leaves a reader asleep after the last update, and the
+/// watchdog fails the test.
+#[test]
+fn readers_wait_for_changes_without_losing_a_wakeup() {
+    let _w = watchdog(Duration::from_secs(120));
+    let domain = unique("bb-wait");
+    let rounds = 400u64;
+    let node = node(&domain, "parent");
+    let board = notifying_board(&node);
+    let writer = board.writer().unwrap();
+    let mut waiters: Vec<Child> = ["waiter", "fd-waiter"]
+        .iter()
+        .map(|role| spawn_child(role, &[&domain, &rounds.to_string()]))
+        .collect();
+    for w in &mut waiters {
+        assert_eq!(read_line(w), "waiting");
+    }
+    let entry = writer.entry(&0).unwrap();
+    let mut rng = Rng(u64::from(std::process::id()));
+    for round in 1..=rounds {
+        assert_eq!(entry.update(value(0, round)), round);
+        if rng.below(4) == 0 {
+            std::thread::sleep(Duration::from_micros(rng.range(0, 400)));
+        }
+    }
+    for mut w in waiters {
+        let report = read_line(&mut w);
+        eprintln!("{report}");
+        assert!(report.starts_with("done"), "{report}");
+        wait_ok(w);
+    }
+    // A wait with a timeout, and on a blackboard that notifies nobody.
+    let reader = board.reader().unwrap();
+    assert_eq!(
+        reader
+            .entry(&0)
+            .unwrap()
+            .wait_changed_since(rounds, Some(Duration::from_millis(10))),
+        Err(WaitError::Timeout)
+    );
+    assert_eq!(
+        reader.entry(&0).unwrap().wait_changed_since(0, None),
+        Ok(rounds)
+    );
+    let quiet = crate::board(&node);
+    let quiet_reader = quiet.reader().unwrap();
+    assert!(matches!(
+        quiet_reader.entry(&0).unwrap().wait_changed_since(0, None),
+        Err(WaitError::NotNotifying { .. })
+    ));
+    assert!(matches!(
+        node.service("robot/watched")
+            .blackboard::<u32, Value>()
+            .notify_changes(false)
+            .open(),
+        Err(ServiceError::IncompatibleConfig { .. })
+    ));
+    drop((writer, reader, board, quiet_reader, quiet, node));
+    assert_clean(&domain);
 }
 
 #[test]

@@ -18,7 +18,8 @@
 //!
 //! Config words: `0..34` the core's (format, name; `service::config`),
 //! `34..54` key type (`TypeDesc` with 16 name words), `54..74` value type
-//! (likewise), `74` entries, `75` max_readers, `76..80` zero.
+//! (likewise), `74` entries, `75` max_readers, `76` notify (0 or 1: the
+//! writer wakes waiting readers after each update), `77..80` zero.
 //!
 //! Decoding (`BlackboardConfig`'s `PatternConfig::read`) checks the format,
 //! the type descriptors (alignment a power of two ≤ 4096, key size ≤
@@ -44,6 +45,9 @@
 //! | `current` | the writer, last step of an update (Release) | `v << 1 \| i`: version `v` is published and lives in copy `i`. Starts at `0` (version 0, the initial value, in copy 0). Only ever moves to a version greater than it held |
 //! | `seq[i]` | the writer, first step (Relaxed store, then a Release fence) and third step (Release) of an update into copy `i` | `2v + 1` (odd) while version `v` is being written into copy `i`, `2v` once it is complete. Each write into either copy uses a version greater than every version in `current`, `seq[0]` and `seq[1]` (the writer takes the maximum of the three plus one), so a value of `seq[i]` never repeats |
 //! | `copy[i]` words | the writer, second step (Relaxed stores) | the value's bytes, zero-padded; rewritten only while `seq[i]` is odd |
+//! | reader slot `event` | with notify: the writer bumps the epoch of every reader slot whose `id` is not 0 after each update; the reader registers to sleep | `sync::EventWord`: `FUTEX_WAKE` / wake byte only if a sleeper registered |
+//! | reader slot `fd_armed` | the reader arms (0 → 1); the writer, having seen a registered sleeper, swaps it to 0; a new reader zeroes it in its claim's `prepare` step | `sync::fdwake` |
+//! | writer slot `event`, `fd_armed` | nobody | unused |
 //!
 //! # Update (one writer)
 //!
@@ -115,7 +119,8 @@ const W_KEY: usize = W_PATTERN;
 const W_VALUE: usize = W_KEY + TypeDesc::words(16);
 const W_ENTRIES: usize = W_VALUE + TypeDesc::words(16);
 const W_MAX_READERS: usize = W_ENTRIES + 1;
-const _: () = assert!(W_MAX_READERS < CONFIG_WORDS);
+const W_NOTIFY: usize = W_MAX_READERS + 1;
+const _: () = assert!(W_NOTIFY < CONFIG_WORDS);
 
 /// Largest key, in bytes.
 pub const MAX_KEY_SIZE: usize = 256;
@@ -139,6 +144,8 @@ pub(crate) struct BlackboardConfig {
     pub(crate) key: TypeDesc,
     pub(crate) value: TypeDesc,
     pub(crate) max_readers: usize,
+    /// Whether the writer wakes waiting readers after each update.
+    pub(crate) notify: bool,
     /// `entries × key_words` words: each key's bytes, zero-padded.
     pub(crate) keys: Vec<u64>,
     /// `entries × value_words` words (creation only; empty when read).
@@ -226,6 +233,7 @@ impl PatternConfig for BlackboardConfig {
         self.value.write(&words[W_VALUE..W_ENTRIES], 16);
         words[W_ENTRIES].store(self.entry_count as u64, StdOrdering::Relaxed);
         words[W_MAX_READERS].store(self.max_readers as u64, StdOrdering::Relaxed);
+        words[W_NOTIFY].store(u64::from(self.notify), StdOrdering::Relaxed);
         let keys = std_words(region, layout.keys, self.keys.len()).ok_or("key table")?;
         for (w, k) in keys.iter().zip(&self.keys) {
             w.store(*k, StdOrdering::Relaxed);
@@ -264,6 +272,7 @@ impl PatternConfig for BlackboardConfig {
             key,
             value,
             max_readers: small(W_MAX_READERS, MAX_READERS_LIMIT)?,
+            notify: small(W_NOTIFY, 1)? == 1,
             keys: Vec::new(),
             initial: Vec::new(),
             entry_count: entries,
@@ -654,6 +663,7 @@ mod tests {
             key: TypeDesc::of(&u32::LAYOUT),
             value: TypeDesc::of(&u64::LAYOUT),
             max_readers: 4,
+            notify: true,
             keys: keys.iter().map(|k| word_of(k, 0)).collect(),
             initial: keys.iter().map(|k| u64::from(*k) * 100).collect(),
             entry_count: keys.len(),
@@ -691,6 +701,10 @@ mod tests {
             BlackboardConfig::read(&region).is_err(),
             "key table outside"
         );
+        words[(CONFIG_OFFSET / 8) + W_ENTRIES] = 3;
+        assert!(BlackboardConfig::read(&region).unwrap().notify);
+        words[(CONFIG_OFFSET / 8) + W_NOTIFY] = 2;
+        assert!(BlackboardConfig::read(&region).is_err(), "notify is 0 or 1");
     }
 
     #[test]

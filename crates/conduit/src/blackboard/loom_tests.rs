@@ -106,3 +106,39 @@ fn loom_blackboard_takeover_never_shows_the_dead_writers_copy() {
         assert_eq!(read_checked(&entry, |v| 100 + v), Some(3));
     });
 }
+
+/// `notify_changes`: a reader that joins (stores its slot id, SeqCst
+/// fence) and then waits for a change on its event word, against a writer
+/// that updates, fences (SeqCst) and wakes the readers it finds. A lost
+/// wake-up leaves the reader asleep: a loom deadlock.
+#[test]
+fn loom_blackboard_waiting_reader_is_woken() {
+    use crate::sync::atomic::fence;
+    use crate::sync::{EventWord, Spin};
+    model(|| {
+        let entry = Arc::new(Entry::new(100));
+        let slot_id = Arc::new(AtomicU64::new(0));
+        let event = Arc::new(EventWord::new());
+        let writer = {
+            let (entry, slot_id, event) = (entry.clone(), slot_id.clone(), event.clone());
+            thread::spawn(move || {
+                update(entry.words(), |_| 101);
+                // `Writer::wake_readers`.
+                fence(Ordering::SeqCst);
+                if slot_id.load(Ordering::Acquire) != 0 {
+                    event.wake_all();
+                }
+            })
+        };
+        // `Reader::create`, then `ReaderEntry::wait_changed_since(0, None)`.
+        slot_id.store(7, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let version = event.wait_until(Spin::NONE, None, || {
+            let (version, _) =
+                super::layout::published(entry.words().current.load(Ordering::Acquire));
+            (version != 0).then_some(version)
+        });
+        assert_eq!(version, Some(1));
+        writer.join().unwrap();
+    });
+}

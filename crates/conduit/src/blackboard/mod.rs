@@ -57,6 +57,32 @@
 //! one. [`ReaderEntry::version`] and [`ReaderEntry::changed_since`] are
 //! one load each. An unchanged 8-byte entry is one cache line.
 //!
+//! # Waiting for changes
+//!
+//! Create the blackboard with
+//! [`notify_changes(true)`](BlackboardBuilder::notify_changes) and the
+//! writer wakes the readers that wait after every update, through the
+//! same machinery as event listeners: each reader sleeps on the
+//! [`EventWord`](crate::sync::EventWord) of its own slot
+//! ([`ReaderEntry::wait_changed_since`]: bounded spin, then futex), or
+//! arms its wake-up descriptor ([`Reader::wake_fd`], which makes a reader
+//! [`Attachable`](crate::waitset::Attachable) to a WaitSet or any epoll
+//! loop; [`ReaderEntry::poll_changed_since`] checks and re-arms). The
+//! writer bumps each reader's epoch (one atomic add per reader and
+//! update) and makes a system call only for a reader asleep. Any update
+//! wakes a waiting reader, which checks its entry's version and waits
+//! again if that did not change.
+//!
+//! No wake-up is lost: the reader snapshots its epoch, then loads
+//! `current` (Acquire); the writer stores `current` (Release), then bumps
+//! the epoch, so a reader whose check missed the update registers at an
+//! epoch that has moved, or is seen as a sleeper (the `EventWord`
+//! argument, `event` module docs). A reader that joins while the writer
+//! updates is covered by two SeqCst fences: the reader's after its slot
+//! claim, the writer's before it looks for readers. Either the writer
+//! finds the new reader, or the reader's first look sees the update
+//! (loom model `loom_blackboard_waiting_reader_is_woken`).
+//!
 //! # Crashes
 //!
 //! * **Writer killed** at any instruction: it was writing only the copy
@@ -73,11 +99,16 @@
 //!   read is bounded: bad words give a wrong value or `Contended`, never a
 //!   crash or a hang.
 //!
+//! A reader killed while asleep leaves its slot's sleeper count raised
+//! until the slot is reused: the writer then makes one useless
+//! `FUTEX_WAKE` per update for that slot (correct, slower), as for event
+//! listeners.
+//!
 //! # Not (yet) here
 //!
-//! * Change notification through an event id (wait on a `Listener`, the
-//!   WaitSet or tokio): poll [`ReaderEntry::changed_since`], or pair the
-//!   blackboard with an [`event`](crate::event) service yourself.
+//! * Waiting on an [`event`](crate::event) id bound to an entry (a
+//!   `Listener` shared with other sources), and async waiting with feature
+//!   `tokio`: use [`Reader::wake_fd`] with `AsyncFd` meanwhile.
 //! * The loan ([`WriterEntry::loan_uninit`]) builds the value in the
 //!   writer's memory, not in the segment: see its docs for why.
 //!
@@ -102,6 +133,28 @@ pub use writer::{EntryLoan, EntryLoanUninit, Writer, WriterEntry};
 
 /// Attempts of one read before it reports [`ReadError::Contended`].
 pub const READ_ATTEMPTS: u32 = 64;
+
+/// Default spin budget of [`ReaderEntry::wait_changed_since`] before it
+/// sleeps.
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Why waiting for a change ended without one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The timeout passed with the entry unchanged.
+    #[error("the entry did not change before the timeout")]
+    Timeout,
+    /// The blackboard was created without
+    /// [`notify_changes`](BlackboardBuilder::notify_changes): its writer
+    /// wakes nobody, so a wait could last for ever. Poll
+    /// [`ReaderEntry::changed_since`] instead.
+    #[error("blackboard {service:?} was created without notify_changes: nobody would wake a wait")]
+    NotNotifying {
+        /// The service.
+        service: String,
+    },
+}
 
 /// Why a writer or reader could not be created.
 #[derive(Debug, thiserror::Error)]

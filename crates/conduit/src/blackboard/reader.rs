@@ -2,20 +2,38 @@
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::layout::{self, EntryWords, READERS, published};
 use super::service::{BlackboardInner, key_words};
-use super::{EntryError, PortCreateError, READ_ATTEMPTS, ReadError};
+use super::{DEFAULT_SPIN, EntryError, PortCreateError, READ_ATTEMPTS, ReadError, WaitError};
 use crate::service::PortId;
+use crate::service::registry::PortSlot;
 use crate::shm::ShmSafe;
-use crate::sync::atomic::Ordering;
+use crate::sync::Spin;
+use crate::sync::atomic::{Ordering, fence};
+use crate::sync::fdwake::FdWake;
 
-/// A reader of a blackboard. `Send` and `Sync`: reads store nothing.
+/// A reader of a blackboard. `Send`, not `Sync` (its wake-up
+/// descriptor's state is its own); reads store nothing in the entries.
+///
+/// With [`notify_changes`](super::BlackboardBuilder::notify_changes), a
+/// reader can wait for a change
+/// ([`ReaderEntry::wait_changed_since`]), or be attached to a
+/// [`WaitSet`](crate::waitset::WaitSet) (it is
+/// [`Attachable`](crate::waitset::Attachable)) or any event loop through
+/// [`wake_fd`](Reader::wake_fd): when the descriptor is readable, call
+/// [`ReaderEntry::poll_changed_since`] for the entries you follow (a poll
+/// that finds no change re-arms it). The first report after the
+/// descriptor was created may be spurious.
 pub struct Reader<K, V> {
     service: Arc<BlackboardInner>,
     slot: usize,
     id: PortId,
+    spin: Spin,
+    fd: FdWake,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -31,18 +49,54 @@ impl<K, V> std::fmt::Debug for Reader<K, V> {
 impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Reader<K, V> {
     pub(super) fn create(service: Arc<BlackboardInner>) -> Result<Reader<K, V>, PortCreateError> {
         let id = PortId::unique();
-        let slot = service.claim_slot(READERS, id.0, |_| {}).map_err(|full| {
-            PortCreateError::ExceedsMaxReaders {
-                service: full.service,
-                max: full.max,
-            }
-        })?;
+        let slot = {
+            let view = service.view();
+            service
+                .claim_slot(READERS, id.0, |i| {
+                    // A dead reader's arming: reset before the id is published.
+                    view.slots(READERS)
+                        .get(i)
+                        .fd_armed
+                        .store(0, Ordering::Relaxed);
+                })
+                .map_err(|full| PortCreateError::ExceedsMaxReaders {
+                    service: full.service,
+                    max: full.max,
+                })?
+        };
+        // SeqCst fence: pairs with the writer's before it looks for
+        // readers to wake (`Writer::wake_readers`): either the writer sees
+        // this reader's slot, or this reader's next look at `current` sees
+        // the writer's update.
+        fence(Ordering::SeqCst);
         Ok(Reader {
             service,
             slot,
             id,
+            spin: Spin::duration(DEFAULT_SPIN),
+            fd: FdWake::default(),
             types: PhantomData,
         })
+    }
+
+    /// How long [`ReaderEntry::wait_changed_since`] polls before it sleeps
+    /// on the futex (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at
+    /// once).
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
+    }
+
+    /// The wake-up descriptor (created on first call): readable when an
+    /// entry may have changed (needs `notify_changes`). After it was
+    /// reported readable, call [`ReaderEntry::poll_changed_since`]; one
+    /// that finds no change re-arms it. Costs the writer a system call only
+    /// while the reader is armed.
+    pub fn wake_fd(&self) -> Result<BorrowedFd<'_>, crate::Errno> {
+        self.fd.fd(self.service.domain.wake_prefix(), self.id.0)
+    }
+
+    fn port_slot(&self) -> &PortSlot {
+        self.service.view().slots(READERS).get(self.slot)
     }
 
     /// This reader's id.
@@ -73,7 +127,21 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Reader<K, V> {
 
 impl<K, V> Drop for Reader<K, V> {
     fn drop(&mut self) {
+        let slot = self.service.view().slots(READERS).get(self.slot);
+        self.fd.release(&slot.event, &slot.fd_armed);
         self.service.release_slot(READERS, self.slot);
+    }
+}
+
+impl<K: ShmSafe + Eq, V: ShmSafe + Copy> crate::waitset::Attachable for Reader<K, V> {
+    /// # Panics
+    ///
+    /// If the wake-up descriptor cannot be created (out of descriptors);
+    /// call [`Reader::wake_fd`] first to handle that as an error.
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.wake_fd().expect(
+            "cannot create the reader's wake-up socket (call wake_fd() first to handle this error)",
+        )
     }
 }
 
@@ -149,5 +217,50 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
     #[inline]
     pub fn changed_since(&self, version: u64) -> bool {
         self.version() != version
+    }
+
+    /// Waits until the entry's version differs from `version` and returns
+    /// the new version (then [`get`](Self::get) the value): polls for the
+    /// reader's spin budget, then sleeps on its futex until the writer's
+    /// next update. `timeout` `None` waits for ever.
+    /// [`WaitError::NotNotifying`] if the blackboard was created without
+    /// [`notify_changes`](super::BlackboardBuilder::notify_changes) (the
+    /// writer would never wake it), [`WaitError::Timeout`] on timeout.
+    pub fn wait_changed_since(
+        &self,
+        version: u64,
+        timeout: Option<Duration>,
+    ) -> Result<u64, WaitError> {
+        let service = &self.reader.service;
+        if !service.config.notify {
+            return Err(WaitError::NotNotifying {
+                service: service.config.name.clone(),
+            });
+        }
+        self.reader
+            .port_slot()
+            .event
+            .wait_until(self.reader.spin, timeout, || self.changed(version))
+            .ok_or(WaitError::Timeout)
+    }
+
+    /// The new version if the entry changed since `version`, else `None`;
+    /// never blocks. If the reader's wake-up descriptor is in use, a poll
+    /// that finds no change also re-arms it.
+    pub fn poll_changed_since(&self, version: u64) -> Option<u64> {
+        let reader = self.reader;
+        if reader.fd.is_active() {
+            let slot = reader.port_slot();
+            reader
+                .fd
+                .poll(&slot.event, &slot.fd_armed, || self.changed(version))
+        } else {
+            self.changed(version)
+        }
+    }
+
+    fn changed(&self, version: u64) -> Option<u64> {
+        let now = self.version();
+        (now != version).then_some(now)
     }
 }

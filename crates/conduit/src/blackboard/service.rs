@@ -24,6 +24,7 @@ pub(crate) struct BlackboardPattern;
 pub(crate) struct Requested {
     pub(crate) max_readers: bool,
     pub(crate) keys: bool,
+    pub(crate) notify: bool,
 }
 
 impl Pattern for BlackboardPattern {
@@ -52,6 +53,12 @@ impl Pattern for BlackboardPattern {
             bad.push((
                 format!("max_readers {}", existing.max_readers),
                 format!("max_readers >= {}", wanted.max_readers),
+            ));
+        }
+        if r.notify && existing.notify != wanted.notify {
+            bad.push((
+                format!("notify_changes({})", existing.notify),
+                format!("notify_changes({})", wanted.notify),
             ));
         }
         if r.keys {
@@ -118,6 +125,7 @@ impl ServiceBuilder {
                 key: TypeDesc::of(&K::LAYOUT),
                 value: TypeDesc::of(&V::LAYOUT),
                 max_readers: 16,
+                notify: false,
                 keys: Vec::new(),
                 initial: Vec::new(),
                 entry_count: 0,
@@ -164,6 +172,18 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
     pub fn max_readers(mut self, n: usize) -> Self {
         self.config.max_readers = n;
         self.requested.max_readers = true;
+        self
+    }
+
+    /// Whether the writer wakes readers that wait for a change
+    /// ([`ReaderEntry::wait_changed_since`](super::ReaderEntry::wait_changed_since),
+    /// the WaitSet, the reader's wake-up descriptor) after each update
+    /// (default `false`: readers can only poll `changed_since`). It costs
+    /// the writer one atomic add per reader and a fence per update, and a
+    /// system call only for a reader asleep. When opening: must be equal.
+    pub fn notify_changes(mut self, on: bool) -> Self {
+        self.config.notify = on;
+        self.requested.notify = true;
         self
     }
 

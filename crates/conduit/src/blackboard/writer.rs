@@ -1,16 +1,16 @@
 //! The writer: updates entries in place, one at a time, never waiting.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use super::layout::{self, EntryWords, WRITERS, published};
+use super::layout::{self, EntryWords, READERS, WRITERS, published};
 use super::service::{BlackboardInner, key_words};
 use super::{EntryError, PortCreateError};
 use crate::service::PortId;
 use crate::shm::ShmSafe;
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{Ordering, fence};
 
 /// The one writer of a blackboard. `Send`, not `Sync`: one thread updates
 /// at a time, as the entry protocol requires.
@@ -19,7 +19,9 @@ pub struct Writer<K, V> {
     slot: usize,
     id: PortId,
     types: PhantomData<fn() -> (K, V)>,
-    not_sync: PhantomData<Cell<()>>,
+    /// With `notify_changes`: (reader generation seen, reader slots in use
+    /// then). A `RefCell`, so the writer is not `Sync`.
+    readers: RefCell<(u64, Vec<usize>)>,
 }
 
 impl<K, V> std::fmt::Debug for Writer<K, V> {
@@ -44,7 +46,7 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
             slot,
             id,
             types: PhantomData,
-            not_sync: PhantomData,
+            readers: RefCell::new((u64::MAX, Vec::new())),
         })
     }
 
@@ -72,6 +74,36 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
     fn words(&self, index: usize) -> EntryWords<'_> {
         self.service.board().entry(index)
     }
+
+    /// With `notify_changes`: wakes every reader that waits (an epoch bump
+    /// per reader; a system call only for a sleeper). Runs after the
+    /// update's Release store of `current`.
+    #[inline]
+    fn wake_readers(&self) {
+        if !self.service.config.notify {
+            return;
+        }
+        // SeqCst fence: pairs with the one a new reader makes after it
+        // claimed its slot (store `id` and bump the generation, then
+        // fence, then load `current`): either this writer sees the new
+        // generation below, or that reader sees this update's `current`.
+        fence(Ordering::SeqCst);
+        let view = self.service.view();
+        let generation = view.header().generation[READERS].load(Ordering::Acquire);
+        let slots = view.slots(READERS);
+        let mut cache = self.readers.borrow_mut();
+        if cache.0 != generation {
+            cache.1 = (0..self.service.layout.max_readers)
+                .filter(|&i| slots.get(i).port() != 0)
+                .collect();
+            cache.0 = generation;
+        }
+        let prefix = self.service.domain.wake_prefix();
+        for &i in &cache.1 {
+            let slot = slots.get(i);
+            crate::sync::fdwake::wake(&slot.event, &slot.fd_armed, prefix, || slot.port());
+        }
+    }
 }
 
 impl<K, V> Drop for Writer<K, V> {
@@ -96,14 +128,18 @@ impl<K, V> std::fmt::Debug for WriterEntry<'_, K, V> {
 
 impl<'w, K: ShmSafe + Eq, V: ShmSafe + Copy> WriterEntry<'w, K, V> {
     /// Publishes `value` as the entry's new value; returns its version.
-    /// Never blocks and never fails: readers store nothing, so nothing
-    /// can hold the writer up. A writer killed inside leaves the previous
-    /// value readable (see [`crate::blackboard`]).
+    /// Never blocks and never fails: readers store nothing in the entries,
+    /// so nothing can hold the writer up. With
+    /// [`notify_changes`](super::BlackboardBuilder::notify_changes), then
+    /// wakes the readers that wait. A writer killed inside leaves the
+    /// previous value readable (see [`crate::blackboard`]).
     #[inline]
     pub fn update(&self, value: V) -> u64 {
-        layout::update(self.writer.words(self.index), |i| {
+        let version = layout::update(self.writer.words(self.index), |i| {
             layout::word_of(&value, i)
-        })
+        });
+        self.writer.wake_readers();
+        version
     }
 
     /// The version of the entry's published value.
