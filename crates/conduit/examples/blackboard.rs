@@ -1,7 +1,7 @@
 //! A blackboard between three processes: the parent writes the robot's
 //! state (a pose and a battery level, by key); two child processes read
-//! it: one takes snapshots of every entry, the other waits for changes of
-//! the pose (polling `changed_since`, which is one load).
+//! it: one takes snapshots of every entry, the other sleeps until the pose
+//! changes (`notify_changes`: the writer wakes waiting readers).
 //!
 //! `cargo run --example blackboard`
 
@@ -37,6 +37,7 @@ fn open(node: &Node) -> Result<Blackboard<u32, State>, conduit::service::Service
         .blackboard::<u32, State>()
         .entry(POSE, zero)
         .entry(BATTERY, State { value: 1.0, ..zero })
+        .notify_changes(true)
         .open_or_create()
 }
 
@@ -119,7 +120,7 @@ fn snapshots(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Waits for changes of the pose: `changed_since` costs one load.
+/// Sleeps until the pose changes (spins briefly, then the futex).
 fn watch(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::builder().name("logger").domain(domain).create()?;
     let board = open(&node)?;
@@ -129,15 +130,13 @@ fn watch(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     std::io::stdout().flush()?;
     let (mut seen, mut changes) = (pose.version(), 0);
     loop {
-        if pose.changed_since(seen) {
-            let (p, version) = pose.get_with_version()?;
-            seen = version;
-            changes += 1;
-            if p.step == STEPS {
-                println!("saw {changes} of {STEPS} changes of the pose (last version {version})");
-                return Ok(());
-            }
+        pose.wait_changed_since(seen, Some(Duration::from_secs(10)))?;
+        let (p, version) = pose.get_with_version()?;
+        seen = version;
+        changes += 1;
+        if p.step == STEPS {
+            println!("woke for {changes} of {STEPS} changes of the pose (last version {version})");
+            return Ok(());
         }
-        std::thread::sleep(Duration::from_micros(200));
     }
 }
