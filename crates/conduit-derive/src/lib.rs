@@ -75,7 +75,11 @@
 //! * **Padding** is allowed (every bit pattern is still valid), but writing
 //!   a value with padding into a segment may copy uninitialised bytes: stack
 //!   contents leak to the reader (not UB for either side). Use explicit
-//!   `_reserved` fields if that matters.
+//!   `_reserved` fields if that matters. The derive sets
+//!   `ShmSafe::PADDING_FREE` to `true` only when every field is
+//!   padding-free and the field sizes add up to the struct's; the
+//!   blackboard, which copies values word by word through atomics,
+//!   refuses other types at compile time.
 //! * **`u128`/`i128` alignment** changed in Rust 1.77 on x86-64; the
 //!   fingerprint includes the alignment, so programs built on either side
 //!   of the change refuse each other rather than misread.
@@ -427,6 +431,14 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
         |ty| quote!(<#ty as ::conduit::ShmSafe>::SHALLOW_FINGERPRINT),
     );
 
+    // Padding-free: every field is, and their sizes add up to the
+    // struct's (repr(C) puts padding only between and after fields).
+    let field_types: Vec<&Type> = fields.iter().map(|f| &f.ty).collect();
+    let padding_free = quote! {
+        true #(&& <#field_types as ::conduit::ShmSafe>::PADDING_FREE)*
+            && ::core::mem::size_of::<Self>()
+                == 0 #(+ ::core::mem::size_of::<#field_types>())*
+    };
     quote! {
         // SAFETY: checked by `#[derive(ShmSafe)]`: the struct is repr(C)
         // or repr(transparent) (not packed), every field is ShmSafe (so
@@ -444,6 +456,7 @@ fn generate(input: &DeriveInput, fields: &Fields) -> TokenStream2 {
                 }
             };
             const SHALLOW_FINGERPRINT: u64 = #shallow;
+            const PADDING_FREE: bool = #padding_free;
         }
     }
 }

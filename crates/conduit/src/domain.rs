@@ -12,6 +12,7 @@
 //! | node | `node.<node id, 16 hex>` | [`Node`](crate::node::Node) |
 //! | publish/subscribe service | `svc.<FNV-1a of the service name, 16 hex>` | [`pubsub`](crate::pubsub) |
 //! | event service | `evt.<FNV-1a of the service name, 16 hex>` | [`event`](crate::event) |
+//! | blackboard service | `bb.<FNV-1a of the service name, 16 hex>` | [`blackboard`](crate::blackboard) |
 //! | publisher data | `pub.<publisher port id, 16 hex>` | [`Publisher`](crate::pubsub::Publisher) |
 //! | wake-up socket (abstract, no file) | `wake.<port id, 16 hex>` | subscribers and listeners with a wake-up descriptor |
 //!
@@ -42,17 +43,24 @@ pub enum ServiceKind {
     PublishSubscribe,
     /// Events ([`crate::event`]).
     Event,
+    /// Blackboards ([`crate::blackboard`]).
+    Blackboard,
 }
 
 impl ServiceKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [ServiceKind; 2] = [ServiceKind::PublishSubscribe, ServiceKind::Event];
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::PublishSubscribe,
+        ServiceKind::Event,
+        ServiceKind::Blackboard,
+    ];
 
     /// The prefix of this kind's segments inside a domain.
     pub(crate) const fn prefix(self) -> &'static str {
         match self {
             ServiceKind::PublishSubscribe => "svc.",
             ServiceKind::Event => "evt.",
+            ServiceKind::Blackboard => "bb.",
         }
     }
 
@@ -69,6 +77,7 @@ impl std::fmt::Display for ServiceKind {
         f.pad(match self {
             ServiceKind::PublishSubscribe => "publish/subscribe service",
             ServiceKind::Event => "event service",
+            ServiceKind::Blackboard => "blackboard service",
         })
     }
 }
@@ -94,6 +103,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Node => "node",
             ObjectKind::Service(ServiceKind::PublishSubscribe) => "service",
             ObjectKind::Service(ServiceKind::Event) => "event service",
+            ObjectKind::Service(ServiceKind::Blackboard) => "blackboard service",
             ObjectKind::PublisherData => "publisher data",
             ObjectKind::Segment => "segment",
         })

@@ -11,12 +11,17 @@
 //! Each `valid_*` function returns the bytes of a valid data area, for the
 //! targets to mutate (random bytes rarely get past a magic word).
 //!
+//! The blackboard's entry reads run here too ([`decode_blackboard`]): a
+//! reader of garbage entry words must fail or return a wrong value, never
+//! panic or hang.
+//!
 //! Public readers (segment headers, the heap, containers, managed
 //! segments, publish/subscribe queues) need no entry point here: the
 //! targets drive them through the public API.
 
 use std::ptr::NonNull;
 
+use crate::blackboard::layout::{self as bb, BlackboardConfig, BlackboardLayout};
 use crate::event::EventId;
 use crate::event::layout::EventConfig;
 use crate::pubsub::layout::{QosRequested, StaticConfig};
@@ -178,6 +183,122 @@ pub fn decode_publisher_geometry(bytes: &[u8]) {
                 .expect("a valid geometry lies inside the segment");
             assert!(g.payload_offset + g.max_len * g.element_size <= g.chunk_size);
             assert!(chunks.len() <= region.len());
+        }
+    }
+}
+
+type BlackboardValue = [u64; 3];
+
+fn blackboard_config() -> BlackboardConfig {
+    let keys = [3u32, 1, 4];
+    BlackboardConfig {
+        name: "fuzz/blackboard".into(),
+        key: TypeDesc::of(&u32::LAYOUT),
+        value: TypeDesc::of(&BlackboardValue::LAYOUT),
+        max_readers: 2,
+        notify: true,
+        keys: keys.iter().map(|k| bb::word_of(k, 0)).collect(),
+        initial: keys
+            .iter()
+            .flat_map(|k| (0..3).map(move |i| bb::word_of(&[u64::from(*k); 3], i)))
+            .collect(),
+        entry_count: keys.len(),
+    }
+}
+
+/// The whole data area of a blackboard segment with a valid
+/// configuration, key table and entries (three `u32` keys, `[u64; 3]`
+/// values, one update of entry 1 applied).
+pub fn valid_blackboard() -> Vec<u8> {
+    let config = blackboard_config();
+    let layout = BlackboardLayout::of(&config);
+    let mut words = vec![0u64; layout.size.div_ceil(8)];
+    let region = region_of(&mut words);
+    config.write(&region).expect("valid configuration");
+    if let Some(entry) = blackboard_entry(&region, &layout, 1) {
+        bb::update(entry, |i| 7 + i as u64);
+    }
+    bytes_of(&words, layout.size)
+}
+
+/// The words of entry `i` of a blackboard data area, if they lie inside it.
+fn blackboard_entry<'a>(
+    region: &'a Region,
+    layout: &BlackboardLayout,
+    i: usize,
+) -> Option<bb::EntryWords<'a>> {
+    use crate::sync::atomic::AtomicU64;
+    let base = layout.entry_offset(i);
+    let n = layout.value_words;
+    let words = region.resolve_slice::<AtomicU64>(base, 3 + 2 * n).ok()?;
+    // SAFETY: in bounds and aligned (resolve_slice); atomics; the buffer
+    // behind the region outlives the borrow of the region.
+    let words: &'a [AtomicU64] = unsafe { std::slice::from_raw_parts(words.as_ptr(), 3 + 2 * n) };
+    Some(bb::EntryWords {
+        current: &words[0],
+        seq: [&words[1], &words[2]],
+        copies: [&words[3..3 + n], &words[3 + n..3 + 2 * n]],
+    })
+}
+
+/// Decodes a blackboard's configuration and key table from `bytes` as an
+/// opener does; if valid, checks it against a typical opener's, looks up
+/// every key, and reads every entry (at most 64) that lies inside the
+/// bytes, as a reader does: a read of garbage may fail or give a wrong
+/// value, never panic or hang.
+pub fn decode_blackboard(bytes: &[u8]) {
+    use crate::blackboard::service::{BlackboardPattern, Requested};
+    let mut words = aligned(bytes, 0);
+    let region = region_of(&mut words);
+    let Ok(config) = BlackboardConfig::read(&region) else {
+        return;
+    };
+    let all = Requested {
+        max_readers: true,
+        keys: true,
+        notify: true,
+    };
+    let _ = BlackboardPattern::check_compatible(&config, &blackboard_config(), &all);
+    let _ = BlackboardPattern::check_compatible(&config, &config, &all);
+    for i in 0..config.entry_count {
+        assert_eq!(config.find(config.key(i)).map(|j| j <= i), Some(true));
+    }
+    let layout = BlackboardLayout::of(&config);
+    let mut out = vec![0u64; layout.value_words];
+    for i in 0..layout.entries.min(64) {
+        if let Some(entry) = blackboard_entry(&region, &layout, i) {
+            let _ = bb::try_read(entry, |i, w| out[i] = w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blackboard_decoder_survives_every_single_word_patch() {
+        let valid = valid_blackboard();
+        let mut words = aligned(&valid, 0);
+        let config = BlackboardConfig::read(&region_of(&mut words)).expect("valid");
+        assert_eq!(
+            config,
+            BlackboardConfig {
+                initial: Vec::new(),
+                ..blackboard_config()
+            }
+        );
+        decode_blackboard(&valid);
+        decode_blackboard(&[]);
+        let step = if cfg!(miri) { 97 } else { 8 };
+        for at in (0..valid.len()).step_by(step) {
+            for patch in [u64::MAX, 0, 1, 1 << 40, 4096] {
+                let mut bytes = valid.clone();
+                let end = (at + 8).min(bytes.len());
+                bytes[at..end].copy_from_slice(&patch.to_le_bytes()[..end - at]);
+                decode_blackboard(&bytes);
+                decode_blackboard(&bytes[..at]);
+            }
         }
     }
 }

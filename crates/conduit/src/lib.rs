@@ -12,8 +12,9 @@
 //!   crash recovery: [`Domain`] (the namespace, listing and cleanup),
 //!   [`node`] (identity, liveness), [`service`] (the service core: names,
 //!   type and QoS checks, port registries), [`pubsub`] (publishers,
-//!   subscribers, typestate loans, blocking receive) and [`event`]
-//!   (notifiers and listeners);
+//!   subscribers, typestate loans, blocking receive), [`event`]
+//!   (notifiers and listeners) and [`blackboard`] (shared state by key:
+//!   one writer, lock-free readers, survives a killed writer);
 //! * **synchronisation in shared memory**: a robust futex mutex and a
 //!   futex event word ([`sync`]);
 //! * **message passing**: [`pipe`] (pipes, FIFOs, framed typed channels,
@@ -29,7 +30,8 @@
 //!
 //! Layers, from the bottom: `sys` (crate-private, the only code that makes
 //! system calls) → [`sync`] → [`shm`] → [`Domain`] → [`node`] →
-//! [`service`] (the core) → the patterns ([`pubsub`], [`event`]) →
+//! [`service`] (the core) → the patterns ([`pubsub`], [`event`],
+//! [`blackboard`]) →
 //! `maintenance` (domain-wide cleanup, the one module that knows every
 //! pattern). See `ARCHITECTURE.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -41,6 +43,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as conduit;
 
+pub mod blackboard;
 mod domain;
 pub mod event;
 pub mod limits;
@@ -81,6 +84,7 @@ pub use sys::Errno;
 pub mod prelude {
     pub use crate::Domain;
     pub use crate::ShmSafe;
+    pub use crate::blackboard::Blackboard;
     pub use crate::event::EventId;
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;

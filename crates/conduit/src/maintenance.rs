@@ -38,6 +38,7 @@ impl Domain {
             .map(|n| n.id)
             .collect();
         crate::event::cleanup_domain(self, permissions);
+        crate::blackboard::cleanup_domain(self, permissions);
         crate::pubsub::cleanup_domain(self, permissions);
         for id in &dead {
             let _ = Segment::remove(self.name(), &Domain::node_segment(id.0));

@@ -17,6 +17,8 @@
 //! * publisher data segments (chunk headers and payloads),
 //! * the event service segment (configuration, notifier and listener
 //!   slots, pending bits),
+//! * the blackboard service segment (configuration, key table, writer
+//!   and reader slots, entry words: `current`, sequence words, copies),
 //! * node segments,
 //! * the managed segment: its lock word, TLSF heap state and block
 //!   headers, the directory map and the containers' offsets and lengths,
@@ -54,6 +56,7 @@ fn dispatch(role: &str, args: &[String]) {
     match role {
         "pubsub_reader" => pubsub_reader(domain, args[1].parse().unwrap()),
         "managed_reader" => managed_reader(domain, args[1].parse().unwrap()),
+        "blackboard_reader" => blackboard_reader(domain, args[1].parse().unwrap()),
         "hostile" => hostile(domain, args[1].parse().unwrap()),
         _ => panic!("unknown role {role}"),
     }
@@ -277,6 +280,67 @@ fn pubsub_reader(domain: &str, iterations: u32) {
                 &conduit::Domain::new(domain).unwrap(),
             ));
             t.note(Node::list(domain));
+        }
+    }
+    println!("done ok={} errors={} sum={sum:x}", t.ok, t.errors);
+}
+
+/// Updates and reads every entry of a blackboard, takes the writer over,
+/// joins and leaves as a reader, and reopens the blackboard (decoding its
+/// configuration and key table), over and over.
+fn blackboard_reader(domain: &str, iterations: u32) {
+    use conduit::blackboard::Blackboard;
+    let _w = watchdog(Duration::from_secs(60 + u64::from(iterations) / 100));
+    let node = Node::builder()
+        .name("bb-reader")
+        .domain(domain)
+        .create()
+        .unwrap();
+    let open = |create: bool| {
+        let b = node
+            .service("state")
+            .blackboard::<u32, [u64; 4]>()
+            .entries((0..8).map(|k| (k, [u64::from(k); 4])));
+        if create { b.create() } else { b.open() }
+    };
+    let board: Blackboard<u32, [u64; 4]> = open(true).unwrap();
+    let mut writer = Some(board.writer().unwrap());
+    let reader = board.reader().unwrap();
+    wait_for_go();
+    let mut t = Tally::default();
+    let mut sum = 0u64;
+    for round in 0..iterations {
+        if let Some(w) = &writer {
+            for k in 0..8 {
+                if let Some(e) = t.note(w.entry(&k)) {
+                    e.update([u64::from(round); 4]);
+                }
+            }
+        }
+        for k in 0..8 {
+            if let Some(e) = t.note(reader.entry(&k)) {
+                if let Some(v) = t.note(e.get()) {
+                    sum = sum.wrapping_add(v[0]);
+                }
+                sum = sum.wrapping_add(e.version());
+            }
+        }
+        match round % 16 {
+            3 => drop(t.note(board.reader())),
+            7 => {
+                if let Some(b) = t.note(open(false)) {
+                    sum = sum.wrapping_add(b.len() as u64);
+                }
+            }
+            11 => {
+                // The old writer leaves first, then a new one takes over.
+                drop(writer.take());
+                writer = t.note(board.writer());
+            }
+            _ => {}
+        }
+        if round % 8 == 0 {
+            std::thread::sleep(Duration::from_micros(20));
         }
     }
     println!("done ok={} errors={} sum={sum:x}", t.ok, t.errors);
@@ -546,6 +610,11 @@ fn hostile(domain: &str, seed: u64) {
 #[test]
 fn pubsub_survives_a_scribbler() {
     scenario("corrupt-ps", "pubsub_reader", 3000);
+}
+
+#[test]
+fn blackboard_survives_a_scribbler() {
+    scenario("corrupt-bb", "blackboard_reader", 3000);
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The crash matrix: for every pattern (publish/subscribe, events, the
+//! blackboard, the
 //! managed segment and its allocator, the robust mutex, the node cleanup
 //! itself) and every role, a real child process is killed with SIGKILL at
 //! a chosen point, many times, with seeded randomness; after each kill the
@@ -192,6 +193,49 @@ fn events(node: &Node) -> EventService {
         .unwrap()
 }
 
+const BOARD: &str = "matrix/board";
+const BOARD_KEYS: u32 = 3;
+/// A blackboard value whose 64 words must agree: `key << 40 | counter`.
+type BoardValue = [u64; 64];
+
+fn board_value(key: u32, counter: u64) -> BoardValue {
+    [u64::from(key) << 40 | counter; 64]
+}
+
+fn board(node: &Node) -> conduit::blackboard::Blackboard<u32, BoardValue> {
+    node.service(BOARD)
+        .blackboard::<u32, BoardValue>()
+        .entries((0..BOARD_KEYS).map(|k| (k, board_value(k, 0))))
+        .open_or_create()
+        .unwrap()
+}
+
+/// Reads every entry of the blackboard (no writer runs): each must be a
+/// complete value of its own entry, no older than `last`; returns the
+/// versions.
+fn check_board(
+    reader: &conduit::blackboard::Reader<u32, BoardValue>,
+    last: &[u64],
+    ctx: &str,
+) -> Vec<u64> {
+    (0..BOARD_KEYS)
+        .map(|k| {
+            let (v, version) = reader
+                .entry(&k)
+                .unwrap()
+                .get_with_version()
+                .unwrap_or_else(|e| panic!("{ctx}: entry {k} unreadable: {e}"));
+            assert!(v.iter().all(|w| *w == v[0]), "{ctx}: torn entry {k}");
+            assert_eq!(v[0] >> 40, u64::from(k), "{ctx}: entry {k}");
+            assert!(v[0] & ((1 << 40) - 1) <= version, "{ctx}: entry {k}");
+            if let Some(before) = last.get(k as usize) {
+                assert!(version >= *before, "{ctx}: entry {k} went back");
+            }
+            version
+        })
+        .collect()
+}
+
 /// Receives from `subscriber` until a sample from `origin` with `seq`
 /// arrives, checking every sample on the way.
 fn receive_until(subscriber: &Subscriber<Msg>, origin: u64, seq: u64) {
@@ -231,6 +275,7 @@ fn dispatch(role: &str, args: &[String]) {
         "mutex_point" => mutex_point(domain),
         "mutex_contender" => mutex_contender(domain, args[1].parse().unwrap()),
         "leave_dead" => leave_dead(domain),
+        "board_writer" => board_writer(domain),
         "cleaner" => {
             println!("cleaning");
             let _ = Node::cleanup(domain);
@@ -329,7 +374,14 @@ fn create_loop(domain: &str, seed: u64) {
     println!("looping");
     loop {
         let node = node(domain, "creator");
-        if rng.next() % 2 == 0 {
+        let pattern = rng.next() % 3;
+        if pattern == 2 {
+            let board = board(&node);
+            let writer = board.writer().unwrap();
+            let reader = board.reader().unwrap();
+            writer.entry(&1).unwrap().update(board_value(1, 1));
+            drop(reader.entry(&1).unwrap().get());
+        } else if pattern == 0 {
             let topic = topic(&node, Overflow::DropOldest);
             let publisher = topic.publisher().create().unwrap();
             let subscriber = topic.subscriber().create().unwrap();
@@ -345,12 +397,28 @@ fn create_loop(domain: &str, seed: u64) {
     }
 }
 
+/// Takes the blackboard's writer over (the previous one is dead) and
+/// updates every entry until killed.
+fn board_writer(domain: &str) {
+    let node = node(domain, "victim-writer");
+    let board = board(&node);
+    let writer = board.writer().unwrap();
+    let entries: Vec<_> = (0..BOARD_KEYS).map(|k| writer.entry(&k).unwrap()).collect();
+    println!("writing");
+    loop {
+        for (k, e) in (0..BOARD_KEYS).zip(&entries) {
+            e.update(board_value(k, e.version() + 1));
+        }
+    }
+}
+
 /// Stops inside the initialiser of the service segment (the real one,
 /// made by the service builder of `kind`).
 fn create_point(domain: &str, kind: &str) {
     let name = match kind {
         "pubsub" => conduit::ServiceKind::PublishSubscribe.segment_name(TOPIC),
         "event" => conduit::ServiceKind::Event.segment_name(EVENTS),
+        "blackboard" => conduit::ServiceKind::Blackboard.segment_name(BOARD),
         other => panic!("unknown kind {other}"),
     };
     let _ = Segment::builder(&name)
@@ -896,6 +964,12 @@ fn service_creation_killed_at_random_time() {
             let notifier = events.notifier().create().unwrap();
             notifier.notify(3).unwrap();
             assert!(listener.wait().contains(3));
+            let board = board(&node);
+            let reader = board.reader().unwrap();
+            check_board(&reader, &[], &format!("round {round}"));
+            let writer = board.writer().unwrap();
+            writer.entry(&2).unwrap().update(board_value(2, 9));
+            assert_eq!(reader.entry(&2).unwrap().get(), Ok(board_value(2, 9)));
         }
         drop(node);
         assert_clean(&domain);
@@ -911,7 +985,7 @@ fn service_creation_killed_in_initialiser() {
     let mut rng = seeded("service_creation_killed_in_initialiser");
     for round in 0..iterations(6) {
         let domain = unique("cm-init");
-        let kind = *rng.pick(&["pubsub", "event"]);
+        let kind = *rng.pick(&["pubsub", "event", "blackboard"]);
         let mut child = spawn("create_point", &[&domain, kind]);
         expect_line(
             &mut child,
@@ -930,9 +1004,50 @@ fn service_creation_killed_in_initialiser() {
             let listener = events.listener().create().unwrap();
             events.notifier().create().unwrap().notify(4).unwrap();
             assert!(listener.wait().contains(4));
+            let board = board(&node);
+            let reader = board.reader().unwrap();
+            board
+                .writer()
+                .unwrap()
+                .entry(&0)
+                .unwrap()
+                .update(board_value(0, 5));
+            assert_eq!(reader.entry(&0).unwrap().get(), Ok(board_value(0, 5)));
         }
         assert_clean(&domain);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Tests: blackboard
+// ---------------------------------------------------------------------------
+
+/// A blackboard writer killed at a random time while it updates every
+/// entry (512-byte values, so most kills land inside an update): every
+/// entry stays readable with a complete value of its own, versions never
+/// go back, and the next writer takes the dead one's slot.
+#[test]
+fn blackboard_writer_killed_at_random_time() {
+    let _w = watchdog(Duration::from_secs(120));
+    let mut rng = seeded("blackboard_writer_killed_at_random_time");
+    let domain = unique("cm-board");
+    let node = node(&domain, "survivor");
+    let board = board(&node);
+    let reader = board.reader().unwrap();
+    let mut last = check_board(&reader, &[], "start");
+    for round in 0..iterations(6) * 4 {
+        let ctx = format!("round {round}");
+        let mut child = spawn("board_writer", &[&domain]);
+        expect_line(&mut child, "writing", &ctx);
+        std::thread::sleep(Duration::from_micros(rng.range(0, 2000)));
+        kill(&mut child);
+        last = check_board(&reader, &last, &ctx);
+    }
+    let writer = board.writer().expect("the dead writer's slot is reclaimed");
+    let version = writer.entry(&0).unwrap().update(board_value(0, 1));
+    assert!(version > last[0]);
+    drop((writer, reader, board, node));
+    assert_clean(&domain);
 }
 
 // ---------------------------------------------------------------------------

@@ -150,6 +150,15 @@ pub unsafe trait ShmSafe: Sized + 'static {
     /// stores `T` by value should fold in `T::SHALLOW_FINGERPRINT` instead
     /// of `T::LAYOUT.fingerprint` here, as `#[derive(ShmSafe)]` does.
     const SHALLOW_FINGERPRINT: u64 = Self::LAYOUT.fingerprint;
+
+    /// `true` if every byte of the type belongs to a field (no padding,
+    /// recursively), so a value can be read as plain initialised bytes.
+    /// Integers, floats, atomics and arrays of padding-free types are;
+    /// `#[derive(ShmSafe)]` computes it (fields padding-free and their
+    /// sizes adding up to the struct's). The default, `false`, is always
+    /// correct. Patterns that copy values word by word through atomics
+    /// (the [`blackboard`](crate::blackboard)) require it.
+    const PADDING_FREE: bool = false;
 }
 
 macro_rules! leaf {
@@ -162,6 +171,7 @@ macro_rules! leaf {
                 core::mem::size_of::<$t>(),
                 core::mem::align_of::<$t>(),
             );
+            const PADDING_FREE: bool = true;
         }
     )*};
 }
@@ -206,6 +216,7 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
         fingerprint: array_fingerprint(T::LAYOUT.fingerprint, N),
     };
     const SHALLOW_FINGERPRINT: u64 = array_fingerprint(T::SHALLOW_FINGERPRINT, N);
+    const PADDING_FREE: bool = T::PADDING_FREE;
 }
 
 const fn array_fingerprint(element: u64, len: usize) -> u64 {
@@ -248,6 +259,7 @@ macro_rules! transparent_wrapper {
                 fingerprint::bytes(fingerprint::start(), stringify!($wrapper).as_bytes()),
                 T::SHALLOW_FINGERPRINT,
             );
+            const PADDING_FREE: bool = T::PADDING_FREE;
         }
     )*};
 }

@@ -1,0 +1,203 @@
+//! Blackboard: shared state by key. One [`Writer`] updates entries in
+//! place; any number of [`Reader`]s, in other processes, read the latest
+//! complete value of an entry without a lock: a read never sees a torn
+//! value, never blocks the writer, and a writer killed in the middle of
+//! an update leaves the entry's previous value readable.
+//!
+//! ```no_run
+//! # use conduit::prelude::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! #[derive(ShmSafe, Clone, Copy, Debug)]
+//! #[repr(C)]
+//! struct Pose { x: f64, y: f64, heading: f64 }
+//!
+//! let node = Node::builder().create()?;
+//! let board = node.service("robot/state").blackboard::<u32, Pose>()
+//!     .entry(0, Pose { x: 0.0, y: 0.0, heading: 0.0 })   // key, initial value
+//!     .entry(1, Pose { x: 5.0, y: 0.0, heading: 0.0 })
+//!     .open_or_create()?;
+//! let writer = board.writer()?;                 // at most one live writer
+//! writer.entry(&0)?.update(Pose { x: 1.0, y: 2.0, heading: 0.5 });
+//!
+//! let reader = board.reader()?;                 // usually in another process
+//! let pose = reader.entry(&0)?;                 // keep the handle
+//! let (now, version) = pose.get_with_version()?;
+//! if pose.changed_since(version) { /* read again */ }
+//! # let _ = now; Ok(()) }
+//! ```
+//!
+//! # Types and keys
+//!
+//! `K: ShmSafe + Eq` and `V: ShmSafe + Copy`, both padding-free
+//! ([`ShmSafe::PADDING_FREE`](crate::shm::ShmSafe::PADDING_FREE), checked
+//! at compile time; `#[derive(ShmSafe)]` computes it): values travel word
+//! by word through atomics, and **keys are compared byte by byte** (not
+//! by `PartialEq`). The key set and the initial values are fixed at
+//! creation ([`BlackboardBuilder::entry`], [`BlackboardBuilder::entries`]);
+//! openers need no entries, and the key and value types' fingerprints are
+//! checked on open ([`ServiceError::IncompatibleType`](crate::service::ServiceError::IncompatibleType)).
+//! Limits: [`MAX_ENTRIES`] entries, keys up to [`MAX_KEY_SIZE`] bytes,
+//! values up to [`MAX_VALUE_SIZE`] bytes, [`MAX_READERS_LIMIT`] readers.
+//!
+//! # The protocol: two copies per entry
+//!
+//! Each entry has two copies of its value, each with a sequence word
+//! (odd while being written), and a `current` word naming the published
+//! copy and its version. The writer always writes the copy readers are
+//! *not* sent to, then publishes it by storing `current`. A reader loads
+//! `current`, checks the copy's sequence word, copies the words with
+//! atomic loads, and checks the sequence word again; if a write
+//! disturbed it (only a writer that updates the same entry twice during
+//! one read can), it retries, at most [`READ_ATTEMPTS`] times, then
+//! reports [`ReadError::Contended`]. Every step, the byte layout and every
+//! shared word's state table: `layout.rs`. The loom model
+//! `loom_tests.rs` runs those steps.
+//!
+//! Versions: 0 is the initial value; each update publishes a greater
+//! one. [`ReaderEntry::version`] and [`ReaderEntry::changed_since`] are
+//! one load each. An unchanged 8-byte entry is one cache line.
+//!
+//! # Waiting for changes
+//!
+//! Create the blackboard with
+//! [`notify_changes(true)`](BlackboardBuilder::notify_changes) and the
+//! writer wakes the readers that wait after every update, through the
+//! same machinery as event listeners: each reader sleeps on the
+//! [`EventWord`](crate::sync::EventWord) of its own slot
+//! ([`ReaderEntry::wait_changed_since`]: bounded spin, then futex), or
+//! arms its wake-up descriptor ([`Reader::wake_fd`], which makes a reader
+//! [`Attachable`](crate::waitset::Attachable) to a WaitSet or any epoll
+//! loop; [`ReaderEntry::poll_changed_since`] checks and re-arms). The
+//! writer bumps each reader's epoch (one atomic add per reader and
+//! update) and makes a system call only for a reader asleep. Any update
+//! wakes a waiting reader, which checks its entry's version and waits
+//! again if that did not change.
+//!
+//! No wake-up is lost: the reader snapshots its epoch, then loads
+//! `current` (Acquire); the writer stores `current` (Release), then bumps
+//! the epoch, so a reader whose check missed the update registers at an
+//! epoch that has moved, or is seen as a sleeper (the `EventWord`
+//! argument, `event` module docs). A reader that joins while the writer
+//! updates is covered by two SeqCst fences: the reader's after its slot
+//! claim, the writer's before it looks for readers. Either the writer
+//! finds the new reader, or the reader's first look sees the update
+//! (loom model `loom_blackboard_waiting_reader_is_woken`).
+//!
+//! # Crashes
+//!
+//! * **Writer killed** at any instruction: it was writing only the copy
+//!   that is not published, so readers keep reading the last complete
+//!   value of every entry (the copy it left half written is never
+//!   published). Its slot is freed when a dead-port cleanup runs (the
+//!   next [`Blackboard::writer`] call does one when the slot is taken),
+//!   and the new writer continues without repair, with versions above
+//!   every version the dead one wrote.
+//! * **Reader killed**: readers store nothing in the entries; its slot is
+//!   freed by the same cleanup.
+//! * **Garbage**: a reader takes only the low bit of `current` as an
+//!   index, the configuration and key table are validated at open, and a
+//!   read is bounded: bad words give a wrong value or `Contended`, never a
+//!   crash or a hang.
+//!
+//! A reader killed while asleep leaves its slot's sleeper count raised
+//! until the slot is reused: the writer then makes one useless
+//! `FUTEX_WAKE` per update for that slot (correct, slower), as for event
+//! listeners.
+//!
+//! # Not (yet) here
+//!
+//! * Waiting on an [`event`](crate::event) id bound to an entry (a
+//!   `Listener` shared with other sources), and async waiting with feature
+//!   `tokio`: use [`Reader::wake_fd`] with `AsyncFd` meanwhile.
+//! * The loan ([`WriterEntry::loan_uninit`]) builds the value in the
+//!   writer's memory, not in the segment: see its docs for why.
+//!
+//! # Files
+//!
+//! `service.rs` (builder, service, what it tells the service core),
+//! `writer.rs`, `reader.rs`, `layout.rs` (layout, configuration, the
+//! entry protocol).
+
+pub(crate) mod layout;
+#[cfg(all(test, loom))]
+mod loom_tests;
+mod reader;
+pub(crate) mod service;
+mod writer;
+
+pub use layout::{MAX_ENTRIES, MAX_KEY_SIZE, MAX_READERS_LIMIT, MAX_VALUE_SIZE};
+pub use reader::{Reader, ReaderEntry};
+pub(crate) use service::cleanup_domain;
+pub use service::{Blackboard, BlackboardBuilder};
+pub use writer::{EntryLoan, EntryLoanUninit, Writer, WriterEntry};
+
+/// Attempts of one read before it reports [`ReadError::Contended`].
+pub const READ_ATTEMPTS: u32 = 64;
+
+/// Default spin budget of [`ReaderEntry::wait_changed_since`] before it
+/// sleeps.
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Why waiting for a change ended without one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The timeout passed with the entry unchanged.
+    #[error("the entry did not change before the timeout")]
+    Timeout,
+    /// The blackboard was created without
+    /// [`notify_changes`](BlackboardBuilder::notify_changes): its writer
+    /// wakes nobody, so a wait could last for ever. Poll
+    /// [`ReaderEntry::changed_since`] instead.
+    #[error("blackboard {service:?} was created without notify_changes: nobody would wake a wait")]
+    NotNotifying {
+        /// The service.
+        service: String,
+    },
+}
+
+/// Why a writer or reader could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortCreateError {
+    /// A live writer exists (a dead one's slot is reclaimed first).
+    #[error("blackboard {service:?} already has a live writer")]
+    WriterExists {
+        /// The service.
+        service: String,
+    },
+    /// Every reader slot is taken by live readers.
+    #[error("blackboard {service:?} already has its maximum of {max} readers")]
+    ExceedsMaxReaders {
+        /// The service.
+        service: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why an entry could not be found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The blackboard has no entry with this key (keys are fixed at
+    /// creation).
+    #[error("blackboard {service:?} has no entry with this key")]
+    UnknownKey {
+        /// The service.
+        service: String,
+    },
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The writer rewrote the entry during every attempt (it updates it
+    /// faster than a value can be copied). Retrying later is fine.
+    #[error("the entry was rewritten during each of {attempts} read attempts")]
+    Contended {
+        /// Attempts made.
+        attempts: u32,
+    },
+}

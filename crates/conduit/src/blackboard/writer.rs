@@ -1,0 +1,235 @@
+//! The writer: updates entries in place, one at a time, never waiting.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+use super::layout::{self, EntryWords, READERS, WRITERS, published};
+use super::service::{BlackboardInner, key_words};
+use super::{EntryError, PortCreateError};
+use crate::service::PortId;
+use crate::shm::ShmSafe;
+use crate::sync::atomic::{Ordering, fence};
+
+/// The one writer of a blackboard. `Send`, not `Sync`: one thread updates
+/// at a time, as the entry protocol requires.
+pub struct Writer<K, V> {
+    service: Arc<BlackboardInner>,
+    slot: usize,
+    id: PortId,
+    types: PhantomData<fn() -> (K, V)>,
+    /// With `notify_changes`: (reader generation seen, reader slots in use
+    /// then). A `RefCell`, so the writer is not `Sync`.
+    readers: RefCell<(u64, Vec<usize>)>,
+}
+
+impl<K, V> std::fmt::Debug for Writer<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("service", &self.service.config.name)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
+    pub(super) fn create(service: Arc<BlackboardInner>) -> Result<Writer<K, V>, PortCreateError> {
+        let id = PortId::unique();
+        let slot = service.claim_slot(WRITERS, id.0, |_| {}).map_err(|_| {
+            PortCreateError::WriterExists {
+                service: service.config.name.clone(),
+            }
+        })?;
+        Ok(Writer {
+            service,
+            slot,
+            id,
+            types: PhantomData,
+            readers: RefCell::new((u64::MAX, Vec::new())),
+        })
+    }
+
+    /// This writer's id.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// The entry of `key` ([`EntryError::UnknownKey`] if the blackboard has
+    /// no such key). Finding it scans the key table: keep the handle.
+    pub fn entry(&self, key: &K) -> Result<WriterEntry<'_, K, V>, EntryError> {
+        let index =
+            self.service
+                .config
+                .find(&key_words(key))
+                .ok_or_else(|| EntryError::UnknownKey {
+                    service: self.service.config.name.clone(),
+                })?;
+        Ok(WriterEntry {
+            writer: self,
+            index,
+        })
+    }
+
+    fn words(&self, index: usize) -> EntryWords<'_> {
+        self.service.board().entry(index)
+    }
+
+    /// With `notify_changes`: wakes every reader that waits (an epoch bump
+    /// per reader; a system call only for a sleeper). Runs after the
+    /// update's Release store of `current`.
+    #[inline]
+    fn wake_readers(&self) {
+        if !self.service.config.notify {
+            return;
+        }
+        // SeqCst fence: pairs with the one a new reader makes after it
+        // claimed its slot (store `id` and bump the generation, then
+        // fence, then load `current`): either this writer sees the new
+        // generation below, or that reader sees this update's `current`.
+        fence(Ordering::SeqCst);
+        let view = self.service.view();
+        let generation = view.header().generation[READERS].load(Ordering::Acquire);
+        let slots = view.slots(READERS);
+        let mut cache = self.readers.borrow_mut();
+        if cache.0 != generation {
+            cache.1 = (0..self.service.layout.max_readers)
+                .filter(|&i| slots.get(i).port() != 0)
+                .collect();
+            cache.0 = generation;
+        }
+        let prefix = self.service.domain.wake_prefix();
+        for &i in &cache.1 {
+            let slot = slots.get(i);
+            crate::sync::fdwake::wake(&slot.event, &slot.fd_armed, prefix, || slot.port());
+        }
+    }
+}
+
+impl<K, V> Drop for Writer<K, V> {
+    fn drop(&mut self) {
+        self.service.release_slot(WRITERS, self.slot);
+    }
+}
+
+/// One entry of a blackboard, for its writer.
+pub struct WriterEntry<'w, K, V> {
+    writer: &'w Writer<K, V>,
+    index: usize,
+}
+
+impl<K, V> std::fmt::Debug for WriterEntry<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterEntry")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<'w, K: ShmSafe + Eq, V: ShmSafe + Copy> WriterEntry<'w, K, V> {
+    /// Publishes `value` as the entry's new value; returns its version.
+    /// Never blocks and never fails: readers store nothing in the entries,
+    /// so nothing can hold the writer up. With
+    /// [`notify_changes`](super::BlackboardBuilder::notify_changes), then
+    /// wakes the readers that wait. A writer killed inside leaves the
+    /// previous value readable (see [`crate::blackboard`]).
+    #[inline]
+    pub fn update(&self, value: V) -> u64 {
+        let version = layout::update(self.writer.words(self.index), |i| {
+            layout::word_of(&value, i)
+        });
+        self.writer.wake_readers();
+        version
+    }
+
+    /// The version of the entry's published value.
+    pub fn version(&self) -> u64 {
+        published(
+            self.writer
+                .words(self.index)
+                .current
+                .load(Ordering::Acquire),
+        )
+        .0
+    }
+
+    /// A loan of an uninitialised value for the entry, to build in place
+    /// and then [`update`](EntryLoan::update) with.
+    ///
+    /// The value is built in the writer's own memory, not in the segment:
+    /// readers load the segment's value words concurrently with atomic
+    /// loads, and a `&mut V` into them would be plain stores racing with
+    /// those loads (undefined behaviour in Rust's memory model). `update`
+    /// then stores it word by word, which for the values a blackboard
+    /// carries (at most 4 KiB) is the copy a plain write would make.
+    pub fn loan_uninit(&self) -> EntryLoanUninit<'_, 'w, K, V> {
+        EntryLoanUninit {
+            entry: self,
+            value: MaybeUninit::uninit(),
+        }
+    }
+}
+
+/// An uninitialised value for an entry; [`write`](Self::write) it.
+pub struct EntryLoanUninit<'e, 'w, K, V> {
+    entry: &'e WriterEntry<'w, K, V>,
+    value: MaybeUninit<V>,
+}
+
+impl<'e, 'w, K: ShmSafe + Eq, V: ShmSafe + Copy> EntryLoanUninit<'e, 'w, K, V> {
+    /// Writes the value.
+    pub fn write(mut self, value: V) -> EntryLoan<'e, 'w, K, V> {
+        self.value.write(value);
+        EntryLoan {
+            entry: self.entry,
+            // SAFETY: just written.
+            value: unsafe { self.value.assume_init() },
+        }
+    }
+
+    /// The value's memory, to initialise field by field; then call
+    /// [`assume_init`](Self::assume_init).
+    pub fn as_mut_ptr(&mut self) -> *mut V {
+        self.value.as_mut_ptr()
+    }
+
+    /// The loan with its value written through [`as_mut_ptr`](Self::as_mut_ptr).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the value must have been written.
+    pub unsafe fn assume_init(self) -> EntryLoan<'e, 'w, K, V> {
+        EntryLoan {
+            entry: self.entry,
+            // SAFETY: the caller wrote every byte.
+            value: unsafe { self.value.assume_init() },
+        }
+    }
+}
+
+/// A value for an entry, readable and changeable until
+/// [`update`](Self::update) publishes it (dropping it publishes nothing).
+pub struct EntryLoan<'e, 'w, K, V> {
+    entry: &'e WriterEntry<'w, K, V>,
+    value: V,
+}
+
+impl<K, V> std::ops::Deref for EntryLoan<'_, '_, K, V> {
+    type Target = V;
+    fn deref(&self) -> &V {
+        &self.value
+    }
+}
+
+impl<K, V> std::ops::DerefMut for EntryLoan<'_, '_, K, V> {
+    fn deref_mut(&mut self) -> &mut V {
+        &mut self.value
+    }
+}
+
+impl<K: ShmSafe + Eq, V: ShmSafe + Copy> EntryLoan<'_, '_, K, V> {
+    /// Publishes the value ([`WriterEntry::update`]); returns its version.
+    pub fn update(self) -> u64 {
+        self.entry.update(self.value)
+    }
+}
