@@ -478,11 +478,32 @@ fn bench_smoke_writes_a_report_with_charts() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.matches("<svg").count() >= 3, "charts missing");
-    assert!(page.contains("vs payload"));
-    assert!(
-        !page.contains("<script") && !page.contains("http://")
-            || page.contains("xmlns=\"http://www.w3.org/2000/svg\"")
-    );
+    // The latency-vs-payload chart draws every latency row: one point
+    // each, and each mechanism in its legend.
+    let heading = page
+        .find("<h2>Latency vs payload size</h2>")
+        .expect("latency chart heading");
+    let chart = &page[heading..heading + page[heading..].find("</svg>").expect("latency chart")];
+    let latency: Vec<_> = rows
+        .iter()
+        .filter(|r| r["kind"] == "latency" && r["p50_ns"].as_f64().is_some_and(|v| v > 0.0))
+        .collect();
+    assert!(latency.len() >= 2, "{rows:?}");
+    assert_eq!(chart.matches("<circle").count(), latency.len(), "{chart}");
+    for r in &latency {
+        let name = r["mechanism"].as_str().unwrap();
+        assert!(
+            chart.contains(name),
+            "{name} missing from the latency chart"
+        );
+    }
+    // No script and no external resource: the only URL is the SVG
+    // namespace, and nothing is loaded.
+    assert!(!page.contains("<script"), "the page has a script");
+    let rest = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for loads in ["http://", "https://", "src=", "href=", "url(", "@import"] {
+        assert!(!rest.contains(loads), "the page loads something: {loads}");
+    }
 
     let o = Command::new(CONDUIT)
         .args(["bench", "--only", "no-such-scenario"])
