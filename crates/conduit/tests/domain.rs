@@ -32,14 +32,9 @@ fn dispatch(role: &str, args: &[String]) {
                 .domain(domain)
                 .create()
                 .unwrap();
-            let topic = node
-                .service("t")
-                .publish_subscribe::<u64>()
-                .open_or_create()
-                .unwrap();
+            let (topic, events) = services(&node);
             let _publisher = topic.publisher().create().unwrap();
             let _subscriber = topic.subscriber().create().unwrap();
-            let events = node.service("e").event().open_or_create().unwrap();
             let _notifier = events.notifier().create().unwrap();
             println!("ready {}", node.id());
             loop {
@@ -73,13 +68,8 @@ fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
         .domain(&name)
         .create()
         .unwrap();
-    let topic = node
-        .service("t")
-        .publish_subscribe::<u64>()
-        .open_or_create()
-        .unwrap();
+    let (topic, events) = services(&node);
     let subscriber = topic.subscriber().create().unwrap();
-    let events = node.service("e").event().open_or_create().unwrap();
     let listener = events.listener().create().unwrap();
     assert_eq!(
         kinds(&domain),
