@@ -76,8 +76,14 @@ pub fn child_main_if_requested() {
         pubsub::child(&args);
         std::process::exit(0);
     }
+    // Not a child unless the first argument is `--child`; only then are
+    // the arguments (all ours, ASCII) read as strings. A user's argument
+    // that is not UTF-8 goes on to clap, which reports it.
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("--child")) {
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") && args.len() >= 2 {
+    if args.len() >= 2 {
         let role = &args[1];
         if role.starts_with("write-") {
             msg::throughput_child(role, &args[2..]);

@@ -75,8 +75,14 @@ pub type CmdResult = Result<(), Failure>;
 
 /// The domain to use: `--domain`, else `$CONDUIT_DOMAIN`, else `default`;
 /// validated.
+/// `$CONDUIT_DOMAIN` that is not UTF-8 is bad input, never silently
+/// `default`.
 pub fn domain(d: Option<String>) -> Result<String, Failure> {
-    let d = d.unwrap_or_else(conduit::shm::default_domain);
+    let d = match d {
+        Some(d) => d,
+        None => conduit::shm::try_default_domain()
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+    };
     conduit::shm::validate_domain(&d)
         .map_err(|e| Failure::new(exit::USAGE, format!("invalid domain {d:?}: {e}")))?;
     Ok(d)

@@ -176,6 +176,20 @@ fn usage_error(e: clap::Error) -> ! {
     ) {
         e.exit();
     }
+    if e.kind() == ErrorKind::InvalidUtf8 {
+        // clap does not say which argument: name it.
+        if let Some((i, bad)) = std::env::args_os()
+            .enumerate()
+            .skip(1)
+            .find(|(_, a)| a.to_str().is_none())
+        {
+            eprintln!(
+                "conduit: argument {i} ({bad:?}) is not valid UTF-8 \
+                 (names and text data are UTF-8; `pub --hex` takes any bytes) (see --help)"
+            );
+            std::process::exit(common::exit::USAGE);
+        }
+    }
     let text = e.render().to_string();
     let parts: Vec<&str> = text
         .lines()

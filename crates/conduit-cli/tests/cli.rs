@@ -300,6 +300,40 @@ fn sub_and_pub_reject_other_types_and_unknown_services() {
     assert_fails(&d.run(&["hz", "typed", "--window=-1"]), 2, "--window");
 }
 
+/// Bytes that are not UTF-8, in an argument or in $CONDUIT_DOMAIN: one
+/// `conduit: ` line and exit 2, never a panic (101) or a silent `default`.
+#[test]
+fn arguments_and_domain_that_are_not_utf8_are_bad_input() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let d = Domain::new();
+    let bad = OsStr::from_bytes(b"a\xff");
+    let o = d.cmd(&["pub"]).arg(bad).arg("x").output().unwrap();
+    assert_fails(&o, 2, r#"argument 2 ("a\xFF") is not valid UTF-8"#);
+    let o = d
+        .cmd(&["list"])
+        .arg(OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "");
+    let o = d.cmd(&["info"]).arg(bad).output().unwrap();
+    assert_fails(&o, 2, "not valid UTF-8");
+    let o = d.cmd(&["--domain"]).arg(bad).arg("list").output().unwrap();
+    assert_fails(&o, 2, "not valid UTF-8");
+    for args in [&["list", "services"][..], &["sub", "x"], &["clean"]] {
+        let o = d.cmd(args).env("CONDUIT_DOMAIN", bad).output().unwrap();
+        assert_fails(&o, 2, r#"$CONDUIT_DOMAIN "a\xFF" is not valid UTF-8"#);
+    }
+    // --domain wins over a bad $CONDUIT_DOMAIN.
+    let o = d
+        .cmd(&["list", "services", "--domain", &d.0])
+        .env("CONDUIT_DOMAIN", bad)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn pub_delivers_to_a_subscriber_in_another_process() {
     let d = Domain::new();

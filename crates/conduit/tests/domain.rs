@@ -41,6 +41,27 @@ fn dispatch(role: &str, args: &[String]) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        // Runs with $CONDUIT_DOMAIN set by the parent: reports what each
+        // way of reading it makes of the value, one line each.
+        "env_domain" => {
+            println!(
+                "try_default_domain {:?}",
+                conduit::shm::try_default_domain()
+            );
+            println!("default_domain {:?}", conduit::shm::default_domain());
+            println!(
+                "from_env {:?}",
+                Domain::from_env().map(|d| d.name().to_owned())
+            );
+            println!(
+                "node {:?}",
+                Node::builder()
+                    .name("env")
+                    .create()
+                    .map(|n| n.domain().to_owned())
+                    .map_err(|e| e.to_string())
+            );
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -161,4 +182,64 @@ fn invalid_domain_names_are_errors() {
         assert!(Domain::new(bad).is_err(), "{bad:?} accepted");
     }
     assert!(Domain::new("ok_1-2").is_ok());
+}
+
+/// `$CONDUIT_DOMAIN` as the library reads it: `default` when unset or
+/// empty, the value when valid, and an error (never a silent `default`)
+/// when it is not UTF-8 (`default_domain` alone keeps ignoring it).
+#[test]
+fn domain_from_the_environment() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let _w = common::watchdog(Duration::from_secs(30));
+    let report = |value: Option<&OsStr>| {
+        let mut cmd = common::child_command("env_domain", &["unused"]);
+        match value {
+            Some(v) => cmd.env("CONDUIT_DOMAIN", v),
+            None => cmd.env_remove("CONDUIT_DOMAIN"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let bad = report(Some(OsStr::from_bytes(b"a\xff")));
+    assert!(
+        bad.contains(
+            r#"try_default_domain Err(NotUtf8 { what: "$CONDUIT_DOMAIN", value: "a\xFF" })"#
+        ),
+        "{bad}"
+    );
+    assert!(bad.contains("default_domain \"default\""), "{bad}");
+    assert!(bad.contains("from_env Err(NotUtf8"), "{bad}");
+    assert!(
+        bad.contains(r#"node Err("$CONDUIT_DOMAIN \"a\\xFF\" is not valid UTF-8")"#),
+        "{bad}"
+    );
+
+    let unset = report(None);
+    assert!(
+        unset.contains("try_default_domain Ok(\"default\")"),
+        "{unset}"
+    );
+    assert!(unset.contains("from_env Ok(\"default\")"), "{unset}");
+    let empty = report(Some(OsStr::new("")));
+    assert!(
+        empty.contains("try_default_domain Ok(\"default\")"),
+        "{empty}"
+    );
+
+    // A valid value is used (the node would create objects: not created
+    // here, only the name is read).
+    let name = common::unique("envdom");
+    let set = report(Some(OsStr::new(&name)));
+    assert!(
+        set.contains(&format!("try_default_domain Ok({name:?})")),
+        "{set}"
+    );
+    assert!(set.contains(&format!("from_env Ok({name:?})")), "{set}");
+    assert!(set.contains(&format!("node Ok({name:?})")), "{set}");
+    let _ = Node::cleanup(&name);
+    assert!(Domain::new(&name).unwrap().objects().unwrap().is_empty());
 }

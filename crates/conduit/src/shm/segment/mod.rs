@@ -160,7 +160,7 @@ pub use error::{
 };
 pub use name::{
     DOMAIN_ENV, MAX_DOMAIN_LEN, MAX_NAME_LEN, NameError, default_domain, object_name,
-    validate_domain, validate_name,
+    try_default_domain, validate_domain, validate_name,
 };
 
 /// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
