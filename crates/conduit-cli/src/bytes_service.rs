@@ -36,10 +36,15 @@ pub fn open(domain: &str, name: &str, create: bool) -> Result<BytesService, Fail
             }
         }
         None if !create => {
-            return Err(Failure::new(
-                exit::NOT_FOUND,
-                format!("no service {name:?} in domain {domain:?}"),
-            ));
+            return Err(
+                common::other_kind(domain, name, conduit::ServiceKind::PublishSubscribe)
+                    .unwrap_or_else(|| {
+                        Failure::new(
+                            exit::NOT_FOUND,
+                            format!("no service {name:?} in domain {domain:?}"),
+                        )
+                    }),
+            );
         }
         None => {}
     }

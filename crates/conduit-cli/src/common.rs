@@ -231,6 +231,31 @@ pub fn as_domain(name: &str) -> Result<conduit::Domain, Failure> {
         .map_err(|e| Failure::new(exit::USAGE, format!("invalid domain {name:?}: {e}")))
 }
 
+/// When no service `name` of kind `wanted` exists but one of another kind
+/// does: the failure (exit 4) naming that kind and the commands that
+/// handle it. `None` if no service of any kind has that name.
+pub fn other_kind(domain: &str, name: &str, wanted: conduit::ServiceKind) -> Option<Failure> {
+    use conduit::{ObjectKind, ServiceKind};
+    let objects = as_domain(domain).ok()?.objects().ok()?;
+    let kind = ServiceKind::ALL.into_iter().find(|&kind| {
+        kind != wanted
+            && objects
+                .iter()
+                .any(|o| o.kind == ObjectKind::Service(kind) && o.name == kind.segment_name(name))
+    })?;
+    let commands = match kind {
+        ServiceKind::PublishSubscribe => " (use conduit pub, sub, hz)",
+        ServiceKind::Event => " (use conduit notify, listen)",
+        _ => "",
+    };
+    Some(Failure::new(
+        exit::TYPE_MISMATCH,
+        format!(
+            "no {wanted} {name:?} in domain {domain:?}; {name:?} is a service of another kind: {kind}{commands}"
+        ),
+    ))
+}
+
 pub fn node(domain: &str) -> Result<conduit::node::Node, Failure> {
     conduit::node::Node::builder()
         .name("conduit-cli")

@@ -26,7 +26,8 @@ Exit codes:
   1  the operation failed (OS error, timeout, corrupted shared state)
   2  bad input: usage error, invalid name or domain, malformed data
   3  no such service
-  4  the service carries a type this command cannot handle
+  4  the service carries a type this command cannot handle, or the name
+     is a service of another kind (e.g. `sub` on an event service)
   5  permission denied
 Errors are one line on stderr, starting with `conduit: `.";
 

@@ -30,7 +30,13 @@ pub fn open(domain: &str, name: &str, create: bool) -> Result<(Node, EventServic
     } else {
         builder.open()
     }
-    .map_err(common::service_failure)?;
+    .map_err(|e| match e {
+        conduit::service::ServiceError::NotFound(_) => {
+            common::other_kind(domain, name, conduit::ServiceKind::Event)
+                .unwrap_or_else(|| common::service_failure(e))
+        }
+        e => common::service_failure(e),
+    })?;
     Ok((node, service))
 }
 

@@ -300,6 +300,40 @@ fn sub_and_pub_reject_other_types_and_unknown_services() {
     assert_fails(&d.run(&["hz", "typed", "--window=-1"]), 2, "--window");
 }
 
+/// A name used by a service of the other kind is reported as such (exit
+/// 4, naming the kind and its commands), not as a missing service.
+#[test]
+fn commands_name_a_service_of_the_other_kind() {
+    let d = Domain::new();
+    let node = d.node();
+    let _events = node.service("ev").event().open_or_create().unwrap();
+    let _topic = node
+        .service("ps")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    for args in [
+        &["sub", "ev", "--count", "1"][..],
+        &["pub", "ev", "x"],
+        &["hz", "ev"],
+    ] {
+        assert_fails(
+            &d.run(args),
+            4,
+            "\"ev\" is a service of another kind: event service (use conduit notify, listen)",
+        );
+    }
+    for args in [&["notify", "ps"][..], &["listen", "ps", "--count", "1"]] {
+        assert_fails(
+            &d.run(args),
+            4,
+            "\"ps\" is a service of another kind: publish/subscribe service (use conduit pub, sub, hz)",
+        );
+    }
+    assert_fails(&d.run(&["notify", "missing"]), 3, "does not exist");
+    assert_fails(&d.run(&["sub", "missing"]), 3, "no service");
+}
+
 /// Bytes that are not UTF-8, in an argument or in $CONDUIT_DOMAIN: one
 /// `conduit: ` line and exit 2, never a panic (101) or a silent `default`.
 #[test]
