@@ -478,12 +478,44 @@ fn clean_removes_what_a_killed_process_left() {
     // (Both started before either dies: a new node cleans up dead ones.)
     let mut sub = Running::start(d.cmd(&["sub", "orphan", "--create"]));
     let mut listen = Running::start(d.cmd(&["listen", "orphan-events", "--create"]));
+    // A publisher (with its data segment) in the live service.
+    let mut publisher = d
+        .cmd(&[
+            "pub",
+            "alive-bytes",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    while !d.leftovers().iter().any(|n| n.contains(".pub.")) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _bytes = node
+        .service("alive-bytes")
+        .publish_subscribe::<[u8]>()
+        .open()
+        .unwrap();
     let pid = sub.child.id();
-    for child in [&mut sub.child, &mut listen.child] {
+    for child in [&mut sub.child, &mut listen.child, &mut publisher] {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+    let segments = |o: &Output, action: &str| -> Vec<String> {
+        let mut s: Vec<String> = json_lines(o)
+            .iter()
+            .filter(|l| l["action"] == action)
+            .map(|l| l["segment"].as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s
+    };
 
+    let before = d.leftovers();
     let o = d.run(&["clean", "--dry-run", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json_lines(&o);
@@ -497,30 +529,171 @@ fn clean_removes_what_a_killed_process_left() {
             .any(|l| l["action"] == "kept" && l["pid"] == std::process::id()),
         "{v:?}"
     );
+    let planned = segments(&o, "would remove");
     // Nothing removed yet.
-    let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
-    assert!(
-        nodes
-            .iter()
-            .any(|n| n["pid"] == pid && n["state"] == "dead")
-    );
+    assert_eq!(d.leftovers(), before);
+    // Three dead nodes, the publisher's data segment, the two services
+    // only the dead used; the live node and both live services stay.
+    assert_eq!(planned.len(), 6, "{v:?}");
+    assert_eq!(planned.iter().filter(|s| s.contains(".node.")).count(), 3);
+    assert_eq!(planned.iter().filter(|s| s.contains(".pub.")).count(), 1);
+    assert!(v.iter().any(|l| l["action"] == "would remove"
+        && l["name"] == "orphan"
+        && l["object"] == "service"));
+    for kept in ["alive", "alive-bytes"] {
+        assert!(
+            v.iter().any(|l| l["action"] == "kept" && l["name"] == kept),
+            "{kept}: {v:?}"
+        );
+    }
 
+    // The real clean removes exactly that: what it reports and what
+    // disappeared from /dev/shm.
+    let o = d.run(&["clean", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(segments(&o, "removed"), planned);
+    assert!(segments(&o, "could not remove").is_empty());
+    let after = d.leftovers();
+    let mut gone: Vec<String> = before
+        .iter()
+        .filter(|n| !after.contains(n))
+        .map(|n| n.to_string())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, planned);
+
+    // The text form, on a domain with nothing left to clean.
     let o = d.run(&["clean"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(
-        text.contains("removed node") && text.contains("its process is gone"),
-        "{text}"
-    );
-    assert!(text.contains("service \"orphan\""), "{text}");
-    assert!(text.contains("removed service \"orphan-events\""), "{text}");
     assert!(text.contains("kept service \"alive\""), "{text}");
+    assert!(text.contains("removed 0 object(s)"), "{text}");
     let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0]["pid"], std::process::id());
     let services = json_lines(&d.run(&["list", "services", "--json"]));
-    assert_eq!(services.len(), 1);
-    assert_eq!(services[0]["name"], "alive");
+    assert_eq!(services.len(), 2);
+}
+
+/// Another user's `clean` says, object by object, what it could not check
+/// (private objects of others) and what it could not remove (group-shared
+/// objects it may use but, in the sticky /dev/shm, not unlink).
+#[test]
+fn clean_by_another_user_names_what_it_could_not_remove() {
+    use std::os::unix::process::CommandExt;
+    const OTHER_UID: u32 = 65534;
+    const SHARED_GID: u32 = 4242;
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: clean as another user needs root (to run conduit as uid {OTHER_UID})");
+        return;
+    }
+    let d = Domain::new();
+    let as_other = |args: &[&str]| {
+        let mut c = d.cmd(args);
+        c.uid(OTHER_UID).gid(SHARED_GID);
+        c.output()
+    };
+    match as_other(&["--version"]) {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("skipped: uid {OTHER_UID} cannot run {CONDUIT}: {other:?}");
+            return;
+        }
+    }
+    // Root's private publisher and a group-shared one, both killed.
+    let mut children = Vec::new();
+    for args in [
+        &[
+            "pub",
+            "private",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ][..],
+        &[
+            "--share-group",
+            "4242",
+            "pub",
+            "shared",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ],
+    ] {
+        children.push(d.cmd(args).spawn().unwrap());
+    }
+    while d.leftovers().iter().filter(|n| n.contains(".pub.")).count() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let before = d.leftovers();
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    let o = as_other(&["--share-group", "4242", "clean", "--json"]).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(d.leftovers(), before, "another user removed something");
+    let lines = |action: &str| -> Vec<String> {
+        v.iter()
+            .filter(|l| l["action"] == action)
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["object"].as_str().unwrap(),
+                    l["reason"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Every object is named, none as removed.
+    assert_eq!(
+        v.iter().filter(|l| l["segment"].is_string()).count(),
+        6,
+        "{v:?}"
+    );
+    assert!(lines("removed").is_empty(), "{v:?}");
+    let not_removed = lines("could not remove");
+    assert!(
+        not_removed
+            .iter()
+            .any(|l| l.starts_with("service no live process has it open")
+                && l.ends_with("owned by uid 0: only its owner or root can remove it")),
+        "{v:?}"
+    );
+    assert!(
+        not_removed.iter().any(|l| l.starts_with("publisher data")),
+        "{v:?}"
+    );
+    let unchecked = lines("could not check");
+    assert!(
+        unchecked
+            .iter()
+            .filter(|l| l.contains("owned by uid 0"))
+            .count()
+            >= 3,
+        "{v:?}"
+    );
+    let o = as_other(&["--share-group", "4242", "clean"]).unwrap();
+    assert!(
+        stdout(&o).contains("could not check or remove 6 object(s)"),
+        "{}",
+        stdout(&o)
+    );
+    // Root cleans both (the group-shared objects with --share-group).
+    let o = d.run(&["clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.run(&["--share-group", "4242", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
 #[test]

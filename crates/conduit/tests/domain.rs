@@ -104,6 +104,19 @@ fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
     );
     let services = conduit::pubsub::list(&domain).unwrap();
     assert_eq!((services[0].publishers, services[0].subscribers), (1, 2));
+    // The publisher's data segment names its owner, the victim's node.
+    let data = domain
+        .objects()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.kind == ObjectKind::PublisherData)
+        .unwrap();
+    let owner = conduit::pubsub::data_segment_owner(&domain, &data.name, Permissions::owner_only());
+    assert_eq!(owner.map(|id| id.to_string()), Some(victim.clone()));
+    assert_eq!(
+        conduit::pubsub::data_segment_owner(&domain, "pub.none", Permissions::owner_only()),
+        None
+    );
 
     // Alive: nothing to clean.
     assert!(
