@@ -885,10 +885,26 @@ fn limits_prints_text_and_json() {
         .output()
         .unwrap();
     let v = json_lines(&o);
-    assert!(
-        v.iter()
-            .any(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
-    );
+    // Numbers, not strings with units: the unit is a field of its own.
+    let scm = v
+        .iter()
+        .find(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
+        .unwrap();
+    assert_eq!(scm["value"], 253);
+    assert_eq!(scm["unit"], "count");
+    let pipe = v
+        .iter()
+        .find(|l| l["limit"] == "pipe capacity limit (pipe-max-size)")
+        .unwrap();
+    assert!(pipe["value"].as_u64().is_some_and(|b| b >= 4096), "{pipe}");
+    assert_eq!(pipe["unit"], "bytes");
+    for l in &v {
+        assert!(
+            l["value"].is_u64() && (l["unit"] == "bytes" || l["unit"] == "count")
+                || l["value"].is_null() && (l["unlimited"] == true || l["error"].is_string()),
+            "{l}"
+        );
+    }
 }
 
 #[test]
