@@ -269,9 +269,14 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     };
     let mut supervisor = Supervisor::new(&args, &domain, seed)?;
     if !args.json {
+        let kills = if args.kill_interval.is_zero() {
+            "no kills".to_owned()
+        } else {
+            format!("kill every ~{:?}", args.kill_interval)
+        };
         println!(
-            "conduit soak: {} publishers, {} subscribers, {:?}, kill every ~{:?}, seed {seed}, payload 1..={} B, domain {domain}",
-            args.publishers, args.subscribers, args.duration, args.kill_interval, args.payload_size
+            "conduit soak: {} publishers, {} subscribers, {:?}, {kills}, seed {seed}, payload 1..={} B, domain {domain}",
+            args.publishers, args.subscribers, args.duration, args.payload_size
         );
     }
     // The parent keeps the service (and so its configuration) for the
