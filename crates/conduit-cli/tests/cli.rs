@@ -452,12 +452,23 @@ fn top_shows_every_service() {
     let a_row = v.iter().find(|l| l["service"] == "top/a").unwrap();
     assert_eq!(a_row["queued"], 1);
     assert_eq!(a_row["subscribers"], 1);
+    // No rate before two refreshes (not a misleading 0.0), then a number.
+    assert_eq!(a_row["refresh"], 0);
+    assert!(a_row["sent_per_s"].is_null(), "{a_row}");
+    let second = v
+        .iter()
+        .find(|l| l["service"] == "top/a" && l["refresh"] == 1)
+        .unwrap();
+    assert_eq!(second["sent_per_s"], 0.0, "{second}");
     let o = d.run(&["top", "--iterations", "1"]);
     let text = stdout(&o);
     assert!(
         text.contains("top/a") && text.contains("top/b") && text.contains("[u8]"),
         "{text}"
     );
+    // The help promises only what works (there is no `q` key).
+    let help = stdout(&d.run(&["top", "--help"]));
+    assert!(!help.contains("`q`"), "{help}");
     assert_fails(&d.run(&["top", "--interval", "0"]), 2, "--interval");
 }
 
