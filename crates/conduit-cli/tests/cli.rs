@@ -334,6 +334,40 @@ fn commands_name_a_service_of_the_other_kind() {
     assert_fails(&d.run(&["sub", "missing"]), 3, "no service");
 }
 
+/// A service whose segment header was overwritten is reported as
+/// corrupted, not as "abandoned by its creator".
+#[test]
+fn corrupted_header_is_not_called_abandoned() {
+    use std::os::unix::fs::FileExt;
+
+    let d = Domain::new();
+    let node = d.node();
+    let _topic = node
+        .service("scribbled")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let file = d
+        .leftovers()
+        .into_iter()
+        .find(|n| n.contains(".svc."))
+        .unwrap();
+    let shm = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{file}"))
+        .unwrap();
+    // The header's state word (offset 12): a value no creator writes.
+    shm.write_all_at(&0x4d_u32.to_ne_bytes(), 12).unwrap();
+    for args in [
+        &["info", "scribbled"][..],
+        &["sub", "scribbled", "--count", "1"],
+    ] {
+        let o = d.run(args);
+        assert_fails(&o, 1, "corrupted header: header state word is 0x4d");
+        assert!(!stderr(&o).contains("abandoned"), "{}", stderr(&o));
+    }
+}
+
 /// Bytes that are not UTF-8, in an argument or in $CONDUIT_DOMAIN: one
 /// `conduit: ` line and exit 2, never a panic (101) or a silent `default`.
 #[test]

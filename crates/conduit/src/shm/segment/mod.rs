@@ -307,7 +307,18 @@ impl Segment {
                 // aligned; Header consists of atomics only, valid for any
                 // bit pattern; the reference does not outlive `mapping`.
                 let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
-                if header.state.load(Ordering::Acquire) == STATE_READY {
+                let state = header.state.load(Ordering::Acquire);
+                if state != STATE_READY && state != STATE_INITIALIZING {
+                    // Neither value a creator ever writes: the header was
+                    // overwritten, not abandoned half-made.
+                    return Err(OpenError::Corrupted {
+                        name,
+                        reason: format!(
+                            "header state word is {state:#x}, neither initializing ({STATE_INITIALIZING}) nor ready ({STATE_READY})"
+                        ),
+                    });
+                }
+                if state == STATE_READY {
                     let segment = Segment {
                         name: (name != "memfd").then(|| name.clone()),
                         fd,
