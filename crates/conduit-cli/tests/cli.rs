@@ -796,6 +796,27 @@ fn bench_smoke_writes_a_report_with_charts() {
         .output()
         .unwrap();
     assert_fails(&o, 2, "no scenario matches");
+    // The error lists the names the table shows, and those names select.
+    assert_fails(&o, 2, "conduit pubsub (busy), conduit pubsub (blocking)");
+    let o = Command::new(CONDUIT)
+        .args([
+            "bench",
+            "--smoke",
+            "--json",
+            "--only",
+            "Conduit PubSub (busy)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r["mechanism"] == "conduit pubsub (busy)"),
+        "{rows:?}"
+    );
     let o = Command::new(CONDUIT)
         .args(["bench", "--smoke", "--peers", "/nonexistent/peers.json"])
         .output()
