@@ -88,6 +88,17 @@ pub fn domain(d: Option<String>) -> Result<String, Failure> {
     Ok(d)
 }
 
+/// Parses a whole number ≥ 0 for an option. The options take negative
+/// numbers as values (`--count -1`, not only `--count=-1`), so that a
+/// negative one is reported as what it is rather than as an unknown flag.
+pub fn whole<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!("must be 0 or more, not {text}"));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
+}
+
 /// Checks a service name, as the library would.
 pub fn service_name(name: &str) -> Result<(), Failure> {
     conduit::service::validate_service_name(name)

@@ -13,7 +13,7 @@ pub struct NotifyArgs {
     /// The event service.
     pub event: String,
     /// The event id (0..=max_event_id of the service).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
     pub id: usize,
     /// Create the service (default configuration) if it does not exist.
     #[arg(long)]

@@ -19,10 +19,10 @@ pub struct PubArgs {
     #[arg(long)]
     pub hex: bool,
     /// Publish this many times.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: u64,
     /// Seconds between two samples (with --count).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub interval: f64,
     /// Create the service (default QoS) if it does not exist.
     #[arg(long)]
@@ -30,7 +30,7 @@ pub struct PubArgs {
     /// Seconds to wait, after the last send, for subscribers to take the
     /// samples before exiting (a sample not taken by then is lost unless
     /// the service keeps history).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub linger: f64,
 }
 

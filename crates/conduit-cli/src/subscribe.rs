@@ -27,7 +27,7 @@ pub struct SubArgs {
     /// The service (a `[u8]` slice service).
     pub service: String,
     /// Exit after this many samples (default: run until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -31,10 +31,10 @@ use crate::list::payload_name;
 #[derive(Args)]
 pub struct TopArgs {
     /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub interval: f64,
     /// Exit after this many refreshes (default: until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub iterations: Option<u64>,
     /// One JSON object per service and refresh instead of the table.
     #[arg(long)]

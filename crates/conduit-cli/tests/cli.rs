@@ -368,6 +368,63 @@ fn corrupted_header_is_not_called_abandoned() {
     }
 }
 
+/// A negative number after an option is its value (not an unknown flag),
+/// and is rejected as an invalid value naming the option.
+#[test]
+fn negative_numbers_are_values_rejected_as_invalid() {
+    let d = Domain::new();
+    for (args, message) in [
+        (
+            &["top", "--interval", "-1"][..],
+            "--interval must be a number of seconds > 0",
+        ),
+        (
+            &["top", "--iterations", "-1"],
+            "'--iterations <ITERATIONS>': must be 0 or more, not -1",
+        ),
+        (
+            &["hz", "x", "--window", "-1"],
+            "--window must be a number of seconds > 0",
+        ),
+        (
+            &["pub", "x", "y", "--interval", "-1"],
+            "--interval must be a number of seconds ≥ 0",
+        ),
+        (
+            &["pub", "x", "y", "--count", "-2"],
+            "'--count <COUNT>': must be 0 or more, not -2",
+        ),
+        (
+            &["sub", "x", "--count", "-1"],
+            "'--count <COUNT>': must be 0 or more",
+        ),
+        (
+            &["listen", "x", "--count", "-1"],
+            "'--count <COUNT>': must be 0 or more",
+        ),
+        (
+            &["notify", "x", "--id", "-1"],
+            "'--id <ID>': must be 0 or more",
+        ),
+        (
+            &["soak", "--kill-interval", "-1"],
+            "'--kill-interval <KILL_INTERVAL>': must be 0 or more",
+        ),
+        (
+            &["soak", "--duration", "-5s"],
+            "'--duration <DURATION>': must be 0 or more, not -5s",
+        ),
+        (
+            &["soak", "--publishers", "-1"],
+            "'--publishers <PUBLISHERS>': must be 0 or more",
+        ),
+    ] {
+        let o = d.run(args);
+        assert_fails(&o, 2, message);
+        assert!(!stderr(&o).contains("unexpected argument"), "{args:?}");
+    }
+}
+
 /// Bytes that are not UTF-8, in an argument or in $CONDUIT_DOMAIN: one
 /// `conduit: ` line and exit 2, never a panic (101) or a silent `default`.
 #[test]
