@@ -798,6 +798,72 @@ fn clean_by_another_user_names_what_it_could_not_remove() {
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
+/// `--share-group` between two users, both through the CLI: a service
+/// created by one is joined by the other, in both directions; a member
+/// without the option gets exit 5 with the hint.
+#[test]
+fn share_group_works_between_two_users() {
+    use std::os::unix::process::CommandExt;
+    const OTHER_UID: u32 = 65534;
+    const GID: &str = "4243";
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!(
+            "skipped: --share-group between two users needs root (to run conduit as uid {OTHER_UID})"
+        );
+        return;
+    }
+    let d = Domain::new();
+    let member = |args: &[&str]| {
+        let mut c = d.cmd(args);
+        c.uid(OTHER_UID).gid(GID.parse().unwrap());
+        c
+    };
+    match member(&["--version"]).output() {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("skipped: uid {OTHER_UID} cannot run {CONDUIT}: {other:?}");
+            return;
+        }
+    }
+    for (creator_is_root, service) in [(true, "made-by-root"), (false, "made-by-member")] {
+        let sub_args = [
+            "--share-group",
+            GID,
+            "sub",
+            service,
+            "--create",
+            "--count",
+            "1",
+        ];
+        let pub_args = [
+            "--share-group",
+            GID,
+            "pub",
+            service,
+            "hello",
+            "--linger",
+            "20",
+        ];
+        let (sub, publisher) = if creator_is_root {
+            (d.cmd(&sub_args), member(&pub_args))
+        } else {
+            (member(&sub_args), d.cmd(&pub_args))
+        };
+        let sub = Running::start(sub);
+        if creator_is_root {
+            // Without the option the member's private node is told how.
+            let o = member(&["pub", service, "x"]).output().unwrap();
+            assert_fails(&o, 5, "pass --share-group GID");
+        }
+        let o = { publisher }.output().unwrap();
+        assert!(o.status.success(), "{service}: {}", stderr(&o));
+        let (status, out, err) = sub.finish();
+        assert!(status.success(), "{service}: {err}");
+        assert_eq!(out, "hello\n", "{service}");
+    }
+    let _ = Node::cleanup_with(&d.0, conduit::shm::Permissions::group(GID.parse().unwrap()));
+}
+
 #[test]
 fn bench_smoke_writes_a_report_with_charts() {
     let dir = std::env::temp_dir().join(format!("conduit-cli-bench-{}", std::process::id()));
