@@ -459,6 +459,46 @@ fn arguments_and_domain_that_are_not_utf8_are_bad_input() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `sub --wait` waits for a service that does not exist yet, then
+/// subscribes; without it the error says --wait exists.
+#[test]
+fn sub_wait_subscribes_once_the_service_appears() {
+    let d = Domain::new();
+    assert_fails(
+        &d.run(&["sub", "later"]),
+        3,
+        "(pass --wait to wait until it appears)",
+    );
+    let mut child = d
+        .cmd(&["sub", "later", "--wait", "--count", "1"])
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, "conduit: waiting for service \"later\"\n");
+    // Still waiting: nothing exists yet, and it has not given up.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none());
+    let node = d.node();
+    let topic = node
+        .service("later")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let publisher = topic.publisher().create().unwrap();
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, "conduit: subscribed to \"later\"\n");
+    while child.try_wait().unwrap().is_none() {
+        publisher.send_slice_copy(b"at last").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "at last\n");
+}
+
 #[test]
 fn pub_delivers_to_a_subscriber_in_another_process() {
     let d = Domain::new();
