@@ -99,17 +99,16 @@ pub fn run(args: PubArgs, domain: Option<String>) -> CmdResult {
     // Wait until every subscriber took what we sent (or linger ran out).
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline && !interrupt.happened() {
-        let pending = conduit::pubsub::details(&common::as_domain(&domain)?, &args.service)
-            .ok()
-            .flatten()
-            .map(|d| {
-                d.connections
-                    .iter()
-                    .filter(|c| c.publisher == publisher.id())
-                    .map(|c| c.queued)
-                    .sum::<usize>()
-            })
-            .unwrap_or(0);
+        // Read through the open service: another member's group-shared
+        // service cannot be mapped by a tool's read.
+        let pending: usize = svc
+            .service
+            .details()
+            .connections
+            .iter()
+            .filter(|c| c.publisher == publisher.id())
+            .map(|c| c.queued)
+            .sum();
         if pending == 0 {
             break;
         }

@@ -884,7 +884,7 @@ fn share_group_works_between_two_users() {
             "--linger",
             "20",
         ];
-        let (sub, publisher) = if creator_is_root {
+        let (sub, mut publisher) = if creator_is_root {
             (d.cmd(&sub_args), member(&pub_args))
         } else {
             (member(&sub_args), d.cmd(&pub_args))
@@ -895,8 +895,41 @@ fn share_group_works_between_two_users() {
             let o = member(&["pub", service, "x"]).output().unwrap();
             assert_fails(&o, 5, "pass --share-group GID");
         }
-        let o = { publisher }.output().unwrap();
+        // The subscriber is stopped while the publisher sends: the
+        // publisher must linger until it took the sample (it reads its
+        // queues through its own handle: a tool's read of another user's
+        // service fails, which made it leave at once and lose the sample).
+        let sub_pid = rustix::process::Pid::from_raw(sub.child.id() as i32).unwrap();
+        let stop = |signal| rustix::process::kill_process(sub_pid, signal).unwrap();
+        stop(rustix::process::Signal::STOP);
+        let mut publisher = publisher.spawn().unwrap();
+        while !d.leftovers().iter().any(|n| n.contains(".pub."))
+            && publisher.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let early = publisher.try_wait().unwrap();
+        stop(rustix::process::Signal::CONT);
+        assert!(
+            early.is_none(),
+            "{service}: the publisher left before the sample was taken"
+        );
+        let o = publisher.wait_with_output().unwrap();
         assert!(o.status.success(), "{service}: {}", stderr(&o));
+        // The publisher lingered until the sample was taken: the
+        // subscriber is done (a lost sample fails here, not by a hang).
+        let mut sub = sub;
+        for _ in 0..300 {
+            if sub.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            sub.child.try_wait().unwrap().is_some(),
+            "{service}: the subscriber got nothing"
+        );
         let (status, out, err) = sub.finish();
         assert!(status.success(), "{service}: {err}");
         assert_eq!(out, "hello\n", "{service}");

@@ -256,3 +256,27 @@ fn domain_from_the_environment() {
     let _ = Node::cleanup(&name);
     assert!(Domain::new(&name).unwrap().objects().unwrap().is_empty());
 }
+
+/// An open service reports the same details as a tool's read of it.
+#[test]
+fn open_service_reports_its_details() {
+    let name = common::unique("details");
+    let node = Node::builder().name("d").domain(&name).create().unwrap();
+    let (topic, _events) = services(&node);
+    let publisher = topic.publisher().create().unwrap();
+    let subscriber = topic.subscriber().create().unwrap();
+    publisher.send_copy(7).unwrap();
+    let own = topic.details();
+    assert_eq!(own.connections.len(), 1);
+    assert_eq!(own.connections[0].queued, 1);
+    assert_eq!(own.connections[0].publisher, publisher.id());
+    assert_eq!(own.connections[0].subscriber, subscriber.id());
+    let read = conduit::pubsub::details(&Domain::new(&name).unwrap(), "t")
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.connections, read.connections);
+    assert_eq!(own.info.segment, read.info.segment);
+    assert_eq!(own.publishers, read.publishers);
+    drop((publisher, subscriber, topic, _events, node));
+    assert!(Domain::new(&name).unwrap().objects().unwrap().is_empty());
+}
