@@ -1,9 +1,10 @@
 //! The system limits that bound conduit's resources, read when asked.
 //!
 //! These are the limits that conduit's exhaustion errors name:
-//! [`shared_memory_space`] for [`shm::CreateError::InsufficientSpace`],
-//! [`open_files`] for the `TooManyOpenFiles` variants, [`memory_mappings`]
-//! and [`address_space`] for [`shm::CreateError::OutOfMappings`], and
+//! [`shared_memory_space`] for [`shm::Resource::SharedMemorySpace`], [`open_files`]
+//! for [`shm::Resource::FileDescriptors`] and the `TooManyOpenFiles`
+//! variants, [`memory_mappings`] and [`address_space`] for
+//! [`shm::Resource::Mappings`] (each in a [`shm::ResourceExhausted`]), and
 //! [`message_queue_bytes`] for [`mq::OpenError::ResourceLimit`].
 //! `conduit limits` prints them all. The limits of one mechanism live with
 //! it: [`pipe::max_capacity`], [`socket::MAX_FDS_PER_MESSAGE`] and
@@ -18,8 +19,10 @@
 //! * [`memory_mappings`] reads a file in `/proc`, so it needs a free file
 //!   descriptor: with none left it reports `None` (unreadable).
 //!
-//! [`shm::CreateError::InsufficientSpace`]: crate::shm::CreateError::InsufficientSpace
-//! [`shm::CreateError::OutOfMappings`]: crate::shm::CreateError::OutOfMappings
+//! [`shm::Resource::SharedMemorySpace`]: crate::shm::Resource::SharedMemorySpace
+//! [`shm::Resource::FileDescriptors`]: crate::shm::Resource::FileDescriptors
+//! [`shm::Resource::Mappings`]: crate::shm::Resource::Mappings
+//! [`shm::ResourceExhausted`]: crate::shm::ResourceExhausted
 //! [`mq::OpenError::ResourceLimit`]: crate::mq::OpenError::ResourceLimit
 //! [`pipe::max_capacity`]: crate::pipe::max_capacity
 //! [`socket::MAX_FDS_PER_MESSAGE`]: crate::socket::MAX_FDS_PER_MESSAGE

@@ -60,7 +60,7 @@
 //! |---|---|---|
 //! | 0 [`STATE_INITIALIZING`] | the creator is writing the header and the data area; openers wait | → 1 by the creator, once, with `Release`, after the header and the caller's `init` ran |
 //! | 1 [`STATE_READY`] | usable | final |
-//! | anything else | corrupted | openers treat it as never ready (→ [`OpenError::Abandoned`] once the creator's lock is gone) |
+//! | anything else | corrupted (no creator writes it) | openers fail at once with [`OpenError::Corrupted`] (not `Abandoned`: the header was overwritten, not left half-made) |
 //!
 //! # Creating
 //!
