@@ -71,12 +71,11 @@ fuzz_target!(|input: Input| {
 
     for op in input.ops.iter().take(32) {
         if let Op::Reopen = op {
-            if let Ok(again) = managed.segment().map_again() {
-                if let Ok(m2) = ManagedSegment::from_segment(again) {
-                    if let Ok(g) = m2.lock() {
-                        let _ = g.names();
-                    }
-                }
+            if let Ok(again) = managed.segment().map_again()
+                && let Ok(m2) = ManagedSegment::from_segment(again)
+                && let Ok(g) = m2.lock()
+            {
+                let _ = g.names();
             }
             continue;
         }
@@ -94,37 +93,37 @@ fuzz_target!(|input: Input| {
             Op::Names => drop(m.names()),
             Op::Stats => drop(m.stats()),
             Op::UseVec(x) => {
-                if let Ok(Some(v)) = m.find::<ShmVec<u64>>("vec") {
-                    if let Ok((vec, mut ctx)) = m.get(v) {
-                        let _ = vec.as_slice(ctx.view());
-                        let _ = vec.push(&mut ctx, x);
-                    }
+                if let Ok(Some(v)) = m.find::<ShmVec<u64>>("vec")
+                    && let Ok((vec, mut ctx)) = m.get(v)
+                {
+                    let _ = vec.as_slice(ctx.view());
+                    let _ = vec.push(&mut ctx, x);
                 }
             }
             Op::UseText => {
-                if let Ok(Some(s)) = m.find::<ShmString>("text") {
-                    if let Ok((text, mut ctx)) = m.get(s) {
-                        let _ = text.as_str(ctx.view());
-                        let _ = text.push_str(&mut ctx, "!");
-                    }
+                if let Ok(Some(s)) = m.find::<ShmString>("text")
+                    && let Ok((text, mut ctx)) = m.get(s)
+                {
+                    let _ = text.as_str(ctx.view());
+                    let _ = text.push_str(&mut ctx, "!");
                 }
             }
             Op::UseList(x) => {
-                if let Ok(Some(l)) = m.find::<ShmList<u64>>("list") {
-                    if let Ok((list, mut ctx)) = m.get(l) {
-                        std::hint::black_box(list.iter(ctx.view()).count());
-                        let _ = list.push_front(&mut ctx, x);
-                        let _ = list.pop_back(&mut ctx);
-                    }
+                if let Ok(Some(l)) = m.find::<ShmList<u64>>("list")
+                    && let Ok((list, mut ctx)) = m.get(l)
+                {
+                    std::hint::black_box(list.iter(ctx.view()).count());
+                    let _ = list.push_front(&mut ctx, x);
+                    let _ = list.pop_back(&mut ctx);
                 }
             }
             Op::UseMap(x) => {
-                if let Ok(Some(h)) = m.find::<ShmHashMap<u64, u64>>("map") {
-                    if let Ok((map, mut ctx)) = m.get(h) {
-                        let _ = map.get(ctx.view(), &x);
-                        let _ = map.insert(&mut ctx, x, x);
-                        let _ = map.remove(&mut ctx, &(x / 2));
-                    }
+                if let Ok(Some(h)) = m.find::<ShmHashMap<u64, u64>>("map")
+                    && let Ok((map, mut ctx)) = m.get(h)
+                {
+                    let _ = map.get(ctx.view(), &x);
+                    let _ = map.insert(&mut ctx, x, x);
+                    let _ = map.remove(&mut ctx, &(x / 2));
                 }
             }
             Op::Reopen => {}

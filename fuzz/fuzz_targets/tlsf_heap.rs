@@ -28,11 +28,16 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fn state(region: &Region) -> &mut HeapState {
+/// The heap state at the start of `region`.
+///
+/// # Safety
+///
+/// No other reference to the state's bytes may be used while the returned
+/// one lives (the patches are written between two calls).
+unsafe fn state<'a>(region: &Region) -> &'a mut HeapState {
     let p = region.resolve::<HeapState>(0).expect("state inside");
     // SAFETY: in bounds and aligned; every bit pattern is a HeapState
-    // (plain integers); only this reference touches the bytes while it
-    // lives (the patches are written between two calls).
+    // (plain integers); exclusive use is the caller's promise.
     unsafe { &mut *p.as_ptr() }
 }
 
@@ -42,7 +47,8 @@ fuzz_target!(|input: Input| {
     let start = size_of::<HeapState>().next_multiple_of(64);
     let mut live: Vec<Offset<u8>> = Vec::new();
     {
-        let heap = state(&region);
+        // SAFETY: the only reference to the state until the block ends.
+        let heap = unsafe { state(&region) };
         heap.init(&region, start, LEN - start).expect("heap fits");
         for (i, &size) in input.setup.iter().take(32).enumerate() {
             if let Ok(off) = heap.allocate(&region, usize::from(size % 2048), 16) {
@@ -57,7 +63,9 @@ fuzz_target!(|input: Input| {
     }
     // State and blocks alike.
     apply(&region, 0, LEN, 0..0, &input.patches);
-    let heap = state(&region);
+    // SAFETY: the first reference is gone; nothing else writes the state
+    // from here on but through this one.
+    let heap = unsafe { state(&region) };
     let _ = heap.verify(&region);
     for op in input.ops.iter().take(64) {
         match *op {

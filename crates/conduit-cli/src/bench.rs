@@ -26,7 +26,8 @@ pub struct BenchArgs {
     /// works, the figures mean nothing).
     #[arg(long, conflicts_with = "quick")]
     pub smoke: bool,
-    /// Only scenarios whose name contains this text.
+    /// Only the mechanisms whose name in the table contains this text
+    /// (ignoring case), e.g. "conduit pubsub (busy)" or "pubsub".
     #[arg(long)]
     pub only: Option<String>,
     /// JSON lines (one per result) instead of the table.
@@ -76,8 +77,14 @@ pub fn child_main_if_requested() {
         pubsub::child(&args);
         std::process::exit(0);
     }
+    // Not a child unless the first argument is `--child`; only then are
+    // the arguments (all ours, ASCII) read as strings. A user's argument
+    // that is not UTF-8 goes on to clap, which reports it.
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("--child")) {
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") && args.len() >= 2 {
+    if args.len() >= 2 {
         let role = &args[1];
         if role.starts_with("write-") {
             msg::throughput_child(role, &args[2..]);
@@ -96,7 +103,10 @@ enum Size {
 }
 
 struct Job {
+    /// What the progress bar shows (mechanism and payload).
     name: String,
+    /// The mechanism as the table names it (what `--only` matches).
+    mechanism: String,
     run: Box<dyn FnOnce() -> Vec<Row>>,
 }
 
@@ -138,7 +148,13 @@ fn from_latency(l: &msg::Latency, mechanism: &str, baseline: bool, payload: u64)
 
 fn jobs(size: Size) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
-    let mut add = |name: String, run: Box<dyn FnOnce() -> Vec<Row>>| jobs.push(Job { name, run });
+    let mut add = |name: String, mechanism: &str, run: Box<dyn FnOnce() -> Vec<Row>>| {
+        jobs.push(Job {
+            name,
+            mechanism: mechanism.to_owned(),
+            run,
+        })
+    };
     let sizes: &[usize] = match size {
         Size::Smoke => &[8, 1024],
         Size::Quick => &[8, 1024, 64 * 1024],
@@ -157,6 +173,7 @@ fn jobs(size: Size) -> Vec<Job> {
     if size != Size::Smoke {
         add(
             "signal (sigqueue + Signals)".into(),
+            "signal (sigqueue, conduit Signals)",
             Box::new(move || {
                 let r = signal::signal_ping_pong(sig_iters / 10, sig_iters, true);
                 vec![signal_row(&r, "signal (sigqueue, conduit Signals)")]
@@ -168,6 +185,7 @@ fn jobs(size: Size) -> Vec<Job> {
         let rounds = scaled(busy_rounds, payload);
         add(
             format!("spin on a shared line, {}", pubsub::size_name(payload)),
+            "raw spin (shared memory)",
             Box::new(move || {
                 let plan = Plan::busy(rounds / 10, rounds, 100);
                 let m = floors::spin_line_with_payload(&plan, payload, harness::Mode::Payload);
@@ -177,6 +195,7 @@ fn jobs(size: Size) -> Vec<Job> {
     }
     add(
         "raw futex".into(),
+        "raw futex",
         Box::new(move || {
             let m = floors::futex_pingpong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds));
             vec![from_measurement(&m, "raw futex", true)]
@@ -184,6 +203,7 @@ fn jobs(size: Size) -> Vec<Job> {
     );
     add(
         "plain pipe".into(),
+        "plain pipe",
         Box::new(move || {
             let m = floors::pipe_pingpong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds));
             vec![from_measurement(&m, "plain pipe", true)]
@@ -203,6 +223,7 @@ fn jobs(size: Size) -> Vec<Job> {
     for &(wait, name) in waits {
         add(
             name.to_owned(),
+            name,
             Box::new(move || {
                 let m = events::ping_pong(&Plan::sleeping(sleep_rounds / 10, sleep_rounds), wait);
                 vec![from_measurement(&m, name, false)]
@@ -214,6 +235,7 @@ fn jobs(size: Size) -> Vec<Job> {
         let rounds = scaled(pubsub_rounds as u64, payload) as usize;
         add(
             format!("conduit pubsub busy, {}", pubsub::size_name(payload)),
+            "conduit pubsub (busy)",
             Box::new(move || {
                 let l = pubsub::ping_pong(payload, pubsub::Mode::BusyPayload, rounds);
                 pubsub::settle();
@@ -228,6 +250,7 @@ fn jobs(size: Size) -> Vec<Job> {
     }
     add(
         "conduit pubsub blocking".into(),
+        "conduit pubsub (blocking)",
         Box::new(move || {
             let l = pubsub::ping_pong(8, pubsub::Mode::BlockingDefaultSpin, pubsub_rounds);
             pubsub::settle();
@@ -237,6 +260,7 @@ fn jobs(size: Size) -> Vec<Job> {
     if size != Size::Smoke {
         add(
             "conduit pubsub blocking, no spin".into(),
+            "conduit pubsub (blocking, no spin)",
             Box::new(move || {
                 let l = pubsub::ping_pong(
                     8,
@@ -267,6 +291,7 @@ fn jobs(size: Size) -> Vec<Job> {
     for name in latency {
         add(
             format!("{name} ping-pong"),
+            &mechanism_name(name),
             Box::new(move || {
                 let l = msg::latency(name, msg_rounds);
                 vec![from_latency(
@@ -287,6 +312,7 @@ fn jobs(size: Size) -> Vec<Job> {
     for name in streams {
         add(
             format!("{name} stream"),
+            &mechanism_name(name),
             Box::new(move || {
                 let t = msg::throughput(name, stream_bytes);
                 let bps = t.bytes as f64 / t.elapsed.as_secs_f64().max(1e-9);
@@ -305,6 +331,13 @@ fn jobs(size: Size) -> Vec<Job> {
         );
     }
     jobs
+}
+
+/// Whether `--only TEXT` selects `job`: TEXT is part of the mechanism's
+/// name in the table or of the job's progress name, ignoring case.
+fn matches_only(job: &Job, only: &str) -> bool {
+    let only = only.to_lowercase();
+    job.mechanism.to_lowercase().contains(&only) || job.name.to_lowercase().contains(&only)
 }
 
 fn is_baseline(name: &str) -> bool {
@@ -466,11 +499,20 @@ pub fn run(args: BenchArgs) -> CmdResult {
     };
     let mut jobs = jobs(size);
     if let Some(only) = &args.only {
-        jobs.retain(|j| j.name.contains(only.as_str()));
+        let mut names: Vec<String> = Vec::new();
+        for j in &jobs {
+            if !names.contains(&j.mechanism) {
+                names.push(j.mechanism.clone());
+            }
+        }
+        jobs.retain(|j| matches_only(j, only));
         if jobs.is_empty() {
             return Err(Failure::new(
                 exit::USAGE,
-                format!("no scenario matches {only:?}"),
+                format!(
+                    "no scenario matches {only:?}; --only takes a name from the table, or part of one: {}",
+                    names.join(", ")
+                ),
             ));
         }
     }

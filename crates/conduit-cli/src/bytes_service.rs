@@ -19,9 +19,17 @@ pub struct BytesService {
 /// (with default QoS) when it does not exist.
 pub fn open(domain: &str, name: &str, create: bool) -> Result<BytesService, Failure> {
     common::service_name(name)?;
-    match conduit::pubsub::details(&common::as_domain(domain)?, name)
-        .map_err(common::service_failure)?
-    {
+    let details = match conduit::pubsub::details(&common::as_domain(domain)?, name) {
+        Ok(details) => details,
+        // Tools read only this user's segments; another member's
+        // group-shared service is checked by the open below, with the
+        // node's permissions (its type included).
+        Err(conduit::service::ServiceError::PermissionDenied { .. }) => {
+            return open_service(domain, name, create);
+        }
+        Err(e) => return Err(common::service_failure(e)),
+    };
+    match details {
         Some(d) => {
             let s = &d.info;
             if s.kind != "slice" || s.payload.name != "u8" || s.header.size != 0 {
@@ -36,13 +44,23 @@ pub fn open(domain: &str, name: &str, create: bool) -> Result<BytesService, Fail
             }
         }
         None if !create => {
-            return Err(Failure::new(
-                exit::NOT_FOUND,
-                format!("no service {name:?} in domain {domain:?}"),
-            ));
+            return Err(
+                common::other_kind(domain, name, conduit::ServiceKind::PublishSubscribe)
+                    .unwrap_or_else(|| {
+                        Failure::new(
+                            exit::NOT_FOUND,
+                            format!("no service {name:?} in domain {domain:?}"),
+                        )
+                    }),
+            );
         }
         None => {}
     }
+    open_service(domain, name, create)
+}
+
+/// Opens (or creates) `name` as a `[u8]` service with this command's node.
+fn open_service(domain: &str, name: &str, create: bool) -> Result<BytesService, Failure> {
     let node = common::node(domain)?;
     let builder = node.service(name).publish_subscribe::<[u8]>();
     let service = if create {

@@ -75,11 +75,28 @@ pub type CmdResult = Result<(), Failure>;
 
 /// The domain to use: `--domain`, else `$CONDUIT_DOMAIN`, else `default`;
 /// validated.
+/// `$CONDUIT_DOMAIN` that is not UTF-8 is bad input, never silently
+/// `default`.
 pub fn domain(d: Option<String>) -> Result<String, Failure> {
-    let d = d.unwrap_or_else(conduit::shm::default_domain);
+    let d = match d {
+        Some(d) => d,
+        None => conduit::shm::try_default_domain()
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+    };
     conduit::shm::validate_domain(&d)
         .map_err(|e| Failure::new(exit::USAGE, format!("invalid domain {d:?}: {e}")))?;
     Ok(d)
+}
+
+/// Parses a whole number ≥ 0 for an option. The options take negative
+/// numbers as values (`--count -1`, not only `--count=-1`), so that a
+/// negative one is reported as what it is rather than as an unknown flag.
+pub fn whole<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!("must be 0 or more, not {text}"));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
 }
 
 /// Checks a service name, as the library would.
@@ -223,6 +240,31 @@ pub fn permissions() -> conduit::shm::Permissions {
 pub fn as_domain(name: &str) -> Result<conduit::Domain, Failure> {
     conduit::Domain::new(name)
         .map_err(|e| Failure::new(exit::USAGE, format!("invalid domain {name:?}: {e}")))
+}
+
+/// When no service `name` of kind `wanted` exists but one of another kind
+/// does: the failure (exit 4) naming that kind and the commands that
+/// handle it. `None` if no service of any kind has that name.
+pub fn other_kind(domain: &str, name: &str, wanted: conduit::ServiceKind) -> Option<Failure> {
+    use conduit::{ObjectKind, ServiceKind};
+    let objects = as_domain(domain).ok()?.objects().ok()?;
+    let kind = ServiceKind::ALL.into_iter().find(|&kind| {
+        kind != wanted
+            && objects
+                .iter()
+                .any(|o| o.kind == ObjectKind::Service(kind) && o.name == kind.segment_name(name))
+    })?;
+    let commands = match kind {
+        ServiceKind::PublishSubscribe => " (use conduit pub, sub, hz)",
+        ServiceKind::Event => " (use conduit notify, listen)",
+        _ => "",
+    };
+    Some(Failure::new(
+        exit::TYPE_MISMATCH,
+        format!(
+            "no {wanted} {name:?} in domain {domain:?}; {name:?} is a service of another kind: {kind}{commands}"
+        ),
+    ))
 }
 
 pub fn node(domain: &str) -> Result<conduit::node::Node, Failure> {

@@ -16,10 +16,10 @@ pub struct HzArgs {
     /// The service (a `[u8]` slice service).
     pub service: String,
     /// Seconds per report line.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub window: f64,
     /// Exit after this many report lines (default: until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: Option<u64>,
     /// One JSON object per report line.
     #[arg(long)]

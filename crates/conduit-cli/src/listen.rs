@@ -15,7 +15,7 @@ pub struct ListenArgs {
     /// The event service.
     pub event: String,
     /// Exit after this many ids (default: until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: Option<u64>,
     /// One JSON object per id.
     #[arg(long)]

@@ -26,7 +26,8 @@ Exit codes:
   1  the operation failed (OS error, timeout, corrupted shared state)
   2  bad input: usage error, invalid name or domain, malformed data
   3  no such service
-  4  the service carries a type this command cannot handle
+  4  the service carries a type this command cannot handle, or the name
+     is a service of another kind (e.g. `sub` on an event service)
   5  permission denied
 Errors are one line on stderr, starting with `conduit: `.";
 
@@ -175,6 +176,20 @@ fn usage_error(e: clap::Error) -> ! {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         e.exit();
+    }
+    if e.kind() == ErrorKind::InvalidUtf8 {
+        // clap does not say which argument: name it.
+        if let Some((i, bad)) = std::env::args_os()
+            .enumerate()
+            .skip(1)
+            .find(|(_, a)| a.to_str().is_none())
+        {
+            eprintln!(
+                "conduit: argument {i} ({bad:?}) is not valid UTF-8 \
+                 (names and text data are UTF-8; `pub --hex` takes any bytes) (see --help)"
+            );
+            std::process::exit(common::exit::USAGE);
+        }
     }
     let text = e.render().to_string();
     let parts: Vec<&str> = text

@@ -13,7 +13,7 @@ pub struct NotifyArgs {
     /// The event service.
     pub event: String,
     /// The event id (0..=max_event_id of the service).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
     pub id: usize,
     /// Create the service (default configuration) if it does not exist.
     #[arg(long)]
@@ -30,7 +30,13 @@ pub fn open(domain: &str, name: &str, create: bool) -> Result<(Node, EventServic
     } else {
         builder.open()
     }
-    .map_err(common::service_failure)?;
+    .map_err(|e| match e {
+        conduit::service::ServiceError::NotFound(_) => {
+            common::other_kind(domain, name, conduit::ServiceKind::Event)
+                .unwrap_or_else(|| common::service_failure(e))
+        }
+        e => common::service_failure(e),
+    })?;
     Ok((node, service))
 }
 

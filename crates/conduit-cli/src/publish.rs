@@ -19,10 +19,10 @@ pub struct PubArgs {
     #[arg(long)]
     pub hex: bool,
     /// Publish this many times.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: u64,
     /// Seconds between two samples (with --count).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub interval: f64,
     /// Create the service (default QoS) if it does not exist.
     #[arg(long)]
@@ -30,7 +30,7 @@ pub struct PubArgs {
     /// Seconds to wait, after the last send, for subscribers to take the
     /// samples before exiting (a sample not taken by then is lost unless
     /// the service keeps history).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub linger: f64,
 }
 
@@ -99,17 +99,16 @@ pub fn run(args: PubArgs, domain: Option<String>) -> CmdResult {
     // Wait until every subscriber took what we sent (or linger ran out).
     let deadline = Instant::now() + linger;
     while Instant::now() < deadline && !interrupt.happened() {
-        let pending = conduit::pubsub::details(&common::as_domain(&domain)?, &args.service)
-            .ok()
-            .flatten()
-            .map(|d| {
-                d.connections
-                    .iter()
-                    .filter(|c| c.publisher == publisher.id())
-                    .map(|c| c.queued)
-                    .sum::<usize>()
-            })
-            .unwrap_or(0);
+        // Read through the open service: another member's group-shared
+        // service cannot be mapped by a tool's read.
+        let pending: usize = svc
+            .service
+            .details()
+            .connections
+            .iter()
+            .filter(|c| c.publisher == publisher.id())
+            .map(|c| c.queued)
+            .sum();
         if pending == 0 {
             break;
         }

@@ -20,7 +20,7 @@ pub enum SignalCommand {
         /// Signal name or number.
         signal: String,
         /// Queue the signal with this pointer-sized value (SI_QUEUE).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
         value: Option<usize>,
         /// Send to the whole process group PID (killpg).
         #[arg(long, conflicts_with = "value")]
@@ -38,7 +38,7 @@ pub enum SignalCommand {
         /// Signals to watch (names or numbers).
         signals: Vec<String>,
         /// Exit after this many signals.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
         count: Option<usize>,
     },
 }

@@ -27,7 +27,7 @@ pub struct SubArgs {
     /// The service (a `[u8]` slice service).
     pub service: String,
     /// Exit after this many samples (default: run until Ctrl-C).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub count: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -41,7 +41,14 @@ pub struct SubArgs {
     /// Create the service (default QoS) if it does not exist.
     #[arg(long)]
     pub create: bool,
+    /// If the service does not exist yet, wait until it appears (looked
+    /// for every 100 ms; Ctrl-C stops waiting), then subscribe.
+    #[arg(long, conflicts_with = "create")]
+    pub wait: bool,
 }
+
+/// How often `--wait` looks for the service.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
@@ -58,13 +65,33 @@ pub fn run(args: SubArgs, domain: Option<String>) -> CmdResult {
     } else {
         args.format
     };
-    let svc = bytes_service::open(&domain, &args.service, args.create)?;
+    let mut interrupt = common::Interrupt::watch();
+    let mut waiting = false;
+    let svc = loop {
+        match bytes_service::open(&domain, &args.service, args.create) {
+            Err(f) if f.code == exit::NOT_FOUND && args.wait => {
+                if !waiting {
+                    eprintln!("conduit: waiting for service {:?}", args.service);
+                    waiting = true;
+                }
+                if interrupt.happened() {
+                    return Ok(());
+                }
+                std::thread::sleep(WAIT_POLL);
+            }
+            Err(mut f) if f.code == exit::NOT_FOUND => {
+                f.message
+                    .push_str(" (pass --wait to wait until it appears)");
+                return Err(f);
+            }
+            r => break r?,
+        }
+    };
     let subscriber = svc
         .service
         .subscriber()
         .create()
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot create a subscriber: ", &e))?;
-    let mut interrupt = common::Interrupt::watch();
     // Scripts (and tests) may wait for this line before publishing.
     eprintln!("conduit: subscribed to {:?}", args.service);
     let mut out = std::io::stdout().lock();

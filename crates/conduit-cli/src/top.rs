@@ -3,7 +3,11 @@
 //!
 //! Rates come from the per-connection sequence numbers in the service
 //! segment (read-only, via `conduit::pubsub::details`), so `top` takes
-//! no part in the traffic. Drops are estimated as samples sent but neither
+//! no part in the traffic. A rate needs two refreshes: the first shows
+//! `-` (JSON: null). "sent/s" counts each sample once per publisher (a
+//! sample goes into every subscriber's queue: the publisher's fastest
+//! queue is its rate), "taken/s" once per subscriber that took it. The
+//! sent counters are 32-bit and wrap: differences are taken modulo 2^32. Drops are estimated as samples sent but neither
 //! queued, released nor possibly borrowed; exact drop counters live inside
 //! each publisher's process and are not in shared memory.
 //!
@@ -27,14 +31,57 @@ use crate::list::payload_name;
 #[derive(Args)]
 pub struct TopArgs {
     /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub interval: f64,
-    /// Exit after this many refreshes (default: until Ctrl-C or `q`).
-    #[arg(long)]
+    /// Exit after this many refreshes (default: until Ctrl-C).
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub iterations: Option<u64>,
     /// One JSON object per service and refresh instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Key of a connection's counters: (service, publisher, subscriber).
+type Key = (String, PortId, PortId);
+
+/// Samples sent and taken per second since the last refresh (`None` on
+/// the first refresh of the service). Sent: per publisher, the most any of
+/// its queues advanced (each sample is pushed into every queue), summed
+/// over publishers; taken: summed over every connection.
+fn rates(
+    service: &str,
+    connections: &[conduit::pubsub::ConnectionInfo],
+    last: &HashMap<Key, (u64, u64)>,
+    secs: f64,
+) -> (Option<f64>, Option<f64>) {
+    let mut per_publisher: HashMap<PortId, u64> = HashMap::new();
+    let mut taken = 0u64;
+    let mut any = false;
+    for c in connections {
+        let Some(&(sent, released)) = last.get(&(service.to_owned(), c.publisher, c.subscriber))
+        else {
+            continue;
+        };
+        any = true;
+        // `sent` wraps at 2^32.
+        let advanced = u64::from((c.sent as u32).wrapping_sub(sent as u32));
+        let best = per_publisher.entry(c.publisher).or_default();
+        *best = (*best).max(advanced);
+        taken += c.released.wrapping_sub(released);
+    }
+    if !any {
+        return (None, None);
+    }
+    let sent: u64 = per_publisher.values().sum();
+    (Some(sent as f64 / secs), Some(taken as f64 / secs))
+}
+
+/// Samples of connection `c` neither taken, queued nor possibly borrowed
+/// (an estimate; 32-bit wrapping arithmetic like the sent counter).
+fn drops_estimate(c: &conduit::pubsub::ConnectionInfo, max_borrowed: u64) -> u64 {
+    let accounted = c.released + c.queued as u64 + max_borrowed;
+    let missing = (c.sent as u32).wrapping_sub(accounted as u32) as i32;
+    missing.max(0) as u64
 }
 
 /// Runs `conduit top`.
@@ -48,7 +95,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
     let live = common::tty() && !args.json;
     let mut interrupt = common::Interrupt::watch();
     // (service, publisher, subscriber) → (sent, released) at the last refresh.
-    let mut last: HashMap<(String, PortId, PortId), (u64, u64)> = HashMap::new();
+    let mut last: HashMap<Key, (u64, u64)> = HashMap::new();
     let mut last_time = Instant::now();
     let mut frame = 0u64;
     if live {
@@ -68,25 +115,21 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
         let secs = last_time.elapsed().as_secs_f64().max(1e-3);
         last_time = Instant::now();
         let mut rows = Vec::new();
-        let mut now: HashMap<(String, PortId, PortId), (u64, u64)> = HashMap::new();
+        let mut now: HashMap<Key, (u64, u64)> = HashMap::new();
         for s in &services {
             let Ok(Some(d)) = conduit::pubsub::details(&dom, &s.name) else {
                 continue;
             };
-            let (mut sent_rate, mut recv_rate) = (0.0, 0.0);
+            let (sent_rate, recv_rate) = rates(&s.name, &d.connections, &last, secs);
             let (mut queued, mut capacity, mut drops) = (0usize, 0usize, 0u64);
             for c in &d.connections {
-                let key = (s.name.clone(), c.publisher, c.subscriber);
-                if let Some((sent, released)) = last.get(&key) {
-                    sent_rate += c.sent.saturating_sub(*sent) as f64 / secs;
-                    recv_rate += c.released.saturating_sub(*released) as f64 / secs;
-                }
-                now.insert(key, (c.sent, c.released));
+                now.insert(
+                    (s.name.clone(), c.publisher, c.subscriber),
+                    (c.sent, c.released),
+                );
                 queued += c.queued;
                 capacity += c.capacity;
-                drops += c
-                    .sent
-                    .saturating_sub(c.released + c.queued as u64 + s.qos.max_borrowed as u64);
+                drops += drops_estimate(c, s.qos.max_borrowed as u64);
             }
             let fill = if capacity == 0 {
                 0.0
@@ -106,8 +149,8 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                 payload_name(s),
                 s.publishers.to_string(),
                 s.subscribers.to_string(),
-                format!("{sent_rate:.1}"),
-                format!("{recv_rate:.1}"),
+                sent_rate.map_or("-".into(), |r| format!("{r:.1}")),
+                recv_rate.map_or("-".into(), |r| format!("{r:.1}")),
                 format!("{queued}/{capacity} ({fill:.0}%)"),
                 drops.to_string(),
             ]);
@@ -176,4 +219,57 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
         println!("\x1b[?25h");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use conduit::pubsub::ConnectionInfo;
+    use conduit::service::PortId;
+
+    use super::{drops_estimate, rates};
+
+    fn conn(publisher: u64, subscriber: u64, sent: u64, released: u64) -> ConnectionInfo {
+        ConnectionInfo {
+            publisher: PortId(publisher),
+            subscriber: PortId(subscriber),
+            sent,
+            released,
+            queued: 0,
+            capacity: 8,
+        }
+    }
+
+    #[test]
+    fn a_sample_counts_once_per_publisher_and_counters_wrap() {
+        let key = |p: u64, s: u64| ("svc".to_owned(), PortId(p), PortId(s));
+        // Publisher 1 feeds subscribers 10 and 11; publisher 2 feeds 10.
+        // Publisher 1's counter wraps at 2^32 between the refreshes.
+        let last = HashMap::from([
+            (key(1, 10), (u64::from(u32::MAX) - 4, 100)),
+            (key(1, 11), (u64::from(u32::MAX) - 4, 100)),
+            (key(2, 10), (7, 0)),
+        ]);
+        let now = [conn(1, 10, 5, 110), conn(1, 11, 5, 104), conn(2, 10, 10, 3)];
+        let (sent, taken) = rates("svc", &now, &last, 2.0);
+        // 10 samples by publisher 1 (not 20), 3 by publisher 2; per second.
+        assert_eq!(sent, Some(13.0 / 2.0));
+        assert_eq!(taken, Some((10.0 + 4.0 + 3.0) / 2.0));
+        // First refresh: no rate, not 0.
+        assert_eq!(rates("svc", &now, &HashMap::new(), 2.0), (None, None));
+    }
+
+    #[test]
+    fn drops_are_estimated_across_the_wrap() {
+        // Sent wrapped to 3 after 2^32 + 3 samples; 2^32 - 10 released.
+        let c = ConnectionInfo {
+            queued: 2,
+            ..conn(1, 2, 3, u64::from(u32::MAX) - 9)
+        };
+        assert_eq!(drops_estimate(&c, 1), 10);
+        // Nothing missing: no drop (not a huge wrapped number).
+        let c = conn(1, 2, 5, 5);
+        assert_eq!(drops_estimate(&c, 2), 0);
+    }
 }

@@ -300,6 +300,205 @@ fn sub_and_pub_reject_other_types_and_unknown_services() {
     assert_fails(&d.run(&["hz", "typed", "--window=-1"]), 2, "--window");
 }
 
+/// A name used by a service of the other kind is reported as such (exit
+/// 4, naming the kind and its commands), not as a missing service.
+#[test]
+fn commands_name_a_service_of_the_other_kind() {
+    let d = Domain::new();
+    let node = d.node();
+    let _events = node.service("ev").event().open_or_create().unwrap();
+    let _topic = node
+        .service("ps")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    for args in [
+        &["sub", "ev", "--count", "1"][..],
+        &["pub", "ev", "x"],
+        &["hz", "ev"],
+    ] {
+        assert_fails(
+            &d.run(args),
+            4,
+            "\"ev\" is a service of another kind: event service (use conduit notify, listen)",
+        );
+    }
+    for args in [&["notify", "ps"][..], &["listen", "ps", "--count", "1"]] {
+        assert_fails(
+            &d.run(args),
+            4,
+            "\"ps\" is a service of another kind: publish/subscribe service (use conduit pub, sub, hz)",
+        );
+    }
+    assert_fails(&d.run(&["notify", "missing"]), 3, "does not exist");
+    assert_fails(&d.run(&["sub", "missing"]), 3, "no service");
+}
+
+/// A service whose segment header was overwritten is reported as
+/// corrupted, not as "abandoned by its creator".
+#[test]
+fn corrupted_header_is_not_called_abandoned() {
+    use std::os::unix::fs::FileExt;
+
+    let d = Domain::new();
+    let node = d.node();
+    let _topic = node
+        .service("scribbled")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let file = d
+        .leftovers()
+        .into_iter()
+        .find(|n| n.contains(".svc."))
+        .unwrap();
+    let shm = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{file}"))
+        .unwrap();
+    // The header's state word (offset 12): a value no creator writes.
+    shm.write_all_at(&0x4d_u32.to_ne_bytes(), 12).unwrap();
+    for args in [
+        &["info", "scribbled"][..],
+        &["sub", "scribbled", "--count", "1"],
+    ] {
+        let o = d.run(args);
+        assert_fails(&o, 1, "corrupted header: header state word is 0x4d");
+        assert!(!stderr(&o).contains("abandoned"), "{}", stderr(&o));
+    }
+}
+
+/// A negative number after an option is its value (not an unknown flag),
+/// and is rejected as an invalid value naming the option.
+#[test]
+fn negative_numbers_are_values_rejected_as_invalid() {
+    let d = Domain::new();
+    for (args, message) in [
+        (
+            &["top", "--interval", "-1"][..],
+            "--interval must be a number of seconds > 0",
+        ),
+        (
+            &["top", "--iterations", "-1"],
+            "'--iterations <ITERATIONS>': must be 0 or more, not -1",
+        ),
+        (
+            &["hz", "x", "--window", "-1"],
+            "--window must be a number of seconds > 0",
+        ),
+        (
+            &["pub", "x", "y", "--interval", "-1"],
+            "--interval must be a number of seconds ≥ 0",
+        ),
+        (
+            &["pub", "x", "y", "--count", "-2"],
+            "'--count <COUNT>': must be 0 or more, not -2",
+        ),
+        (
+            &["sub", "x", "--count", "-1"],
+            "'--count <COUNT>': must be 0 or more",
+        ),
+        (
+            &["listen", "x", "--count", "-1"],
+            "'--count <COUNT>': must be 0 or more",
+        ),
+        (
+            &["notify", "x", "--id", "-1"],
+            "'--id <ID>': must be 0 or more",
+        ),
+        (
+            &["soak", "--kill-interval", "-1"],
+            "'--kill-interval <KILL_INTERVAL>': must be 0 or more",
+        ),
+        (
+            &["soak", "--duration", "-5s"],
+            "'--duration <DURATION>': must be 0 or more, not -5s",
+        ),
+        (
+            &["soak", "--publishers", "-1"],
+            "'--publishers <PUBLISHERS>': must be 0 or more",
+        ),
+    ] {
+        let o = d.run(args);
+        assert_fails(&o, 2, message);
+        assert!(!stderr(&o).contains("unexpected argument"), "{args:?}");
+    }
+}
+
+/// Bytes that are not UTF-8, in an argument or in $CONDUIT_DOMAIN: one
+/// `conduit: ` line and exit 2, never a panic (101) or a silent `default`.
+#[test]
+fn arguments_and_domain_that_are_not_utf8_are_bad_input() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let d = Domain::new();
+    let bad = OsStr::from_bytes(b"a\xff");
+    let o = d.cmd(&["pub"]).arg(bad).arg("x").output().unwrap();
+    assert_fails(&o, 2, r#"argument 2 ("a\xFF") is not valid UTF-8"#);
+    let o = d
+        .cmd(&["list"])
+        .arg(OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_fails(&o, 2, "");
+    let o = d.cmd(&["info"]).arg(bad).output().unwrap();
+    assert_fails(&o, 2, "not valid UTF-8");
+    let o = d.cmd(&["--domain"]).arg(bad).arg("list").output().unwrap();
+    assert_fails(&o, 2, "not valid UTF-8");
+    for args in [&["list", "services"][..], &["sub", "x"], &["clean"]] {
+        let o = d.cmd(args).env("CONDUIT_DOMAIN", bad).output().unwrap();
+        assert_fails(&o, 2, r#"$CONDUIT_DOMAIN "a\xFF" is not valid UTF-8"#);
+    }
+    // --domain wins over a bad $CONDUIT_DOMAIN.
+    let o = d
+        .cmd(&["list", "services", "--domain", &d.0])
+        .env("CONDUIT_DOMAIN", bad)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `sub --wait` waits for a service that does not exist yet, then
+/// subscribes; without it the error says --wait exists.
+#[test]
+fn sub_wait_subscribes_once_the_service_appears() {
+    let d = Domain::new();
+    assert_fails(
+        &d.run(&["sub", "later"]),
+        3,
+        "(pass --wait to wait until it appears)",
+    );
+    let mut child = d
+        .cmd(&["sub", "later", "--wait", "--count", "1"])
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, "conduit: waiting for service \"later\"\n");
+    // Still waiting: nothing exists yet, and it has not given up.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none());
+    let node = d.node();
+    let topic = node
+        .service("later")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    let publisher = topic.publisher().create().unwrap();
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, "conduit: subscribed to \"later\"\n");
+    while child.try_wait().unwrap().is_none() {
+        publisher.send_slice_copy(b"at last").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "at last\n");
+}
+
 #[test]
 fn pub_delivers_to_a_subscriber_in_another_process() {
     let d = Domain::new();
@@ -384,12 +583,23 @@ fn top_shows_every_service() {
     let a_row = v.iter().find(|l| l["service"] == "top/a").unwrap();
     assert_eq!(a_row["queued"], 1);
     assert_eq!(a_row["subscribers"], 1);
+    // No rate before two refreshes (not a misleading 0.0), then a number.
+    assert_eq!(a_row["refresh"], 0);
+    assert!(a_row["sent_per_s"].is_null(), "{a_row}");
+    let second = v
+        .iter()
+        .find(|l| l["service"] == "top/a" && l["refresh"] == 1)
+        .unwrap();
+    assert_eq!(second["sent_per_s"], 0.0, "{second}");
     let o = d.run(&["top", "--iterations", "1"]);
     let text = stdout(&o);
     assert!(
         text.contains("top/a") && text.contains("top/b") && text.contains("[u8]"),
         "{text}"
     );
+    // The help promises only what works (there is no `q` key).
+    let help = stdout(&d.run(&["top", "--help"]));
+    assert!(!help.contains("`q`"), "{help}");
     assert_fails(&d.run(&["top", "--interval", "0"]), 2, "--interval");
 }
 
@@ -410,12 +620,44 @@ fn clean_removes_what_a_killed_process_left() {
     // (Both started before either dies: a new node cleans up dead ones.)
     let mut sub = Running::start(d.cmd(&["sub", "orphan", "--create"]));
     let mut listen = Running::start(d.cmd(&["listen", "orphan-events", "--create"]));
+    // A publisher (with its data segment) in the live service.
+    let mut publisher = d
+        .cmd(&[
+            "pub",
+            "alive-bytes",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    while !d.leftovers().iter().any(|n| n.contains(".pub.")) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _bytes = node
+        .service("alive-bytes")
+        .publish_subscribe::<[u8]>()
+        .open()
+        .unwrap();
     let pid = sub.child.id();
-    for child in [&mut sub.child, &mut listen.child] {
+    for child in [&mut sub.child, &mut listen.child, &mut publisher] {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+    let segments = |o: &Output, action: &str| -> Vec<String> {
+        let mut s: Vec<String> = json_lines(o)
+            .iter()
+            .filter(|l| l["action"] == action)
+            .map(|l| l["segment"].as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s
+    };
 
+    let before = d.leftovers();
     let o = d.run(&["clean", "--dry-run", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json_lines(&o);
@@ -429,30 +671,270 @@ fn clean_removes_what_a_killed_process_left() {
             .any(|l| l["action"] == "kept" && l["pid"] == std::process::id()),
         "{v:?}"
     );
+    let planned = segments(&o, "would remove");
     // Nothing removed yet.
-    let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
-    assert!(
-        nodes
-            .iter()
-            .any(|n| n["pid"] == pid && n["state"] == "dead")
-    );
+    assert_eq!(d.leftovers(), before);
+    // Three dead nodes, the publisher's data segment, the two services
+    // only the dead used; the live node and both live services stay.
+    assert_eq!(planned.len(), 6, "{v:?}");
+    assert_eq!(planned.iter().filter(|s| s.contains(".node.")).count(), 3);
+    assert_eq!(planned.iter().filter(|s| s.contains(".pub.")).count(), 1);
+    assert!(v.iter().any(|l| l["action"] == "would remove"
+        && l["name"] == "orphan"
+        && l["object"] == "service"));
+    for kept in ["alive", "alive-bytes"] {
+        assert!(
+            v.iter().any(|l| l["action"] == "kept" && l["name"] == kept),
+            "{kept}: {v:?}"
+        );
+    }
 
+    // The real clean removes exactly that: what it reports and what
+    // disappeared from /dev/shm.
+    let o = d.run(&["clean", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(segments(&o, "removed"), planned);
+    assert!(segments(&o, "could not remove").is_empty());
+    let after = d.leftovers();
+    let mut gone: Vec<String> = before
+        .iter()
+        .filter(|n| !after.contains(n))
+        .map(|n| n.to_string())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, planned);
+
+    // The text form, on a domain with nothing left to clean.
     let o = d.run(&["clean"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(
-        text.contains("removed node") && text.contains("its process is gone"),
-        "{text}"
-    );
-    assert!(text.contains("service \"orphan\""), "{text}");
-    assert!(text.contains("removed service \"orphan-events\""), "{text}");
     assert!(text.contains("kept service \"alive\""), "{text}");
+    assert!(text.contains("removed 0 object(s)"), "{text}");
     let nodes = json_lines(&d.run(&["list", "nodes", "--json"]));
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0]["pid"], std::process::id());
     let services = json_lines(&d.run(&["list", "services", "--json"]));
-    assert_eq!(services.len(), 1);
-    assert_eq!(services[0]["name"], "alive");
+    assert_eq!(services.len(), 2);
+}
+
+/// Another user's `clean` says, object by object, what it could not check
+/// (private objects of others) and what it could not remove (group-shared
+/// objects it may use but, in the sticky /dev/shm, not unlink).
+#[test]
+fn clean_by_another_user_names_what_it_could_not_remove() {
+    use std::os::unix::process::CommandExt;
+    const OTHER_UID: u32 = 65534;
+    const SHARED_GID: u32 = 4242;
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("skipped: clean as another user needs root (to run conduit as uid {OTHER_UID})");
+        return;
+    }
+    let d = Domain::new();
+    let as_other = |args: &[&str]| {
+        let mut c = d.cmd(args);
+        c.uid(OTHER_UID).gid(SHARED_GID);
+        c.output()
+    };
+    match as_other(&["--version"]) {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("skipped: uid {OTHER_UID} cannot run {CONDUIT}: {other:?}");
+            return;
+        }
+    }
+    // Root's private publisher and a group-shared one, both killed.
+    let mut children = Vec::new();
+    for args in [
+        &[
+            "pub",
+            "private",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ][..],
+        &[
+            "--share-group",
+            "4242",
+            "pub",
+            "shared",
+            "x",
+            "--create",
+            "--count",
+            "1000",
+            "--interval",
+            "1",
+        ],
+    ] {
+        children.push(d.cmd(args).spawn().unwrap());
+    }
+    while d.leftovers().iter().filter(|n| n.contains(".pub.")).count() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let before = d.leftovers();
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    let o = as_other(&["--share-group", "4242", "clean", "--json"]).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(d.leftovers(), before, "another user removed something");
+    let lines = |action: &str| -> Vec<String> {
+        v.iter()
+            .filter(|l| l["action"] == action)
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["object"].as_str().unwrap(),
+                    l["reason"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Every object is named, none as removed.
+    assert_eq!(
+        v.iter().filter(|l| l["segment"].is_string()).count(),
+        6,
+        "{v:?}"
+    );
+    assert!(lines("removed").is_empty(), "{v:?}");
+    let not_removed = lines("could not remove");
+    assert!(
+        not_removed
+            .iter()
+            .any(|l| l.starts_with("service no live process has it open")
+                && l.ends_with("owned by uid 0: only its owner or root can remove it")),
+        "{v:?}"
+    );
+    assert!(
+        not_removed.iter().any(|l| l.starts_with("publisher data")),
+        "{v:?}"
+    );
+    let unchecked = lines("could not check");
+    assert!(
+        unchecked
+            .iter()
+            .filter(|l| l.contains("owned by uid 0"))
+            .count()
+            >= 3,
+        "{v:?}"
+    );
+    let o = as_other(&["--share-group", "4242", "clean"]).unwrap();
+    assert!(
+        stdout(&o).contains("could not check or remove 6 object(s)"),
+        "{}",
+        stdout(&o)
+    );
+    // Root cleans both (the group-shared objects with --share-group).
+    let o = d.run(&["clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.run(&["--share-group", "4242", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
+}
+
+/// `--share-group` between two users, both through the CLI: a service
+/// created by one is joined by the other, in both directions; a member
+/// without the option gets exit 5 with the hint.
+#[test]
+fn share_group_works_between_two_users() {
+    use std::os::unix::process::CommandExt;
+    const OTHER_UID: u32 = 65534;
+    const GID: &str = "4243";
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!(
+            "skipped: --share-group between two users needs root (to run conduit as uid {OTHER_UID})"
+        );
+        return;
+    }
+    let d = Domain::new();
+    let member = |args: &[&str]| {
+        let mut c = d.cmd(args);
+        c.uid(OTHER_UID).gid(GID.parse().unwrap());
+        c
+    };
+    match member(&["--version"]).output() {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("skipped: uid {OTHER_UID} cannot run {CONDUIT}: {other:?}");
+            return;
+        }
+    }
+    for (creator_is_root, service) in [(true, "made-by-root"), (false, "made-by-member")] {
+        let sub_args = [
+            "--share-group",
+            GID,
+            "sub",
+            service,
+            "--create",
+            "--count",
+            "1",
+        ];
+        let pub_args = [
+            "--share-group",
+            GID,
+            "pub",
+            service,
+            "hello",
+            "--linger",
+            "20",
+        ];
+        let (sub, mut publisher) = if creator_is_root {
+            (d.cmd(&sub_args), member(&pub_args))
+        } else {
+            (member(&sub_args), d.cmd(&pub_args))
+        };
+        let sub = Running::start(sub);
+        if creator_is_root {
+            // Without the option the member's private node is told how.
+            let o = member(&["pub", service, "x"]).output().unwrap();
+            assert_fails(&o, 5, "pass --share-group GID");
+        }
+        // The subscriber is stopped while the publisher sends: the
+        // publisher must linger until it took the sample (it reads its
+        // queues through its own handle: a tool's read of another user's
+        // service fails, which made it leave at once and lose the sample).
+        let sub_pid = rustix::process::Pid::from_raw(sub.child.id() as i32).unwrap();
+        let stop = |signal| rustix::process::kill_process(sub_pid, signal).unwrap();
+        stop(rustix::process::Signal::STOP);
+        let mut publisher = publisher.spawn().unwrap();
+        while !d.leftovers().iter().any(|n| n.contains(".pub."))
+            && publisher.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let early = publisher.try_wait().unwrap();
+        stop(rustix::process::Signal::CONT);
+        assert!(
+            early.is_none(),
+            "{service}: the publisher left before the sample was taken"
+        );
+        let o = publisher.wait_with_output().unwrap();
+        assert!(o.status.success(), "{service}: {}", stderr(&o));
+        // The publisher lingered until the sample was taken: the
+        // subscriber is done (a lost sample fails here, not by a hang).
+        let mut sub = sub;
+        for _ in 0..300 {
+            if sub.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            sub.child.try_wait().unwrap().is_some(),
+            "{service}: the subscriber got nothing"
+        );
+        let (status, out, err) = sub.finish();
+        assert!(status.success(), "{service}: {err}");
+        assert_eq!(out, "hello\n", "{service}");
+    }
+    let _ = Node::cleanup_with(&d.0, conduit::shm::Permissions::group(GID.parse().unwrap()));
 }
 
 #[test]
@@ -478,17 +960,59 @@ fn bench_smoke_writes_a_report_with_charts() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.matches("<svg").count() >= 3, "charts missing");
-    assert!(page.contains("vs payload"));
-    assert!(
-        !page.contains("<script") && !page.contains("http://")
-            || page.contains("xmlns=\"http://www.w3.org/2000/svg\"")
-    );
+    // The latency-vs-payload chart draws every latency row: one point
+    // each, and each mechanism in its legend.
+    let heading = page
+        .find("<h2>Latency vs payload size</h2>")
+        .expect("latency chart heading");
+    let chart = &page[heading..heading + page[heading..].find("</svg>").expect("latency chart")];
+    let latency: Vec<_> = rows
+        .iter()
+        .filter(|r| r["kind"] == "latency" && r["p50_ns"].as_f64().is_some_and(|v| v > 0.0))
+        .collect();
+    assert!(latency.len() >= 2, "{rows:?}");
+    assert_eq!(chart.matches("<circle").count(), latency.len(), "{chart}");
+    for r in &latency {
+        let name = r["mechanism"].as_str().unwrap();
+        assert!(
+            chart.contains(name),
+            "{name} missing from the latency chart"
+        );
+    }
+    // No script and no external resource: the only URL is the SVG
+    // namespace, and nothing is loaded.
+    assert!(!page.contains("<script"), "the page has a script");
+    let rest = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for loads in ["http://", "https://", "src=", "href=", "url(", "@import"] {
+        assert!(!rest.contains(loads), "the page loads something: {loads}");
+    }
 
     let o = Command::new(CONDUIT)
         .args(["bench", "--only", "no-such-scenario"])
         .output()
         .unwrap();
     assert_fails(&o, 2, "no scenario matches");
+    // The error lists the names the table shows, and those names select.
+    assert_fails(&o, 2, "conduit pubsub (busy), conduit pubsub (blocking)");
+    let o = Command::new(CONDUIT)
+        .args([
+            "bench",
+            "--smoke",
+            "--json",
+            "--only",
+            "Conduit PubSub (busy)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r["mechanism"] == "conduit pubsub (busy)"),
+        "{rows:?}"
+    );
     let o = Command::new(CONDUIT)
         .args(["bench", "--smoke", "--peers", "/nonexistent/peers.json"])
         .output()
@@ -623,10 +1147,26 @@ fn limits_prints_text_and_json() {
         .output()
         .unwrap();
     let v = json_lines(&o);
-    assert!(
-        v.iter()
-            .any(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
-    );
+    // Numbers, not strings with units: the unit is a field of its own.
+    let scm = v
+        .iter()
+        .find(|l| l["limit"] == "descriptors per SCM_RIGHTS message (SCM_MAX_FD)")
+        .unwrap();
+    assert_eq!(scm["value"], 253);
+    assert_eq!(scm["unit"], "count");
+    let pipe = v
+        .iter()
+        .find(|l| l["limit"] == "pipe capacity limit (pipe-max-size)")
+        .unwrap();
+    assert!(pipe["value"].as_u64().is_some_and(|b| b >= 4096), "{pipe}");
+    assert_eq!(pipe["unit"], "bytes");
+    for l in &v {
+        assert!(
+            l["value"].is_u64() && (l["unit"] == "bytes" || l["unit"] == "count")
+                || l["value"].is_null() && (l["unlimited"] == true || l["error"].is_string()),
+            "{l}"
+        );
+    }
 }
 
 #[test]

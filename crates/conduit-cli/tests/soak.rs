@@ -193,3 +193,31 @@ fn stalled_subscriber_is_a_hang() {
     assert_eq!(count(&s, "lost"), 0, "{s}");
     assert!(stderr(&out).contains("hang(s)"), "{}", stderr(&out));
 }
+
+/// `--kill-interval 0` means no kills, and the header says so.
+#[test]
+fn kill_interval_zero_says_no_kills() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = domain();
+    let out = Command::new(CONDUIT)
+        .args([
+            "--domain",
+            &d,
+            "soak",
+            "--publishers",
+            "1",
+            "--subscribers",
+            "1",
+        ])
+        .args(["--duration", "200ms", "--kill-interval", "0", "--seed", "3"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap();
+    assert!(header.contains(", no kills, seed 3"), "{header}");
+    assert!(!header.contains("kill every"), "{header}");
+    let left = shm_names(&format!("conduit.{d}."));
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}

@@ -195,9 +195,10 @@ impl Domain {
     }
 
     /// The domain used when none is given: `$CONDUIT_DOMAIN`, else
-    /// `default` ([`shm::default_domain`]).
+    /// `default` ([`shm::try_default_domain`]); an error if
+    /// `$CONDUIT_DOMAIN` is not valid UTF-8 or not a valid domain.
     pub fn from_env() -> Result<Domain, NameError> {
-        Domain::new(&shm::default_domain())
+        Domain::new(&shm::try_default_domain()?)
     }
 
     /// Its name.

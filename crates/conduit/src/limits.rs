@@ -1,11 +1,10 @@
 //! The system limits that bound conduit's resources, read when asked.
 //!
 //! These are the limits that conduit's exhaustion errors name:
-//! [`shared_memory_space`] for [`shm::Resource::SharedMemorySpace`],
-//! [`open_files`] for [`shm::Resource::FileDescriptors`] (and the
-//! `TooManyOpenFiles` variants of the message-passing errors),
-//! [`memory_mappings`] and [`address_space`] for
-//! [`shm::Resource::Mappings`] (all three in a [`shm::ResourceExhausted`]), and
+//! [`shared_memory_space`] for [`shm::Resource::SharedMemorySpace`], [`open_files`]
+//! for [`shm::Resource::FileDescriptors`] and the `TooManyOpenFiles`
+//! variants, [`memory_mappings`] and [`address_space`] for
+//! [`shm::Resource::Mappings`] (each in a [`shm::ResourceExhausted`]), and
 //! [`message_queue_bytes`] for [`mq::OpenError::ResourceLimit`].
 //! `conduit limits` prints them all. The limits of one mechanism live with
 //! it: [`pipe::max_capacity`], [`socket::MAX_FDS_PER_MESSAGE`] and

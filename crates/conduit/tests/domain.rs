@@ -41,6 +41,27 @@ fn dispatch(role: &str, args: &[String]) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        // Runs with $CONDUIT_DOMAIN set by the parent: reports what each
+        // way of reading it makes of the value, one line each.
+        "env_domain" => {
+            println!(
+                "try_default_domain {:?}",
+                conduit::shm::try_default_domain()
+            );
+            println!("default_domain {:?}", conduit::shm::default_domain());
+            println!(
+                "from_env {:?}",
+                Domain::from_env().map(|d| d.name().to_owned())
+            );
+            println!(
+                "node {:?}",
+                Node::builder()
+                    .name("env")
+                    .create()
+                    .map(|n| n.domain().to_owned())
+                    .map_err(|e| e.to_string())
+            );
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -68,13 +89,8 @@ fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
         .domain(&name)
         .create()
         .unwrap();
-    let topic = node
-        .service("t")
-        .publish_subscribe::<u64>()
-        .open_or_create()
-        .unwrap();
+    let (topic, events) = services(&node);
     let subscriber = topic.subscriber().create().unwrap();
-    let events = node.service("e").event().open_or_create().unwrap();
     let listener = events.listener().create().unwrap();
     assert_eq!(
         kinds(&domain),
@@ -88,6 +104,19 @@ fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
     );
     let services = conduit::pubsub::list(&domain).unwrap();
     assert_eq!((services[0].publishers, services[0].subscribers), (1, 2));
+    // The publisher's data segment names its owner, the victim's node.
+    let data = domain
+        .objects()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.kind == ObjectKind::PublisherData)
+        .unwrap();
+    let owner = conduit::pubsub::data_segment_owner(&domain, &data.name, Permissions::owner_only());
+    assert_eq!(owner.map(|id| id.to_string()), Some(victim.clone()));
+    assert_eq!(
+        conduit::pubsub::data_segment_owner(&domain, "pub.none", Permissions::owner_only()),
+        None
+    );
 
     // Alive: nothing to clean.
     assert!(
@@ -166,4 +195,88 @@ fn invalid_domain_names_are_errors() {
         assert!(Domain::new(bad).is_err(), "{bad:?} accepted");
     }
     assert!(Domain::new("ok_1-2").is_ok());
+}
+
+/// `$CONDUIT_DOMAIN` as the library reads it: `default` when unset or
+/// empty, the value when valid, and an error (never a silent `default`)
+/// when it is not UTF-8 (`default_domain` alone keeps ignoring it).
+#[test]
+fn domain_from_the_environment() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let _w = common::watchdog(Duration::from_secs(30));
+    let report = |value: Option<&OsStr>| {
+        let mut cmd = common::child_command("env_domain", &["unused"]);
+        match value {
+            Some(v) => cmd.env("CONDUIT_DOMAIN", v),
+            None => cmd.env_remove("CONDUIT_DOMAIN"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let bad = report(Some(OsStr::from_bytes(b"a\xff")));
+    assert!(
+        bad.contains(
+            r#"try_default_domain Err(NotUtf8 { what: "$CONDUIT_DOMAIN", value: "a\xFF" })"#
+        ),
+        "{bad}"
+    );
+    assert!(bad.contains("default_domain \"default\""), "{bad}");
+    assert!(bad.contains("from_env Err(NotUtf8"), "{bad}");
+    assert!(
+        bad.contains(r#"node Err("$CONDUIT_DOMAIN \"a\\xFF\" is not valid UTF-8")"#),
+        "{bad}"
+    );
+
+    let unset = report(None);
+    assert!(
+        unset.contains("try_default_domain Ok(\"default\")"),
+        "{unset}"
+    );
+    assert!(unset.contains("from_env Ok(\"default\")"), "{unset}");
+    let empty = report(Some(OsStr::new("")));
+    assert!(
+        empty.contains("try_default_domain Ok(\"default\")"),
+        "{empty}"
+    );
+
+    // A valid value is used (the node would create objects: not created
+    // here, only the name is read).
+    let name = common::unique("envdom");
+    let set = report(Some(OsStr::new(&name)));
+    assert!(
+        set.contains(&format!("try_default_domain Ok({name:?})")),
+        "{set}"
+    );
+    assert!(set.contains(&format!("from_env Ok({name:?})")), "{set}");
+    assert!(set.contains(&format!("node Ok({name:?})")), "{set}");
+    let _ = Node::cleanup(&name);
+    assert!(Domain::new(&name).unwrap().objects().unwrap().is_empty());
+}
+
+/// An open service reports the same details as a tool's read of it.
+#[test]
+fn open_service_reports_its_details() {
+    let name = common::unique("details");
+    let node = Node::builder().name("d").domain(&name).create().unwrap();
+    let (topic, _events) = services(&node);
+    let publisher = topic.publisher().create().unwrap();
+    let subscriber = topic.subscriber().create().unwrap();
+    publisher.send_copy(7).unwrap();
+    let own = topic.details();
+    assert_eq!(own.connections.len(), 1);
+    assert_eq!(own.connections[0].queued, 1);
+    assert_eq!(own.connections[0].publisher, publisher.id());
+    assert_eq!(own.connections[0].subscriber, subscriber.id());
+    let read = conduit::pubsub::details(&Domain::new(&name).unwrap(), "t")
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.connections, read.connections);
+    assert_eq!(own.info.segment, read.info.segment);
+    assert_eq!(own.publishers, read.publishers);
+    drop((publisher, subscriber, topic, _events, node));
+    assert!(Domain::new(&name).unwrap().objects().unwrap().is_empty());
 }

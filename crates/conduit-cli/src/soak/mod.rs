@@ -122,29 +122,29 @@ pub fn checksum(stamp: &Stamp, payload: &[u8]) -> u64 {
 #[derive(Args)]
 pub struct SoakArgs {
     /// Publisher processes.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
     pub publishers: usize,
     /// Subscriber processes.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
     pub subscribers: usize,
     /// How long to run ("500ms", "30s", "10m", "1h"; a bare number is
     /// seconds).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Mean time between two SIGKILLs of a random worker (exponentially
     /// distributed); 0 = no kills.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub kill_interval: Duration,
     /// Seed of the kill schedule and the payloads (default: from the
     /// clock; always printed).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::common::whole::<u64>)]
     pub seed: Option<u64>,
     /// Longest payload in bytes (each sample's length varies in 1..=this).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true, value_parser = crate::common::whole::<usize>)]
     pub payload_size: usize,
     /// A worker that makes no progress (or does not stop) for this long
     /// is hung: the run fails.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub stall_timeout: Duration,
     /// One JSON object instead of text.
     #[arg(long)]
@@ -237,6 +237,9 @@ impl std::fmt::Display for WorkerId {
 /// Parses "250ms", "1.5s", "10m", "2h", "30" (seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
+    if t.starts_with('-') {
+        return Err(format!("must be 0 or more, not {text}"));
+    }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -269,9 +272,14 @@ pub fn run(args: SoakArgs, domain: Option<String>) -> CmdResult {
     };
     let mut supervisor = Supervisor::new(&args, &domain, seed)?;
     if !args.json {
+        let kills = if args.kill_interval.is_zero() {
+            "no kills".to_owned()
+        } else {
+            format!("kill every ~{:?}", args.kill_interval)
+        };
         println!(
-            "conduit soak: {} publishers, {} subscribers, {:?}, kill every ~{:?}, seed {seed}, payload 1..={} B, domain {domain}",
-            args.publishers, args.subscribers, args.duration, args.kill_interval, args.payload_size
+            "conduit soak: {} publishers, {} subscribers, {:?}, {kills}, seed {seed}, payload 1..={} B, domain {domain}",
+            args.publishers, args.subscribers, args.duration, args.payload_size
         );
     }
     // The parent keeps the service (and so its configuration) for the

@@ -143,7 +143,7 @@ impl NodeBuilder {
         self
     }
 
-    /// The domain (default: [`shm::default_domain`]).
+    /// The domain (default: [`shm::try_default_domain`]).
     pub fn domain(mut self, domain: &str) -> Self {
         self.domain = Some(domain.to_owned());
         self
@@ -161,7 +161,10 @@ impl NodeBuilder {
 
     /// Checks the builder: the domain and the name.
     pub(crate) fn checked_domain(&self) -> Result<Domain, NodeCreateError> {
-        let domain = Domain::new(&self.domain.clone().unwrap_or_else(shm::default_domain))?;
+        let domain = match &self.domain {
+            Some(domain) => Domain::new(domain)?,
+            None => Domain::new(&shm::try_default_domain()?)?,
+        };
         if self.name.len() > MAX_NODE_NAME_LEN {
             return Err(NodeCreateError::NameTooLong {
                 len: self.name.len(),

@@ -450,6 +450,23 @@ impl PubData {
     }
 }
 
+/// The node that owns publisher data segment `segment` of `domain` (a
+/// [`DomainObject`](crate::DomainObject) of kind
+/// [`ObjectKind::PublisherData`](crate::ObjectKind::PublisherData); its
+/// `name`), as recorded in the segment; `None` if it cannot be opened
+/// with `permissions` or read.
+///
+/// For tools: [`Domain::cleanup`](crate::Domain::cleanup) removes a data
+/// segment whose owner is dead, so `conduit clean --dry-run` uses this to
+/// say which it would remove.
+pub fn data_segment_owner(
+    domain: &crate::domain::Domain,
+    segment: &str,
+    permissions: crate::shm::Permissions,
+) -> Option<crate::node::NodeId> {
+    data_segment_node(domain, segment, permissions).map(crate::node::NodeId)
+}
+
 /// The node id recorded in publisher data segment `name` of `domain`
 /// (`None` if it cannot be opened or read).
 pub(crate) fn data_segment_node(

@@ -238,6 +238,14 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubService<P, H> {
         super::SubscriberBuilder::new(self.inner.clone())
     }
 
+    /// Its ports and queue fill levels now, as [`details`] gives them,
+    /// read through this open service (so also a service of another user
+    /// shared with this node's group, which [`details`] cannot map).
+    pub fn details(&self) -> ServiceDetails {
+        let segment = crate::domain::ServiceKind::PublishSubscribe.segment_name(self.name());
+        details_of(&segment, self.inner.view())
+    }
+
     /// Frees the ports of dead nodes in this service now (also done
     /// automatically when the service is opened and when a publisher runs
     /// out of chunks).
@@ -380,8 +388,17 @@ pub struct ServiceDetails {
 
 /// The ports and queue fill levels of service `name` in `domain`, mapped
 /// read-only; `Ok(None)` if there is no such service.
+///
+/// Tools map segments without a node's permissions and so read only this
+/// user's services; a member of a group that shares another user's
+/// service reads it through its open handle ([`PubSubService::details`]).
 pub fn details(domain: &Domain, name: &str) -> Result<Option<ServiceDetails>, ServiceError> {
-    core::inspect_service::<PubSub, _>(domain, name, |segment, view| {
+    core::inspect_service::<PubSub, _>(domain, name, details_of)
+}
+
+/// The details of a mapped service.
+fn details_of(segment: &str, view: ServiceRef<'_, PubSub>) -> ServiceDetails {
+    {
         let config = view.config;
         let ports = |kind| -> Vec<(usize, PortInfo)> {
             view.ports(kind)
@@ -439,5 +456,5 @@ pub fn details(domain: &Domain, name: &str) -> Result<Option<ServiceDetails>, Se
             subscribers: subs.into_iter().map(|(_, p)| p).collect(),
             connections,
         }
-    })
+    }
 }

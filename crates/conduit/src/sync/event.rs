@@ -459,17 +459,27 @@ mod tests {
     #[test]
     fn notify_without_sleepers_makes_no_syscall() {
         let e = EventWord::new();
-        // Other tests in this process may wake; this one only checks its own word
-        // had no sleeper, so count its calls around a tight loop that would
-        // make 1000 calls if the fast path called futex.
+        // The counter is this thread's, and only this thread touches `e`:
+        // with nobody registered, 2000 notifies make no system call at all.
         let before = super::super::futex_wake_calls();
         for _ in 0..1000 {
             e.wake_one();
             e.wake_all();
         }
-        let after = super::super::futex_wake_calls();
-        assert!(after - before < 1000, "{}", after - before);
+        assert_eq!(super::super::futex_wake_calls() - before, 0);
         assert_eq!(e.epoch(), 2000);
+        // Control: with a sleeper registered, each notify makes exactly one
+        // call (the registration stays until `unregister`), and none again
+        // once it is gone.
+        assert_eq!(e.register(e.epoch()), Register::Registered);
+        let before = super::super::futex_wake_calls();
+        e.wake_one();
+        e.wake_all();
+        assert_eq!(super::super::futex_wake_calls() - before, 2);
+        e.unregister();
+        let before = super::super::futex_wake_calls();
+        e.wake_all();
+        assert_eq!(super::super::futex_wake_calls() - before, 0);
     }
 
     #[test]

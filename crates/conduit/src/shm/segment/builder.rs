@@ -11,8 +11,8 @@ use crate::sys::{self, Errno, fd::LockKind, mman::Mapping, mman::Protection};
 
 use super::{
     CreateError, DEFAULT_OPEN_TIMEOUT, HEADER_SIZE, Header, NameError, OpenError,
-    OpenOrCreateError, RemoveError, Resource, ResourceExhausted, STATE_READY, Segment,
-    default_domain, object_name,
+    OpenOrCreateError, RemoveError, Resource, ResourceExhausted, STATE_READY, Segment, object_name,
+    try_default_domain,
 };
 
 /// Whether [`SegmentBuilder::open_or_create`] created or opened.
@@ -86,7 +86,7 @@ impl<'a> SegmentBuilder<'a> {
         self
     }
 
-    /// The domain that namespaces the segment (default: [`default_domain`]).
+    /// The domain that namespaces the segment (default: [`try_default_domain`]).
     pub fn domain(mut self, domain: &str) -> Self {
         self.domain = Some(domain.to_owned());
         self
@@ -171,7 +171,10 @@ impl<'a> SegmentBuilder<'a> {
     }
 
     fn object_name(&self) -> Result<String, NameError> {
-        let domain = self.domain.clone().unwrap_or_else(default_domain);
+        let domain = match &self.domain {
+            Some(domain) => domain.clone(),
+            None => try_default_domain()?,
+        };
         object_name(&domain, &self.name)
     }
 

@@ -60,7 +60,7 @@
 //! |---|---|---|
 //! | 0 [`STATE_INITIALIZING`] | the creator is writing the header and the data area; openers wait | → 1 by the creator, once, with `Release`, after the header and the caller's `init` ran |
 //! | 1 [`STATE_READY`] | usable | final |
-//! | anything else | corrupted | openers treat it as never ready (→ [`OpenError::Abandoned`] once the creator's lock is gone) |
+//! | anything else | corrupted (no creator writes it) | openers fail at once with [`OpenError::Corrupted`] (not `Abandoned`: the header was overwritten, not left half-made) |
 //!
 //! # Creating
 //!
@@ -160,7 +160,7 @@ pub use error::{
 };
 pub use name::{
     DOMAIN_ENV, MAX_DOMAIN_LEN, MAX_NAME_LEN, NameError, default_domain, object_name,
-    validate_domain, validate_name,
+    try_default_domain, validate_domain, validate_name,
 };
 
 /// First eight bytes of every conduit segment: `"CONDUIT"` and a NUL.
@@ -307,7 +307,18 @@ impl Segment {
                 // aligned; Header consists of atomics only, valid for any
                 // bit pattern; the reference does not outlive `mapping`.
                 let header = unsafe { &*mapping.as_ptr().cast::<Header>() };
-                if header.state.load(Ordering::Acquire) == STATE_READY {
+                let state = header.state.load(Ordering::Acquire);
+                if state != STATE_READY && state != STATE_INITIALIZING {
+                    // Neither value a creator ever writes: the header was
+                    // overwritten, not abandoned half-made.
+                    return Err(OpenError::Corrupted {
+                        name,
+                        reason: format!(
+                            "header state word is {state:#x}, neither initializing ({STATE_INITIALIZING}) nor ready ({STATE_READY})"
+                        ),
+                    });
+                }
+                if state == STATE_READY {
                     let segment = Segment {
                         name: (name != "memfd").then(|| name.clone()),
                         fd,

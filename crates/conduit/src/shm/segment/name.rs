@@ -43,6 +43,15 @@ pub enum NameError {
         /// The first bad character.
         bad: char,
     },
+    /// A name read from the environment is not valid UTF-8 (so it cannot
+    /// be a name at all).
+    #[error("{what} {value:?} is not valid UTF-8")]
+    NotUtf8 {
+        /// Where it came from ("$CONDUIT_DOMAIN").
+        what: &'static str,
+        /// The value as read.
+        value: std::ffi::OsString,
+    },
 }
 
 /// Checks a domain: 1 to 64 bytes of `[A-Za-z0-9_-]`.
@@ -82,11 +91,29 @@ fn validate(what: &'static str, s: &str, max: usize, dots: bool) -> Result<(), N
 }
 
 /// The domain used when none is given: `$CONDUIT_DOMAIN`, else `default`.
+///
+/// A value that is not valid UTF-8 is ignored here (`default` is used);
+/// [`try_default_domain`] reports it instead, and is what the builders
+/// and [`Domain::from_env`](crate::Domain::from_env) use.
 pub fn default_domain() -> String {
-    std::env::var(DOMAIN_ENV)
-        .ok()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "default".to_owned())
+    try_default_domain().unwrap_or_else(|_| "default".to_owned())
+}
+
+/// The domain used when none is given: `$CONDUIT_DOMAIN` if it is set and
+/// not empty, else `default`; [`NameError::NotUtf8`] if `$CONDUIT_DOMAIN`
+/// is not valid UTF-8.
+///
+/// The value is not otherwise checked: [`validate_domain`] (or
+/// [`Domain::new`](crate::Domain::new)) does that.
+pub fn try_default_domain() -> Result<String, NameError> {
+    match std::env::var_os(DOMAIN_ENV) {
+        None => Ok("default".to_owned()),
+        Some(value) if value.is_empty() => Ok("default".to_owned()),
+        Some(value) => value.into_string().map_err(|value| NameError::NotUtf8 {
+            what: "$CONDUIT_DOMAIN",
+            value,
+        }),
+    }
 }
 
 /// The POSIX object name of segment `name` in `domain`:
