@@ -49,6 +49,7 @@ pub mod mq;
 pub mod node;
 pub mod pipe;
 pub mod pubsub;
+mod queue;
 pub mod service;
 pub mod shm;
 pub mod signal;
