@@ -87,7 +87,9 @@ pub mod prelude {
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;
     pub use crate::pubsub::{Overflow, PubSubService, Publisher, Qos, Sample, Subscriber};
-    pub use crate::reqres::{ActiveRequest, Client, PendingResponse, ReqResService, Response, Server};
+    pub use crate::reqres::{
+        ActiveRequest, Client, PendingResponse, ReqResService, Response, Server,
+    };
     pub use crate::service::PortId;
     pub use crate::shm::{Permissions, RelPtr};
     pub use crate::signal::{Signal, Signals, Termination};

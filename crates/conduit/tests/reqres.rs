@@ -109,7 +109,13 @@ fn dispatch(role: &str, args: &[String]) {
             println!("ready");
             let active = server.receive().unwrap();
             for step in 0..2 {
-                active.send_copy(Step { n: active.n, step, tag: 9 }).unwrap();
+                active
+                    .send_copy(Step {
+                        n: active.n,
+                        step,
+                        tag: 9,
+                    })
+                    .unwrap();
             }
             println!("holding");
             std::thread::sleep(Duration::from_secs(60));
@@ -162,7 +168,10 @@ fn round_trip_streaming_and_end_in_one_process() {
             ResponseError::EndOfStream
         );
         // The end is sticky.
-        assert_eq!(pending.try_receive().unwrap_err(), ResponseError::EndOfStream);
+        assert_eq!(
+            pending.try_receive().unwrap_err(),
+            ResponseError::EndOfStream
+        );
         drop(pending);
         assert_eq!(client.in_flight(), 0);
 
@@ -219,8 +228,14 @@ fn wrong_types_and_configuration_are_named() {
                 requested,
                 ..
             } => {
-                assert!(existing.contains("Plan") && existing.contains("Step"), "{err}");
-                assert!(requested.contains("Plan") && requested.contains("u64"), "{err}");
+                assert!(
+                    existing.contains("Plan") && existing.contains("Step"),
+                    "{err}"
+                );
+                assert!(
+                    requested.contains("Plan") && requested.contains("u64"),
+                    "{err}"
+                );
             }
             other => panic!("expected IncompatibleType, got {other:?}"),
         }
@@ -229,7 +244,10 @@ fn wrong_types_and_configuration_are_named() {
             .request_response::<Step, Step>()
             .open()
             .unwrap_err();
-        assert!(matches!(err, ServiceError::IncompatibleType { .. }), "{err}");
+        assert!(
+            matches!(err, ServiceError::IncompatibleType { .. }),
+            "{err}"
+        );
         // A pub/sub service of the same name is another service.
         assert!(matches!(
             node.service("typed")
@@ -240,15 +258,21 @@ fn wrong_types_and_configuration_are_named() {
             ServiceError::IncompatibleConfig { .. }
         ));
         for bad in [
-            node.service("bad").request_response::<Plan, Step>().max_clients(0),
-            node.service("bad").request_response::<Plan, Step>().max_servers(65),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_clients(0),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_servers(65),
             node.service("bad")
                 .request_response::<Plan, Step>()
                 .active_requests(0),
             node.service("bad")
                 .request_response::<Plan, Step>()
                 .response_buffer(5000),
-            node.service("bad").request_response::<Plan, Step>().max_loans(0),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_loans(0),
         ] {
             let err = bad.open_or_create().unwrap_err();
             assert!(matches!(err, ServiceError::InvalidConfig(_)), "{err}");
@@ -310,14 +334,29 @@ fn full_limits_are_named_errors() {
         let a2 = server.receive_timeout(Duration::from_secs(1)).unwrap();
         // response_buffer 1 × active_requests 2: two responses fit at the
         // client, the third waits for the client to drop one.
-        a1.send_copy(Step { n: 1, step: 0, tag: 0 }).unwrap();
-        a2.send_copy(Step { n: 2, step: 0, tag: 0 }).unwrap();
+        a1.send_copy(Step {
+            n: 1,
+            step: 0,
+            tag: 0,
+        })
+        .unwrap();
+        a2.send_copy(Step {
+            n: 2,
+            step: 0,
+            tag: 0,
+        })
+        .unwrap();
         let full = a1.loan_uninit().unwrap().write(Step::default()).send();
         assert_eq!(full.unwrap_err(), ResponseSendError::BufferFull);
         let r = first.receive_timeout(Duration::from_secs(1)).unwrap();
         assert_eq!(r.n, 1);
         drop(r);
-        a1.send_copy(Step { n: 1, step: 1, tag: 0 }).unwrap();
+        a1.send_copy(Step {
+            n: 1,
+            step: 1,
+            tag: 0,
+        })
+        .unwrap();
         drop(a1);
         drop(a2);
         let (got, end) = collect(&first);
@@ -392,7 +431,11 @@ fn two_servers_both_answer() {
         assert_eq!(tags, [(1, 0), (1, 1), (2, 0), (2, 1)]);
         // Each server's responses arrive in order.
         for tag in [1, 2] {
-            let steps: Vec<u64> = got.iter().filter(|s| s.tag == tag).map(|s| s.step).collect();
+            let steps: Vec<u64> = got
+                .iter()
+                .filter(|s| s.tag == tag)
+                .map(|s| s.step)
+                .collect();
             assert_eq!(steps, [0, 1]);
         }
         assert!(a.wait().unwrap().success());
@@ -427,7 +470,14 @@ fn killed_server_ends_the_stream_with_server_gone() {
         // then the named error; receive does not hang (it looks for dead
         // servers while it waits).
         let r = pending.receive().unwrap();
-        assert_eq!(*r, Step { n: 4, step: 1, tag: 9 });
+        assert_eq!(
+            *r,
+            Step {
+                n: 4,
+                step: 1,
+                tag: 9
+            }
+        );
         drop(r);
         assert_eq!(
             pending.receive().unwrap_err(),
@@ -440,7 +490,14 @@ fn killed_server_ends_the_stream_with_server_gone() {
         assert_eq!(read_line(&mut next), "ready");
         let pending = client.send_copy(Plan { n: 5, steps: 1 }).unwrap();
         let (got, end) = collect(&pending);
-        assert_eq!(got, [Step { n: 5, step: 0, tag: 4 }]);
+        assert_eq!(
+            got,
+            [Step {
+                n: 5,
+                step: 0,
+                tag: 4
+            }]
+        );
         assert_eq!(end, ResponseError::EndOfStream);
         assert!(next.wait().unwrap().success());
     }

@@ -143,7 +143,8 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
         let svc = self.service;
         let qos = svc.config.qos;
         let chunks = qos.client_chunks();
-        let geometry = Geometry::new(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
+        let geometry =
+            Geometry::new(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
         let id = PortId::unique().0;
         let pool = Pool::create(
             &svc.domain,
@@ -628,7 +629,10 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             return;
         };
         req.alive = false;
-        while let Some(b) = st.requests[r].as_mut().and_then(|q| q.responses.pop_front()) {
+        while let Some(b) = st.requests[r]
+            .as_mut()
+            .and_then(|q| q.responses.pop_front())
+        {
             return_response(&self.responses_col, st, &b);
         }
         if st.requests[r].as_ref().is_some_and(|q| q.waiting == 0) {
@@ -778,7 +782,9 @@ pub struct RequestUninit<'c, Req: ShmSafe, Resp: ShmSafe> {
 
 impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestUninit<'_, Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestUninit").field("chunk", &self.chunk).finish()
+        f.debug_struct("RequestUninit")
+            .field("chunk", &self.chunk)
+            .finish()
     }
 }
 
@@ -832,7 +838,9 @@ pub struct RequestMut<'c, Req: ShmSafe, Resp: ShmSafe> {
 
 impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestMut<'_, Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestMut").field("chunk", &self.chunk).finish()
+        f.debug_struct("RequestMut")
+            .field("chunk", &self.chunk)
+            .finish()
     }
 }
 
@@ -960,7 +968,8 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let slice = left.map_or(LIVENESS_CHECK, |l| l.min(LIVENESS_CHECK));
-            if let Some(r) = event.wait_until(spin, Some(slice), || self.try_receive().transpose()) {
+            if let Some(r) = event.wait_until(spin, Some(slice), || self.try_receive().transpose())
+            {
                 return r.map(Some);
             }
             if left.is_some_and(|l| l <= slice) {

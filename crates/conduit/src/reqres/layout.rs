@@ -266,9 +266,8 @@ impl PatternConfig for StaticConfig {
     fn read(data: &Region) -> Result<StaticConfig, String> {
         let w = config_words(data, CONFIG_WORDS).ok_or("segment too small for a service")?;
         let name = read_head(w, FORMAT)?;
-        let q = |i: usize| {
-            usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(usize::MAX)
-        };
+        let q =
+            |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(usize::MAX);
         let qos = Qos {
             max_clients: q(0),
             max_servers: q(1),
@@ -407,10 +406,7 @@ impl ServiceLayout {
         let buffer = q.response_buffer.clamp(1, MAX_REQUESTS);
         let loans = q.max_loans.clamp(1, 1 << 16);
         let request = ConnShape::new(active, loans + active + 1);
-        let response = ConnShape::new(
-            active * (buffer + 1),
-            loans + clients * active * buffer + 1,
-        );
+        let response = ConnShape::new(active * (buffer + 1), loans + clients * active * buffer + 1);
         let client_slots = LINE + CONFIG_WORDS * 8;
         let client_stride = LINE + round_line(8 * active);
         let server_slots = client_slots + client_stride * clients;
@@ -529,7 +525,10 @@ mod tests {
             assert!(l.response.cap >= q.active_requests * (q.response_buffer + 1));
             assert!(l.response.rcap >= q.server_chunks());
             assert!(l.client_stride >= LINE + 8 * q.active_requests);
-            assert_eq!(l.server_slots, l.client_slots + l.client_stride * q.max_clients);
+            assert_eq!(
+                l.server_slots,
+                l.client_slots + l.client_stride * q.max_clients
+            );
             assert_eq!(l.requests, l.server_slots + LINE * q.max_servers);
             assert_eq!(
                 l.responses,
@@ -576,10 +575,7 @@ mod tests {
                 response_buffer: MAX_REQUESTS + 1,
                 ..ok
             },
-            Qos {
-                max_loans: 0,
-                ..ok
-            },
+            Qos { max_loans: 0, ..ok },
             // Too many server chunks for the 24-bit index.
             Qos {
                 max_clients: 64,

@@ -104,6 +104,8 @@
 
 mod client;
 pub(crate) mod layout;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod server;
 pub(crate) mod service;
 
@@ -117,11 +119,11 @@ pub use client::{
     RequestSendError, RequestUninit, Response, ResponseError, SendOrLoanError,
 };
 pub use layout::{MAX_PORTS, MAX_REQUESTS, Qos};
-pub(crate) use service::cleanup_domain;
 pub use server::{
     ActiveRequest, ReceiveError, ResponseMut, ResponseSendError, ResponseSendOrLoanError,
     ResponseUninit, Server, ServerBuilder, ServerCreateError,
 };
+pub(crate) use service::cleanup_domain;
 pub use service::{ReqResBuilder, ReqResService, ServiceInfo, list};
 
 /// Default spin budget of a blocking receive before it sleeps.
@@ -343,7 +345,10 @@ impl Pool {
     /// shared memory first).
     #[inline]
     pub(crate) fn chunk(&self, i: u32) -> std::ptr::NonNull<u8> {
-        assert!((i as usize) < self.geometry.chunks, "chunk {i} out of range");
+        assert!(
+            (i as usize) < self.geometry.chunks,
+            "chunk {i} out of range"
+        );
         // SAFETY: i < chunks: the chunk lies inside the mapping (checked
         // when the pool was created or opened).
         unsafe { self.base.add(i as usize * self.geometry.chunk_size) }
@@ -394,7 +399,8 @@ pub(crate) fn data_segment_node(
 }
 
 /// Type marker of ports and samples: covariant, `Send` whatever the types.
-pub(crate) type Types<Req, Resp> = core::marker::PhantomData<(fn() -> *const Req, fn() -> *const Resp)>;
+pub(crate) type Types<Req, Resp> =
+    core::marker::PhantomData<(fn() -> *const Req, fn() -> *const Resp)>;
 
 #[cfg(all(test, not(loom)))]
 mod tests {

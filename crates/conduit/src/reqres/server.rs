@@ -482,9 +482,8 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     fn collect_from(&self, st: &mut ServerState, c: usize) {
         let Some(o) = st.out[c] else { return };
         let mut ret_head = o.ret_head;
-        self.responses_row[c].collect_returns(&mut ret_head, o.generation, |chunk| {
-            st.release(chunk, c)
-        });
+        self.responses_row[c]
+            .collect_returns(&mut ret_head, o.generation, |chunk| st.release(chunk, c));
         if let Some(o) = st.out[c].as_mut() {
             o.ret_head = ret_head;
         }
@@ -500,7 +499,11 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     }
 
     /// Sends loaned `chunk` as a response to `active`.
-    fn respond(&self, active: &ActiveRequest<'_, Req, Resp>, chunk: u32) -> Result<(), ResponseSendError> {
+    fn respond(
+        &self,
+        active: &ActiveRequest<'_, Req, Resp>,
+        chunk: u32,
+    ) -> Result<(), ResponseSendError> {
         if !active.is_connected() {
             return Err(ResponseSendError::Disconnected);
         }
@@ -534,9 +537,16 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
             return Err(ResponseSendError::BufferFull);
         }
         let header = self.pool.header(chunk);
-        header.request_id.store(active.request_id, Ordering::Relaxed);
+        header
+            .request_id
+            .store(active.request_id, Ordering::Relaxed);
         header.slot.store(0, Ordering::Relaxed);
-        conn.push(o.tail, o.generation, chunk, u64::from(active.request_id as u32));
+        conn.push(
+            o.tail,
+            o.generation,
+            chunk,
+            u64::from(active.request_id as u32),
+        );
         o.tail += 1;
         o.held += 1;
         st.out[c] = Some(o);
@@ -584,7 +594,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
             return; // Only a scribbled head gets here (see the layout docs).
         }
-        conn.push(o.tail, o.generation, END_OF_STREAM, u64::from(active.request_id as u32));
+        conn.push(
+            o.tail,
+            o.generation,
+            END_OF_STREAM,
+            u64::from(active.request_id as u32),
+        );
         o.tail += 1;
         st.out[c] = Some(o);
         self.view.client_slots()[c].event.wake_all();
@@ -670,11 +685,11 @@ impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
 impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for ActiveRequest<'_, Req, Resp> {
     type Target = Req;
     fn deref(&self) -> &Req {
+        let _mapping = &self.pool;
         // SAFETY: the chunk index was bounds-checked against the client's
         // pool, whose geometry (aligned and sized for Req) was checked when
         // we mapped it; `pool` keeps the mapping; Req is valid for every
         // bit pattern (ShmSafe); the mapping is read-only.
-        let _ = &self.pool;
         unsafe { self.payload.as_ref() }
     }
 }
@@ -701,7 +716,9 @@ pub struct ResponseUninit<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
 
 impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseUninit<'_, '_, Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseUninit").field("chunk", &self.chunk).finish()
+        f.debug_struct("ResponseUninit")
+            .field("chunk", &self.chunk)
+            .finish()
     }
 }
 
@@ -755,7 +772,9 @@ pub struct ResponseMut<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
 
 impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseMut<'_, '_, Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseMut").field("chunk", &self.chunk).finish()
+        f.debug_struct("ResponseMut")
+            .field("chunk", &self.chunk)
+            .finish()
     }
 }
 
@@ -776,7 +795,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> ResponseMut<'_, '_, Req, Resp> {
             .take()
             .expect("a loan holds its chunk until sent");
         let server = self.active.server;
-        server.respond(self.active, chunk).inspect_err(|_| server.give_back(chunk))
+        server
+            .respond(self.active, chunk)
+            .inspect_err(|_| server.give_back(chunk))
     }
 }
 
