@@ -562,3 +562,70 @@ fn killed_client_disconnects_its_requests_and_its_slot_is_reused() {
     }
     assert_clean(&domain);
 }
+
+#[test]
+fn scribbled_queues_give_data_or_named_errors() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "victim");
+        let svc = service(&node, "scribbled");
+        let server = svc.server().create().unwrap();
+        let client = svc.client().create().unwrap();
+        let raw = conduit::shm::Segment::builder(
+            &conduit::ServiceKind::RequestResponse.segment_name("scribbled"),
+        )
+        .domain(&domain)
+        .open()
+        .unwrap();
+        let data = raw.data();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20 {
+            // A request in flight, a response queued, then garbage over
+            // the connection area (the second half of the segment).
+            let pending = client.send_copy(Plan { n: round, steps: 1 }).ok();
+            let active = server.try_receive().ok().flatten();
+            if let Some(a) = &active {
+                let _ = a.send_copy(Step::default());
+            }
+            for off in (data.len() / 2..data.len() - 8).step_by(8) {
+                let v = next();
+                if v % 3 == 0 {
+                    continue;
+                }
+                let p = data.resolve::<std::sync::atomic::AtomicU64>(off).unwrap();
+                // SAFETY: in bounds and aligned (resolve); atomics tolerate
+                // concurrent access.
+                unsafe { p.as_ref() }.store(next(), std::sync::atomic::Ordering::Relaxed);
+            }
+            for _ in 0..50 {
+                match server.try_receive() {
+                    Ok(Some(a)) => {
+                        let _ = a.send_copy(Step::default());
+                    }
+                    Ok(None) | Err(conduit::reqres::ReceiveError::Corrupted { .. }) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+                if let Some(p) = &pending {
+                    match p.try_receive() {
+                        Ok(_)
+                        | Err(ResponseError::Corrupted { .. })
+                        | Err(ResponseError::EndOfStream)
+                        | Err(ResponseError::Unanswered) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            drop(active);
+            drop(pending);
+            let _ = client.send_copy(Plan::default());
+        }
+    }
+    assert_clean(&domain);
+}
