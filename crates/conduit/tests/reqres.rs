@@ -144,6 +144,13 @@ fn round_trip_streaming_and_end_in_one_process() {
         let svc = service(&node, "planner/plan");
         let server = svc.server().create().unwrap();
         let client = svc.client().create().unwrap();
+        // Tools see the service, its types and its ports.
+        let listed = conduit::reqres::list(&conduit::Domain::new(&domain).unwrap()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "planner/plan");
+        assert_eq!((listed[0].clients, listed[0].servers), (1, 1));
+        assert!(listed[0].request.name.contains("Plan"));
+        assert!(listed[0].response.name.contains("Step"));
         assert!(server.try_receive().unwrap().is_none());
         let pending = client
             .loan_uninit()
