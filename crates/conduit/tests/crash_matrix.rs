@@ -700,15 +700,6 @@ fn topic_for_cleanup(node: &Node) -> PubSubService<u64> {
 }
 
 // ---------------------------------------------------------------------------
-// Tests: publish/subscribe
-// ---------------------------------------------------------------------------
-
-/// A publisher killed at each named point: loaned but not written,
-/// written but not sent, all loans taken, idle after sending. Its samples
-/// held by the surviving subscriber stay readable, the surviving
-/// publisher keeps reaching the subscriber, and a new publisher (which
-/// needs the dead one's slot) and a new subscriber can join.
-// ---------------------------------------------------------------------------
 // Request/response
 // ---------------------------------------------------------------------------
 
@@ -939,6 +930,15 @@ fn reqres_client_killed_at_named_points() {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Tests: publish/subscribe
+// ---------------------------------------------------------------------------
+
+/// A publisher killed at each named point: loaned but not written,
+/// written but not sent, all loans taken, idle after sending. Its samples
+/// held by the surviving subscriber stay readable, the surviving
+/// publisher keeps reaching the subscriber, and a new publisher (which
+/// needs the dead one's slot) and a new subscriber can join.
 #[test]
 fn pubsub_publisher_killed_at_named_points() {
     let _w = watchdog(Duration::from_secs(120));
