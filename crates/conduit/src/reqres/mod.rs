@@ -100,7 +100,9 @@
 //! # Not yet
 //!
 //! Slice payloads and user headers, addressing one server, fire-and-forget
-//! requests, overflow policies, the WaitSet and tokio: see issue 13.
+//! requests, overflow policies for requests and responses (today a full
+//! response buffer is `BufferFull`, and a request queue cannot fill), the
+//! WaitSet and tokio, `conduit info`/`top`/`call`/`serve`: see issue 13.
 
 mod client;
 pub(crate) mod layout;
