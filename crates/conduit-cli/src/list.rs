@@ -76,6 +76,7 @@ fn services(domain: &str, json: bool) -> CmdResult {
         );
         println!();
     }
+    request_response(domain, json)?;
     if json {
         for s in list {
             common::print_json(&json!({
@@ -109,6 +110,62 @@ fn services(domain: &str, json: bool) -> CmdResult {
         })
         .collect();
     common::print_table(&["service", "payload", "pubs", "subs", "qos"], &rows);
+    Ok(())
+}
+
+/// The request/response services: a JSON line each (`"kind":
+/// "request/response"`), or a table before the publish/subscribe one.
+fn request_response(domain: &str, json: bool) -> CmdResult {
+    let list = conduit::reqres::list(&common::as_domain(domain)?)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    if json {
+        for s in &list {
+            let q = &s.qos;
+            common::print_json(&json!({
+                "kind": "request/response",
+                "name": s.name,
+                "segment": s.segment,
+                "request": type_json(&s.request),
+                "response": type_json(&s.response),
+                "qos": {
+                    "max_clients": q.max_clients,
+                    "max_servers": q.max_servers,
+                    "active_requests": q.active_requests,
+                    "response_buffer": q.response_buffer,
+                    "max_loans": q.max_loans,
+                },
+                "clients": s.clients,
+                "servers": s.servers,
+            }));
+        }
+    } else if !list.is_empty() {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    format!("{} → {}", s.request.name, s.response.name),
+                    format!("{}/{}", s.clients, s.qos.max_clients),
+                    format!("{}/{}", s.servers, s.qos.max_servers),
+                    format!(
+                        "active {} buffer {}",
+                        s.qos.active_requests, s.qos.response_buffer
+                    ),
+                ]
+            })
+            .collect();
+        common::print_table(
+            &[
+                "request/response service",
+                "types",
+                "clients",
+                "servers",
+                "qos",
+            ],
+            &rows,
+        );
+        println!();
+    }
     Ok(())
 }
 

@@ -136,6 +136,40 @@ impl Drop for Running {
 }
 
 #[test]
+fn list_shows_request_response_services() {
+    let d = Domain::new();
+    let node = d.node();
+    let svc = node
+        .service("planner/plan")
+        .request_response::<u64, u32>()
+        .active_requests(3)
+        .open_or_create()
+        .unwrap();
+    let _client = svc.client().create().unwrap();
+    let _server = svc.server().create().unwrap();
+
+    let o = d.run(&["list", "services", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["kind"], "request/response");
+    assert_eq!(v[0]["name"], "planner/plan");
+    assert_eq!(v[0]["request"]["name"], "u64");
+    assert_eq!(v[0]["response"]["name"], "u32");
+    assert_eq!(
+        (v[0]["clients"].as_u64(), v[0]["servers"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v[0]["qos"]["active_requests"], 3);
+
+    let text = stdout(&d.run(&["list", "services"]));
+    assert!(
+        text.contains("planner/plan") && text.contains("u64 → u32"),
+        "{text}"
+    );
+}
+
+#[test]
 fn list_shows_services_nodes_and_segments() {
     let d = Domain::new();
     let node = d.node();

@@ -13,7 +13,9 @@
 //! | publish/subscribe service | `svc.<FNV-1a of the service name, 16 hex>` | [`pubsub`](crate::pubsub) |
 //! | event service | `evt.<FNV-1a of the service name, 16 hex>` | [`event`](crate::event) |
 //! | blackboard service | `bb.<FNV-1a of the service name, 16 hex>` | [`blackboard`](crate::blackboard) |
+//! | request/response service | `req.<FNV-1a of the service name, 16 hex>` | [`reqres`](crate::reqres) |
 //! | publisher data | `pub.<publisher port id, 16 hex>` | [`Publisher`](crate::pubsub::Publisher) |
+//! | client or server chunk pool | `rrp.<port id, 16 hex>` | [`Client`](crate::reqres::Client), [`Server`](crate::reqres::Server) |
 //! | wake-up socket (abstract, no file) | `wake.<port id, 16 hex>` | subscribers and listeners with a wake-up descriptor |
 //!
 //! Service names may contain `/`, segment names may not, hence the hash;
@@ -32,6 +34,9 @@ use crate::sys;
 const NODE_PREFIX: &str = "node.";
 /// The kind prefix of publisher data segments.
 const PUBLISHER_DATA_PREFIX: &str = "pub.";
+/// The kind prefix of request/response port data segments (chunk pools of
+/// clients and servers).
+const PORT_DATA_PREFIX: &str = "rrp.";
 /// The kind prefix of wake-up sockets.
 const WAKE_PREFIX: &str = "wake.";
 
@@ -45,14 +50,17 @@ pub enum ServiceKind {
     Event,
     /// Blackboards ([`crate::blackboard`]).
     Blackboard,
+    /// Request/response ([`crate::reqres`]).
+    RequestResponse,
 }
 
 impl ServiceKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [ServiceKind; 3] = [
+    pub const ALL: [ServiceKind; 4] = [
         ServiceKind::PublishSubscribe,
         ServiceKind::Event,
         ServiceKind::Blackboard,
+        ServiceKind::RequestResponse,
     ];
 
     /// The prefix of this kind's segments inside a domain.
@@ -61,6 +69,7 @@ impl ServiceKind {
             ServiceKind::PublishSubscribe => "svc.",
             ServiceKind::Event => "evt.",
             ServiceKind::Blackboard => "bb.",
+            ServiceKind::RequestResponse => "req.",
         }
     }
 
@@ -78,6 +87,7 @@ impl std::fmt::Display for ServiceKind {
             ServiceKind::PublishSubscribe => "publish/subscribe service",
             ServiceKind::Event => "event service",
             ServiceKind::Blackboard => "blackboard service",
+            ServiceKind::RequestResponse => "request/response service",
         })
     }
 }
@@ -92,6 +102,9 @@ pub enum ObjectKind {
     Service(ServiceKind),
     /// A publisher's data segment (its chunk pool).
     PublisherData,
+    /// A request/response client's or server's data segment (its chunk
+    /// pool).
+    PortData,
     /// Any other segment of the domain (for example one made with
     /// [`Segment::builder`] directly, or a managed segment).
     Segment,
@@ -104,7 +117,9 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Service(ServiceKind::PublishSubscribe) => "service",
             ObjectKind::Service(ServiceKind::Event) => "event service",
             ObjectKind::Service(ServiceKind::Blackboard) => "blackboard service",
+            ObjectKind::Service(ServiceKind::RequestResponse) => "request/response service",
             ObjectKind::PublisherData => "publisher data",
+            ObjectKind::PortData => "client/server data",
             ObjectKind::Segment => "segment",
         })
     }
@@ -146,6 +161,8 @@ impl DomainObject {
             ObjectKind::Node
         } else if name.starts_with(PUBLISHER_DATA_PREFIX) {
             ObjectKind::PublisherData
+        } else if name.starts_with(PORT_DATA_PREFIX) {
+            ObjectKind::PortData
         } else if let Some(kind) = ServiceKind::ALL
             .into_iter()
             .find(|k| name.starts_with(k.prefix()))
@@ -261,6 +278,23 @@ impl Domain {
                 Some((n, id))
             })
             .collect())
+    }
+
+    /// The request/response port data segments, with the port id.
+    pub(crate) fn port_data_segments(&self) -> std::io::Result<Vec<(String, u64)>> {
+        Ok(self
+            .names_with_prefix(PORT_DATA_PREFIX)?
+            .into_iter()
+            .filter_map(|n| {
+                let id = u64::from_str_radix(&n[PORT_DATA_PREFIX.len()..], 16).ok()?;
+                Some((n, id))
+            })
+            .collect())
+    }
+
+    /// The data segment name of request/response client or server `id`.
+    pub(crate) fn port_data_segment(id: u64) -> String {
+        format!("{PORT_DATA_PREFIX}{id:016x}")
     }
 
     /// The segment name of node `id`.

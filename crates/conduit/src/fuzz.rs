@@ -272,7 +272,43 @@ pub fn decode_blackboard(bytes: &[u8]) {
     }
 }
 
-#[cfg(test)]
+fn reqres_config() -> crate::reqres::layout::StaticConfig {
+    crate::reqres::layout::StaticConfig {
+        name: "fuzz/reqres".into(),
+        request: TypeDesc::of(&u64::LAYOUT),
+        response: TypeDesc::of(&<[u32; 3]>::LAYOUT),
+        qos: crate::reqres::Qos {
+            max_clients: 3,
+            active_requests: 5,
+            ..crate::reqres::Qos::default()
+        },
+    }
+}
+
+/// The data area of a request/response service segment with a valid
+/// configuration (configuration part only).
+pub fn valid_reqres_config() -> Vec<u8> {
+    valid_config::<crate::reqres::service::ReqRes>(
+        &reqres_config(),
+        crate::reqres::layout::CONFIG_WORDS,
+    )
+}
+
+/// Decodes a request/response service's configuration from `bytes`; if
+/// valid, computes the layout it implies and checks it against a typical
+/// opener's.
+pub fn decode_reqres_config(bytes: &[u8]) {
+    let all = crate::reqres::layout::QosRequested {
+        max_clients: true,
+        max_servers: true,
+        active_requests: true,
+        response_buffer: true,
+        max_loans: true,
+    };
+    decode_config::<crate::reqres::service::ReqRes>(bytes, &reqres_config(), &all);
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -300,5 +336,24 @@ mod tests {
                 decode_blackboard(&bytes[..at]);
             }
         }
+    }
+
+    #[test]
+    fn reqres_config_round_trips_and_survives_patches() {
+        let valid = super::valid_reqres_config();
+        super::decode_reqres_config(&valid);
+        let mut words = super::aligned(&valid, 0);
+        let region = super::region_of(&mut words);
+        use crate::service::core::PatternConfig;
+        let config = crate::reqres::layout::StaticConfig::read(&region).unwrap();
+        assert_eq!(config.qos.max_clients, 3);
+        for i in 0..valid.len() {
+            for b in [0u8, 1, 0x7f, 0xff] {
+                let mut patched = valid.clone();
+                patched[i] = b;
+                super::decode_reqres_config(&patched);
+            }
+        }
+        super::decode_reqres_config(&[]);
     }
 }

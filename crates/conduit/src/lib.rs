@@ -52,6 +52,8 @@ pub mod mq;
 pub mod node;
 pub mod pipe;
 pub mod pubsub;
+mod queue;
+pub mod reqres;
 pub mod service;
 pub mod shm;
 pub mod signal;
@@ -89,6 +91,9 @@ pub mod prelude {
     pub use crate::event::{EventService, EventSet, Listener, Notifier};
     pub use crate::node::Node;
     pub use crate::pubsub::{Overflow, PubSubService, Publisher, Qos, Sample, Subscriber};
+    pub use crate::reqres::{
+        ActiveRequest, Client, PendingResponse, ReqResService, Response, Server,
+    };
     pub use crate::service::PortId;
     pub use crate::shm::{Permissions, RelPtr};
     pub use crate::signal::{Signal, Signals, Termination};

@@ -13,7 +13,7 @@
 //!
 //! The sweep, in order: every service of every pattern (dead ports freed,
 //! services nobody has open removed), then the data segments of
-//! publishers that died before they registered, then the segments of dead
+//! publishers, clients and servers that died before they registered, then the segments of dead
 //! nodes, then node segments whose creator died before they were ready.
 
 use crate::domain::Domain;
@@ -40,6 +40,7 @@ impl Domain {
         crate::event::cleanup_domain(self, permissions);
         crate::blackboard::cleanup_domain(self, permissions);
         crate::pubsub::cleanup_domain(self, permissions);
+        crate::reqres::cleanup_domain(self, permissions);
         for id in &dead {
             let _ = Segment::remove(self.name(), &Domain::node_segment(id.0));
         }

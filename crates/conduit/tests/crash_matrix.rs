@@ -1,5 +1,5 @@
-//! The crash matrix: for every pattern (publish/subscribe, events, the
-//! blackboard, the
+//! The crash matrix: for every pattern (publish/subscribe, request/response,
+//! events, the blackboard, the
 //! managed segment and its allocator, the robust mutex, the node cleanup
 //! itself) and every role, a real child process is killed with SIGKILL at
 //! a chosen point, many times, with seeded randomness; after each kill the
@@ -276,6 +276,10 @@ fn dispatch(role: &str, args: &[String]) {
         "mutex_contender" => mutex_contender(domain, args[1].parse().unwrap()),
         "leave_dead" => leave_dead(domain),
         "board_writer" => board_writer(domain),
+        "server_point" => server_point(domain, &args[1]),
+        "client_point" => client_point(domain, &args[1]),
+        "rr_server_join" => rr_server_join(domain),
+        "rr_client_join" => rr_client_join(domain),
         "cleaner" => {
             println!("cleaning");
             let _ = Node::cleanup(domain);
@@ -761,6 +765,237 @@ fn topic_for_cleanup(node: &Node) -> PubSubService<u64> {
         .max_publishers(8)
         .open_or_create()
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Request/response
+// ---------------------------------------------------------------------------
+
+/// One client and one server slot, one request in flight, two responses
+/// buffered: a pool of 4 response chunks, 3 request chunks, so a kill
+/// that leaked a chunk shows in the joiner's round trips.
+fn rr_service(node: &Node) -> conduit::reqres::ReqResService<u64, u64> {
+    node.service("rr")
+        .request_response::<u64, u64>()
+        .max_clients(1)
+        .max_servers(1)
+        .active_requests(1)
+        .response_buffer(2)
+        .max_loans(1)
+        .open_or_create()
+        .unwrap()
+}
+
+/// A server killed at `point`: idle, holding a request unanswered, in the
+/// middle of a stream (two responses sent), or with a response loaned
+/// (one sent).
+fn server_point(domain: &str, point: &str) {
+    let node = node(domain, "victim");
+    let svc = rr_service(&node);
+    let server = svc.server().create().unwrap();
+    println!("ready");
+    if point == "idle" {
+        at(point);
+        stay();
+    }
+    let active = server.receive().unwrap();
+    let sent = match point {
+        "holding" => 0,
+        "mid-stream" => 2,
+        "loaned" => 1,
+        other => panic!("unknown point {other}"),
+    };
+    for step in 0..sent {
+        active.send_copy(*active * 10 + step).unwrap();
+    }
+    let _loan = (point == "loaned").then(|| active.loan_uninit().unwrap());
+    at(point);
+    stay();
+}
+
+/// A new server: answers one request with one response (`request + 1`).
+fn rr_server_join(domain: &str) {
+    let node = node(domain, "joiner");
+    let svc = rr_service(&node);
+    let server = svc.server().create().unwrap();
+    println!("joined");
+    let active = server.receive().unwrap();
+    active.send_copy(*active + 1).unwrap();
+}
+
+/// A client killed at `point`: with a request loaned, with a request in
+/// flight nobody answered yet, asleep in `receive`, or holding one
+/// response of two.
+fn client_point(domain: &str, point: &str) {
+    let node = node(domain, "victim");
+    let svc = rr_service(&node);
+    let client = svc.client().create().unwrap();
+    while client.servers() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if point == "loaned" {
+        let _loan = client.loan_uninit().unwrap();
+        at(point);
+        stay();
+    }
+    let pending = client.send_copy(7).unwrap();
+    match point {
+        "in-flight" => at(point),
+        "receiving" => {
+            at(point);
+            let _ = pending.receive();
+        }
+        "holding-response" => {
+            let _held = pending.receive().unwrap();
+            at(point);
+            stay();
+        }
+        other => panic!("unknown point {other}"),
+    }
+    stay();
+}
+
+/// A new client: five round trips of two responses each.
+fn rr_client_join(domain: &str) {
+    let node = node(domain, "joiner");
+    let svc = rr_service(&node);
+    let client = svc.client().create().unwrap();
+    println!("joined");
+    for n in 0..5 {
+        let pending = client.send_copy(n).unwrap();
+        for step in 0..2 {
+            assert_eq!(*pending.receive().unwrap(), n * 10 + step);
+        }
+        assert_eq!(
+            pending.receive().unwrap_err(),
+            conduit::reqres::ResponseError::EndOfStream
+        );
+    }
+    println!("done");
+}
+
+/// Servers killed at every named point: the waiting client receives the
+/// responses that arrived, then `ServerGone` (never hangs), its request
+/// chunk comes back, and a new server takes the slot and answers.
+#[test]
+fn reqres_server_killed_at_named_points() {
+    let _w = watchdog(Duration::from_secs(120));
+    let mut rng = seeded("reqres_server_killed_at_named_points");
+    let points = ["idle", "holding", "mid-stream", "loaned"];
+    for round in 0..iterations(6) {
+        let domain = unique("cm-rrs");
+        let point = *rng.pick(&points);
+        let ctx = format!("round {round}: point {point}");
+        {
+            let node = node(&domain, "survivor");
+            let svc = rr_service(&node);
+            let client = svc.client().create().unwrap();
+            let mut child = spawn("server_point", &[&domain, point]);
+            expect_line(&mut child, "ready", &ctx);
+            while client.servers() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let request = rng.range(1, 1000);
+            let pending = (point != "idle").then(|| client.send_copy(request).unwrap());
+            expect_line(&mut child, &format!("at {point}"), &ctx);
+            kill(&mut child);
+            // Idle: the request goes to the dead server (still registered).
+            let pending = pending.unwrap_or_else(|| client.send_copy(request).unwrap());
+            let sent = match point {
+                "mid-stream" => 2,
+                "loaned" => 1,
+                _ => 0,
+            };
+            for step in 0..sent {
+                let r = pending.receive().unwrap();
+                assert_eq!(*r, request * 10 + step, "{ctx}");
+            }
+            match pending.receive() {
+                Err(conduit::reqres::ResponseError::ServerGone { .. }) => {}
+                other => panic!("{ctx}: expected ServerGone, got {other:?}"),
+            }
+            drop(pending);
+            assert_eq!(client.in_flight(), 0, "{ctx}");
+            let mut joiner = spawn("rr_server_join", &[&domain]);
+            expect_line(&mut joiner, "joined", &ctx);
+            let pending = loop {
+                match client.send_copy(request) {
+                    Ok(p) => break p,
+                    // The joiner is registered but we may not see it yet.
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            };
+            assert_eq!(*pending.receive().unwrap(), request + 1, "{ctx}");
+            assert_eq!(
+                pending.receive().unwrap_err(),
+                conduit::reqres::ResponseError::EndOfStream,
+                "{ctx}"
+            );
+            finish(joiner);
+        }
+        assert_clean(&domain);
+    }
+}
+
+/// Clients killed at every named point: the server's request reads as
+/// disconnected and its sends fail with `Disconnected` (never block), the
+/// response chunks the client held come back (the joiner's round trips
+/// cycle the four-chunk pool), and a new client takes the slot.
+#[test]
+fn reqres_client_killed_at_named_points() {
+    let _w = watchdog(Duration::from_secs(120));
+    let mut rng = seeded("reqres_client_killed_at_named_points");
+    let points = ["loaned", "in-flight", "receiving", "holding-response"];
+    for round in 0..iterations(6) {
+        let domain = unique("cm-rrc");
+        let point = *rng.pick(&points);
+        let ctx = format!("round {round}: point {point}");
+        {
+            let node = node(&domain, "survivor");
+            let svc = rr_service(&node);
+            let server = svc.server().create().unwrap();
+            let mut child = spawn("client_point", &[&domain, point]);
+            let active = (point != "loaned")
+                .then(|| server.receive_timeout(Duration::from_secs(10)).unwrap());
+            if let Some(a) = &active {
+                assert_eq!(**a, 7, "{ctx}");
+                if point == "holding-response" {
+                    a.send_copy(70).unwrap();
+                    a.send_copy(71).unwrap();
+                }
+            }
+            expect_line(&mut child, &format!("at {point}"), &ctx);
+            kill(&mut child);
+            if let Some(a) = &active {
+                let mut tries = 0;
+                loop {
+                    match a.send_copy(0) {
+                        Err(conduit::reqres::ResponseSendOrLoanError::Send(
+                            conduit::reqres::ResponseSendError::Disconnected,
+                        )) => break,
+                        Ok(()) | Err(_) => {
+                            tries += 1;
+                            assert!(tries < 10_000, "{ctx}: never disconnected");
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                }
+                assert!(!a.is_connected(), "{ctx}");
+            }
+            drop(active);
+            let mut joiner = spawn("rr_client_join", &[&domain]);
+            expect_line(&mut joiner, "joined", &ctx);
+            for _ in 0..5 {
+                let a = server.receive_timeout(Duration::from_secs(10)).unwrap();
+                for step in 0..2 {
+                    a.send_copy(*a * 10 + step).unwrap();
+                }
+            }
+            expect_line(&mut joiner, "done", &ctx);
+            finish(joiner);
+        }
+        assert_clean(&domain);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -73,22 +73,20 @@
 //! | `PortSlot.event` (publisher slot) | subscribers after each take (`Block` policy only), leaving subscribers, cleanup | the publisher sleeps on it while a queue is full |
 //! | `PortSlot.fd_armed` (subscriber slot) | the subscriber arms (0 → 1); a publisher that saw a registered sleeper swaps it to 0 | 1 = "send me a wake byte"; exactly one waker sees 1 per arming (`sync::fdwake`) |
 //! | `ConnLink.link` | publisher (`Conn::connect`) | → 0 (Relaxed) + Release fence, reset, → subscriber id (Release); the subscriber uses the connection only while `link` is its id |
-//! | `ConnLink.pub_id` | publisher (`Conn::connect`) | set after the reset and before `link`, with Release (see `pubsub::queue`, "Connecting") |
+//! | `ConnLink.pub_id` | publisher (`Conn::connect`) | set after the reset and before `link`, with Release (see `crate::queue`, "Connecting") |
 //! | `ConnLink.generation` | publisher | at connect: `g % 127 + 1` (1..=127, never 0); every entry and return carries it; a mismatch means "another connection": entries → the subscriber drops the connection, returns → ignored |
 //! | `RetTail.ret_tail` | subscriber (the publisher resets it to 0 at connect) | count of returns pushed, Release after writing the return entry |
 //! | `Head.head` | subscriber (claim), publisher (drop oldest; reset to 0 at connect) | count of consumed positions; every change but the reset is `CAS(h, h + 1)` (AcqRel) |
-//! | `Entry.word` | publisher only | the entry word (`pubsub::queue`, "The entry word") |
+//! | `Entry.word` | publisher only | the entry word (`crate::queue`, "The entry word") |
 //! | `Entry.len` | publisher only | `seq << 32 \| length`, written (Relaxed) before `word` |
 //! | return entry (`u32`) | subscriber | `generation << 24 \| chunk` |
 
 // Every word that ports race on uses the `sync::atomic` shim, so the
 // loom models run the real protocol steps.
-use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::atomic::Ordering;
 
 use crate::service::core::{PatternConfig, PatternLayout};
-use crate::service::registry::{
-    LINE, PortArray, SegmentView, ServiceHeader, SharedWords, SlotArray,
-};
+use crate::service::registry::{LINE, PortArray, SegmentView, ServiceHeader, SlotArray};
 use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
 use crate::shm::{Region, Segment};
 
@@ -360,60 +358,7 @@ impl StaticConfig {
     }
 }
 
-/// First line of a connection: written by the publisher when it
-/// (re)connects to the subscriber of slot s.
-///
-/// Connect (`pubsub::queue`, `Conn::connect`): `link ← 0` and a Release
-/// fence, `generation ← generation % 127 + 1`, entries zeroed, `ret_tail ←
-/// 0`, `head ← 0`, `pub_id ← publisher id` (Release), then `link ←
-/// subscriber id` (Release). A
-/// subscriber uses the connection only while `link` is its own id and
-/// `pub_id` is the id in the publisher slot, and only entries and returns
-/// tagged with the `generation` it saw.
-#[repr(C, align(64))]
-pub(crate) struct ConnLink {
-    pub(crate) link: AtomicU64,
-    pub(crate) pub_id: AtomicU64,
-    pub(crate) generation: AtomicU64,
-}
-
-/// Second line of a connection, written by the subscriber: how many
-/// returns it has pushed (monotonic until the next connect resets it to
-/// 0).
-#[repr(C, align(64))]
-pub(crate) struct RetTail {
-    pub(crate) ret_tail: AtomicU64,
-}
-
-/// One slot of a delivery queue (16 bytes, four per line).
-///
-/// `word`: the entry word (sequence, generation, chunk; `pubsub::queue`,
-/// "The entry word"). `len`: `sequence << 32 | payload length`, written (Relaxed)
-/// before `word` is published (Release), so that a subscriber learns the
-/// length from the line it polls, without touching the chunk; it trusts
-/// the length only if its sequence matches the entry it took.
-#[repr(C, align(16))]
-pub(crate) struct Entry {
-    pub(crate) word: AtomicU64,
-    pub(crate) len: AtomicU64,
-}
-
-/// Third line of a connection: how many entries have been consumed,
-/// either claimed by the subscriber or dropped by the publisher (both by
-/// CAS `h → h + 1`; monotonic until the next connect resets it to 0).
-#[repr(C, align(64))]
-pub(crate) struct Head {
-    pub(crate) head: AtomicU64,
-}
-
-// SAFETY: `repr(C)`: three atomics.
-unsafe impl SharedWords for ConnLink {}
-// SAFETY: `repr(C)`: one atomic.
-unsafe impl SharedWords for RetTail {}
-// SAFETY: `repr(C)`: one atomic.
-unsafe impl SharedWords for Head {}
-// SAFETY: `repr(C)`: two atomics.
-unsafe impl SharedWords for Entry {}
+pub(crate) use crate::queue::{Conn, Head, RetTail};
 
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
@@ -494,16 +439,6 @@ impl ServiceLayout {
 pub(crate) struct ServiceView<'a> {
     shared: SegmentView<'a>,
     layout: &'a ServiceLayout,
-}
-
-/// One connection's shared parts.
-#[derive(Clone, Copy)]
-pub(crate) struct Conn<'a> {
-    pub(crate) link: &'a ConnLink,
-    pub(crate) ret_tail: &'a AtomicU64,
-    pub(crate) head: &'a AtomicU64,
-    pub(crate) entries: &'a [Entry],
-    pub(crate) returns: &'a [AtomicU32],
 }
 
 impl<'a> ServiceView<'a> {
@@ -587,8 +522,8 @@ mod tests {
             );
         }
         assert_eq!(size_of::<ServiceHeader>(), LINE);
-        assert_eq!(size_of::<ConnLink>(), LINE);
-        assert_eq!(size_of::<Entry>(), 16);
+        assert_eq!(size_of::<crate::queue::ConnLink>(), LINE);
+        assert_eq!(size_of::<crate::queue::Entry>(), 16);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_`.
 //!
-//! The models call the real protocol steps (`pubsub::queue`: `push`,
+//! The models call the real protocol steps (`crate::queue`: `push`,
 //! `make_room`, `drop_oldest`, `pop`, `push_return`, `collect_returns`,
 //! `connect`, `linked`) on loom atomics laid out as in the segment. Only
 //! the process-local bookkeeping of the publisher and subscriber (free
@@ -16,8 +16,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::thread;
 
-use super::layout::{Conn, ConnLink, Entry};
 use super::queue::{Pop, Steal};
+use crate::queue::{Conn, ConnLink, Entry};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();

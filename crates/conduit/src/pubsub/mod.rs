@@ -29,17 +29,17 @@
 //! and, after it drops the sample (at its next empty poll, or earlier if
 //! it holds too many), writes the index into a return queue that the
 //! publisher drains when its pool runs low. The shared-memory steps are in
-//! `queue.rs`. The publisher's own bookkeeping (which
+//! `crate::queue` (`src/queue.rs`, below the patterns). The publisher's own bookkeeping (which
 //! subscriber holds which chunk) is process-local. Every shared word and
 //! its transitions: the docs of `layout.rs` (service segment) and of
-//! `queue.rs` (entry word, queue protocol); the publisher data segment is
+//! `crate::queue` (entry word, queue protocol); the publisher data segment is
 //! below.
 //!
 //! # Files
 //!
 //! `service.rs` (builder, service, what it tells the service core,
 //! listing), `layout.rs` (QoS, static configuration, service segment
-//! layout), `queue.rs` (delivery and return queues), `publisher.rs`,
+//! layout), `crate::queue` (delivery and return queues, shared with request/response), `publisher.rs`,
 //! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), this file
 //! (payload kinds, entry word encoding, publisher data segment).
 //!
@@ -181,7 +181,7 @@
 mod attach;
 pub(crate) mod layout;
 mod publisher;
-mod queue;
+pub(crate) use crate::queue;
 pub(crate) mod service;
 mod subscriber;
 
@@ -242,33 +242,8 @@ pub fn data_segment_name(id: crate::service::PortId) -> String {
     crate::domain::Domain::publisher_data_segment(id.0)
 }
 
-// Entry word of a delivery queue (AtomicU64):
-//   bits 0..24  chunk index
-//   bits 24..31 connection generation (1..=127)
-//   bit  31     0
-//   bits 32..64 sequence = logical position + 1 (wrapping); 0 = empty
-// Written only by the publisher; the subscriber claims position h by
-// CAS of the connection's `head` from h to h + 1.
-pub(crate) const CHUNK_MASK: u64 = (1 << 24) - 1;
-pub(crate) const GEN_SHIFT: u32 = 24;
-pub(crate) const GEN_MASK: u64 = 0x7f;
-
-pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
-    ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)
-}
-
-/// The `len` word of an entry: sequence (low 32 bits) and length.
-pub(crate) fn len_word(seq: u64, len: u64) -> u64 {
-    ((seq as u32 as u64) << 32) | (len & 0xffff_ffff)
-}
-
-pub(crate) fn entry_seq(v: u64) -> u32 {
-    (v >> 32) as u32
-}
-
-pub(crate) fn entry_gen(v: u64) -> u64 {
-    (v >> GEN_SHIFT) & GEN_MASK
-}
+pub(crate) use crate::queue::entry_gen;
+pub(crate) use crate::queue::{GEN_MASK, entry_seq};
 
 /// Header line of a publisher's data segment (written once before the
 /// segment is ready, read and validated by subscribers).

@@ -1,15 +1,24 @@
-//! The shared-memory steps of one connection (publisher slot p →
-//! subscriber slot s): delivery queue, drop-oldest, return queue and the
-//! connect handshake.
+//! The shared-memory steps of one single-producer queue connection
+//! (producer slot p → consumer slot s): delivery queue, drop-oldest,
+//! return queue and the connect handshake. It lives below the patterns:
+//! publish/subscribe (publisher → subscriber, `pubsub`) and
+//! request/response (client → server for requests, server → client for
+//! responses, `reqres`) both use it, and neither imports the other. Below,
+//! "publisher" is the producer side of a connection and "subscriber" its
+//! consumer side.
 //!
 //! Every access to the connection's shared words goes through these
 //! functions, which take plain references to the words ([`Conn`]) and use
-//! the `sync::atomic` shim: the publisher and the subscriber call them on
-//! the mapped segment, and the loom models (`pubsub::loom_tests`) call the
-//! very same functions on loom atomics. The process-local bookkeeping
-//! (chunk holders, free list, cached heads) stays in `publisher.rs` and
-//! `subscriber.rs`. The words are listed in the docs of the layout module
-//! (`pubsub::layout`, "Every shared word"); the protocol is below.
+//! the `sync::atomic` shim: the ports call them on the mapped segment,
+//! and the loom models (`pubsub::loom_tests`) call the very same functions
+//! on loom atomics. The process-local bookkeeping (chunk holders, free
+//! list, cached heads) stays in the ports. The words of a connection and
+//! their place in a segment are listed in each pattern's layout module
+//! (`pubsub::layout` and `reqres::layout`, "Every shared word"); the
+//! protocol is below.
+//!
+//! The `len` word's low 32 bits are the producer's to use: pub/sub puts
+//! the payload length there, request/response the request id.
 //!
 //! # The entry word (`u64`, written only by the publisher)
 //!
@@ -95,10 +104,101 @@
 //! subscriber that saw any store of the reset. A stale view leaves the
 //! connection pending; the next receive tries again.
 
-use super::layout::Conn;
-use crate::sync::atomic::{Ordering, fence};
+use crate::service::registry::SharedWords;
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
-use super::{CHUNK_MASK, GEN_SHIFT, entry, entry_gen, entry_seq, len_word};
+// Entry word of a delivery queue (AtomicU64):
+//   bits 0..24  chunk index
+//   bits 24..31 connection generation (1..=127)
+//   bit  31     0
+//   bits 32..64 sequence = logical position + 1 (wrapping); 0 = empty
+// Written only by the publisher; the subscriber claims position h by
+// CAS of the connection's `head` from h to h + 1.
+pub(crate) const CHUNK_MASK: u64 = (1 << 24) - 1;
+pub(crate) const GEN_SHIFT: u32 = 24;
+pub(crate) const GEN_MASK: u64 = 0x7f;
+
+pub(crate) fn entry(seq: u64, generation: u64, chunk: u32) -> u64 {
+    ((seq as u32 as u64) << 32) | ((generation & GEN_MASK) << GEN_SHIFT) | u64::from(chunk)
+}
+
+/// The `len` word of an entry: sequence (low 32 bits) and length.
+pub(crate) fn len_word(seq: u64, len: u64) -> u64 {
+    ((seq as u32 as u64) << 32) | (len & 0xffff_ffff)
+}
+
+pub(crate) fn entry_seq(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+pub(crate) fn entry_gen(v: u64) -> u64 {
+    (v >> GEN_SHIFT) & GEN_MASK
+}
+
+/// First line of a connection: written by the publisher when it
+/// (re)connects to the subscriber of slot s.
+///
+/// Connect (`pubsub::queue`, `Conn::connect`): `link ← 0` and a Release
+/// fence, `generation ← generation % 127 + 1`, entries zeroed, `ret_tail ←
+/// 0`, `head ← 0`, `pub_id ← publisher id` (Release), then `link ←
+/// subscriber id` (Release). A
+/// subscriber uses the connection only while `link` is its own id and
+/// `pub_id` is the id in the publisher slot, and only entries and returns
+/// tagged with the `generation` it saw.
+#[repr(C, align(64))]
+pub(crate) struct ConnLink {
+    pub(crate) link: AtomicU64,
+    pub(crate) pub_id: AtomicU64,
+    pub(crate) generation: AtomicU64,
+}
+
+/// Second line of a connection, written by the subscriber: how many
+/// returns it has pushed (monotonic until the next connect resets it to
+/// 0).
+#[repr(C, align(64))]
+pub(crate) struct RetTail {
+    pub(crate) ret_tail: AtomicU64,
+}
+
+/// One slot of a delivery queue (16 bytes, four per line).
+///
+/// `word`: the entry word (sequence, generation, chunk; `pubsub::queue`,
+/// "The entry word"). `len`: `sequence << 32 | payload length`, written (Relaxed)
+/// before `word` is published (Release), so that a subscriber learns the
+/// length from the line it polls, without touching the chunk; it trusts
+/// the length only if its sequence matches the entry it took.
+#[repr(C, align(16))]
+pub(crate) struct Entry {
+    pub(crate) word: AtomicU64,
+    pub(crate) len: AtomicU64,
+}
+
+/// Third line of a connection: how many entries have been consumed,
+/// either claimed by the subscriber or dropped by the publisher (both by
+/// CAS `h → h + 1`; monotonic until the next connect resets it to 0).
+#[repr(C, align(64))]
+pub(crate) struct Head {
+    pub(crate) head: AtomicU64,
+}
+
+// SAFETY: `repr(C)`: three atomics.
+unsafe impl SharedWords for ConnLink {}
+// SAFETY: `repr(C)`: one atomic.
+unsafe impl SharedWords for RetTail {}
+// SAFETY: `repr(C)`: one atomic.
+unsafe impl SharedWords for Head {}
+// SAFETY: `repr(C)`: two atomics.
+unsafe impl SharedWords for Entry {}
+
+/// One connection's shared parts.
+#[derive(Clone, Copy)]
+pub(crate) struct Conn<'a> {
+    pub(crate) link: &'a ConnLink,
+    pub(crate) ret_tail: &'a AtomicU64,
+    pub(crate) head: &'a AtomicU64,
+    pub(crate) entries: &'a [Entry],
+    pub(crate) returns: &'a [AtomicU32],
+}
 
 /// What [`Conn::pop`] found at the subscriber's head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +225,7 @@ pub(crate) enum Steal {
 
 impl Conn<'_> {
     #[inline]
-    fn slot_of(&self, position: u64) -> &super::layout::Entry {
+    fn slot_of(&self, position: u64) -> &Entry {
         &self.entries[(position & (self.entries.len() as u64 - 1)) as usize]
     }
 
@@ -376,9 +476,9 @@ mod tests {
     use std::cell::UnsafeCell;
     use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+    use super::entry;
+    use super::{Conn, ConnLink, Entry};
     use super::{Pop, Steal};
-    use crate::pubsub::entry;
-    use crate::pubsub::layout::{Conn, ConnLink, Entry};
 
     struct Owned {
         link: ConnLink,

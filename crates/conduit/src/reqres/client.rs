@@ -1,0 +1,1030 @@
+//! The client: its request pool, request loans, sending to every server,
+//! and the pending responses that collect each request's stream.
+//!
+//! Process-local bookkeeping (not shared): per request chunk a holder
+//! mask of the server slots that may still hold it; per request slot the
+//! request in flight (id, servers still streaming, responses received and
+//! not yet taken); per server slot the request queue we connected and
+//! the response queue we linked. Everything the client reads from a
+//! response queue is filed under its request here, so one poll serves
+//! every pending response of the client.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
+use super::service::ServiceInner;
+use super::{DEFAULT_SPIN, Geometry, LIVENESS_CHECK, Pool};
+use crate::queue::{self, Conn};
+use crate::service::PortId;
+use crate::shm::{self, ShmSafe};
+use crate::sync::Spin;
+
+/// Why a client could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientCreateError {
+    /// Every client slot of the service is taken (by live nodes).
+    #[error("service {service:?} already has its maximum of {max} clients")]
+    ExceedsMaxClients {
+        /// The service.
+        service: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// The request type is too large for a chunk pool.
+    #[error("the request type is too large for a chunk pool")]
+    TypeTooLarge,
+    /// The data segment could not be created.
+    #[error("cannot create the client's data segment")]
+    Segment(#[source] shm::CreateError),
+}
+
+/// Why a loan (of a request by a client, or of a response by a server)
+/// failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoanError {
+    /// The port has `max_loans` chunks on loan already.
+    #[error("the port has its maximum of {0} chunks on loan")]
+    ExceedsMaxLoans(usize),
+    /// Client: `active_requests` requests are in flight (with the loans
+    /// outstanding); wait for a stream to end, or drop a pending
+    /// response whose server has ended it.
+    #[error("the client has its maximum of {0} requests in flight")]
+    ExceedsActiveRequests(usize),
+    /// Every chunk of the pool is in use (held by peers that are slow to
+    /// drop them).
+    #[error("every chunk of the pool is in use")]
+    OutOfChunks,
+}
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestSendError {
+    /// No server is connected: nobody would answer.
+    #[error("no server of service {0:?} is connected")]
+    NoServer(String),
+}
+
+/// What ends a pending response's stream, or why a receive failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// Every server that got the request has ended its stream (dropped
+    /// the active request), and every response has been received.
+    #[error("end of the response stream")]
+    EndOfStream,
+    /// Every server that got the request ended its stream without
+    /// sending a single response.
+    #[error("the server(s) dropped the request without answering")]
+    Unanswered,
+    /// A server that got the request left or died before it ended its
+    /// stream; the responses it sent before have been received.
+    #[error("server {server} left or died before it ended the response stream")]
+    ServerGone {
+        /// The server's id.
+        server: PortId,
+    },
+    /// `receive_timeout`: nothing arrived in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// Shared state written by a server is inconsistent (a bug or a
+    /// hostile process); the connection to it was dropped.
+    #[error("corrupted shared state from server {server}: {reason}")]
+    Corrupted {
+        /// The server's id.
+        server: PortId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Configures a [`Client`].
+pub struct ClientBuilder<Req: ShmSafe, Resp: ShmSafe> {
+    service: Arc<ServiceInner>,
+    spin: Spin,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ClientBuilder<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("service", &self.service.config.name)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
+    pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
+        ClientBuilder {
+            service,
+            spin: Spin::duration(DEFAULT_SPIN),
+            _types: PhantomData,
+        }
+    }
+
+    /// How long a blocking receive polls before it sleeps on the futex
+    /// (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at once).
+    pub fn spin(mut self, spin: Spin) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Creates the client (its request pool) and registers it.
+    pub fn create(self) -> Result<Client<Req, Resp>, ClientCreateError> {
+        let svc = self.service;
+        let qos = svc.config.qos;
+        let chunks = qos.client_chunks();
+        let geometry =
+            Geometry::new(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
+        let id = PortId::unique().0;
+        let pool = Pool::create(
+            &svc.domain,
+            svc.node.permissions(),
+            id,
+            svc.node.id().0,
+            geometry,
+        )
+        .map_err(ClientCreateError::Segment)?;
+        // SAFETY: `service` (the same Arc) is a field of the client and
+        // outlives every use of `view` and of the connections and words
+        // taken from it.
+        let view = unsafe { svc.view_static() };
+        let slot = match svc.claim_slot(CLIENTS, id, |i| {
+            // Nobody reads the pending words of a free slot; reset them
+            // before the id is published.
+            for w in view.pending(i) {
+                w.store(0, Ordering::Relaxed);
+            }
+        }) {
+            Ok(s) => s,
+            Err(full) => {
+                pool.unlink();
+                return Err(ClientCreateError::ExceedsMaxClients {
+                    service: full.service,
+                    max: full.max,
+                });
+            }
+        };
+        let servers = qos.max_servers;
+        Ok(Client {
+            state: RefCell::new(ClientState {
+                chunks: vec![ChunkState::default(); chunks],
+                free: (0..chunks as u32).rev().collect(),
+                loans: 0,
+                next_id: 1,
+                requests: (0..qos.active_requests).map(|_| None).collect(),
+                in_flight: 0,
+                out: vec![None; servers],
+                inb: (0..servers).map(|_| None).collect(),
+                server_generation: u64::MAX,
+                pending_link: false,
+                corrupted: None,
+                spare: (0..qos.active_requests)
+                    .map(|_| InFlight {
+                        id: 0,
+                        chunk: 0,
+                        waiting: 0,
+                        servers: vec![0; servers],
+                        gone: None,
+                        received: 0,
+                        responses: VecDeque::with_capacity(qos.response_buffer),
+                        alive: false,
+                    })
+                    .collect(),
+            }),
+            slot,
+            id,
+            pool,
+            spin: self.spin,
+            requests_row: (0..servers).map(|s| view.request_conn(slot, s)).collect(),
+            responses_col: (0..servers).map(|s| view.response_conn(s, slot)).collect(),
+            pending_words: view.pending(slot),
+            view,
+            service: svc,
+            _types: PhantomData,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkState {
+    /// Bit s: server slot s may still hold the chunk.
+    holders: u64,
+    loaned: bool,
+}
+
+/// The request queue to one server (we connected it).
+#[derive(Debug, Clone, Copy)]
+struct OutConn {
+    server_id: u64,
+    generation: u64,
+    tail: u64,
+    ret_head: u64,
+}
+
+/// The response queue from one server (it connected it; we linked it).
+#[derive(Debug)]
+struct InConn {
+    server_id: u64,
+    generation: u64,
+    head: u64,
+    /// Returns pushed so far.
+    ret_tail: u64,
+    pool: Arc<Pool>,
+}
+
+/// A response received and not yet taken.
+#[derive(Debug)]
+struct Buffered {
+    server: usize,
+    server_id: u64,
+    generation: u64,
+    chunk: u32,
+    pool: Arc<Pool>,
+}
+
+/// A request in flight, in request slot r.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    chunk: u32,
+    /// Bit s: server slot s got the request and has not ended its stream.
+    waiting: u64,
+    /// The id of the server each bit of `waiting` stands for.
+    servers: Vec<u64>,
+    /// A server that left before ending its stream.
+    gone: Option<u64>,
+    received: u64,
+    responses: VecDeque<Buffered>,
+    /// The `PendingResponse` still exists.
+    alive: bool,
+}
+
+#[derive(Debug)]
+struct ClientState {
+    chunks: Vec<ChunkState>,
+    free: Vec<u32>,
+    loans: usize,
+    next_id: u64,
+    requests: Vec<Option<InFlight>>,
+    in_flight: usize,
+    out: Vec<Option<OutConn>>,
+    inb: Vec<Option<InConn>>,
+    server_generation: u64,
+    /// Some server slot is taken but its response queue is not linked.
+    pending_link: bool,
+    /// Corruption found while draining, reported by the next receive.
+    corrupted: Option<(u64, String)>,
+    /// Records of freed request slots, reused by the next requests.
+    spare: Vec<InFlight>,
+}
+
+impl ClientState {
+    fn maybe_free(&mut self, chunk: u32) {
+        let c = &self.chunks[chunk as usize];
+        if c.holders == 0 && !c.loaned {
+            self.free.push(chunk);
+        }
+    }
+
+    fn release_holder(&mut self, chunk: u32, s: usize) {
+        let bit = 1u64 << s;
+        if let Some(c) = self.chunks.get_mut(chunk as usize) {
+            if c.holders & bit != 0 {
+                c.holders &= !bit;
+                self.maybe_free(chunk);
+            }
+        }
+    }
+
+    /// Server slot `s` no longer streams request slot `r`: free the slot
+    /// if its pending response is gone too.
+    fn finish(&mut self, r: usize, s: usize) {
+        let Some(req) = self.requests[r].as_mut() else {
+            return;
+        };
+        req.waiting &= !(1u64 << s);
+        if req.waiting == 0 && !req.alive {
+            self.free_request(r);
+        }
+    }
+
+    /// Request slot `r` is free again; its record is kept for reuse (no
+    /// allocation per request).
+    fn free_request(&mut self, r: usize) {
+        if let Some(old) = self.requests[r].take() {
+            self.spare.push(old);
+            self.in_flight -= 1;
+        }
+    }
+}
+
+/// Sends requests of a request/response service and receives their
+/// responses. Not `Sync`: use one client per thread.
+pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
+    state: RefCell<ClientState>,
+    slot: usize,
+    id: u64,
+    pool: Pool,
+    spin: Spin,
+    /// Per server slot: the request queue (client → server).
+    requests_row: Box<[Conn<'static>]>,
+    /// Per server slot: the response queue (server → client).
+    responses_col: Box<[Conn<'static>]>,
+    /// Our slot's pending words.
+    pending_words: &'static [Pending],
+    /// The service segment, lifetime erased: valid while `service` lives.
+    view: ServiceView<'static>,
+    service: Arc<ServiceInner>,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Client<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.service.config.name)
+            .field("id", &PortId(self.id))
+            .finish()
+    }
+}
+
+// SAFETY: the raw pointers (the pool's base, erased-lifetime views and
+// connections) point into mappings owned by this client (its pool, its Arc
+// of the service, the Arcs of the servers' pools) that move with it;
+// shared words are atomics; process-local state is in a RefCell, which is
+// Send. Not Sync.
+unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Client<Req, Resp> {}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for Client<Req, Resp> {
+    fn drop(&mut self) {
+        for w in self.pending_words {
+            w.store(0, Ordering::Release);
+        }
+        self.service.release_slot(CLIENTS, self.slot);
+        for s in self.view.server_slots() {
+            s.event.wake_all();
+        }
+        self.pool.unlink();
+    }
+}
+
+/// Returns a response chunk to its server, if the connection is still the
+/// one it came from (else the server took it back itself).
+fn return_response(cols: &[Conn<'static>], st: &mut ClientState, b: &Buffered) {
+    if let Some(c) = st.inb[b.server].as_mut() {
+        if c.server_id == b.server_id && c.generation == b.generation {
+            cols[b.server].push_return(c.ret_tail, c.generation, b.chunk);
+            // Read from shared memory when we linked: wrap.
+            c.ret_tail = c.ret_tail.wrapping_add(1);
+        }
+    }
+}
+
+/// What one poll of a request found.
+enum Polled {
+    Response(Buffered),
+    Nothing,
+    Ended(ResponseError),
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
+    /// This client's id.
+    pub fn id(&self) -> PortId {
+        PortId(self.id)
+    }
+
+    /// Number of servers this client sends requests to now.
+    pub fn servers(&self) -> usize {
+        let mut st = self.state.borrow_mut();
+        self.update(&mut st);
+        st.out.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Requests in flight (sent, and not yet ended by every server that
+    /// got them, or whose pending response still exists).
+    pub fn in_flight(&self) -> usize {
+        self.state.borrow().in_flight
+    }
+
+    /// Loans a chunk for a request.
+    pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+        let chunk = self.take_chunk()?;
+        Ok(RequestUninit {
+            client: self,
+            chunk: Some(chunk),
+            payload: self.pool.payload(chunk),
+        })
+    }
+
+    /// Copies `value` into a loaned chunk and sends it.
+    pub fn send_copy(&self, value: Req) -> Result<PendingResponse<'_, Req, Resp>, SendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send()?)
+    }
+
+    #[inline]
+    fn update(&self, st: &mut ClientState) {
+        let generation = self.view.header().generation[SERVERS].load(Ordering::Acquire);
+        if generation != st.server_generation || st.pending_link {
+            self.update_slow(st, generation);
+        }
+    }
+
+    #[cold]
+    fn update_slow(&self, st: &mut ClientState, generation: u64) {
+        st.server_generation = generation;
+        st.pending_link = false;
+        for (s, slot) in self.view.server_slots().iter().enumerate() {
+            let sid = slot.id.load(Ordering::Acquire);
+            if st.out[s].map(|o| o.server_id) != (sid != 0).then_some(sid) {
+                if let Some(o) = st.out[s].take() {
+                    self.server_left(st, s, o.server_id);
+                }
+                if sid != 0 {
+                    let generation = self.requests_row[s].connect(self.id, sid);
+                    st.out[s] = Some(OutConn {
+                        server_id: sid,
+                        generation,
+                        tail: 0,
+                        ret_head: 0,
+                    });
+                }
+            }
+            if st.inb[s].as_ref().is_some_and(|c| c.server_id != sid) {
+                st.inb[s] = None;
+            }
+            if sid != 0 && st.inb[s].is_none() {
+                st.inb[s] = self.link(s, sid);
+                st.pending_link |= st.inb[s].is_none();
+            }
+        }
+    }
+
+    /// Takes up the response queue that server `sid` (slot `s`) connected,
+    /// mapping its pool; `None` if it has not connected us yet.
+    fn link(&self, s: usize, sid: u64) -> Option<InConn> {
+        let conn = self.responses_col[s];
+        let linked = conn.linked(self.id, sid)?;
+        let pool = Pool::open(
+            &self.service.domain,
+            self.service.node.permissions(),
+            sid,
+            self.service.config.qos.server_chunks(),
+            &Resp::LAYOUT,
+        )
+        .ok()?;
+        // As in the subscriber: the server may have died and a successor
+        // reset the connection while we mapped the pool (`Conn::connect`
+        // stores `link = 0` before a Release fence).
+        std::sync::atomic::fence(Ordering::Acquire);
+        if conn.linked(self.id, sid).map(|l| l.generation) != Some(linked.generation) {
+            return None;
+        }
+        Some(InConn {
+            server_id: sid,
+            generation: linked.generation,
+            head: linked.head,
+            ret_tail: linked.ret_tail,
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// Server `sid` of slot `s` left: file what it sent, then end every
+    /// request it had not ended with `ServerGone`, and take back the
+    /// request chunks it held.
+    fn server_left(&self, st: &mut ClientState, s: usize, sid: u64) {
+        if st.inb[s].as_ref().is_some_and(|c| c.server_id == sid) {
+            self.drain(st, s);
+        }
+        st.inb[s] = None;
+        for r in 0..st.requests.len() {
+            if let Some(req) = st.requests[r].as_mut() {
+                if req.waiting & (1 << s) != 0 && req.servers[s] == sid {
+                    req.gone = Some(sid);
+                    st.finish(r, s);
+                }
+            }
+        }
+        for chunk in 0..st.chunks.len() as u32 {
+            st.release_holder(chunk, s);
+        }
+    }
+
+    /// Files every entry of server slot `s`'s response queue under its
+    /// request.
+    fn drain(&self, st: &mut ClientState, s: usize) {
+        let conn = self.responses_col[s];
+        loop {
+            let Some(c) = st.inb[s].as_mut() else { return };
+            let (server_id, generation) = (c.server_id, c.generation);
+            match conn.pop(&mut c.head, generation) {
+                queue::Pop::Empty => return,
+                queue::Pop::Gone => {
+                    st.inb[s] = None;
+                    st.pending_link = true;
+                    return;
+                }
+                queue::Pop::Chunk(chunk, tag) => {
+                    let tag = tag as u32;
+                    if chunk == END_OF_STREAM {
+                        let r = st.requests.iter().position(|q| {
+                            q.as_ref().is_some_and(|q| {
+                                q.id as u32 == tag
+                                    && q.waiting & (1 << s) != 0
+                                    && q.servers[s] == server_id
+                            })
+                        });
+                        if let Some(r) = r {
+                            st.finish(r, s);
+                        }
+                        continue;
+                    }
+                    let pool = c.pool.clone();
+                    if chunk as usize >= pool.geometry.chunks {
+                        st.corrupted = Some((
+                            server_id,
+                            format!("chunk index {chunk} ≥ {}", pool.geometry.chunks),
+                        ));
+                        st.inb[s] = None;
+                        return;
+                    }
+                    let id = pool.header(chunk).request_id.load(Ordering::Relaxed);
+                    let buffered = Buffered {
+                        server: s,
+                        server_id,
+                        generation,
+                        chunk,
+                        pool,
+                    };
+                    let target = st.requests.iter_mut().flatten().find(|q| {
+                        q.id == id
+                            && q.id as u32 == tag
+                            && q.alive
+                            && q.waiting & (1 << s) != 0
+                            && q.servers[s] == server_id
+                    });
+                    match target {
+                        Some(q) => {
+                            q.received += 1;
+                            q.responses.push_back(buffered);
+                        }
+                        // A response to a request whose pending response
+                        // was dropped (or a stray one): give it back now.
+                        None => return_response(&self.responses_col, st, &buffered),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls request slot `r` (id `id`).
+    fn poll(&self, r: usize, id: u64) -> Polled {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        self.update(st);
+        for s in 0..st.inb.len() {
+            if st.inb[s].is_some() {
+                self.drain(st, s);
+            }
+        }
+        if let Some((server, reason)) = st.corrupted.take() {
+            return Polled::Ended(ResponseError::Corrupted {
+                server: PortId(server),
+                reason,
+            });
+        }
+        let Some(req) = st.requests[r].as_mut().filter(|q| q.id == id) else {
+            return Polled::Ended(ResponseError::EndOfStream);
+        };
+        if let Some(b) = req.responses.pop_front() {
+            return Polled::Response(b);
+        }
+        if req.waiting != 0 {
+            return Polled::Nothing;
+        }
+        Polled::Ended(match (req.gone, req.received) {
+            (Some(server), _) => ResponseError::ServerGone {
+                server: PortId(server),
+            },
+            (None, 0) => ResponseError::Unanswered,
+            (None, _) => ResponseError::EndOfStream,
+        })
+    }
+
+    /// The pending response of request slot `r` is dropped.
+    fn forget(&self, r: usize, id: u64) {
+        // Release: servers that read 0 (Acquire) stop answering.
+        self.pending_words[r].store(0, Ordering::Release);
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let Some(req) = st.requests[r].as_mut().filter(|q| q.id == id) else {
+            return;
+        };
+        req.alive = false;
+        while let Some(b) = st.requests[r]
+            .as_mut()
+            .and_then(|q| q.responses.pop_front())
+        {
+            return_response(&self.responses_col, st, &b);
+        }
+        if st.requests[r].as_ref().is_some_and(|q| q.waiting == 0) {
+            st.free_request(r);
+        }
+    }
+
+    fn take_chunk(&self) -> Result<u32, LoanError> {
+        let mut st = self.state.borrow_mut();
+        let qos = self.service.config.qos;
+        if st.loans >= qos.max_loans {
+            return Err(LoanError::ExceedsMaxLoans(qos.max_loans));
+        }
+        if st.in_flight + st.loans >= qos.active_requests {
+            // Ended streams whose pending responses are gone free their
+            // slots when the client next reads its queues.
+            drop(st);
+            self.poll_all();
+            st = self.state.borrow_mut();
+            if st.in_flight + st.loans >= qos.active_requests {
+                return Err(LoanError::ExceedsActiveRequests(qos.active_requests));
+            }
+        }
+        if st.free.is_empty() {
+            self.collect_returns(&mut st);
+        }
+        if st.free.is_empty() {
+            drop(st);
+            self.service.cleanup_dead_ports();
+            self.poll_all();
+            st = self.state.borrow_mut();
+            self.collect_returns(&mut st);
+        }
+        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
+        st.chunks[chunk as usize].loaned = true;
+        st.loans += 1;
+        Ok(chunk)
+    }
+
+    /// Reads every response queue (and notices departed servers).
+    fn poll_all(&self) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        self.update(st);
+        for s in 0..st.inb.len() {
+            if st.inb[s].is_some() {
+                self.drain(st, s);
+            }
+        }
+    }
+
+    fn collect_returns(&self, st: &mut ClientState) {
+        for s in 0..st.out.len() {
+            let Some(mut o) = st.out[s] else { continue };
+            self.requests_row[s].collect_returns(&mut o.ret_head, o.generation, |chunk| {
+                st.release_holder(chunk, s)
+            });
+            st.out[s] = Some(o);
+        }
+    }
+
+    fn give_back(&self, chunk: u32) {
+        let mut st = self.state.borrow_mut();
+        st.loans -= 1;
+        st.chunks[chunk as usize].loaned = false;
+        st.maybe_free(chunk);
+    }
+
+    /// Sends loaned `chunk` to every connected server.
+    fn send(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        self.update(st);
+        let Some(r) = st.requests.iter().position(Option::is_none) else {
+            unreachable!("loans and requests in flight never exceed active_requests");
+        };
+        let id = st.next_id;
+        let header = self.pool.header(chunk);
+        header.request_id.store(id, Ordering::Relaxed);
+        header.slot.store(r as u64, Ordering::Relaxed);
+        // Before the request is visible to any server: a server that takes
+        // it (Acquire on the entry) sees the request as connected.
+        self.pending_words[r].store(id, Ordering::Release);
+        let mut req = st.spare.pop().expect("one record per request slot");
+        let mut waiting = 0u64;
+        for s in 0..st.out.len() {
+            let Some(mut o) = st.out[s] else { continue };
+            let conn = self.requests_row[s];
+            // Never more than `active_requests` entries: the check guards
+            // against a server that scribbled on its head.
+            let head = conn.head.load(Ordering::Acquire);
+            if o.tail.wrapping_sub(head) >= conn.entries.len() as u64 {
+                continue;
+            }
+            conn.push(o.tail, o.generation, chunk, u64::from(id as u32));
+            o.tail += 1;
+            st.out[s] = Some(o);
+            st.chunks[chunk as usize].holders |= 1 << s;
+            waiting |= 1 << s;
+            req.servers[s] = o.server_id;
+            self.view.server_slots()[s].event.wake_all();
+        }
+        if waiting == 0 {
+            st.spare.push(req);
+            self.pending_words[r].store(0, Ordering::Release);
+            return Err(RequestSendError::NoServer(self.service.config.name.clone()));
+        }
+        st.next_id += 1;
+        st.loans -= 1;
+        st.chunks[chunk as usize].loaned = false;
+        st.in_flight += 1;
+        req.id = id;
+        req.chunk = chunk;
+        req.waiting = waiting;
+        req.gone = None;
+        req.received = 0;
+        req.responses.clear();
+        req.alive = true;
+        st.requests[r] = Some(req);
+        Ok(PendingResponse {
+            client: self,
+            slot: r,
+            id,
+        })
+    }
+}
+
+/// Why `send_copy` failed: the loan or the send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendOrLoanError {
+    /// No chunk could be loaned.
+    #[error(transparent)]
+    Loan(#[from] LoanError),
+    /// The send failed.
+    #[error(transparent)]
+    Send(#[from] RequestSendError),
+}
+
+/// A loaned request chunk whose payload is not initialised yet. Dropping
+/// it gives the chunk back unsent.
+pub struct RequestUninit<'c, Req: ShmSafe, Resp: ShmSafe> {
+    client: &'c Client<Req, Resp>,
+    chunk: Option<u32>,
+    payload: NonNull<Req>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestUninit<'_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestUninit")
+            .field("chunk", &self.chunk)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for RequestUninit<'_, Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.client.give_back(chunk);
+        }
+    }
+}
+
+impl<'c, Req: ShmSafe, Resp: ShmSafe> RequestUninit<'c, Req, Resp> {
+    /// The payload memory.
+    pub fn payload_mut(&mut self) -> &mut MaybeUninit<Req> {
+        // SAFETY: aligned for Req (geometry), in our chunk, exclusively
+        // ours while loaned (no server holds it).
+        unsafe { self.payload.cast::<MaybeUninit<Req>>().as_mut() }
+    }
+
+    /// Writes the payload.
+    pub fn write(mut self, value: Req) -> RequestMut<'c, Req, Resp> {
+        self.payload_mut().write(value);
+        RequestMut {
+            client: self.client,
+            chunk: self.chunk.take(),
+            payload: self.payload,
+        }
+    }
+
+    /// Declares the payload initialised (after writing it through
+    /// [`payload_mut`](Self::payload_mut)).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the payload must have been written.
+    pub unsafe fn assume_init(mut self) -> RequestMut<'c, Req, Resp> {
+        RequestMut {
+            client: self.client,
+            chunk: self.chunk.take(),
+            payload: self.payload,
+        }
+    }
+}
+
+/// A loaned, initialised request, ready to [`send`](Self::send).
+pub struct RequestMut<'c, Req: ShmSafe, Resp: ShmSafe> {
+    client: &'c Client<Req, Resp>,
+    chunk: Option<u32>,
+    payload: NonNull<Req>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestMut<'_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMut")
+            .field("chunk", &self.chunk)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for RequestMut<'_, Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.client.give_back(chunk);
+        }
+    }
+}
+
+impl<'c, Req: ShmSafe, Resp: ShmSafe> RequestMut<'c, Req, Resp> {
+    /// Sends the request to every connected server. On error the chunk
+    /// goes back to the pool.
+    pub fn send(mut self) -> Result<PendingResponse<'c, Req, Resp>, RequestSendError> {
+        let chunk = self
+            .chunk
+            .take()
+            .expect("a loan holds its chunk until sent");
+        match self.client.send(chunk) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.client.give_back(chunk);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for RequestMut<'_, Req, Resp> {
+    type Target = Req;
+    fn deref(&self) -> &Req {
+        // SAFETY: initialised (typestate), aligned, exclusively ours.
+        unsafe { self.payload.as_ref() }
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::ops::DerefMut for RequestMut<'_, Req, Resp> {
+    fn deref_mut(&mut self) -> &mut Req {
+        // SAFETY: as in deref.
+        unsafe { self.payload.as_mut() }
+    }
+}
+
+/// The responses to one request, as they arrive. Dropping it tells the
+/// servers that nobody waits any more ([`ActiveRequest::is_connected`]
+/// turns false) and gives back the responses not taken.
+///
+/// [`ActiveRequest::is_connected`]: super::ActiveRequest::is_connected
+pub struct PendingResponse<'c, Req: ShmSafe, Resp: ShmSafe> {
+    client: &'c Client<Req, Resp>,
+    slot: usize,
+    id: u64,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for PendingResponse<'_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingResponse")
+            .field("request_id", &self.id)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for PendingResponse<'_, Req, Resp> {
+    fn drop(&mut self) {
+        self.client.forget(self.slot, self.id);
+    }
+}
+
+impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
+    /// The request's id (1, 2, … per client).
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next response if one has arrived (`Ok(None)` if not yet);
+    /// never blocks. Once every server that got the request has ended its
+    /// stream and every response was taken: `Err` with
+    /// [`ResponseError::EndOfStream`], [`ResponseError::Unanswered`] or
+    /// [`ResponseError::ServerGone`], again on every later call.
+    pub fn try_receive(&self) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+        match self.client.poll(self.slot, self.id) {
+            Polled::Response(b) => Ok(Some(self.response(b))),
+            Polled::Nothing => Ok(None),
+            Polled::Ended(e) => Err(e),
+        }
+    }
+
+    fn response(&self, b: Buffered) -> Response<'c, Resp> {
+        Response {
+            payload: b.pool.payload(b.chunk),
+            returns: &self.client.responses_col,
+            state: &self.client.state,
+            buffered: Some(b),
+            _types: PhantomData,
+        }
+    }
+
+    /// Waits for the next response (or the end of the stream) for as long
+    /// as it takes; while it sleeps it looks for dead servers every
+    /// [`LIVENESS_CHECK`].
+    pub fn receive(&self) -> Result<Response<'c, Resp>, ResponseError> {
+        loop {
+            if let Some(r) = self.receive_inner(None)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// As [`receive`](Self::receive), for at most `timeout`
+    /// ([`ResponseError::Timeout`]).
+    pub fn receive_timeout(&self, timeout: Duration) -> Result<Response<'c, Resp>, ResponseError> {
+        self.receive_inner(Some(timeout))?
+            .ok_or(ResponseError::Timeout(timeout))
+    }
+
+    fn receive_inner(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+        let client = self.client;
+        let event = &client.view.client_slots()[client.slot].event;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut spin = client.spin;
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let slice = left.map_or(LIVENESS_CHECK, |l| l.min(LIVENESS_CHECK));
+            if let Some(r) = event.wait_until(spin, Some(slice), || self.try_receive().transpose())
+            {
+                return r.map(Some);
+            }
+            if left.is_some_and(|l| l <= slice) {
+                return Ok(None);
+            }
+            // Nothing for a while: a server we wait for may have died.
+            // Cleanup frees its slot and wakes us (`port_reclaimed`).
+            spin = Spin::NONE;
+            client.service.cleanup_dead_ports();
+        }
+    }
+}
+
+/// A received response: a read-only view of the server's chunk. Dropping
+/// it returns the chunk to the server.
+pub struct Response<'c, Resp: ShmSafe> {
+    payload: NonNull<Resp>,
+    returns: &'c [Conn<'static>],
+    state: &'c RefCell<ClientState>,
+    buffered: Option<Buffered>,
+    _types: PhantomData<fn() -> *const Resp>,
+}
+
+impl<Resp: ShmSafe> std::fmt::Debug for Response<'_, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("server", &self.server_id())
+            .finish()
+    }
+}
+
+impl<Resp: ShmSafe> Drop for Response<'_, Resp> {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffered.take() {
+            let mut st = self.state.borrow_mut();
+            return_response(self.returns, &mut st, &b);
+        }
+    }
+}
+
+impl<Resp: ShmSafe> Response<'_, Resp> {
+    /// The id of the server that sent it.
+    pub fn server_id(&self) -> PortId {
+        PortId(self.buffered.as_ref().map_or(0, |b| b.server_id))
+    }
+}
+
+impl<Resp: ShmSafe> std::ops::Deref for Response<'_, Resp> {
+    type Target = Resp;
+    fn deref(&self) -> &Resp {
+        // SAFETY: the chunk index was bounds-checked against the server's
+        // pool, whose geometry (aligned for Resp, sized for it) was checked
+        // when we mapped it; the pool's mapping lives in the Arc we hold;
+        // Resp is valid for every bit pattern (ShmSafe); the mapping is
+        // read-only.
+        unsafe { self.payload.as_ref() }
+    }
+}

@@ -1,0 +1,151 @@
+//! loom model of the one request/response step that composes the queue
+//! protocol (`crate::queue`, whose steps `pubsub::loom_tests` models) in a
+//! new way: a whole round trip over the two connections of a
+//! (client, server) pair, with the client's pending word.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_`.
+//!
+//! What it checks, with the real `push`, `pop`, `push_return` and
+//! `collect_returns` on loom atomics:
+//!
+//! * a server that takes the request sees the client's pending word set
+//!   (`ActiveRequest::is_connected`): the client stores it (Release)
+//!   before it pushes the request;
+//! * the client reads the response payload only after the server wrote
+//!   it (loom reports a data race otherwise);
+//! * once the client has read the end of the stream, the request chunk's
+//!   return is visible to `collect_returns` (the server pushes the return
+//!   before the end entry), which the client pool's size relies on.
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loom::thread;
+
+use super::layout::END_OF_STREAM;
+use crate::queue::{Conn, ConnLink, Entry, Pop};
+
+const GENERATION: u64 = 1;
+const REQUEST_ID: u64 = 7;
+
+/// One connection's shared words.
+struct Words {
+    link: ConnLink,
+    ret_tail: AtomicU64,
+    head: AtomicU64,
+    entries: Vec<Entry>,
+    returns: Vec<AtomicU32>,
+}
+
+impl Words {
+    fn new(ring: usize, returns: usize) -> Words {
+        Words {
+            link: ConnLink {
+                link: AtomicU64::new(1),
+                pub_id: AtomicU64::new(2),
+                generation: AtomicU64::new(GENERATION),
+            },
+            ret_tail: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            entries: (0..ring)
+                .map(|_| Entry {
+                    word: AtomicU64::new(0),
+                    len: AtomicU64::new(0),
+                })
+                .collect(),
+            returns: (0..returns).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    fn conn(&self) -> Conn<'_> {
+        Conn {
+            link: &self.link,
+            ret_tail: &self.ret_tail,
+            head: &self.head,
+            entries: &self.entries,
+            returns: &self.returns,
+        }
+    }
+}
+
+struct Pair {
+    /// Client → server.
+    request: Words,
+    /// Server → client.
+    response: Words,
+    /// The client's pending word of request slot 0.
+    pending: AtomicU64,
+    /// The payload of the server's response chunk 0.
+    response_payload: UnsafeCell<u64>,
+}
+
+#[test]
+fn loom_reqres_round_trip_end_after_return() {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(|| {
+        let pair = Arc::new(Pair {
+            request: Words::new(1, 2),
+            response: Words::new(2, 2),
+            pending: AtomicU64::new(0),
+            response_payload: UnsafeCell::new(0),
+        });
+        let server = {
+            let pair = pair.clone();
+            thread::spawn(move || {
+                let mut head = 0;
+                let chunk = loop {
+                    match pair.request.conn().pop(&mut head, GENERATION) {
+                        Pop::Chunk(chunk, tag) => {
+                            assert_eq!(tag as u64, REQUEST_ID);
+                            break chunk;
+                        }
+                        Pop::Empty => thread::yield_now(),
+                        Pop::Gone => panic!("request of another generation"),
+                    }
+                };
+                // is_connected: the pending word was stored before the push.
+                assert_eq!(pair.pending.load(Ordering::Acquire), REQUEST_ID);
+                // SAFETY: the chunk is the server's own until pushed.
+                pair.response_payload.with_mut(|p| unsafe { *p = 42 });
+                let response = pair.response.conn();
+                response.push(0, GENERATION, 0, REQUEST_ID);
+                // Drop of the active request: return first, then the end.
+                pair.request.conn().push_return(0, GENERATION, chunk);
+                response.push(1, GENERATION, END_OF_STREAM, REQUEST_ID);
+            })
+        };
+        // The client.
+        pair.pending.store(REQUEST_ID, Ordering::Release);
+        pair.request.conn().push(0, GENERATION, 0, REQUEST_ID);
+        let mut head = 0;
+        let mut responses = 0;
+        loop {
+            match pair.response.conn().pop(&mut head, GENERATION) {
+                Pop::Chunk(END_OF_STREAM, tag) => {
+                    assert_eq!(tag as u64, REQUEST_ID);
+                    break;
+                }
+                Pop::Chunk(0, _) => {
+                    // SAFETY: published by the server's Release push.
+                    let v = pair.response_payload.with(|p| unsafe { *p });
+                    assert_eq!(v, 42);
+                    responses += 1;
+                }
+                Pop::Chunk(other, _) => panic!("unexpected chunk {other}"),
+                Pop::Empty => thread::yield_now(),
+                Pop::Gone => panic!("response of another generation"),
+            }
+        }
+        assert_eq!(responses, 1);
+        let mut ret_head = 0;
+        let mut returned = Vec::new();
+        pair.request
+            .conn()
+            .collect_returns(&mut ret_head, GENERATION, |c| returned.push(c));
+        assert_eq!(returned, [0], "the return must be visible after the end");
+        server.join().unwrap();
+    });
+}

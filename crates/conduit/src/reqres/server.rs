@@ -1,0 +1,817 @@
+//! The server: taking requests from every client, its response pool,
+//! streaming responses, and the end of each stream.
+//!
+//! Process-local bookkeeping (not shared): per response chunk the client
+//! slot that may still hold it; per client slot the request queue we
+//! linked, the response queue we connected, and how many of our chunks
+//! that client holds (at most `active_requests × response_buffer`).
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
+use super::service::ServiceInner;
+use super::{DEFAULT_SPIN, Geometry, LoanError, Pool};
+use crate::queue::{self, Conn};
+use crate::service::PortId;
+use crate::shm::{self, ShmSafe};
+use crate::sync::Spin;
+
+/// How often, at most, a response send that finds the client's buffer
+/// full looks for dead clients (whose buffers never drain).
+const DEAD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why a server could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerCreateError {
+    /// Every server slot of the service is taken (by live nodes).
+    #[error("service {service:?} already has its maximum of {max} servers")]
+    ExceedsMaxServers {
+        /// The service.
+        service: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// The response type is too large for a chunk pool.
+    #[error("the response type is too large for a chunk pool")]
+    TypeTooLarge,
+    /// The data segment could not be created.
+    #[error("cannot create the server's data segment")]
+    Segment(#[source] shm::CreateError),
+}
+
+/// Why a server's receive failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// `receive_timeout`: no request arrived in time.
+    #[error("no request within {0:?}")]
+    Timeout(Duration),
+    /// Shared state written by a client is inconsistent (a bug or a
+    /// hostile process); the connection to it was dropped.
+    #[error("corrupted shared state from client {client}: {reason}")]
+    Corrupted {
+        /// The client's id.
+        client: PortId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why a response could not be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseSendError {
+    /// The client dropped its pending response, left or died: nobody
+    /// reads this stream any more.
+    #[error("the client no longer waits for this request")]
+    Disconnected,
+    /// The client holds `active_requests × response_buffer` of this
+    /// server's responses already (it is slow to take or drop them).
+    #[error("the client's response buffer is full")]
+    BufferFull,
+}
+
+/// Configures a [`Server`].
+pub struct ServerBuilder<Req: ShmSafe, Resp: ShmSafe> {
+    service: Arc<ServiceInner>,
+    spin: Spin,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ServerBuilder<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("service", &self.service.config.name)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
+    pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
+        ServerBuilder {
+            service,
+            spin: Spin::duration(DEFAULT_SPIN),
+            _types: PhantomData,
+        }
+    }
+
+    /// How long a blocking receive polls before it sleeps on the futex
+    /// (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at once).
+    pub fn spin(mut self, spin: Spin) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Creates the server (its response pool) and registers it.
+    pub fn create(self) -> Result<Server<Req, Resp>, ServerCreateError> {
+        let svc = self.service;
+        let qos = svc.config.qos;
+        let chunks = qos.server_chunks();
+        let geometry =
+            Geometry::new(chunks, &Resp::LAYOUT).ok_or(ServerCreateError::TypeTooLarge)?;
+        let id = PortId::unique().0;
+        let pool = Pool::create(
+            &svc.domain,
+            svc.node.permissions(),
+            id,
+            svc.node.id().0,
+            geometry,
+        )
+        .map_err(ServerCreateError::Segment)?;
+        let slot = match svc.claim_slot(SERVERS, id, |_| {}) {
+            Ok(s) => s,
+            Err(full) => {
+                pool.unlink();
+                return Err(ServerCreateError::ExceedsMaxServers {
+                    service: full.service,
+                    max: full.max,
+                });
+            }
+        };
+        // SAFETY: `service` (the same Arc) is a field of the server and
+        // outlives every use of `view` and the connections taken from it.
+        let view = unsafe { svc.view_static() };
+        let clients = qos.max_clients;
+        let server = Server {
+            state: RefCell::new(ServerState {
+                holder: vec![NO_HOLDER; chunks],
+                loaned: vec![false; chunks],
+                free: (0..chunks as u32).rev().collect(),
+                loans: 0,
+                inb: (0..clients).map(|_| None).collect(),
+                out: vec![None; clients],
+                client_generation: u64::MAX,
+                pending_link: false,
+                next: 0,
+            }),
+            slot,
+            id,
+            pool,
+            spin: self.spin,
+            held_limit: qos.active_requests * qos.response_buffer,
+            last_dead_check: Cell::new(None),
+            requests_col: (0..clients).map(|c| view.request_conn(c, slot)).collect(),
+            responses_row: (0..clients).map(|c| view.response_conn(slot, c)).collect(),
+            view,
+            service: svc,
+            _types: PhantomData,
+        };
+        {
+            let mut st = server.state.borrow_mut();
+            server.update(&mut st);
+        }
+        Ok(server)
+    }
+}
+
+/// `ServerState::holder` of a chunk no client holds.
+const NO_HOLDER: u8 = u8::MAX;
+
+/// The request queue from one client (it connected it; we linked it).
+#[derive(Debug)]
+struct InConn {
+    client_id: u64,
+    generation: u64,
+    head: u64,
+    /// Returns pushed so far.
+    ret_tail: u64,
+    pool: Arc<Pool>,
+}
+
+/// The response queue to one client (we connected it).
+#[derive(Debug, Clone, Copy)]
+struct OutConn {
+    client_id: u64,
+    generation: u64,
+    tail: u64,
+    ret_head: u64,
+    /// Our chunks the client may hold (sent, not yet collected back).
+    held: usize,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    /// Per chunk: the client slot that may hold it, or `NO_HOLDER`.
+    holder: Vec<u8>,
+    loaned: Vec<bool>,
+    free: Vec<u32>,
+    loans: usize,
+    inb: Vec<Option<InConn>>,
+    out: Vec<Option<OutConn>>,
+    client_generation: u64,
+    /// Some client slot is taken but its request queue is not linked.
+    pending_link: bool,
+    /// Round-robin start of the next receive.
+    next: usize,
+}
+
+impl ServerState {
+    fn release(&mut self, chunk: u32, c: usize) {
+        let i = chunk as usize;
+        if self.holder.get(i) == Some(&(c as u8)) {
+            self.holder[i] = NO_HOLDER;
+            if let Some(o) = self.out[c].as_mut() {
+                o.held = o.held.saturating_sub(1);
+            }
+            if !self.loaned[i] {
+                self.free.push(chunk);
+            }
+        }
+    }
+}
+
+/// Answers requests of a request/response service. Not `Sync`: use one
+/// server per thread.
+pub struct Server<Req: ShmSafe, Resp: ShmSafe> {
+    state: RefCell<ServerState>,
+    slot: usize,
+    id: u64,
+    pool: Pool,
+    spin: Spin,
+    /// Most of our chunks one client may hold.
+    held_limit: usize,
+    last_dead_check: Cell<Option<Instant>>,
+    /// Per client slot: the request queue (client → server).
+    requests_col: Box<[Conn<'static>]>,
+    /// Per client slot: the response queue (server → client).
+    responses_row: Box<[Conn<'static>]>,
+    /// The service segment, lifetime erased: valid while `service` lives.
+    view: ServiceView<'static>,
+    service: Arc<ServiceInner>,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Server<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("service", &self.service.config.name)
+            .field("id", &PortId(self.id))
+            .finish()
+    }
+}
+
+// SAFETY: the raw pointers (the pool's base, erased-lifetime views and
+// connections) point into mappings owned by this server (its pool, its Arc
+// of the service, the Arcs of the clients' pools) that move with it;
+// shared words are atomics; process-local state is in RefCell/Cell, which
+// are Send. Not Sync.
+unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Server<Req, Resp> {}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for Server<Req, Resp> {
+    fn drop(&mut self) {
+        self.service.release_slot(SERVERS, self.slot);
+        // Clients waiting for our streams see the slot change.
+        for c in self.view.client_slots() {
+            c.event.wake_all();
+        }
+        self.pool.unlink();
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
+    /// This server's id.
+    pub fn id(&self) -> PortId {
+        PortId(self.id)
+    }
+
+    /// Number of clients whose requests this server reads now.
+    pub fn clients(&self) -> usize {
+        let mut st = self.state.borrow_mut();
+        self.update(&mut st);
+        st.inb.iter().filter(|c| c.is_some()).count()
+    }
+
+    #[inline]
+    fn update(&self, st: &mut ServerState) {
+        let generation = self.view.header().generation[CLIENTS].load(Ordering::Acquire);
+        if generation != st.client_generation || st.pending_link {
+            self.update_slow(st, generation);
+        }
+    }
+
+    #[cold]
+    fn update_slow(&self, st: &mut ServerState, generation: u64) {
+        st.client_generation = generation;
+        st.pending_link = false;
+        for (c, slot) in self.view.client_slots().iter().enumerate() {
+            let cid = slot.id.load(Ordering::Acquire);
+            if st.out[c].map(|o| o.client_id) != (cid != 0).then_some(cid) {
+                if st.out[c].take().is_some() {
+                    // The client left: everything it held comes back.
+                    for chunk in 0..st.holder.len() as u32 {
+                        st.release(chunk, c);
+                    }
+                }
+                if cid != 0 {
+                    let generation = self.responses_row[c].connect(self.id, cid);
+                    st.out[c] = Some(OutConn {
+                        client_id: cid,
+                        generation,
+                        tail: 0,
+                        ret_head: 0,
+                        held: 0,
+                    });
+                }
+            }
+            if st.inb[c].as_ref().is_some_and(|i| i.client_id != cid) {
+                st.inb[c] = None;
+            }
+            if cid != 0 && st.inb[c].is_none() {
+                st.inb[c] = self.link(c, cid);
+                st.pending_link |= st.inb[c].is_none();
+            }
+        }
+    }
+
+    /// Takes up the request queue that client `cid` (slot `c`) connected,
+    /// mapping its pool; `None` if it has not connected us yet.
+    fn link(&self, c: usize, cid: u64) -> Option<InConn> {
+        let conn = self.requests_col[c];
+        let linked = conn.linked(self.id, cid)?;
+        let pool = Pool::open(
+            &self.service.domain,
+            self.service.node.permissions(),
+            cid,
+            self.service.config.qos.client_chunks(),
+            &Req::LAYOUT,
+        )
+        .ok()?;
+        // The client may have died and a successor reset the connection
+        // while we mapped its pool: keep it only if it is unchanged.
+        std::sync::atomic::fence(Ordering::Acquire);
+        if conn.linked(self.id, cid).map(|l| l.generation) != Some(linked.generation) {
+            return None;
+        }
+        Some(InConn {
+            client_id: cid,
+            generation: linked.generation,
+            head: linked.head,
+            ret_tail: linked.ret_tail,
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// Takes the next request if there is one; never blocks.
+    pub fn try_receive(&self) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        self.update(st);
+        let n = st.inb.len();
+        for k in 0..n {
+            let c = (st.next + k) % n;
+            let Some(i) = st.inb[c].as_mut() else {
+                continue;
+            };
+            match self.requests_col[c].pop(&mut i.head, i.generation) {
+                queue::Pop::Empty => {}
+                queue::Pop::Gone => {
+                    st.inb[c] = None;
+                    st.pending_link = true;
+                }
+                queue::Pop::Chunk(chunk, _) => {
+                    let client = PortId(i.client_id);
+                    if chunk as usize >= i.pool.geometry.chunks {
+                        let reason = format!("chunk index {chunk} ≥ {}", i.pool.geometry.chunks);
+                        st.inb[c] = None;
+                        return Err(ReceiveError::Corrupted { client, reason });
+                    }
+                    let header = i.pool.header(chunk);
+                    let request_id = header.request_id.load(Ordering::Relaxed);
+                    let request_slot = header.slot.load(Ordering::Relaxed);
+                    let active = self.service.config.qos.active_requests;
+                    if request_slot >= active as u64 {
+                        self.push_return(i, c, chunk);
+                        return Err(ReceiveError::Corrupted {
+                            client,
+                            reason: format!("request slot {request_slot} ≥ {active}"),
+                        });
+                    }
+                    st.next = (c + 1) % n;
+                    let response = st.out[c]
+                        .filter(|o| o.client_id == i.client_id)
+                        .map(|o| o.generation);
+                    return Ok(Some(ActiveRequest {
+                        server: self,
+                        client: c,
+                        client_id: i.client_id,
+                        request_generation: i.generation,
+                        response_generation: response,
+                        chunk,
+                        payload: i.pool.payload(chunk),
+                        pool: i.pool.clone(),
+                        request_id,
+                        request_slot: request_slot as usize,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Returns request `chunk` on client slot `c`'s request queue.
+    fn push_return(&self, i: &mut InConn, c: usize, chunk: u32) {
+        self.requests_col[c].push_return(i.ret_tail, i.generation, chunk);
+        // Read from shared memory when we linked: wrap.
+        i.ret_tail = i.ret_tail.wrapping_add(1);
+    }
+
+    /// Waits for a request for as long as it takes.
+    pub fn receive(&self) -> Result<ActiveRequest<'_, Req, Resp>, ReceiveError> {
+        loop {
+            if let Some(r) = self.receive_inner(None)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a request: spins for the configured
+    /// budget, then sleeps on the server's futex word.
+    pub fn receive_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ActiveRequest<'_, Req, Resp>, ReceiveError> {
+        self.receive_inner(Some(timeout))?
+            .ok_or(ReceiveError::Timeout(timeout))
+    }
+
+    fn receive_inner(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+        let event = &self.view.server_slots()[self.slot].event;
+        event
+            .wait_until(self.spin, timeout, || self.try_receive().transpose())
+            .transpose()
+    }
+
+    fn take_chunk(&self) -> Result<u32, LoanError> {
+        let mut st = self.state.borrow_mut();
+        let max = self.service.config.qos.max_loans;
+        if st.loans >= max {
+            return Err(LoanError::ExceedsMaxLoans(max));
+        }
+        if st.free.is_empty() {
+            self.collect_returns(&mut st);
+        }
+        if st.free.is_empty() {
+            drop(st);
+            self.service.cleanup_dead_ports();
+            st = self.state.borrow_mut();
+            self.update(&mut st);
+            self.collect_returns(&mut st);
+        }
+        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
+        st.loaned[chunk as usize] = true;
+        st.loans += 1;
+        Ok(chunk)
+    }
+
+    fn collect_returns(&self, st: &mut ServerState) {
+        for c in 0..st.out.len() {
+            self.collect_from(st, c);
+        }
+    }
+
+    fn collect_from(&self, st: &mut ServerState, c: usize) {
+        let Some(o) = st.out[c] else { return };
+        let mut ret_head = o.ret_head;
+        self.responses_row[c]
+            .collect_returns(&mut ret_head, o.generation, |chunk| st.release(chunk, c));
+        if let Some(o) = st.out[c].as_mut() {
+            o.ret_head = ret_head;
+        }
+    }
+
+    fn give_back(&self, chunk: u32) {
+        let mut st = self.state.borrow_mut();
+        st.loans -= 1;
+        st.loaned[chunk as usize] = false;
+        if st.holder[chunk as usize] == NO_HOLDER {
+            st.free.push(chunk);
+        }
+    }
+
+    /// Sends loaned `chunk` as a response to `active`.
+    fn respond(
+        &self,
+        active: &ActiveRequest<'_, Req, Resp>,
+        chunk: u32,
+    ) -> Result<(), ResponseSendError> {
+        if !active.is_connected() {
+            return Err(ResponseSendError::Disconnected);
+        }
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let c = active.client;
+        let current = |st: &ServerState| {
+            st.out[c].filter(|o| {
+                o.client_id == active.client_id && Some(o.generation) == active.response_generation
+            })
+        };
+        let Some(mut o) = current(st) else {
+            return Err(ResponseSendError::Disconnected);
+        };
+        if o.held >= self.held_limit {
+            self.collect_from(st, c);
+            o = current(st).ok_or(ResponseSendError::Disconnected)?;
+            if o.held >= self.held_limit {
+                self.check_dead(st);
+                return Err(if active.is_connected() && current(st).is_some() {
+                    ResponseSendError::BufferFull
+                } else {
+                    ResponseSendError::Disconnected
+                });
+            }
+        }
+        let conn = self.responses_row[c];
+        // The pool and ring sizes make this impossible unless the client
+        // scribbled on its head.
+        if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
+            return Err(ResponseSendError::BufferFull);
+        }
+        let header = self.pool.header(chunk);
+        header
+            .request_id
+            .store(active.request_id, Ordering::Relaxed);
+        header.slot.store(0, Ordering::Relaxed);
+        conn.push(
+            o.tail,
+            o.generation,
+            chunk,
+            u64::from(active.request_id as u32),
+        );
+        o.tail += 1;
+        o.held += 1;
+        st.out[c] = Some(o);
+        st.holder[chunk as usize] = c as u8;
+        st.loaned[chunk as usize] = false;
+        st.loans -= 1;
+        self.view.client_slots()[c].event.wake_all();
+        Ok(())
+    }
+
+    /// A full buffer that never drains may be a dead client's: look for
+    /// dead ports at most every `DEAD_CHECK_INTERVAL`.
+    #[cold]
+    fn check_dead(&self, st: &mut ServerState) {
+        let now = Instant::now();
+        if self
+            .last_dead_check
+            .get()
+            .is_some_and(|t| now.duration_since(t) < DEAD_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.last_dead_check.set(Some(now));
+        self.service.cleanup_dead_ports();
+        self.update(st);
+    }
+
+    /// `active` is dropped: return its request chunk, then end its
+    /// stream (in this order: the client counts on the return being
+    /// visible once it has read the end).
+    fn end(&self, active: &ActiveRequest<'_, Req, Resp>) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let c = active.client;
+        if let Some(i) = st.inb[c].as_mut() {
+            if i.client_id == active.client_id && i.generation == active.request_generation {
+                self.push_return(i, c, active.chunk);
+            }
+        }
+        let Some(mut o) = st.out[c] else { return };
+        if o.client_id != active.client_id || Some(o.generation) != active.response_generation {
+            return;
+        }
+        let conn = self.responses_row[c];
+        if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
+            return; // Only a scribbled head gets here (see the layout docs).
+        }
+        conn.push(
+            o.tail,
+            o.generation,
+            END_OF_STREAM,
+            u64::from(active.request_id as u32),
+        );
+        o.tail += 1;
+        st.out[c] = Some(o);
+        self.view.client_slots()[c].event.wake_all();
+    }
+}
+
+/// A request taken by a server: a read-only view of the client's chunk,
+/// and the stream of responses to it. Dropping it ends the stream (the
+/// client sees [`ResponseError::EndOfStream`], or
+/// [`ResponseError::Unanswered`] if nothing was sent) and returns the
+/// request's chunk.
+///
+/// [`ResponseError::EndOfStream`]: super::ResponseError::EndOfStream
+/// [`ResponseError::Unanswered`]: super::ResponseError::Unanswered
+pub struct ActiveRequest<'s, Req: ShmSafe, Resp: ShmSafe> {
+    server: &'s Server<Req, Resp>,
+    client: usize,
+    client_id: u64,
+    request_generation: u64,
+    response_generation: Option<u64>,
+    chunk: u32,
+    payload: NonNull<Req>,
+    /// Keeps the client's pool mapped while we read the request.
+    pool: Arc<Pool>,
+    request_id: u64,
+    request_slot: usize,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ActiveRequest<'_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveRequest")
+            .field("client", &PortId(self.client_id))
+            .field("request_id", &self.request_id)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for ActiveRequest<'_, Req, Resp> {
+    fn drop(&mut self) {
+        self.server.end(self);
+    }
+}
+
+impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
+    /// The id of the client that sent it.
+    pub fn client_id(&self) -> PortId {
+        PortId(self.client_id)
+    }
+
+    /// The request's id (assigned by its client: 1, 2, …).
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// Whether the client still waits for responses: false once it
+    /// dropped its pending response, or left, or died and was cleaned up
+    /// (the server looks for dead clients when a client's buffer stays
+    /// full; anyone may run the cleanup).
+    pub fn is_connected(&self) -> bool {
+        let view = self.server.view;
+        view.client_slots()[self.client].port() == self.client_id
+            // Acquire: pairs with the client's Release stores of the word.
+            && view.pending(self.client)[self.request_slot].load(Ordering::Acquire)
+                == self.request_id
+    }
+
+    /// Loans a chunk for a response.
+    pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+        let chunk = self.server.take_chunk()?;
+        Ok(ResponseUninit {
+            active: self,
+            chunk: Some(chunk),
+            payload: self.server.pool.payload(chunk),
+        })
+    }
+
+    /// Copies `value` into a loaned chunk and sends it.
+    pub fn send_copy(&self, value: Resp) -> Result<(), ResponseSendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send()?)
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for ActiveRequest<'_, Req, Resp> {
+    type Target = Req;
+    fn deref(&self) -> &Req {
+        let _mapping = &self.pool;
+        // SAFETY: the chunk index was bounds-checked against the client's
+        // pool, whose geometry (aligned and sized for Req) was checked when
+        // we mapped it; `pool` keeps the mapping; Req is valid for every
+        // bit pattern (ShmSafe); the mapping is read-only.
+        unsafe { self.payload.as_ref() }
+    }
+}
+
+/// Why `send_copy` failed: the loan or the send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResponseSendOrLoanError {
+    /// No chunk could be loaned.
+    #[error(transparent)]
+    Loan(#[from] LoanError),
+    /// The send failed.
+    #[error(transparent)]
+    Send(#[from] ResponseSendError),
+}
+
+/// A loaned response chunk whose payload is not initialised yet. Dropping
+/// it gives the chunk back unsent.
+pub struct ResponseUninit<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
+    active: &'a ActiveRequest<'s, Req, Resp>,
+    chunk: Option<u32>,
+    payload: NonNull<Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseUninit<'_, '_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseUninit")
+            .field("chunk", &self.chunk)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for ResponseUninit<'_, '_, Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.active.server.give_back(chunk);
+        }
+    }
+}
+
+impl<'a, 's, Req: ShmSafe, Resp: ShmSafe> ResponseUninit<'a, 's, Req, Resp> {
+    /// The payload memory.
+    pub fn payload_mut(&mut self) -> &mut MaybeUninit<Resp> {
+        // SAFETY: aligned for Resp (geometry), in our chunk, exclusively
+        // ours while loaned (no client holds it).
+        unsafe { self.payload.cast::<MaybeUninit<Resp>>().as_mut() }
+    }
+
+    /// Writes the payload.
+    pub fn write(mut self, value: Resp) -> ResponseMut<'a, 's, Req, Resp> {
+        self.payload_mut().write(value);
+        ResponseMut {
+            active: self.active,
+            chunk: self.chunk.take(),
+            payload: self.payload,
+        }
+    }
+
+    /// Declares the payload initialised (after writing it through
+    /// [`payload_mut`](Self::payload_mut)).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the payload must have been written.
+    pub unsafe fn assume_init(mut self) -> ResponseMut<'a, 's, Req, Resp> {
+        ResponseMut {
+            active: self.active,
+            chunk: self.chunk.take(),
+            payload: self.payload,
+        }
+    }
+}
+
+/// A loaned, initialised response, ready to [`send`](Self::send).
+pub struct ResponseMut<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
+    active: &'a ActiveRequest<'s, Req, Resp>,
+    chunk: Option<u32>,
+    payload: NonNull<Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseMut<'_, '_, Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseMut")
+            .field("chunk", &self.chunk)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Drop for ResponseMut<'_, '_, Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk {
+            self.active.server.give_back(chunk);
+        }
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> ResponseMut<'_, '_, Req, Resp> {
+    /// Sends the response to the request's client. On error the chunk
+    /// goes back to the pool.
+    pub fn send(mut self) -> Result<(), ResponseSendError> {
+        let chunk = self
+            .chunk
+            .take()
+            .expect("a loan holds its chunk until sent");
+        let server = self.active.server;
+        server
+            .respond(self.active, chunk)
+            .inspect_err(|_| server.give_back(chunk))
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for ResponseMut<'_, '_, Req, Resp> {
+    type Target = Resp;
+    fn deref(&self) -> &Resp {
+        // SAFETY: initialised (typestate), aligned, exclusively ours.
+        unsafe { self.payload.as_ref() }
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::ops::DerefMut for ResponseMut<'_, '_, Req, Resp> {
+    fn deref_mut(&mut self) -> &mut Resp {
+        // SAFETY: as in deref.
+        unsafe { self.payload.as_mut() }
+    }
+}

@@ -1,0 +1,293 @@
+//! The request/response service: its builder, the open service (the
+//! factory of clients and servers), what it tells the service core about
+//! itself, and its listing for tools.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::layout::{
+    CLIENTS, QosRequested, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, ServiceView, StaticConfig,
+};
+use super::{ClientBuilder, Qos, ServerBuilder};
+use crate::domain::{Domain, ServiceKind};
+use crate::node::NodeId;
+use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
+use crate::service::registry::PortSlot;
+use crate::service::{ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
+use crate::shm::{Segment, ShmSafe};
+
+/// The request/response pattern, as the service core sees it.
+#[derive(Debug)]
+pub(crate) struct ReqRes;
+
+impl Pattern for ReqRes {
+    const KIND: ServiceKind = ServiceKind::RequestResponse;
+    const FINGERPRINT: u64 = SERVICE_FINGERPRINT;
+    const PORT_KINDS: &'static [&'static str] = &["clients", "servers"];
+
+    type Config = StaticConfig;
+    type Layout = ServiceLayout;
+    type Requested = QosRequested;
+
+    fn check_compatible(
+        existing: &StaticConfig,
+        wanted: &StaticConfig,
+        requested: &QosRequested,
+    ) -> Result<(), ServiceError> {
+        existing.check_compatible(wanted, requested)
+    }
+
+    /// A dead client's or server's data segment goes with it (peers that
+    /// still map it keep reading it).
+    fn dead_port(domain: &Domain, _kind: usize, port: u64) {
+        let _ = Segment::remove(domain.name(), &Domain::port_data_segment(port));
+    }
+
+    /// A dead server: wake every client (a pending response may end with
+    /// `ServerGone`). A dead client: wake every server (its requests are
+    /// disconnected).
+    fn port_reclaimed(service: &ServiceRef<'_, Self>, kind: usize, _slot: &PortSlot) {
+        let other = if kind == SERVERS { CLIENTS } else { SERVERS };
+        for slot in service.slots(other).iter() {
+            slot.event.wake_all();
+        }
+    }
+
+    fn removing(service: &ServiceRef<'_, Self>) {
+        for kind in [CLIENTS, SERVERS] {
+            for slot in service.slots(kind).iter() {
+                let id = slot.port();
+                if id != 0 {
+                    let _ = Segment::remove(service.domain.name(), &Domain::port_data_segment(id));
+                }
+            }
+        }
+    }
+}
+
+/// An open request/response service, shared by its ports.
+pub(crate) type ServiceInner = ServiceCore<ReqRes>;
+
+impl ServiceCore<ReqRes> {
+    /// The view with its lifetime erased, for ports that cache references
+    /// into the service segment next to the `Arc` that keeps it mapped.
+    ///
+    /// # Safety
+    ///
+    /// The caller must keep a clone of the `Arc<ServiceInner>` this was
+    /// made from alive for as long as it uses the view or anything
+    /// obtained from it.
+    pub(crate) unsafe fn view_static(self: &Arc<Self>) -> ServiceView<'static> {
+        let view = ServiceView::new(&self.segment, &self.layout)
+            .expect("the layout was validated against this segment on open");
+        // SAFETY: the view refers to the segment mapping and layout owned by
+        // the `ServiceCore` inside the Arc (a stable heap address); the
+        // caller keeps that Arc alive while it uses the view.
+        unsafe { std::mem::transmute::<ServiceView<'_>, ServiceView<'static>>(view) }
+    }
+}
+
+impl ServiceBuilder {
+    /// A request/response service whose clients send `Req` and whose
+    /// servers answer with `Resp` (both `ShmSafe`).
+    pub fn request_response<Req: ShmSafe, Resp: ShmSafe>(self) -> ReqResBuilder<Req, Resp> {
+        ReqResBuilder {
+            builder: self,
+            qos: Qos::default(),
+            requested: QosRequested::default(),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// Configures a request/response service; made by
+/// [`ServiceBuilder::request_response`].
+pub struct ReqResBuilder<Req: ShmSafe, Resp: ShmSafe> {
+    builder: ServiceBuilder,
+    qos: Qos,
+    requested: QosRequested,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ReqResBuilder<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqResBuilder")
+            .field("name", &self.builder.name)
+            .field("qos", &self.qos)
+            .finish()
+    }
+}
+
+macro_rules! qos_setter {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: usize) -> Self {
+            self.qos.$name = value;
+            self.requested.$name = true;
+            self
+        }
+    };
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> ReqResBuilder<Req, Resp> {
+    qos_setter!(
+        /// Most clients at once (1..=64; default 4). When opening: at least this many.
+        max_clients
+    );
+    qos_setter!(
+        /// Most servers at once (1..=64; default 2). When opening: at least this many.
+        max_servers
+    );
+    qos_setter!(
+        /// Requests one client may have in flight (1..=1024; default 4).
+        /// When opening: at least this many.
+        active_requests
+    );
+    qos_setter!(
+        /// Responses per active request a server may have at a client
+        /// that the client has not dropped yet (1..=1024; default 4). When
+        /// opening: at least this many.
+        response_buffer
+    );
+    qos_setter!(
+        /// Requests a client, or responses a server, may have loaned at
+        /// once (1..=65 536; default 2). When opening: at least this many.
+        max_loans
+    );
+
+    /// Creates the service; [`ServiceError::AlreadyExists`] if it exists.
+    pub fn create(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+        self.build(Mode::Create)
+    }
+
+    /// Opens the existing service, checking both types and the QoS.
+    pub fn open(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+        self.build(Mode::Open)
+    }
+
+    /// Opens the service, creating it if it does not exist. Race-free
+    /// between processes.
+    pub fn open_or_create(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+        self.build(Mode::OpenOrCreate)
+    }
+
+    fn build(self, mode: Mode) -> Result<ReqResService<Req, Resp>, ServiceError> {
+        let config = StaticConfig {
+            name: self.builder.name,
+            request: TypeDesc::of(&Req::LAYOUT),
+            response: TypeDesc::of(&Resp::LAYOUT),
+            qos: self.qos,
+        };
+        let inner = core::open::<ReqRes>(&self.builder.node, &config, &self.requested, mode)?;
+        Ok(ReqResService {
+            inner: Arc::new(inner),
+            _types: PhantomData,
+        })
+    }
+}
+
+/// An open request/response service: the factory of clients and servers.
+pub struct ReqResService<Req: ShmSafe, Resp: ShmSafe> {
+    inner: Arc<ServiceInner>,
+    _types: super::Types<Req, Resp>,
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ReqResService<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqResService")
+            .field("name", &self.inner.config.name)
+            .finish()
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> ReqResService<Req, Resp> {
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The QoS in force.
+    pub fn qos(&self) -> Qos {
+        self.inner.config.qos
+    }
+
+    /// Starts configuring a client.
+    pub fn client(&self) -> ClientBuilder<Req, Resp> {
+        ClientBuilder::new(self.inner.clone())
+    }
+
+    /// Starts configuring a server.
+    pub fn server(&self) -> ServerBuilder<Req, Resp> {
+        ServerBuilder::new(self.inner.clone())
+    }
+
+    /// Frees the ports of dead nodes in this service now (also done when
+    /// the service is opened, when a slot or chunk runs out, and while a
+    /// client waits for a response).
+    pub fn cleanup_dead_ports(&self) {
+        self.inner.cleanup_dead_ports();
+    }
+}
+
+/// Cleans every request/response service of `domain` (dead ports, and
+/// services nobody has open), then removes the data segments of clients
+/// and servers that died before they claimed a slot (or whose service is
+/// gone): named in no service, and their node is dead.
+pub(crate) fn cleanup_domain(domain: &Domain, permissions: crate::shm::Permissions) {
+    let registered = core::cleanup_domain::<ReqRes>(domain, permissions);
+    let Ok(names) = domain.port_data_segments() else {
+        return;
+    };
+    for (name, id) in names {
+        if registered.iter().any(|ids| ids.contains(&id)) {
+            continue;
+        }
+        core::remove_if_abandoned(domain, &name, permissions);
+        let dead = match super::data_segment_node(domain, &name, permissions) {
+            Some(node_id) => !crate::node::is_alive(domain, NodeId(node_id), permissions),
+            None => false,
+        };
+        if dead {
+            let _ = Segment::remove(domain.name(), &name);
+        }
+    }
+}
+
+/// A request/response service as seen by [`list`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceInfo {
+    /// The service name.
+    pub name: String,
+    /// The segment holding it (inside the domain).
+    pub segment: String,
+    /// The request type.
+    pub request: TypeLayoutInfo,
+    /// The response type.
+    pub response: TypeLayoutInfo,
+    /// Its QoS.
+    pub qos: Qos,
+    /// Clients registered now.
+    pub clients: usize,
+    /// Servers registered now.
+    pub servers: usize,
+}
+
+/// Lists the request/response services of `domain` (mapped read-only,
+/// whoever owns them; a snapshot).
+pub fn list(domain: &Domain) -> std::io::Result<Vec<ServiceInfo>> {
+    let mut out = Vec::new();
+    core::for_each_service::<ReqRes>(domain, |segment, view| {
+        let count = |kind| view.slots(kind).iter().filter(|s| s.port() != 0).count();
+        out.push(ServiceInfo {
+            name: view.config.name.clone(),
+            segment: segment.to_owned(),
+            request: view.config.request.info(),
+            response: view.config.response.info(),
+            qos: view.config.qos,
+            clients: count(CLIENTS),
+            servers: count(SERVERS),
+        });
+    })?;
+    Ok(out)
+}

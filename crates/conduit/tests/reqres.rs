@@ -1,0 +1,638 @@
+//! Request/response across real processes: round trips, streaming, two
+//! servers, a server that drops a request unanswered, a killed server, a
+//! killed client, wrong types and full limits.
+
+mod common;
+
+use std::process::Child;
+use std::time::Duration;
+
+use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
+use conduit::node::Node;
+use conduit::prelude::*;
+use conduit::reqres::{
+    ClientCreateError, LoanError, RequestSendError, ResponseError, ResponseSendError,
+    ServerCreateError,
+};
+use conduit::service::ServiceError;
+
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Plan {
+    /// Request number, chosen by the client.
+    n: u64,
+    /// How many responses to stream back.
+    steps: u64,
+}
+
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Step {
+    n: u64,
+    step: u64,
+    /// Which server answered (its tag).
+    tag: u64,
+}
+
+fn node(domain: &str, name: &str) -> Node {
+    Node::builder().name(name).domain(domain).create().unwrap()
+}
+
+fn service(node: &Node, name: &str) -> ReqResService<Plan, Step> {
+    node.service(name)
+        .request_response::<Plan, Step>()
+        .open_or_create()
+        .unwrap()
+}
+
+fn kill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn assert_clean(domain: &str) {
+    let _ = Node::cleanup(domain);
+    let left = shm_objects_containing(&format!("conduit.{domain}."));
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// Answers `plan.steps` responses to each request (`tag` in each), then
+/// ends the stream.
+fn answer(active: ActiveRequest<'_, Plan, Step>, tag: u64) {
+    for step in 0..active.steps {
+        active
+            .loan_uninit()
+            .unwrap()
+            .write(Step {
+                n: active.n,
+                step,
+                tag,
+            })
+            .send()
+            .unwrap();
+    }
+}
+
+/// Receives the whole stream of `pending`.
+fn collect(pending: &PendingResponse<'_, Plan, Step>) -> (Vec<Step>, ResponseError) {
+    let mut got = Vec::new();
+    loop {
+        match pending.receive_timeout(Duration::from_secs(10)) {
+            Ok(r) => got.push(*r),
+            Err(e) => return (got, e),
+        }
+    }
+}
+
+fn dispatch(role: &str, args: &[String]) {
+    let domain = &args[0];
+    let svc = &args[1];
+    let node = node(domain, role);
+    let service = service(&node, svc);
+    match role {
+        // Serves `count` requests, tagging responses with `tag`.
+        "server" => {
+            let count: u64 = args[2].parse().unwrap();
+            let tag: u64 = args[3].parse().unwrap();
+            let server = service.server().create().unwrap();
+            println!("ready");
+            for _ in 0..count {
+                let active = server.receive().unwrap();
+                answer(active, tag);
+            }
+            println!("served");
+        }
+        // Takes one request, sends two responses, then waits to be killed
+        // while it holds the request.
+        "holding-server" => {
+            let server = service.server().create().unwrap();
+            println!("ready");
+            let active = server.receive().unwrap();
+            for step in 0..2 {
+                active
+                    .send_copy(Step {
+                        n: active.n,
+                        step,
+                        tag: 9,
+                    })
+                    .unwrap();
+            }
+            println!("holding");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        // Sends one request (nobody reads the responses), then waits to be
+        // killed with it in flight.
+        "client-in-flight" => {
+            let client = service.client().create().unwrap();
+            let pending = client.send_copy(Plan { n: 77, steps: 0 }).unwrap();
+            println!("sent");
+            std::thread::sleep(Duration::from_secs(60));
+            drop(pending);
+        }
+        _ => panic!("unknown role {role}"),
+    }
+}
+
+child_entry!(dispatch);
+
+#[test]
+fn round_trip_streaming_and_end_in_one_process() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "solo");
+        let svc = service(&node, "planner/plan");
+        let server = svc.server().create().unwrap();
+        let client = svc.client().create().unwrap();
+        // Tools see the service, its types and its ports.
+        let listed = conduit::reqres::list(&conduit::Domain::new(&domain).unwrap()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "planner/plan");
+        assert_eq!((listed[0].clients, listed[0].servers), (1, 1));
+        assert!(listed[0].request.name.contains("Plan"));
+        assert!(listed[0].response.name.contains("Step"));
+        assert!(server.try_receive().unwrap().is_none());
+        let pending = client
+            .loan_uninit()
+            .unwrap()
+            .write(Plan { n: 1, steps: 3 })
+            .send()
+            .unwrap();
+        assert_eq!(pending.request_id(), 1);
+        assert!(pending.try_receive().unwrap().is_none());
+        let active = server.receive_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(*active, Plan { n: 1, steps: 3 });
+        assert_eq!(active.client_id(), client.id());
+        assert!(active.is_connected());
+        answer(active, 5);
+        for step in 0..3 {
+            let r = pending.receive_timeout(Duration::from_secs(1)).unwrap();
+            assert_eq!(*r, Step { n: 1, step, tag: 5 });
+            assert_eq!(r.server_id(), server.id());
+        }
+        assert_eq!(
+            pending.receive_timeout(Duration::from_secs(1)).unwrap_err(),
+            ResponseError::EndOfStream
+        );
+        // The end is sticky.
+        assert_eq!(
+            pending.try_receive().unwrap_err(),
+            ResponseError::EndOfStream
+        );
+        drop(pending);
+        assert_eq!(client.in_flight(), 0);
+
+        // Dropped without an answer: the client hears it.
+        let pending = client.send_copy(Plan { n: 2, steps: 0 }).unwrap();
+        drop(server.receive_timeout(Duration::from_secs(1)).unwrap());
+        assert_eq!(
+            pending.receive_timeout(Duration::from_secs(1)).unwrap_err(),
+            ResponseError::Unanswered
+        );
+        drop(pending);
+
+        // A client that drops its pending response disconnects the request.
+        let pending = client.send_copy(Plan { n: 3, steps: 1 }).unwrap();
+        let active = server.receive_timeout(Duration::from_secs(1)).unwrap();
+        assert!(active.is_connected());
+        drop(pending);
+        assert!(!active.is_connected());
+        assert_eq!(
+            active.send_copy(Step::default()).unwrap_err().to_string(),
+            ResponseSendError::Disconnected.to_string()
+        );
+        drop(active);
+
+        // Many round trips recycle both pools (default QoS: a handful of
+        // chunks each).
+        for n in 0..200 {
+            let pending = client.send_copy(Plan { n, steps: 2 }).unwrap();
+            answer(server.receive_timeout(Duration::from_secs(1)).unwrap(), 1);
+            let (got, end) = collect(&pending);
+            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(|s| s.n == n));
+            assert_eq!(end, ResponseError::EndOfStream);
+        }
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn wrong_types_and_configuration_are_named() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "types");
+        let _svc = service(&node, "typed");
+        let err = node
+            .service("typed")
+            .request_response::<Plan, u64>()
+            .open()
+            .unwrap_err();
+        match &err {
+            ServiceError::IncompatibleType {
+                existing,
+                requested,
+                ..
+            } => {
+                assert!(
+                    existing.contains("Plan") && existing.contains("Step"),
+                    "{err}"
+                );
+                assert!(
+                    requested.contains("Plan") && requested.contains("u64"),
+                    "{err}"
+                );
+            }
+            other => panic!("expected IncompatibleType, got {other:?}"),
+        }
+        let err = node
+            .service("typed")
+            .request_response::<Step, Step>()
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::IncompatibleType { .. }),
+            "{err}"
+        );
+        // A pub/sub service of the same name is another service.
+        assert!(matches!(
+            node.service("typed")
+                .request_response::<Plan, Step>()
+                .max_clients(64)
+                .open()
+                .unwrap_err(),
+            ServiceError::IncompatibleConfig { .. }
+        ));
+        for bad in [
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_clients(0),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_servers(65),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .active_requests(0),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .response_buffer(5000),
+            node.service("bad")
+                .request_response::<Plan, Step>()
+                .max_loans(0),
+        ] {
+            let err = bad.open_or_create().unwrap_err();
+            assert!(matches!(err, ServiceError::InvalidConfig(_)), "{err}");
+        }
+        assert!(matches!(
+            node.service("missing")
+                .request_response::<Plan, Step>()
+                .open()
+                .unwrap_err(),
+            ServiceError::NotFound(_)
+        ));
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn full_limits_are_named_errors() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "limits");
+        let svc = node
+            .service("limits")
+            .request_response::<Plan, Step>()
+            .max_clients(1)
+            .max_servers(1)
+            .active_requests(2)
+            .response_buffer(1)
+            .max_loans(1)
+            .create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        // No server yet: nobody would answer.
+        assert!(matches!(
+            client.send_copy(Plan::default()).unwrap_err(),
+            conduit::reqres::SendOrLoanError::Send(RequestSendError::NoServer(_))
+        ));
+        assert!(matches!(
+            svc.client().create().unwrap_err(),
+            ClientCreateError::ExceedsMaxClients { max: 1, .. }
+        ));
+        let server = svc.server().create().unwrap();
+        assert!(matches!(
+            svc.server().create().unwrap_err(),
+            ServerCreateError::ExceedsMaxServers { max: 1, .. }
+        ));
+        let loan = client.loan_uninit().unwrap();
+        assert!(matches!(
+            client.loan_uninit().unwrap_err(),
+            LoanError::ExceedsMaxLoans(1)
+        ));
+        let first = loan.write(Plan { n: 1, steps: 0 }).send().unwrap();
+        let second = client.send_copy(Plan { n: 2, steps: 0 }).unwrap();
+        assert!(matches!(
+            client.loan_uninit().unwrap_err(),
+            LoanError::ExceedsActiveRequests(2)
+        ));
+        let a1 = server.receive_timeout(Duration::from_secs(1)).unwrap();
+        let a2 = server.receive_timeout(Duration::from_secs(1)).unwrap();
+        // response_buffer 1 × active_requests 2: two responses fit at the
+        // client, the third waits for the client to drop one.
+        a1.send_copy(Step {
+            n: 1,
+            step: 0,
+            tag: 0,
+        })
+        .unwrap();
+        a2.send_copy(Step {
+            n: 2,
+            step: 0,
+            tag: 0,
+        })
+        .unwrap();
+        let full = a1.loan_uninit().unwrap().write(Step::default()).send();
+        assert_eq!(full.unwrap_err(), ResponseSendError::BufferFull);
+        let r = first.receive_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(r.n, 1);
+        drop(r);
+        a1.send_copy(Step {
+            n: 1,
+            step: 1,
+            tag: 0,
+        })
+        .unwrap();
+        drop(a1);
+        drop(a2);
+        let (got, end) = collect(&first);
+        assert_eq!(got.len(), 1);
+        assert_eq!(end, ResponseError::EndOfStream);
+        let (got, end) = collect(&second);
+        assert_eq!(got.len(), 1);
+        assert_eq!(end, ResponseError::EndOfStream);
+        drop(first);
+        drop(second);
+        assert_eq!(client.in_flight(), 0);
+        assert!(client.loan_uninit().is_ok());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn round_trips_between_two_processes() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = service(&node, "planner/plan");
+        let client = svc.client().create().unwrap();
+        let mut server = spawn_child("server", &[&domain, "planner/plan", "50", "3"]);
+        assert_eq!(read_line(&mut server), "ready");
+        for n in 0..50 {
+            let pending = loop {
+                match client.send_copy(Plan { n, steps: n % 4 }) {
+                    Ok(p) => break p,
+                    // The server's slot is taken but we may not see it yet.
+                    Err(conduit::reqres::SendOrLoanError::Send(RequestSendError::NoServer(_))) => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            let (got, end) = collect(&pending);
+            let want: Vec<Step> = (0..n % 4).map(|step| Step { n, step, tag: 3 }).collect();
+            assert_eq!(got, want);
+            let expected = if n % 4 == 0 {
+                ResponseError::Unanswered
+            } else {
+                ResponseError::EndOfStream
+            };
+            assert_eq!(end, expected);
+        }
+        assert_eq!(read_line(&mut server), "served");
+        assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn two_servers_both_answer() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = service(&node, "both");
+        let client = svc.client().create().unwrap();
+        let mut a = spawn_child("server", &[&domain, "both", "1", "1"]);
+        let mut b = spawn_child("server", &[&domain, "both", "1", "2"]);
+        assert_eq!(read_line(&mut a), "ready");
+        assert_eq!(read_line(&mut b), "ready");
+        assert_eq!(client.servers(), 2);
+        let pending = client.send_copy(Plan { n: 7, steps: 2 }).unwrap();
+        let (got, end) = collect(&pending);
+        assert_eq!(end, ResponseError::EndOfStream);
+        let mut tags: Vec<(u64, u64)> = got.iter().map(|s| (s.tag, s.step)).collect();
+        tags.sort();
+        assert_eq!(tags, [(1, 0), (1, 1), (2, 0), (2, 1)]);
+        // Each server's responses arrive in order.
+        for tag in [1, 2] {
+            let steps: Vec<u64> = got
+                .iter()
+                .filter(|s| s.tag == tag)
+                .map(|s| s.step)
+                .collect();
+            assert_eq!(steps, [0, 1]);
+        }
+        assert!(a.wait().unwrap().success());
+        assert!(b.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn killed_server_ends_the_stream_with_server_gone() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = node
+            .service("crash")
+            .request_response::<Plan, Step>()
+            .max_servers(1)
+            .open_or_create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        let mut server = spawn_child("holding-server", &[&domain, "crash"]);
+        assert_eq!(read_line(&mut server), "ready");
+        let pending = client.send_copy(Plan { n: 4, steps: 0 }).unwrap();
+        assert_eq!(read_line(&mut server), "holding");
+        let server_id = pending
+            .receive_timeout(Duration::from_secs(5))
+            .unwrap()
+            .server_id();
+        kill(&mut server);
+        // The response that arrived before the crash is still received,
+        // then the named error; receive does not hang (it looks for dead
+        // servers while it waits).
+        let r = pending.receive().unwrap();
+        assert_eq!(
+            *r,
+            Step {
+                n: 4,
+                step: 1,
+                tag: 9
+            }
+        );
+        drop(r);
+        assert_eq!(
+            pending.receive().unwrap_err(),
+            ResponseError::ServerGone { server: server_id }
+        );
+        drop(pending);
+        assert_eq!(client.in_flight(), 0);
+        // A new server takes the dead one's slot and answers.
+        let mut next = spawn_child("server", &[&domain, "crash", "1", "4"]);
+        assert_eq!(read_line(&mut next), "ready");
+        let pending = client.send_copy(Plan { n: 5, steps: 1 }).unwrap();
+        let (got, end) = collect(&pending);
+        assert_eq!(
+            got,
+            [Step {
+                n: 5,
+                step: 0,
+                tag: 4
+            }]
+        );
+        assert_eq!(end, ResponseError::EndOfStream);
+        assert!(next.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn killed_client_disconnects_its_requests_and_its_slot_is_reused() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "server");
+        // Small pool: 1 loan + 1 client × 1 request × 2 responses + 1.
+        let svc = node
+            .service("crash")
+            .request_response::<Plan, Step>()
+            .max_clients(1)
+            .active_requests(1)
+            .response_buffer(2)
+            .max_loans(1)
+            .open_or_create()
+            .unwrap();
+        let server = svc.server().create().unwrap();
+        let mut client = spawn_child("client-in-flight", &[&domain, "crash"]);
+        assert_eq!(read_line(&mut client), "sent");
+        let active = server.receive_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(active.n, 77);
+        assert!(active.is_connected());
+        // Two responses the client will never read: they fill its buffer.
+        active.send_copy(Step::default()).unwrap();
+        active.send_copy(Step::default()).unwrap();
+        kill(&mut client);
+        // The server notices when the full buffer makes it look for dead
+        // clients (or whoever runs the cleanup first).
+        let mut sends = 0;
+        let err = loop {
+            match active.send_copy(Step::default()) {
+                Err(conduit::reqres::ResponseSendOrLoanError::Send(e)) => {
+                    if e == ResponseSendError::Disconnected {
+                        break e;
+                    }
+                    sends += 1;
+                    assert!(sends < 10_000, "never disconnected");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(err, ResponseSendError::Disconnected);
+        assert!(!active.is_connected());
+        drop(active);
+        // A new client takes the slot; the chunks the dead one held came
+        // back: many round trips with a pool of 4 chunks.
+        let client = svc.client().create().unwrap();
+        for n in 0..20 {
+            let pending = client.send_copy(Plan { n, steps: 2 }).unwrap();
+            answer(server.receive_timeout(Duration::from_secs(5)).unwrap(), 0);
+            let (got, end) = collect(&pending);
+            assert_eq!(got.len(), 2);
+            assert_eq!(end, ResponseError::EndOfStream);
+        }
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn scribbled_queues_give_data_or_named_errors() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "victim");
+        let svc = service(&node, "scribbled");
+        let server = svc.server().create().unwrap();
+        let client = svc.client().create().unwrap();
+        let raw = conduit::shm::Segment::builder(
+            &conduit::ServiceKind::RequestResponse.segment_name("scribbled"),
+        )
+        .domain(&domain)
+        .open()
+        .unwrap();
+        let data = raw.data();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20 {
+            // A request in flight, a response queued, then garbage over
+            // the connection area (the second half of the segment).
+            let pending = client.send_copy(Plan { n: round, steps: 1 }).ok();
+            let active = server.try_receive().ok().flatten();
+            if let Some(a) = &active {
+                let _ = a.send_copy(Step::default());
+            }
+            for off in (data.len() / 2..data.len() - 8).step_by(8) {
+                let v = next();
+                if v % 3 == 0 {
+                    continue;
+                }
+                let p = data.resolve::<std::sync::atomic::AtomicU64>(off).unwrap();
+                // SAFETY: in bounds and aligned (resolve); atomics tolerate
+                // concurrent access.
+                unsafe { p.as_ref() }.store(next(), std::sync::atomic::Ordering::Relaxed);
+            }
+            for _ in 0..50 {
+                match server.try_receive() {
+                    Ok(Some(a)) => {
+                        let _ = a.send_copy(Step::default());
+                    }
+                    Ok(None) | Err(conduit::reqres::ReceiveError::Corrupted { .. }) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+                if let Some(p) = &pending {
+                    match p.try_receive() {
+                        Ok(_)
+                        | Err(ResponseError::Corrupted { .. })
+                        | Err(ResponseError::EndOfStream)
+                        | Err(ResponseError::Unanswered) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            drop(active);
+            drop(pending);
+            let _ = client.send_copy(Plan::default());
+        }
+    }
+    assert_clean(&domain);
+}
