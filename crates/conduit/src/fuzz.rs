@@ -24,8 +24,9 @@ use std::ptr::NonNull;
 use crate::blackboard::layout::{self as bb, BlackboardConfig, BlackboardLayout};
 use crate::event::EventId;
 use crate::event::layout::EventConfig;
+use crate::pool::{Geometry, PoolHeader};
 use crate::pubsub::layout::{QosRequested, StaticConfig};
-use crate::pubsub::{Geometry, NoHeader, Overflow, PubHeader, Qos};
+use crate::pubsub::{NoHeader, Overflow, Qos};
 use crate::service::TypeDesc;
 use crate::service::core::{Pattern, PatternConfig, PatternLayout};
 use crate::shm::{Region, ShmSafe};
@@ -162,7 +163,7 @@ pub fn valid_publisher_data() -> Vec<u8> {
     let mut words = vec![0u64; size.div_ceil(8)];
     let region = region_of(&mut words);
     let h = region
-        .resolve::<PubHeader>(0)
+        .resolve::<PoolHeader>(0)
         .expect("header inside the buffer");
     // SAFETY: in bounds and aligned (resolve); atomics; the buffer lives
     // until the end of this function.

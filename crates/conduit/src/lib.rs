@@ -51,6 +51,7 @@ mod maintenance;
 pub mod mq;
 pub mod node;
 pub mod pipe;
+mod pool;
 pub mod pubsub;
 mod queue;
 pub mod reqres;

@@ -104,7 +104,7 @@ const CONFIG_WORDS: usize = 80;
 /// holders as a 64-bit mask).
 pub const MAX_PORTS: usize = 64;
 /// Most chunks per publisher (entries carry a 24-bit chunk index).
-pub const MAX_CHUNKS: usize = 1 << 24;
+pub const MAX_CHUNKS: usize = crate::pool::MAX_CHUNKS;
 
 /// What `send` does when a subscriber's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

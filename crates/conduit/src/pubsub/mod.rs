@@ -45,9 +45,12 @@
 //!
 //! # Publisher data segment `pub.<id>` (data area)
 //!
+//! The chunk pool format of `crate::pool` (shared with request/response),
+//! with pub/sub's chunk header:
+//!
 //! ```text
-//! 0        PubHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
-//!                             | payload_offset | max_len | element_size | node_id
+//! 0        PoolHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
+//!                              | payload_offset | max_len | element_size | node_id
 //! chunks_offset = round_up(128 + 128, align) − 128 (the first chunk at a multiple of
 //!                 align from the start of the page-aligned mapping):
 //!          chunk[i] at chunks_offset + i × chunk_size:
@@ -63,7 +66,7 @@
 //! segment's fingerprint and the publisher id, re-derives the whole
 //! geometry from `(chunks, max_len)` and the service's types, and refuses
 //! a segment whose header differs or whose size is smaller
-//! (`Geometry::read`); chunk count `1..=2^24` ([`MAX_CHUNKS`]). `node_id`
+//! (`pool::Geometry::read_region`); chunk count `1..=2^24` ([`MAX_CHUNKS`]). `node_id`
 //! lets cleanup remove a data segment whose publisher died before it
 //! claimed a service slot. A default publisher's data segment (`u64`,
 //! default QoS: 51 chunks of 64 bytes) takes 4 KiB.
@@ -188,9 +191,9 @@ mod subscriber;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use crate::shm::{Region, Segment, ShmSafe, TypeLayout};
+use crate::shm::{ShmSafe, TypeLayout};
 
 pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
@@ -245,23 +248,6 @@ pub fn data_segment_name(id: crate::service::PortId) -> String {
 pub(crate) use crate::queue::entry_gen;
 pub(crate) use crate::queue::{GEN_MASK, entry_seq};
 
-/// Header line of a publisher's data segment (written once before the
-/// segment is ready, read and validated by subscribers).
-#[repr(C, align(64))]
-pub(crate) struct PubHeader {
-    pub(crate) id: AtomicU64,
-    pub(crate) chunks: AtomicU64,
-    pub(crate) chunk_size: AtomicU64,
-    pub(crate) chunks_offset: AtomicU64,
-    pub(crate) header_offset: AtomicU64,
-    pub(crate) payload_offset: AtomicU64,
-    pub(crate) max_len: AtomicU64,
-    pub(crate) element_size: AtomicU64,
-    /// The node that owns the publisher: lets cleanup remove a data
-    /// segment whose publisher died before it claimed a service slot.
-    pub(crate) node_id: AtomicU64,
-}
-
 /// First 16 bytes of every chunk: written by the publisher before it
 /// publishes the chunk's index (Release), read by subscribers after their
 /// Acquire take.
@@ -273,155 +259,15 @@ pub(crate) struct ChunkHeader {
     pub(crate) seq: AtomicU64,
 }
 
-/// Where things are in a publisher's data segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub(crate) chunks: usize,
-    pub(crate) chunk_size: usize,
-    pub(crate) chunks_offset: usize,
-    pub(crate) header_offset: usize,
-    pub(crate) payload_offset: usize,
-    pub(crate) max_len: usize,
-    pub(crate) element_size: usize,
-}
+// SAFETY: two atomics (16 bytes, align 8): fits the pool's chunk header.
+unsafe impl crate::pool::ChunkHead for ChunkHeader {}
+const _: () = assert!(size_of::<ChunkHeader>() == crate::pool::CHUNK_HEADER_SIZE);
 
-fn round_up(n: usize, a: usize) -> Option<usize> {
-    n.checked_next_multiple_of(a)
-}
-
-impl Geometry {
-    pub(crate) fn new(
-        chunks: usize,
-        max_len: usize,
-        element: &TypeLayout,
-        header: &TypeLayout,
-    ) -> Option<Geometry> {
-        let header_offset = round_up(size_of::<ChunkHeader>(), header.align)?;
-        let payload_offset = round_up(header_offset + header.size, element.align.max(8))?;
-        let align = 64.max(element.align).max(header.align);
-        let chunk_size = round_up(
-            payload_offset.checked_add(element.size.checked_mul(max_len)?)?,
-            align,
-        )?;
-        // The data area starts HEADER_SIZE bytes into a page-aligned
-        // mapping: place the first chunk at an absolute multiple of `align`.
-        let hs = crate::shm::HEADER_SIZE;
-        let chunks_offset = round_up(hs + size_of::<PubHeader>(), align)? - hs;
-        Some(Geometry {
-            chunks,
-            chunk_size,
-            chunks_offset,
-            header_offset,
-            payload_offset,
-            max_len,
-            element_size: element.size,
-        })
-    }
-
-    pub(crate) fn data_size(&self) -> Option<usize> {
-        self.chunks_offset
-            .checked_add(self.chunk_size.checked_mul(self.chunks)?)
-    }
-
-    pub(crate) fn write(&self, h: &PubHeader, id: u64, node_id: u64) {
-        h.id.store(id, Ordering::Relaxed);
-        h.node_id.store(node_id, Ordering::Relaxed);
-        h.chunks.store(self.chunks as u64, Ordering::Relaxed);
-        h.chunk_size
-            .store(self.chunk_size as u64, Ordering::Relaxed);
-        h.chunks_offset
-            .store(self.chunks_offset as u64, Ordering::Relaxed);
-        h.header_offset
-            .store(self.header_offset as u64, Ordering::Relaxed);
-        h.payload_offset
-            .store(self.payload_offset as u64, Ordering::Relaxed);
-        h.max_len.store(self.max_len as u64, Ordering::Relaxed);
-        h.element_size
-            .store(self.element_size as u64, Ordering::Relaxed);
-    }
-
-    /// Reads a publisher's geometry and checks it against the segment and
-    /// the service's types.
-    fn read(
-        segment: &Segment,
-        id: u64,
-        element: &TypeLayout,
-        header: &TypeLayout,
-    ) -> Result<Geometry, String> {
-        Self::read_region(&segment.data(), id, element, header)
-    }
-
-    /// As [`Geometry::read`], over the data area `region`.
-    pub(crate) fn read_region(
-        region: &Region,
-        id: u64,
-        element: &TypeLayout,
-        header: &TypeLayout,
-    ) -> Result<Geometry, String> {
-        let h = region
-            .resolve::<PubHeader>(0)
-            .map_err(|e| format!("publisher segment too small: {e}"))?;
-        // SAFETY: bounds and alignment checked; atomics only; the reference
-        // does not outlive this function.
-        let h = unsafe { h.as_ref() };
-        let n = |w: &AtomicU64| usize::try_from(w.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if h.id.load(Ordering::Relaxed) != id {
-            return Err("publisher segment belongs to another publisher".into());
-        }
-        let found = Geometry {
-            chunks: n(&h.chunks),
-            chunk_size: n(&h.chunk_size),
-            chunks_offset: n(&h.chunks_offset),
-            header_offset: n(&h.header_offset),
-            payload_offset: n(&h.payload_offset),
-            max_len: n(&h.max_len),
-            element_size: n(&h.element_size),
-        };
-        if found.chunks == 0 || found.chunks > MAX_CHUNKS {
-            return Err(format!("{} chunks", found.chunks));
-        }
-        let expected = Geometry::new(found.chunks, found.max_len, element, header)
-            .ok_or("publisher geometry overflows")?;
-        if expected != found {
-            return Err(format!(
-                "publisher geometry {found:?} differs from the expected {expected:?}"
-            ));
-        }
-        let size = found.data_size().ok_or("publisher geometry overflows")?;
-        if size > region.len() {
-            return Err(format!(
-                "publisher segment holds {} bytes, its geometry needs {size}",
-                region.len()
-            ));
-        }
-        Ok(found)
-    }
-}
-
-/// A publisher's data segment as mapped by a subscriber (read-only).
-#[derive(Debug)]
-pub(crate) struct PubData {
-    pub(crate) segment: Segment,
-    pub(crate) geometry: Geometry,
-}
-
-impl PubData {
-    pub(crate) fn open(
-        domain: &crate::domain::Domain,
-        permissions: crate::shm::Permissions,
-        id: u64,
-        element: &TypeLayout,
-        header: &TypeLayout,
-    ) -> Result<PubData, String> {
-        let segment = Segment::builder(&crate::domain::Domain::publisher_data_segment(id))
-            .domain(domain.name())
-            .permissions(permissions)
-            .fingerprint(DATA_FINGERPRINT)
-            .read_only()
-            .open()
-            .map_err(|e| e.to_string())?;
-        let geometry = Geometry::read(&segment, id, element, header)?;
-        Ok(PubData { segment, geometry })
+/// What names and marks publisher `id`'s data segment.
+pub(crate) fn data_kind(name: &str) -> crate::pool::Kind<'_> {
+    crate::pool::Kind {
+        name,
+        fingerprint: DATA_FINGERPRINT,
     }
 }
 
@@ -449,18 +295,7 @@ pub(crate) fn data_segment_node(
     name: &str,
     permissions: crate::shm::Permissions,
 ) -> Option<u64> {
-    let segment = Segment::builder(name)
-        .domain(domain.name())
-        .permissions(permissions)
-        .fingerprint(DATA_FINGERPRINT)
-        .read_only()
-        .open_timeout(std::time::Duration::from_millis(100))
-        .open()
-        .ok()?;
-    let h = segment.data().resolve::<PubHeader>(0).ok()?;
-    // SAFETY: bounds and alignment checked; atomics only; the reference
-    // does not outlive `segment`.
-    Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
+    crate::pool::data_segment_node(domain, name, DATA_FINGERPRINT, permissions)
 }
 
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5055_4244_4154_0001;

@@ -10,10 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
-use super::{
-    ChunkHeader, DATA_FINGERPRINT, Geometry, NoHeader, Payload, PubHeader, ServiceInner,
-    data_segment_name,
-};
+use super::{ChunkHeader, NoHeader, Payload, ServiceInner, data_segment_name};
+use crate::pool::{Geometry, Pool};
 use crate::service::PortId;
 use crate::shm::{self, Segment, ShmSafe};
 
@@ -122,30 +120,20 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let id = PortId::unique().0;
         let node_id = svc.node.id().0;
-        let segment = Segment::builder(&data_segment_name(PortId(id)))
-            .domain(svc.domain.name())
-            .permissions(svc.node.permissions())
-            .size(geometry.data_size().expect("checked"))
-            .fingerprint(DATA_FINGERPRINT)
-            .init(|region| {
-                let h = region
-                    .resolve::<PubHeader>(0)
-                    .map_err(|e| format!("data segment too small: {e}"))?;
-                // SAFETY: checked bounds/alignment; atomics only; the
-                // reference does not outlive the init call.
-                geometry.write(unsafe { h.as_ref() }, id, node_id);
-                Ok(())
-            })
-            .create()
-            .map_err(PublisherCreateError::Segment)?;
-        let chunks_base = segment
-            .data()
-            .sub(
-                geometry.chunks_offset,
-                geometry.chunk_size * geometry.chunks,
-            )
-            .expect("the segment was sized for the geometry")
-            .base();
+        let name = data_segment_name(PortId(id));
+        let Pool {
+            segment,
+            geometry,
+            base: chunks_base,
+        } = Pool::create(
+            &svc.domain,
+            svc.node.permissions(),
+            super::data_kind(&name),
+            id,
+            node_id,
+            geometry,
+        )
+        .map_err(PublisherCreateError::Segment)?;
         let slot = match svc.claim_slot(PUBLISHERS, id, |_| {}) {
             Ok(s) => s,
             Err(full) => {

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
-use super::{ChunkHeader, NoHeader, Payload, PubData, ServiceInner, queue};
+use super::{ChunkHeader, NoHeader, Payload, ServiceInner, queue};
+use crate::pool::Pool;
 use crate::service::PortId;
 use crate::shm::ShmSafe;
 use crate::sync::Spin;
@@ -125,7 +126,7 @@ struct SubConn {
     draining: bool,
     /// First chunk of the publisher's data segment in our mapping.
     chunks_base: NonNull<u8>,
-    data: Arc<PubData>,
+    data: Arc<Pool>,
 }
 
 #[derive(Debug)]
@@ -138,7 +139,7 @@ struct SubState {
     pending: bool,
     /// Mappings of connections that ended while samples from them may
     /// still be borrowed; released when no sample is borrowed.
-    retired: Vec<Arc<PubData>>,
+    retired: Vec<Arc<Pool>>,
 }
 
 impl SubState {
@@ -261,9 +262,11 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 continue; // The publisher connects us on its next send.
             };
             let element = P::Element::LAYOUT;
-            let Ok(data) = PubData::open(
+            let name = crate::domain::Domain::publisher_data_segment(pid);
+            let Ok(data) = Pool::open(
                 &self.service.domain,
                 self.service.node.permissions(),
+                super::data_kind(&name),
                 pid,
                 &element,
                 &H::LAYOUT,
@@ -415,7 +418,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         }
         // `chunk < chunks` (checked in pop) and `len <= max_len`: the chunk
         // and its parts lie inside the mapping and are aligned, as
-        // `Geometry::read` checked when we connected.
+        // `pool::Geometry::read_region` checked when we connected.
         // SAFETY: see above; pointer arithmetic inside one mapping.
         let (base, header, payload) = unsafe {
             let base = c.chunks_base.add(chunk as usize * g.chunk_size);

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
 use super::service::ServiceInner;
-use super::{DEFAULT_SPIN, Geometry, LIVENESS_CHECK, Pool};
+use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
+use crate::pool::Pool;
 use crate::queue::{self, Conn};
 use crate::service::PortId;
 use crate::shm::{self, ShmSafe};
@@ -144,9 +145,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
         let qos = svc.config.qos;
         let chunks = qos.client_chunks();
         let geometry =
-            Geometry::new(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
+            super::geometry(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
         let id = PortId::unique().0;
-        let pool = Pool::create(
+        let pool = super::create_pool(
             &svc.domain,
             svc.node.permissions(),
             id,
@@ -473,7 +474,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     fn link(&self, s: usize, sid: u64) -> Option<InConn> {
         let conn = self.responses_col[s];
         let linked = conn.linked(self.id, sid)?;
-        let pool = Pool::open(
+        let pool = super::open_pool(
             &self.service.domain,
             self.service.node.permissions(),
             sid,
@@ -556,7 +557,10 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                         st.inb[s] = None;
                         return;
                     }
-                    let id = pool.header(chunk).request_id.load(Ordering::Relaxed);
+                    let id = pool
+                        .header::<ChunkHeader>(chunk)
+                        .request_id
+                        .load(Ordering::Relaxed);
                     let buffered = Buffered {
                         server: s,
                         server_id,
@@ -710,7 +714,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             unreachable!("loans and requests in flight never exceed active_requests");
         };
         let id = st.next_id;
-        let header = self.pool.header(chunk);
+        let header = self.pool.header::<ChunkHeader>(chunk);
         header.request_id.store(id, Ordering::Relaxed);
         header.slot.store(r as u64, Ordering::Relaxed);
         // Before the request is visible to any server: a server that takes

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
 use super::service::ServiceInner;
-use super::{DEFAULT_SPIN, Geometry, LoanError, Pool};
+use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
+use crate::pool::Pool;
 use crate::queue::{self, Conn};
 use crate::service::PortId;
 use crate::shm::{self, ShmSafe};
@@ -115,9 +116,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
         let qos = svc.config.qos;
         let chunks = qos.server_chunks();
         let geometry =
-            Geometry::new(chunks, &Resp::LAYOUT).ok_or(ServerCreateError::TypeTooLarge)?;
+            super::geometry(chunks, &Resp::LAYOUT).ok_or(ServerCreateError::TypeTooLarge)?;
         let id = PortId::unique().0;
-        let pool = Pool::create(
+        let pool = super::create_pool(
             &svc.domain,
             svc.node.permissions(),
             id,
@@ -335,7 +336,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     fn link(&self, c: usize, cid: u64) -> Option<InConn> {
         let conn = self.requests_col[c];
         let linked = conn.linked(self.id, cid)?;
-        let pool = Pool::open(
+        let pool = super::open_pool(
             &self.service.domain,
             self.service.node.permissions(),
             cid,
@@ -382,7 +383,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                         st.inb[c] = None;
                         return Err(ReceiveError::Corrupted { client, reason });
                     }
-                    let header = i.pool.header(chunk);
+                    let header = i.pool.header::<ChunkHeader>(chunk);
                     let request_id = header.request_id.load(Ordering::Relaxed);
                     let request_slot = header.slot.load(Ordering::Relaxed);
                     let active = self.service.config.qos.active_requests;
@@ -536,7 +537,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
             return Err(ResponseSendError::BufferFull);
         }
-        let header = self.pool.header(chunk);
+        let header = self.pool.header::<ChunkHeader>(chunk);
         header
             .request_id
             .store(active.request_id, Ordering::Relaxed);

@@ -1,0 +1,354 @@
+//! The chunk pool of a port's data segment: a port (a publisher, a
+//! request/response client or server) owns a pool of equal chunks in its
+//! own data segment, which its peers map **read-only**. It lives below
+//! the patterns: publish/subscribe (`pub.<id>`, publishers) and
+//! request/response (`rrp.<id>`, clients and servers) both use it, each
+//! with its own segment name, fingerprint and 16-byte chunk header, and
+//! neither imports the other. What travels between the ports (chunk
+//! indices) is `crate::queue`'s.
+//!
+//! # Data segment (data area)
+//!
+//! ```text
+//! 0        PoolHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
+//!                              | payload_offset | max_len | element_size | node_id
+//! chunks_offset = round_up(128 + 128, align) − 128 (the first chunk at a multiple of
+//!                 align from the start of the page-aligned mapping):
+//!          chunk[i] at chunks_offset + i × chunk_size:
+//!            +0              chunk header (16 B, the pattern's: two u64 words)
+//!            +header_offset  user header H, header_offset = round_up(16, align H)
+//!            +payload_offset payload (T, or max_len × T), aligned to max(align T, 8)
+//!          chunk_size = round_up(payload_offset + max_len × size T, align)
+//!          align = max(64, align T, align H)
+//! ```
+//!
+//! The header is written once by the owner before the segment is ready
+//! ([`Geometry::write`]); a peer checks the segment's fingerprint and the
+//! port id, re-derives the whole geometry from `(chunks, max_len)` and
+//! the types it expects, and refuses a segment whose header differs or
+//! whose size is smaller ([`Geometry::read_region`]); chunk count
+//! `1..=2^24` ([`MAX_CHUNKS`]). `node_id` lets cleanup remove a data
+//! segment whose owner died before it claimed a service slot
+//! ([`data_segment_node`]). The chunk header is written by the owner
+//! before the chunk's index is published (Release) and read by a peer
+//! after its Acquire take; its words are the pattern's (see each
+//! pattern's module docs).
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::shm::{Region, Segment, TypeLayout};
+
+/// Most chunks per pool (queue entries carry a 24-bit chunk index).
+pub(crate) const MAX_CHUNKS: usize = 1 << 24;
+
+/// Size of the chunk header at the start of every chunk.
+pub(crate) const CHUNK_HEADER_SIZE: usize = 16;
+
+/// The layout of "no user header" (zero-sized).
+pub(crate) const NO_HEADER: TypeLayout = TypeLayout::leaf("NoHeader", 0, 1);
+
+/// A pattern's chunk header type.
+///
+/// # Safety
+///
+/// The type is [`CHUNK_HEADER_SIZE`] bytes or less, aligned to at most 16,
+/// and made of atomics only (every bit pattern valid, shared access
+/// allowed).
+pub(crate) unsafe trait ChunkHead: Sized {}
+
+/// Header line of a data segment (written once before the segment is
+/// ready, read and validated by peers).
+#[repr(C, align(64))]
+pub(crate) struct PoolHeader {
+    pub(crate) id: AtomicU64,
+    pub(crate) chunks: AtomicU64,
+    pub(crate) chunk_size: AtomicU64,
+    pub(crate) chunks_offset: AtomicU64,
+    pub(crate) header_offset: AtomicU64,
+    pub(crate) payload_offset: AtomicU64,
+    pub(crate) max_len: AtomicU64,
+    pub(crate) element_size: AtomicU64,
+    /// The node that owns the port: lets cleanup remove a data segment
+    /// whose port died before it claimed a service slot.
+    pub(crate) node_id: AtomicU64,
+}
+
+/// Where things are in a data segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) chunks: usize,
+    pub(crate) chunk_size: usize,
+    pub(crate) chunks_offset: usize,
+    pub(crate) header_offset: usize,
+    pub(crate) payload_offset: usize,
+    pub(crate) max_len: usize,
+    pub(crate) element_size: usize,
+}
+
+fn round_up(n: usize, a: usize) -> Option<usize> {
+    n.checked_next_multiple_of(a)
+}
+
+impl Geometry {
+    /// The geometry of `chunks` chunks of a user header `header` and up to
+    /// `max_len` elements `element`; `None` on overflow (the data size may
+    /// still overflow: [`Geometry::data_size`]).
+    pub(crate) fn new(
+        chunks: usize,
+        max_len: usize,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Option<Geometry> {
+        let header_offset = round_up(CHUNK_HEADER_SIZE, header.align)?;
+        let payload_offset = round_up(header_offset + header.size, element.align.max(8))?;
+        let align = 64.max(element.align).max(header.align);
+        let chunk_size = round_up(
+            payload_offset.checked_add(element.size.checked_mul(max_len)?)?,
+            align,
+        )?;
+        // The data area starts HEADER_SIZE bytes into a page-aligned
+        // mapping: place the first chunk at an absolute multiple of `align`.
+        let hs = crate::shm::HEADER_SIZE;
+        let chunks_offset = round_up(hs + size_of::<PoolHeader>(), align)? - hs;
+        Some(Geometry {
+            chunks,
+            chunk_size,
+            chunks_offset,
+            header_offset,
+            payload_offset,
+            max_len,
+            element_size: element.size,
+        })
+    }
+
+    /// Bytes of the data area (`None` on overflow).
+    pub(crate) fn data_size(&self) -> Option<usize> {
+        self.chunks_offset
+            .checked_add(self.chunk_size.checked_mul(self.chunks)?)
+    }
+
+    /// Writes the header of port `id` of node `node_id` (the owner, before
+    /// the segment is ready).
+    pub(crate) fn write(&self, h: &PoolHeader, id: u64, node_id: u64) {
+        h.id.store(id, Ordering::Relaxed);
+        h.node_id.store(node_id, Ordering::Relaxed);
+        h.chunks.store(self.chunks as u64, Ordering::Relaxed);
+        h.chunk_size
+            .store(self.chunk_size as u64, Ordering::Relaxed);
+        h.chunks_offset
+            .store(self.chunks_offset as u64, Ordering::Relaxed);
+        h.header_offset
+            .store(self.header_offset as u64, Ordering::Relaxed);
+        h.payload_offset
+            .store(self.payload_offset as u64, Ordering::Relaxed);
+        h.max_len.store(self.max_len as u64, Ordering::Relaxed);
+        h.element_size
+            .store(self.element_size as u64, Ordering::Relaxed);
+    }
+
+    /// Reads the geometry of port `id` from its data area `region` and
+    /// checks it against the region and the types.
+    pub(crate) fn read_region(
+        region: &Region,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<Geometry, String> {
+        let h = region
+            .resolve::<PoolHeader>(0)
+            .map_err(|e| format!("data segment too small: {e}"))?;
+        // SAFETY: bounds and alignment checked; atomics only; the reference
+        // does not outlive this function.
+        let h = unsafe { h.as_ref() };
+        let n = |w: &AtomicU64| usize::try_from(w.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if h.id.load(Ordering::Relaxed) != id {
+            return Err("data segment belongs to another port".into());
+        }
+        let found = Geometry {
+            chunks: n(&h.chunks),
+            chunk_size: n(&h.chunk_size),
+            chunks_offset: n(&h.chunks_offset),
+            header_offset: n(&h.header_offset),
+            payload_offset: n(&h.payload_offset),
+            max_len: n(&h.max_len),
+            element_size: n(&h.element_size),
+        };
+        if found.chunks == 0 || found.chunks > MAX_CHUNKS {
+            return Err(format!("{} chunks", found.chunks));
+        }
+        let expected = Geometry::new(found.chunks, found.max_len, element, header)
+            .ok_or("data segment geometry overflows")?;
+        if expected != found {
+            return Err(format!(
+                "data segment geometry {found:?} differs from the expected {expected:?}"
+            ));
+        }
+        let size = found.data_size().ok_or("data segment geometry overflows")?;
+        if size > region.len() {
+            return Err(format!(
+                "data segment holds {} bytes, its geometry needs {size}",
+                region.len()
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// What names and marks a data segment: its name in the domain and its
+/// format fingerprint (each pattern has its own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kind<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) fingerprint: u64,
+}
+
+/// A pool: the data segment and where its chunks are in our mapping.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) segment: Segment,
+    pub(crate) geometry: Geometry,
+    /// First chunk in our mapping (chunk i is `i * chunk_size` further).
+    pub(crate) base: NonNull<u8>,
+}
+
+// SAFETY: `base` points into `segment`'s mapping, which moves with the
+// pool and lives as long as it; every access through it is either to the
+// owner's own chunks (the owner is not Sync) or read-only.
+unsafe impl Send for Pool {}
+// SAFETY: shared access only reads the pointer; see Send.
+unsafe impl Sync for Pool {}
+
+impl Pool {
+    /// Creates the data segment `kind` of port `id` of node `node_id`.
+    ///
+    /// # Panics
+    ///
+    /// If `geometry.data_size()` overflows (callers check it first).
+    pub(crate) fn create(
+        domain: &crate::domain::Domain,
+        permissions: crate::shm::Permissions,
+        kind: Kind<'_>,
+        id: u64,
+        node_id: u64,
+        geometry: Geometry,
+    ) -> Result<Pool, crate::shm::CreateError> {
+        let segment = Segment::builder(kind.name)
+            .domain(domain.name())
+            .permissions(permissions)
+            .size(geometry.data_size().expect("checked by the caller"))
+            .fingerprint(kind.fingerprint)
+            .init(|region| {
+                let h = region
+                    .resolve::<PoolHeader>(0)
+                    .map_err(|e| format!("data segment too small: {e}"))?;
+                // SAFETY: checked bounds/alignment; atomics only; the
+                // reference does not outlive the init call.
+                geometry.write(unsafe { h.as_ref() }, id, node_id);
+                Ok(())
+            })
+            .create()?;
+        Ok(Pool::with(segment, geometry))
+    }
+
+    fn with(segment: Segment, geometry: Geometry) -> Pool {
+        let base = segment
+            .data()
+            .sub(
+                geometry.chunks_offset,
+                geometry.chunk_size * geometry.chunks,
+            )
+            .expect("the segment holds the geometry (created or checked)")
+            .base();
+        Pool {
+            segment,
+            geometry,
+            base,
+        }
+    }
+
+    /// Maps the data segment `kind` of the peer `id` read-only and checks
+    /// it against the types.
+    pub(crate) fn open(
+        domain: &crate::domain::Domain,
+        permissions: crate::shm::Permissions,
+        kind: Kind<'_>,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<Pool, String> {
+        let segment = Segment::builder(kind.name)
+            .domain(domain.name())
+            .permissions(permissions)
+            .fingerprint(kind.fingerprint)
+            .read_only()
+            .open()
+            .map_err(|e| e.to_string())?;
+        let geometry = Geometry::read_region(&segment.data(), id, element, header)?;
+        Ok(Pool::with(segment, geometry))
+    }
+
+    /// Chunk `i`'s start.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not a chunk of the pool (callers check indices read from
+    /// shared memory first).
+    #[inline]
+    pub(crate) fn chunk(&self, i: u32) -> NonNull<u8> {
+        assert!(
+            (i as usize) < self.geometry.chunks,
+            "chunk {i} out of range"
+        );
+        // SAFETY: i < chunks: the chunk lies inside the mapping (checked
+        // when the pool was created or opened).
+        unsafe { self.base.add(i as usize * self.geometry.chunk_size) }
+    }
+
+    /// Chunk `i`'s header.
+    #[inline]
+    pub(crate) fn header<C: ChunkHead>(&self, i: u32) -> &C {
+        // SAFETY: in the mapping (`chunk`), 64-byte aligned, at least
+        // CHUNK_HEADER_SIZE bytes before the user header; `C` is atomics
+        // only and fits (ChunkHead's contract); lives as long as the
+        // pool's mapping, which `&self` borrows.
+        unsafe { self.chunk(i).cast::<C>().as_ref() }
+    }
+
+    /// Chunk `i`'s payload.
+    #[inline]
+    pub(crate) fn payload<T>(&self, i: u32) -> NonNull<T> {
+        // SAFETY: payload_offset + size ≤ chunk_size (geometry), aligned
+        // for the service's type, which the caller's `T` is (its layout
+        // was checked against the service's type when the service opened).
+        unsafe { self.chunk(i).add(self.geometry.payload_offset).cast() }
+    }
+
+    /// Removes the segment's name (the owner, on drop).
+    pub(crate) fn unlink(&self) {
+        let _ = self.segment.unlink();
+    }
+}
+
+/// The node id recorded in data segment `name` of `domain` with format
+/// `fingerprint` (`None` if it cannot be opened or read).
+pub(crate) fn data_segment_node(
+    domain: &crate::domain::Domain,
+    name: &str,
+    fingerprint: u64,
+    permissions: crate::shm::Permissions,
+) -> Option<u64> {
+    let segment = Segment::builder(name)
+        .domain(domain.name())
+        .permissions(permissions)
+        .fingerprint(fingerprint)
+        .read_only()
+        .open_timeout(Duration::from_millis(100))
+        .open()
+        .ok()?;
+    let h = segment.data().resolve::<PoolHeader>(0).ok()?;
+    // SAFETY: bounds and alignment checked; atomics only; the reference
+    // does not outlive `segment`.
+    Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
+}
