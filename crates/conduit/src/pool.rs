@@ -352,3 +352,53 @@ pub(crate) fn data_segment_node(
     // does not outlive `segment`.
     Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
 }
+
+/// The owner's process-local loan bookkeeping of its pool, as
+/// [`take_chunk`] needs it.
+pub(crate) trait LoanBook {
+    /// Chunks loaned out now.
+    fn loans(&mut self) -> &mut usize;
+    /// Free chunks (popped from the back).
+    fn free(&mut self) -> &mut Vec<u32>;
+    /// Marks `chunk` loaned.
+    fn set_loaned(&mut self, chunk: u32);
+}
+
+/// Why [`take_chunk`] found no chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeError {
+    /// `max_loans` chunks are loaned already.
+    ExceedsMaxLoans(usize),
+    /// No chunk is free, even after collecting returns and recovering.
+    OutOfChunks,
+}
+
+/// Takes a free chunk of the owner's pool for a loan: within `max_loans`;
+/// when no chunk is free, `collect` (returns from peers) and, if still
+/// none, `recover` (with no borrow of `state` held: dead-port cleanup and
+/// reconnecting) then `collect` once more.
+#[inline]
+pub(crate) fn take_chunk<S: LoanBook>(
+    state: &std::cell::RefCell<S>,
+    max_loans: usize,
+    collect: impl Fn(&mut S),
+    recover: impl FnOnce(),
+) -> Result<u32, TakeError> {
+    let mut st = state.borrow_mut();
+    if *st.loans() >= max_loans {
+        return Err(TakeError::ExceedsMaxLoans(max_loans));
+    }
+    if st.free().is_empty() {
+        collect(&mut st);
+    }
+    if st.free().is_empty() {
+        drop(st);
+        recover();
+        st = state.borrow_mut();
+        collect(&mut st);
+    }
+    let chunk = st.free().pop().ok_or(TakeError::OutOfChunks)?;
+    st.set_loaned(chunk);
+    *st.loans() += 1;
+    Ok(chunk)
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
 use super::{ChunkHeader, NoHeader, Payload, ServiceInner, data_segment_name};
-use crate::pool::{Geometry, Pool};
+use crate::pool::{Geometry, LoanBook, Pool, TakeError};
 use crate::service::PortId;
 use crate::shm::{self, Segment, ShmSafe};
 
@@ -216,6 +216,18 @@ struct PubState {
     dropped: u64,
 }
 
+impl LoanBook for PubState {
+    fn loans(&mut self) -> &mut usize {
+        &mut self.loans
+    }
+    fn free(&mut self) -> &mut Vec<u32> {
+        &mut self.free
+    }
+    fn set_loaned(&mut self, chunk: u32) {
+        self.chunks[chunk as usize].loaned = true;
+    }
+}
+
 impl PubState {
     fn maybe_free(&mut self, chunk: u32) {
         let c = &self.chunks[chunk as usize];
@@ -352,25 +364,19 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     }
 
     fn take_chunk(&self) -> Result<u32, LoanError> {
-        let mut st = self.state.borrow_mut();
-        let max = self.service.config.qos.max_loans;
-        if st.loans >= max {
-            return Err(LoanError::ExceedsMaxLoans(max));
-        }
-        if st.free.is_empty() {
-            self.collect_returns(&mut st);
-        }
-        if st.free.is_empty() {
-            drop(st);
-            self.service.cleanup_dead_ports();
-            self.update_connections();
-            st = self.state.borrow_mut();
-            self.collect_returns(&mut st);
-        }
-        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
-        st.chunks[chunk as usize].loaned = true;
-        st.loans += 1;
-        Ok(chunk)
+        crate::pool::take_chunk(
+            &self.state,
+            self.service.config.qos.max_loans,
+            |st| self.collect_returns(st),
+            || {
+                self.service.cleanup_dead_ports();
+                self.update_connections();
+            },
+        )
+        .map_err(|e| match e {
+            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            TakeError::OutOfChunks => LoanError::OutOfChunks,
+        })
     }
 
     fn give_back(&self, chunk: u32) {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
-use crate::pool::Pool;
+use crate::pool::{LoanBook, Pool, TakeError};
 use crate::queue::{self, Conn};
 use crate::service::PortId;
 use crate::shm::{self, ShmSafe};
@@ -287,6 +287,18 @@ struct ClientState {
     corrupted: Option<(u64, String)>,
     /// Records of freed request slots, reused by the next requests.
     spare: Vec<InFlight>,
+}
+
+impl LoanBook for ClientState {
+    fn loans(&mut self) -> &mut usize {
+        &mut self.loans
+    }
+    fn free(&mut self) -> &mut Vec<u32> {
+        &mut self.free
+    }
+    fn set_loaned(&mut self, chunk: u32) {
+        self.chunks[chunk as usize].loaned = true;
+    }
 }
 
 impl ClientState {
@@ -660,20 +672,20 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                 return Err(LoanError::ExceedsActiveRequests(qos.active_requests));
             }
         }
-        if st.free.is_empty() {
-            self.collect_returns(&mut st);
-        }
-        if st.free.is_empty() {
-            drop(st);
-            self.service.cleanup_dead_ports();
-            self.poll_all();
-            st = self.state.borrow_mut();
-            self.collect_returns(&mut st);
-        }
-        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
-        st.chunks[chunk as usize].loaned = true;
-        st.loans += 1;
-        Ok(chunk)
+        drop(st);
+        crate::pool::take_chunk(
+            &self.state,
+            qos.max_loans,
+            |st| self.collect_returns(st),
+            || {
+                self.service.cleanup_dead_ports();
+                self.poll_all();
+            },
+        )
+        .map_err(|e| match e {
+            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            TakeError::OutOfChunks => LoanError::OutOfChunks,
+        })
     }
 
     /// Reads every response queue (and notices departed servers).
