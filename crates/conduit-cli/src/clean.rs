@@ -169,19 +169,19 @@ fn judge(
                 Err(e) => unreadable(format!("cannot be checked ({e})")),
             }
         }
-        ObjectKind::PublisherData => {
+        ObjectKind::PublisherData | ObjectKind::PortData => {
             if abandoned(object) {
                 return remove("its creator died before it became ready");
             }
-            match conduit::pubsub::data_segment_owner(dom, &object.name, common::permissions()) {
+            match dom.data_segment_owner(object, common::permissions()) {
                 Some(owner)
                     if nodes
                         .iter()
                         .any(|n| n.id == owner && n.state == NodeState::Alive) =>
                 {
-                    keep("its publisher's node is alive")
+                    keep("its port's node is alive")
                 }
-                Some(_) => remove("its publisher's node is gone"),
+                Some(_) => remove("its port's node is gone"),
                 None => unreadable("cannot be read".to_owned()),
             }
         }

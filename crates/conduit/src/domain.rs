@@ -110,6 +110,18 @@ pub enum ObjectKind {
     Segment,
 }
 
+impl ObjectKind {
+    /// The name prefix of a chunk-pool data segment kind; `None` for the
+    /// other kinds.
+    pub(crate) const fn pool_prefix(self) -> Option<&'static str> {
+        match self {
+            ObjectKind::PublisherData => Some(PUBLISHER_DATA_PREFIX),
+            ObjectKind::PortData => Some(PORT_DATA_PREFIX),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(match self {
@@ -268,33 +280,24 @@ impl Domain {
         self.names_with_prefix(NODE_PREFIX)
     }
 
-    /// The publisher data segments, with the publisher's port id.
-    pub(crate) fn publisher_data_segments(&self) -> std::io::Result<Vec<(String, u64)>> {
+    /// The chunk-pool data segments of kind `pool` (a pool kind:
+    /// [`ObjectKind::PublisherData`] or [`ObjectKind::PortData`]), with
+    /// the owning port's id.
+    pub(crate) fn pool_segments(&self, pool: ObjectKind) -> std::io::Result<Vec<(String, u64)>> {
+        let prefix = pool.pool_prefix().expect("a pool kind");
         Ok(self
-            .names_with_prefix(PUBLISHER_DATA_PREFIX)?
+            .names_with_prefix(prefix)?
             .into_iter()
             .filter_map(|n| {
-                let id = u64::from_str_radix(&n[PUBLISHER_DATA_PREFIX.len()..], 16).ok()?;
+                let id = u64::from_str_radix(&n[prefix.len()..], 16).ok()?;
                 Some((n, id))
             })
             .collect())
     }
 
-    /// The request/response port data segments, with the port id.
-    pub(crate) fn port_data_segments(&self) -> std::io::Result<Vec<(String, u64)>> {
-        Ok(self
-            .names_with_prefix(PORT_DATA_PREFIX)?
-            .into_iter()
-            .filter_map(|n| {
-                let id = u64::from_str_radix(&n[PORT_DATA_PREFIX.len()..], 16).ok()?;
-                Some((n, id))
-            })
-            .collect())
-    }
-
-    /// The data segment name of request/response client or server `id`.
-    pub(crate) fn port_data_segment(id: u64) -> String {
-        format!("{PORT_DATA_PREFIX}{id:016x}")
+    /// The name of port `id`'s chunk-pool data segment of kind `pool`.
+    pub(crate) fn pool_segment(pool: ObjectKind, id: u64) -> String {
+        format!("{}{id:016x}", pool.pool_prefix().expect("a pool kind"))
     }
 
     /// The segment name of node `id`.
@@ -305,11 +308,6 @@ impl Domain {
     /// The node id in a node segment name.
     pub(crate) fn node_id_of(segment: &str) -> Option<u64> {
         u64::from_str_radix(segment.strip_prefix(NODE_PREFIX)?, 16).ok()
-    }
-
-    /// The data segment name of publisher port `id`.
-    pub(crate) fn publisher_data_segment(id: u64) -> String {
-        format!("{PUBLISHER_DATA_PREFIX}{id:016x}")
     }
 
     /// `conduit.<name>.wake.`: wake-up socket `id` is this and the id in
@@ -358,7 +356,14 @@ mod tests {
         );
         assert_eq!(kind("other.d.x"), None);
         assert_eq!(Domain::node_id_of(&Domain::node_segment(0xab)), Some(0xab));
-        assert_eq!(Domain::publisher_data_segment(1), "pub.0000000000000001");
+        assert_eq!(
+            Domain::pool_segment(ObjectKind::PublisherData, 1),
+            "pub.0000000000000001"
+        );
+        assert_eq!(
+            Domain::pool_segment(ObjectKind::PortData, 0xab),
+            "rrp.00000000000000ab"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! publishers, clients and servers that died before they registered, then the segments of dead
 //! nodes, then node segments whose creator died before they were ready.
 
-use crate::domain::Domain;
+use crate::domain::{Domain, DomainObject, ObjectKind};
 use crate::node::{self, CleanupError, Node, NodeBuilder, NodeCreateError, NodeId, NodeState};
 use crate::service::core;
 use crate::shm::{Permissions, Segment};
@@ -37,10 +37,10 @@ impl Domain {
             .filter(|n| n.state == NodeState::Dead)
             .map(|n| n.id)
             .collect();
-        crate::event::cleanup_domain(self, permissions);
+        core::cleanup_domain::<crate::event::Events>(self, permissions);
         crate::blackboard::cleanup_domain(self, permissions);
-        crate::pubsub::cleanup_domain(self, permissions);
-        crate::reqres::cleanup_domain(self, permissions);
+        core::cleanup_domain::<crate::pubsub::PubSub>(self, permissions);
+        core::cleanup_domain::<crate::reqres::ReqRes>(self, permissions);
         for id in &dead {
             let _ = Segment::remove(self.name(), &Domain::node_segment(id.0));
         }
@@ -54,6 +54,28 @@ impl Domain {
             }
         }
         Ok(dead)
+    }
+
+    /// The node that owns chunk-pool data segment `object` of this domain
+    /// (an object of kind [`ObjectKind::PublisherData`] or
+    /// [`ObjectKind::PortData`], as [`Domain::objects`] lists it), as
+    /// recorded in the segment; `None` for another kind, or if it cannot
+    /// be opened with `permissions` or read.
+    ///
+    /// For tools: [`Domain::cleanup`] removes a data segment whose owner
+    /// is dead, so `conduit clean --dry-run` uses this to say which it
+    /// would remove.
+    pub fn data_segment_owner(
+        &self,
+        object: &DomainObject,
+        permissions: Permissions,
+    ) -> Option<NodeId> {
+        let pool = match object.kind {
+            ObjectKind::PublisherData => crate::pubsub::POOL,
+            ObjectKind::PortData => crate::reqres::POOL,
+            _ => return None,
+        };
+        crate::pool::data_segment_node(self, &object.name, pool, permissions).map(NodeId)
     }
 }
 

@@ -196,12 +196,26 @@ impl Geometry {
     }
 }
 
-/// What names and marks a data segment: its name in the domain and its
-/// format fingerprint (each pattern has its own).
+/// What names and marks the data segments of one pattern's pool-owning
+/// ports: the object kind, whose prefix names them
+/// ([`Domain::pool_segment`](crate::domain::Domain::pool_segment)), and
+/// their format fingerprint (each pattern has its own). A pattern that
+/// owns pools names this in its [`Pattern::POOLS`], so the service core
+/// removes the pools of dead ports, of a removed service and of ports
+/// that died before they claimed a slot.
+///
+/// [`Pattern::POOLS`]: crate::service::core::Pattern::POOLS
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Kind<'a> {
-    pub(crate) name: &'a str,
+pub(crate) struct PoolKind {
+    pub(crate) object: crate::domain::ObjectKind,
     pub(crate) fingerprint: u64,
+}
+
+impl PoolKind {
+    /// The data segment name of port `id`.
+    pub(crate) fn segment(&self, id: u64) -> String {
+        crate::domain::Domain::pool_segment(self.object, id)
+    }
 }
 
 /// A pool: the data segment and where its chunks are in our mapping.
@@ -229,12 +243,12 @@ impl Pool {
     pub(crate) fn create(
         domain: &crate::domain::Domain,
         permissions: crate::shm::Permissions,
-        kind: Kind<'_>,
+        kind: PoolKind,
         id: u64,
         node_id: u64,
         geometry: Geometry,
     ) -> Result<Pool, crate::shm::CreateError> {
-        let segment = Segment::builder(kind.name)
+        let segment = Segment::builder(&kind.segment(id))
             .domain(domain.name())
             .permissions(permissions)
             .size(geometry.data_size().expect("checked by the caller"))
@@ -273,12 +287,12 @@ impl Pool {
     pub(crate) fn open(
         domain: &crate::domain::Domain,
         permissions: crate::shm::Permissions,
-        kind: Kind<'_>,
+        kind: PoolKind,
         id: u64,
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<Pool, String> {
-        let segment = Segment::builder(kind.name)
+        let segment = Segment::builder(&kind.segment(id))
             .domain(domain.name())
             .permissions(permissions)
             .fingerprint(kind.fingerprint)
@@ -331,18 +345,18 @@ impl Pool {
     }
 }
 
-/// The node id recorded in data segment `name` of `domain` with format
-/// `fingerprint` (`None` if it cannot be opened or read).
+/// The node id recorded in data segment `name` of `domain` of pool kind
+/// `kind` (`None` if it cannot be opened or read).
 pub(crate) fn data_segment_node(
     domain: &crate::domain::Domain,
     name: &str,
-    fingerprint: u64,
+    kind: PoolKind,
     permissions: crate::shm::Permissions,
 ) -> Option<u64> {
     let segment = Segment::builder(name)
         .domain(domain.name())
         .permissions(permissions)
-        .fingerprint(fingerprint)
+        .fingerprint(kind.fingerprint)
         .read_only()
         .open_timeout(Duration::from_millis(100))
         .open()

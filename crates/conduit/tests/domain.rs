@@ -111,10 +111,23 @@ fn cleanup_frees_what_a_killed_process_left_and_nothing_else() {
         .into_iter()
         .find(|o| o.kind == ObjectKind::PublisherData)
         .unwrap();
-    let owner = conduit::pubsub::data_segment_owner(&domain, &data.name, Permissions::owner_only());
+    let owner = domain.data_segment_owner(&data, Permissions::owner_only());
     assert_eq!(owner.map(|id| id.to_string()), Some(victim.clone()));
+    let missing = conduit::DomainObject {
+        name: "pub.none".into(),
+        ..data.clone()
+    };
     assert_eq!(
-        conduit::pubsub::data_segment_owner(&domain, "pub.none", Permissions::owner_only()),
+        domain.data_segment_owner(&missing, Permissions::owner_only()),
+        None
+    );
+    // Not a data segment: no owner.
+    let not_data = conduit::DomainObject {
+        kind: ObjectKind::Node,
+        ..data.clone()
+    };
+    assert_eq!(
+        domain.data_segment_owner(&not_data, Permissions::owner_only()),
         None
     );
 

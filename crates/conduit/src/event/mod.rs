@@ -92,7 +92,7 @@ pub use id::{EventId, EventSet};
 pub use layout::{MAX_EVENT_ID_LIMIT, MAX_PORTS_LIMIT};
 pub use listener::{Listener, ListenerBuilder};
 pub use notifier::{Notifier, NotifierBuilder, NotifyError, PortCreateError};
-pub(crate) use service::cleanup_domain;
+pub(crate) use service::Events;
 pub use service::{EventBuilder, EventService, EventServiceInfo, list};
 
 /// Default spin budget of a blocking wait before it sleeps.

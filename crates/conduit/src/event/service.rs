@@ -301,12 +301,6 @@ impl EventService {
     }
 }
 
-/// Cleans every event service of `domain` (dead ports; services nobody has
-/// open are removed).
-pub(crate) fn cleanup_domain(domain: &Domain, permissions: crate::shm::Permissions) {
-    core::cleanup_domain::<Events>(domain, permissions);
-}
-
 /// An event service as seen by [`list`] (for tools such as `conduit list`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventServiceInfo {

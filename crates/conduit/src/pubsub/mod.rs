@@ -204,8 +204,8 @@ pub use subscriber::{
 };
 
 pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
+pub(crate) use service::PubSub;
 pub(crate) use service::ServiceInner;
-pub(crate) use service::cleanup_domain;
 pub use service::{
     ConnectionInfo, PortInfo, PubSubBuilder, PubSubService, ServiceDetails, ServiceInfo, details,
     list,
@@ -242,7 +242,7 @@ unsafe impl ShmSafe for NoHeader {
 
 /// The data segment name of publisher `id` (inside the domain).
 pub fn data_segment_name(id: crate::service::PortId) -> String {
-    crate::domain::Domain::publisher_data_segment(id.0)
+    POOL.segment(id.0)
 }
 
 pub(crate) use crate::queue::entry_gen;
@@ -263,40 +263,11 @@ pub(crate) struct ChunkHeader {
 unsafe impl crate::pool::ChunkHead for ChunkHeader {}
 const _: () = assert!(size_of::<ChunkHeader>() == crate::pool::CHUNK_HEADER_SIZE);
 
-/// What names and marks publisher `id`'s data segment.
-pub(crate) fn data_kind(name: &str) -> crate::pool::Kind<'_> {
-    crate::pool::Kind {
-        name,
-        fingerprint: DATA_FINGERPRINT,
-    }
-}
-
-/// The node that owns publisher data segment `segment` of `domain` (a
-/// [`DomainObject`](crate::DomainObject) of kind
-/// [`ObjectKind::PublisherData`](crate::ObjectKind::PublisherData); its
-/// `name`), as recorded in the segment; `None` if it cannot be opened
-/// with `permissions` or read.
-///
-/// For tools: [`Domain::cleanup`](crate::Domain::cleanup) removes a data
-/// segment whose owner is dead, so `conduit clean --dry-run` uses this to
-/// say which it would remove.
-pub fn data_segment_owner(
-    domain: &crate::domain::Domain,
-    segment: &str,
-    permissions: crate::shm::Permissions,
-) -> Option<crate::node::NodeId> {
-    data_segment_node(domain, segment, permissions).map(crate::node::NodeId)
-}
-
-/// The node id recorded in publisher data segment `name` of `domain`
-/// (`None` if it cannot be opened or read).
-pub(crate) fn data_segment_node(
-    domain: &crate::domain::Domain,
-    name: &str,
-    permissions: crate::shm::Permissions,
-) -> Option<u64> {
-    crate::pool::data_segment_node(domain, name, DATA_FINGERPRINT, permissions)
-}
+/// What names and marks publishers' data segments.
+pub(crate) const POOL: crate::pool::PoolKind = crate::pool::PoolKind {
+    object: crate::domain::ObjectKind::PublisherData,
+    fingerprint: DATA_FINGERPRINT,
+};
 
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5055_4244_4154_0001;
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
-use super::{ChunkHeader, NoHeader, Payload, ServiceInner, data_segment_name};
+use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
 use crate::pool::{Geometry, LoanBook, Pool, TakeError};
 use crate::service::PortId;
 use crate::shm::{self, Segment, ShmSafe};
@@ -120,7 +120,6 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let id = PortId::unique().0;
         let node_id = svc.node.id().0;
-        let name = data_segment_name(PortId(id));
         let Pool {
             segment,
             geometry,
@@ -128,7 +127,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         } = Pool::create(
             &svc.domain,
             svc.node.permissions(),
-            super::data_kind(&name),
+            super::POOL,
             id,
             node_id,
             geometry,

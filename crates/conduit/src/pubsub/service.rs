@@ -16,7 +16,7 @@ use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
 use crate::service::{PortId, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
-use crate::shm::{Segment, ShmSafe};
+use crate::shm::ShmSafe;
 
 /// The publish/subscribe pattern, as the service core sees it.
 #[derive(Debug)]
@@ -39,14 +39,6 @@ impl Pattern for PubSub {
         existing.check_compatible(wanted, requested)
     }
 
-    /// A dead publisher's data segment goes with it (subscribers that
-    /// still map it keep reading it).
-    fn dead_port(domain: &Domain, kind: usize, port: u64) {
-        if kind == PUBLISHERS {
-            let _ = Segment::remove(domain.name(), &Domain::publisher_data_segment(port));
-        }
-    }
-
     /// A dead publisher: wake whoever sleeps on its slot. A dead
     /// subscriber: wake the publishers blocked on its full queue.
     fn port_reclaimed(service: &ServiceRef<'_, Self>, kind: usize, slot: &PortSlot) {
@@ -59,14 +51,8 @@ impl Pattern for PubSub {
         }
     }
 
-    fn removing(service: &ServiceRef<'_, Self>) {
-        for slot in service.slots(PUBLISHERS).iter() {
-            let id = slot.port();
-            if id != 0 {
-                let _ = Segment::remove(service.domain.name(), &Domain::publisher_data_segment(id));
-            }
-        }
-    }
+    const POOLS: Option<(crate::pool::PoolKind, &'static [usize])> =
+        Some((super::POOL, &[PUBLISHERS]));
 }
 
 /// An open publish/subscribe service, shared by its ports.
@@ -251,31 +237,6 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubService<P, H> {
     /// out of chunks).
     pub fn cleanup_dead_ports(&self) {
         self.inner.cleanup_dead_ports();
-    }
-}
-
-/// Cleans every publish/subscribe service of `domain` (dead ports, and
-/// services nobody has open), then removes the data segments of
-/// publishers that died before they claimed a slot (or whose service is
-/// gone): named in no service, and their node is dead.
-pub(crate) fn cleanup_domain(domain: &Domain, permissions: crate::shm::Permissions) {
-    let registered = core::cleanup_domain::<PubSub>(domain, permissions);
-    let Ok(names) = domain.publisher_data_segments() else {
-        return;
-    };
-    for (name, id) in names {
-        if registered[PUBLISHERS].contains(&id) {
-            continue;
-        }
-        // Died while creating it: not ready and unlocked.
-        core::remove_if_abandoned(domain, &name, permissions);
-        let dead = match super::data_segment_node(domain, &name, permissions) {
-            Some(node_id) => !crate::node::is_alive(domain, NodeId(node_id), permissions),
-            None => false,
-        };
-        if dead {
-            let _ = Segment::remove(domain.name(), &name);
-        }
     }
 }
 

@@ -262,11 +262,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 continue; // The publisher connects us on its next send.
             };
             let element = P::Element::LAYOUT;
-            let name = crate::domain::Domain::publisher_data_segment(pid);
             let Ok(data) = Pool::open(
                 &self.service.domain,
                 self.service.node.permissions(),
-                super::data_kind(&name),
+                super::POOL,
                 pid,
                 &element,
                 &H::LAYOUT,

@@ -133,7 +133,7 @@ pub use server::{
     ActiveRequest, ReceiveError, ResponseMut, ResponseSendError, ResponseSendOrLoanError,
     ResponseUninit, Server, ServerBuilder, ServerCreateError,
 };
-pub(crate) use service::cleanup_domain;
+pub(crate) use service::ReqRes;
 pub use service::{ReqResBuilder, ReqResService, ServiceInfo, list};
 
 /// Default spin budget of a blocking receive before it sleeps.
@@ -176,8 +176,7 @@ pub(crate) fn create_pool(
     node_id: u64,
     geometry: Geometry,
 ) -> Result<Pool, crate::shm::CreateError> {
-    let name = crate::domain::Domain::port_data_segment(id);
-    Pool::create(domain, permissions, kind(&name), id, node_id, geometry)
+    Pool::create(domain, permissions, POOL, id, node_id, geometry)
 }
 
 /// Maps the data segment of the peer `id` read-only and checks it against
@@ -189,11 +188,10 @@ pub(crate) fn open_pool(
     chunks: usize,
     payload: &TypeLayout,
 ) -> Result<Pool, String> {
-    let name = crate::domain::Domain::port_data_segment(id);
     let pool = Pool::open(
         domain,
         permissions,
-        kind(&name),
+        POOL,
         id,
         payload,
         &crate::pool::NO_HEADER,
@@ -208,22 +206,11 @@ pub(crate) fn open_pool(
     Ok(pool)
 }
 
-fn kind(name: &str) -> crate::pool::Kind<'_> {
-    crate::pool::Kind {
-        name,
-        fingerprint: DATA_FINGERPRINT,
-    }
-}
-
-/// The node id recorded in port data segment `name` of `domain` (`None`
-/// if it cannot be opened or read).
-pub(crate) fn data_segment_node(
-    domain: &crate::domain::Domain,
-    name: &str,
-    permissions: crate::shm::Permissions,
-) -> Option<u64> {
-    crate::pool::data_segment_node(domain, name, DATA_FINGERPRINT, permissions)
-}
+/// What names and marks clients' and servers' data segments.
+pub(crate) const POOL: crate::pool::PoolKind = crate::pool::PoolKind {
+    object: crate::domain::ObjectKind::PortData,
+    fingerprint: DATA_FINGERPRINT,
+};
 
 /// Type marker of ports and samples: covariant, `Send` whatever the types.
 pub(crate) type Types<Req, Resp> =

@@ -10,11 +10,10 @@ use super::layout::{
 };
 use super::{ClientBuilder, Qos, ServerBuilder};
 use crate::domain::{Domain, ServiceKind};
-use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
 use crate::service::{ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
-use crate::shm::{Segment, ShmSafe};
+use crate::shm::ShmSafe;
 
 /// The request/response pattern, as the service core sees it.
 #[derive(Debug)]
@@ -37,12 +36,6 @@ impl Pattern for ReqRes {
         existing.check_compatible(wanted, requested)
     }
 
-    /// A dead client's or server's data segment goes with it (peers that
-    /// still map it keep reading it).
-    fn dead_port(domain: &Domain, _kind: usize, port: u64) {
-        let _ = Segment::remove(domain.name(), &Domain::port_data_segment(port));
-    }
-
     /// A dead server: wake every client (a pending response may end with
     /// `ServerGone`). A dead client: wake every server (its requests are
     /// disconnected).
@@ -53,16 +46,8 @@ impl Pattern for ReqRes {
         }
     }
 
-    fn removing(service: &ServiceRef<'_, Self>) {
-        for kind in [CLIENTS, SERVERS] {
-            for slot in service.slots(kind).iter() {
-                let id = slot.port();
-                if id != 0 {
-                    let _ = Segment::remove(service.domain.name(), &Domain::port_data_segment(id));
-                }
-            }
-        }
-    }
+    const POOLS: Option<(crate::pool::PoolKind, &'static [usize])> =
+        Some((super::POOL, &[CLIENTS, SERVERS]));
 }
 
 /// An open request/response service, shared by its ports.
@@ -226,30 +211,6 @@ impl<Req: ShmSafe, Resp: ShmSafe> ReqResService<Req, Resp> {
     /// client waits for a response).
     pub fn cleanup_dead_ports(&self) {
         self.inner.cleanup_dead_ports();
-    }
-}
-
-/// Cleans every request/response service of `domain` (dead ports, and
-/// services nobody has open), then removes the data segments of clients
-/// and servers that died before they claimed a slot (or whose service is
-/// gone): named in no service, and their node is dead.
-pub(crate) fn cleanup_domain(domain: &Domain, permissions: crate::shm::Permissions) {
-    let registered = core::cleanup_domain::<ReqRes>(domain, permissions);
-    let Ok(names) = domain.port_data_segments() else {
-        return;
-    };
-    for (name, id) in names {
-        if registered.iter().any(|ids| ids.contains(&id)) {
-            continue;
-        }
-        core::remove_if_abandoned(domain, &name, permissions);
-        let dead = match super::data_segment_node(domain, &name, permissions) {
-            Some(node_id) => !crate::node::is_alive(domain, NodeId(node_id), permissions),
-            None => false,
-        };
-        if dead {
-            let _ = Segment::remove(domain.name(), &name);
-        }
     }
 }
 

@@ -23,9 +23,9 @@
 //! # Dead-port reclamation
 //!
 //! [`ServiceRef::cleanup_ports`] looks at every slot of every port kind:
-//! `sync::slot::reclaim_if_dead` frees a slot whose node is dead, running
-//! the pattern's [`Pattern::dead_port`] first (pub/sub unlinks a dead
-//! publisher's data segment). The cleaner whose CAS freed the slot bumps
+//! `sync::slot::reclaim_if_dead` frees a slot whose node is dead, having
+//! removed the dead port's chunk pool first if its kind owns one
+//! ([`Pattern::POOLS`]). The cleaner whose CAS freed the slot bumps
 //! the kind's generation word and calls [`Pattern::port_reclaimed`], which
 //! wakes or tells whoever must know (pub/sub: for a freed subscriber slot
 //! every publisher's event word, to release a publisher blocked on its
@@ -61,6 +61,7 @@ use super::ServiceError;
 use super::registry::{MAX_PORT_KINDS, PortArray, PortSlot, SegmentView, ServiceHeader, SlotArray};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::{self, Node, NodeId};
+use crate::pool::PoolKind;
 use crate::shm::{self, Permissions, Region, Segment};
 use crate::sync::atomic::Ordering;
 use crate::sys::{self, fd::LockKind};
@@ -93,15 +94,25 @@ pub(crate) trait Pattern: Sized + 'static {
         wanted: &Self::Config,
         requested: &Self::Requested,
     ) -> Result<(), ServiceError>;
-    /// Cleanup found port `port` of kind `kind` dead and is about to free
-    /// its slot: release what the port owned outside the service segment.
-    fn dead_port(_domain: &Domain, _kind: usize, _port: u64) {}
     /// Cleanup freed `slot` (kind `kind`) and bumped the generation: wake
     /// or tell whoever must know.
     fn port_reclaimed(_service: &ServiceRef<'_, Self>, _kind: usize, _slot: &PortSlot) {}
-    /// The last user is removing the service (its name is unlinked
-    /// already): remove what its ports own outside the segment.
-    fn removing(_service: &ServiceRef<'_, Self>) {}
+
+    /// The chunk pools its ports own, if any: their kind, and the port
+    /// kinds that own one each. The core removes a pool with its port
+    /// (a dead port's at reclamation, every port's when the service is
+    /// removed, and in the domain sweep those of ports that died before
+    /// they claimed a slot); peers that still map it keep reading it.
+    const POOLS: Option<(PoolKind, &'static [usize])> = None;
+}
+
+/// Removes the pool of port `port` of kind `kind`, if that kind owns one.
+fn remove_pool<P: Pattern>(domain: &Domain, kind: usize, port: u64) {
+    if let Some((pool, owners)) = P::POOLS {
+        if owners.contains(&kind) {
+            let _ = Segment::remove(domain.name(), &pool.segment(port));
+        }
+    }
 }
 
 /// A pattern's static configuration: its codec (the words after the
@@ -199,7 +210,7 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
             for slot in self.slots(kind).iter() {
                 let reclaimed = slot.reclaim_if_dead(
                     |node| alive.is_alive(self.domain, node),
-                    |port| P::dead_port(self.domain, kind, port),
+                    |port| remove_pool::<P>(self.domain, kind, port),
                 );
                 if reclaimed {
                     self.header().generation[kind].fetch_add(1, Ordering::AcqRel);
@@ -349,7 +360,14 @@ fn try_remove<P: Pattern>(
         }
         if let Some(view) = ServiceRef::<P>::new(domain, segment, config, layout) {
             view.header().removed.store(1, Ordering::Release);
-            P::removing(&view);
+            for kind in 0..P::PORT_KINDS.len() {
+                for slot in view.slots(kind).iter() {
+                    let id = slot.port();
+                    if id != 0 {
+                        remove_pool::<P>(domain, kind, id);
+                    }
+                }
+            }
         }
     }
 }
@@ -509,14 +527,36 @@ pub(crate) fn remove_if_abandoned(domain: &Domain, name: &str, permissions: Perm
     }
 }
 
-/// Cleans every service of pattern `P` in `domain`: frees dead ports, and
-/// removes services nobody has open. Returns the ids of the ports still
-/// registered in the services that remain, per kind.
-pub(crate) fn cleanup_domain<P: Pattern>(
-    domain: &Domain,
-    permissions: Permissions,
-) -> Vec<HashSet<u64>> {
-    let mut registered = vec![HashSet::new(); P::PORT_KINDS.len()];
+/// Cleans every service of pattern `P` in `domain`: frees dead ports,
+/// removes services nobody has open, then removes the pools of ports
+/// that died before they claimed a slot (or whose service is gone): named
+/// in no service, and their node is dead.
+pub(crate) fn cleanup_domain<P: Pattern>(domain: &Domain, permissions: Permissions) {
+    let registered = cleanup_services::<P>(domain, permissions);
+    let Some((pool, _)) = P::POOLS else {
+        return;
+    };
+    let Ok(names) = domain.pool_segments(pool.object) else {
+        return;
+    };
+    for (name, id) in names {
+        if registered.contains(&id) {
+            continue;
+        }
+        // Died while creating it: not ready and unlocked.
+        remove_if_abandoned(domain, &name, permissions);
+        let dead = crate::pool::data_segment_node(domain, &name, pool, permissions)
+            .is_some_and(|node_id| !node::is_alive(domain, NodeId(node_id), permissions));
+        if dead {
+            let _ = Segment::remove(domain.name(), &name);
+        }
+    }
+}
+
+/// The services part of [`cleanup_domain`]; returns the ids of the ports
+/// still registered in the services that remain.
+fn cleanup_services<P: Pattern>(domain: &Domain, permissions: Permissions) -> HashSet<u64> {
+    let mut registered = HashSet::new();
     let Ok(names) = domain.service_segments(P::KIND) else {
         return registered;
     };
@@ -533,8 +573,8 @@ pub(crate) fn cleanup_domain<P: Pattern>(
             continue;
         };
         view.cleanup_ports(&mut alive);
-        for (kind, ids) in registered.iter_mut().enumerate() {
-            ids.extend(view.slots(kind).iter().map(PortSlot::port));
+        for kind in 0..P::PORT_KINDS.len() {
+            registered.extend(view.slots(kind).iter().map(PortSlot::port));
         }
         try_remove::<P>(domain, &segment, &config, &layout);
     }
