@@ -190,6 +190,69 @@ unsafe impl SharedWords for Head {}
 // SAFETY: `repr(C)`: two atomics.
 unsafe impl SharedWords for Entry {}
 
+/// Where a connection's parts lie from its start in a segment (every
+/// part 64-byte aligned):
+///
+/// ```text
+/// +0     ConnLink line (producer writes at connect)
+/// +64    RetTail line (consumer writes)
+/// +128   Head line (consumer CAS to claim; producer to drop)
+/// +192   entries: [Entry; cap] (16 B each), rounded up to 64 B
+/// +…     returns: [AtomicU32; rcap], rounded up to 64 B
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnShape {
+    /// Entry ring size (a power of two).
+    pub(crate) cap: usize,
+    /// Return ring size (a power of two).
+    pub(crate) rcap: usize,
+    /// Offset of the return ring.
+    pub(crate) returns_off: usize,
+    /// Bytes of one connection (a multiple of 64).
+    pub(crate) size: usize,
+}
+
+impl ConnShape {
+    /// The shape of a connection whose queue holds up to `entries`
+    /// entries and whose return ring up to `returns` chunk indices (each
+    /// rounded up to a power of two, so that positions map to slots with
+    /// a mask).
+    pub(crate) fn new(entries: usize, returns: usize) -> ConnShape {
+        let line = crate::service::registry::LINE;
+        let round = |n: usize| n.div_ceil(line) * line;
+        let cap = entries.next_power_of_two();
+        let rcap = returns.next_power_of_two();
+        let returns_off = 3 * line + round(16 * cap);
+        ConnShape {
+            cap,
+            rcap,
+            returns_off,
+            size: returns_off + round(4 * rcap),
+        }
+    }
+
+    /// The connection starting at `base` in `view`.
+    ///
+    /// # Panics
+    ///
+    /// If it does not lie inside the view (a layout bug: layouts are
+    /// checked against the segment size when it is opened).
+    pub(crate) fn at<'a>(
+        &self,
+        view: &crate::service::registry::SegmentView<'a>,
+        base: usize,
+    ) -> Conn<'a> {
+        let line = crate::service::registry::LINE;
+        Conn {
+            link: view.at(base),
+            ret_tail: &view.at::<RetTail>(base + line).ret_tail,
+            head: &view.at::<Head>(base + 2 * line).head,
+            entries: view.slice(base + 3 * line, self.cap),
+            returns: view.slice(base + self.returns_off, self.rcap),
+        }
+    }
+}
+
 /// One connection's shared parts.
 #[derive(Clone, Copy)]
 pub(crate) struct Conn<'a> {

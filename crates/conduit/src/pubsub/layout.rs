@@ -85,10 +85,11 @@
 // loom models run the real protocol steps.
 use crate::sync::atomic::Ordering;
 
-use crate::service::core::{PatternConfig, PatternLayout};
-use crate::service::registry::{LINE, PortArray, SegmentView, ServiceHeader, SlotArray};
+use super::service::PubSub;
+use crate::service::core::{PatternConfig, PatternLayout, PortView};
+use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
-use crate::shm::{Region, Segment};
+use crate::shm::Region;
 
 /// Port kind of publishers (index of their generation word and slot array).
 pub(crate) const PUBLISHERS: usize = 0;
@@ -358,26 +359,20 @@ impl StaticConfig {
     }
 }
 
-pub(crate) use crate::queue::{Conn, Head, RetTail};
+pub(crate) use crate::queue::{Conn, ConnShape};
 
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceLayout {
     pub(crate) max_pub: usize,
     pub(crate) max_sub: usize,
-    pub(crate) cap: usize,
-    pub(crate) rcap: usize,
     pub_slots: usize,
     sub_slots: usize,
     conns: usize,
-    conn_size: usize,
-    entries_off: usize,
-    returns_off: usize,
+    /// Every connection's shape: `subscriber_buffer` entries, and the
+    /// publisher's whole pool in its return ring.
+    pub(crate) conn: ConnShape,
     pub(crate) size: usize,
-}
-
-fn round_line(n: usize) -> usize {
-    n.div_ceil(LINE) * LINE
 }
 
 impl PatternLayout<StaticConfig> for ServiceLayout {
@@ -405,76 +400,45 @@ impl PatternLayout<StaticConfig> for ServiceLayout {
 
 impl ServiceLayout {
     pub(crate) fn new(q: &Qos) -> ServiceLayout {
-        // Rings are powers of two so that positions map to slots with a
-        // mask, not a division; the queue holds at most
-        // `subscriber_buffer` entries whatever the ring size.
-        let cap = q.subscriber_buffer.next_power_of_two();
-        let rcap = q.chunks_per_publisher().next_power_of_two();
+        // The queue holds at most `subscriber_buffer` entries whatever the
+        // ring size.
+        let conn = ConnShape::new(q.subscriber_buffer, q.chunks_per_publisher());
         let pub_slots = LINE + CONFIG_WORDS * 8;
         let sub_slots = pub_slots + LINE * q.max_publishers;
         let conns = sub_slots + LINE * q.max_subscribers;
-        let entries_off = 3 * LINE;
-        let returns_off = entries_off + round_line(16 * cap);
-        let conn_size = returns_off + round_line(4 * rcap);
-        let size = conns + conn_size * q.max_publishers * q.max_subscribers;
+        let size = conns + conn.size * q.max_publishers * q.max_subscribers;
         ServiceLayout {
             max_pub: q.max_publishers,
             max_sub: q.max_subscribers,
-            cap,
-            rcap,
             pub_slots,
             sub_slots,
             conns,
-            conn_size,
-            entries_off,
-            returns_off,
+            conn,
             size,
         }
     }
 }
 
-/// Typed access to a service segment whose size was checked against the
-/// layout.
-#[derive(Clone, Copy)]
-pub(crate) struct ServiceView<'a> {
-    shared: SegmentView<'a>,
-    layout: &'a ServiceLayout,
-}
+/// The ports' view of a publish/subscribe service segment.
+pub(crate) type ServiceView<'a> = PortView<'a, PubSub>;
 
-impl<'a> ServiceView<'a> {
-    pub(crate) fn new(segment: &'a Segment, layout: &'a ServiceLayout) -> Option<ServiceView<'a>> {
-        Some(ServiceView {
-            shared: SegmentView::new(segment, layout.size)?,
-            layout,
-        })
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &'a ServiceHeader {
-        self.shared.header()
-    }
-
+impl<'a> PortView<'a, PubSub> {
     #[inline]
     pub(crate) fn pub_slots(&self) -> SlotArray<'a> {
-        self.shared.slots(self.layout.port_array(PUBLISHERS))
+        self.slots(PUBLISHERS)
     }
 
     #[inline]
     pub(crate) fn sub_slots(&self) -> SlotArray<'a> {
-        self.shared.slots(self.layout.port_array(SUBSCRIBERS))
+        self.slots(SUBSCRIBERS)
     }
 
+    /// The connection publisher slot `p` → subscriber slot `s`.
     pub(crate) fn conn(&self, p: usize, s: usize) -> Conn<'a> {
-        assert!(p < self.layout.max_pub && s < self.layout.max_sub);
-        let base = self.layout.conns + (p * self.layout.max_sub + s) * self.layout.conn_size;
-        let v = &self.shared;
-        Conn {
-            link: v.at(base),
-            ret_tail: &v.at::<RetTail>(base + LINE).ret_tail,
-            head: &v.at::<Head>(base + 2 * LINE).head,
-            entries: v.slice(base + self.layout.entries_off, self.layout.cap),
-            returns: v.slice(base + self.layout.returns_off, self.layout.rcap),
-        }
+        let l = self.layout;
+        assert!(p < l.max_pub && s < l.max_sub);
+        l.conn
+            .at(&self.shared, l.conns + (p * l.max_sub + s) * l.conn.size)
     }
 }
 
@@ -499,29 +463,23 @@ mod tests {
         ] {
             q.validate().unwrap();
             let l = ServiceLayout::new(&q);
-            assert!(l.cap >= q.subscriber_buffer && l.cap.is_power_of_two());
-            assert!(l.rcap >= q.chunks_per_publisher() && l.rcap.is_power_of_two());
+            let c = l.conn;
+            assert!(c.cap >= q.subscriber_buffer && c.cap.is_power_of_two());
+            assert!(c.rcap >= q.chunks_per_publisher() && c.rcap.is_power_of_two());
             assert_eq!(l.pub_slots, LINE + CONFIG_WORDS * 8);
             assert_eq!(l.sub_slots, l.pub_slots + LINE * q.max_publishers);
             assert_eq!(l.conns, l.sub_slots + LINE * q.max_subscribers);
-            assert_eq!(l.entries_off, 3 * LINE);
-            assert!(l.returns_off >= l.entries_off + 16 * l.cap);
-            assert!(l.conn_size >= l.returns_off + 4 * l.rcap);
-            for off in [
-                l.pub_slots,
-                l.sub_slots,
-                l.conns,
-                l.returns_off,
-                l.conn_size,
-            ] {
+            assert!(c.returns_off >= 3 * LINE + 16 * c.cap);
+            assert!(c.size >= c.returns_off + 4 * c.rcap);
+            for off in [l.pub_slots, l.sub_slots, l.conns, c.returns_off, c.size] {
                 assert_eq!(off % LINE, 0);
             }
             assert_eq!(
                 l.size,
-                l.conns + l.conn_size * q.max_publishers * q.max_subscribers
+                l.conns + c.size * q.max_publishers * q.max_subscribers
             );
         }
-        assert_eq!(size_of::<ServiceHeader>(), LINE);
+        assert_eq!(size_of::<crate::service::registry::ServiceHeader>(), LINE);
         assert_eq!(size_of::<crate::queue::ConnLink>(), LINE);
         assert_eq!(size_of::<crate::queue::Entry>(), 16);
     }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    PUBLISHERS, QosRequested, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, ServiceView,
-    StaticConfig,
+    PUBLISHERS, QosRequested, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, StaticConfig,
 };
 use super::{NoHeader, Payload, Qos};
 use crate::domain::{Domain, ServiceKind};
@@ -57,29 +56,6 @@ impl Pattern for PubSub {
 
 /// An open publish/subscribe service, shared by its ports.
 pub(crate) type ServiceInner = ServiceCore<PubSub>;
-
-impl ServiceCore<PubSub> {
-    pub(crate) fn shm(&self) -> ServiceView<'_> {
-        ServiceView::new(&self.segment, &self.layout)
-            .expect("the layout was validated against this segment on open")
-    }
-
-    /// The view with its lifetime erased, for ports that cache references
-    /// into the service segment next to the `Arc` that keeps it mapped.
-    ///
-    /// # Safety
-    ///
-    /// The caller must keep a clone of the `Arc<ServiceInner>` this was
-    /// made from alive for as long as it uses the view or anything
-    /// obtained from it.
-    pub(crate) unsafe fn view_static(self: &Arc<Self>) -> ServiceView<'static> {
-        let view = self.shm();
-        // SAFETY: the view refers to the segment mapping and layout owned by
-        // the `ServiceCore` inside the Arc (a stable heap address); the
-        // caller keeps that Arc alive while it uses the view.
-        unsafe { std::mem::transmute::<ServiceView<'_>, ServiceView<'static>>(view) }
-    }
-}
 
 impl ServiceBuilder {
     /// A publish/subscribe service whose payload is `P`: a `T: ShmSafe`
@@ -377,7 +353,7 @@ fn details_of(segment: &str, view: ServiceRef<'_, PubSub>) -> ServiceDetails {
         };
         let pubs = ports(PUBLISHERS);
         let subs = ports(SUBSCRIBERS);
-        let shm = ServiceView::new(view.segment, view.layout).expect("checked by the core");
+        let shm = view.port_view();
         let mut connections = Vec::new();
         for (p, publisher) in &pubs {
             for (s, subscriber) in &subs {

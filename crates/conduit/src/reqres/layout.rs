@@ -86,11 +86,12 @@
 // segment is ready, read after.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::queue::{CHUNK_MASK, Conn, Head, RetTail};
-use crate::service::core::{PatternConfig, PatternLayout};
-use crate::service::registry::{LINE, PortArray, SegmentView, ServiceHeader, SlotArray};
+use super::service::ReqRes;
+use crate::queue::{CHUNK_MASK, Conn, ConnShape};
+use crate::service::core::{PatternConfig, PatternLayout, PortView};
+use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
-use crate::shm::{Region, Segment};
+use crate::shm::Region;
 
 /// Index of the client port kind (generation word, slot array).
 pub(crate) const CLIENTS: usize = 0;
@@ -324,29 +325,6 @@ impl StaticConfig {
 /// slot (see the module docs, `pending[r]`).
 pub(crate) type Pending = AtomicU64;
 
-/// Offsets of one kind of connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnShape {
-    pub(crate) cap: usize,
-    pub(crate) rcap: usize,
-    returns_off: usize,
-    size: usize,
-}
-
-impl ConnShape {
-    fn new(entries: usize, returns: usize) -> ConnShape {
-        let cap = entries.next_power_of_two();
-        let rcap = returns.next_power_of_two();
-        let returns_off = 3 * LINE + round_line(16 * cap);
-        ConnShape {
-            cap,
-            rcap,
-            returns_off,
-            size: returns_off + round_line(4 * rcap),
-        }
-    }
-}
-
 /// Offsets of everything in a service segment, computed from the QoS.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServiceLayout {
@@ -429,35 +407,18 @@ impl ServiceLayout {
     }
 }
 
-/// Typed access to a service segment whose size was checked against the
-/// layout.
-#[derive(Clone, Copy)]
-pub(crate) struct ServiceView<'a> {
-    shared: SegmentView<'a>,
-    layout: &'a ServiceLayout,
-}
+/// The ports' view of a request/response service segment.
+pub(crate) type ServiceView<'a> = PortView<'a, ReqRes>;
 
-impl<'a> ServiceView<'a> {
-    pub(crate) fn new(segment: &'a Segment, layout: &'a ServiceLayout) -> Option<ServiceView<'a>> {
-        Some(ServiceView {
-            shared: SegmentView::new(segment, layout.size)?,
-            layout,
-        })
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &'a ServiceHeader {
-        self.shared.header()
-    }
-
+impl<'a> PortView<'a, ReqRes> {
     #[inline]
     pub(crate) fn client_slots(&self) -> SlotArray<'a> {
-        self.shared.slots(self.layout.port_array(CLIENTS))
+        self.slots(CLIENTS)
     }
 
     #[inline]
     pub(crate) fn server_slots(&self) -> SlotArray<'a> {
-        self.shared.slots(self.layout.port_array(SERVERS))
+        self.slots(SERVERS)
     }
 
     /// The pending words of client slot `c` (one per request slot).
@@ -469,24 +430,13 @@ impl<'a> ServiceView<'a> {
         )
     }
 
-    fn conn(&self, base: usize, shape: &ConnShape) -> Conn<'a> {
-        let v = &self.shared;
-        Conn {
-            link: v.at(base),
-            ret_tail: &v.at::<RetTail>(base + LINE).ret_tail,
-            head: &v.at::<Head>(base + 2 * LINE).head,
-            entries: v.slice(base + 3 * LINE, shape.cap),
-            returns: v.slice(base + shape.returns_off, shape.rcap),
-        }
-    }
-
     /// The request connection client slot `c` → server slot `s`.
     pub(crate) fn request_conn(&self, c: usize, s: usize) -> Conn<'a> {
         let l = self.layout;
         assert!(c < l.max_clients && s < l.max_servers);
-        self.conn(
+        l.request.at(
+            &self.shared,
             l.requests + (c * l.max_servers + s) * l.request.size,
-            &l.request,
         )
     }
 
@@ -494,9 +444,9 @@ impl<'a> ServiceView<'a> {
     pub(crate) fn response_conn(&self, s: usize, c: usize) -> Conn<'a> {
         let l = self.layout;
         assert!(c < l.max_clients && s < l.max_servers);
-        self.conn(
+        l.response.at(
+            &self.shared,
             l.responses + (s * l.max_clients + c) * l.response.size,
-            &l.response,
         )
     }
 }

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::layout::{
-    CLIENTS, QosRequested, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, ServiceView, StaticConfig,
+    CLIENTS, QosRequested, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, StaticConfig,
 };
 use super::{ClientBuilder, Qos, ServerBuilder};
 use crate::domain::{Domain, ServiceKind};
@@ -52,25 +52,6 @@ impl Pattern for ReqRes {
 
 /// An open request/response service, shared by its ports.
 pub(crate) type ServiceInner = ServiceCore<ReqRes>;
-
-impl ServiceCore<ReqRes> {
-    /// The view with its lifetime erased, for ports that cache references
-    /// into the service segment next to the `Arc` that keeps it mapped.
-    ///
-    /// # Safety
-    ///
-    /// The caller must keep a clone of the `Arc<ServiceInner>` this was
-    /// made from alive for as long as it uses the view or anything
-    /// obtained from it.
-    pub(crate) unsafe fn view_static(self: &Arc<Self>) -> ServiceView<'static> {
-        let view = ServiceView::new(&self.segment, &self.layout)
-            .expect("the layout was validated against this segment on open");
-        // SAFETY: the view refers to the segment mapping and layout owned by
-        // the `ServiceCore` inside the Arc (a stable heap address); the
-        // caller keeps that Arc alive while it uses the view.
-        unsafe { std::mem::transmute::<ServiceView<'_>, ServiceView<'static>>(view) }
-    }
-}
 
 impl ServiceBuilder {
     /// A request/response service whose clients send `Req` and whose

@@ -192,6 +192,14 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
         SegmentView::new(self.segment, self.layout.size()).expect("checked in new()")
     }
 
+    /// The ports' view of the same segment.
+    pub(crate) fn port_view(&self) -> PortView<'a, P> {
+        PortView {
+            shared: self.shared(),
+            layout: self.layout,
+        }
+    }
+
     /// The header line.
     pub(crate) fn header(&self) -> &'a ServiceHeader {
         self.shared().header()
@@ -232,6 +240,37 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
                 (id != 0).then(|| (i, id, NodeId(s.node_id.load(Ordering::Relaxed))))
             })
             .collect()
+    }
+}
+
+/// A pattern's service segment as its ports use it: the shared words,
+/// bounds-checked once against the layout, and the layout. Each pattern
+/// adds its own accessors in its layout module (`impl PortView<'_,
+/// PubSub>`: connections, pending words).
+pub(crate) struct PortView<'a, P: Pattern> {
+    pub(crate) shared: SegmentView<'a>,
+    pub(crate) layout: &'a P::Layout,
+}
+
+impl<P: Pattern> Clone for PortView<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: Pattern> Copy for PortView<'_, P> {}
+
+impl<'a, P: Pattern> PortView<'a, P> {
+    /// The header line.
+    #[inline]
+    pub(crate) fn header(&self) -> &'a ServiceHeader {
+        self.shared.header()
+    }
+
+    /// The slots of port kind `kind`.
+    #[inline]
+    pub(crate) fn slots(&self, kind: usize) -> SlotArray<'a> {
+        self.shared.slots(self.layout.port_array(kind))
     }
 }
 
@@ -277,6 +316,28 @@ impl<P: Pattern> ServiceCore<P> {
     pub(crate) fn view(&self) -> ServiceRef<'_, P> {
         ServiceRef::new(&self.domain, &self.segment, &self.config, &self.layout)
             .expect("the layout was validated against this segment on open")
+    }
+
+    /// The ports' view (validated when the service was opened).
+    pub(crate) fn shm(&self) -> PortView<'_, P> {
+        self.view().port_view()
+    }
+
+    /// The ports' view with its lifetime erased, for ports that cache
+    /// references into the service segment next to the `Arc` that keeps
+    /// it mapped.
+    ///
+    /// # Safety
+    ///
+    /// The caller must keep a clone of the `Arc<ServiceCore>` this was made
+    /// from alive for as long as it uses the view or anything obtained
+    /// from it.
+    pub(crate) unsafe fn view_static(self: &std::sync::Arc<Self>) -> PortView<'static, P> {
+        let view = self.shm();
+        // SAFETY: the view refers to the segment mapping and layout owned by
+        // the `ServiceCore` inside the Arc (a stable heap address); the
+        // caller keeps that Arc alive while it uses the view.
+        unsafe { std::mem::transmute::<PortView<'_, P>, PortView<'static, P>>(view) }
     }
 
     /// The service name.
