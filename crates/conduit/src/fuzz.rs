@@ -90,15 +90,21 @@ fn valid_config<P: Pattern>(config: &P::Config, config_words: usize) -> Vec<u8> 
 /// Decodes the configuration of a pattern `P` segment from `bytes`, as an
 /// opener does; if it is valid, computes the layout it implies and checks
 /// it against `wanted` (everything requested) and against itself.
-fn decode_config<P: Pattern>(bytes: &[u8], wanted: &P::Config, all: &P::Requested) {
+fn decode_config<P: Pattern>(
+    bytes: &[u8],
+    wanted: &P::Config,
+    all: &<P::Config as PatternConfig>::Requested,
+) {
     let mut words = aligned(bytes, 0);
     let region = region_of(&mut words);
     let Ok(config) = P::Config::read(&region) else {
         return;
     };
     assert!(P::Layout::of(&config).size() > 0);
-    let _ = P::check_compatible(&config, wanted, all);
-    let _ = P::check_compatible(&config, &config, all).map_err(|e| e.to_string());
+    let _ = config.check_compatible(wanted, all);
+    let _ = config
+        .check_compatible(&config, all)
+        .map_err(|e| e.to_string());
 }
 
 /// The data area of a service segment with a valid static configuration
@@ -248,7 +254,7 @@ fn blackboard_entry<'a>(
 /// bytes, as a reader does: a read of garbage may fail or give a wrong
 /// value, never panic or hang.
 pub fn decode_blackboard(bytes: &[u8]) {
-    use crate::blackboard::service::{BlackboardPattern, Requested};
+    use crate::blackboard::service::Requested;
     let mut words = aligned(bytes, 0);
     let region = region_of(&mut words);
     let Ok(config) = BlackboardConfig::read(&region) else {
@@ -259,8 +265,8 @@ pub fn decode_blackboard(bytes: &[u8]) {
         keys: true,
         notify: true,
     };
-    let _ = BlackboardPattern::check_compatible(&config, &blackboard_config(), &all);
-    let _ = BlackboardPattern::check_compatible(&config, &config, &all);
+    let _ = config.check_compatible(&blackboard_config(), &all);
+    let _ = config.check_compatible(&config, &all);
     for i in 0..config.entry_count {
         assert_eq!(config.find(config.key(i)).map(|j| j <= i), Some(true));
     }

@@ -424,7 +424,11 @@ fn names_types_and_qos_are_checked() {
             .open()
             .unwrap_err();
         assert!(matches!(e, ServiceError::IncompatibleConfig { .. }), "{e}");
-        assert!(e.to_string().contains("max_subscribers: 2"), "{e}");
+        assert!(
+            e.to_string().contains("has max_subscribers 2")
+                && e.to_string().contains("requires max_subscribers >= 3"),
+            "{e}"
+        );
         let e = node
             .service("t")
             .publish_subscribe::<u64>()

@@ -34,54 +34,6 @@ impl Pattern for BlackboardPattern {
 
     type Config = BlackboardConfig;
     type Layout = BlackboardLayout;
-    type Requested = Requested;
-
-    fn check_compatible(
-        existing: &BlackboardConfig,
-        wanted: &BlackboardConfig,
-        r: &Requested,
-    ) -> Result<(), ServiceError> {
-        if existing.key != wanted.key || existing.value != wanted.value {
-            return Err(ServiceError::IncompatibleType {
-                name: existing.name.clone(),
-                existing: format!("keys {} and values {}", existing.key, existing.value),
-                requested: format!("keys {} and values {}", wanted.key, wanted.value),
-            });
-        }
-        let mut bad = Vec::new();
-        if r.max_readers && existing.max_readers < wanted.max_readers {
-            bad.push((
-                format!("max_readers {}", existing.max_readers),
-                format!("max_readers >= {}", wanted.max_readers),
-            ));
-        }
-        if r.notify && existing.notify != wanted.notify {
-            bad.push((
-                format!("notify_changes({})", existing.notify),
-                format!("notify_changes({})", wanted.notify),
-            ));
-        }
-        if r.keys {
-            let missing = (0..wanted.entry_count)
-                .filter(|&i| existing.find(wanted.key(i)).is_none())
-                .count();
-            if missing > 0 {
-                bad.push((
-                    format!("{} entries", existing.entry_count),
-                    format!("{missing} more keys"),
-                ));
-            }
-        }
-        if bad.is_empty() {
-            return Ok(());
-        }
-        let (existing_text, requested): (Vec<_>, Vec<_>) = bad.into_iter().unzip();
-        Err(ServiceError::IncompatibleConfig {
-            name: existing.name.clone(),
-            existing: existing_text.join(", "),
-            requested: requested.join(", "),
-        })
-    }
 }
 
 /// An open blackboard, shared by its ports.

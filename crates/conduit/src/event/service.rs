@@ -23,12 +23,12 @@ pub(crate) struct Events;
 /// Which configuration values an opener set explicitly.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Requested {
-    max_event_id: bool,
-    max_notifiers: bool,
-    max_listeners: bool,
-    created_event: bool,
-    dropped_event: bool,
-    dead_event: bool,
+    pub(crate) max_event_id: bool,
+    pub(crate) max_notifiers: bool,
+    pub(crate) max_listeners: bool,
+    pub(crate) created_event: bool,
+    pub(crate) dropped_event: bool,
+    pub(crate) dead_event: bool,
 }
 
 impl Requested {
@@ -53,60 +53,6 @@ impl Pattern for Events {
 
     type Config = EventConfig;
     type Layout = EventLayout;
-    type Requested = Requested;
-
-    fn check_compatible(
-        existing: &EventConfig,
-        wanted: &EventConfig,
-        r: &Requested,
-    ) -> Result<(), ServiceError> {
-        let (e, c) = (existing, wanted);
-        let mut bad = Vec::new();
-        let mut at_least = |asked: bool, what: &str, have: usize, want: usize| {
-            if asked && have < want {
-                bad.push((format!("{what} {have}"), format!("{what} >= {want}")));
-            }
-        };
-        at_least(
-            r.max_event_id,
-            "max_event_id",
-            e.max_event_id.0,
-            c.max_event_id.0,
-        );
-        at_least(
-            r.max_notifiers,
-            "max_notifiers",
-            e.max_notifiers,
-            c.max_notifiers,
-        );
-        at_least(
-            r.max_listeners,
-            "max_listeners",
-            e.max_listeners,
-            c.max_listeners,
-        );
-        for (asked, what, have, want) in [
-            (r.created_event, "created", e.created_event, c.created_event),
-            (r.dropped_event, "dropped", e.dropped_event, c.dropped_event),
-            (r.dead_event, "dead", e.dead_event, c.dead_event),
-        ] {
-            if asked && have != want {
-                bad.push((
-                    format!("notifier_{what}_event {have:?}"),
-                    format!("notifier_{what}_event {want:?}"),
-                ));
-            }
-        }
-        if bad.is_empty() {
-            return Ok(());
-        }
-        let (existing, requested): (Vec<_>, Vec<_>) = bad.into_iter().unzip();
-        Err(ServiceError::IncompatibleConfig {
-            name: e.name.clone(),
-            existing: existing.join(", "),
-            requested: requested.join(", "),
-        })
-    }
 
     /// A dead notifier: notify the configured dead-notifier event.
     fn port_reclaimed(service: &ServiceRef<'_, Self>, kind: usize, _slot: &PortSlot) {

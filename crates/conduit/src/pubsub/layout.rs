@@ -88,7 +88,9 @@ use crate::sync::atomic::Ordering;
 use super::service::PubSub;
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
-use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
+use crate::service::{
+    Compat, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+};
 use crate::shm::Region;
 
 /// Port kind of publishers (index of their generation word and slot array).
@@ -257,6 +259,48 @@ const W_QOS: usize = W_HEADER + TypeDesc::words(8); // 7 words
 const _: () = assert!(W_TYPE == 35 && W_HEADER == 55 && W_QOS == 67 && W_QOS + 7 <= CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
+    type Requested = QosRequested;
+
+    fn check_compatible(
+        &self,
+        wanted: &StaticConfig,
+        requested: &QosRequested,
+    ) -> Result<(), ServiceError> {
+        let same = self.slice == wanted.slice
+            && self.payload == wanted.payload
+            && self.header == wanted.header;
+        let mut c = Compat::types(&self.name, same, || (self.kind(), wanted.kind()))?;
+        let (e, w, r) = (&self.qos, &wanted.qos, requested);
+        c.at_least(
+            r.max_publishers,
+            "max_publishers",
+            e.max_publishers,
+            w.max_publishers,
+        );
+        c.at_least(
+            r.max_subscribers,
+            "max_subscribers",
+            e.max_subscribers,
+            w.max_subscribers,
+        );
+        c.at_least(
+            r.subscriber_buffer,
+            "subscriber_buffer",
+            e.subscriber_buffer,
+            w.subscriber_buffer,
+        );
+        c.at_least(r.history, "history", e.history, w.history);
+        c.at_least(r.max_loans, "max_loans", e.max_loans, w.max_loans);
+        c.at_least(
+            r.max_borrowed,
+            "max_borrowed",
+            e.max_borrowed,
+            w.max_borrowed,
+        );
+        c.equal(r.overflow, "overflow", e.overflow, w.overflow);
+        c.finish()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -322,40 +366,6 @@ impl StaticConfig {
             self.payload.to_string()
         };
         format!("payload {p} with user header {}", self.header)
-    }
-
-    /// Checks that an opener asking for `wanted` may use this service.
-    pub(crate) fn check_compatible(
-        &self,
-        wanted: &StaticConfig,
-        requested: &QosRequested,
-    ) -> Result<(), ServiceError> {
-        if self.slice != wanted.slice
-            || self.payload != wanted.payload
-            || self.header != wanted.header
-        {
-            return Err(ServiceError::IncompatibleType {
-                name: self.name.clone(),
-                existing: self.kind(),
-                requested: wanted.kind(),
-            });
-        }
-        let (e, w) = (&self.qos, &wanted.qos);
-        let ok = (!requested.max_publishers || e.max_publishers >= w.max_publishers)
-            && (!requested.max_subscribers || e.max_subscribers >= w.max_subscribers)
-            && (!requested.subscriber_buffer || e.subscriber_buffer >= w.subscriber_buffer)
-            && (!requested.history || e.history >= w.history)
-            && (!requested.max_loans || e.max_loans >= w.max_loans)
-            && (!requested.max_borrowed || e.max_borrowed >= w.max_borrowed)
-            && (!requested.overflow || e.overflow == w.overflow);
-        if !ok {
-            return Err(ServiceError::IncompatibleConfig {
-                name: self.name.clone(),
-                existing: format!("QoS {e}"),
-                requested: format!("QoS {w}"),
-            });
-        }
-        Ok(())
     }
 }
 

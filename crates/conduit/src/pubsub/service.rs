@@ -28,15 +28,6 @@ impl Pattern for PubSub {
 
     type Config = StaticConfig;
     type Layout = ServiceLayout;
-    type Requested = QosRequested;
-
-    fn check_compatible(
-        existing: &StaticConfig,
-        wanted: &StaticConfig,
-        requested: &QosRequested,
-    ) -> Result<(), ServiceError> {
-        existing.check_compatible(wanted, requested)
-    }
 
     /// A dead publisher: wake whoever sleeps on its slot. A dead
     /// subscriber: wake the publishers blocked on its full queue.

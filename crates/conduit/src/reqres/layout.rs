@@ -90,7 +90,9 @@ use super::service::ReqRes;
 use crate::queue::{CHUNK_MASK, Conn, ConnShape};
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
-use crate::service::{ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head};
+use crate::service::{
+    Compat, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+};
 use crate::shm::Region;
 
 /// Index of the client port kind (generation word, slot array).
@@ -235,6 +237,34 @@ const _: () = assert!(W_REQUEST == 34 && W_RESPONSE == 54 && W_QOS == 74);
 const _: () = assert!(W_QOS + 5 <= CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
+    type Requested = QosRequested;
+
+    fn check_compatible(
+        &self,
+        wanted: &StaticConfig,
+        requested: &QosRequested,
+    ) -> Result<(), ServiceError> {
+        let same = self.request == wanted.request && self.response == wanted.response;
+        let mut c = Compat::types(&self.name, same, || (self.kind(), wanted.kind()))?;
+        let (e, w, r) = (&self.qos, &wanted.qos, requested);
+        c.at_least(r.max_clients, "max_clients", e.max_clients, w.max_clients);
+        c.at_least(r.max_servers, "max_servers", e.max_servers, w.max_servers);
+        c.at_least(
+            r.active_requests,
+            "active_requests",
+            e.active_requests,
+            w.active_requests,
+        );
+        c.at_least(
+            r.response_buffer,
+            "response_buffer",
+            e.response_buffer,
+            w.response_buffer,
+        );
+        c.at_least(r.max_loans, "max_loans", e.max_loans, w.max_loans);
+        c.finish()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -289,35 +319,6 @@ impl PatternConfig for StaticConfig {
 impl StaticConfig {
     fn kind(&self) -> String {
         format!("requests {} and responses {}", self.request, self.response)
-    }
-
-    /// Checks that an opener asking for `wanted` may use this service.
-    pub(crate) fn check_compatible(
-        &self,
-        wanted: &StaticConfig,
-        requested: &QosRequested,
-    ) -> Result<(), ServiceError> {
-        if self.request != wanted.request || self.response != wanted.response {
-            return Err(ServiceError::IncompatibleType {
-                name: self.name.clone(),
-                existing: self.kind(),
-                requested: wanted.kind(),
-            });
-        }
-        let (e, w) = (&self.qos, &wanted.qos);
-        let ok = (!requested.max_clients || e.max_clients >= w.max_clients)
-            && (!requested.max_servers || e.max_servers >= w.max_servers)
-            && (!requested.active_requests || e.active_requests >= w.active_requests)
-            && (!requested.response_buffer || e.response_buffer >= w.response_buffer)
-            && (!requested.max_loans || e.max_loans >= w.max_loans);
-        if !ok {
-            return Err(ServiceError::IncompatibleConfig {
-                name: self.name.clone(),
-                existing: format!("QoS {e}"),
-                requested: format!("QoS {w}"),
-            });
-        }
-        Ok(())
     }
 }
 

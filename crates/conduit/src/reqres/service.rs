@@ -26,15 +26,6 @@ impl Pattern for ReqRes {
 
     type Config = StaticConfig;
     type Layout = ServiceLayout;
-    type Requested = QosRequested;
-
-    fn check_compatible(
-        existing: &StaticConfig,
-        wanted: &StaticConfig,
-        requested: &QosRequested,
-    ) -> Result<(), ServiceError> {
-        existing.check_compatible(wanted, requested)
-    }
 
     /// A dead server: wake every client (a pending response may end with
     /// `ServerGone`). A dead client: wake every server (its requests are

@@ -19,6 +19,7 @@
 // Plain std atomics: written once before the segment is ready, read after.
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::ServiceError;
 use super::registry::LINE;
 use crate::shm::words::{load_str, store_str};
 use crate::shm::{Region, TypeLayout};
@@ -140,4 +141,85 @@ pub struct TypeLayoutInfo {
     pub align: u64,
     /// Its layout fingerprint.
     pub fingerprint: u64,
+}
+
+/// The check of an existing service's configuration against an opener's
+/// (`PatternConfig::check_compatible`), written once for every pattern:
+/// the types must be equal; each value the opener asked for must be
+/// offered ([`Compat::at_least`], [`Compat::equal`]); every shortfall is
+/// named in one [`ServiceError::IncompatibleConfig`].
+pub(crate) struct Compat<'a> {
+    name: &'a str,
+    bad: Vec<(String, String)>,
+}
+
+impl<'a> Compat<'a> {
+    /// Starts the check of service `name` (a pattern with one type or
+    /// none).
+    pub(crate) fn new(name: &'a str) -> Compat<'a> {
+        Compat {
+            name,
+            bad: Vec::new(),
+        }
+    }
+
+    /// Starts the check of service `name`, whose types are those the
+    /// opener asked for if `same`; if not, [`ServiceError::IncompatibleType`]
+    /// with both sides' types as `kinds` gives them (for example
+    /// "payload u64 with user header NoHeader").
+    pub(crate) fn types(
+        name: &'a str,
+        same: bool,
+        kinds: impl FnOnce() -> (String, String),
+    ) -> Result<Compat<'a>, ServiceError> {
+        if !same {
+            let (existing, requested) = kinds();
+            return Err(ServiceError::IncompatibleType {
+                name: name.to_owned(),
+                existing,
+                requested,
+            });
+        }
+        Ok(Compat::new(name))
+    }
+
+    /// If `asked`: the service must offer `have ≥ want` of `what`.
+    pub(crate) fn at_least(&mut self, asked: bool, what: &str, have: usize, want: usize) {
+        if asked && have < want {
+            self.bad
+                .push((format!("{what} {have}"), format!("{what} >= {want}")));
+        }
+    }
+
+    /// If `asked`: the service's `what` must be `want`.
+    pub(crate) fn equal<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        asked: bool,
+        what: &str,
+        have: T,
+        want: T,
+    ) {
+        if asked && have != want {
+            self.bad
+                .push((format!("{what} {have:?}"), format!("{what} {want:?}")));
+        }
+    }
+
+    /// Records a shortfall the two methods above do not express.
+    pub(crate) fn mismatch(&mut self, existing: String, requested: String) {
+        self.bad.push((existing, requested));
+    }
+
+    /// `Ok` if nothing was short, else every shortfall in one error.
+    pub(crate) fn finish(self) -> Result<(), ServiceError> {
+        if self.bad.is_empty() {
+            return Ok(());
+        }
+        let (existing, requested): (Vec<_>, Vec<_>) = self.bad.into_iter().unzip();
+        Err(ServiceError::IncompatibleConfig {
+            name: self.name.to_owned(),
+            existing: existing.join(", "),
+            requested: requested.join(", "),
+        })
+    }
 }

@@ -83,17 +83,7 @@ pub(crate) trait Pattern: Sized + 'static {
     type Config: PatternConfig;
     /// Offsets computed from the configuration.
     type Layout: PatternLayout<Self::Config>;
-    /// Which configuration values an opener set explicitly (only those
-    /// are checked against an existing service).
-    type Requested;
 
-    /// Whether an opener that asked for `wanted` may use a service whose
-    /// configuration is `existing` (names are compared by the core).
-    fn check_compatible(
-        existing: &Self::Config,
-        wanted: &Self::Config,
-        requested: &Self::Requested,
-    ) -> Result<(), ServiceError>;
     /// Cleanup freed `slot` (kind `kind`) and bumped the generation: wake
     /// or tell whoever must know.
     fn port_reclaimed(_service: &ServiceRef<'_, Self>, _kind: usize, _slot: &PortSlot) {}
@@ -118,8 +108,19 @@ fn remove_pool<P: Pattern>(domain: &Domain, kind: usize, port: u64) {
 /// A pattern's static configuration: its codec (the words after the
 /// core's, see `service::config`) and its checks.
 pub(crate) trait PatternConfig: Clone + std::fmt::Debug + Send + Sync + Sized {
+    /// Which configuration values an opener set explicitly (only those
+    /// are checked against an existing service).
+    type Requested;
+
     /// The service name.
     fn name(&self) -> &str;
+    /// Whether an opener that asked for `wanted` may use a service whose
+    /// configuration is this one (names are compared by the core).
+    fn check_compatible(
+        &self,
+        wanted: &Self,
+        requested: &Self::Requested,
+    ) -> Result<(), ServiceError>;
     /// Checks the values (a builder's request, or what was read).
     fn validate(&self) -> Result<(), String>;
     /// Writes the configuration into a new segment's data area (before it
@@ -439,7 +440,7 @@ fn try_remove<P: Pattern>(
 pub(crate) fn open<P: Pattern>(
     node: &Node,
     config: &P::Config,
-    requested: &P::Requested,
+    requested: &<P::Config as PatternConfig>::Requested,
     mode: Mode,
 ) -> Result<ServiceCore<P>, ServiceError> {
     let name = config.name().to_owned();
@@ -528,7 +529,7 @@ pub(crate) fn open<P: Pattern>(
                 existing: existing.name().to_owned(),
             });
         }
-        P::check_compatible(&existing, config, requested)?;
+        existing.check_compatible(config, requested)?;
         let service = ServiceCore {
             node: node.clone(),
             domain: domain.clone(),

@@ -37,7 +37,9 @@ use crate::sys;
 
 pub use crate::domain::ServiceKind;
 pub use config::TypeLayoutInfo;
-pub(crate) use config::{CONFIG_OFFSET, TypeDesc, W_PATTERN, config_words, read_head, write_head};
+pub(crate) use config::{
+    CONFIG_OFFSET, Compat, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+};
 
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_NAME_LEN: usize = 255;
