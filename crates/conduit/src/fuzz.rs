@@ -25,8 +25,9 @@ use crate::blackboard::layout::{self as bb, BlackboardConfig, BlackboardLayout};
 use crate::event::EventId;
 use crate::event::layout::EventConfig;
 use crate::pool::{Geometry, PoolHeader};
-use crate::pubsub::layout::{QosRequested, StaticConfig};
+use crate::pubsub::layout::StaticConfig;
 use crate::pubsub::{NoHeader, Overflow, Qos};
+use crate::service::Requested;
 use crate::service::TypeDesc;
 use crate::service::core::{Pattern, PatternConfig, PatternLayout};
 use crate::shm::{Region, ShmSafe};
@@ -90,11 +91,7 @@ fn valid_config<P: Pattern>(config: &P::Config, config_words: usize) -> Vec<u8> 
 /// Decodes the configuration of a pattern `P` segment from `bytes`, as an
 /// opener does; if it is valid, computes the layout it implies and checks
 /// it against `wanted` (everything requested) and against itself.
-fn decode_config<P: Pattern>(
-    bytes: &[u8],
-    wanted: &P::Config,
-    all: &<P::Config as PatternConfig>::Requested,
-) {
+fn decode_config<P: Pattern>(bytes: &[u8], wanted: &P::Config, all: &Requested) {
     let mut words = aligned(bytes, 0);
     let region = region_of(&mut words);
     let Ok(config) = P::Config::read(&region) else {
@@ -113,21 +110,11 @@ pub fn valid_service_config() -> Vec<u8> {
     valid_config::<crate::pubsub::service::PubSub>(&service_config(), 80)
 }
 
-const ALL_QOS: QosRequested = QosRequested {
-    max_publishers: true,
-    max_subscribers: true,
-    subscriber_buffer: true,
-    history: true,
-    max_loans: true,
-    max_borrowed: true,
-    overflow: true,
-};
-
 /// Decodes a service's static configuration from `bytes`; if it is valid,
 /// computes the segment layout it implies and checks it against the
 /// configuration a typical opener asks for.
 pub fn decode_service_config(bytes: &[u8]) {
-    decode_config::<crate::pubsub::service::PubSub>(bytes, &service_config(), &ALL_QOS);
+    decode_config::<crate::pubsub::service::PubSub>(bytes, &service_config(), &Requested::all());
 }
 
 fn event_config() -> EventConfig {
@@ -152,11 +139,7 @@ pub fn valid_event_config() -> Vec<u8> {
 /// computes the layout it implies and checks it against a typical
 /// opener's.
 pub fn decode_event_config(bytes: &[u8]) {
-    decode_config::<crate::event::service::Events>(
-        bytes,
-        &event_config(),
-        &crate::event::service::Requested::all(),
-    );
+    decode_config::<crate::event::service::Events>(bytes, &event_config(), &Requested::all());
 }
 
 const FUZZ_PUBLISHER: u64 = 0x0123_4567_89ab_cdef;
@@ -254,17 +237,12 @@ fn blackboard_entry<'a>(
 /// bytes, as a reader does: a read of garbage may fail or give a wrong
 /// value, never panic or hang.
 pub fn decode_blackboard(bytes: &[u8]) {
-    use crate::blackboard::service::Requested;
     let mut words = aligned(bytes, 0);
     let region = region_of(&mut words);
     let Ok(config) = BlackboardConfig::read(&region) else {
         return;
     };
-    let all = Requested {
-        max_readers: true,
-        keys: true,
-        notify: true,
-    };
+    let all = Requested::all();
     let _ = config.check_compatible(&blackboard_config(), &all);
     let _ = config.check_compatible(&config, &all);
     for i in 0..config.entry_count {
@@ -305,14 +283,7 @@ pub fn valid_reqres_config() -> Vec<u8> {
 /// valid, computes the layout it implies and checks it against a typical
 /// opener's.
 pub fn decode_reqres_config(bytes: &[u8]) {
-    let all = crate::reqres::layout::QosRequested {
-        max_clients: true,
-        max_servers: true,
-        active_requests: true,
-        response_buffer: true,
-        max_loans: true,
-    };
-    decode_config::<crate::reqres::service::ReqRes>(bytes, &reqres_config(), &all);
+    decode_config::<crate::reqres::service::ReqRes>(bytes, &reqres_config(), &Requested::all());
 }
 
 #[cfg(all(test, not(loom)))]

@@ -105,7 +105,8 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use crate::service::core::{PatternConfig, PatternLayout};
 use crate::service::registry::{LINE, PortArray, SegmentView, ServiceHeader};
 use crate::service::{
-    CONFIG_OFFSET, Compat, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    CONFIG_OFFSET, Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head,
+    write_head,
 };
 use crate::shm::{Region, Segment};
 use crate::sync::atomic::{AtomicU64, Ordering, fence};
@@ -178,26 +179,19 @@ impl BlackboardConfig {
 }
 
 impl PatternConfig for BlackboardConfig {
-    type Requested = super::service::Requested;
-
     fn check_compatible(
         &self,
         wanted: &BlackboardConfig,
-        r: &super::service::Requested,
+        requested: &Requested,
     ) -> Result<(), ServiceError> {
         let same = self.key == wanted.key && self.value == wanted.value;
-        let mut c = Compat::types(&self.name, same, || {
+        let mut c = Compat::types(&self.name, requested, same, || {
             let kind = |c: &BlackboardConfig| format!("keys {} and values {}", c.key, c.value);
             (kind(self), kind(wanted))
         })?;
-        c.at_least(
-            r.max_readers,
-            "max_readers",
-            self.max_readers,
-            wanted.max_readers,
-        );
-        c.equal(r.notify, "notify_changes", self.notify, wanted.notify);
-        if r.keys {
+        c.at_least("max_readers", self.max_readers, wanted.max_readers);
+        c.equal("notify_changes", self.notify, wanted.notify);
+        if requested.has("entry") {
             let missing = (0..wanted.entry_count)
                 .filter(|&i| self.find(wanted.key(i)).is_none())
                 .count();

@@ -12,20 +12,12 @@ use super::layout::{
 use super::{Reader, Writer};
 use crate::domain::{Domain, ServiceKind};
 use crate::service::core::{self, Mode, Pattern, ServiceCore};
-use crate::service::{ServiceBuilder, ServiceError, TypeDesc};
+use crate::service::{Requested, ServiceBuilder, ServiceError, TypeDesc};
 use crate::shm::ShmSafe;
 
 /// The blackboard pattern, as the service core sees it.
 #[derive(Debug)]
 pub(crate) struct BlackboardPattern;
-
-/// Which configuration values an opener set explicitly.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Requested {
-    pub(crate) max_readers: bool,
-    pub(crate) keys: bool,
-    pub(crate) notify: bool,
-}
 
 impl Pattern for BlackboardPattern {
     const KIND: ServiceKind = ServiceKind::Blackboard;
@@ -109,7 +101,7 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
             .initial
             .extend((0..words_of(size_of::<V>())).map(|i| word_of(&initial, i)));
         self.config.entry_count += 1;
-        self.requested.keys = true;
+        self.requested.insert("entry");
         self
     }
 
@@ -123,7 +115,7 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
     /// Most readers at once (1..=256; default 16). When opening: at least this.
     pub fn max_readers(mut self, n: usize) -> Self {
         self.config.max_readers = n;
-        self.requested.max_readers = true;
+        self.requested.insert("max_readers");
         self
     }
 
@@ -135,7 +127,7 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
     /// system call only for a reader asleep. When opening: must be equal.
     pub fn notify_changes(mut self, on: bool) -> Self {
         self.config.notify = on;
-        self.requested.notify = true;
+        self.requested.insert("notify_changes");
         self
     }
 

@@ -52,7 +52,7 @@ use super::EventId;
 use crate::service::core::{PatternConfig, PatternLayout};
 use crate::service::registry::{LINE, PortArray, PortSlot, SegmentView, ServiceHeader};
 use crate::service::{
-    CONFIG_OFFSET, Compat, ServiceError, W_PATTERN, config_words, read_head, write_head,
+    CONFIG_OFFSET, Compat, Requested, ServiceError, W_PATTERN, config_words, read_head, write_head,
 };
 use crate::shm::{Region, Segment};
 
@@ -88,55 +88,19 @@ fn opt(v: Option<EventId>) -> u64 {
 }
 
 impl PatternConfig for EventConfig {
-    type Requested = super::service::Requested;
-
     fn check_compatible(
         &self,
         wanted: &EventConfig,
-        r: &super::service::Requested,
+        requested: &Requested,
     ) -> Result<(), ServiceError> {
         let (e, w) = (self, wanted);
-        let mut c = Compat::new(&self.name);
-        c.at_least(
-            r.max_event_id,
-            "max_event_id",
-            e.max_event_id.0,
-            w.max_event_id.0,
-        );
-        c.at_least(
-            r.max_notifiers,
-            "max_notifiers",
-            e.max_notifiers,
-            w.max_notifiers,
-        );
-        c.at_least(
-            r.max_listeners,
-            "max_listeners",
-            e.max_listeners,
-            w.max_listeners,
-        );
-        for (asked, what, have, want) in [
-            (
-                r.created_event,
-                "notifier_created_event",
-                e.created_event,
-                w.created_event,
-            ),
-            (
-                r.dropped_event,
-                "notifier_dropped_event",
-                e.dropped_event,
-                w.dropped_event,
-            ),
-            (
-                r.dead_event,
-                "notifier_dead_event",
-                e.dead_event,
-                w.dead_event,
-            ),
-        ] {
-            c.equal(asked, what, have, want);
-        }
+        let mut c = Compat::new(&self.name, requested);
+        c.at_least("max_event_id", e.max_event_id.0, w.max_event_id.0);
+        c.at_least("max_notifiers", e.max_notifiers, w.max_notifiers);
+        c.at_least("max_listeners", e.max_listeners, w.max_listeners);
+        c.equal("notifier_created_event", e.created_event, w.created_event);
+        c.equal("notifier_dropped_event", e.dropped_event, w.dropped_event);
+        c.equal("notifier_dead_event", e.dead_event, w.dead_event);
         c.finish()
     }
 

@@ -13,38 +13,12 @@ use crate::domain::{Domain, ServiceKind};
 use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
-use crate::service::{PortId, ServiceBuilder, ServiceError};
+use crate::service::{PortId, Requested, ServiceBuilder, ServiceError};
 use crate::sync::Spin;
 
 /// The event pattern, as the service core sees it.
 #[derive(Debug)]
 pub(crate) struct Events;
-
-/// Which configuration values an opener set explicitly.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Requested {
-    pub(crate) max_event_id: bool,
-    pub(crate) max_notifiers: bool,
-    pub(crate) max_listeners: bool,
-    pub(crate) created_event: bool,
-    pub(crate) dropped_event: bool,
-    pub(crate) dead_event: bool,
-}
-
-impl Requested {
-    /// Everything requested (for the fuzz targets).
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn all() -> Requested {
-        Requested {
-            max_event_id: true,
-            max_notifiers: true,
-            max_listeners: true,
-            created_event: true,
-            dropped_event: true,
-            dead_event: true,
-        }
-    }
-}
 
 impl Pattern for Events {
     const KIND: ServiceKind = ServiceKind::Event;
@@ -135,21 +109,21 @@ impl EventBuilder {
     /// Largest event id (0..=4095; default 255). When opening: at least this.
     pub fn max_event_id(mut self, id: impl Into<EventId>) -> Self {
         self.config.max_event_id = id.into();
-        self.requested.max_event_id = true;
+        self.requested.insert("max_event_id");
         self
     }
 
     /// Most notifiers at once (1..=256; default 16). When opening: at least this.
     pub fn max_notifiers(mut self, n: usize) -> Self {
         self.config.max_notifiers = n;
-        self.requested.max_notifiers = true;
+        self.requested.insert("max_notifiers");
         self
     }
 
     /// Most listeners at once (1..=256; default 16). When opening: at least this.
     pub fn max_listeners(mut self, n: usize) -> Self {
         self.config.max_listeners = n;
-        self.requested.max_listeners = true;
+        self.requested.insert("max_listeners");
         self
     }
 
@@ -157,14 +131,14 @@ impl EventBuilder {
     /// When opening: must be equal.
     pub fn notifier_created_event(mut self, id: impl Into<EventId>) -> Self {
         self.config.created_event = Some(id.into());
-        self.requested.created_event = true;
+        self.requested.insert("notifier_created_event");
         self
     }
 
     /// Event notified when a notifier is dropped. When opening: must be equal.
     pub fn notifier_dropped_event(mut self, id: impl Into<EventId>) -> Self {
         self.config.dropped_event = Some(id.into());
-        self.requested.dropped_event = true;
+        self.requested.insert("notifier_dropped_event");
         self
     }
 
@@ -174,7 +148,7 @@ impl EventBuilder {
     /// [`EventService::cleanup_dead_ports`]). When opening: must be equal.
     pub fn notifier_dead_event(mut self, id: impl Into<EventId>) -> Self {
         self.config.dead_event = Some(id.into());
-        self.requested.dead_event = true;
+        self.requested.insert("notifier_dead_event");
         self
     }
 

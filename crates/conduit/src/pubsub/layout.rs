@@ -89,7 +89,7 @@ use super::service::PubSub;
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{
-    Compat, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
 };
 use crate::shm::Region;
 
@@ -229,18 +229,6 @@ impl Qos {
     }
 }
 
-/// Which QoS fields an opener set explicitly (only those are checked).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct QosRequested {
-    pub(crate) max_publishers: bool,
-    pub(crate) max_subscribers: bool,
-    pub(crate) subscriber_buffer: bool,
-    pub(crate) history: bool,
-    pub(crate) max_loans: bool,
-    pub(crate) max_borrowed: bool,
-    pub(crate) overflow: bool,
-}
-
 /// The static configuration, decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticConfig {
@@ -259,45 +247,27 @@ const W_QOS: usize = W_HEADER + TypeDesc::words(8); // 7 words
 const _: () = assert!(W_TYPE == 35 && W_HEADER == 55 && W_QOS == 67 && W_QOS + 7 <= CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
-    type Requested = QosRequested;
-
     fn check_compatible(
         &self,
         wanted: &StaticConfig,
-        requested: &QosRequested,
+        requested: &Requested,
     ) -> Result<(), ServiceError> {
         let same = self.slice == wanted.slice
             && self.payload == wanted.payload
             && self.header == wanted.header;
-        let mut c = Compat::types(&self.name, same, || (self.kind(), wanted.kind()))?;
-        let (e, w, r) = (&self.qos, &wanted.qos, requested);
+        let mut c = Compat::types(&self.name, requested, same, || (self.kind(), wanted.kind()))?;
+        let (e, w) = (&self.qos, &wanted.qos);
+        c.at_least("max_publishers", e.max_publishers, w.max_publishers);
+        c.at_least("max_subscribers", e.max_subscribers, w.max_subscribers);
         c.at_least(
-            r.max_publishers,
-            "max_publishers",
-            e.max_publishers,
-            w.max_publishers,
-        );
-        c.at_least(
-            r.max_subscribers,
-            "max_subscribers",
-            e.max_subscribers,
-            w.max_subscribers,
-        );
-        c.at_least(
-            r.subscriber_buffer,
             "subscriber_buffer",
             e.subscriber_buffer,
             w.subscriber_buffer,
         );
-        c.at_least(r.history, "history", e.history, w.history);
-        c.at_least(r.max_loans, "max_loans", e.max_loans, w.max_loans);
-        c.at_least(
-            r.max_borrowed,
-            "max_borrowed",
-            e.max_borrowed,
-            w.max_borrowed,
-        );
-        c.equal(r.overflow, "overflow", e.overflow, w.overflow);
+        c.at_least("history", e.history, w.history);
+        c.at_least("max_loans", e.max_loans, w.max_loans);
+        c.at_least("max_borrowed", e.max_borrowed, w.max_borrowed);
+        c.equal("overflow", e.overflow, w.overflow);
         c.finish()
     }
 

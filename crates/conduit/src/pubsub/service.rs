@@ -6,15 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::layout::{
-    PUBLISHERS, QosRequested, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, StaticConfig,
-};
+use super::layout::{PUBLISHERS, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, StaticConfig};
 use super::{NoHeader, Payload, Qos};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
-use crate::service::{PortId, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
+use crate::service::{PortId, Requested, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
 use crate::shm::ShmSafe;
 
 /// The publish/subscribe pattern, as the service core sees it.
@@ -55,7 +53,7 @@ impl ServiceBuilder {
         PubSubBuilder {
             builder: self,
             qos: Qos::default(),
-            requested: Default::default(),
+            requested: Requested::default(),
             _types: PhantomData,
         }
     }
@@ -66,7 +64,7 @@ impl ServiceBuilder {
 pub struct PubSubBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     builder: ServiceBuilder,
     qos: Qos,
-    requested: QosRequested,
+    requested: Requested,
     _types: super::Types<P, H>,
 }
 
@@ -75,7 +73,7 @@ macro_rules! qos_setter {
         $(#[$doc])*
         pub fn $name(mut self, value: $ty) -> Self {
             self.qos.$name = value;
-            self.requested.$name = true;
+            self.requested.insert(stringify!($name));
             self
         }
     };

@@ -91,7 +91,7 @@ use crate::queue::{CHUNK_MASK, Conn, ConnShape};
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{
-    Compat, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
 };
 use crate::shm::Region;
 
@@ -210,17 +210,6 @@ impl Qos {
     }
 }
 
-/// Which QoS fields an opener set explicitly (only those are checked
-/// against an existing service: it must offer at least as much).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct QosRequested {
-    pub(crate) max_clients: bool,
-    pub(crate) max_servers: bool,
-    pub(crate) active_requests: bool,
-    pub(crate) response_buffer: bool,
-    pub(crate) max_loans: bool,
-}
-
 /// The static configuration, decoded.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticConfig {
@@ -237,31 +226,19 @@ const _: () = assert!(W_REQUEST == 34 && W_RESPONSE == 54 && W_QOS == 74);
 const _: () = assert!(W_QOS + 5 <= CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
-    type Requested = QosRequested;
-
     fn check_compatible(
         &self,
         wanted: &StaticConfig,
-        requested: &QosRequested,
+        requested: &Requested,
     ) -> Result<(), ServiceError> {
         let same = self.request == wanted.request && self.response == wanted.response;
-        let mut c = Compat::types(&self.name, same, || (self.kind(), wanted.kind()))?;
-        let (e, w, r) = (&self.qos, &wanted.qos, requested);
-        c.at_least(r.max_clients, "max_clients", e.max_clients, w.max_clients);
-        c.at_least(r.max_servers, "max_servers", e.max_servers, w.max_servers);
-        c.at_least(
-            r.active_requests,
-            "active_requests",
-            e.active_requests,
-            w.active_requests,
-        );
-        c.at_least(
-            r.response_buffer,
-            "response_buffer",
-            e.response_buffer,
-            w.response_buffer,
-        );
-        c.at_least(r.max_loans, "max_loans", e.max_loans, w.max_loans);
+        let mut c = Compat::types(&self.name, requested, same, || (self.kind(), wanted.kind()))?;
+        let (e, w) = (&self.qos, &wanted.qos);
+        c.at_least("max_clients", e.max_clients, w.max_clients);
+        c.at_least("max_servers", e.max_servers, w.max_servers);
+        c.at_least("active_requests", e.active_requests, w.active_requests);
+        c.at_least("response_buffer", e.response_buffer, w.response_buffer);
+        c.at_least("max_loans", e.max_loans, w.max_loans);
         c.finish()
     }
 

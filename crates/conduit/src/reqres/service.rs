@@ -5,14 +5,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::layout::{
-    CLIENTS, QosRequested, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, StaticConfig,
-};
+use super::layout::{CLIENTS, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, StaticConfig};
 use super::{ClientBuilder, Qos, ServerBuilder};
 use crate::domain::{Domain, ServiceKind};
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
-use crate::service::{ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
+use crate::service::{Requested, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
 use crate::shm::ShmSafe;
 
 /// The request/response pattern, as the service core sees it.
@@ -51,7 +49,7 @@ impl ServiceBuilder {
         ReqResBuilder {
             builder: self,
             qos: Qos::default(),
-            requested: QosRequested::default(),
+            requested: Requested::default(),
             _types: PhantomData,
         }
     }
@@ -62,7 +60,7 @@ impl ServiceBuilder {
 pub struct ReqResBuilder<Req: ShmSafe, Resp: ShmSafe> {
     builder: ServiceBuilder,
     qos: Qos,
-    requested: QosRequested,
+    requested: Requested,
     _types: super::Types<Req, Resp>,
 }
 
@@ -80,7 +78,7 @@ macro_rules! qos_setter {
         $(#[$doc])*
         pub fn $name(mut self, value: usize) -> Self {
             self.qos.$name = value;
-            self.requested.$name = true;
+            self.requested.insert(stringify!($name));
             self
         }
     };

@@ -143,6 +143,38 @@ pub struct TypeLayoutInfo {
     pub fingerprint: u64,
 }
 
+/// The configuration values an opener set explicitly, by the name of the
+/// builder method that set them: only those are checked against an
+/// existing service ([`Compat`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Requested {
+    all: bool,
+    names: Vec<&'static str>,
+}
+
+impl Requested {
+    /// The opener set value `name`.
+    pub(crate) fn insert(&mut self, name: &'static str) {
+        if !self.names.contains(&name) {
+            self.names.push(name);
+        }
+    }
+
+    /// Whether the opener set value `name`.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.all || self.names.contains(&name)
+    }
+
+    /// Every value requested (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn all() -> Requested {
+        Requested {
+            all: true,
+            names: Vec::new(),
+        }
+    }
+}
+
 /// The check of an existing service's configuration against an opener's
 /// (`PatternConfig::check_compatible`), written once for every pattern:
 /// the types must be equal; each value the opener asked for must be
@@ -150,15 +182,17 @@ pub struct TypeLayoutInfo {
 /// named in one [`ServiceError::IncompatibleConfig`].
 pub(crate) struct Compat<'a> {
     name: &'a str,
+    requested: &'a Requested,
     bad: Vec<(String, String)>,
 }
 
 impl<'a> Compat<'a> {
     /// Starts the check of service `name` (a pattern with one type or
     /// none).
-    pub(crate) fn new(name: &'a str) -> Compat<'a> {
+    pub(crate) fn new(name: &'a str, requested: &'a Requested) -> Compat<'a> {
         Compat {
             name,
+            requested,
             bad: Vec::new(),
         }
     }
@@ -169,6 +203,7 @@ impl<'a> Compat<'a> {
     /// "payload u64 with user header NoHeader").
     pub(crate) fn types(
         name: &'a str,
+        requested: &'a Requested,
         same: bool,
         kinds: impl FnOnce() -> (String, String),
     ) -> Result<Compat<'a>, ServiceError> {
@@ -180,26 +215,20 @@ impl<'a> Compat<'a> {
                 requested,
             });
         }
-        Ok(Compat::new(name))
+        Ok(Compat::new(name, requested))
     }
 
-    /// If `asked`: the service must offer `have ≥ want` of `what`.
-    pub(crate) fn at_least(&mut self, asked: bool, what: &str, have: usize, want: usize) {
-        if asked && have < want {
+    /// If the opener set `what`: the service must offer `have ≥ want`.
+    pub(crate) fn at_least(&mut self, what: &str, have: usize, want: usize) {
+        if self.requested.has(what) && have < want {
             self.bad
                 .push((format!("{what} {have}"), format!("{what} >= {want}")));
         }
     }
 
-    /// If `asked`: the service's `what` must be `want`.
-    pub(crate) fn equal<T: PartialEq + std::fmt::Debug>(
-        &mut self,
-        asked: bool,
-        what: &str,
-        have: T,
-        want: T,
-    ) {
-        if asked && have != want {
+    /// If the opener set `what`: the service's must be `want`.
+    pub(crate) fn equal<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, have: T, want: T) {
+        if self.requested.has(what) && have != want {
             self.bad
                 .push((format!("{what} {have:?}"), format!("{what} {want:?}")));
         }

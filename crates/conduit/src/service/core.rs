@@ -108,10 +108,6 @@ fn remove_pool<P: Pattern>(domain: &Domain, kind: usize, port: u64) {
 /// A pattern's static configuration: its codec (the words after the
 /// core's, see `service::config`) and its checks.
 pub(crate) trait PatternConfig: Clone + std::fmt::Debug + Send + Sync + Sized {
-    /// Which configuration values an opener set explicitly (only those
-    /// are checked against an existing service).
-    type Requested;
-
     /// The service name.
     fn name(&self) -> &str;
     /// Whether an opener that asked for `wanted` may use a service whose
@@ -119,7 +115,7 @@ pub(crate) trait PatternConfig: Clone + std::fmt::Debug + Send + Sync + Sized {
     fn check_compatible(
         &self,
         wanted: &Self,
-        requested: &Self::Requested,
+        requested: &super::Requested,
     ) -> Result<(), ServiceError>;
     /// Checks the values (a builder's request, or what was read).
     fn validate(&self) -> Result<(), String>;
@@ -440,7 +436,7 @@ fn try_remove<P: Pattern>(
 pub(crate) fn open<P: Pattern>(
     node: &Node,
     config: &P::Config,
-    requested: &<P::Config as PatternConfig>::Requested,
+    requested: &super::Requested,
     mode: Mode,
 ) -> Result<ServiceCore<P>, ServiceError> {
     let name = config.name().to_owned();
