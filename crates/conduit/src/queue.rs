@@ -531,60 +531,76 @@ pub(crate) struct Linked {
     pub(crate) ret_tail: u64,
 }
 
+/// One connection's shared words on the heap, for the pure-memory tests
+/// and the loom models of every pattern that uses the queue (`pubsub`,
+/// `reqres`): the same [`Conn`] the ports build on a segment.
+#[cfg(test)]
+pub(crate) struct ConnWords {
+    link: ConnLink,
+    ret_tail: AtomicU64,
+    head: AtomicU64,
+    entries: Vec<Entry>,
+    returns: Vec<AtomicU32>,
+}
+
+#[cfg(test)]
+impl ConnWords {
+    /// `ring` entries and `returns` return slots (powers of two), linked
+    /// as producer `pub_id` → consumer `link` with `generation` (all 0: as
+    /// a new segment, before any connect).
+    pub(crate) fn new(
+        ring: usize,
+        returns: usize,
+        link: u64,
+        pub_id: u64,
+        generation: u64,
+    ) -> Self {
+        ConnWords {
+            link: ConnLink {
+                link: AtomicU64::new(link),
+                pub_id: AtomicU64::new(pub_id),
+                generation: AtomicU64::new(generation),
+            },
+            ret_tail: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            entries: (0..ring)
+                .map(|_| Entry {
+                    word: AtomicU64::new(0),
+                    len: AtomicU64::new(0),
+                })
+                .collect(),
+            returns: (0..returns).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// The connection over these words.
+    pub(crate) fn conn(&self) -> Conn<'_> {
+        Conn {
+            link: &self.link,
+            ret_tail: &self.ret_tail,
+            head: &self.head,
+            entries: &self.entries,
+            returns: &self.returns,
+        }
+    }
+}
+
 /// Pure-memory tests of the protocol steps (also run under Miri, whose
 /// race detector checks the two-thread test's payload accesses; counts are
 /// scaled with `cfg!(miri)`). The loom models are in `pubsub::loom_tests`.
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::cell::UnsafeCell;
-    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::entry;
-    use super::{Conn, ConnLink, Entry};
     use super::{Pop, Steal};
 
-    struct Owned {
-        link: ConnLink,
-        ret_tail: AtomicU64,
-        head: AtomicU64,
-        entries: Vec<Entry>,
-        returns: Vec<AtomicU32>,
-    }
-
-    impl Owned {
-        fn new(ring: usize, rcap: usize) -> Owned {
-            Owned {
-                link: ConnLink {
-                    link: AtomicU64::new(0),
-                    pub_id: AtomicU64::new(0),
-                    generation: AtomicU64::new(0),
-                },
-                ret_tail: AtomicU64::new(0),
-                head: AtomicU64::new(0),
-                entries: (0..ring)
-                    .map(|_| Entry {
-                        word: AtomicU64::new(0),
-                        len: AtomicU64::new(0),
-                    })
-                    .collect(),
-                returns: (0..rcap).map(|_| AtomicU32::new(0)).collect(),
-            }
-        }
-
-        fn conn(&self) -> Conn<'_> {
-            Conn {
-                link: &self.link,
-                ret_tail: &self.ret_tail,
-                head: &self.head,
-                entries: &self.entries,
-                returns: &self.returns,
-            }
-        }
-    }
+    use super::ConnWords;
 
     #[test]
     fn spsc_wraps_around() {
-        let q = Owned::new(4, 4);
+        let q = ConnWords::new(4, 4, 0, 0, 0);
         let conn = q.conn();
         let (mut tail, mut pub_head, mut sub_head) = (0u64, 0u64, 0u64);
         for round in 0..10u32 {
@@ -606,7 +622,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_skips_dropped_entries() {
-        let q = Owned::new(2, 4);
+        let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
         let mut pub_head = 0;
         let mut dropped = Vec::new();
@@ -625,7 +641,7 @@ mod tests {
 
     #[test]
     fn other_generation_is_gone_and_not_dropped() {
-        let q = Owned::new(2, 4);
+        let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
         conn.push(0, 1, 7, 1);
         let mut sub_head = 0;
@@ -636,7 +652,7 @@ mod tests {
 
     #[test]
     fn mismatched_len_word_is_not_taken() {
-        let q = Owned::new(2, 4);
+        let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
         // Entry word published, length word of another sequence (the
         // publisher is rewriting the slot): nothing to take yet.
@@ -648,7 +664,7 @@ mod tests {
 
     #[test]
     fn returns_round_trip_and_ignore_other_generations() {
-        let q = Owned::new(2, 4);
+        let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
         conn.push_return(0, 1, 5);
         conn.push_return(1, 2, 6);
@@ -666,7 +682,7 @@ mod tests {
 
     #[test]
     fn connect_resets_and_links() {
-        let q = Owned::new(2, 4);
+        let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
         conn.push(0, 1, 3, 1);
         q.head.store(1, Ordering::Relaxed);
@@ -700,7 +716,7 @@ mod tests {
     #[test]
     fn two_threads_drop_oldest_deliver_or_drop_each_once() {
         let n: u32 = if cfg!(miri) { 60 } else { 20_000 };
-        let q = Owned::new(4, 4);
+        let q = ConnWords::new(4, 4, 0, 0, 0);
         let payloads = Payloads((0..n).map(|_| UnsafeCell::new(0)).collect());
         let done = AtomicBool::new(false);
         let (received, dropped) = std::thread::scope(|s| {

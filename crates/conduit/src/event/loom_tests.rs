@@ -17,13 +17,7 @@ use loom::thread;
 
 use crate::sync::{EventWord, Register, Spin};
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
+use crate::sync::loom_model as model;
 
 struct Slot {
     pending: AtomicU64,

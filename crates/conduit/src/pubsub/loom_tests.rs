@@ -13,19 +13,13 @@
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loom::sync::atomic::Ordering;
 use loom::thread;
 
 use super::queue::{Pop, Steal};
-use crate::queue::{Conn, ConnLink, Entry};
+use crate::queue::{Conn, ConnWords};
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
+use crate::sync::loom_model as model;
 
 const GENERATION: u64 = 1;
 const SUB_ID: u64 = 0x5b;
@@ -33,11 +27,7 @@ const SUB_ID: u64 = 0x5b;
 /// One connection's shared words (as `ServiceView::conn` finds them in
 /// the segment) and a pool of chunks with one `u32` payload each.
 struct Shared {
-    link: ConnLink,
-    ret_tail: AtomicU64,
-    head: AtomicU64,
-    entries: Vec<Entry>,
-    returns: Vec<AtomicU32>,
+    words: ConnWords,
     payload: Vec<UnsafeCell<u32>>,
 }
 
@@ -46,34 +36,13 @@ impl Shared {
     /// return slots, rounded up to a power of two, as the layout does).
     fn new(ring: usize, chunks: usize) -> Arc<Shared> {
         Arc::new(Shared {
-            link: ConnLink {
-                link: AtomicU64::new(SUB_ID),
-                pub_id: AtomicU64::new(1),
-                generation: AtomicU64::new(GENERATION),
-            },
-            ret_tail: AtomicU64::new(0),
-            head: AtomicU64::new(0),
-            entries: (0..ring)
-                .map(|_| Entry {
-                    word: AtomicU64::new(0),
-                    len: AtomicU64::new(0),
-                })
-                .collect(),
-            returns: (0..chunks.next_power_of_two())
-                .map(|_| AtomicU32::new(0))
-                .collect(),
+            words: ConnWords::new(ring, chunks.next_power_of_two(), SUB_ID, 1, GENERATION),
             payload: (0..chunks).map(|_| UnsafeCell::new(0)).collect(),
         })
     }
 
     fn conn(&self) -> Conn<'_> {
-        Conn {
-            link: &self.link,
-            ret_tail: &self.ret_tail,
-            head: &self.head,
-            entries: &self.entries,
-            returns: &self.returns,
-        }
+        self.words.conn()
     }
 
     /// Publisher: writes the payload of a chunk it owns.
@@ -230,7 +199,7 @@ fn loom_pubsub_drop_oldest_steal_vs_claim() {
             (Pop::Empty, Steal::Dropped(Some(0))) => {}
             other => panic!("both or neither got the chunk: {other:?}"),
         }
-        assert_eq!(shared.head.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.conn().head.load(Ordering::Relaxed), 1);
     });
 }
 
@@ -298,8 +267,8 @@ fn loom_pubsub_link_generation() {
     // return tail, even when the `link` value it reads is publisher 1's.
     model(|| {
         let shared = Shared::new(1, 1);
-        shared.link.link.store(0, Ordering::Relaxed);
-        shared.link.generation.store(0, Ordering::Relaxed);
+        shared.conn().link.link.store(0, Ordering::Relaxed);
+        shared.conn().link.generation.store(0, Ordering::Relaxed);
         let publishers = {
             let shared = shared.clone();
             thread::spawn(move || {

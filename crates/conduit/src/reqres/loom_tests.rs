@@ -19,60 +19,20 @@
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 
 use super::layout::END_OF_STREAM;
-use crate::queue::{Conn, ConnLink, Entry, Pop};
+use crate::queue::{ConnWords, Pop};
 
 const GENERATION: u64 = 1;
 const REQUEST_ID: u64 = 7;
 
-/// One connection's shared words.
-struct Words {
-    link: ConnLink,
-    ret_tail: AtomicU64,
-    head: AtomicU64,
-    entries: Vec<Entry>,
-    returns: Vec<AtomicU32>,
-}
-
-impl Words {
-    fn new(ring: usize, returns: usize) -> Words {
-        Words {
-            link: ConnLink {
-                link: AtomicU64::new(1),
-                pub_id: AtomicU64::new(2),
-                generation: AtomicU64::new(GENERATION),
-            },
-            ret_tail: AtomicU64::new(0),
-            head: AtomicU64::new(0),
-            entries: (0..ring)
-                .map(|_| Entry {
-                    word: AtomicU64::new(0),
-                    len: AtomicU64::new(0),
-                })
-                .collect(),
-            returns: (0..returns).map(|_| AtomicU32::new(0)).collect(),
-        }
-    }
-
-    fn conn(&self) -> Conn<'_> {
-        Conn {
-            link: &self.link,
-            ret_tail: &self.ret_tail,
-            head: &self.head,
-            entries: &self.entries,
-            returns: &self.returns,
-        }
-    }
-}
-
 struct Pair {
     /// Client → server.
-    request: Words,
+    request: ConnWords,
     /// Server → client.
-    response: Words,
+    response: ConnWords,
     /// The client's pending word of request slot 0.
     pending: AtomicU64,
     /// The payload of the server's response chunk 0.
@@ -81,14 +41,10 @@ struct Pair {
 
 #[test]
 fn loom_reqres_round_trip_end_after_return() {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(|| {
+    crate::sync::loom_model(|| {
         let pair = Arc::new(Pair {
-            request: Words::new(1, 2),
-            response: Words::new(2, 2),
+            request: ConnWords::new(1, 2, 1, 2, GENERATION),
+            response: ConnWords::new(2, 2, 1, 2, GENERATION),
             pending: AtomicU64::new(0),
             response_payload: UnsafeCell::new(0),
         });

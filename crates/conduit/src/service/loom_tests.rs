@@ -15,13 +15,7 @@ use loom::thread;
 use super::registry::{PortSlot, claim_free_slot, release_slot};
 use crate::sync::slot;
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
+use crate::sync::loom_model as model;
 
 fn slots(n: usize) -> Vec<PortSlot> {
     (0..n).map(|_| PortSlot::new()).collect()

@@ -45,7 +45,12 @@
 //!   are dropped (with their values). Only real-time signals
 //!   ([`Signal::realtime`]) queue, in order, each with its value, up to
 //!   `RLIMIT_SIGPENDING`. The self-pipe back end drops a record when its
-//!   pipe is full (thousands of pending deliveries).
+//!   pipe is full (thousands of pending deliveries), and keeps the order
+//!   only while one thread handles them: the kernel hands queued signals to
+//!   any thread that does not block them, and two handlers running at once
+//!   on two threads may write their records in either order. Use the
+//!   signalfd back end (subscribe in `main` before starting threads) when
+//!   order matters.
 //! * **SIGCHLD** is a standard signal: many children exiting at once give
 //!   one SIGCHLD. Reap with a loop of non-blocking waits, or better, use a
 //!   pidfd per child ([`Process`]), which is readable once that child exits.

@@ -53,11 +53,7 @@ fn loom_socket_channel_rings() {
     // first chunk back through the return ring. Messages arrive in order
     // with their contents; the publisher rewrites a chunk only after the
     // subscriber gave it back; neither ring ever overflows.
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(|| {
+    crate::sync::loom_model(|| {
         let channel = Arc::new(Channel {
             forward: Words::new(),
             returns: Words::new(),

@@ -63,6 +63,17 @@ pub fn futex_wake_calls() -> u64 {
 
 /// Spin-loop hint (a `pause` instruction; a loom yield under loom).
 #[inline]
+/// Runs loom model `f` with the preemption bound every model of the
+/// crate uses (3, unless `LOOM_MAX_PREEMPTIONS` sets another).
+#[cfg(all(loom, test))]
+pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
 pub(crate) fn spin_loop() {
     #[cfg(loom)]
     loom::thread::yield_now();
