@@ -367,15 +367,118 @@ pub(crate) fn data_segment_node(
     Some(unsafe { h.as_ref() }.node_id.load(Ordering::Relaxed))
 }
 
-/// The owner's process-local loan bookkeeping of its pool, as
-/// [`take_chunk`] needs it.
-pub(crate) trait LoanBook {
+/// How one chunk of the owner's pool is used now (process-local).
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkUse {
+    /// Bit s: the peer in slot s may still hold the chunk (queued to it,
+    /// borrowed by it, or returned and not yet collected).
+    holders: u64,
+    /// Loaned out to the owner's user, not yet sent or dropped.
+    loaned: bool,
+    /// Kept by the owner for later (pub/sub history).
+    kept: bool,
+}
+
+/// The owner's process-local bookkeeping of its pool's chunks: which are
+/// loaned, which peers may hold each, which are free. One for every port
+/// that owns a pool (publisher, client, server); a chunk is free exactly
+/// when no peer holds it, it is not loaned and not kept. Peers are slots
+/// of at most 64 ([`MAX_PEERS`](Book::MAX_PEERS)), one bit each.
+#[derive(Debug)]
+pub(crate) struct Book {
+    chunks: Vec<ChunkUse>,
+    /// Free chunks, popped from the back (chunk 0 first at the start).
+    free: Vec<u32>,
+    loans: usize,
+}
+
+impl Book {
+    /// Most peer slots a book tells apart (each pattern's `MAX_PORTS`
+    /// is checked against it at compile time).
+    pub(crate) const MAX_PEERS: usize = u64::BITS as usize;
+
+    /// A book of `chunks` chunks, all free.
+    pub(crate) fn new(chunks: usize) -> Book {
+        Book {
+            chunks: vec![ChunkUse::default(); chunks],
+            free: (0..chunks as u32).rev().collect(),
+            loans: 0,
+        }
+    }
+
+    /// Chunks in the pool.
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Chunks free now.
+    pub(crate) fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
     /// Chunks loaned out now.
-    fn loans(&mut self) -> &mut usize;
-    /// Free chunks (popped from the back).
-    fn free(&mut self) -> &mut Vec<u32>;
-    /// Marks `chunk` loaned.
-    fn set_loaned(&mut self, chunk: u32);
+    pub(crate) fn loans(&self) -> usize {
+        self.loans
+    }
+
+    fn maybe_free(&mut self, chunk: u32) {
+        let c = &self.chunks[chunk as usize];
+        if c.holders == 0 && !c.loaned && !c.kept {
+            self.free.push(chunk);
+        }
+    }
+
+    /// A free chunk, now loaned.
+    fn take(&mut self) -> Option<u32> {
+        let chunk = self.free.pop()?;
+        self.chunks[chunk as usize].loaned = true;
+        self.loans += 1;
+        Some(chunk)
+    }
+
+    /// The loan of `chunk` ends: sent (its holders added before) or
+    /// dropped unsent. Free again if no peer holds it and it is not kept.
+    pub(crate) fn end_loan(&mut self, chunk: u32) {
+        self.loans -= 1;
+        self.chunks[chunk as usize].loaned = false;
+        self.maybe_free(chunk);
+    }
+
+    /// The peer in slot `s` may hold `chunk` from now on.
+    #[inline]
+    pub(crate) fn add_holder(&mut self, chunk: u32, s: usize) {
+        self.chunks[chunk as usize].holders |= 1 << s;
+    }
+
+    /// The peer in slot `s` gave `chunk` back (or left): true if it held
+    /// it. A chunk index out of range (a corrupted return) is ignored.
+    pub(crate) fn release_holder(&mut self, chunk: u32, s: usize) -> bool {
+        let bit = 1u64 << s;
+        match self.chunks.get_mut(chunk as usize) {
+            Some(c) if c.holders & bit != 0 => {
+                c.holders &= !bit;
+                self.maybe_free(chunk);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The peer in slot `s` left: everything it held comes back.
+    pub(crate) fn release_peer(&mut self, s: usize) {
+        for chunk in 0..self.chunks.len() as u32 {
+            self.release_holder(chunk, s);
+        }
+    }
+
+    /// Whether the owner keeps `chunk` for later (history): a kept chunk
+    /// is not free even when no one holds it.
+    pub(crate) fn keep(&mut self, chunk: u32, kept: bool) {
+        self.chunks[chunk as usize].kept = kept;
+        if !kept {
+            self.maybe_free(chunk);
+        }
+    }
 }
 
 /// Why [`take_chunk`] found no chunk.
@@ -390,29 +493,91 @@ pub(crate) enum TakeError {
 /// Takes a free chunk of the owner's pool for a loan: within `max_loans`;
 /// when no chunk is free, `collect` (returns from peers) and, if still
 /// none, `recover` (with no borrow of `state` held: dead-port cleanup and
-/// reconnecting) then `collect` once more.
+/// reconnecting) then `collect` once more. `book` finds the [`Book`] in
+/// the owner's state.
 #[inline]
-pub(crate) fn take_chunk<S: LoanBook>(
+pub(crate) fn take_chunk<S>(
     state: &std::cell::RefCell<S>,
+    book: impl Fn(&mut S) -> &mut Book,
     max_loans: usize,
     collect: impl Fn(&mut S),
     recover: impl FnOnce(),
 ) -> Result<u32, TakeError> {
     let mut st = state.borrow_mut();
-    if *st.loans() >= max_loans {
+    if book(&mut st).loans >= max_loans {
         return Err(TakeError::ExceedsMaxLoans(max_loans));
     }
-    if st.free().is_empty() {
+    if book(&mut st).free.is_empty() {
         collect(&mut st);
     }
-    if st.free().is_empty() {
+    if book(&mut st).free.is_empty() {
         drop(st);
         recover();
         st = state.borrow_mut();
         collect(&mut st);
     }
-    let chunk = st.free().pop().ok_or(TakeError::OutOfChunks)?;
-    st.set_loaned(chunk);
-    *st.loans() += 1;
-    Ok(chunk)
+    book(&mut st).take().ok_or(TakeError::OutOfChunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn take(book: &RefCell<Book>, max_loans: usize) -> Result<u32, TakeError> {
+        take_chunk(book, |b| b, max_loans, |_| {}, || {})
+    }
+
+    #[test]
+    fn a_chunk_is_free_only_when_unheld_unloaned_and_not_kept() {
+        let book = RefCell::new(Book::new(2));
+        let a = take(&book, 2).unwrap();
+        assert_eq!(a, 0, "chunk 0 first");
+        let b = take(&book, 2).unwrap();
+        assert_eq!(take(&book, 2), Err(TakeError::ExceedsMaxLoans(2)));
+        assert_eq!(take(&book, 3), Err(TakeError::OutOfChunks));
+        let mut bk = book.borrow_mut();
+        // `a` goes to peers 1 and 5 and is kept for history.
+        bk.add_holder(a, 1);
+        bk.add_holder(a, 5);
+        bk.keep(a, true);
+        bk.end_loan(a);
+        assert_eq!((bk.loans(), bk.free_count()), (1, 0));
+        assert!(bk.release_holder(a, 1));
+        assert!(!bk.release_holder(a, 1), "returned twice");
+        assert!(!bk.release_holder(a, 2), "never held");
+        assert!(!bk.release_holder(99, 5), "out of range: ignored");
+        bk.release_peer(5);
+        assert_eq!(bk.free_count(), 0, "still kept");
+        bk.keep(a, false);
+        assert_eq!(bk.free_count(), 1);
+        // `b` is dropped unsent: free at once.
+        bk.end_loan(b);
+        assert_eq!((bk.loans(), bk.free_count()), (0, 2));
+    }
+
+    #[test]
+    fn take_chunk_collects_then_recovers_before_giving_up() {
+        let book = RefCell::new(Book::new(1));
+        let a = take(&book, 1).unwrap();
+        book.borrow_mut().add_holder(a, 0);
+        book.borrow_mut().end_loan(a);
+        let collected = std::cell::Cell::new(0);
+        let recovered = std::cell::Cell::new(false);
+        let r = take_chunk(
+            &book,
+            |b| b,
+            1,
+            |b| {
+                collected.set(collected.get() + 1);
+                // The peer's return shows up only after recovery.
+                if recovered.get() {
+                    b.release_holder(a, 0);
+                }
+            },
+            || recovered.set(true),
+        );
+        assert_eq!(r, Ok(a));
+        assert_eq!(collected.get(), 2);
+    }
 }

@@ -523,6 +523,88 @@ impl Conn<'_> {
     }
 }
 
+impl Conn<'_> {
+    /// Subscriber `sub_id`: takes up the connection publisher `pub_id`
+    /// made to it. `map` maps the publisher's pool (slow: syscalls); the
+    /// publisher may meanwhile have died and a successor of its slot reset
+    /// the connection (new generation, new entries whose chunk indices
+    /// refer to *its* pool), so the link is checked again after an Acquire
+    /// fence ([`connect`](Self::connect) stores `link = 0` before a
+    /// Release fence) and the mapping kept only if it is unchanged.
+    /// `None`: not connected (yet), the mapping failed, or the connection
+    /// changed meanwhile; try again later.
+    pub(crate) fn take_up<M>(
+        &self,
+        sub_id: u64,
+        pub_id: u64,
+        map: impl FnOnce() -> Option<M>,
+    ) -> Option<(Linked, M)> {
+        let linked = self.linked(sub_id, pub_id)?;
+        let mapped = map()?;
+        fence(Ordering::Acquire);
+        let now = self.linked(sub_id, pub_id).map(|l| l.generation);
+        (now == Some(linked.generation)).then_some((linked, mapped))
+    }
+
+    /// Entries the queue holds.
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+/// The publisher's process-local side of one connection it made: the
+/// peer, the generation, its tail, the last head it read and the returns
+/// it collected. The same for every producer (publisher, client, server).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Producer {
+    /// The consumer's port id.
+    pub(crate) peer: u64,
+    pub(crate) generation: u64,
+    /// Entries pushed so far (logical tail).
+    pub(crate) tail: u64,
+    /// Last value read of the shared `head` (entries consumed); refreshed
+    /// only when the queue looks full or nearly full.
+    pub(crate) head: u64,
+    /// Returns collected so far.
+    pub(crate) ret_head: u64,
+}
+
+impl Producer {
+    /// (Re)connects `peer` through `conn` ([`Conn::connect`]).
+    pub(crate) fn connect(conn: Conn<'_>, own: u64, peer: u64) -> Producer {
+        Producer {
+            peer,
+            generation: conn.connect(own, peer),
+            tail: 0,
+            head: 0,
+            ret_head: 0,
+        }
+    }
+
+    /// Pushes `chunk` ([`Conn::push`]) at our tail; the caller has checked
+    /// that there is room.
+    #[inline]
+    pub(crate) fn push(&mut self, conn: Conn<'_>, chunk: u32, len: u64) {
+        conn.push(self.tail, self.generation, chunk, len);
+        self.tail += 1;
+    }
+
+    /// Entries pushed and not yet consumed, by the shared head now (huge
+    /// if a consumer scribbled a head past our tail: then the queue counts
+    /// as full).
+    #[inline]
+    pub(crate) fn queued(&self, conn: Conn<'_>) -> u64 {
+        self.tail.wrapping_sub(conn.head.load(Ordering::Acquire))
+    }
+
+    /// Collects the returns of this connection ([`Conn::collect_returns`]).
+    #[inline]
+    pub(crate) fn collect_returns(&mut self, conn: Conn<'_>, returned: impl FnMut(u32)) {
+        conn.collect_returns(&mut self.ret_head, self.generation, returned);
+    }
+}
+
 /// What a subscriber reads when it takes up a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Linked {

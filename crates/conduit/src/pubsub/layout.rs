@@ -106,6 +106,8 @@ const CONFIG_WORDS: usize = 80;
 /// Most publishers or subscribers per service (the publisher tracks chunk
 /// holders as a 64-bit mask).
 pub const MAX_PORTS: usize = 64;
+// A publisher's (client's, server's) `pool::Book` keeps one bit per peer.
+const _: () = assert!(MAX_PORTS <= crate::pool::Book::MAX_PEERS);
 /// Most chunks per publisher (entries carry a 24-bit chunk index).
 pub const MAX_CHUNKS: usize = crate::pool::MAX_CHUNKS;
 

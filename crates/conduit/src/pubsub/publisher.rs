@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
 use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
-use crate::pool::{Geometry, LoanBook, Pool, TakeError};
+use crate::pool::{Book, Geometry, Pool, TakeError};
+use crate::queue::Producer;
 use crate::service::PortId;
 use crate::shm::{self, Segment, ShmSafe};
 
@@ -145,14 +146,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         };
         let publisher = Publisher {
             state: RefCell::new(PubState {
-                chunks: vec![ChunkState::default(); chunks],
+                book: Book::new(chunks),
                 lens: vec![0; chunks],
-                free: (0..chunks as u32).rev().collect(),
                 history: VecDeque::new(),
                 conns: vec![None; qos.max_subscribers],
                 sub_generation: u64::MAX,
                 seq: 0,
-                loans: 0,
                 dropped: 0,
             }),
             slot,
@@ -179,71 +178,18 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct ChunkState {
-    /// Bit s: subscriber slot s may still hold the chunk (queued, borrowed
-    /// or returned but not yet collected).
-    holders: u64,
-    loaned: bool,
-    in_history: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PubConn {
-    sub_id: u64,
-    generation: u64,
-    /// Entries pushed so far (logical tail).
-    tail: u64,
-    /// Last value read of the shared `head` (entries consumed); refreshed
-    /// only when the queue looks full or nearly full.
-    head: u64,
-    /// Returns collected so far.
-    ret_head: u64,
-}
-
 #[derive(Debug)]
 struct PubState {
-    chunks: Vec<ChunkState>,
+    /// Chunks loaned, held by subscribers (one bit per subscriber slot)
+    /// or kept for history.
+    book: Book,
     /// Length of the sample last sent in each chunk (for history).
     lens: Vec<u64>,
-    free: Vec<u32>,
     history: VecDeque<u32>,
-    conns: Vec<Option<PubConn>>,
+    conns: Vec<Option<Producer>>,
     sub_generation: u64,
     seq: u64,
-    loans: usize,
     dropped: u64,
-}
-
-impl LoanBook for PubState {
-    fn loans(&mut self) -> &mut usize {
-        &mut self.loans
-    }
-    fn free(&mut self) -> &mut Vec<u32> {
-        &mut self.free
-    }
-    fn set_loaned(&mut self, chunk: u32) {
-        self.chunks[chunk as usize].loaned = true;
-    }
-}
-
-impl PubState {
-    fn maybe_free(&mut self, chunk: u32) {
-        let c = &self.chunks[chunk as usize];
-        if c.holders == 0 && !c.loaned && !c.in_history {
-            self.free.push(chunk);
-        }
-    }
-
-    fn release_holder(&mut self, chunk: u32, s: usize) {
-        let bit = 1u64 << s;
-        if let Some(c) = self.chunks.get_mut(chunk as usize) {
-            if c.holders & bit != 0 {
-                c.holders &= !bit;
-                self.maybe_free(chunk);
-            }
-        }
-    }
 }
 
 /// Sends samples of a publish/subscribe service. Not `Sync`: use one
@@ -318,32 +264,22 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         st.sub_generation = generation;
         for (s, slot) in view.sub_slots().iter().enumerate() {
             let sid = slot.id.load(Ordering::Acquire);
-            if matches!(st.conns[s], Some(c) if c.sub_id == sid) {
+            if matches!(st.conns[s], Some(c) if c.peer == sid) {
                 continue;
             }
             if st.conns[s].take().is_some() {
                 // The subscriber left: everything it held comes back.
-                for i in 0..st.chunks.len() {
-                    st.release_holder(i as u32, s);
-                }
+                st.book.release_peer(s);
             }
             if sid == 0 {
                 continue;
             }
             let conn = self.row[s];
-            let generation = conn.connect(self.id, sid);
-            let mut c = PubConn {
-                sub_id: sid,
-                generation,
-                tail: 0,
-                head: 0,
-                ret_head: 0,
-            };
+            let mut c = Producer::connect(conn, self.id, sid);
             let history: Vec<u32> = st.history.iter().copied().collect();
             for chunk in history {
-                conn.push(c.tail, generation, chunk, st.lens[chunk as usize]);
-                c.tail += 1;
-                st.chunks[chunk as usize].holders |= 1 << s;
+                c.push(conn, chunk, st.lens[chunk as usize]);
+                st.book.add_holder(chunk, s);
             }
             st.conns[s] = Some(c);
             super::attach::wake(&self.service, slot); // events: attach.rs
@@ -354,9 +290,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     fn collect_returns(&self, st: &mut PubState) {
         for s in 0..st.conns.len() {
             let Some(mut c) = st.conns[s] else { continue };
-            let conn = self.row[s];
-            conn.collect_returns(&mut c.ret_head, c.generation, |chunk| {
-                st.release_holder(chunk, s)
+            c.collect_returns(self.row[s], |chunk| {
+                st.book.release_holder(chunk, s);
             });
             st.conns[s] = Some(c);
         }
@@ -365,6 +300,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     fn take_chunk(&self) -> Result<u32, LoanError> {
         crate::pool::take_chunk(
             &self.state,
+            |st| &mut st.book,
             self.service.config.qos.max_loans,
             |st| self.collect_returns(st),
             || {
@@ -379,10 +315,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
     }
 
     fn give_back(&self, chunk: u32) {
-        let mut st = self.state.borrow_mut();
-        st.loans -= 1;
-        st.chunks[chunk as usize].loaned = false;
-        st.maybe_free(chunk);
+        self.state.borrow_mut().book.end_loan(chunk);
     }
 
     #[inline]
@@ -456,11 +389,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             // policies waited for room above).
             if let Some(old) = conn.make_room(c.tail, &mut c.head, self.buffer, c.generation) {
                 st.dropped += 1;
-                st.release_holder(old, s);
+                st.book.release_holder(old, s);
             }
-            conn.push(c.tail, c.generation, chunk, len as u64);
-            c.tail += 1;
-            st.chunks[chunk as usize].holders |= 1 << s;
+            c.push(conn, chunk, len as u64);
+            st.book.add_holder(chunk, s);
             st.conns[s] = Some(c);
             // events: also wakes the subscriber's descriptor if armed (attach.rs).
             super::attach::wake(&self.service, &subs[s]);
@@ -468,18 +400,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         }
         let history = self.service.config.qos.history;
         if history > 0 {
-            st.chunks[chunk as usize].in_history = true;
+            st.book.keep(chunk, true);
             st.history.push_back(chunk);
             if st.history.len() > history {
                 let old = st.history.pop_front().expect("non-empty");
-                st.chunks[old as usize].in_history = false;
-                st.maybe_free(old);
+                st.book.keep(old, false);
             }
         }
-        st.loans -= 1;
-        st.chunks[chunk as usize].loaned = false;
-        st.maybe_free(chunk);
-        if st.free.len() * 2 < st.chunks.len() {
+        st.book.end_loan(chunk);
+        if st.book.free_count() * 2 < st.book.len() {
             // Collect returns now, after the sample is out (its reader is
             // busy with it), rather than in the next loan's critical path.
             self.collect_returns(&mut st);

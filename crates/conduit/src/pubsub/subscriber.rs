@@ -257,46 +257,37 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 continue;
             }
             st.pending = true;
-            let conn = self.column[p];
-            let Some(linked) = conn.linked(self.id, pid) else {
-                continue; // The publisher connects us on its next send.
-            };
-            let element = P::Element::LAYOUT;
-            let Ok(data) = Pool::open(
-                &self.service.domain,
-                self.service.node.permissions(),
-                super::POOL,
-                pid,
-                &element,
-                &H::LAYOUT,
-            ) else {
+            // The chunks of the publisher's pool, mapped: taken up only if
+            // the connection did not change meanwhile (`Conn::take_up`).
+            let Some((linked, (data, chunks_base))) = self.column[p].take_up(self.id, pid, || {
+                let data = Pool::open(
+                    &self.service.domain,
+                    self.service.node.permissions(),
+                    super::POOL,
+                    pid,
+                    &P::Element::LAYOUT,
+                    &H::LAYOUT,
+                )
+                .ok()?;
+                let g = data.geometry;
+                let chunks = data
+                    .segment
+                    .data()
+                    .sub(g.chunks_offset, g.chunk_size * g.chunks);
+                let base = chunks.ok()?.base();
+                Some((data, base))
+            }) else {
+                // Not connected yet (the publisher connects us on its next
+                // send) or changed meanwhile: looked at again on the next
+                // receive.
                 continue;
             };
-            let g = data.geometry;
-            let Ok(chunks) = data
-                .segment
-                .data()
-                .sub(g.chunks_offset, g.chunk_size * g.chunks)
-            else {
-                continue;
-            };
-            // Opening the segment takes a while: meanwhile the publisher
-            // may have died and a new one of this slot reset the
-            // connection (new generation, new entries whose chunk indices
-            // refer to *its* segment). Keeping the old mapping with the
-            // new generation would read the wrong chunks; re-check that
-            // the connection is still the one we read (`Conn::connect`
-            // stores `link = 0` before a Release fence, then the reset).
-            std::sync::atomic::fence(Ordering::Acquire);
-            if conn.linked(self.id, pid).map(|l| l.generation) != Some(linked.generation) {
-                continue; // Still pending: looked at again on the next receive.
-            }
             st.conns[p] = Some(SubConn {
                 pub_id: pid,
                 generation: linked.generation,
                 head: linked.head,
                 draining: false,
-                chunks_base: chunks.base(),
+                chunks_base,
                 data: Arc::new(data),
             });
             self.returns[p].set((linked.generation, linked.ret_tail));

@@ -19,10 +19,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
+use super::links::{Inbound, Links};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
-use crate::pool::{LoanBook, Pool, TakeError};
-use crate::queue::{self, Conn};
+use crate::pool::{Book, Pool, TakeError};
+use crate::queue::{self, Conn, Producer};
 use crate::service::PortId;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
@@ -178,16 +179,11 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
         let servers = qos.max_servers;
         Ok(Client {
             state: RefCell::new(ClientState {
-                chunks: vec![ChunkState::default(); chunks],
-                free: (0..chunks as u32).rev().collect(),
-                loans: 0,
+                book: Book::new(chunks),
                 next_id: 1,
                 requests: (0..qos.active_requests).map(|_| None).collect(),
                 in_flight: 0,
-                out: vec![None; servers],
-                inb: (0..servers).map(|_| None).collect(),
-                server_generation: u64::MAX,
-                pending_link: false,
+                links: Links::new(servers),
                 corrupted: None,
                 spare: (0..qos.active_requests)
                     .map(|_| InFlight {
@@ -214,33 +210,6 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
             _types: PhantomData,
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct ChunkState {
-    /// Bit s: server slot s may still hold the chunk.
-    holders: u64,
-    loaned: bool,
-}
-
-/// The request queue to one server (we connected it).
-#[derive(Debug, Clone, Copy)]
-struct OutConn {
-    server_id: u64,
-    generation: u64,
-    tail: u64,
-    ret_head: u64,
-}
-
-/// The response queue from one server (it connected it; we linked it).
-#[derive(Debug)]
-struct InConn {
-    server_id: u64,
-    generation: u64,
-    head: u64,
-    /// Returns pushed so far.
-    ret_tail: u64,
-    pool: Arc<Pool>,
 }
 
 /// A response received and not yet taken.
@@ -272,53 +241,21 @@ struct InFlight {
 
 #[derive(Debug)]
 struct ClientState {
-    chunks: Vec<ChunkState>,
-    free: Vec<u32>,
-    loans: usize,
+    /// Request chunks loaned, or held by servers (one bit per server
+    /// slot).
+    book: Book,
     next_id: u64,
     requests: Vec<Option<InFlight>>,
     in_flight: usize,
-    out: Vec<Option<OutConn>>,
-    inb: Vec<Option<InConn>>,
-    server_generation: u64,
-    /// Some server slot is taken but its response queue is not linked.
-    pending_link: bool,
+    /// Request queues to, and response queues from, each server slot.
+    links: Links,
     /// Corruption found while draining, reported by the next receive.
     corrupted: Option<(u64, String)>,
     /// Records of freed request slots, reused by the next requests.
     spare: Vec<InFlight>,
 }
 
-impl LoanBook for ClientState {
-    fn loans(&mut self) -> &mut usize {
-        &mut self.loans
-    }
-    fn free(&mut self) -> &mut Vec<u32> {
-        &mut self.free
-    }
-    fn set_loaned(&mut self, chunk: u32) {
-        self.chunks[chunk as usize].loaned = true;
-    }
-}
-
 impl ClientState {
-    fn maybe_free(&mut self, chunk: u32) {
-        let c = &self.chunks[chunk as usize];
-        if c.holders == 0 && !c.loaned {
-            self.free.push(chunk);
-        }
-    }
-
-    fn release_holder(&mut self, chunk: u32, s: usize) {
-        let bit = 1u64 << s;
-        if let Some(c) = self.chunks.get_mut(chunk as usize) {
-            if c.holders & bit != 0 {
-                c.holders &= !bit;
-                self.maybe_free(chunk);
-            }
-        }
-    }
-
     /// Server slot `s` no longer streams request slot `r`: free the slot
     /// if its pending response is gone too.
     fn finish(&mut self, r: usize, s: usize) {
@@ -393,11 +330,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Drop for Client<Req, Resp> {
 /// Returns a response chunk to its server, if the connection is still the
 /// one it came from (else the server took it back itself).
 fn return_response(cols: &[Conn<'static>], st: &mut ClientState, b: &Buffered) {
-    if let Some(c) = st.inb[b.server].as_mut() {
-        if c.server_id == b.server_id && c.generation == b.generation {
-            cols[b.server].push_return(c.ret_tail, c.generation, b.chunk);
-            // Read from shared memory when we linked: wrap.
-            c.ret_tail = c.ret_tail.wrapping_add(1);
+    if let Some(c) = st.links.inb[b.server].as_mut() {
+        if c.peer == b.server_id && c.generation == b.generation {
+            c.push_return(cols[b.server], b.chunk);
         }
     }
 }
@@ -419,7 +354,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     pub fn servers(&self) -> usize {
         let mut st = self.state.borrow_mut();
         self.update(&mut st);
-        st.out.iter().filter(|c| c.is_some()).count()
+        st.links.out.iter().filter(|c| c.is_some()).count()
     }
 
     /// Requests in flight (sent, and not yet ended by every server that
@@ -446,78 +381,41 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     #[inline]
     fn update(&self, st: &mut ClientState) {
         let generation = self.view.header().generation[SERVERS].load(Ordering::Acquire);
-        if generation != st.server_generation || st.pending_link {
+        if st.links.stale(generation) {
             self.update_slow(st, generation);
         }
     }
 
     #[cold]
     fn update_slow(&self, st: &mut ClientState, generation: u64) {
-        st.server_generation = generation;
-        st.pending_link = false;
+        st.links.begin(generation);
         for (s, slot) in self.view.server_slots().iter().enumerate() {
             let sid = slot.id.load(Ordering::Acquire);
-            if st.out[s].map(|o| o.server_id) != (sid != 0).then_some(sid) {
-                if let Some(o) = st.out[s].take() {
-                    self.server_left(st, s, o.server_id);
-                }
-                if sid != 0 {
-                    let generation = self.requests_row[s].connect(self.id, sid);
-                    st.out[s] = Some(OutConn {
-                        server_id: sid,
-                        generation,
-                        tail: 0,
-                        ret_head: 0,
-                    });
-                }
+            if let Some(gone) = st.links.departed(s, sid) {
+                self.server_left(st, s, gone);
             }
-            if st.inb[s].as_ref().is_some_and(|c| c.server_id != sid) {
-                st.inb[s] = None;
-            }
-            if sid != 0 && st.inb[s].is_none() {
-                st.inb[s] = self.link(s, sid);
-                st.pending_link |= st.inb[s].is_none();
-            }
+            let core = &self.service;
+            st.links.join(
+                s,
+                sid,
+                || Producer::connect(self.requests_row[s], self.id, sid),
+                || {
+                    let chunks = core.config.qos.server_chunks();
+                    let conn = self.responses_col[s];
+                    Inbound::take_up(conn, self.id, sid, core, chunks, &Resp::LAYOUT)
+                },
+            );
         }
-    }
-
-    /// Takes up the response queue that server `sid` (slot `s`) connected,
-    /// mapping its pool; `None` if it has not connected us yet.
-    fn link(&self, s: usize, sid: u64) -> Option<InConn> {
-        let conn = self.responses_col[s];
-        let linked = conn.linked(self.id, sid)?;
-        let pool = super::open_pool(
-            &self.service.domain,
-            self.service.node.permissions(),
-            sid,
-            self.service.config.qos.server_chunks(),
-            &Resp::LAYOUT,
-        )
-        .ok()?;
-        // As in the subscriber: the server may have died and a successor
-        // reset the connection while we mapped the pool (`Conn::connect`
-        // stores `link = 0` before a Release fence).
-        std::sync::atomic::fence(Ordering::Acquire);
-        if conn.linked(self.id, sid).map(|l| l.generation) != Some(linked.generation) {
-            return None;
-        }
-        Some(InConn {
-            server_id: sid,
-            generation: linked.generation,
-            head: linked.head,
-            ret_tail: linked.ret_tail,
-            pool: Arc::new(pool),
-        })
     }
 
     /// Server `sid` of slot `s` left: file what it sent, then end every
     /// request it had not ended with `ServerGone`, and take back the
     /// request chunks it held.
     fn server_left(&self, st: &mut ClientState, s: usize, sid: u64) {
-        if st.inb[s].as_ref().is_some_and(|c| c.server_id == sid) {
+        if st.links.inb[s].as_ref().is_some_and(|c| c.peer == sid) {
             self.drain(st, s);
         }
-        st.inb[s] = None;
+        st.links.inb[s] = None;
         for r in 0..st.requests.len() {
             if let Some(req) = st.requests[r].as_mut() {
                 if req.waiting & (1 << s) != 0 && req.servers[s] == sid {
@@ -526,9 +424,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                 }
             }
         }
-        for chunk in 0..st.chunks.len() as u32 {
-            st.release_holder(chunk, s);
-        }
+        st.book.release_peer(s);
     }
 
     /// Files every entry of server slot `s`'s response queue under its
@@ -536,13 +432,15 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     fn drain(&self, st: &mut ClientState, s: usize) {
         let conn = self.responses_col[s];
         loop {
-            let Some(c) = st.inb[s].as_mut() else { return };
-            let (server_id, generation) = (c.server_id, c.generation);
+            let Some(c) = st.links.inb[s].as_mut() else {
+                return;
+            };
+            let (server_id, generation) = (c.peer, c.generation);
             match conn.pop(&mut c.head, generation) {
                 queue::Pop::Empty => return,
                 queue::Pop::Gone => {
-                    st.inb[s] = None;
-                    st.pending_link = true;
+                    st.links.inb[s] = None;
+                    st.links.pending = true;
                     return;
                 }
                 queue::Pop::Chunk(chunk, tag) => {
@@ -566,7 +464,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                             server_id,
                             format!("chunk index {chunk} ≥ {}", pool.geometry.chunks),
                         ));
-                        st.inb[s] = None;
+                        st.links.inb[s] = None;
                         return;
                     }
                     let id = pool
@@ -606,8 +504,8 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
-        for s in 0..st.inb.len() {
-            if st.inb[s].is_some() {
+        for s in 0..st.links.inb.len() {
+            if st.links.inb[s].is_some() {
                 self.drain(st, s);
             }
         }
@@ -659,22 +557,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     fn take_chunk(&self) -> Result<u32, LoanError> {
         let mut st = self.state.borrow_mut();
         let qos = self.service.config.qos;
-        if st.loans >= qos.max_loans {
+        if st.book.loans() >= qos.max_loans {
             return Err(LoanError::ExceedsMaxLoans(qos.max_loans));
         }
-        if st.in_flight + st.loans >= qos.active_requests {
+        if st.in_flight + st.book.loans() >= qos.active_requests {
             // Ended streams whose pending responses are gone free their
             // slots when the client next reads its queues.
             drop(st);
             self.poll_all();
             st = self.state.borrow_mut();
-            if st.in_flight + st.loans >= qos.active_requests {
+            if st.in_flight + st.book.loans() >= qos.active_requests {
                 return Err(LoanError::ExceedsActiveRequests(qos.active_requests));
             }
         }
         drop(st);
         crate::pool::take_chunk(
             &self.state,
+            |st| &mut st.book,
             qos.max_loans,
             |st| self.collect_returns(st),
             || {
@@ -693,28 +592,27 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
-        for s in 0..st.inb.len() {
-            if st.inb[s].is_some() {
+        for s in 0..st.links.inb.len() {
+            if st.links.inb[s].is_some() {
                 self.drain(st, s);
             }
         }
     }
 
     fn collect_returns(&self, st: &mut ClientState) {
-        for s in 0..st.out.len() {
-            let Some(mut o) = st.out[s] else { continue };
-            self.requests_row[s].collect_returns(&mut o.ret_head, o.generation, |chunk| {
-                st.release_holder(chunk, s)
+        for s in 0..st.links.out.len() {
+            let Some(mut o) = st.links.out[s] else {
+                continue;
+            };
+            o.collect_returns(self.requests_row[s], |chunk| {
+                st.book.release_holder(chunk, s);
             });
-            st.out[s] = Some(o);
+            st.links.out[s] = Some(o);
         }
     }
 
     fn give_back(&self, chunk: u32) {
-        let mut st = self.state.borrow_mut();
-        st.loans -= 1;
-        st.chunks[chunk as usize].loaned = false;
-        st.maybe_free(chunk);
+        self.state.borrow_mut().book.end_loan(chunk);
     }
 
     /// Sends loaned `chunk` to every connected server.
@@ -734,21 +632,21 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         self.pending_words[r].store(id, Ordering::Release);
         let mut req = st.spare.pop().expect("one record per request slot");
         let mut waiting = 0u64;
-        for s in 0..st.out.len() {
-            let Some(mut o) = st.out[s] else { continue };
+        for s in 0..st.links.out.len() {
+            let Some(mut o) = st.links.out[s] else {
+                continue;
+            };
             let conn = self.requests_row[s];
             // Never more than `active_requests` entries: the check guards
             // against a server that scribbled on its head.
-            let head = conn.head.load(Ordering::Acquire);
-            if o.tail.wrapping_sub(head) >= conn.entries.len() as u64 {
+            if o.queued(conn) >= conn.capacity() {
                 continue;
             }
-            conn.push(o.tail, o.generation, chunk, u64::from(id as u32));
-            o.tail += 1;
-            st.out[s] = Some(o);
-            st.chunks[chunk as usize].holders |= 1 << s;
+            o.push(conn, chunk, u64::from(id as u32));
+            st.links.out[s] = Some(o);
+            st.book.add_holder(chunk, s);
             waiting |= 1 << s;
-            req.servers[s] = o.server_id;
+            req.servers[s] = o.peer;
             self.view.server_slots()[s].event.wake_all();
         }
         if waiting == 0 {
@@ -757,8 +655,8 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             return Err(RequestSendError::NoServer(self.service.config.name.clone()));
         }
         st.next_id += 1;
-        st.loans -= 1;
-        st.chunks[chunk as usize].loaned = false;
+        // Held by the servers reached (`waiting`), so not free yet.
+        st.book.end_loan(chunk);
         st.in_flight += 1;
         req.id = id;
         req.chunk = chunk;

@@ -110,6 +110,8 @@ pub(crate) const CONFIG_WORDS: usize = 80;
 /// Most clients, and most servers, of one service (chunk holders are a
 /// 64-bit mask per port).
 pub const MAX_PORTS: usize = 64;
+// A publisher's (client's, server's) `pool::Book` keeps one bit per peer.
+const _: () = assert!(MAX_PORTS <= crate::pool::Book::MAX_PEERS);
 /// Largest `active_requests` and `response_buffer`.
 pub const MAX_REQUESTS: usize = 1024;
 /// The entry chunk index that marks the end of a server's stream for one

@@ -113,6 +113,7 @@
 
 mod client;
 pub(crate) mod layout;
+mod links;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod server;

@@ -15,10 +15,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
+use super::links::{Inbound, Links};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
-use crate::pool::Pool;
-use crate::queue::{self, Conn};
+use crate::pool::{Book, Pool, TakeError};
+use crate::queue::{self, Conn, Producer};
 use crate::service::PortId;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
@@ -142,14 +143,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
         let clients = qos.max_clients;
         let server = Server {
             state: RefCell::new(ServerState {
-                holder: vec![NO_HOLDER; chunks],
-                loaned: vec![false; chunks],
-                free: (0..chunks as u32).rev().collect(),
-                loans: 0,
-                inb: (0..clients).map(|_| None).collect(),
-                out: vec![None; clients],
-                client_generation: u64::MAX,
-                pending_link: false,
+                book: Book::new(chunks),
+                held: vec![0; clients],
+                links: Links::new(clients),
                 next: 0,
             }),
             slot,
@@ -172,58 +168,25 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
     }
 }
 
-/// `ServerState::holder` of a chunk no client holds.
-const NO_HOLDER: u8 = u8::MAX;
-
-/// The request queue from one client (it connected it; we linked it).
-#[derive(Debug)]
-struct InConn {
-    client_id: u64,
-    generation: u64,
-    head: u64,
-    /// Returns pushed so far.
-    ret_tail: u64,
-    pool: Arc<Pool>,
-}
-
-/// The response queue to one client (we connected it).
-#[derive(Debug, Clone, Copy)]
-struct OutConn {
-    client_id: u64,
-    generation: u64,
-    tail: u64,
-    ret_head: u64,
-    /// Our chunks the client may hold (sent, not yet collected back).
-    held: usize,
-}
-
 #[derive(Debug)]
 struct ServerState {
-    /// Per chunk: the client slot that may hold it, or `NO_HOLDER`.
-    holder: Vec<u8>,
-    loaned: Vec<bool>,
-    free: Vec<u32>,
-    loans: usize,
-    inb: Vec<Option<InConn>>,
-    out: Vec<Option<OutConn>>,
-    client_generation: u64,
-    /// Some client slot is taken but its request queue is not linked.
-    pending_link: bool,
+    /// Response chunks loaned, or held by a client (its slot's bit).
+    book: Book,
+    /// Per client slot: our chunks it may hold (sent, not yet collected
+    /// back), bounded by `held_limit`.
+    held: Vec<usize>,
+    /// Response queues to, and request queues from, each client slot.
+    links: Links,
     /// Round-robin start of the next receive.
     next: usize,
 }
 
 impl ServerState {
+    /// Client slot `c` returned `chunk` (a corrupted return of a chunk it
+    /// does not hold changes nothing).
     fn release(&mut self, chunk: u32, c: usize) {
-        let i = chunk as usize;
-        if self.holder.get(i) == Some(&(c as u8)) {
-            self.holder[i] = NO_HOLDER;
-            if let Some(o) = self.out[c].as_mut() {
-                o.held = o.held.saturating_sub(1);
-            }
-            if !self.loaned[i] {
-                self.free.push(chunk);
-            }
+        if self.book.release_holder(chunk, c) {
+            self.held[c] = self.held[c].saturating_sub(1);
         }
     }
 }
@@ -286,77 +249,39 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     pub fn clients(&self) -> usize {
         let mut st = self.state.borrow_mut();
         self.update(&mut st);
-        st.inb.iter().filter(|c| c.is_some()).count()
+        st.links.inb.iter().filter(|c| c.is_some()).count()
     }
 
     #[inline]
     fn update(&self, st: &mut ServerState) {
         let generation = self.view.header().generation[CLIENTS].load(Ordering::Acquire);
-        if generation != st.client_generation || st.pending_link {
+        if st.links.stale(generation) {
             self.update_slow(st, generation);
         }
     }
 
     #[cold]
     fn update_slow(&self, st: &mut ServerState, generation: u64) {
-        st.client_generation = generation;
-        st.pending_link = false;
+        st.links.begin(generation);
         for (c, slot) in self.view.client_slots().iter().enumerate() {
             let cid = slot.id.load(Ordering::Acquire);
-            if st.out[c].map(|o| o.client_id) != (cid != 0).then_some(cid) {
-                if st.out[c].take().is_some() {
-                    // The client left: everything it held comes back.
-                    for chunk in 0..st.holder.len() as u32 {
-                        st.release(chunk, c);
-                    }
-                }
-                if cid != 0 {
-                    let generation = self.responses_row[c].connect(self.id, cid);
-                    st.out[c] = Some(OutConn {
-                        client_id: cid,
-                        generation,
-                        tail: 0,
-                        ret_head: 0,
-                        held: 0,
-                    });
-                }
+            if st.links.departed(c, cid).is_some() {
+                // The client left: everything it held comes back.
+                st.book.release_peer(c);
+                st.held[c] = 0;
             }
-            if st.inb[c].as_ref().is_some_and(|i| i.client_id != cid) {
-                st.inb[c] = None;
-            }
-            if cid != 0 && st.inb[c].is_none() {
-                st.inb[c] = self.link(c, cid);
-                st.pending_link |= st.inb[c].is_none();
-            }
+            let core = &self.service;
+            st.links.join(
+                c,
+                cid,
+                || Producer::connect(self.responses_row[c], self.id, cid),
+                || {
+                    let chunks = core.config.qos.client_chunks();
+                    let conn = self.requests_col[c];
+                    Inbound::take_up(conn, self.id, cid, core, chunks, &Req::LAYOUT)
+                },
+            );
         }
-    }
-
-    /// Takes up the request queue that client `cid` (slot `c`) connected,
-    /// mapping its pool; `None` if it has not connected us yet.
-    fn link(&self, c: usize, cid: u64) -> Option<InConn> {
-        let conn = self.requests_col[c];
-        let linked = conn.linked(self.id, cid)?;
-        let pool = super::open_pool(
-            &self.service.domain,
-            self.service.node.permissions(),
-            cid,
-            self.service.config.qos.client_chunks(),
-            &Req::LAYOUT,
-        )
-        .ok()?;
-        // The client may have died and a successor reset the connection
-        // while we mapped its pool: keep it only if it is unchanged.
-        std::sync::atomic::fence(Ordering::Acquire);
-        if conn.linked(self.id, cid).map(|l| l.generation) != Some(linked.generation) {
-            return None;
-        }
-        Some(InConn {
-            client_id: cid,
-            generation: linked.generation,
-            head: linked.head,
-            ret_tail: linked.ret_tail,
-            pool: Arc::new(pool),
-        })
     }
 
     /// Takes the next request if there is one; never blocks.
@@ -364,23 +289,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
-        let n = st.inb.len();
+        let n = st.links.inb.len();
         for k in 0..n {
             let c = (st.next + k) % n;
-            let Some(i) = st.inb[c].as_mut() else {
+            let Some(i) = st.links.inb[c].as_mut() else {
                 continue;
             };
             match self.requests_col[c].pop(&mut i.head, i.generation) {
                 queue::Pop::Empty => {}
                 queue::Pop::Gone => {
-                    st.inb[c] = None;
-                    st.pending_link = true;
+                    st.links.inb[c] = None;
+                    st.links.pending = true;
                 }
                 queue::Pop::Chunk(chunk, _) => {
-                    let client = PortId(i.client_id);
+                    let client = PortId(i.peer);
                     if chunk as usize >= i.pool.geometry.chunks {
                         let reason = format!("chunk index {chunk} ≥ {}", i.pool.geometry.chunks);
-                        st.inb[c] = None;
+                        st.links.inb[c] = None;
                         return Err(ReceiveError::Corrupted { client, reason });
                     }
                     let header = i.pool.header::<ChunkHeader>(chunk);
@@ -388,20 +313,20 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                     let request_slot = header.slot.load(Ordering::Relaxed);
                     let active = self.service.config.qos.active_requests;
                     if request_slot >= active as u64 {
-                        self.push_return(i, c, chunk);
+                        i.push_return(self.requests_col[c], chunk);
                         return Err(ReceiveError::Corrupted {
                             client,
                             reason: format!("request slot {request_slot} ≥ {active}"),
                         });
                     }
                     st.next = (c + 1) % n;
-                    let response = st.out[c]
-                        .filter(|o| o.client_id == i.client_id)
+                    let response = st.links.out[c]
+                        .filter(|o| o.peer == i.peer)
                         .map(|o| o.generation);
                     return Ok(Some(ActiveRequest {
                         server: self,
                         client: c,
-                        client_id: i.client_id,
+                        client_id: i.peer,
                         request_generation: i.generation,
                         response_generation: response,
                         chunk,
@@ -414,13 +339,6 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
             }
         }
         Ok(None)
-    }
-
-    /// Returns request `chunk` on client slot `c`'s request queue.
-    fn push_return(&self, i: &mut InConn, c: usize, chunk: u32) {
-        self.requests_col[c].push_return(i.ret_tail, i.generation, chunk);
-        // Read from shared memory when we linked: wrap.
-        i.ret_tail = i.ret_tail.wrapping_add(1);
     }
 
     /// Waits for a request for as long as it takes.
@@ -453,50 +371,36 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     }
 
     fn take_chunk(&self) -> Result<u32, LoanError> {
-        let mut st = self.state.borrow_mut();
-        let max = self.service.config.qos.max_loans;
-        if st.loans >= max {
-            return Err(LoanError::ExceedsMaxLoans(max));
-        }
-        if st.free.is_empty() {
-            self.collect_returns(&mut st);
-        }
-        if st.free.is_empty() {
-            drop(st);
-            self.service.cleanup_dead_ports();
-            st = self.state.borrow_mut();
-            self.update(&mut st);
-            self.collect_returns(&mut st);
-        }
-        let chunk = st.free.pop().ok_or(LoanError::OutOfChunks)?;
-        st.loaned[chunk as usize] = true;
-        st.loans += 1;
-        Ok(chunk)
+        crate::pool::take_chunk(
+            &self.state,
+            |st| &mut st.book,
+            self.service.config.qos.max_loans,
+            |st| self.collect_returns(st),
+            || {
+                self.service.cleanup_dead_ports();
+                self.update(&mut self.state.borrow_mut());
+            },
+        )
+        .map_err(|e| match e {
+            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            TakeError::OutOfChunks => LoanError::OutOfChunks,
+        })
     }
 
     fn collect_returns(&self, st: &mut ServerState) {
-        for c in 0..st.out.len() {
+        for c in 0..st.links.out.len() {
             self.collect_from(st, c);
         }
     }
 
     fn collect_from(&self, st: &mut ServerState, c: usize) {
-        let Some(o) = st.out[c] else { return };
-        let mut ret_head = o.ret_head;
-        self.responses_row[c]
-            .collect_returns(&mut ret_head, o.generation, |chunk| st.release(chunk, c));
-        if let Some(o) = st.out[c].as_mut() {
-            o.ret_head = ret_head;
-        }
+        let Some(mut o) = st.links.out[c] else { return };
+        o.collect_returns(self.responses_row[c], |chunk| st.release(chunk, c));
+        st.links.out[c] = Some(o);
     }
 
     fn give_back(&self, chunk: u32) {
-        let mut st = self.state.borrow_mut();
-        st.loans -= 1;
-        st.loaned[chunk as usize] = false;
-        if st.holder[chunk as usize] == NO_HOLDER {
-            st.free.push(chunk);
-        }
+        self.state.borrow_mut().book.end_loan(chunk);
     }
 
     /// Sends loaned `chunk` as a response to `active`.
@@ -512,17 +416,17 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         let st = &mut *st;
         let c = active.client;
         let current = |st: &ServerState| {
-            st.out[c].filter(|o| {
-                o.client_id == active.client_id && Some(o.generation) == active.response_generation
+            st.links.out[c].filter(|o| {
+                o.peer == active.client_id && Some(o.generation) == active.response_generation
             })
         };
         let Some(mut o) = current(st) else {
             return Err(ResponseSendError::Disconnected);
         };
-        if o.held >= self.held_limit {
+        if st.held[c] >= self.held_limit {
             self.collect_from(st, c);
             o = current(st).ok_or(ResponseSendError::Disconnected)?;
-            if o.held >= self.held_limit {
+            if st.held[c] >= self.held_limit {
                 self.check_dead(st);
                 return Err(if active.is_connected() && current(st).is_some() {
                     ResponseSendError::BufferFull
@@ -534,7 +438,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         let conn = self.responses_row[c];
         // The pool and ring sizes make this impossible unless the client
         // scribbled on its head.
-        if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
+        if o.queued(conn) >= conn.capacity() {
             return Err(ResponseSendError::BufferFull);
         }
         let header = self.pool.header::<ChunkHeader>(chunk);
@@ -542,18 +446,11 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
             .request_id
             .store(active.request_id, Ordering::Relaxed);
         header.slot.store(0, Ordering::Relaxed);
-        conn.push(
-            o.tail,
-            o.generation,
-            chunk,
-            u64::from(active.request_id as u32),
-        );
-        o.tail += 1;
-        o.held += 1;
-        st.out[c] = Some(o);
-        st.holder[chunk as usize] = c as u8;
-        st.loaned[chunk as usize] = false;
-        st.loans -= 1;
+        o.push(conn, chunk, u64::from(active.request_id as u32));
+        st.links.out[c] = Some(o);
+        st.held[c] += 1;
+        st.book.add_holder(chunk, c);
+        st.book.end_loan(chunk);
         self.view.client_slots()[c].event.wake_all();
         Ok(())
     }
@@ -582,27 +479,21 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         let c = active.client;
-        if let Some(i) = st.inb[c].as_mut() {
-            if i.client_id == active.client_id && i.generation == active.request_generation {
-                self.push_return(i, c, active.chunk);
+        if let Some(i) = st.links.inb[c].as_mut() {
+            if i.peer == active.client_id && i.generation == active.request_generation {
+                i.push_return(self.requests_col[c], active.chunk);
             }
         }
-        let Some(mut o) = st.out[c] else { return };
-        if o.client_id != active.client_id || Some(o.generation) != active.response_generation {
+        let Some(mut o) = st.links.out[c] else { return };
+        if o.peer != active.client_id || Some(o.generation) != active.response_generation {
             return;
         }
         let conn = self.responses_row[c];
-        if o.tail.wrapping_sub(conn.head.load(Ordering::Acquire)) >= conn.entries.len() as u64 {
+        if o.queued(conn) >= conn.capacity() {
             return; // Only a scribbled head gets here (see the layout docs).
         }
-        conn.push(
-            o.tail,
-            o.generation,
-            END_OF_STREAM,
-            u64::from(active.request_id as u32),
-        );
-        o.tail += 1;
-        st.out[c] = Some(o);
+        o.push(conn, END_OF_STREAM, u64::from(active.request_id as u32));
+        st.links.out[c] = Some(o);
         self.view.client_slots()[c].event.wake_all();
     }
 }
