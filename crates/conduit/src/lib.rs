@@ -47,6 +47,7 @@ pub mod blackboard;
 mod domain;
 pub mod event;
 pub mod limits;
+pub mod loan;
 mod maintenance;
 pub mod mq;
 pub mod node;

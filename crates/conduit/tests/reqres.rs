@@ -380,6 +380,52 @@ fn full_limits_are_named_errors() {
     assert_clean(&domain);
 }
 
+/// A loan dropped unsent (written or not), on either side, gives its
+/// chunk back: with `max_loans(1)` the next loan succeeds, and the pools
+/// do not run dry after many rounds.
+#[test]
+fn loans_dropped_unsent_give_their_chunks_back() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "unsent");
+        let svc = node
+            .service("unsent")
+            .request_response::<Plan, Step>()
+            .active_requests(1)
+            .response_buffer(1)
+            .max_loans(1)
+            .create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        let server = svc.server().create().unwrap();
+        for round in 0..100u64 {
+            drop(client.loan_uninit().unwrap());
+            let mut written = client.loan_uninit().unwrap().write(Plan::default());
+            written.n = round;
+            assert_eq!(written.n, round);
+            drop(written);
+            let pending = client.send_copy(Plan { n: round, steps: 1 }).unwrap();
+            let active = server.receive_timeout(Duration::from_secs(1)).unwrap();
+            assert_eq!(active.n, round);
+            drop(active.loan_uninit().unwrap());
+            drop(active.loan_uninit().unwrap().write(Step::default()));
+            active
+                .send_copy(Step {
+                    n: round,
+                    step: 0,
+                    tag: 0,
+                })
+                .unwrap();
+            drop(active);
+            let (got, end) = collect(&pending);
+            assert_eq!(got.len(), 1);
+            assert_eq!(end, ResponseError::EndOfStream);
+        }
+    }
+    assert_clean(&domain);
+}
+
 #[test]
 fn round_trips_between_two_processes() {
     let _w = watchdog(Duration::from_secs(30));

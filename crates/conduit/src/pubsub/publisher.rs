@@ -14,6 +14,7 @@ use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
 use crate::pool::{Book, Geometry, Pool, TakeError};
 use crate::queue::Producer;
 use crate::service::PortId;
+use crate::service::core::PoolPortError;
 use crate::shm::{self, Segment, ShmSafe};
 
 /// With [`Overflow::Fail`]: how often, at most, a send that finds a full
@@ -119,31 +120,20 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         let geometry = Geometry::new(chunks, max_len, &P::Element::LAYOUT, &H::LAYOUT)
             .filter(|g| g.data_size().is_some())
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
-        let id = PortId::unique().0;
-        let node_id = svc.node.id().0;
+        let (id, pool, slot) = svc
+            .create_pool_port(PUBLISHERS, super::POOL, geometry, |_| {})
+            .map_err(|e| match e {
+                PoolPortError::Segment(e) => PublisherCreateError::Segment(e),
+                PoolPortError::Full(full) => PublisherCreateError::ExceedsMaxPublishers {
+                    service: full.service,
+                    max: full.max,
+                },
+            })?;
         let Pool {
             segment,
             geometry,
             base: chunks_base,
-        } = Pool::create(
-            &svc.domain,
-            svc.node.permissions(),
-            super::POOL,
-            id,
-            node_id,
-            geometry,
-        )
-        .map_err(PublisherCreateError::Segment)?;
-        let slot = match svc.claim_slot(PUBLISHERS, id, |_| {}) {
-            Ok(s) => s,
-            Err(full) => {
-                let _ = segment.unlink();
-                return Err(PublisherCreateError::ExceedsMaxPublishers {
-                    service: full.service,
-                    max: full.max,
-                });
-            }
-        };
+        } = pool;
         let publisher = Publisher {
             state: RefCell::new(PubState {
                 book: Book::new(chunks),

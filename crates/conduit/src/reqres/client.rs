@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,9 +21,12 @@ use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
 use super::links::{Inbound, Links};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
+use crate::loan::sealed::Lend;
+use crate::loan::{Lender, LoanMut, LoanUninit};
 use crate::pool::{Book, Pool, TakeError};
 use crate::queue::{self, Conn, Producer};
 use crate::service::PortId;
+use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
 
@@ -147,35 +149,26 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
         let chunks = qos.client_chunks();
         let geometry =
             super::geometry(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
-        let id = PortId::unique().0;
-        let pool = super::create_pool(
-            &svc.domain,
-            svc.node.permissions(),
-            id,
-            svc.node.id().0,
-            geometry,
-        )
-        .map_err(ClientCreateError::Segment)?;
         // SAFETY: `service` (the same Arc) is a field of the client and
         // outlives every use of `view` and of the connections and words
         // taken from it.
         let view = unsafe { svc.view_static() };
-        let slot = match svc.claim_slot(CLIENTS, id, |i| {
+        let prepare = |i| {
             // Nobody reads the pending words of a free slot; reset them
             // before the id is published.
             for w in view.pending(i) {
                 w.store(0, Ordering::Relaxed);
             }
-        }) {
-            Ok(s) => s,
-            Err(full) => {
-                pool.unlink();
-                return Err(ClientCreateError::ExceedsMaxClients {
+        };
+        let (id, pool, slot) = svc
+            .create_pool_port(CLIENTS, super::POOL, geometry, prepare)
+            .map_err(|e| match e {
+                PoolPortError::Segment(e) => ClientCreateError::Segment(e),
+                PoolPortError::Full(full) => ClientCreateError::ExceedsMaxClients {
                     service: full.service,
                     max: full.max,
-                });
-            }
-        };
+                },
+            })?;
         let servers = qos.max_servers;
         Ok(Client {
             state: RefCell::new(ClientState {
@@ -366,11 +359,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     /// Loans a chunk for a request.
     pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
         let chunk = self.take_chunk()?;
-        Ok(RequestUninit {
-            client: self,
-            chunk: Some(chunk),
-            payload: self.pool.payload(chunk),
-        })
+        // SAFETY: the payload of our chunk, aligned for Req (geometry),
+        // exclusively ours while loaned (no server holds it).
+        Ok(unsafe { LoanUninit::new(self, chunk, self.pool.payload(chunk)) })
     }
 
     /// Copies `value` into a loaned chunk and sends it.
@@ -611,10 +602,6 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         }
     }
 
-    fn give_back(&self, chunk: u32) {
-        self.state.borrow_mut().book.end_loan(chunk);
-    }
-
     /// Sends loaned `chunk` to every connected server.
     fn send(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
         let mut st = self.state.borrow_mut();
@@ -688,114 +675,29 @@ pub enum SendOrLoanError {
 
 /// A loaned request chunk whose payload is not initialised yet. Dropping
 /// it gives the chunk back unsent.
-pub struct RequestUninit<'c, Req: ShmSafe, Resp: ShmSafe> {
-    client: &'c Client<Req, Resp>,
-    chunk: Option<u32>,
-    payload: NonNull<Req>,
-}
+pub type RequestUninit<'c, Req, Resp> = LoanUninit<'c, Client<Req, Resp>>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestUninit<'_, Req, Resp> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestUninit")
-            .field("chunk", &self.chunk)
-            .finish()
-    }
-}
+/// A loaned, initialised request, ready to [`send`](LoanMut::send) to
+/// every connected server (which returns its [`PendingResponse`]). On
+/// error the chunk goes back to the pool.
+pub type RequestMut<'c, Req, Resp> = LoanMut<'c, Client<Req, Resp>>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for RequestUninit<'_, Req, Resp> {
-    fn drop(&mut self) {
-        if let Some(chunk) = self.chunk {
-            self.client.give_back(chunk);
-        }
-    }
-}
+impl<Req: ShmSafe, Resp: ShmSafe> Lender for Client<Req, Resp> {}
 
-impl<'c, Req: ShmSafe, Resp: ShmSafe> RequestUninit<'c, Req, Resp> {
-    /// The payload memory.
-    pub fn payload_mut(&mut self) -> &mut MaybeUninit<Req> {
-        // SAFETY: aligned for Req (geometry), in our chunk, exclusively
-        // ours while loaned (no server holds it).
-        unsafe { self.payload.cast::<MaybeUninit<Req>>().as_mut() }
+impl<Req: ShmSafe, Resp: ShmSafe> Lend for Client<Req, Resp> {
+    type Payload = Req;
+    type Sent<'c>
+        = PendingResponse<'c, Req, Resp>
+    where
+        Self: 'c;
+    type Error = RequestSendError;
+
+    fn give_back(&self, chunk: u32) {
+        self.state.borrow_mut().book.end_loan(chunk);
     }
 
-    /// Writes the payload.
-    pub fn write(mut self, value: Req) -> RequestMut<'c, Req, Resp> {
-        self.payload_mut().write(value);
-        RequestMut {
-            client: self.client,
-            chunk: self.chunk.take(),
-            payload: self.payload,
-        }
-    }
-
-    /// Declares the payload initialised (after writing it through
-    /// [`payload_mut`](Self::payload_mut)).
-    ///
-    /// # Safety
-    ///
-    /// Every byte of the payload must have been written.
-    pub unsafe fn assume_init(mut self) -> RequestMut<'c, Req, Resp> {
-        RequestMut {
-            client: self.client,
-            chunk: self.chunk.take(),
-            payload: self.payload,
-        }
-    }
-}
-
-/// A loaned, initialised request, ready to [`send`](Self::send).
-pub struct RequestMut<'c, Req: ShmSafe, Resp: ShmSafe> {
-    client: &'c Client<Req, Resp>,
-    chunk: Option<u32>,
-    payload: NonNull<Req>,
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for RequestMut<'_, Req, Resp> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestMut")
-            .field("chunk", &self.chunk)
-            .finish()
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for RequestMut<'_, Req, Resp> {
-    fn drop(&mut self) {
-        if let Some(chunk) = self.chunk {
-            self.client.give_back(chunk);
-        }
-    }
-}
-
-impl<'c, Req: ShmSafe, Resp: ShmSafe> RequestMut<'c, Req, Resp> {
-    /// Sends the request to every connected server. On error the chunk
-    /// goes back to the pool.
-    pub fn send(mut self) -> Result<PendingResponse<'c, Req, Resp>, RequestSendError> {
-        let chunk = self
-            .chunk
-            .take()
-            .expect("a loan holds its chunk until sent");
-        match self.client.send(chunk) {
-            Ok(p) => Ok(p),
-            Err(e) => {
-                self.client.give_back(chunk);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for RequestMut<'_, Req, Resp> {
-    type Target = Req;
-    fn deref(&self) -> &Req {
-        // SAFETY: initialised (typestate), aligned, exclusively ours.
-        unsafe { self.payload.as_ref() }
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::ops::DerefMut for RequestMut<'_, Req, Resp> {
-    fn deref_mut(&mut self) -> &mut Req {
-        // SAFETY: as in deref.
-        unsafe { self.payload.as_mut() }
+    fn send_chunk(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        self.send(chunk)
     }
 }
 

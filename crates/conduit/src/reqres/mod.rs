@@ -169,17 +169,6 @@ pub(crate) fn geometry(chunks: usize, payload: &TypeLayout) -> Option<Geometry> 
     Geometry::new(chunks, 1, payload, &crate::pool::NO_HEADER).filter(|g| g.data_size().is_some())
 }
 
-/// Creates the data segment of port `id` of node `node_id`.
-pub(crate) fn create_pool(
-    domain: &crate::domain::Domain,
-    permissions: crate::shm::Permissions,
-    id: u64,
-    node_id: u64,
-    geometry: Geometry,
-) -> Result<Pool, crate::shm::CreateError> {
-    Pool::create(domain, permissions, POOL, id, node_id, geometry)
-}
-
 /// Maps the data segment of the peer `id` read-only and checks it against
 /// the expected chunk count and type.
 pub(crate) fn open_pool(

@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,9 +17,12 @@ use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
 use super::links::{Inbound, Links};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
+use crate::loan::sealed::Lend;
+use crate::loan::{Lender, LoanMut, LoanUninit};
 use crate::pool::{Book, Pool, TakeError};
 use crate::queue::{self, Conn, Producer};
 use crate::service::PortId;
+use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
 
@@ -118,25 +120,15 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
         let chunks = qos.server_chunks();
         let geometry =
             super::geometry(chunks, &Resp::LAYOUT).ok_or(ServerCreateError::TypeTooLarge)?;
-        let id = PortId::unique().0;
-        let pool = super::create_pool(
-            &svc.domain,
-            svc.node.permissions(),
-            id,
-            svc.node.id().0,
-            geometry,
-        )
-        .map_err(ServerCreateError::Segment)?;
-        let slot = match svc.claim_slot(SERVERS, id, |_| {}) {
-            Ok(s) => s,
-            Err(full) => {
-                pool.unlink();
-                return Err(ServerCreateError::ExceedsMaxServers {
+        let (id, pool, slot) = svc
+            .create_pool_port(SERVERS, super::POOL, geometry, |_| {})
+            .map_err(|e| match e {
+                PoolPortError::Segment(e) => ServerCreateError::Segment(e),
+                PoolPortError::Full(full) => ServerCreateError::ExceedsMaxServers {
                     service: full.service,
                     max: full.max,
-                });
-            }
-        };
+                },
+            })?;
         // SAFETY: `service` (the same Arc) is a field of the server and
         // outlives every use of `view` and the connections taken from it.
         let view = unsafe { svc.view_static() };
@@ -561,11 +553,9 @@ impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
     /// Loans a chunk for a response.
     pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
         let chunk = self.server.take_chunk()?;
-        Ok(ResponseUninit {
-            active: self,
-            chunk: Some(chunk),
-            payload: self.server.pool.payload(chunk),
-        })
+        // SAFETY: the payload of the server's chunk, aligned for Resp
+        // (geometry), exclusively ours while loaned (no client holds it).
+        Ok(unsafe { LoanUninit::new(self, chunk, self.server.pool.payload(chunk)) })
     }
 
     /// Copies `value` into a loaned chunk and sends it.
@@ -598,112 +588,29 @@ pub enum ResponseSendOrLoanError {
     Send(#[from] ResponseSendError),
 }
 
-/// A loaned response chunk whose payload is not initialised yet. Dropping
-/// it gives the chunk back unsent.
-pub struct ResponseUninit<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
-    active: &'a ActiveRequest<'s, Req, Resp>,
-    chunk: Option<u32>,
-    payload: NonNull<Resp>,
-}
+/// A loaned response chunk whose payload is not initialised yet.
+/// Dropping it gives the chunk back unsent.
+pub type ResponseUninit<'a, 's, Req, Resp> = LoanUninit<'a, ActiveRequest<'s, Req, Resp>>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseUninit<'_, '_, Req, Resp> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseUninit")
-            .field("chunk", &self.chunk)
-            .finish()
-    }
-}
+/// A loaned, initialised response, ready to [`send`](LoanMut::send) to the
+/// request's client. On error the chunk goes back to the pool.
+pub type ResponseMut<'a, 's, Req, Resp> = LoanMut<'a, ActiveRequest<'s, Req, Resp>>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for ResponseUninit<'_, '_, Req, Resp> {
-    fn drop(&mut self) {
-        if let Some(chunk) = self.chunk {
-            self.active.server.give_back(chunk);
-        }
-    }
-}
+impl<Req: ShmSafe, Resp: ShmSafe> Lender for ActiveRequest<'_, Req, Resp> {}
 
-impl<'a, 's, Req: ShmSafe, Resp: ShmSafe> ResponseUninit<'a, 's, Req, Resp> {
-    /// The payload memory.
-    pub fn payload_mut(&mut self) -> &mut MaybeUninit<Resp> {
-        // SAFETY: aligned for Resp (geometry), in our chunk, exclusively
-        // ours while loaned (no client holds it).
-        unsafe { self.payload.cast::<MaybeUninit<Resp>>().as_mut() }
+impl<Req: ShmSafe, Resp: ShmSafe> Lend for ActiveRequest<'_, Req, Resp> {
+    type Payload = Resp;
+    type Sent<'a>
+        = ()
+    where
+        Self: 'a;
+    type Error = ResponseSendError;
+
+    fn give_back(&self, chunk: u32) {
+        self.server.give_back(chunk);
     }
 
-    /// Writes the payload.
-    pub fn write(mut self, value: Resp) -> ResponseMut<'a, 's, Req, Resp> {
-        self.payload_mut().write(value);
-        ResponseMut {
-            active: self.active,
-            chunk: self.chunk.take(),
-            payload: self.payload,
-        }
-    }
-
-    /// Declares the payload initialised (after writing it through
-    /// [`payload_mut`](Self::payload_mut)).
-    ///
-    /// # Safety
-    ///
-    /// Every byte of the payload must have been written.
-    pub unsafe fn assume_init(mut self) -> ResponseMut<'a, 's, Req, Resp> {
-        ResponseMut {
-            active: self.active,
-            chunk: self.chunk.take(),
-            payload: self.payload,
-        }
-    }
-}
-
-/// A loaned, initialised response, ready to [`send`](Self::send).
-pub struct ResponseMut<'a, 's, Req: ShmSafe, Resp: ShmSafe> {
-    active: &'a ActiveRequest<'s, Req, Resp>,
-    chunk: Option<u32>,
-    payload: NonNull<Resp>,
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ResponseMut<'_, '_, Req, Resp> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseMut")
-            .field("chunk", &self.chunk)
-            .finish()
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for ResponseMut<'_, '_, Req, Resp> {
-    fn drop(&mut self) {
-        if let Some(chunk) = self.chunk {
-            self.active.server.give_back(chunk);
-        }
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> ResponseMut<'_, '_, Req, Resp> {
-    /// Sends the response to the request's client. On error the chunk
-    /// goes back to the pool.
-    pub fn send(mut self) -> Result<(), ResponseSendError> {
-        let chunk = self
-            .chunk
-            .take()
-            .expect("a loan holds its chunk until sent");
-        let server = self.active.server;
-        server
-            .respond(self.active, chunk)
-            .inspect_err(|_| server.give_back(chunk))
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for ResponseMut<'_, '_, Req, Resp> {
-    type Target = Resp;
-    fn deref(&self) -> &Resp {
-        // SAFETY: initialised (typestate), aligned, exclusively ours.
-        unsafe { self.payload.as_ref() }
-    }
-}
-
-impl<Req: ShmSafe, Resp: ShmSafe> std::ops::DerefMut for ResponseMut<'_, '_, Req, Resp> {
-    fn deref_mut(&mut self) -> &mut Resp {
-        // SAFETY: as in deref.
-        unsafe { self.payload.as_mut() }
+    fn send_chunk(&self, chunk: u32) -> Result<(), ResponseSendError> {
+        self.server.respond(self, chunk)
     }
 }

@@ -61,7 +61,7 @@ use super::ServiceError;
 use super::registry::{MAX_PORT_KINDS, PortArray, PortSlot, SegmentView, ServiceHeader, SlotArray};
 use crate::domain::{Domain, ServiceKind};
 use crate::node::{self, Node, NodeId};
-use crate::pool::PoolKind;
+use crate::pool::{Geometry, Pool, PoolKind};
 use crate::shm::{self, Permissions, Region, Segment};
 use crate::sync::atomic::Ordering;
 use crate::sys::{self, fd::LockKind};
@@ -380,6 +380,32 @@ impl<P: Pattern> ServiceCore<P> {
         })
     }
 
+    /// A new port `id` of kind `kind` that owns a chunk pool (publisher,
+    /// client, server): creates its data segment (`pool`, `geometry`),
+    /// then claims its slot ([`claim_slot`](Self::claim_slot), `prepare`
+    /// as there). The segment comes first so that a peer that sees the
+    /// slot can map it; it is removed again if every slot is taken.
+    pub(crate) fn create_pool_port(
+        &self,
+        kind: usize,
+        pool: PoolKind,
+        geometry: Geometry,
+        prepare: impl FnMut(usize),
+    ) -> Result<(u64, Pool, usize), PoolPortError> {
+        let id = crate::service::PortId::unique().0;
+        let node_id = self.node.id().0;
+        let permissions = self.node.permissions();
+        let pool = Pool::create(&self.domain, permissions, pool, id, node_id, geometry)
+            .map_err(PoolPortError::Segment)?;
+        match self.claim_slot(kind, id, prepare) {
+            Ok(slot) => Ok((id, pool, slot)),
+            Err(full) => {
+                pool.unlink();
+                Err(PoolPortError::Full(full))
+            }
+        }
+    }
+
     /// The owner of slot `i` of kind `kind` frees it and bumps the kind's
     /// generation.
     pub(crate) fn release_slot(&self, kind: usize, i: usize) {
@@ -400,6 +426,15 @@ pub(crate) struct SlotsFull {
     pub(crate) service: String,
     pub(crate) kind: &'static str,
     pub(crate) max: usize,
+}
+
+/// Why [`ServiceCore::create_pool_port`] failed.
+#[derive(Debug)]
+pub(crate) enum PoolPortError {
+    /// The data segment could not be created.
+    Segment(shm::CreateError),
+    /// Every slot of the kind is taken by live ports.
+    Full(SlotsFull),
 }
 
 /// Removes the service if nobody else has it open (we hold our shared
