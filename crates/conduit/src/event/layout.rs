@@ -46,13 +46,13 @@
 //! it, whatever the number of notifications meanwhile (the argument that
 //! no wake-up is lost either is in the `event` module docs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use super::EventId;
 use crate::service::core::{PatternConfig, PatternLayout};
 use crate::service::registry::{LINE, PortArray, PortSlot, SegmentView, ServiceHeader};
 use crate::service::{
-    CONFIG_OFFSET, Compat, Requested, ServiceError, W_PATTERN, config_words, read_head, write_head,
+    CONFIG_OFFSET, Compat, ConfigReader, ConfigWriter, Requested, ServiceError, W_PATTERN,
 };
 use crate::shm::{Region, Segment};
 
@@ -141,43 +141,43 @@ impl PatternConfig for EventConfig {
     }
 
     fn write(&self, region: &Region) -> Result<(), String> {
-        let words = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
-        write_head(words, FORMAT, &self.name);
-        words[W_MAX_EVENT_ID].store(self.max_event_id.0 as u64, Ordering::Relaxed);
-        words[35].store(self.max_notifiers as u64, Ordering::Relaxed);
-        words[36].store(self.max_listeners as u64, Ordering::Relaxed);
-        words[37].store(opt(self.created_event), Ordering::Relaxed);
-        words[38].store(opt(self.dropped_event), Ordering::Relaxed);
-        words[39].store(opt(self.dead_event), Ordering::Relaxed);
+        let mut c = ConfigWriter::new(region, CONFIG_WORDS, FORMAT, &self.name)?;
+        c.count(self.max_event_id.0)
+            .count(self.max_notifiers)
+            .count(self.max_listeners)
+            .word(opt(self.created_event))
+            .word(opt(self.dropped_event))
+            .word(opt(self.dead_event));
+        debug_assert_eq!(c.position(), W_MAX_EVENT_ID + 6);
         Ok(())
     }
 
     fn read(region: &Region) -> Result<EventConfig, String> {
-        let words = config_words(region, CONFIG_WORDS).ok_or("segment too small for its config")?;
-        let name = read_head(words, FORMAT)?;
-        let get = |i: usize| words[i].load(Ordering::Relaxed);
-        let small = |i: usize| -> Result<usize, String> {
-            let v = get(i);
-            usize::try_from(v)
-                .ok()
-                .filter(|v| *v <= 1 << 20)
-                .ok_or(format!("config word {i} out of range: {v}"))
-        };
-        let event = |i: usize| -> Result<Option<EventId>, String> {
-            if get(i) == NONE {
-                Ok(None)
-            } else {
-                small(i).map(|v| Some(EventId(v)))
+        let (mut c, name) = ConfigReader::new(region, CONFIG_WORDS, FORMAT)?;
+        const SMALL: usize = 1 << 20;
+        // An optional event id: `NONE` or a small count.
+        let event = |c: &mut ConfigReader<'_>| -> Result<Option<EventId>, String> {
+            let i = c.position();
+            match c.word() {
+                NONE => Ok(None),
+                v => usize::try_from(v)
+                    .ok()
+                    .filter(|v| *v <= SMALL)
+                    .map(|v| Some(EventId(v)))
+                    .ok_or(format!("config word {i} out of range: {v}")),
             }
         };
+        let max_event_id = EventId(c.count(SMALL)?);
+        let max_notifiers = c.count(SMALL)?;
+        let max_listeners = c.count(SMALL)?;
         let config = EventConfig {
             name,
-            max_event_id: EventId(small(W_MAX_EVENT_ID)?),
-            max_notifiers: small(35)?,
-            max_listeners: small(36)?,
-            created_event: event(37)?,
-            dropped_event: event(38)?,
-            dead_event: event(39)?,
+            max_event_id,
+            max_notifiers,
+            max_listeners,
+            created_event: event(&mut c)?,
+            dropped_event: event(&mut c)?,
+            dead_event: event(&mut c)?,
         };
         config.validate()?;
         Ok(config)

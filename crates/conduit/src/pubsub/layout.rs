@@ -83,13 +83,12 @@
 
 // Every word that ports race on uses the `sync::atomic` shim, so the
 // loom models run the real protocol steps.
-use crate::sync::atomic::Ordering;
 
 use super::service::PubSub;
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{
-    Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    Compat, ConfigReader, ConfigWriter, Requested, ServiceError, TypeDesc, W_PATTERN,
 };
 use crate::shm::Region;
 
@@ -282,49 +281,43 @@ impl PatternConfig for StaticConfig {
     }
 
     fn write(&self, region: &Region) -> Result<(), String> {
-        let w = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
-        write_head(w, FORMAT, &self.name);
-        w[W_KIND].store(u64::from(self.slice), Ordering::Relaxed);
-        self.payload.write(&w[W_TYPE..W_HEADER], 16);
-        self.header.write(&w[W_HEADER..W_QOS], 8);
+        let mut c = ConfigWriter::new(region, CONFIG_WORDS, FORMAT, &self.name)?;
+        c.word(u64::from(self.slice))
+            .type_desc(&self.payload, 16)
+            .type_desc(&self.header, 8);
         let q = &self.qos;
-        for (i, v) in [
-            q.max_publishers as u64,
-            q.max_subscribers as u64,
-            q.subscriber_buffer as u64,
-            q.history as u64,
-            q.max_loans as u64,
-            q.max_borrowed as u64,
-            q.overflow.code(),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            w[W_QOS + i].store(v, Ordering::Relaxed);
-        }
+        c.count(q.max_publishers)
+            .count(q.max_subscribers)
+            .count(q.subscriber_buffer)
+            .count(q.history)
+            .count(q.max_loans)
+            .count(q.max_borrowed)
+            .word(q.overflow.code());
+        debug_assert_eq!(c.position(), W_QOS + 7);
         Ok(())
     }
 
     fn read(data: &Region) -> Result<StaticConfig, String> {
-        let w = config_words(data, CONFIG_WORDS).ok_or("segment too small for a service")?;
-        let name = read_head(w, FORMAT)?;
-        let q = |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(0);
+        let (mut c, name) = ConfigReader::new(data, CONFIG_WORDS, FORMAT)?;
+        let slice = c.word() != 0;
+        let payload = c.type_desc(16, "payload")?;
+        let header = c.type_desc(8, "header")?;
+        // Ranges: `validate` below.
         let qos = Qos {
-            max_publishers: q(0),
-            max_subscribers: q(1),
-            subscriber_buffer: q(2),
-            history: q(3),
-            max_loans: q(4),
-            max_borrowed: q(5),
-            overflow: Overflow::from_code(w[W_QOS + 6].load(Ordering::Relaxed))
-                .ok_or("unknown overflow policy")?,
+            max_publishers: c.count(usize::MAX)?,
+            max_subscribers: c.count(usize::MAX)?,
+            subscriber_buffer: c.count(usize::MAX)?,
+            history: c.count(usize::MAX)?,
+            max_loans: c.count(usize::MAX)?,
+            max_borrowed: c.count(usize::MAX)?,
+            overflow: Overflow::from_code(c.word()).ok_or("unknown overflow policy")?,
         };
         qos.validate()?;
         Ok(StaticConfig {
             name,
-            slice: w[W_KIND].load(Ordering::Relaxed) != 0,
-            payload: TypeDesc::read(&w[W_TYPE..W_HEADER], 16, "payload")?,
-            header: TypeDesc::read(&w[W_HEADER..W_QOS], 8, "header")?,
+            slice,
+            payload,
+            header,
             qos,
         })
     }

@@ -84,14 +84,14 @@
 
 // Plain std atomics for the configuration: written once before the
 // segment is ready, read after.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use super::service::ReqRes;
 use crate::queue::{CHUNK_MASK, Conn, ConnShape};
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{
-    Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    Compat, ConfigReader, ConfigWriter, Requested, ServiceError, TypeDesc, W_PATTERN,
 };
 use crate::shm::Region;
 
@@ -253,43 +253,35 @@ impl PatternConfig for StaticConfig {
     }
 
     fn write(&self, region: &Region) -> Result<(), String> {
-        let w = config_words(region, CONFIG_WORDS).ok_or("segment too small")?;
-        write_head(w, FORMAT, &self.name);
-        self.request.write(&w[W_REQUEST..W_RESPONSE], 16);
-        self.response.write(&w[W_RESPONSE..W_QOS], 16);
+        let mut c = ConfigWriter::new(region, CONFIG_WORDS, FORMAT, &self.name)?;
+        c.type_desc(&self.request, 16).type_desc(&self.response, 16);
         let q = &self.qos;
-        for (i, v) in [
-            q.max_clients,
-            q.max_servers,
-            q.active_requests,
-            q.response_buffer,
-            q.max_loans,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            w[W_QOS + i].store(v as u64, Ordering::Relaxed);
-        }
+        c.count(q.max_clients)
+            .count(q.max_servers)
+            .count(q.active_requests)
+            .count(q.response_buffer)
+            .count(q.max_loans);
+        debug_assert_eq!(c.position(), W_QOS + 5);
         Ok(())
     }
 
     fn read(data: &Region) -> Result<StaticConfig, String> {
-        let w = config_words(data, CONFIG_WORDS).ok_or("segment too small for a service")?;
-        let name = read_head(w, FORMAT)?;
-        let q =
-            |i: usize| usize::try_from(w[W_QOS + i].load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let (mut c, name) = ConfigReader::new(data, CONFIG_WORDS, FORMAT)?;
+        let request = c.type_desc(16, "request")?;
+        let response = c.type_desc(16, "response")?;
+        // Ranges: `validate` below.
         let qos = Qos {
-            max_clients: q(0),
-            max_servers: q(1),
-            active_requests: q(2),
-            response_buffer: q(3),
-            max_loans: q(4),
+            max_clients: c.count(usize::MAX)?,
+            max_servers: c.count(usize::MAX)?,
+            active_requests: c.count(usize::MAX)?,
+            response_buffer: c.count(usize::MAX)?,
+            max_loans: c.count(usize::MAX)?,
         };
         qos.validate()?;
         Ok(StaticConfig {
             name,
-            request: TypeDesc::read(&w[W_REQUEST..W_RESPONSE], 16, "request")?,
-            response: TypeDesc::read(&w[W_RESPONSE..W_QOS], 16, "response")?,
+            request,
+            response,
             qos,
         })
     }

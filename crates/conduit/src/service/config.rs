@@ -60,6 +60,115 @@ pub(crate) fn read_head(words: &[AtomicU64], format: u64) -> Result<String, Stri
     Ok(load_str(&words[2..W_PATTERN], &words[W_NAME_LEN]))
 }
 
+/// Writes a static configuration word by word: the head (format, name),
+/// then each of the pattern's values at the next word. The order of the
+/// calls *is* the pattern's layout (listed, word by word, in its layout
+/// module's docs, its `W_*` constants, and checked against them by a
+/// `debug_assert` on [`position`](Self::position) after the last value).
+pub(crate) struct ConfigWriter<'a> {
+    words: &'a [AtomicU64],
+    next: usize,
+}
+
+impl<'a> ConfigWriter<'a> {
+    /// Zeroes the `n` configuration words of `region`, writes the head
+    /// and stands at [`W_PATTERN`].
+    pub(crate) fn new(
+        region: &'a Region,
+        n: usize,
+        format: u64,
+        name: &str,
+    ) -> Result<ConfigWriter<'a>, String> {
+        let words = config_words(region, n).ok_or("segment too small for its configuration")?;
+        write_head(words, format, name);
+        Ok(ConfigWriter {
+            words,
+            next: W_PATTERN,
+        })
+    }
+
+    /// The next word is `v`.
+    pub(crate) fn word(&mut self, v: u64) -> &mut Self {
+        self.words[self.next].store(v, Ordering::Relaxed);
+        self.next += 1;
+        self
+    }
+
+    /// The next word is the count `v`.
+    pub(crate) fn count(&mut self, v: usize) -> &mut Self {
+        self.word(v as u64)
+    }
+
+    /// The next [`TypeDesc::words`]`(name_words)` words describe `t`.
+    pub(crate) fn type_desc(&mut self, t: &TypeDesc, name_words: usize) -> &mut Self {
+        let end = self.next + TypeDesc::words(name_words);
+        t.write(&self.words[self.next..end], name_words);
+        self.next = end;
+        self
+    }
+
+    /// The word the next value goes to (for the patterns' checks that
+    /// the calls match their documented word indices).
+    pub(crate) fn position(&self) -> usize {
+        self.next
+    }
+}
+
+/// Reads a static configuration written by [`ConfigWriter`], in the same
+/// order; every value read from another process's words is checked.
+pub(crate) struct ConfigReader<'a> {
+    words: &'a [AtomicU64],
+    next: usize,
+}
+
+impl<'a> ConfigReader<'a> {
+    /// Checks the format of the `n` configuration words of `region` and
+    /// reads the name; the reader stands at [`W_PATTERN`].
+    pub(crate) fn new(
+        region: &'a Region,
+        n: usize,
+        format: u64,
+    ) -> Result<(ConfigReader<'a>, String), String> {
+        let words = config_words(region, n).ok_or("segment too small for its configuration")?;
+        let name = read_head(words, format)?;
+        let reader = ConfigReader {
+            words,
+            next: W_PATTERN,
+        };
+        Ok((reader, name))
+    }
+
+    /// The next word.
+    pub(crate) fn word(&mut self) -> u64 {
+        let v = self.words[self.next].load(Ordering::Relaxed);
+        self.next += 1;
+        v
+    }
+
+    /// The next word, a count of at most `max`.
+    pub(crate) fn count(&mut self, max: usize) -> Result<usize, String> {
+        let i = self.next;
+        let v = self.word();
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or(format!("config word {i} out of range: {v}"))
+    }
+
+    /// The next type descriptor ([`TypeDesc::read`]).
+    pub(crate) fn type_desc(&mut self, name_words: usize, what: &str) -> Result<TypeDesc, String> {
+        let end = self.next + TypeDesc::words(name_words);
+        let t = TypeDesc::read(&self.words[self.next..end], name_words, what);
+        self.next = end;
+        t
+    }
+
+    /// The word the next value comes from.
+    pub(crate) fn position(&self) -> usize {
+        self.next
+    }
+}
+
 /// A type as recorded in a static configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TypeDesc {

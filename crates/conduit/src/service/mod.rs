@@ -38,7 +38,8 @@ use crate::sys;
 pub use crate::domain::ServiceKind;
 pub use config::TypeLayoutInfo;
 pub(crate) use config::{
-    CONFIG_OFFSET, Compat, Requested, TypeDesc, W_PATTERN, config_words, read_head, write_head,
+    CONFIG_OFFSET, Compat, ConfigReader, ConfigWriter, Requested, TypeDesc, W_PATTERN,
+    config_words, read_head, write_head,
 };
 
 /// Longest service name, in bytes.
