@@ -6,6 +6,7 @@ pub mod harness;
 pub mod heap;
 pub mod msg;
 pub mod pubsub;
+pub mod reqres;
 /// Raw system calls of the baselines (`conduit-raw`): a floor measures the OS call itself.
 pub use conduit_raw as raw;
 pub mod signal;

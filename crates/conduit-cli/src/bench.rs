@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 use conduit_bench::events::{self, Wait};
 use conduit_bench::harness::{self, Measurement, Plan};
-use conduit_bench::{floors, msg, pubsub, signal};
+use conduit_bench::{floors, msg, pubsub, reqres, signal};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{self, CmdResult, Failure, exit};
@@ -75,6 +75,11 @@ pub fn child_main_if_requested() {
     if std::env::var_os(pubsub::ROLE_ENV).is_some() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         pubsub::child(&args);
+        std::process::exit(0);
+    }
+    if std::env::var_os(reqres::ROLE_ENV).is_some() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        reqres::child(&args);
         std::process::exit(0);
     }
     // Not a child unless the first argument is `--child`; only then are
@@ -277,6 +282,34 @@ fn jobs(size: Size) -> Vec<Job> {
             }),
         );
     }
+    // conduit request/response round trips (payload written and read on
+    // both sides, as the pub/sub rows), busy and blocking.
+    for &payload in sizes.iter().filter(|s| reqres::SIZES.contains(s)) {
+        let rounds = scaled(pubsub_rounds as u64, payload) as usize;
+        add(
+            format!("conduit reqres busy, {}", pubsub::size_name(payload)),
+            "conduit reqres (busy)",
+            Box::new(move || {
+                let l = reqres::round_trips(payload, reqres::Mode::Busy, rounds);
+                pubsub::settle();
+                vec![from_latency(
+                    &l,
+                    "conduit reqres (busy)",
+                    false,
+                    payload as u64,
+                )]
+            }),
+        );
+    }
+    add(
+        "conduit reqres blocking".into(),
+        "conduit reqres (blocking)",
+        Box::new(move || {
+            let l = reqres::round_trips(8, reqres::Mode::Blocking, pubsub_rounds);
+            pubsub::settle();
+            vec![from_latency(&l, "conduit reqres (blocking)", false, 8)]
+        }),
+    );
     // Message passing, 8-byte ping-pong.
     let latency: Vec<&str> = if size == Size::Smoke {
         vec!["unix-stream"]
@@ -607,5 +640,34 @@ pub fn table(rows: &[Row]) -> String {
     out.push_str(
         "* baseline; latency is one-way (round trip / 2); CPU/msg counts both processes.\n",
     );
+    out.push_str(&targets(rows));
+    out
+}
+
+/// The p50 of `mechanism` at `payload` bytes, if measured.
+fn p50(rows: &[Row], mechanism: &str, payload: u64) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.kind == "latency" && r.mechanism == mechanism && r.payload == payload)
+        .and_then(|r| r.p50_ns)
+}
+
+/// The ratios the issues set targets for, from this run's rows (a line
+/// only where both sides were measured).
+fn targets(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for payload in [8u64, 1024, 65536] {
+        let rr = p50(rows, "conduit reqres (busy)", payload);
+        let ps = p50(rows, "conduit pubsub (busy)", payload);
+        if let (Some(rr), Some(ps)) = (rr, ps) {
+            // The reqres row is one-way too: its round trip is 2 × p50.
+            out.push_str(&format!(
+                "request/response round trip vs pub/sub one-way, busy, {}: {} / {} = {:.2}x (target <= 2.6x)\n",
+                common::bytes(payload as f64),
+                harness::fmt_ns(2.0 * rr),
+                harness::fmt_ns(ps),
+                2.0 * rr / ps
+            ));
+        }
+    }
     out
 }

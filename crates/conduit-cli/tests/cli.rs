@@ -984,10 +984,16 @@ fn bench_smoke_writes_a_report_with_charts() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_lines(&o);
-    assert!(
-        rows.iter()
-            .any(|r| r["mechanism"] == "conduit pubsub (busy)")
-    );
+    for mechanism in [
+        "conduit pubsub (busy)",
+        "conduit reqres (busy)",
+        "conduit reqres (blocking)",
+    ] {
+        assert!(
+            rows.iter().any(|r| r["mechanism"] == mechanism),
+            "{mechanism} missing: {rows:?}"
+        );
+    }
     assert!(rows.iter().any(|r| r["baseline"] == true));
     assert!(rows.iter().any(|r| r["kind"] == "throughput"));
     let page = std::fs::read_to_string(&html).unwrap();
@@ -1046,6 +1052,19 @@ fn bench_smoke_writes_a_report_with_charts() {
         rows.iter()
             .all(|r| r["mechanism"] == "conduit pubsub (busy)"),
         "{rows:?}"
+    );
+    // The text table ends with the ratios the issues set targets for,
+    // from rows of the same run.
+    let o = Command::new(CONDUIT)
+        .args(["bench", "--smoke", "--only", "busy"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("request/response round trip vs pub/sub one-way, busy, 8 B: "),
+        "{text}"
     );
     let o = Command::new(CONDUIT)
         .args(["bench", "--smoke", "--peers", "/nonexistent/peers.json"])
