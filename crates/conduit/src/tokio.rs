@@ -1,5 +1,6 @@
 //! async/await on tokio (feature `tokio`): [`Listener::wait_async`],
-//! [`Subscriber::receive_async`] and [`AsyncSignals`], built on tokio's
+//! [`Subscriber::receive_async`], [`Server::receive_async`],
+//! [`PendingResponse::receive_async`] and [`AsyncSignals`], built on tokio's
 //! `AsyncFd` over the port's wake-up descriptor (or the signal
 //! subscription's descriptor). Both are cancel-safe, so they can be raced
 //! with `tokio::select!` without a WaitSet:
@@ -28,6 +29,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::event::{EventSet, Listener};
 use crate::pubsub::{Payload, ReceiveError, Sample, Subscriber};
+use crate::reqres::{self, ActiveRequest, PendingResponse, Response, ResponseError, Server};
 use crate::shm::ShmSafe;
 use crate::signal::{self, Received, Signals};
 use crate::sync::fdwake::FdWake;
@@ -107,6 +109,81 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         wait_on(afd, || self.try_receive().transpose())
             .await?
             .map_err(AsyncReceiveError::Receive)
+    }
+}
+
+/// Why [`Server::receive_async`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AsyncRequestError {
+    /// The receive itself failed.
+    #[error(transparent)]
+    Receive(#[from] reqres::ReceiveError),
+    /// The descriptor could not be created or registered with tokio.
+    #[error("cannot wait on the server's wake-up descriptor")]
+    Io(#[from] io::Error),
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
+    /// Waits for the next request. Must run inside a tokio runtime with IO
+    /// enabled; cancel-safe (a request is taken only when it returns).
+    pub async fn receive_async(&self) -> Result<ActiveRequest<'_, Req, Resp>, AsyncRequestError> {
+        let afd = async_fd(self.fd_wake(), self.wake_fd())?;
+        wait_on(afd, || self.try_receive().transpose())
+            .await?
+            .map_err(AsyncRequestError::Receive)
+    }
+}
+
+/// Why [`PendingResponse::receive_async`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AsyncResponseError {
+    /// The receive itself failed, or the stream ended
+    /// ([`ResponseError::EndOfStream`] and the other ends).
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    /// The descriptor could not be created or registered with tokio.
+    #[error("cannot wait on the client's wake-up descriptor")]
+    Io(#[from] io::Error),
+}
+
+impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
+    /// Waits for the next response, or the end of the stream. Must run
+    /// inside a tokio runtime with IO enabled; cancel-safe (a response is
+    /// taken only when it returns). As the blocking
+    /// [`receive`](PendingResponse::receive), while it waits it looks for
+    /// dead servers every [`LIVENESS_CHECK`](crate::reqres::LIVENESS_CHECK)
+    /// (a timer descriptor, so no tokio time driver is needed): a server
+    /// killed mid-stream ends it with [`ResponseError::ServerGone`].
+    pub async fn receive_async(&self) -> Result<Response<'c, Resp>, AsyncResponseError> {
+        if let Some(r) = self.try_receive().transpose() {
+            return r.map_err(AsyncResponseError::Response);
+        }
+        let client = self.client();
+        let afd = async_fd(client.fd_wake(), client.wake_fd())?;
+        let timer = crate::sys::timerfd::create().map_err(io::Error::from)?;
+        let check = reqres::LIVENESS_CHECK;
+        crate::sys::timerfd::arm(&timer, check, Some(check)).map_err(io::Error::from)?;
+        // SAFETY: the AsyncFd owns `timer` (an OwnedFd): it stays open and
+        // refers to the same timer until the AsyncFd is dropped.
+        let timer = unsafe { AsyncFd::register_with_interest(timer, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        loop {
+            tokio::select! {
+                r = wait_on(afd, || self.try_receive().transpose()) => {
+                    return r?.map_err(AsyncResponseError::Response);
+                }
+                ready = timer.readable() => {
+                    let mut ready = ready?;
+                    let _ = crate::sys::timerfd::read(timer.get_ref());
+                    ready.clear_ready();
+                    // Frees a dead server's slot and wakes us
+                    // (`port_reclaimed`): the next poll ends its streams.
+                    client.cleanup_dead_ports();
+                }
+            }
+        }
     }
 }
 

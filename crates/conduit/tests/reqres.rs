@@ -129,6 +129,44 @@ fn dispatch(role: &str, args: &[String]) {
             std::thread::sleep(Duration::from_secs(60));
             drop(pending);
         }
+        // Serves `count` requests, waiting in a WaitSet (the server's
+        // wake-up descriptor) instead of a blocking receive.
+        "waitset-server" => {
+            use conduit::waitset::WaitSet;
+            let count: u64 = args[2].parse().unwrap();
+            let server = service.server().create().unwrap();
+            let set = WaitSet::new().unwrap();
+            let _guard = set.attach(&server).unwrap();
+            println!("ready");
+            let mut served = 0;
+            while served < count {
+                set.wait().unwrap();
+                while let Some(active) = server.try_receive().unwrap() {
+                    answer(active, 5);
+                    served += 1;
+                }
+            }
+            println!("served");
+        }
+        // Serves `count` requests with `receive_async` on a
+        // current-thread tokio runtime.
+        #[cfg(feature = "tokio")]
+        "async-server" => {
+            let count: u64 = args[2].parse().unwrap();
+            let server = service.server().create().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .unwrap();
+            println!("ready");
+            runtime.block_on(async {
+                for _ in 0..count {
+                    let active = server.receive_async().await.unwrap();
+                    answer(active, 6);
+                }
+            });
+            println!("served");
+        }
         _ => panic!("unknown role {role}"),
     }
 }
@@ -679,6 +717,112 @@ fn scribbled_queues_give_data_or_named_errors() {
             drop(pending);
             let _ = client.send_copy(Plan::default());
         }
+    }
+    assert_clean(&domain);
+}
+
+/// A server waiting in a WaitSet and a client waiting for its responses in
+/// another WaitSet, in two processes: nothing is lost between the
+/// descriptor's arming and the other side's send, over many rounds.
+#[test]
+fn server_and_pending_responses_wait_in_a_waitset() {
+    use conduit::waitset::WaitSet;
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    const ROUNDS: u64 = 200;
+    {
+        let node = node(&domain, "client");
+        let svc = service(&node, "ws");
+        let client = svc.client().create().unwrap();
+        let mut server = spawn_child("waitset-server", &[&domain, "ws", &ROUNDS.to_string()]);
+        assert_eq!(read_line(&mut server), "ready");
+        for n in 0..ROUNDS {
+            let pending = client.send_copy(Plan { n, steps: 2 }).unwrap();
+            let set = WaitSet::new().unwrap();
+            let guard = set.attach(&pending).unwrap();
+            let mut got = Vec::new();
+            let end = loop {
+                match pending.try_receive() {
+                    Ok(Some(r)) => got.push(*r),
+                    Ok(None) => {
+                        set.wait_timeout(Duration::from_secs(10)).unwrap();
+                    }
+                    Err(e) => break e,
+                }
+            };
+            drop(guard);
+            assert_eq!(end, ResponseError::EndOfStream, "round {n}");
+            let want: Vec<Step> = (0..2).map(|step| Step { n, step, tag: 5 }).collect();
+            assert_eq!(got, want, "round {n}");
+        }
+        assert_eq!(read_line(&mut server), "served");
+        assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+/// `receive_async` on both sides across two processes; then a server
+/// killed while the client awaits its stream: the await ends with
+/// `ServerGone` (the async wait looks for dead servers too).
+#[cfg(feature = "tokio")]
+#[test]
+fn async_server_and_client_and_a_killed_server() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = service(&node, "async");
+        let client = svc.client().create().unwrap();
+        let mut server = spawn_child("async-server", &[&domain, "async", "50"]);
+        assert_eq!(read_line(&mut server), "ready");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for n in 0..50 {
+                let pending = client.send_copy(Plan { n, steps: 3 }).unwrap();
+                let mut got = Vec::new();
+                let end = loop {
+                    match pending.receive_async().await {
+                        Ok(r) => got.push(*r),
+                        Err(conduit::tokio::AsyncResponseError::Response(e)) => break e,
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                assert_eq!(end, ResponseError::EndOfStream, "round {n}");
+                assert_eq!(got.len(), 3, "round {n}");
+                assert!(got.iter().all(|s| s.n == n && s.tag == 6));
+            }
+        });
+        assert_eq!(read_line(&mut server), "served");
+        assert!(server.wait().unwrap().success());
+
+        let mut holding = spawn_child("holding-server", &[&domain, "async"]);
+        assert_eq!(read_line(&mut holding), "ready");
+        let pending = client.send_copy(Plan { n: 8, steps: 0 }).unwrap();
+        assert_eq!(read_line(&mut holding), "holding");
+        let end = runtime.block_on(async {
+            let mut responses = 0;
+            loop {
+                match pending.receive_async().await {
+                    Ok(_) => {
+                        responses += 1;
+                        if responses == 2 {
+                            kill(&mut holding);
+                        }
+                    }
+                    Err(conduit::tokio::AsyncResponseError::Response(e)) => break (responses, e),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        assert_eq!(end.0, 2);
+        assert!(
+            matches!(end.1, ResponseError::ServerGone { .. }),
+            "{:?}",
+            end.1
+        );
     }
     assert_clean(&domain);
 }

@@ -198,6 +198,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
             requests_row: (0..servers).map(|s| view.request_conn(slot, s)).collect(),
             responses_col: (0..servers).map(|s| view.response_conn(s, slot)).collect(),
             pending_words: view.pending(slot),
+            fd_wake: Default::default(),
             view,
             service: svc,
             _types: PhantomData,
@@ -279,6 +280,8 @@ pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
     id: u64,
     pool: Pool,
     spin: Spin,
+    /// The wake-up descriptor's state ([`Client::wake_fd`]).
+    pub(super) fd_wake: crate::sync::fdwake::FdWake,
     /// Per server slot: the request queue (client → server).
     requests_row: Box<[Conn<'static>]>,
     /// Per server slot: the response queue (server → client).
@@ -287,7 +290,7 @@ pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
     pending_words: &'static [Pending],
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
-    service: Arc<ServiceInner>,
+    pub(super) service: Arc<ServiceInner>,
     _types: super::Types<Req, Resp>,
 }
 
@@ -312,9 +315,11 @@ impl<Req: ShmSafe, Resp: ShmSafe> Drop for Client<Req, Resp> {
         for w in self.pending_words {
             w.store(0, Ordering::Release);
         }
+        let own = &self.view.client_slots()[self.slot];
+        self.fd_wake.release(&own.event, &own.fd_armed);
         self.service.release_slot(CLIENTS, self.slot);
         for s in self.view.server_slots() {
-            s.event.wake_all();
+            super::wake(&self.service.domain, s);
         }
         self.pool.unlink();
     }
@@ -634,7 +639,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             st.book.add_holder(chunk, s);
             waiting |= 1 << s;
             req.servers[s] = o.peer;
-            self.view.server_slots()[s].event.wake_all();
+            super::wake(&self.service.domain, &self.view.server_slots()[s]);
         }
         if waiting == 0 {
             st.spare.push(req);
@@ -727,6 +732,11 @@ impl<Req: ShmSafe, Resp: ShmSafe> Drop for PendingResponse<'_, Req, Resp> {
 }
 
 impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
+    /// The client that sent the request.
+    pub fn client(&self) -> &'c Client<Req, Resp> {
+        self.client
+    }
+
     /// The request's id (1, 2, … per client).
     pub fn request_id(&self) -> u64 {
         self.id
@@ -738,6 +748,22 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
     /// [`ResponseError::EndOfStream`], [`ResponseError::Unanswered`] or
     /// [`ResponseError::ServerGone`], again on every later call.
     pub fn try_receive(&self) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+        let client = self.client;
+        if client.fd_wake.is_active() {
+            // Through the wake-up descriptor's protocol: re-arms it when
+            // nothing is there (`sync::fdwake`).
+            let own = &client.view.client_slots()[client.slot];
+            return client
+                .fd_wake
+                .poll(&own.event, &own.fd_armed, || {
+                    self.try_receive_plain().transpose()
+                })
+                .transpose();
+        }
+        self.try_receive_plain()
+    }
+
+    fn try_receive_plain(&self) -> Result<Option<Response<'c, Resp>>, ResponseError> {
         match self.client.poll(self.slot, self.id) {
             Polled::Response(b) => Ok(Some(self.response(b))),
             Polled::Nothing => Ok(None),

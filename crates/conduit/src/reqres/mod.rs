@@ -54,6 +54,15 @@
 //! Waiting: [`Server::receive`] and [`PendingResponse::receive`] poll for
 //! a spin budget, then sleep on the futex word in their port's slot; the
 //! other side's send wakes it with no system call when nobody sleeps.
+//! Event loops wait on a descriptor instead: [`Server::wake_fd`] and
+//! [`Client::wake_fd`] (one for all of a client's pending responses) are
+//! readable when something may have arrived, a server and a pending
+//! response attach to a [`WaitSet`](crate::waitset::WaitSet), and with
+//! feature `tokio` `server.receive_async()` and
+//! `pending.receive_async()` await (cancel-safe; the latter looks for dead
+//! servers every [`LIVENESS_CHECK`] as the blocking receive does). The
+//! sender pays a system call only while the other side is armed, idle on
+//! its descriptor (`sync::fdwake`, `attach.rs`).
 //!
 //! # What a crash does
 //!
@@ -101,16 +110,18 @@
 //! `service.rs` (builder, service, what it tells the service core,
 //! listing), `layout.rs` (QoS, static configuration, segment layout, every
 //! shared word), `client.rs` (client, request loans, pending responses),
-//! `server.rs` (server, active requests, response loans), this file (the
-//! port data segment).
+//! `server.rs` (server, active requests, response loans), `links.rs` (a
+//! port's queues with each peer), `attach.rs` (wake-up descriptors,
+//! WaitSet), this file (the port data segment).
 //!
 //! # Not yet
 //!
 //! Slice payloads and user headers, addressing one server, fire-and-forget
 //! requests, overflow policies for requests and responses (today a full
-//! response buffer is `BufferFull`, and a request queue cannot fill), the
-//! WaitSet and tokio, `conduit info`/`top`/`call`/`serve`: see issue 13.
+//! response buffer is `BufferFull`, and a request queue cannot fill),
+//! `conduit info`/`top`/`call`/`serve`: see issue 13.
 
+mod attach;
 mod client;
 pub(crate) mod layout;
 mod links;
@@ -167,6 +178,17 @@ pub(crate) fn geometry(chunks: usize, payload: &TypeLayout) -> Option<Geometry> 
         return None;
     }
     Geometry::new(chunks, 1, payload, &crate::pool::NO_HEADER).filter(|g| g.data_size().is_some())
+}
+
+/// Wakes the port in `slot` after a delivery or a change it must see:
+/// bumps its event word (no system call when nobody sleeps) and, if the
+/// port armed its wake-up descriptor, sends it a wake byte
+/// (`sync::fdwake`).
+#[inline]
+pub(crate) fn wake(domain: &crate::domain::Domain, slot: &crate::service::registry::PortSlot) {
+    crate::sync::fdwake::wake(&slot.event, &slot.fd_armed, domain.wake_prefix(), || {
+        slot.id.load(std::sync::atomic::Ordering::Acquire)
+    });
 }
 
 /// Maps the data segment of the peer `id` read-only and checks it against

@@ -146,6 +146,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
             spin: self.spin,
             held_limit: qos.active_requests * qos.response_buffer,
             last_dead_check: Cell::new(None),
+            fd_wake: Default::default(),
             requests_col: (0..clients).map(|c| view.request_conn(c, slot)).collect(),
             responses_row: (0..clients).map(|c| view.response_conn(slot, c)).collect(),
             view,
@@ -194,13 +195,15 @@ pub struct Server<Req: ShmSafe, Resp: ShmSafe> {
     /// Most of our chunks one client may hold.
     held_limit: usize,
     last_dead_check: Cell<Option<Instant>>,
+    /// The wake-up descriptor's state ([`Server::wake_fd`]).
+    pub(super) fd_wake: crate::sync::fdwake::FdWake,
     /// Per client slot: the request queue (client → server).
     requests_col: Box<[Conn<'static>]>,
     /// Per client slot: the response queue (server → client).
     responses_row: Box<[Conn<'static>]>,
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
-    service: Arc<ServiceInner>,
+    pub(super) service: Arc<ServiceInner>,
     _types: super::Types<Req, Resp>,
 }
 
@@ -222,10 +225,12 @@ unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Server<Req, Resp> {}
 
 impl<Req: ShmSafe, Resp: ShmSafe> Drop for Server<Req, Resp> {
     fn drop(&mut self) {
+        let own = &self.view.server_slots()[self.slot];
+        self.fd_wake.release(&own.event, &own.fd_armed);
         self.service.release_slot(SERVERS, self.slot);
         // Clients waiting for our streams see the slot change.
         for c in self.view.client_slots() {
-            c.event.wake_all();
+            super::wake(&self.service.domain, c);
         }
         self.pool.unlink();
     }
@@ -276,8 +281,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         }
     }
 
-    /// Takes the next request if there is one; never blocks.
+    /// Takes the next request if there is one; never blocks. If the
+    /// wake-up descriptor is in use ([`wake_fd`](Self::wake_fd)), a call
+    /// that finds nothing also re-arms it.
     pub fn try_receive(&self) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+        if self.fd_wake.is_active() {
+            let own = &self.view.server_slots()[self.slot];
+            return self
+                .fd_wake
+                .poll(&own.event, &own.fd_armed, || {
+                    self.try_receive_plain().transpose()
+                })
+                .transpose();
+        }
+        self.try_receive_plain()
+    }
+
+    fn try_receive_plain(&self) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
@@ -443,7 +463,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         st.held[c] += 1;
         st.book.add_holder(chunk, c);
         st.book.end_loan(chunk);
-        self.view.client_slots()[c].event.wake_all();
+        super::wake(&self.service.domain, &self.view.client_slots()[c]);
         Ok(())
     }
 
@@ -486,7 +506,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         }
         o.push(conn, END_OF_STREAM, u64::from(active.request_id as u32));
         st.links.out[c] = Some(o);
-        self.view.client_slots()[c].event.wake_all();
+        super::wake(&self.service.domain, &self.view.client_slots()[c]);
     }
 }
 

@@ -31,7 +31,7 @@ impl Pattern for ReqRes {
     fn port_reclaimed(service: &ServiceRef<'_, Self>, kind: usize, _slot: &PortSlot) {
         let other = if kind == SERVERS { CLIENTS } else { SERVERS };
         for slot in service.slots(other).iter() {
-            slot.event.wake_all();
+            super::wake(service.domain, slot);
         }
     }
 
