@@ -109,6 +109,12 @@ impl<'o, O: Lender> LoanUninit<'o, O> {
 }
 
 impl<'o, O: Lender> LoanMut<'o, O> {
+    /// The owner and the chunk, taken out of the loan: the caller sends
+    /// it another way, or gives it back.
+    pub(crate) fn into_parts(mut self) -> (&'o O, u32) {
+        (self.0.owner, self.0.take())
+    }
+
     /// Sends the chunk. On error the chunk goes back to the pool.
     pub fn send(mut self) -> Result<O::Sent<'o>, O::Error> {
         let chunk = self.0.take();

@@ -167,6 +167,27 @@ fn dispatch(role: &str, args: &[String]) {
             });
             println!("served");
         }
+        // Takes `count` requests and reports, for each, whether it wants a
+        // response and what answering it gives; answers those that want one.
+        "reporting-server" => {
+            let count: u64 = args[2].parse().unwrap();
+            let server = service.server().create().unwrap();
+            println!("ready");
+            for _ in 0..count {
+                let active = server.receive().unwrap();
+                let n = active.n;
+                let sent = active.send_copy(Step { n, step: 0, tag: 7 });
+                let sent = match sent {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => format!("{e}"),
+                };
+                println!(
+                    "{n} wants {} connected {} send {sent}",
+                    active.wants_response(),
+                    active.is_connected()
+                );
+            }
+        }
         _ => panic!("unknown role {role}"),
     }
 }
@@ -823,6 +844,89 @@ fn async_server_and_client_and_a_killed_server() {
             "{:?}",
             end.1
         );
+    }
+    assert_clean(&domain);
+}
+
+/// A request sent wanting no response reaches the server, which sees it
+/// wants none and cannot answer it; the request still counts against
+/// `active_requests` until the server drops it, then its slot and chunk
+/// come back. A normal request after it is answered as usual.
+#[test]
+fn fire_and_forget_requests_reach_the_server_and_cannot_be_answered() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = node
+            .service("ff")
+            .request_response::<Plan, Step>()
+            .active_requests(1)
+            .max_loans(1)
+            .open_or_create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        // No server: the same named error as a normal send, chunk back.
+        assert!(matches!(
+            client.send_copy_no_response(Plan::default()).unwrap_err(),
+            conduit::reqres::SendOrLoanError::Send(RequestSendError::NoServer(_))
+        ));
+        let mut server = spawn_child("reporting-server", &[&domain, "ff", "2"]);
+        assert_eq!(read_line(&mut server), "ready");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client
+            .loan_uninit()
+            .unwrap()
+            .write(Plan { n: 1, steps: 0 })
+            .send_no_response()
+            .is_err()
+        {
+            // The server's slot may not be visible yet.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server never connected"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            read_line(&mut server),
+            "1 wants false connected false send the client wants no response to this request"
+        );
+        // Its request slot (active_requests 1) comes back once the server
+        // dropped it; then a normal request is answered.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let pending = loop {
+            match client.send_copy(Plan { n: 2, steps: 0 }) {
+                Ok(p) => break p,
+                Err(conduit::reqres::SendOrLoanError::Loan(LoanError::ExceedsActiveRequests(
+                    1,
+                ))) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "request slot never came back"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(
+            read_line(&mut server),
+            "2 wants true connected true send ok"
+        );
+        let (got, end) = collect(&pending);
+        assert_eq!(
+            got,
+            [Step {
+                n: 2,
+                step: 0,
+                tag: 7
+            }]
+        );
+        assert_eq!(end, ResponseError::EndOfStream);
+        drop(pending);
+        assert_eq!(client.in_flight(), 0);
+        assert!(server.wait().unwrap().success());
     }
     assert_clean(&domain);
 }

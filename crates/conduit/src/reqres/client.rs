@@ -374,6 +374,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         Ok(self.loan_uninit()?.write(value).send()?)
     }
 
+    /// Copies `value` into a loaned chunk and sends it wanting no response
+    /// ([`RequestMut::send_no_response`]).
+    pub fn send_copy_no_response(&self, value: Req) -> Result<(), SendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send_no_response()?)
+    }
+
     #[inline]
     fn update(&self, st: &mut ClientState) {
         let generation = self.view.header().generation[SERVERS].load(Ordering::Acquire);
@@ -609,6 +615,25 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
 
     /// Sends loaned `chunk` to every connected server.
     fn send(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        let (slot, id) = self.send_request(chunk, true)?;
+        Ok(PendingResponse {
+            client: self,
+            slot,
+            id,
+        })
+    }
+
+    /// Sends loaned `chunk` expecting no response: a request in flight
+    /// until every server reached has ended it, with nobody waiting.
+    fn send_no_response(&self, chunk: u32) -> Result<(), RequestSendError> {
+        let (slot, id) = self.send_request(chunk, false)?;
+        self.forget(slot, id);
+        Ok(())
+    }
+
+    /// Sends loaned `chunk` to every connected server as request `id` in
+    /// request slot `slot` (returned).
+    fn send_request(&self, chunk: u32, respond: bool) -> Result<(usize, u64), RequestSendError> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
@@ -618,10 +643,13 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         let id = st.next_id;
         let header = self.pool.header::<ChunkHeader>(chunk);
         header.request_id.store(id, Ordering::Relaxed);
-        header.slot.store(r as u64, Ordering::Relaxed);
+        let flag = if respond { 0 } else { super::NO_RESPONSE };
+        header.slot.store(r as u64 | flag, Ordering::Relaxed);
         // Before the request is visible to any server: a server that takes
-        // it (Acquire on the entry) sees the request as connected.
-        self.pending_words[r].store(id, Ordering::Release);
+        // it (Acquire on the entry) sees the request as connected (never,
+        // without a response wanted).
+        let pending = if respond { id } else { 0 };
+        self.pending_words[r].store(pending, Ordering::Release);
         let mut req = st.spare.pop().expect("one record per request slot");
         let mut waiting = 0u64;
         for s in 0..st.links.out.len() {
@@ -658,11 +686,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         req.responses.clear();
         req.alive = true;
         st.requests[r] = Some(req);
-        Ok(PendingResponse {
-            client: self,
-            slot: r,
-            id,
-        })
+        Ok((r, id))
+    }
+}
+
+impl<Req: ShmSafe, Resp: ShmSafe> LoanMut<'_, Client<Req, Resp>> {
+    /// Sends the request to every connected server, wanting no response
+    /// (fire-and-forget): servers see [`ActiveRequest::wants_response`]
+    /// false and cannot answer it. The request counts against
+    /// `active_requests` until every server reached has dropped it. On
+    /// error the chunk goes back to the pool.
+    ///
+    /// [`ActiveRequest::wants_response`]: super::ActiveRequest::wants_response
+    pub fn send_no_response(self) -> Result<(), RequestSendError> {
+        let (client, chunk) = self.into_parts();
+        client
+            .send_no_response(chunk)
+            .inspect_err(|_| client.give_back(chunk))
     }
 }
 

@@ -91,7 +91,7 @@
 //! 0      PoolHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
 //!                            | payload_offset | max_len (1) | element_size | node_id
 //! C      chunk × chunks (chunk_size each; C places the first chunk at an absolute multiple of the chunk alignment)
-//! chunk: +0 ChunkHeader (request_id: u64, request slot: u64) | payload at payload_offset
+//! chunk: +0 ChunkHeader (request_id: u64, request slot: u64, bit 63 = no response wanted) | payload at payload_offset
 //!        (payload_offset = round_up(16, max(align, 8)): 16, or the type's alignment if larger)
 //! ```
 //!
@@ -116,8 +116,7 @@
 //!
 //! # Not yet
 //!
-//! Slice payloads and user headers, addressing one server, fire-and-forget
-//! requests, overflow policies for requests and responses (today a full
+//! Slice payloads and user headers, addressing one server, overflow policies for requests and responses (today a full
 //! response buffer is `BufferFull`, and a request queue cannot fill),
 //! `conduit info`/`top`/`call`/`serve`: see issue 13.
 
@@ -160,9 +159,15 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 pub(crate) struct ChunkHeader {
     /// The request id (client-assigned, 1, 2, …).
     pub(crate) request_id: AtomicU64,
-    /// Requests: the client's request slot. Responses: 0.
+    /// Requests: the client's request slot, with [`NO_RESPONSE`] set for
+    /// a request that wants no response. Responses: 0.
     pub(crate) slot: AtomicU64,
 }
+
+/// Bit 63 of a request's `slot` word: the client wants no response
+/// ([`RequestMut::send_no_response`]); the server refuses to answer it
+/// ([`ResponseSendError::NoResponseWanted`]) and ends its stream as usual.
+pub(crate) const NO_RESPONSE: u64 = 1 << 63;
 
 /// Fingerprint of the data segment format.
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5252_4441_5441_0001;

@@ -76,6 +76,10 @@ pub enum ResponseSendError {
     /// reads this stream any more.
     #[error("the client no longer waits for this request")]
     Disconnected,
+    /// The client sent the request wanting no response
+    /// ([`ActiveRequest::wants_response`] is false).
+    #[error("the client wants no response to this request")]
+    NoResponseWanted,
     /// The client holds `active_requests × response_buffer` of this
     /// server's responses already (it is slow to take or drop them).
     #[error("the client's response buffer is full")]
@@ -322,7 +326,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                     }
                     let header = i.pool.header::<ChunkHeader>(chunk);
                     let request_id = header.request_id.load(Ordering::Relaxed);
-                    let request_slot = header.slot.load(Ordering::Relaxed);
+                    let slot_word = header.slot.load(Ordering::Relaxed);
+                    let wants_response = slot_word & super::NO_RESPONSE == 0;
+                    let request_slot = slot_word & !super::NO_RESPONSE;
                     let active = self.service.config.qos.active_requests;
                     if request_slot >= active as u64 {
                         i.push_return(self.requests_col[c], chunk);
@@ -346,6 +352,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                         pool: i.pool.clone(),
                         request_id,
                         request_slot: request_slot as usize,
+                        wants_response,
                     }));
                 }
             }
@@ -421,6 +428,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         active: &ActiveRequest<'_, Req, Resp>,
         chunk: u32,
     ) -> Result<(), ResponseSendError> {
+        if !active.wants_response {
+            return Err(ResponseSendError::NoResponseWanted);
+        }
         if !active.is_connected() {
             return Err(ResponseSendError::Disconnected);
         }
@@ -530,6 +540,7 @@ pub struct ActiveRequest<'s, Req: ShmSafe, Resp: ShmSafe> {
     pool: Arc<Pool>,
     request_id: u64,
     request_slot: usize,
+    wants_response: bool,
 }
 
 impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ActiveRequest<'_, Req, Resp> {
@@ -564,10 +575,18 @@ impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
     /// full; anyone may run the cleanup).
     pub fn is_connected(&self) -> bool {
         let view = self.server.view;
-        view.client_slots()[self.client].port() == self.client_id
+        self.wants_response
+            && view.client_slots()[self.client].port() == self.client_id
             // Acquire: pairs with the client's Release stores of the word.
             && view.pending(self.client)[self.request_slot].load(Ordering::Acquire)
                 == self.request_id
+    }
+
+    /// Whether the client wants responses: false for a request sent with
+    /// [`RequestMut::send_no_response`](super::RequestMut::send_no_response)
+    /// (fire-and-forget), which cannot be answered.
+    pub fn wants_response(&self) -> bool {
+        self.wants_response
     }
 
     /// Loans a chunk for a response.
