@@ -530,14 +530,28 @@ fn two_servers_both_answer() {
         let node = node(&domain, "client");
         let svc = service(&node, "both");
         let client = svc.client().create().unwrap();
-        let mut a = spawn_child("server", &[&domain, "both", "1", "1"]);
+        let mut a = spawn_child("server", &[&domain, "both", "2", "1"]);
         let mut b = spawn_child("server", &[&domain, "both", "1", "2"]);
         assert_eq!(read_line(&mut a), "ready");
         assert_eq!(read_line(&mut b), "ready");
         assert_eq!(client.servers(), 2);
+        assert_eq!(client.server_ids().len(), 2);
         let pending = client.send_copy(Plan { n: 7, steps: 2 }).unwrap();
-        let (got, end) = collect(&pending);
+        let mut got = Vec::new();
+        let mut a_id = None;
+        let end = loop {
+            match pending.receive_timeout(Duration::from_secs(10)) {
+                Ok(r) => {
+                    if r.tag == 1 {
+                        a_id = Some(r.server_id());
+                    }
+                    got.push(*r);
+                }
+                Err(e) => break e,
+            }
+        };
         assert_eq!(end, ResponseError::EndOfStream);
+        drop(pending);
         let mut tags: Vec<(u64, u64)> = got.iter().map(|s| (s.tag, s.step)).collect();
         tags.sort();
         assert_eq!(tags, [(1, 0), (1, 1), (2, 0), (2, 1)]);
@@ -550,8 +564,43 @@ fn two_servers_both_answer() {
                 .collect();
             assert_eq!(steps, [0, 1]);
         }
-        assert!(a.wait().unwrap().success());
+        // Addressed to server a alone: only a answers.
+        let a_id = a_id.expect("a response from server a");
+        assert!(client.server_ids().contains(&a_id));
         assert!(b.wait().unwrap().success());
+        let pending = client
+            .loan_uninit()
+            .unwrap()
+            .write(Plan { n: 8, steps: 1 })
+            .send_to(a_id)
+            .unwrap();
+        let r = pending.receive_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (*r, r.server_id()),
+            (
+                Step {
+                    n: 8,
+                    step: 0,
+                    tag: 1
+                },
+                a_id
+            )
+        );
+        drop(r);
+        assert_eq!(pending.receive().unwrap_err(), ResponseError::EndOfStream);
+        drop(pending);
+        assert!(a.wait().unwrap().success());
+        // Nobody by that id any more: a named error, the chunk back.
+        let err = client
+            .loan_uninit()
+            .unwrap()
+            .write(Plan::default())
+            .send_to(a_id);
+        assert!(
+            matches!(err, Err(RequestSendError::NoSuchServer(id)) if id == a_id),
+            "{err:?}"
+        );
+        assert!(client.loan_uninit().is_ok());
     }
     assert_clean(&domain);
 }

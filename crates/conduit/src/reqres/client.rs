@@ -76,6 +76,10 @@ pub enum RequestSendError {
     /// No server is connected: nobody would answer.
     #[error("no server of service {0:?} is connected")]
     NoServer(String),
+    /// The addressed server ([`RequestMut::send_to`]) is not connected
+    /// (it left, died, or never was), or its request queue is full.
+    #[error("server {0} is not connected")]
+    NoSuchServer(PortId),
 }
 
 /// What ends a pending response's stream, or why a receive failed.
@@ -355,6 +359,19 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         st.links.out.iter().filter(|c| c.is_some()).count()
     }
 
+    /// The ids of the servers connected now (to address one with
+    /// [`RequestMut::send_to`]).
+    pub fn server_ids(&self) -> Vec<PortId> {
+        let mut st = self.state.borrow_mut();
+        self.update(&mut st);
+        st.links
+            .out
+            .iter()
+            .flatten()
+            .map(|o| PortId(o.peer))
+            .collect()
+    }
+
     /// Requests in flight (sent, and not yet ended by every server that
     /// got them, or whose pending response still exists).
     pub fn in_flight(&self) -> usize {
@@ -615,7 +632,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
 
     /// Sends loaned `chunk` to every connected server.
     fn send(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
-        let (slot, id) = self.send_request(chunk, true)?;
+        let (slot, id) = self.send_request(chunk, true, None)?;
         Ok(PendingResponse {
             client: self,
             slot,
@@ -626,14 +643,33 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     /// Sends loaned `chunk` expecting no response: a request in flight
     /// until every server reached has ended it, with nobody waiting.
     fn send_no_response(&self, chunk: u32) -> Result<(), RequestSendError> {
-        let (slot, id) = self.send_request(chunk, false)?;
+        let (slot, id) = self.send_request(chunk, false, None)?;
         self.forget(slot, id);
         Ok(())
     }
 
-    /// Sends loaned `chunk` to every connected server as request `id` in
-    /// request slot `slot` (returned).
-    fn send_request(&self, chunk: u32, respond: bool) -> Result<(usize, u64), RequestSendError> {
+    /// Sends loaned `chunk` to server `to` only.
+    fn send_to(
+        &self,
+        chunk: u32,
+        to: PortId,
+    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        let (slot, id) = self.send_request(chunk, true, Some(to.0))?;
+        Ok(PendingResponse {
+            client: self,
+            slot,
+            id,
+        })
+    }
+
+    /// Sends loaned `chunk` to every connected server (or to server `to`
+    /// only) as request `id` in request slot `slot` (returned).
+    fn send_request(
+        &self,
+        chunk: u32,
+        respond: bool,
+        to: Option<u64>,
+    ) -> Result<(usize, u64), RequestSendError> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
@@ -656,6 +692,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
             let Some(mut o) = st.links.out[s] else {
                 continue;
             };
+            if to.is_some_and(|to| to != o.peer) {
+                continue;
+            }
             let conn = self.requests_row[s];
             // Never more than `active_requests` entries: the check guards
             // against a server that scribbled on its head.
@@ -672,7 +711,10 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         if waiting == 0 {
             st.spare.push(req);
             self.pending_words[r].store(0, Ordering::Release);
-            return Err(RequestSendError::NoServer(self.service.config.name.clone()));
+            return Err(match to {
+                Some(to) => RequestSendError::NoSuchServer(PortId(to)),
+                None => RequestSendError::NoServer(self.service.config.name.clone()),
+            });
         }
         st.next_id += 1;
         // Held by the servers reached (`waiting`), so not free yet.
@@ -690,7 +732,21 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> LoanMut<'_, Client<Req, Resp>> {
+impl<'c, Req: ShmSafe, Resp: ShmSafe> LoanMut<'c, Client<Req, Resp>> {
+    /// Sends the request to server `server` only (one of
+    /// [`Client::server_ids`]; every response comes from it). On error
+    /// ([`RequestSendError::NoSuchServer`]) the chunk goes back to the
+    /// pool.
+    pub fn send_to(
+        self,
+        server: PortId,
+    ) -> Result<PendingResponse<'c, Req, Resp>, RequestSendError> {
+        let (client, chunk) = self.into_parts();
+        client
+            .send_to(chunk, server)
+            .inspect_err(|_| client.give_back(chunk))
+    }
+
     /// Sends the request to every connected server, wanting no response
     /// (fire-and-forget): servers see [`ActiveRequest::wants_response`]
     /// false and cannot answer it. The request counts against

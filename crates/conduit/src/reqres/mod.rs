@@ -116,7 +116,7 @@
 //!
 //! # Not yet
 //!
-//! Slice payloads and user headers, addressing one server, overflow policies for requests and responses (today a full
+//! Slice payloads and user headers, overflow policies for requests and responses (today a full
 //! response buffer is `BufferFull`, and a request queue cannot fill),
 //! `conduit info`/`top`/`call`/`serve`: see issue 13.
 
