@@ -14,6 +14,11 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
     let Some(details) = conduit::pubsub::details(&common::as_domain(&domain)?, service)
         .map_err(common::service_failure)?
     else {
+        if let Some(details) = conduit::reqres::details(&common::as_domain(&domain)?, service)
+            .map_err(common::service_failure)?
+        {
+            return reqres_info(&details, &domain, json);
+        }
         return event_info(service, &domain, json);
     };
     let nodes = Node::list(&domain).unwrap_or_default();
@@ -177,5 +182,83 @@ fn event_info(service: &str, domain: &str, json: bool) -> CmdResult {
         })
         .collect();
     common::print_table(&["listener", "pid", "node", "pending ids"], &rows);
+    Ok(())
+}
+
+/// `conduit info` of a request/response service: configuration, clients
+/// (with the requests whose responses each awaits) and servers.
+fn reqres_info(d: &conduit::reqres::ServiceDetails, domain: &str, json: bool) -> CmdResult {
+    let nodes = Node::list(domain).unwrap_or_default();
+    let node_of = |id: conduit::node::NodeId| nodes.iter().find(|n| n.id == id);
+    let s = &d.info;
+    if json {
+        let port = |p: &conduit::reqres::PortInfo| {
+            let n = node_of(p.node);
+            json!({
+                "id": format!("{:016x}", p.id.0),
+                "node": p.node.to_string(),
+                "pid": n.map(|n| n.pid),
+                "node_name": n.map(|n| n.name.clone()),
+                "alive": n.map(|n| n.state == NodeState::Alive),
+            })
+        };
+        let mut v = crate::list::reqres_json(s);
+        v["domain"] = json!(domain);
+        v["client_ports"] = d
+            .clients
+            .iter()
+            .map(|c| {
+                let mut p = port(&c.port);
+                p["awaiting"] = json!(c.awaiting);
+                p
+            })
+            .collect();
+        v["server_ports"] = d.servers.iter().map(port).collect();
+        common::print_json(&v);
+        return Ok(());
+    }
+    println!("{} (request/response service)", paint(&s.name, Style::Bold));
+    println!("  domain:      {domain}");
+    println!("  segment:     {}", s.segment);
+    for (what, t) in [("request", &s.request), ("response", &s.response)] {
+        println!(
+            "  {what:<12} {} (size {}, align {}, fingerprint {:016x})",
+            format!("{}:", t.name),
+            t.size,
+            t.align,
+            t.fingerprint
+        );
+    }
+    let q = &s.qos;
+    println!(
+        "  qos:         clients {}, servers {}, active requests {}, response buffer {}, loans {}",
+        q.max_clients, q.max_servers, q.active_requests, q.response_buffer, q.max_loans
+    );
+    println!();
+    let row = |kind: &str, p: &conduit::reqres::PortInfo, awaiting: String| {
+        let n = node_of(p.node);
+        vec![
+            kind.to_owned(),
+            format!("{:016x}", p.id.0),
+            n.map_or("-".into(), |n| n.pid.to_string()),
+            match n.map(|n| n.state) {
+                Some(NodeState::Alive) => paint("alive", Style::Good),
+                Some(NodeState::Dead) => paint("dead", Style::Bad),
+                None => paint("gone", Style::Bad),
+            },
+            awaiting,
+            n.map_or("-".into(), |n| n.name.clone()),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = d
+        .clients
+        .iter()
+        .map(|c| row("client", &c.port, c.awaiting.to_string()))
+        .collect();
+    rows.extend(d.servers.iter().map(|p| row("server", p, "-".into())));
+    common::print_table(
+        &["port", "id", "pid", "node", "awaiting", "node name"],
+        &rows,
+    );
     Ok(())
 }

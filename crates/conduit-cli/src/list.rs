@@ -120,23 +120,7 @@ fn request_response(domain: &str, json: bool) -> CmdResult {
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
     if json {
         for s in &list {
-            let q = &s.qos;
-            common::print_json(&json!({
-                "kind": "request/response",
-                "name": s.name,
-                "segment": s.segment,
-                "request": type_json(&s.request),
-                "response": type_json(&s.response),
-                "qos": {
-                    "max_clients": q.max_clients,
-                    "max_servers": q.max_servers,
-                    "active_requests": q.active_requests,
-                    "response_buffer": q.response_buffer,
-                    "max_loans": q.max_loans,
-                },
-                "clients": s.clients,
-                "servers": s.servers,
-            }));
+            common::print_json(&reqres_json(s));
         }
     } else if !list.is_empty() {
         let rows: Vec<Vec<String>> = list
@@ -167,6 +151,27 @@ fn request_response(domain: &str, json: bool) -> CmdResult {
         println!();
     }
     Ok(())
+}
+
+/// A request/response service as JSON (`list` and `info`).
+pub fn reqres_json(s: &conduit::reqres::ServiceInfo) -> serde_json::Value {
+    let q = &s.qos;
+    json!({
+        "kind": "request/response",
+        "name": s.name,
+        "segment": s.segment,
+        "request": type_json(&s.request),
+        "response": type_json(&s.response),
+        "qos": {
+            "max_clients": q.max_clients,
+            "max_servers": q.max_servers,
+            "active_requests": q.active_requests,
+            "response_buffer": q.response_buffer,
+            "max_loans": q.max_loans,
+        },
+        "clients": s.clients,
+        "servers": s.servers,
+    })
 }
 
 /// `u64`, `[u8]`, with the user header when there is one.

@@ -167,6 +167,32 @@ fn list_shows_request_response_services() {
         text.contains("planner/plan") && text.contains("u64 → u32"),
         "{text}"
     );
+
+    // `info`: the ports, and how many responses each client awaits (a
+    // request sent wanting no response is not awaited).
+    let pending = _client.send_copy(7).unwrap();
+    let _pending2 = _client.send_copy(8).unwrap();
+    _client.send_copy_no_response(9).unwrap();
+    let o = d.run(&["info", "planner/plan", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(v[0]["kind"], "request/response");
+    assert_eq!(v[0]["client_ports"][0]["awaiting"], 2, "{v:?}");
+    assert_eq!(
+        v[0]["client_ports"][0]["pid"].as_u64(),
+        Some(u64::from(std::process::id()))
+    );
+    assert_eq!(v[0]["server_ports"].as_array().map(Vec::len), Some(1));
+    drop(pending);
+    let text = stdout(&d.run(&["info", "planner/plan"]));
+    assert!(
+        text.contains("request/response service")
+            && text.contains("client")
+            && text.contains("server"),
+        "{text}"
+    );
+    let v = json_lines(&d.run(&["info", "planner/plan", "--json"]));
+    assert_eq!(v[0]["client_ports"][0]["awaiting"], 1, "{v:?}");
 }
 
 #[test]

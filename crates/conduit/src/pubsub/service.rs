@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use super::layout::{PUBLISHERS, SERVICE_FINGERPRINT, SUBSCRIBERS, ServiceLayout, StaticConfig};
 use super::{NoHeader, Payload, Qos};
 use crate::domain::{Domain, ServiceKind};
-use crate::node::NodeId;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
 use crate::service::{PortId, Requested, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
@@ -257,14 +256,8 @@ pub fn list(domain: &Domain) -> std::io::Result<Vec<ServiceInfo>> {
 }
 
 /// A port registered in a service, as seen by [`details`] and the event
-/// service listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortInfo {
-    /// The port's id (a publisher's id also names its data segment).
-    pub id: PortId,
-    /// The node that registered it.
-    pub node: NodeId,
-}
+/// service listing (the service core's, shared by every pattern).
+pub use crate::service::PortInfo;
 
 /// One publisher → subscriber connection, as seen by [`details`].
 ///

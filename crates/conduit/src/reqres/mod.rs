@@ -135,6 +135,7 @@ use std::time::Duration;
 use crate::pool::{Geometry, Pool};
 use crate::shm::TypeLayout;
 
+pub use crate::service::PortInfo;
 pub use client::{
     Client, ClientBuilder, ClientCreateError, LoanError, PendingResponse, RequestMut,
     RequestSendError, RequestUninit, Response, ResponseError, SendOrLoanError,
@@ -145,7 +146,9 @@ pub use server::{
     ResponseUninit, Server, ServerBuilder, ServerCreateError,
 };
 pub(crate) use service::ReqRes;
-pub use service::{ReqResBuilder, ReqResService, ServiceInfo, list};
+pub use service::{
+    ClientInfo, ReqResBuilder, ReqResService, ServiceDetails, ServiceInfo, details, list,
+};
 
 /// Default spin budget of a blocking receive before it sleeps.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);

@@ -10,7 +10,9 @@ use super::{ClientBuilder, Qos, ServerBuilder};
 use crate::domain::{Domain, ServiceKind};
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
-use crate::service::{Requested, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo};
+use crate::service::{
+    PortId, PortInfo, Requested, ServiceBuilder, ServiceError, TypeDesc, TypeLayoutInfo,
+};
 use crate::shm::ShmSafe;
 
 /// The request/response pattern, as the service core sees it.
@@ -182,6 +184,75 @@ impl<Req: ShmSafe, Resp: ShmSafe> ReqResService<Req, Resp> {
     pub fn cleanup_dead_ports(&self) {
         self.inner.cleanup_dead_ports();
     }
+
+    /// Its ports now, as [`details`] gives them, read through this open
+    /// service (so also a service of another user shared with this node's
+    /// group, which [`details`] cannot map).
+    pub fn details(&self) -> ServiceDetails {
+        let segment = ServiceKind::RequestResponse.segment_name(self.name());
+        details_of(&segment, self.inner.view())
+    }
+}
+
+/// A request/response service's ports, as seen by [`details`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceDetails {
+    /// What [`list`] shows of it.
+    pub info: ServiceInfo,
+    /// Its clients, each with the requests whose responses it awaits now.
+    pub clients: Vec<ClientInfo>,
+    /// Its servers.
+    pub servers: Vec<PortInfo>,
+}
+
+/// A client as seen by [`details`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The client's id and node.
+    pub port: PortInfo,
+    /// Requests whose responses it awaits now (its pending responses
+    /// alive; requests sent wanting no response are not counted).
+    pub awaiting: usize,
+}
+
+/// The clients and servers of service `name` of `domain` now (`None` if
+/// it does not exist), for tools; a snapshot read without taking part in
+/// any protocol. Maps the segment with this user's permissions, as
+/// [`list`] does.
+pub fn details(domain: &Domain, name: &str) -> Result<Option<ServiceDetails>, ServiceError> {
+    core::inspect_service::<ReqRes, _>(domain, name, details_of)
+}
+
+fn details_of(segment: &str, view: ServiceRef<'_, ReqRes>) -> ServiceDetails {
+    let shm = view.port_view();
+    let port = |id, node| PortInfo {
+        id: PortId(id),
+        node,
+    };
+    let clients = view
+        .ports(CLIENTS)
+        .into_iter()
+        .map(|(c, id, node)| ClientInfo {
+            port: port(id, node),
+            awaiting: shm
+                .pending(c)
+                .iter()
+                .filter(|w| w.load(std::sync::atomic::Ordering::Acquire) != 0)
+                .count(),
+        })
+        .collect();
+    let servers = view
+        .ports(SERVERS)
+        .into_iter()
+        .map(|(_, id, node)| port(id, node))
+        .collect();
+    ServiceDetails {
+        info: ServiceInfo::of(segment, view),
+        clients,
+        servers,
+    }
 }
 
 /// A request/response service as seen by [`list`].
@@ -204,13 +275,10 @@ pub struct ServiceInfo {
     pub servers: usize,
 }
 
-/// Lists the request/response services of `domain` (mapped read-only,
-/// whoever owns them; a snapshot).
-pub fn list(domain: &Domain) -> std::io::Result<Vec<ServiceInfo>> {
-    let mut out = Vec::new();
-    core::for_each_service::<ReqRes>(domain, |segment, view| {
+impl ServiceInfo {
+    fn of(segment: &str, view: ServiceRef<'_, ReqRes>) -> ServiceInfo {
         let count = |kind| view.slots(kind).iter().filter(|s| s.port() != 0).count();
-        out.push(ServiceInfo {
+        ServiceInfo {
             name: view.config.name.clone(),
             segment: segment.to_owned(),
             request: view.config.request.info(),
@@ -218,7 +286,16 @@ pub fn list(domain: &Domain) -> std::io::Result<Vec<ServiceInfo>> {
             qos: view.config.qos,
             clients: count(CLIENTS),
             servers: count(SERVERS),
-        });
+        }
+    }
+}
+
+/// Lists the request/response services of `domain` (mapped read-only,
+/// whoever owns them; a snapshot).
+pub fn list(domain: &Domain) -> std::io::Result<Vec<ServiceInfo>> {
+    let mut out = Vec::new();
+    core::for_each_service::<ReqRes>(domain, |segment, view| {
+        out.push(ServiceInfo::of(segment, view));
     })?;
     Ok(out)
 }

@@ -200,6 +200,17 @@ pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 
+/// A port registered in a service, as tools see it (`details` of each
+/// pattern, the event service listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port's id (a publisher's, client's or server's id also names
+    /// its data segment).
+    pub id: PortId,
+    /// The node that registered it.
+    pub node: crate::node::NodeId,
+}
+
 impl PortId {
     /// A new id no other live port of the domain has.
     pub(crate) fn unique() -> PortId {
