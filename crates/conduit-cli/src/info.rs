@@ -222,8 +222,9 @@ fn reqres_info(d: &conduit::reqres::ServiceDetails, domain: &str, json: bool) ->
     println!("  segment:     {}", s.segment);
     for (what, t) in [("request", &s.request), ("response", &s.response)] {
         println!(
-            "  {what:<12} {} (size {}, align {}, fingerprint {:016x})",
-            format!("{}:", t.name),
+            "  {:<12} {} (size {}, align {}, fingerprint {:016x})",
+            format!("{what}:"),
+            t.name,
             t.size,
             t.align,
             t.fingerprint
