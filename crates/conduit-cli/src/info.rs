@@ -220,11 +220,14 @@ fn reqres_info(d: &conduit::reqres::ServiceDetails, domain: &str, json: bool) ->
     println!("{} (request/response service)", paint(&s.name, Style::Bold));
     println!("  domain:      {domain}");
     println!("  segment:     {}", s.segment);
-    for (what, t) in [("request", &s.request), ("response", &s.response)] {
+    for (what, t, request) in [
+        ("request", &s.request, true),
+        ("response", &s.response, false),
+    ] {
         println!(
-            "  {:<12} {} (size {}, align {}, fingerprint {:016x})",
+            "  {:<12} {} (element size {}, align {}, fingerprint {:016x})",
             format!("{what}:"),
-            t.name,
+            crate::list::reqres_type(s, request),
             t.size,
             t.align,
             t.fingerprint

@@ -128,7 +128,7 @@ fn request_response(domain: &str, json: bool) -> CmdResult {
             .map(|s| {
                 vec![
                     s.name.clone(),
-                    format!("{} → {}", s.request.name, s.response.name),
+                    format!("{} → {}", reqres_type(s, true), reqres_type(s, false)),
                     format!("{}/{}", s.clients, s.qos.max_clients),
                     format!("{}/{}", s.servers, s.qos.max_servers),
                     format!(
@@ -153,6 +153,20 @@ fn request_response(domain: &str, json: bool) -> CmdResult {
     Ok(())
 }
 
+/// `u64` or `[u8]`: the request (`request`) or response type's name.
+pub fn reqres_type(s: &conduit::reqres::ServiceInfo, request: bool) -> String {
+    let (t, slice) = if request {
+        (&s.request, s.request_is_slice)
+    } else {
+        (&s.response, s.response_is_slice)
+    };
+    if slice {
+        format!("[{}]", t.name)
+    } else {
+        t.name.clone()
+    }
+}
+
 /// A request/response service as JSON (`list` and `info`).
 pub fn reqres_json(s: &conduit::reqres::ServiceInfo) -> serde_json::Value {
     let q = &s.qos;
@@ -161,7 +175,9 @@ pub fn reqres_json(s: &conduit::reqres::ServiceInfo) -> serde_json::Value {
         "name": s.name,
         "segment": s.segment,
         "request": type_json(&s.request),
+        "request_kind": if s.request_is_slice { "slice" } else { "typed" },
         "response": type_json(&s.response),
+        "response_kind": if s.response_is_slice { "slice" } else { "typed" },
         "qos": {
             "max_clients": q.max_clients,
             "max_servers": q.max_servers,

@@ -261,7 +261,9 @@ fn reqres_config() -> crate::reqres::layout::StaticConfig {
     crate::reqres::layout::StaticConfig {
         name: "fuzz/reqres".into(),
         request: TypeDesc::of(&u64::LAYOUT),
+        request_slice: false,
         response: TypeDesc::of(&<[u32; 3]>::LAYOUT),
+        response_slice: true,
         qos: crate::reqres::Qos {
             max_clients: 3,
             active_requests: 5,

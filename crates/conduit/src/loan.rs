@@ -1,29 +1,32 @@
-//! A loaned chunk of a port's pool, typed and zero-copy, in two states:
+//! A loaned chunk of a port's pool, zero-copy, in two states:
 //! [`LoanUninit`] (payload not written yet) and [`LoanMut`] (written,
 //! ready to send). Dropping either gives the chunk back unsent; sending a
 //! [`LoanMut`] hands it to the port, and gives it back if the send fails.
+//! The payload `P` is a `T: ShmSafe` or a slice `[T]` of the length asked
+//! for at the loan ([`Payload`]).
 //!
-//! One implementation for every port that loans one value of a fixed type
-//! (request/response's [`Client`](crate::reqres::Client) and the
+//! One implementation for every port that loans payloads without a user
+//! header (request/response's [`Client`](crate::reqres::Client) and the
 //! responses of an [`ActiveRequest`](crate::reqres::ActiveRequest)); the
 //! patterns name it as they like ([`RequestUninit`](crate::reqres::RequestUninit),
 //! [`ResponseMut`](crate::reqres::ResponseMut), …). Publish/subscribe's
-//! samples add a user header and slices and have their own types.
+//! samples add a user header and have their own types.
 
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-/// What a loan is taken from: a port (or a request being answered) that
-/// gives back and sends its chunks. Sealed: implemented by conduit's
-/// ports only.
-pub trait Lender: sealed::Lend {}
+use crate::service::Payload;
+use crate::shm::ShmSafe;
+
+/// What a loan of payload `P` is taken from: a port (or a request being
+/// answered) that gives back and sends its chunks. Sealed: implemented by
+/// conduit's ports only.
+pub trait Lender<P: Payload + ?Sized>: sealed::Lend<P> {}
 
 pub(crate) mod sealed {
     /// The lender's steps a loan needs.
-    pub trait Lend {
-        /// The payload type of a chunk.
-        type Payload: crate::shm::ShmSafe;
+    pub trait Lend<P: ?Sized> {
         /// What a successful send returns.
         type Sent<'o>
         where
@@ -32,19 +35,21 @@ pub(crate) mod sealed {
         type Error;
         /// A loan of `chunk` ends unsent.
         fn give_back(&self, chunk: u32);
-        /// Sends loaned `chunk`.
-        fn send_chunk(&self, chunk: u32) -> Result<Self::Sent<'_>, Self::Error>;
+        /// Sends loaned `chunk`, holding `len` elements.
+        fn send_chunk(&self, chunk: u32, len: usize) -> Result<Self::Sent<'_>, Self::Error>;
     }
 }
 
 /// The loan itself: gives the chunk back when dropped still holding it.
-struct Held<'o, O: Lender> {
+struct Held<'o, O: Lender<P>, P: Payload + ?Sized> {
     owner: &'o O,
     chunk: Option<u32>,
-    payload: NonNull<O::Payload>,
+    payload: NonNull<P::Element>,
+    /// Elements (1 for a typed payload).
+    len: usize,
 }
 
-impl<O: Lender> Held<'_, O> {
+impl<O: Lender<P>, P: Payload + ?Sized> Held<'_, O, P> {
     fn take(&mut self) -> u32 {
         self.chunk
             .take()
@@ -52,7 +57,7 @@ impl<O: Lender> Held<'_, O> {
     }
 }
 
-impl<O: Lender> Drop for Held<'_, O> {
+impl<O: Lender<P>, P: Payload + ?Sized> Drop for Held<'_, O, P> {
     fn drop(&mut self) {
         if let Some(chunk) = self.chunk {
             self.owner.give_back(chunk);
@@ -62,37 +67,47 @@ impl<O: Lender> Drop for Held<'_, O> {
 
 /// A loaned chunk whose payload is not initialised yet. Dropping it gives
 /// the chunk back unsent.
-pub struct LoanUninit<'o, O: Lender>(Held<'o, O>);
+pub struct LoanUninit<'o, O: Lender<P>, P: Payload + ?Sized>(Held<'o, O, P>);
 
 /// A loaned chunk with its payload written, ready to
 /// [`send`](Self::send). Dropping it gives the chunk back unsent.
-pub struct LoanMut<'o, O: Lender>(Held<'o, O>);
+pub struct LoanMut<'o, O: Lender<P>, P: Payload + ?Sized>(Held<'o, O, P>);
 
-impl<'o, O: Lender> LoanUninit<'o, O> {
-    /// A loan of `chunk` of `owner`, whose payload is at `payload`.
+impl<'o, O: Lender<P>, P: Payload + ?Sized> LoanUninit<'o, O, P> {
+    /// A loan of `chunk` of `owner`, whose payload of `len` elements is at
+    /// `payload`.
     ///
     /// # Safety
     ///
-    /// `payload` is aligned for `O::Payload`, inside `chunk` of the
-    /// owner's writable mapping, and no one else reads or writes it until
-    /// the loan is sent or given back.
-    pub(crate) unsafe fn new(owner: &'o O, chunk: u32, payload: NonNull<O::Payload>) -> Self {
+    /// `payload` is aligned for `P::Element`, `len` elements fit inside
+    /// `chunk` of the owner's writable mapping, `len` is 1 for a typed
+    /// payload, and no one else reads or writes them until the loan is
+    /// sent or given back.
+    pub(crate) unsafe fn new(
+        owner: &'o O,
+        chunk: u32,
+        payload: NonNull<P::Element>,
+        len: usize,
+    ) -> Self {
         LoanUninit(Held {
             owner,
             chunk: Some(chunk),
             payload,
+            len,
         })
     }
+}
 
+impl<'o, T: ShmSafe, O: Lender<T>> LoanUninit<'o, O, T> {
     /// The payload memory.
-    pub fn payload_mut(&mut self) -> &mut MaybeUninit<O::Payload> {
+    pub fn payload_mut(&mut self) -> &mut MaybeUninit<T> {
         // SAFETY: aligned, in the chunk, exclusively ours while loaned
         // (the contract of `new`).
-        unsafe { self.0.payload.cast::<MaybeUninit<O::Payload>>().as_mut() }
+        unsafe { self.0.payload.cast::<MaybeUninit<T>>().as_mut() }
     }
 
     /// Writes the payload.
-    pub fn write(mut self, value: O::Payload) -> LoanMut<'o, O> {
+    pub fn write(mut self, value: T) -> LoanMut<'o, O, T> {
         self.payload_mut().write(value);
         LoanMut(self.0)
     }
@@ -103,16 +118,79 @@ impl<'o, O: Lender> LoanUninit<'o, O> {
     /// # Safety
     ///
     /// Every byte of the payload must have been written.
-    pub unsafe fn assume_init(self) -> LoanMut<'o, O> {
+    pub unsafe fn assume_init(self) -> LoanMut<'o, O, T> {
         LoanMut(self.0)
     }
 }
 
-impl<'o, O: Lender> LoanMut<'o, O> {
-    /// The owner and the chunk, taken out of the loan: the caller sends
-    /// it another way, or gives it back.
-    pub(crate) fn into_parts(mut self) -> (&'o O, u32) {
-        (self.0.owner, self.0.take())
+impl<'o, T: ShmSafe, O: Lender<[T]>> LoanUninit<'o, O, [T]> {
+    /// Elements loaned.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Whether the loaned slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// The payload memory.
+    pub fn payload_mut(&mut self) -> &mut [MaybeUninit<T>] {
+        // SAFETY: `len` elements, aligned, in the chunk, exclusively ours
+        // while loaned (the contract of `new`).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.0.payload.cast::<MaybeUninit<T>>().as_ptr(),
+                self.0.len,
+            )
+        }
+    }
+
+    /// Writes element `i` as `f(i)`, for every element.
+    pub fn write_from_fn(mut self, mut f: impl FnMut(usize) -> T) -> LoanMut<'o, O, [T]> {
+        for (i, slot) in self.payload_mut().iter_mut().enumerate() {
+            slot.write(f(i));
+        }
+        LoanMut(self.0)
+    }
+
+    /// Copies `values` (exactly the loaned length) into the payload.
+    ///
+    /// # Panics
+    ///
+    /// If `values.len()` differs from the loaned length.
+    pub fn write_from_slice(mut self, values: &[T]) -> LoanMut<'o, O, [T]>
+    where
+        T: Copy,
+    {
+        let payload = self.payload_mut();
+        assert_eq!(
+            values.len(),
+            payload.len(),
+            "write_from_slice: the slice must have the loaned length"
+        );
+        for (slot, v) in payload.iter_mut().zip(values) {
+            slot.write(*v);
+        }
+        LoanMut(self.0)
+    }
+
+    /// Declares the payload initialised (after writing it through
+    /// [`payload_mut`](Self::payload_mut)).
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the `len` elements must have been written.
+    pub unsafe fn assume_init(self) -> LoanMut<'o, O, [T]> {
+        LoanMut(self.0)
+    }
+}
+
+impl<'o, O: Lender<P>, P: Payload + ?Sized> LoanMut<'o, O, P> {
+    /// The owner, the chunk and the length, taken out of the loan: the
+    /// caller sends it another way, or gives it back.
+    pub(crate) fn into_parts(mut self) -> (&'o O, u32, usize) {
+        (self.0.owner, self.0.take(), self.0.len)
     }
 
     /// Sends the chunk. On error the chunk goes back to the pool.
@@ -120,38 +198,56 @@ impl<'o, O: Lender> LoanMut<'o, O> {
         let chunk = self.0.take();
         let owner = self.0.owner;
         owner
-            .send_chunk(chunk)
+            .send_chunk(chunk, self.0.len)
             .inspect_err(|_| owner.give_back(chunk))
     }
 }
 
-impl<O: Lender> std::ops::Deref for LoanMut<'_, O> {
-    type Target = O::Payload;
-    fn deref(&self) -> &O::Payload {
+impl<T: ShmSafe, O: Lender<T>> std::ops::Deref for LoanMut<'_, O, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         // SAFETY: initialised (typestate), aligned, exclusively ours.
         unsafe { self.0.payload.as_ref() }
     }
 }
 
-impl<O: Lender> std::ops::DerefMut for LoanMut<'_, O> {
-    fn deref_mut(&mut self) -> &mut O::Payload {
+impl<T: ShmSafe, O: Lender<T>> std::ops::DerefMut for LoanMut<'_, O, T> {
+    fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in deref.
         unsafe { self.0.payload.as_mut() }
     }
 }
 
-impl<O: Lender> fmt::Debug for LoanUninit<'_, O> {
+impl<T: ShmSafe, O: Lender<[T]>> std::ops::Deref for LoanMut<'_, O, [T]> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements (typestate), aligned,
+        // exclusively ours.
+        unsafe { std::slice::from_raw_parts(self.0.payload.as_ptr(), self.0.len) }
+    }
+}
+
+impl<T: ShmSafe, O: Lender<[T]>> std::ops::DerefMut for LoanMut<'_, O, [T]> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref.
+        unsafe { std::slice::from_raw_parts_mut(self.0.payload.as_ptr(), self.0.len) }
+    }
+}
+
+impl<O: Lender<P>, P: Payload + ?Sized> fmt::Debug for LoanUninit<'_, O, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoanUninit")
             .field("chunk", &self.0.chunk)
+            .field("len", &self.0.len)
             .finish()
     }
 }
 
-impl<O: Lender> fmt::Debug for LoanMut<'_, O> {
+impl<O: Lender<P>, P: Payload + ?Sized> fmt::Debug for LoanMut<'_, O, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoanMut")
             .field("chunk", &self.0.chunk)
+            .field("len", &self.0.len)
             .finish()
     }
 }

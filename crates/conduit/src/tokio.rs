@@ -124,7 +124,7 @@ pub enum AsyncRequestError {
     Io(#[from] io::Error),
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// Waits for the next request. Must run inside a tokio runtime with IO
     /// enabled; cancel-safe (a request is taken only when it returns).
     pub async fn receive_async(&self) -> Result<ActiveRequest<'_, Req, Resp>, AsyncRequestError> {
@@ -148,7 +148,7 @@ pub enum AsyncResponseError {
     Io(#[from] io::Error),
 }
 
-impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req, Resp> {
     /// Waits for the next response, or the end of the stream. Must run
     /// inside a tokio runtime with IO enabled; cancel-safe (a response is
     /// taken only when it returns). As the blocking

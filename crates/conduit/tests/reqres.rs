@@ -88,6 +88,10 @@ fn dispatch(role: &str, args: &[String]) {
     let domain = &args[0];
     let svc = &args[1];
     let node = node(domain, role);
+    if role == "slice-server" {
+        // Serves a `[u8]` → `[u8]` service (below), not the typed one.
+        return slice_server(node, svc);
+    }
     let service = service(&node, svc);
     match role {
         // Serves `count` requests, tagging responses with `tag`.
@@ -190,6 +194,35 @@ fn dispatch(role: &str, args: &[String]) {
         }
         _ => panic!("unknown role {role}"),
     }
+}
+
+/// Echoes `[u8]` requests reversed as `[u8]` responses (two responses
+/// each: the reversed bytes, then their length as 8 bytes), until an
+/// empty request.
+fn slice_server(node: Node, name: &str) {
+    let svc = node
+        .service(name)
+        .request_response::<[u8], [u8]>()
+        .open_or_create()
+        .unwrap();
+    let server = svc.server().max_slice_len(4096).create().unwrap();
+    println!("ready");
+    loop {
+        let active = server.receive().unwrap();
+        if active.is_empty() {
+            break;
+        }
+        let reversed: Vec<u8> = active.iter().rev().copied().collect();
+        active.send_slice_copy(&reversed).unwrap();
+        let len = (active.len() as u64).to_le_bytes();
+        active
+            .loan_slice_uninit(8)
+            .unwrap()
+            .write_from_fn(|i| len[i])
+            .send()
+            .unwrap();
+    }
+    println!("done");
 }
 
 child_entry!(dispatch);
@@ -975,6 +1008,62 @@ fn fire_and_forget_requests_reach_the_server_and_cannot_be_answered() {
         assert_eq!(end, ResponseError::EndOfStream);
         drop(pending);
         assert_eq!(client.in_flight(), 0);
+        assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+/// `[u8]` requests and responses of many lengths (0 … 4096 bytes) between
+/// two processes, each checked byte for byte; a loan longer than the
+/// port's `max_slice_len` is a named error; a typed opener of the slice
+/// service is refused with both kinds named.
+#[test]
+fn slice_requests_and_responses_between_processes() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = node
+            .service("bytes")
+            .request_response::<[u8], [u8]>()
+            .open_or_create()
+            .unwrap();
+        let client = svc.client().max_slice_len(4096).create().unwrap();
+        let mut server = spawn_child("slice-server", &[&domain, "bytes"]);
+        assert_eq!(read_line(&mut server), "ready");
+        for (k, len) in [1usize, 7, 64, 100, 1000, 4096].into_iter().enumerate() {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + k) as u8).collect();
+            let pending = client.send_slice_copy(&bytes).unwrap();
+            let first = pending.receive_timeout(Duration::from_secs(10)).unwrap();
+            let want: Vec<u8> = bytes.iter().rev().copied().collect();
+            assert_eq!(&*first, &want[..], "length {len}");
+            drop(first);
+            let second = pending.receive_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(second.len(), 8);
+            assert_eq!(
+                u64::from_le_bytes((*second).try_into().unwrap()),
+                len as u64
+            );
+            drop(second);
+            assert_eq!(pending.receive().unwrap_err(), ResponseError::EndOfStream);
+        }
+        assert!(matches!(
+            client.loan_slice_uninit(4097).unwrap_err(),
+            LoanError::SliceTooLong {
+                len: 4097,
+                max: 4096
+            }
+        ));
+        let err = node
+            .service("bytes")
+            .request_response::<u8, [u8]>()
+            .open()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[u8") && err.contains("requests u8"), "{err}");
+        // An empty request stops the server.
+        drop(client.send_slice_copy(&[]).unwrap());
+        assert_eq!(read_line(&mut server), "done");
         assert!(server.wait().unwrap().success());
     }
     assert_clean(&domain);

@@ -211,24 +211,8 @@ pub use service::{
     list,
 };
 
-/// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
-/// maximum length each publisher chooses.
-pub trait Payload: 'static {
-    /// The element type (`T` for both `T` and `[T]`).
-    type Element: ShmSafe;
-    /// Whether this is a slice payload.
-    const IS_SLICE: bool;
-}
-
-impl<T: ShmSafe> Payload for T {
-    type Element = T;
-    const IS_SLICE: bool = false;
-}
-
-impl<T: ShmSafe> Payload for [T] {
-    type Element = T;
-    const IS_SLICE: bool = true;
-}
+/// What a service carries (the service core's, shared by every pattern).
+pub use crate::service::Payload;
 
 /// The user header of services that have none (zero-sized).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

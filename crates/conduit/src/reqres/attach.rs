@@ -8,11 +8,11 @@
 use std::os::fd::BorrowedFd;
 
 use super::{Client, PendingResponse, Server};
-use crate::shm::ShmSafe;
+use crate::service::Payload;
 use crate::sys::Errno;
 use crate::waitset::Attachable;
 
-impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// The wake-up descriptor (created on first call): readable when a
     /// request may be waiting. After it was reported readable, call
     /// [`try_receive`](Self::try_receive) until it returns `None` (which
@@ -30,7 +30,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
     pub(crate) fn cleanup_dead_ports(&self) {
         self.service.cleanup_dead_ports();
@@ -53,7 +53,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Attachable for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Attachable for Server<Req, Resp> {
     /// # Panics
     ///
     /// If the wake-up descriptor cannot be created (out of descriptors);
@@ -65,7 +65,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Attachable for Server<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Attachable for PendingResponse<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Attachable for PendingResponse<'_, Req, Resp> {
     /// The client's descriptor ([`Client::wake_fd`]).
     ///
     /// # Panics

@@ -18,13 +18,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
-use super::links::{Inbound, Links};
+use super::links::{Inbound, Links, PeerPool};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
 use crate::loan::sealed::Lend;
 use crate::loan::{Lender, LoanMut, LoanUninit};
 use crate::pool::{Book, Pool, TakeError};
 use crate::queue::{self, Conn, Producer};
+use crate::service::Payload;
 use crate::service::PortId;
 use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
@@ -42,8 +43,9 @@ pub enum ClientCreateError {
         /// Its limit.
         max: usize,
     },
-    /// The request type is too large for a chunk pool.
-    #[error("the request type is too large for a chunk pool")]
+    /// The request type (or `max_slice_len` of them) is too large for a
+    /// chunk pool.
+    #[error("the request type (or max_slice_len of them) is too large for a chunk pool")]
     TypeTooLarge,
     /// The data segment could not be created.
     #[error("cannot create the client's data segment")]
@@ -67,6 +69,14 @@ pub enum LoanError {
     /// drop them).
     #[error("every chunk of the pool is in use")]
     OutOfChunks,
+    /// A slice loan longer than the port's `max_slice_len`.
+    #[error("a slice of {len} elements exceeds this port's max_slice_len {max}")]
+    SliceTooLong {
+        /// Elements asked for.
+        len: usize,
+        /// The port's limit.
+        max: usize,
+    },
 }
 
 /// Why a request could not be sent.
@@ -116,13 +126,14 @@ pub enum ResponseError {
 }
 
 /// Configures a [`Client`].
-pub struct ClientBuilder<Req: ShmSafe, Resp: ShmSafe> {
+pub struct ClientBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     service: Arc<ServiceInner>,
     spin: Spin,
+    max_slice_len: usize,
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ClientBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ClientBuilder<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("service", &self.service.config.name)
@@ -130,11 +141,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ClientBuilder<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ClientBuilder<Req, Resp> {
     pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
         ClientBuilder {
             service,
             spin: Spin::duration(DEFAULT_SPIN),
+            max_slice_len: 64,
             _types: PhantomData,
         }
     }
@@ -146,13 +158,22 @@ impl<Req: ShmSafe, Resp: ShmSafe> ClientBuilder<Req, Resp> {
         self
     }
 
+    /// For slice requests (`[T]`): the longest request this client sends,
+    /// in elements (default 64; at most [`MAX_SLICE_LEN`](super::MAX_SLICE_LEN)).
+    /// Ignored for typed requests.
+    pub fn max_slice_len(mut self, len: usize) -> Self {
+        self.max_slice_len = len;
+        self
+    }
+
     /// Creates the client (its request pool) and registers it.
     pub fn create(self) -> Result<Client<Req, Resp>, ClientCreateError> {
         let svc = self.service;
         let qos = svc.config.qos;
         let chunks = qos.client_chunks();
-        let geometry =
-            super::geometry(chunks, &Req::LAYOUT).ok_or(ClientCreateError::TypeTooLarge)?;
+        let max_len = if Req::IS_SLICE { self.max_slice_len } else { 1 };
+        let geometry = super::geometry(chunks, max_len, &Req::Element::LAYOUT)
+            .ok_or(ClientCreateError::TypeTooLarge)?;
         // SAFETY: `service` (the same Arc) is a field of the client and
         // outlives every use of `view` and of the connections and words
         // taken from it.
@@ -217,6 +238,8 @@ struct Buffered {
     server_id: u64,
     generation: u64,
     chunk: u32,
+    /// Elements (1 for a typed response).
+    len: usize,
     pool: Arc<Pool>,
 }
 
@@ -278,7 +301,7 @@ impl ClientState {
 
 /// Sends requests of a request/response service and receives their
 /// responses. Not `Sync`: use one client per thread.
-pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
+pub struct Client<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     state: RefCell<ClientState>,
     slot: usize,
     id: u64,
@@ -298,7 +321,7 @@ pub struct Client<Req: ShmSafe, Resp: ShmSafe> {
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Client<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("service", &self.service.config.name)
@@ -312,9 +335,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Client<Req, Resp> {
 // of the service, the Arcs of the servers' pools) that move with it;
 // shared words are atomics; process-local state is in a RefCell, which is
 // Send. Not Sync.
-unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Client<Req, Resp> {}
+unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Send for Client<Req, Resp> {}
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Client<Req, Resp> {
     fn drop(&mut self) {
         for w in self.pending_words {
             w.store(0, Ordering::Release);
@@ -346,7 +369,7 @@ enum Polled {
     Ended(ResponseError),
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     /// This client's id.
     pub fn id(&self) -> PortId {
         PortId(self.id)
@@ -378,23 +401,17 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         self.state.borrow().in_flight
     }
 
-    /// Loans a chunk for a request.
-    pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+    /// Loans a chunk for a request of `len` elements (1 when typed).
+    fn loan_raw(&self, len: usize) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+        let max = self.pool.geometry.max_len;
+        if len > max {
+            return Err(LoanError::SliceTooLong { len, max });
+        }
         let chunk = self.take_chunk()?;
-        // SAFETY: the payload of our chunk, aligned for Req (geometry),
+        // SAFETY: the payload of our chunk, aligned for the element
+        // (geometry), room for `max_len ≥ len` elements, 1 when typed;
         // exclusively ours while loaned (no server holds it).
-        Ok(unsafe { LoanUninit::new(self, chunk, self.pool.payload(chunk)) })
-    }
-
-    /// Copies `value` into a loaned chunk and sends it.
-    pub fn send_copy(&self, value: Req) -> Result<PendingResponse<'_, Req, Resp>, SendOrLoanError> {
-        Ok(self.loan_uninit()?.write(value).send()?)
-    }
-
-    /// Copies `value` into a loaned chunk and sends it wanting no response
-    /// ([`RequestMut::send_no_response`]).
-    pub fn send_copy_no_response(&self, value: Req) -> Result<(), SendOrLoanError> {
-        Ok(self.loan_uninit()?.write(value).send_no_response()?)
+        Ok(unsafe { LoanUninit::new(self, chunk, self.pool.payload(chunk), len) })
     }
 
     #[inline]
@@ -419,9 +436,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                 sid,
                 || Producer::connect(self.requests_row[s], self.id, sid),
                 || {
-                    let chunks = core.config.qos.server_chunks();
-                    let conn = self.responses_col[s];
-                    Inbound::take_up(conn, self.id, sid, core, chunks, &Resp::LAYOUT)
+                    let pool = PeerPool {
+                        chunks: core.config.qos.server_chunks(),
+                        element: &Resp::Element::LAYOUT,
+                        slice: Resp::IS_SLICE,
+                    };
+                    Inbound::take_up(self.responses_col[s], self.id, sid, core, pool)
                 },
             );
         }
@@ -486,15 +506,29 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
                         st.links.inb[s] = None;
                         return;
                     }
-                    let id = pool
-                        .header::<ChunkHeader>(chunk)
-                        .request_id
-                        .load(Ordering::Relaxed);
+                    let header = pool.header::<ChunkHeader>(chunk);
+                    let id = header.request_id.load(Ordering::Relaxed);
+                    let (_, len, _) = super::meta::unpack(header.slot.load(Ordering::Relaxed));
+                    let fits = if Resp::IS_SLICE {
+                        len <= pool.geometry.max_len as u64
+                    } else {
+                        len == 1
+                    };
+                    if !fits {
+                        let max = pool.geometry.max_len;
+                        st.corrupted = Some((
+                            server_id,
+                            format!("response of {len} elements; this server's limit is {max}"),
+                        ));
+                        st.links.inb[s] = None;
+                        return;
+                    }
                     let buffered = Buffered {
                         server: s,
                         server_id,
                         generation,
                         chunk,
+                        len: len as usize,
                         pool,
                     };
                     let target = st.requests.iter_mut().flatten().find(|q| {
@@ -631,8 +665,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     }
 
     /// Sends loaned `chunk` to every connected server.
-    fn send(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
-        let (slot, id) = self.send_request(chunk, true, None)?;
+    fn send(
+        &self,
+        chunk: u32,
+        len: usize,
+    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        let (slot, id) = self.send_request(chunk, len, true, None)?;
         Ok(PendingResponse {
             client: self,
             slot,
@@ -642,8 +680,8 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
 
     /// Sends loaned `chunk` expecting no response: a request in flight
     /// until every server reached has ended it, with nobody waiting.
-    fn send_no_response(&self, chunk: u32) -> Result<(), RequestSendError> {
-        let (slot, id) = self.send_request(chunk, false, None)?;
+    fn send_no_response(&self, chunk: u32, len: usize) -> Result<(), RequestSendError> {
+        let (slot, id) = self.send_request(chunk, len, false, None)?;
         self.forget(slot, id);
         Ok(())
     }
@@ -652,9 +690,10 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     fn send_to(
         &self,
         chunk: u32,
+        len: usize,
         to: PortId,
     ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
-        let (slot, id) = self.send_request(chunk, true, Some(to.0))?;
+        let (slot, id) = self.send_request(chunk, len, true, Some(to.0))?;
         Ok(PendingResponse {
             client: self,
             slot,
@@ -667,6 +706,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     fn send_request(
         &self,
         chunk: u32,
+        len: usize,
         respond: bool,
         to: Option<u64>,
     ) -> Result<(usize, u64), RequestSendError> {
@@ -679,8 +719,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
         let id = st.next_id;
         let header = self.pool.header::<ChunkHeader>(chunk);
         header.request_id.store(id, Ordering::Relaxed);
-        let flag = if respond { 0 } else { super::NO_RESPONSE };
-        header.slot.store(r as u64 | flag, Ordering::Relaxed);
+        header
+            .slot
+            .store(super::meta::pack(r, len, !respond), Ordering::Relaxed);
         // Before the request is visible to any server: a server that takes
         // it (Acquire on the entry) sees the request as connected (never,
         // without a response wanted).
@@ -732,7 +773,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Client<Req, Resp> {
     }
 }
 
-impl<'c, Req: ShmSafe, Resp: ShmSafe> LoanMut<'c, Client<Req, Resp>> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> LoanMut<'c, Client<Req, Resp>, Req> {
     /// Sends the request to server `server` only (one of
     /// [`Client::server_ids`]; every response comes from it). On error
     /// ([`RequestSendError::NoSuchServer`]) the chunk goes back to the
@@ -741,9 +782,9 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> LoanMut<'c, Client<Req, Resp>> {
         self,
         server: PortId,
     ) -> Result<PendingResponse<'c, Req, Resp>, RequestSendError> {
-        let (client, chunk) = self.into_parts();
+        let (client, chunk, len) = self.into_parts();
         client
-            .send_to(chunk, server)
+            .send_to(chunk, len, server)
             .inspect_err(|_| client.give_back(chunk))
     }
 
@@ -755,9 +796,9 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> LoanMut<'c, Client<Req, Resp>> {
     ///
     /// [`ActiveRequest::wants_response`]: super::ActiveRequest::wants_response
     pub fn send_no_response(self) -> Result<(), RequestSendError> {
-        let (client, chunk) = self.into_parts();
+        let (client, chunk, len) = self.into_parts();
         client
-            .send_no_response(chunk)
+            .send_no_response(chunk, len)
             .inspect_err(|_| client.give_back(chunk))
     }
 }
@@ -776,17 +817,16 @@ pub enum SendOrLoanError {
 
 /// A loaned request chunk whose payload is not initialised yet. Dropping
 /// it gives the chunk back unsent.
-pub type RequestUninit<'c, Req, Resp> = LoanUninit<'c, Client<Req, Resp>>;
+pub type RequestUninit<'c, Req, Resp> = LoanUninit<'c, Client<Req, Resp>, Req>;
 
 /// A loaned, initialised request, ready to [`send`](LoanMut::send) to
 /// every connected server (which returns its [`PendingResponse`]). On
 /// error the chunk goes back to the pool.
-pub type RequestMut<'c, Req, Resp> = LoanMut<'c, Client<Req, Resp>>;
+pub type RequestMut<'c, Req, Resp> = LoanMut<'c, Client<Req, Resp>, Req>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> Lender for Client<Req, Resp> {}
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lender<Req> for Client<Req, Resp> {}
 
-impl<Req: ShmSafe, Resp: ShmSafe> Lend for Client<Req, Resp> {
-    type Payload = Req;
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lend<Req> for Client<Req, Resp> {
     type Sent<'c>
         = PendingResponse<'c, Req, Resp>
     where
@@ -797,8 +837,52 @@ impl<Req: ShmSafe, Resp: ShmSafe> Lend for Client<Req, Resp> {
         self.state.borrow_mut().book.end_loan(chunk);
     }
 
-    fn send_chunk(&self, chunk: u32) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
-        self.send(chunk)
+    fn send_chunk(
+        &self,
+        chunk: u32,
+        len: usize,
+    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+        self.send(chunk, len)
+    }
+}
+
+impl<Req: ShmSafe, Resp: Payload + ?Sized> Client<Req, Resp> {
+    /// Loans a chunk for a request.
+    pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+        self.loan_raw(1)
+    }
+
+    /// Copies `value` into a loaned chunk and sends it.
+    pub fn send_copy(&self, value: Req) -> Result<PendingResponse<'_, Req, Resp>, SendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send()?)
+    }
+
+    /// Copies `value` into a loaned chunk and sends it wanting no response
+    /// ([`RequestMut::send_no_response`]).
+    pub fn send_copy_no_response(&self, value: Req) -> Result<(), SendOrLoanError> {
+        Ok(self.loan_uninit()?.write(value).send_no_response()?)
+    }
+}
+
+impl<T: ShmSafe, Resp: Payload + ?Sized> Client<[T], Resp> {
+    /// Loans a chunk for a slice request of `len` elements (at most the
+    /// client's `max_slice_len`: else [`LoanError::SliceTooLong`]).
+    pub fn loan_slice_uninit(&self, len: usize) -> Result<RequestUninit<'_, [T], Resp>, LoanError> {
+        self.loan_raw(len)
+    }
+
+    /// Copies `values` into a loaned chunk and sends it.
+    pub fn send_slice_copy(
+        &self,
+        values: &[T],
+    ) -> Result<PendingResponse<'_, [T], Resp>, SendOrLoanError>
+    where
+        T: Copy,
+    {
+        Ok(self
+            .loan_slice_uninit(values.len())?
+            .write_from_slice(values)
+            .send()?)
     }
 }
 
@@ -807,13 +891,15 @@ impl<Req: ShmSafe, Resp: ShmSafe> Lend for Client<Req, Resp> {
 /// turns false) and gives back the responses not taken.
 ///
 /// [`ActiveRequest::is_connected`]: super::ActiveRequest::is_connected
-pub struct PendingResponse<'c, Req: ShmSafe, Resp: ShmSafe> {
+pub struct PendingResponse<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     client: &'c Client<Req, Resp>,
     slot: usize,
     id: u64,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for PendingResponse<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
+    for PendingResponse<'_, Req, Resp>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingResponse")
             .field("request_id", &self.id)
@@ -821,13 +907,13 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for PendingResponse<'_, Req, R
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for PendingResponse<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for PendingResponse<'_, Req, Resp> {
     fn drop(&mut self) {
         self.client.forget(self.slot, self.id);
     }
 }
 
-impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req, Resp> {
     /// The client that sent the request.
     pub fn client(&self) -> &'c Client<Req, Resp> {
         self.client
@@ -870,6 +956,7 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
     fn response(&self, b: Buffered) -> Response<'c, Resp> {
         Response {
             payload: b.pool.payload(b.chunk),
+            len: b.len,
             returns: &self.client.responses_col,
             state: &self.client.state,
             buffered: Some(b),
@@ -923,15 +1010,17 @@ impl<'c, Req: ShmSafe, Resp: ShmSafe> PendingResponse<'c, Req, Resp> {
 
 /// A received response: a read-only view of the server's chunk. Dropping
 /// it returns the chunk to the server.
-pub struct Response<'c, Resp: ShmSafe> {
-    payload: NonNull<Resp>,
+pub struct Response<'c, Resp: Payload + ?Sized> {
+    payload: NonNull<Resp::Element>,
+    /// Elements (1 for a typed response).
+    len: usize,
     returns: &'c [Conn<'static>],
     state: &'c RefCell<ClientState>,
     buffered: Option<Buffered>,
     _types: PhantomData<fn() -> *const Resp>,
 }
 
-impl<Resp: ShmSafe> std::fmt::Debug for Response<'_, Resp> {
+impl<Resp: Payload + ?Sized> std::fmt::Debug for Response<'_, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Response")
             .field("server", &self.server_id())
@@ -939,7 +1028,7 @@ impl<Resp: ShmSafe> std::fmt::Debug for Response<'_, Resp> {
     }
 }
 
-impl<Resp: ShmSafe> Drop for Response<'_, Resp> {
+impl<Resp: Payload + ?Sized> Drop for Response<'_, Resp> {
     fn drop(&mut self) {
         if let Some(b) = self.buffered.take() {
             let mut st = self.state.borrow_mut();
@@ -948,21 +1037,30 @@ impl<Resp: ShmSafe> Drop for Response<'_, Resp> {
     }
 }
 
-impl<Resp: ShmSafe> Response<'_, Resp> {
+impl<Resp: Payload + ?Sized> Response<'_, Resp> {
     /// The id of the server that sent it.
     pub fn server_id(&self) -> PortId {
         PortId(self.buffered.as_ref().map_or(0, |b| b.server_id))
     }
 }
 
-impl<Resp: ShmSafe> std::ops::Deref for Response<'_, Resp> {
-    type Target = Resp;
-    fn deref(&self) -> &Resp {
+impl<T: ShmSafe> std::ops::Deref for Response<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         // SAFETY: the chunk index was bounds-checked against the server's
-        // pool, whose geometry (aligned for Resp, sized for it) was checked
+        // pool, whose geometry (aligned for T, sized for it) was checked
         // when we mapped it; the pool's mapping lives in the Arc we hold;
-        // Resp is valid for every bit pattern (ShmSafe); the mapping is
+        // T is valid for every bit pattern (ShmSafe); the mapping is
         // read-only.
         unsafe { self.payload.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> std::ops::Deref for Response<'_, [T]> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: as for a typed response; `len` was checked against the
+        // server's `max_len` (the room of every chunk of its pool).
+        unsafe { std::slice::from_raw_parts(self.payload.as_ptr(), self.len) }
     }
 }

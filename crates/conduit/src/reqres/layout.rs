@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! 0      ServiceHeader line (service core): removed | generation[CLIENTS] | generation[SERVERS]
-//! 64     config: 80 × u64 (CONFIG_WORDS; written before READY, never changed; words 0..34 are the core's)
+//! 64     config: 80 × u64 (CONFIG_WORDS; written before READY, never changed; words 0..34 are
+//!        the core's; 34..54 request TypeDesc, 54..74 response TypeDesc, 74..79 QoS,
+//!        79 payload kinds: bit 0 request is a slice `[T]`, bit 1 response is a slice)
 //! 704    client slot × max_clients: one line of PortSlot, then the pending words
 //!        (active_requests × u64, rounded up to 64 B): stride 64 + round64(8 × active_requests)
 //! S      server slot × max_servers (64 B each: PortSlot)
@@ -217,7 +219,11 @@ impl Qos {
 pub(crate) struct StaticConfig {
     pub(crate) name: String,
     pub(crate) request: TypeDesc,
+    /// The request is a slice `[T]` of the request element type.
+    pub(crate) request_slice: bool,
     pub(crate) response: TypeDesc,
+    /// The response is a slice `[T]` of the response element type.
+    pub(crate) response_slice: bool,
     pub(crate) qos: Qos,
 }
 
@@ -225,7 +231,8 @@ const W_REQUEST: usize = W_PATTERN; // 20 words
 const W_RESPONSE: usize = W_REQUEST + TypeDesc::words(16); // 20 words
 const W_QOS: usize = W_RESPONSE + TypeDesc::words(16); // 5 words
 const _: () = assert!(W_REQUEST == 34 && W_RESPONSE == 54 && W_QOS == 74);
-const _: () = assert!(W_QOS + 5 <= CONFIG_WORDS);
+const W_KINDS: usize = W_QOS + 5; // 1 word
+const _: () = assert!(W_KINDS < CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
     fn check_compatible(
@@ -233,7 +240,10 @@ impl PatternConfig for StaticConfig {
         wanted: &StaticConfig,
         requested: &Requested,
     ) -> Result<(), ServiceError> {
-        let same = self.request == wanted.request && self.response == wanted.response;
+        let same = self.request == wanted.request
+            && self.response == wanted.response
+            && self.request_slice == wanted.request_slice
+            && self.response_slice == wanted.response_slice;
         let mut c = Compat::types(&self.name, requested, same, || (self.kind(), wanted.kind()))?;
         let (e, w) = (&self.qos, &wanted.qos);
         c.at_least("max_clients", e.max_clients, w.max_clients);
@@ -261,7 +271,8 @@ impl PatternConfig for StaticConfig {
             .count(q.active_requests)
             .count(q.response_buffer)
             .count(q.max_loans);
-        debug_assert_eq!(c.position(), W_QOS + 5);
+        c.word(u64::from(self.request_slice) | u64::from(self.response_slice) << 1);
+        debug_assert_eq!(c.position(), W_KINDS + 1);
         Ok(())
     }
 
@@ -278,10 +289,16 @@ impl PatternConfig for StaticConfig {
             max_loans: c.count(usize::MAX)?,
         };
         qos.validate()?;
+        let kinds = c.word();
+        if kinds > 3 {
+            return Err(format!("unknown payload kinds {kinds:#x}"));
+        }
         Ok(StaticConfig {
             name,
             request,
+            request_slice: kinds & 1 != 0,
             response,
+            response_slice: kinds & 2 != 0,
             qos,
         })
     }
@@ -289,7 +306,18 @@ impl PatternConfig for StaticConfig {
 
 impl StaticConfig {
     fn kind(&self) -> String {
-        format!("requests {} and responses {}", self.request, self.response)
+        let kind = |t: &TypeDesc, slice: bool| {
+            if slice {
+                format!("[{t}]")
+            } else {
+                t.to_string()
+            }
+        };
+        format!(
+            "requests {} and responses {}",
+            kind(&self.request, self.request_slice),
+            kind(&self.response, self.response_slice)
+        )
     }
 }
 

@@ -24,19 +24,33 @@ pub(super) struct Inbound {
     pub(super) pool: Arc<Pool>,
 }
 
+/// What a peer's pool must look like: its chunk count, element type and
+/// whether it holds slices.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PeerPool<'a> {
+    pub(super) chunks: usize,
+    pub(super) element: &'a TypeLayout,
+    pub(super) slice: bool,
+}
+
 impl Inbound {
-    /// Takes up `conn`, which peer `peer` (pool of `chunks` chunks of
-    /// `payload`) connected to port `own` ([`Conn::take_up`]).
+    /// Takes up `conn`, which peer `peer` (its pool as `pool` says)
+    /// connected to port `own` ([`Conn::take_up`]).
     pub(super) fn take_up(
         conn: Conn<'_>,
         own: u64,
         peer: u64,
         core: &CoreInner,
-        chunks: usize,
-        payload: &TypeLayout,
+        pool: PeerPool<'_>,
     ) -> Option<Inbound> {
         let (linked, pool) = conn.take_up(own, peer, || {
-            super::open_pool(&core.domain, core.node.permissions(), peer, chunks, payload).ok()
+            let permissions = core.node.permissions();
+            let PeerPool {
+                chunks,
+                element,
+                slice,
+            } = pool;
+            super::open_pool(&core.domain, permissions, peer, chunks, element, slice).ok()
         })?;
         Some(Inbound {
             peer,

@@ -116,7 +116,7 @@
 //!
 //! # Not yet
 //!
-//! Slice payloads and user headers, overflow policies for requests and responses (today a full
+//! User headers, overflow policies for requests and responses (today a full
 //! response buffer is `BufferFull`, and a request queue cannot fill),
 //! `conduit info`/`top`/`call`/`serve`: see issue 13.
 
@@ -162,15 +162,57 @@ pub const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 pub(crate) struct ChunkHeader {
     /// The request id (client-assigned, 1, 2, …).
     pub(crate) request_id: AtomicU64,
-    /// Requests: the client's request slot, with [`NO_RESPONSE`] set for
-    /// a request that wants no response. Responses: 0.
+    /// The meta word ([`meta`]): request slot (requests), element count,
+    /// no-response flag.
     pub(crate) slot: AtomicU64,
 }
 
-/// Bit 63 of a request's `slot` word: the client wants no response
+/// Bit 63 of a request's meta word: the client wants no response
 /// ([`RequestMut::send_no_response`]); the server refuses to answer it
 /// ([`ResponseSendError::NoResponseWanted`]) and ends its stream as usual.
 pub(crate) const NO_RESPONSE: u64 = 1 << 63;
+
+/// The chunk header's meta word (`ChunkHeader::slot`), written by the
+/// chunk's owner before it pushes the chunk (Release), read by the peer
+/// after its Acquire take:
+///
+/// ```text
+///  63   62    48 47                   16 15           0
+/// +----+--------+------------------------+-------------+
+/// | NR |   0    | elements (u32)         | request slot|
+/// +----+--------+------------------------+-------------+
+/// ```
+///
+/// `NR` = [`NO_RESPONSE`] (requests only); the request slot is 0 in a
+/// response; elements is 1 for a typed payload. The reader checks every
+/// field (slot < `active_requests`, elements ≤ the pool's `max_len`, 1
+/// when typed) and reports anything else as corruption.
+pub(crate) mod meta {
+    /// The request slot's bits.
+    pub(crate) const SLOT_MASK: u64 = 0xFFFF;
+    /// Where the element count starts.
+    pub(crate) const LEN_SHIFT: u32 = 16;
+
+    /// The meta word of a chunk of `len` elements in request slot `slot`.
+    pub(crate) fn pack(slot: usize, len: usize, no_response: bool) -> u64 {
+        debug_assert!(slot as u64 <= SLOT_MASK && len as u64 <= u64::from(u32::MAX));
+        let flag = if no_response { super::NO_RESPONSE } else { 0 };
+        slot as u64 | (len as u64) << LEN_SHIFT | flag
+    }
+
+    /// (request slot, elements, no response wanted), unchecked.
+    pub(crate) fn unpack(word: u64) -> (u64, u64, bool) {
+        let bits = word & !super::NO_RESPONSE;
+        (
+            bits & SLOT_MASK,
+            bits >> LEN_SHIFT,
+            word & super::NO_RESPONSE != 0,
+        )
+    }
+}
+
+/// Most elements of a slice request or response (the meta word's field).
+pub const MAX_SLICE_LEN: usize = u32::MAX as usize;
 
 /// Fingerprint of the data segment format.
 pub(crate) const DATA_FINGERPRINT: u64 = 0x5252_4441_5441_0001;
@@ -179,13 +221,14 @@ pub(crate) const DATA_FINGERPRINT: u64 = 0x5252_4441_5441_0001;
 unsafe impl crate::pool::ChunkHead for ChunkHeader {}
 const _: () = assert!(size_of::<ChunkHeader>() == crate::pool::CHUNK_HEADER_SIZE);
 
-/// The pool geometry of `chunks` chunks of `payload` (one element, no
-/// user header); `None` on overflow.
-pub(crate) fn geometry(chunks: usize, payload: &TypeLayout) -> Option<Geometry> {
-    if !payload.align.is_power_of_two() || payload.align > 4096 {
+/// The pool geometry of `chunks` chunks of up to `max_len` elements of
+/// `element` (no user header); `None` on overflow.
+pub(crate) fn geometry(chunks: usize, max_len: usize, element: &TypeLayout) -> Option<Geometry> {
+    if !element.align.is_power_of_two() || element.align > 4096 || max_len > MAX_SLICE_LEN {
         return None;
     }
-    Geometry::new(chunks, 1, payload, &crate::pool::NO_HEADER).filter(|g| g.data_size().is_some())
+    Geometry::new(chunks, max_len, element, &crate::pool::NO_HEADER)
+        .filter(|g| g.data_size().is_some())
 }
 
 /// Wakes the port in `slot` after a delivery or a change it must see:
@@ -200,13 +243,15 @@ pub(crate) fn wake(domain: &crate::domain::Domain, slot: &crate::service::regist
 }
 
 /// Maps the data segment of the peer `id` read-only and checks it against
-/// the expected chunk count and type.
+/// the expected chunk count and element type: a typed payload holds one
+/// element per chunk, a slice (`slice`) as many as the peer chose.
 pub(crate) fn open_pool(
     domain: &crate::domain::Domain,
     permissions: crate::shm::Permissions,
     id: u64,
     chunks: usize,
     payload: &TypeLayout,
+    slice: bool,
 ) -> Result<Pool, String> {
     let pool = Pool::open(
         domain,
@@ -216,7 +261,8 @@ pub(crate) fn open_pool(
         payload,
         &crate::pool::NO_HEADER,
     )?;
-    let expected = geometry(chunks, payload).ok_or("geometry overflows")?;
+    let max_len = if slice { pool.geometry.max_len } else { 1 };
+    let expected = geometry(chunks, max_len, payload).ok_or("geometry overflows")?;
     if pool.geometry != expected {
         return Err(format!(
             "data segment geometry {:?} differs from the expected {expected:?}",
@@ -244,12 +290,15 @@ mod tests {
     #[test]
     fn geometry_aligns_payloads_and_rejects_overflow() {
         for layout in [u8::LAYOUT, u64::LAYOUT, <[u64; 9]>::LAYOUT] {
-            let g = geometry(5, &layout).unwrap();
+            let g = geometry(5, 1, &layout).unwrap();
             assert_eq!(g.chunk_size % 64, 0);
             assert_eq!(g.payload_offset % layout.align.max(16), 0);
             assert!(g.payload_offset + layout.size <= g.chunk_size);
             assert_eq!((g.chunks_offset + crate::shm::HEADER_SIZE) % 64, 0);
         }
-        assert!(geometry(usize::MAX / 64, &u64::LAYOUT).is_none());
+        assert!(geometry(usize::MAX / 64, 1, &u64::LAYOUT).is_none());
+        assert!(geometry(2, MAX_SLICE_LEN + 1, &u8::LAYOUT).is_none());
+        let g = geometry(3, 100, &u16::LAYOUT).unwrap();
+        assert!(g.payload_offset + 200 <= g.chunk_size);
     }
 }

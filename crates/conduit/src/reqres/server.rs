@@ -14,13 +14,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
-use super::links::{Inbound, Links};
+use super::links::{Inbound, Links, PeerPool};
 use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
 use crate::loan::sealed::Lend;
 use crate::loan::{Lender, LoanMut, LoanUninit};
 use crate::pool::{Book, Pool, TakeError};
 use crate::queue::{self, Conn, Producer};
+use crate::service::Payload;
 use crate::service::PortId;
 use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
@@ -42,8 +43,9 @@ pub enum ServerCreateError {
         /// Its limit.
         max: usize,
     },
-    /// The response type is too large for a chunk pool.
-    #[error("the response type is too large for a chunk pool")]
+    /// The response type (or `max_slice_len` of them) is too large for a
+    /// chunk pool.
+    #[error("the response type (or max_slice_len of them) is too large for a chunk pool")]
     TypeTooLarge,
     /// The data segment could not be created.
     #[error("cannot create the server's data segment")]
@@ -87,13 +89,14 @@ pub enum ResponseSendError {
 }
 
 /// Configures a [`Server`].
-pub struct ServerBuilder<Req: ShmSafe, Resp: ShmSafe> {
+pub struct ServerBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     service: Arc<ServiceInner>,
     spin: Spin,
+    max_slice_len: usize,
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ServerBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ServerBuilder<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("service", &self.service.config.name)
@@ -101,11 +104,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ServerBuilder<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ServerBuilder<Req, Resp> {
     pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
         ServerBuilder {
             service,
             spin: Spin::duration(DEFAULT_SPIN),
+            max_slice_len: 64,
             _types: PhantomData,
         }
     }
@@ -117,13 +121,27 @@ impl<Req: ShmSafe, Resp: ShmSafe> ServerBuilder<Req, Resp> {
         self
     }
 
+    /// For slice responses (`[T]`): the longest response this server
+    /// sends, in elements (default 64; at most
+    /// [`MAX_SLICE_LEN`](super::MAX_SLICE_LEN)). Ignored for typed
+    /// responses.
+    pub fn max_slice_len(mut self, len: usize) -> Self {
+        self.max_slice_len = len;
+        self
+    }
+
     /// Creates the server (its response pool) and registers it.
     pub fn create(self) -> Result<Server<Req, Resp>, ServerCreateError> {
         let svc = self.service;
         let qos = svc.config.qos;
         let chunks = qos.server_chunks();
-        let geometry =
-            super::geometry(chunks, &Resp::LAYOUT).ok_or(ServerCreateError::TypeTooLarge)?;
+        let max_len = if Resp::IS_SLICE {
+            self.max_slice_len
+        } else {
+            1
+        };
+        let geometry = super::geometry(chunks, max_len, &Resp::Element::LAYOUT)
+            .ok_or(ServerCreateError::TypeTooLarge)?;
         let (id, pool, slot) = svc
             .create_pool_port(SERVERS, super::POOL, geometry, |_| {})
             .map_err(|e| match e {
@@ -190,7 +208,7 @@ impl ServerState {
 
 /// Answers requests of a request/response service. Not `Sync`: use one
 /// server per thread.
-pub struct Server<Req: ShmSafe, Resp: ShmSafe> {
+pub struct Server<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     state: RefCell<ServerState>,
     slot: usize,
     id: u64,
@@ -211,7 +229,7 @@ pub struct Server<Req: ShmSafe, Resp: ShmSafe> {
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Server<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("service", &self.service.config.name)
@@ -225,9 +243,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for Server<Req, Resp> {
 // of the service, the Arcs of the clients' pools) that move with it;
 // shared words are atomics; process-local state is in RefCell/Cell, which
 // are Send. Not Sync.
-unsafe impl<Req: ShmSafe, Resp: ShmSafe> Send for Server<Req, Resp> {}
+unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Send for Server<Req, Resp> {}
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Server<Req, Resp> {
     fn drop(&mut self) {
         let own = &self.view.server_slots()[self.slot];
         self.fd_wake.release(&own.event, &own.fd_armed);
@@ -240,7 +258,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Drop for Server<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// This server's id.
     pub fn id(&self) -> PortId {
         PortId(self.id)
@@ -277,9 +295,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                 cid,
                 || Producer::connect(self.responses_row[c], self.id, cid),
                 || {
-                    let chunks = core.config.qos.client_chunks();
-                    let conn = self.requests_col[c];
-                    Inbound::take_up(conn, self.id, cid, core, chunks, &Req::LAYOUT)
+                    let pool = PeerPool {
+                        chunks: core.config.qos.client_chunks(),
+                        element: &Req::Element::LAYOUT,
+                        slice: Req::IS_SLICE,
+                    };
+                    Inbound::take_up(self.requests_col[c], self.id, cid, core, pool)
                 },
             );
         }
@@ -326,16 +347,23 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                     }
                     let header = i.pool.header::<ChunkHeader>(chunk);
                     let request_id = header.request_id.load(Ordering::Relaxed);
-                    let slot_word = header.slot.load(Ordering::Relaxed);
-                    let wants_response = slot_word & super::NO_RESPONSE == 0;
-                    let request_slot = slot_word & !super::NO_RESPONSE;
+                    let meta = header.slot.load(Ordering::Relaxed);
+                    let (request_slot, len, no_response) = super::meta::unpack(meta);
+                    let wants_response = !no_response;
                     let active = self.service.config.qos.active_requests;
-                    if request_slot >= active as u64 {
+                    let max = i.pool.geometry.max_len as u64;
+                    let bad = if request_slot >= active as u64 {
+                        Some(format!("request slot {request_slot} ≥ {active}"))
+                    } else if (Req::IS_SLICE && len > max) || (!Req::IS_SLICE && len != 1) {
+                        Some(format!(
+                            "request of {len} elements; this client's limit is {max}"
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = bad {
                         i.push_return(self.requests_col[c], chunk);
-                        return Err(ReceiveError::Corrupted {
-                            client,
-                            reason: format!("request slot {request_slot} ≥ {active}"),
-                        });
+                        return Err(ReceiveError::Corrupted { client, reason });
                     }
                     st.next = (c + 1) % n;
                     let response = st.links.out[c]
@@ -349,6 +377,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
                         response_generation: response,
                         chunk,
                         payload: i.pool.payload(chunk),
+                        len: len as usize,
                         pool: i.pool.clone(),
                         request_id,
                         request_slot: request_slot as usize,
@@ -427,6 +456,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         &self,
         active: &ActiveRequest<'_, Req, Resp>,
         chunk: u32,
+        len: usize,
     ) -> Result<(), ResponseSendError> {
         if !active.wants_response {
             return Err(ResponseSendError::NoResponseWanted);
@@ -467,7 +497,9 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
         header
             .request_id
             .store(active.request_id, Ordering::Relaxed);
-        header.slot.store(0, Ordering::Relaxed);
+        header
+            .slot
+            .store(super::meta::pack(0, len, false), Ordering::Relaxed);
         o.push(conn, chunk, u64::from(active.request_id as u32));
         st.links.out[c] = Some(o);
         st.held[c] += 1;
@@ -528,14 +560,16 @@ impl<Req: ShmSafe, Resp: ShmSafe> Server<Req, Resp> {
 ///
 /// [`ResponseError::EndOfStream`]: super::ResponseError::EndOfStream
 /// [`ResponseError::Unanswered`]: super::ResponseError::Unanswered
-pub struct ActiveRequest<'s, Req: ShmSafe, Resp: ShmSafe> {
+pub struct ActiveRequest<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     server: &'s Server<Req, Resp>,
     client: usize,
     client_id: u64,
     request_generation: u64,
     response_generation: Option<u64>,
     chunk: u32,
-    payload: NonNull<Req>,
+    payload: NonNull<Req::Element>,
+    /// Elements (1 for a typed request).
+    len: usize,
     /// Keeps the client's pool mapped while we read the request.
     pool: Arc<Pool>,
     request_id: u64,
@@ -543,7 +577,9 @@ pub struct ActiveRequest<'s, Req: ShmSafe, Resp: ShmSafe> {
     wants_response: bool,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ActiveRequest<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
+    for ActiveRequest<'_, Req, Resp>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActiveRequest")
             .field("client", &PortId(self.client_id))
@@ -552,13 +588,13 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ActiveRequest<'_, Req, Res
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> Drop for ActiveRequest<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for ActiveRequest<'_, Req, Resp> {
     fn drop(&mut self) {
         self.server.end(self);
     }
 }
 
-impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
+impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'s, Req, Resp> {
     /// The id of the client that sent it.
     pub fn client_id(&self) -> PortId {
         PortId(self.client_id)
@@ -590,11 +626,23 @@ impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
     }
 
     /// Loans a chunk for a response.
-    pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+    fn loan_raw(&self, len: usize) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+        let max = self.server.pool.geometry.max_len;
+        if len > max {
+            return Err(LoanError::SliceTooLong { len, max });
+        }
         let chunk = self.server.take_chunk()?;
-        // SAFETY: the payload of the server's chunk, aligned for Resp
-        // (geometry), exclusively ours while loaned (no client holds it).
-        Ok(unsafe { LoanUninit::new(self, chunk, self.server.pool.payload(chunk)) })
+        // SAFETY: the payload of the server's chunk, aligned for the
+        // element (geometry), room for `max_len ≥ len` elements, 1 when
+        // typed; exclusively ours while loaned (no client holds it).
+        Ok(unsafe { LoanUninit::new(self, chunk, self.server.pool.payload(chunk), len) })
+    }
+}
+
+impl<'s, Req: Payload + ?Sized, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
+    /// Loans a chunk for a response.
+    pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+        self.loan_raw(1)
     }
 
     /// Copies `value` into a loaned chunk and sends it.
@@ -603,15 +651,47 @@ impl<'s, Req: ShmSafe, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::ops::Deref for ActiveRequest<'_, Req, Resp> {
-    type Target = Req;
-    fn deref(&self) -> &Req {
+impl<'s, Req: Payload + ?Sized, T: ShmSafe> ActiveRequest<'s, Req, [T]> {
+    /// Loans a chunk for a slice response of `len` elements (at most the
+    /// server's `max_slice_len`: else [`LoanError::SliceTooLong`]).
+    pub fn loan_slice_uninit(
+        &self,
+        len: usize,
+    ) -> Result<ResponseUninit<'_, 's, Req, [T]>, LoanError> {
+        self.loan_raw(len)
+    }
+
+    /// Copies `values` into a loaned chunk and sends it.
+    pub fn send_slice_copy(&self, values: &[T]) -> Result<(), ResponseSendOrLoanError>
+    where
+        T: Copy,
+    {
+        Ok(self
+            .loan_slice_uninit(values.len())?
+            .write_from_slice(values)
+            .send()?)
+    }
+}
+
+impl<T: ShmSafe, Resp: Payload + ?Sized> std::ops::Deref for ActiveRequest<'_, T, Resp> {
+    type Target = T;
+    fn deref(&self) -> &T {
         let _mapping = &self.pool;
         // SAFETY: the chunk index was bounds-checked against the client's
-        // pool, whose geometry (aligned and sized for Req) was checked when
-        // we mapped it; `pool` keeps the mapping; Req is valid for every
+        // pool, whose geometry (aligned and sized for T) was checked when
+        // we mapped it; `pool` keeps the mapping; T is valid for every
         // bit pattern (ShmSafe); the mapping is read-only.
         unsafe { self.payload.as_ref() }
+    }
+}
+
+impl<T: ShmSafe, Resp: Payload + ?Sized> std::ops::Deref for ActiveRequest<'_, [T], Resp> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        let _mapping = &self.pool;
+        // SAFETY: as for a typed request; `len` was checked against the
+        // client's `max_len` (the room of every chunk of its pool).
+        unsafe { std::slice::from_raw_parts(self.payload.as_ptr(), self.len) }
     }
 }
 
@@ -629,16 +709,15 @@ pub enum ResponseSendOrLoanError {
 
 /// A loaned response chunk whose payload is not initialised yet.
 /// Dropping it gives the chunk back unsent.
-pub type ResponseUninit<'a, 's, Req, Resp> = LoanUninit<'a, ActiveRequest<'s, Req, Resp>>;
+pub type ResponseUninit<'a, 's, Req, Resp> = LoanUninit<'a, ActiveRequest<'s, Req, Resp>, Resp>;
 
 /// A loaned, initialised response, ready to [`send`](LoanMut::send) to the
 /// request's client. On error the chunk goes back to the pool.
-pub type ResponseMut<'a, 's, Req, Resp> = LoanMut<'a, ActiveRequest<'s, Req, Resp>>;
+pub type ResponseMut<'a, 's, Req, Resp> = LoanMut<'a, ActiveRequest<'s, Req, Resp>, Resp>;
 
-impl<Req: ShmSafe, Resp: ShmSafe> Lender for ActiveRequest<'_, Req, Resp> {}
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lender<Resp> for ActiveRequest<'_, Req, Resp> {}
 
-impl<Req: ShmSafe, Resp: ShmSafe> Lend for ActiveRequest<'_, Req, Resp> {
-    type Payload = Resp;
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lend<Resp> for ActiveRequest<'_, Req, Resp> {
     type Sent<'a>
         = ()
     where
@@ -649,7 +728,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> Lend for ActiveRequest<'_, Req, Resp> {
         self.server.give_back(chunk);
     }
 
-    fn send_chunk(&self, chunk: u32) -> Result<(), ResponseSendError> {
-        self.server.respond(self, chunk)
+    fn send_chunk(&self, chunk: u32, len: usize) -> Result<(), ResponseSendError> {
+        self.server.respond(self, chunk, len)
     }
 }

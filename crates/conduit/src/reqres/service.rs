@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::layout::{CLIENTS, SERVERS, SERVICE_FINGERPRINT, ServiceLayout, StaticConfig};
 use super::{ClientBuilder, Qos, ServerBuilder};
 use crate::domain::{Domain, ServiceKind};
+use crate::service::Payload;
 use crate::service::core::{self, Mode, Pattern, ServiceCore, ServiceRef};
 use crate::service::registry::PortSlot;
 use crate::service::{
@@ -47,7 +48,9 @@ pub(crate) type ServiceInner = ServiceCore<ReqRes>;
 impl ServiceBuilder {
     /// A request/response service whose clients send `Req` and whose
     /// servers answer with `Resp` (both `ShmSafe`).
-    pub fn request_response<Req: ShmSafe, Resp: ShmSafe>(self) -> ReqResBuilder<Req, Resp> {
+    pub fn request_response<Req: Payload + ?Sized, Resp: Payload + ?Sized>(
+        self,
+    ) -> ReqResBuilder<Req, Resp> {
         ReqResBuilder {
             builder: self,
             qos: Qos::default(),
@@ -59,14 +62,14 @@ impl ServiceBuilder {
 
 /// Configures a request/response service; made by
 /// [`ServiceBuilder::request_response`].
-pub struct ReqResBuilder<Req: ShmSafe, Resp: ShmSafe> {
+pub struct ReqResBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     builder: ServiceBuilder,
     qos: Qos,
     requested: Requested,
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ReqResBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ReqResBuilder<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReqResBuilder")
             .field("name", &self.builder.name)
@@ -86,7 +89,7 @@ macro_rules! qos_setter {
     };
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> ReqResBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResBuilder<Req, Resp> {
     qos_setter!(
         /// Most clients at once (1..=64; default 4). When opening: at least this many.
         max_clients
@@ -131,8 +134,10 @@ impl<Req: ShmSafe, Resp: ShmSafe> ReqResBuilder<Req, Resp> {
     fn build(self, mode: Mode) -> Result<ReqResService<Req, Resp>, ServiceError> {
         let config = StaticConfig {
             name: self.builder.name,
-            request: TypeDesc::of(&Req::LAYOUT),
-            response: TypeDesc::of(&Resp::LAYOUT),
+            request: TypeDesc::of(&Req::Element::LAYOUT),
+            request_slice: Req::IS_SLICE,
+            response: TypeDesc::of(&Resp::Element::LAYOUT),
+            response_slice: Resp::IS_SLICE,
             qos: self.qos,
         };
         let inner = core::open::<ReqRes>(&self.builder.node, &config, &self.requested, mode)?;
@@ -144,12 +149,12 @@ impl<Req: ShmSafe, Resp: ShmSafe> ReqResBuilder<Req, Resp> {
 }
 
 /// An open request/response service: the factory of clients and servers.
-pub struct ReqResService<Req: ShmSafe, Resp: ShmSafe> {
+pub struct ReqResService<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     inner: Arc<ServiceInner>,
     _types: super::Types<Req, Resp>,
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ReqResService<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ReqResService<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReqResService")
             .field("name", &self.inner.config.name)
@@ -157,7 +162,7 @@ impl<Req: ShmSafe, Resp: ShmSafe> std::fmt::Debug for ReqResService<Req, Resp> {
     }
 }
 
-impl<Req: ShmSafe, Resp: ShmSafe> ReqResService<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResService<Req, Resp> {
     /// The service name.
     pub fn name(&self) -> &str {
         &self.inner.config.name
@@ -263,10 +268,14 @@ pub struct ServiceInfo {
     pub name: String,
     /// The segment holding it (inside the domain).
     pub segment: String,
-    /// The request type.
+    /// The request type (the element type of a slice request).
     pub request: TypeLayoutInfo,
-    /// The response type.
+    /// Requests are slices `[T]` of `request`.
+    pub request_is_slice: bool,
+    /// The response type (the element type of a slice response).
     pub response: TypeLayoutInfo,
+    /// Responses are slices `[T]` of `response`.
+    pub response_is_slice: bool,
     /// Its QoS.
     pub qos: Qos,
     /// Clients registered now.
@@ -282,7 +291,9 @@ impl ServiceInfo {
             name: view.config.name.clone(),
             segment: segment.to_owned(),
             request: view.config.request.info(),
+            request_is_slice: view.config.request_slice,
             response: view.config.response.info(),
+            response_is_slice: view.config.response_slice,
             qos: view.config.qos,
             clients: count(CLIENTS),
             servers: count(SERVERS),

@@ -200,6 +200,25 @@ pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 
+/// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
+/// maximum length each sending port (publisher, client, server) chooses.
+pub trait Payload: 'static {
+    /// The element type (`T` for both `T` and `[T]`).
+    type Element: crate::shm::ShmSafe;
+    /// Whether this is a slice payload.
+    const IS_SLICE: bool;
+}
+
+impl<T: crate::shm::ShmSafe> Payload for T {
+    type Element = T;
+    const IS_SLICE: bool = false;
+}
+
+impl<T: crate::shm::ShmSafe> Payload for [T] {
+    type Element = T;
+    const IS_SLICE: bool = true;
+}
+
 /// A port registered in a service, as tools see it (`details` of each
 /// pattern, the event service listing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
