@@ -14,6 +14,7 @@ mod list;
 mod listen;
 mod notify;
 mod publish;
+mod reqres_cmd;
 mod rng;
 mod signal;
 mod soak;
@@ -84,6 +85,12 @@ enum Command {
     Pub(publish::PubArgs),
     /// Print the samples of a [u8] service (until Ctrl-C or --count).
     Sub(subscribe::SubArgs),
+    /// Send a [u8] request to a request/response service and print each
+    /// response until the end of the stream.
+    Call(reqres_cmd::CallArgs),
+    /// Answer [u8] requests: echo them, or run the command after `--` per
+    /// request (request on stdin, stdout as the response), until Ctrl-C.
+    Serve(reqres_cmd::ServeArgs),
     /// Notify the listeners of an event service (id 0 unless --id).
     Notify(notify::NotifyArgs),
     /// Print the event ids notified (until Ctrl-C or --count).
@@ -146,6 +153,8 @@ fn main() {
         Command::Clean { dry_run, json } => clean::run(domain, dry_run, json),
         Command::Pub(args) => publish::run(args, domain),
         Command::Sub(args) => subscribe::run(args, domain),
+        Command::Call(args) => reqres_cmd::call(args, domain),
+        Command::Serve(args) => reqres_cmd::serve(args, domain),
         Command::Notify(args) => notify::run(args, domain),
         Command::Listen(args) => listen::run(args, domain),
         Command::Hz(args) => hz::run(args, domain),

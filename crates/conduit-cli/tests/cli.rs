@@ -195,6 +195,70 @@ fn list_shows_request_response_services() {
     assert_eq!(v[0]["client_ports"][0]["awaiting"], 1, "{v:?}");
 }
 
+/// Starts `conduit serve ARGS` and waits for its "serving" line.
+fn serve(d: &Domain, args: &[&str]) -> Child {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let mut child = d.cmd(&all).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("conduit: serving"), "{line}");
+    // Keep reading its stderr: a closed pipe would fail its next message.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
+#[test]
+fn call_and_serve_between_processes() {
+    let d = Domain::new();
+    // Echo: text, hex, fire-and-forget; then the server exits (--count 3).
+    let mut echo = serve(&d, &["echo", "--count", "3"]);
+    let o = d.run(&["call", "echo", "hello there"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello there\n");
+    let o = d.run(&["call", "echo", "--hex", "00 ff 7f"]);
+    assert_eq!(stdout(&o), "00ff7f\n", "{}", stderr(&o));
+    let o = d.run(&["call", "echo", "--no-response", "x"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(echo.wait().unwrap().success());
+
+    // A command per request: the request on its stdin, its stdout back.
+    let mut upper = serve(&d, &["upper", "--count", "1", "--", "tr", "a-z", "A-Z"]);
+    let o = d.run(&["call", "upper", "shout this"]);
+    assert_eq!(stdout(&o), "SHOUT THIS\n", "{}", stderr(&o));
+    assert!(upper.wait().unwrap().success());
+    // A failing command answers nothing: the caller says so (exit 1).
+    let mut failing = serve(&d, &["failing", "--count", "1", "--", "false"]);
+    assert_fails(&d.run(&["call", "failing", "x"]), 1, "without answering");
+    assert!(failing.wait().unwrap().success());
+
+    // Bad input: no such service, another type, a bad server id.
+    assert_fails(
+        &d.run(&["call", "missing", "x"]),
+        3,
+        "no service \"missing\"",
+    );
+    let node = d.node();
+    let _typed = node
+        .service("typed")
+        .request_response::<u64, u32>()
+        .open_or_create()
+        .unwrap();
+    assert_fails(&d.run(&["call", "typed", "x"]), 4, "u64 → u32");
+    assert_fails(
+        &d.run(&["serve", "typed", "--count", "1"]),
+        4,
+        "[u8] → [u8]",
+    );
+    assert_fails(
+        &d.run(&["call", "echo", "x", "--server", "not-hex"]),
+        2,
+        "not a hex port id",
+    );
+}
+
 #[test]
 fn list_shows_services_nodes_and_segments() {
     let d = Domain::new();

@@ -396,8 +396,12 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     }
 
     /// Requests in flight (sent, and not yet ended by every server that
-    /// got them, or whose pending response still exists).
+    /// got them, or whose pending response still exists), after reading
+    /// what arrived. A client about to exit after fire-and-forget requests
+    /// can wait for 0: its requests go away with it (its pool is removed)
+    /// if no server has taken them yet.
     pub fn in_flight(&self) -> usize {
+        self.poll_all();
         self.state.borrow().in_flight
     }
 

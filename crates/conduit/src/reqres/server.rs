@@ -271,6 +271,33 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
         st.links.inb.iter().filter(|c| c.is_some()).count()
     }
 
+    /// What this server sent that its clients have not finished with:
+    /// responses and stream ends not yet taken from the queues, plus
+    /// responses taken but not yet given back (clients that left count
+    /// for nothing). A server about to exit can wait for 0: a client that
+    /// has not mapped this server's pool when the server exits loses what
+    /// it has not read (its stream ends with
+    /// [`ResponseError::ServerGone`](super::ResponseError::ServerGone)).
+    pub fn undelivered(&self) -> usize {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        self.update(st);
+        self.collect_returns(st);
+        let queued: u64 = st
+            .links
+            .out
+            .iter()
+            .enumerate()
+            .filter_map(|(c, o)| {
+                o.map(|o| {
+                    let conn = self.responses_row[c];
+                    o.queued(conn).min(conn.capacity())
+                })
+            })
+            .sum();
+        queued as usize + st.held.iter().sum::<usize>()
+    }
+
     #[inline]
     fn update(&self, st: &mut ServerState) {
         let generation = self.view.header().generation[CLIENTS].load(Ordering::Acquire);
