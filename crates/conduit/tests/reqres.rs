@@ -1068,3 +1068,116 @@ fn slice_requests_and_responses_between_processes() {
     }
     assert_clean(&domain);
 }
+
+/// Soak: one client sends request after request (each wants 3 responses)
+/// while two server processes answer and a killer SIGKILLs a random
+/// server every ~30 ms and starts a new one. Every response must belong
+/// to its request (no response filed under the wrong request), each
+/// server's responses to one request must be its steps 0, 1, … in order
+/// with none duplicated, a stream ends with `EndOfStream` (every server
+/// that got it answered in full) or `ServerGone` (one died mid-way), and
+/// the client never hangs. Nothing is left in /dev/shm.
+#[test]
+fn soak_servers_killed_at_random_never_mix_up_responses() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    let _w = watchdog(Duration::from_secs(120));
+    let domain = unique("rr");
+    const REQUESTS: u64 = 300;
+    {
+        let node = node(&domain, "client");
+        let svc = service(&node, "soak");
+        let client = svc.client().create().unwrap();
+        let next_tag = std::sync::atomic::AtomicU64::new(100);
+        let start = |tag: u64| {
+            let mut c = spawn_child(
+                "server",
+                &[&domain, "soak", &u64::MAX.to_string(), &tag.to_string()],
+            );
+            assert_eq!(read_line(&mut c), "ready");
+            c
+        };
+        let servers = Arc::new(Mutex::new(vec![
+            start(next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            start(next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        ]));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let killed = std::sync::atomic::AtomicU64::new(0);
+        let (mut ended, mut gone, mut kills) = (0u64, 0u64, 0u64);
+        std::thread::scope(|scope| {
+            let killer = scope.spawn(|| {
+                let mut n = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(30));
+                    n += 1;
+                    let victim = servers.lock().unwrap().swap_remove((n % 2) as usize);
+                    let mut victim = victim;
+                    kill(&mut victim);
+                    killed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let tag = next_tag.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    servers.lock().unwrap().push(start(tag));
+                }
+                n
+            });
+            // At least REQUESTS requests, and on until 15 kills happened.
+            let mut n = 0;
+            while n < REQUESTS || killed.load(std::sync::atomic::Ordering::Relaxed) < 15 {
+                n += 1;
+                let pending = loop {
+                    match client.send_copy(Plan { n, steps: 3 }) {
+                        Ok(p) => break p,
+                        // Between a kill and the restart no server may be
+                        // connected: try again.
+                        Err(conduit::reqres::SendOrLoanError::Send(
+                            RequestSendError::NoServer(_),
+                        )) => {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => panic!("request {n}: {e}"),
+                    }
+                };
+                let mut steps: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+                let end = loop {
+                    match pending.receive_timeout(Duration::from_secs(10)) {
+                        Ok(r) => {
+                            assert_eq!(r.n, n, "a response filed under the wrong request");
+                            steps.entry(r.tag).or_default().push(r.step);
+                        }
+                        Err(e) => break e,
+                    }
+                };
+                for (tag, got) in &steps {
+                    let want: Vec<u64> = (0..got.len() as u64).collect();
+                    assert_eq!(
+                        got, &want,
+                        "request {n}, server tag {tag}: steps out of order or duplicated"
+                    );
+                    assert!(got.len() <= 3, "request {n}: more responses than asked");
+                }
+                match end {
+                    ResponseError::EndOfStream => {
+                        assert!(
+                            steps.values().all(|s| s.len() == 3),
+                            "request {n}: {steps:?}"
+                        );
+                        ended += 1;
+                    }
+                    ResponseError::ServerGone { .. } => gone += 1,
+                    other => panic!("request {n} ended with {other:?} ({steps:?})"),
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            kills = killer.join().unwrap();
+        });
+        for mut s in servers.lock().unwrap().drain(..) {
+            kill(&mut s);
+        }
+        eprintln!(
+            "soak: {} requests, {ended} ended, {gone} cut by a kill, {kills} kills",
+            ended + gone
+        );
+        assert!(ended > 0, "no request completed");
+        assert_eq!(client.in_flight(), 0);
+    }
+    assert_clean(&domain);
+}
