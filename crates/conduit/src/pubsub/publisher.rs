@@ -62,6 +62,15 @@ pub enum LoanError {
     },
 }
 
+impl From<TakeError> for LoanError {
+    fn from(e: TakeError) -> LoanError {
+        match e {
+            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            TakeError::OutOfChunks => LoanError::OutOfChunks,
+        }
+    }
+}
+
 /// Why a send failed (the sample was delivered to nobody).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -298,10 +307,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 self.update_connections();
             },
         )
-        .map_err(|e| match e {
-            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
-            TakeError::OutOfChunks => LoanError::OutOfChunks,
-        })
+        .map_err(LoanError::from)
     }
 
     fn give_back(&self, chunk: u32) {

@@ -79,6 +79,15 @@ pub enum LoanError {
     },
 }
 
+impl From<TakeError> for LoanError {
+    fn from(e: TakeError) -> LoanError {
+        match e {
+            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            TakeError::OutOfChunks => LoanError::OutOfChunks,
+        }
+    }
+}
+
 /// Why a request could not be sent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -638,10 +647,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
                 self.poll_all();
             },
         )
-        .map_err(|e| match e {
-            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
-            TakeError::OutOfChunks => LoanError::OutOfChunks,
-        })
+        .map_err(LoanError::from)
     }
 
     /// Reads every response queue (and notices departed servers).

@@ -19,7 +19,7 @@ use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
 use crate::loan::sealed::Lend;
 use crate::loan::{Lender, LoanMut, LoanUninit};
-use crate::pool::{Book, Pool, TakeError};
+use crate::pool::{Book, Pool};
 use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
@@ -456,10 +456,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                 self.update(&mut self.state.borrow_mut());
             },
         )
-        .map_err(|e| match e {
-            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
-            TakeError::OutOfChunks => LoanError::OutOfChunks,
-        })
+        .map_err(LoanError::from)
     }
 
     fn collect_returns(&self, st: &mut ServerState) {
