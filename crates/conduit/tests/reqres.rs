@@ -1181,3 +1181,72 @@ fn soak_servers_killed_at_random_never_mix_up_responses() {
     }
     assert_clean(&domain);
 }
+
+/// Writes `meta` into the meta word (the chunk header's second word) of
+/// every chunk of port `id`'s data segment, as a scribbling process would.
+fn scribble_meta(domain: &str, id: conduit::service::PortId, meta: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seg = conduit::shm::Segment::builder(&format!("rrp.{:016x}", id.0))
+        .domain(domain)
+        .open()
+        .unwrap();
+    let data = seg.data();
+    // PoolHeader words: id | chunks | chunk_size | chunks_offset | …
+    let word = |i: usize| {
+        let p = data.resolve::<AtomicU64>(8 * i).unwrap();
+        // SAFETY: in bounds and aligned (resolve); atomics only.
+        unsafe { p.as_ref() }.load(Ordering::Relaxed) as usize
+    };
+    let (chunks, chunk_size, chunks_offset) = (word(1), word(2), word(3));
+    for i in 0..chunks {
+        let p = data
+            .resolve::<AtomicU64>(chunks_offset + i * chunk_size + 8)
+            .unwrap();
+        // SAFETY: in bounds and aligned (resolve); atomics tolerate
+        // concurrent access.
+        unsafe { p.as_ref() }.store(meta, Ordering::Relaxed);
+    }
+}
+
+/// A slice request or response whose element count (in its chunk's meta
+/// word) exceeds what the sender's pool holds is a named `Corrupted`
+/// error on the reading side, never an out-of-bounds read; the ports keep
+/// working afterwards.
+#[test]
+fn scribbled_slice_lengths_are_named_corruption() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    let huge = 1_000_000u64 << 16;
+    {
+        let node = node(&domain, "victim");
+        let svc = node
+            .service("lengths")
+            .request_response::<[u8], [u8]>()
+            .open_or_create()
+            .unwrap();
+        let server = svc.server().max_slice_len(16).create().unwrap();
+        let client = svc.client().max_slice_len(16).create().unwrap();
+        let pending = client.send_slice_copy(b"four").unwrap();
+        scribble_meta(&domain, client.id(), huge);
+        match server.try_receive() {
+            Err(conduit::reqres::ReceiveError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("1000000 elements"), "{reason}");
+            }
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+        drop(pending);
+        // The response side: the server's chunk says 1000000 elements.
+        let pending = client.send_slice_copy(b"ok").unwrap();
+        let active = server.try_receive().unwrap().expect("the request");
+        assert_eq!(&*active, b"ok");
+        active.send_slice_copy(b"answer").unwrap();
+        scribble_meta(&domain, server.id(), huge);
+        match pending.try_receive() {
+            Err(ResponseError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("1000000 elements"), "{reason}");
+            }
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+    }
+    assert_clean(&domain);
+}
