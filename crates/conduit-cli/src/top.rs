@@ -175,6 +175,35 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                 "-".into(),
             ]);
         }
+        for r in conduit::reqres::list(&dom).unwrap_or_default() {
+            // Requests whose responses their clients await now.
+            let awaiting: usize = conduit::reqres::details(&dom, &r.name)
+                .ok()
+                .flatten()
+                .map_or(0, |d| d.clients.iter().map(|c| c.awaiting).sum());
+            let types = format!(
+                "{} → {}",
+                crate::list::reqres_type(&r, true),
+                crate::list::reqres_type(&r, false)
+            );
+            if args.json {
+                common::print_json(&json!({
+                    "refresh": frame, "service": r.name, "payload": types,
+                    "kind": "request/response",
+                    "clients": r.clients, "servers": r.servers, "awaiting": awaiting,
+                }));
+            }
+            rows.push(vec![
+                r.name.clone(),
+                types,
+                r.clients.to_string(),
+                r.servers.to_string(),
+                "-".into(),
+                "-".into(),
+                format!("{awaiting} awaiting"),
+                "-".into(),
+            ]);
+        }
         last = now;
         if !args.json {
             let mut text = String::new();
@@ -189,7 +218,14 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
             ));
             text.push_str(&common::table(
                 &[
-                    "service", "payload", "pubs", "subs", "sent/s", "taken/s", "queued", "drops~",
+                    "service",
+                    "payload",
+                    "pubs/clients",
+                    "subs/servers",
+                    "sent/s",
+                    "taken/s",
+                    "queued",
+                    "drops~",
                 ],
                 &rows,
             ));

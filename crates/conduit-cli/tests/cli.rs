@@ -700,10 +700,24 @@ fn top_shows_every_service() {
     let publisher = a.publisher().create().unwrap();
     let _subscriber = a.subscriber().create().unwrap();
     publisher.send_copy(1).unwrap();
+    let rr = node
+        .service("top/rr")
+        .request_response::<[u8], u32>()
+        .open_or_create()
+        .unwrap();
+    let client = rr.client().create().unwrap();
+    let _server = rr.server().create().unwrap();
+    let _pending = client.send_slice_copy(b"q").unwrap();
     let o = d.run(&["top", "--iterations", "2", "--interval", "0.05", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json_lines(&o);
-    assert_eq!(v.len(), 4, "{}", stdout(&o));
+    assert_eq!(v.len(), 6, "{}", stdout(&o));
+    let rr_row = v.iter().find(|l| l["service"] == "top/rr").unwrap();
+    assert_eq!(rr_row["payload"], "[u8] → u32", "{rr_row}");
+    assert_eq!(
+        (rr_row["clients"].as_u64(), rr_row["awaiting"].as_u64()),
+        (Some(1), Some(1))
+    );
     let a_row = v.iter().find(|l| l["service"] == "top/a").unwrap();
     assert_eq!(a_row["queued"], 1);
     assert_eq!(a_row["subscribers"], 1);
@@ -718,7 +732,10 @@ fn top_shows_every_service() {
     let o = d.run(&["top", "--iterations", "1"]);
     let text = stdout(&o);
     assert!(
-        text.contains("top/a") && text.contains("top/b") && text.contains("[u8]"),
+        text.contains("top/a")
+            && text.contains("top/b")
+            && text.contains("[u8]")
+            && text.contains("1 awaiting"),
         "{text}"
     );
     // The help promises only what works (there is no `q` key).

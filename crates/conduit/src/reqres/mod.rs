@@ -118,7 +118,7 @@
 //!
 //! User headers, overflow policies for requests and responses (today a full
 //! response buffer is `BufferFull`, and a request queue cannot fill),
-//! `conduit top`, and a server's (client's) last words: what it sent is
+//! and a server's (client's) last words: what it sent is
 //! lost when it exits before its peer mapped its pool (wait for
 //! [`Server::undelivered`] / [`Client::in_flight`] to reach 0 first, as
 //! `conduit serve` and `conduit call --no-response` do): see issues 13
