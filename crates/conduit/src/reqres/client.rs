@@ -608,6 +608,13 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         let Some(req) = st.requests[r].as_mut().filter(|q| q.id == id) else {
             return;
         };
+        if req.waiting != 0 {
+            // Servers still hold the request chunk (it is not reused before
+            // they give it back): tell them on the line they read it from.
+            // Release: a server that reads the bit (Acquire) stops answering.
+            let meta = &self.pool.header::<ChunkHeader>(req.chunk).slot;
+            meta.fetch_or(super::DROPPED, Ordering::Release);
+        }
         req.alive = false;
         while let Some(b) = st.requests[r]
             .as_mut()

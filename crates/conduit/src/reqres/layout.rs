@@ -73,7 +73,7 @@
 //! | `generation[SERVERS]` | the core, after every server slot claim, release or reclamation | clients rescan the server slots (connect the request queue, link the response queue; a departed server ends its requests with `ServerGone`) |
 //! | `PortSlot.event` (client slot) | servers after each response or end of stream; cleanup of a dead server (`port_reclaimed`) | `EventWord` a client sleeps on in `PendingResponse::receive` |
 //! | `PortSlot.event` (server slot) | clients after each request; cleanup of a dead client | `EventWord` a server sleeps on in `Server::receive` |
-//! | `pending[r]` (client slot, word r) | the client only | 0 (no request in request slot r, its `PendingResponse` was dropped, or it wants no response) → request id (Release, before the request is pushed) → 0 (Release, when the `PendingResponse` drops); servers read it (Acquire) in `ActiveRequest::is_connected` and before each response |
+//! | `pending[r]` (client slot, word r) | the client only | 0 (no request in request slot r, its `PendingResponse` was dropped, or it wants no response) → request id (Release, before the request is pushed) → 0 (Release, when the `PendingResponse` drops); read by tools only (`reqres::details`: responses awaited). Servers learn of a dropped pending response from the `DROPPED` bit in the request chunk's meta word (`reqres::meta`), on the line they read the request from |
 //! | `ConnLink.*`, `RetTail`, `Head`, `Entry`, returns | as in `crate::queue` | producer = client for requests, server for responses |
 //!
 //! A request entry's chunk is an index into the client's pool, whose chunk

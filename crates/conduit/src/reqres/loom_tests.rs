@@ -1,16 +1,17 @@
 //! loom model of the one request/response step that composes the queue
 //! protocol (`crate::queue`, whose steps `pubsub::loom_tests` models) in a
 //! new way: a whole round trip over the two connections of a
-//! (client, server) pair, with the client's pending word.
+//! (client, server) pair, with the request chunk's meta word.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p conduit --release --lib loom_`.
 //!
 //! What it checks, with the real `push`, `pop`, `push_return` and
 //! `collect_returns` on loom atomics:
 //!
-//! * a server that takes the request sees the client's pending word set
-//!   (`ActiveRequest::is_connected`): the client stores it (Release)
-//!   before it pushes the request;
+//! * a server that takes the request reads the meta word the client
+//!   wrote before it pushed the request (slot, length, and no `DROPPED`
+//!   bit: `ActiveRequest::is_connected`), through the push's Release and
+//!   the take's Acquire;
 //! * the client reads the response payload only after the server wrote
 //!   it (loom reports a data race otherwise);
 //! * once the client has read the end of the stream, the request chunk's
@@ -33,8 +34,8 @@ struct Pair {
     request: ConnWords,
     /// Server → client.
     response: ConnWords,
-    /// The client's pending word of request slot 0.
-    pending: AtomicU64,
+    /// The request chunk's meta word (`reqres::meta`).
+    meta: AtomicU64,
     /// The payload of the server's response chunk 0.
     response_payload: UnsafeCell<u64>,
 }
@@ -45,7 +46,7 @@ fn loom_reqres_round_trip_end_after_return() {
         let pair = Arc::new(Pair {
             request: ConnWords::new(1, 2, 1, 2, GENERATION),
             response: ConnWords::new(2, 2, 1, 2, GENERATION),
-            pending: AtomicU64::new(0),
+            meta: AtomicU64::new(0),
             response_payload: UnsafeCell::new(0),
         });
         let server = {
@@ -62,8 +63,11 @@ fn loom_reqres_round_trip_end_after_return() {
                         Pop::Gone => panic!("request of another generation"),
                     }
                 };
-                // is_connected: the pending word was stored before the push.
-                assert_eq!(pair.pending.load(Ordering::Acquire), REQUEST_ID);
+                // The meta word was written before the push; is_connected
+                // reads no DROPPED bit.
+                let meta = pair.meta.load(Ordering::Acquire);
+                assert_eq!(super::meta::unpack(meta), (0, 1, false));
+                assert_eq!(meta & super::DROPPED, 0);
                 // SAFETY: the chunk is the server's own until pushed.
                 pair.response_payload.with_mut(|p| unsafe { *p = 42 });
                 let response = pair.response.conn();
@@ -74,7 +78,8 @@ fn loom_reqres_round_trip_end_after_return() {
             })
         };
         // The client.
-        pair.pending.store(REQUEST_ID, Ordering::Release);
+        pair.meta
+            .store(super::meta::pack(0, 1, false), Ordering::Relaxed);
         pair.request.conn().push(0, GENERATION, 0, REQUEST_ID);
         let mut head = 0;
         let mut responses = 0;

@@ -49,7 +49,9 @@
 //! code (and loom models) as publish/subscribe's; this module adds no new
 //! lock-free step. The only new shared words are the client's `pending`
 //! words (one per request slot, written by the client alone, read by
-//! servers): see `layout.rs`, "Every shared word".
+//! tools) and the chunk header's meta word (slot, length, the
+//! no-response and dropped flags: `reqres::meta`): see `layout.rs`, "Every
+//! shared word".
 //!
 //! Waiting: [`Server::receive`] and [`PendingResponse::receive`] poll for
 //! a spin budget, then sleep on the futex word in their port's slot; the
@@ -176,19 +178,28 @@ pub(crate) struct ChunkHeader {
 /// ([`ResponseSendError::NoResponseWanted`]) and ends its stream as usual.
 pub(crate) const NO_RESPONSE: u64 = 1 << 63;
 
+/// Bit 62 of a request's meta word: the client dropped the pending
+/// response ([`ActiveRequest::is_connected`] turns false).
+pub(crate) const DROPPED: u64 = 1 << 62;
+
 /// The chunk header's meta word (`ChunkHeader::slot`), written by the
 /// chunk's owner before it pushes the chunk (Release), read by the peer
 /// after its Acquire take:
 ///
 /// ```text
-///  63   62    48 47                   16 15           0
-/// +----+--------+------------------------+-------------+
-/// | NR |   0    | elements (u32)         | request slot|
-/// +----+--------+------------------------+-------------+
+///  63   62   61  48 47                   16 15           0
+/// +----+----+------+------------------------+-------------+
+/// | NR | DR |  0   | elements (u32)         | request slot|
+/// +----+----+------+------------------------+-------------+
 /// ```
 ///
-/// `NR` = [`NO_RESPONSE`] (requests only); the request slot is 0 in a
-/// response; elements is 1 for a typed payload. The reader checks every
+/// `NR` = [`NO_RESPONSE`] (requests only); `DR` = [`DROPPED`] (requests
+/// only: set by the client, `fetch_or` Release, when it drops the pending
+/// response while servers still hold the chunk; servers read it, Acquire,
+/// in `ActiveRequest::is_connected` — the line they read the request from,
+/// so a connected request costs no extra cache miss before its first
+/// response); the request slot is 0 in a response; elements is 1 for a
+/// typed payload. The reader checks every
 /// field (slot < `active_requests`, elements ≤ the pool's `max_len`, 1
 /// when typed) and reports anything else as corruption.
 pub(crate) mod meta {
@@ -206,7 +217,7 @@ pub(crate) mod meta {
 
     /// (request slot, elements, no response wanted), unchecked.
     pub(crate) fn unpack(word: u64) -> (u64, u64, bool) {
-        let bits = word & !super::NO_RESPONSE;
+        let bits = word & !(super::NO_RESPONSE | super::DROPPED);
         (
             bits & SLOT_MASK,
             bits >> LEN_SHIFT,

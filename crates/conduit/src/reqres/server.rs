@@ -407,7 +407,6 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                         len: len as usize,
                         pool: i.pool.clone(),
                         request_id,
-                        request_slot: request_slot as usize,
                         wants_response,
                     }));
                 }
@@ -597,7 +596,6 @@ pub struct ActiveRequest<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     /// Keeps the client's pool mapped while we read the request.
     pool: Arc<Pool>,
     request_id: u64,
-    request_slot: usize,
     wants_response: bool,
 }
 
@@ -635,11 +633,16 @@ impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'s, Req, R
     /// full; anyone may run the cleanup).
     pub fn is_connected(&self) -> bool {
         let view = self.server.view;
+        // Acquire: pairs with the client's Release `fetch_or` of DROPPED in
+        // the request chunk's meta word (`reqres::meta`).
+        let meta = self
+            .pool
+            .header::<ChunkHeader>(self.chunk)
+            .slot
+            .load(Ordering::Acquire);
         self.wants_response
             && view.client_slots()[self.client].port() == self.client_id
-            // Acquire: pairs with the client's Release stores of the word.
-            && view.pending(self.client)[self.request_slot].load(Ordering::Acquire)
-                == self.request_id
+            && meta & super::DROPPED == 0
     }
 
     /// Whether the client wants responses: false for a request sent with
