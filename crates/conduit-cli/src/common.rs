@@ -140,7 +140,6 @@ pub fn paint(text: &str, style: Style) -> String {
         Style::Bold => "1",
         Style::Good => "32",
         Style::Bad => "31",
-        Style::Dim => "2",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
@@ -151,7 +150,6 @@ pub enum Style {
     Bold,
     Good,
     Bad,
-    Dim,
 }
 
 /// Prints a table with a header; columns sized to their widest cell (the

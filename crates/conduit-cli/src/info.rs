@@ -58,6 +58,7 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
                 "released": c.released,
                 "queued": c.queued,
                 "capacity": c.capacity,
+                "dropped": c.dropped,
             })).collect::<Vec<_>>(),
         }));
         return Ok(());
@@ -113,19 +114,20 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
                 c.sent.to_string(),
                 c.released.to_string(),
                 format!("{}/{}", c.queued, c.capacity),
+                c.dropped.to_string(),
             ]
         })
         .collect();
     common::print_table(
-        &["publisher", "subscriber", "sent", "released", "queued"],
+        &[
+            "publisher",
+            "subscriber",
+            "sent",
+            "released",
+            "queued",
+            "dropped",
+        ],
         &rows,
-    );
-    println!(
-        "{}",
-        paint(
-            "(drops under DropOldest are counted inside each publisher's process and are not shown here)",
-            Style::Dim
-        )
     );
     Ok(())
 }

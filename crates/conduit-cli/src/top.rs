@@ -76,14 +76,6 @@ fn rates(
     (Some(sent as f64 / secs), Some(taken as f64 / secs))
 }
 
-/// Samples of connection `c` neither taken, queued nor possibly borrowed
-/// (an estimate; 32-bit wrapping arithmetic like the sent counter).
-fn drops_estimate(c: &conduit::pubsub::ConnectionInfo, max_borrowed: u64) -> u64 {
-    let accounted = c.released + c.queued as u64 + max_borrowed;
-    let missing = (c.sent as u32).wrapping_sub(accounted as u32) as i32;
-    missing.max(0) as u64
-}
-
 /// Runs `conduit top`.
 pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
     let domain = common::domain(domain)?;
@@ -129,7 +121,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                 );
                 queued += c.queued;
                 capacity += c.capacity;
-                drops += drops_estimate(c, s.qos.max_borrowed as u64);
+                drops += c.dropped;
             }
             let fill = if capacity == 0 {
                 0.0
@@ -141,7 +133,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                     "refresh": frame, "service": s.name, "payload": payload_name(s),
                     "publishers": s.publishers, "subscribers": s.subscribers,
                     "sent_per_s": sent_rate, "released_per_s": recv_rate,
-                    "queued": queued, "capacity": capacity, "drops_estimate": drops,
+                    "queued": queued, "capacity": capacity, "dropped": drops,
                 }));
             }
             rows.push(vec![
@@ -225,7 +217,7 @@ pub fn run(args: TopArgs, domain: Option<String>) -> CmdResult {
                     "sent/s",
                     "taken/s",
                     "queued",
-                    "drops~",
+                    "dropped",
                 ],
                 &rows,
             ));
@@ -264,7 +256,7 @@ mod tests {
     use conduit::pubsub::ConnectionInfo;
     use conduit::service::PortId;
 
-    use super::{drops_estimate, rates};
+    use super::rates;
 
     fn conn(publisher: u64, subscriber: u64, sent: u64, released: u64) -> ConnectionInfo {
         ConnectionInfo {
@@ -274,6 +266,7 @@ mod tests {
             released,
             queued: 0,
             capacity: 8,
+            dropped: 0,
         }
     }
 
@@ -294,18 +287,5 @@ mod tests {
         assert_eq!(taken, Some((10.0 + 4.0 + 3.0) / 2.0));
         // First refresh: no rate, not 0.
         assert_eq!(rates("svc", &now, &HashMap::new(), 2.0), (None, None));
-    }
-
-    #[test]
-    fn drops_are_estimated_across_the_wrap() {
-        // Sent wrapped to 3 after 2^32 + 3 samples; 2^32 - 10 released.
-        let c = ConnectionInfo {
-            queued: 2,
-            ..conn(1, 2, 3, u64::from(u32::MAX) - 9)
-        };
-        assert_eq!(drops_estimate(&c, 1), 10);
-        // Nothing missing: no drop (not a huge wrapped number).
-        let c = conn(1, 2, 5, 5);
-        assert_eq!(drops_estimate(&c, 2), 0);
     }
 }

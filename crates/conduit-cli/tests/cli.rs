@@ -350,6 +350,26 @@ fn info_shows_ports_and_queue_fill() {
     let text = stdout(&d.run(&["info", "info/me"]));
     assert!(text.contains("publisher") && text.contains("2/4"), "{text}");
 
+    // Exact drops, per connection, from shared memory (DropOldest).
+    let lossy = node
+        .service("info/lossy")
+        .publish_subscribe::<u64>()
+        .subscriber_buffer(2)
+        .open_or_create()
+        .unwrap();
+    let lossy_pub = lossy.publisher().create().unwrap();
+    let _lossy_sub = lossy.subscriber().create().unwrap();
+    for i in 0..7 {
+        lossy_pub.send_copy(i).unwrap();
+    }
+    let v = &json_lines(&d.run(&["info", "info/lossy", "--json"]))[0];
+    assert_eq!(v["connections"][0]["dropped"], 5, "{v}");
+    let text = stdout(&d.run(&["info", "info/lossy"]));
+    assert!(text.contains("dropped"), "{text}");
+    let top = json_lines(&d.run(&["top", "--iterations", "1", "--json"]));
+    let row = top.iter().find(|r| r["service"] == "info/lossy").unwrap();
+    assert_eq!(row["dropped"], 5, "{row}");
+
     assert_fails(&d.run(&["info", "no/such"]), 3, "no service \"no/such\"");
     assert_fails(&d.run(&["info", "bad name"]), 2, "invalid service name");
     assert_fails(

@@ -150,6 +150,10 @@ pub(crate) struct ConnLink {
     pub(crate) link: AtomicU64,
     pub(crate) pub_id: AtomicU64,
     pub(crate) generation: AtomicU64,
+    /// Entries the publisher dropped as oldest from this connection since
+    /// it connected (`Overflow::DropOldest`); written by the publisher
+    /// only (reset at connect, `+1` Relaxed per drop), read by tools.
+    pub(crate) dropped: AtomicU64,
 }
 
 /// Second line of a connection, written by the subscriber: how many
@@ -181,7 +185,7 @@ pub(crate) struct Head {
     pub(crate) head: AtomicU64,
 }
 
-// SAFETY: `repr(C)`: three atomics.
+// SAFETY: `repr(C)`: four atomics.
 unsafe impl SharedWords for ConnLink {}
 // SAFETY: `repr(C)`: one atomic.
 unsafe impl SharedWords for RetTail {}
@@ -495,6 +499,7 @@ impl Conn<'_> {
         }
         self.ret_tail.store(0, Ordering::Relaxed);
         self.head.store(0, Ordering::Relaxed);
+        self.link.dropped.store(0, Ordering::Relaxed);
         // Release (not Relaxed): a subscriber may read a `link` equal to
         // its id written by the *previous* publisher of this slot; its
         // Acquire load of this `pub_id` is then what orders the reset
@@ -642,6 +647,7 @@ impl ConnWords {
                 link: AtomicU64::new(link),
                 pub_id: AtomicU64::new(pub_id),
                 generation: AtomicU64::new(generation),
+                dropped: AtomicU64::new(0),
             },
             ret_tail: AtomicU64::new(0),
             head: AtomicU64::new(0),

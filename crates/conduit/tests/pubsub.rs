@@ -548,6 +548,13 @@ fn overflow_drop_oldest_counts_drops() {
             assert_eq!(publisher.send_copy(i).unwrap(), 1);
         }
         assert_eq!(publisher.dropped(), 3);
+        // Tools see the same count, per connection, from shared memory.
+        let d = conduit::pubsub::details(&conduit::Domain::new(&domain).unwrap(), "t")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.connections.len(), 1);
+        assert_eq!(d.connections[0].dropped, 3);
+        assert_eq!(topic.details().connections[0].dropped, 3);
         assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 4);
         assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 5);
         assert!(subscriber.try_receive().unwrap().is_none());
@@ -556,6 +563,11 @@ fn overflow_drop_oldest_counts_drops() {
             publisher.send_copy(i).unwrap();
         }
         assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 198);
+        assert_eq!(
+            topic.details().connections[0].dropped,
+            publisher.dropped(),
+            "every drop counted once in shared memory"
+        );
     }
     assert_clean(&domain);
 }

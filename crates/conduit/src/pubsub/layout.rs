@@ -15,7 +15,7 @@
 //! A connection (publisher slot p, subscriber slot s):
 //!
 //! ```text
-//! +0     link line (publisher writes at connect): link, pub_id, generation
+//! +0     link line (publisher writes at connect): link, pub_id, generation, dropped
 //! +64    ret_tail line (subscriber writes)
 //! +128   head line (subscriber CAS to claim; publisher CAS to drop the oldest)
 //! +192   entries: [Entry; buffer rounded up to a power of two] (16 B each), rounded up to 64 B
@@ -75,6 +75,7 @@
 //! | `ConnLink.link` | publisher (`Conn::connect`) | → 0 (Relaxed) + Release fence, reset, → subscriber id (Release); the subscriber uses the connection only while `link` is its id |
 //! | `ConnLink.pub_id` | publisher (`Conn::connect`) | set after the reset and before `link`, with Release (see `crate::queue`, "Connecting") |
 //! | `ConnLink.generation` | publisher | at connect: `g % 127 + 1` (1..=127, never 0); every entry and return carries it; a mismatch means "another connection": entries → the subscriber drops the connection, returns → ignored |
+//! | `ConnLink.dropped` | publisher | 0 at connect, `+1` (Relaxed) per sample it replaced unread under `DropOldest`; read by tools only (`details`), never trusted for anything else |
 //! | `RetTail.ret_tail` | subscriber (the publisher resets it to 0 at connect) | count of returns pushed, Release after writing the return entry |
 //! | `Head.head` | subscriber (claim), publisher (drop oldest; reset to 0 at connect) | count of consumed positions; every change but the reset is `CAS(h, h + 1)` (AcqRel) |
 //! | `Entry.word` | publisher only | the entry word (`crate::queue`, "The entry word") |

@@ -385,6 +385,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             // policies waited for room above).
             if let Some(old) = conn.make_room(c.tail, &mut c.head, self.buffer, c.generation) {
                 st.dropped += 1;
+                // For tools (`details`): rare, off the common path.
+                conn.link.dropped.fetch_add(1, Ordering::Relaxed);
                 st.book.release_holder(old, s);
             }
             c.push(conn, chunk, len as u64);

@@ -282,17 +282,14 @@ pub struct ConnectionInfo {
     pub queued: usize,
     /// Capacity of the queue (`subscriber_buffer`).
     pub capacity: usize,
+    /// Samples the publisher replaced unread in this queue since it
+    /// connected (`Overflow::DropOldest`); counted in shared memory.
+    pub dropped: u64,
 }
 
 /// A service's registered ports and connection queues, for tools (`conduit
-/// info`, `conduit top`).
-///
-/// What it cannot show: samples dropped by `Overflow::DropOldest` are
-/// counted by each publisher in its own process ([`Publisher::dropped`]),
-/// not in shared memory; a tool estimates drops as `sent - released -
-/// queued - borrowed` only approximately.
-///
-/// [`Publisher::dropped`]: crate::pubsub::Publisher::dropped
+/// info`, `conduit top`), with exact per-connection counters (sent,
+/// released, dropped as oldest) read from shared memory.
 #[derive(Debug, Clone)]
 pub struct ServiceDetails {
     /// What [`list`] shows.
@@ -366,6 +363,7 @@ fn details_of(segment: &str, view: ServiceRef<'_, PubSub>) -> ServiceDetails {
                     released: conn.ret_tail.load(Ordering::Acquire),
                     queued,
                     capacity,
+                    dropped: conn.link.dropped.load(Ordering::Relaxed),
                 });
             }
         }
