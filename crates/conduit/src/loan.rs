@@ -19,6 +19,42 @@ use std::ptr::NonNull;
 use crate::service::Payload;
 use crate::shm::ShmSafe;
 
+/// Why a loan failed: the same for every port that loans chunks of its
+/// pool (publisher, client, server).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoanError {
+    /// The port has `max_loans` chunks on loan already.
+    #[error("the port has its maximum of {0} chunks on loan")]
+    ExceedsMaxLoans(usize),
+    /// A request/response client has `active_requests` requests in flight
+    /// (with the loans outstanding); wait for a stream to end, or drop a
+    /// pending response whose server has ended it.
+    #[error("the client has its maximum of {0} requests in flight")]
+    ExceedsActiveRequests(usize),
+    /// Every chunk of the pool is in use (held by peers that are slow to
+    /// drop them, or that exceed their limits).
+    #[error("every chunk of the pool is in use")]
+    OutOfChunks,
+    /// A slice loan longer than the port's `max_slice_len`.
+    #[error("a slice of {len} elements exceeds this port's max_slice_len {max}")]
+    SliceTooLong {
+        /// Elements asked for.
+        len: usize,
+        /// The port's limit.
+        max: usize,
+    },
+}
+
+impl From<crate::pool::TakeError> for LoanError {
+    fn from(e: crate::pool::TakeError) -> LoanError {
+        match e {
+            crate::pool::TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
+            crate::pool::TakeError::OutOfChunks => LoanError::OutOfChunks,
+        }
+    }
+}
+
 /// What a loan of payload `P` is taken from: a port (or a request being
 /// answered) that gives back and sends its chunks. Sealed: implemented by
 /// conduit's ports only.

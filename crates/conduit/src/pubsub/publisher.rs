@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
 use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
-use crate::pool::{Book, Geometry, Pool, TakeError};
+use crate::pool::{Book, Geometry, Pool};
 use crate::queue::Producer;
 use crate::service::PortId;
 use crate::service::core::PoolPortError;
@@ -41,35 +41,8 @@ pub enum PublisherCreateError {
     Segment(#[source] shm::CreateError),
 }
 
-/// Why a loan failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoanError {
-    /// The publisher has `max_loans` samples loaned already.
-    #[error("the publisher has its maximum of {0} samples on loan")]
-    ExceedsMaxLoans(usize),
-    /// Every chunk is held by subscribers (which exceed their limits or
-    /// are slow to drop samples).
-    #[error("every chunk of the publisher's pool is in use")]
-    OutOfChunks,
-    /// The requested slice is longer than the publisher's maximum.
-    #[error("slice of {len} elements exceeds the publisher's maximum of {max}")]
-    SliceTooLong {
-        /// Requested length.
-        len: usize,
-        /// The maximum.
-        max: usize,
-    },
-}
-
-impl From<TakeError> for LoanError {
-    fn from(e: TakeError) -> LoanError {
-        match e {
-            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
-            TakeError::OutOfChunks => LoanError::OutOfChunks,
-        }
-    }
-}
+/// Why a loan failed (shared by every port that loans chunks).
+pub use crate::loan::LoanError;
 
 /// Why a send failed (the sample was delivered to nobody).
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use super::service::ServiceInner;
 use super::{ChunkHeader, DEFAULT_SPIN, LIVENESS_CHECK};
 use crate::loan::sealed::Lend;
 use crate::loan::{Lender, LoanMut, LoanUninit};
-use crate::pool::{Book, Pool, TakeError};
+use crate::pool::{Book, Pool};
 use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
@@ -53,40 +53,8 @@ pub enum ClientCreateError {
 }
 
 /// Why a loan (of a request by a client, or of a response by a server)
-/// failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoanError {
-    /// The port has `max_loans` chunks on loan already.
-    #[error("the port has its maximum of {0} chunks on loan")]
-    ExceedsMaxLoans(usize),
-    /// Client: `active_requests` requests are in flight (with the loans
-    /// outstanding); wait for a stream to end, or drop a pending
-    /// response whose server has ended it.
-    #[error("the client has its maximum of {0} requests in flight")]
-    ExceedsActiveRequests(usize),
-    /// Every chunk of the pool is in use (held by peers that are slow to
-    /// drop them).
-    #[error("every chunk of the pool is in use")]
-    OutOfChunks,
-    /// A slice loan longer than the port's `max_slice_len`.
-    #[error("a slice of {len} elements exceeds this port's max_slice_len {max}")]
-    SliceTooLong {
-        /// Elements asked for.
-        len: usize,
-        /// The port's limit.
-        max: usize,
-    },
-}
-
-impl From<TakeError> for LoanError {
-    fn from(e: TakeError) -> LoanError {
-        match e {
-            TakeError::ExceedsMaxLoans(max) => LoanError::ExceedsMaxLoans(max),
-            TakeError::OutOfChunks => LoanError::OutOfChunks,
-        }
-    }
-}
+/// failed (shared by every port that loans chunks).
+pub use crate::loan::LoanError;
 
 /// Why a request could not be sent.
 #[derive(Debug, thiserror::Error)]
