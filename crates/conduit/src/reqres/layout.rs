@@ -45,14 +45,17 @@
 //! # Static configuration words
 //!
 //! Words `0..34` (format, name length, name) are the core's
-//! (`service::config`); the format word is `0x5252_0001`.
+//! (`service::config`); the format word is `0x5252_0002` (format 2: the
+//! chunk meta word carries the element count and the no-response and
+//! dropped flags, and word 79 the payload kinds; a process of format 1
+//! cannot open the service and says so).
 //!
 //! | words | content |
 //! |---|---|
 //! | 34..54 | request type: name length, 16 words of name, size, align, fingerprint |
 //! | 54..74 | response type: the same |
 //! | 74..79 | QoS: max_clients, max_servers, active_requests, response_buffer, max_loans |
-//! | 79 | unused (zero) |
+//! | 79 | payload kinds: bit 0 the request is a slice `[T]`, bit 1 the response is; other bits must be 0 |
 //!
 //! Decoding (`StaticConfig`'s `PatternConfig::read`) validates the format,
 //! the QoS ranges ([`Qos::validate`]) and the type alignments; the core
@@ -103,7 +106,7 @@ pub(crate) const CLIENTS: usize = 0;
 pub(crate) const SERVERS: usize = 1;
 
 /// Format word of the static configuration.
-pub(crate) const FORMAT: u64 = 0x5252_0001;
+pub(crate) const FORMAT: u64 = 0x5252_0002;
 /// Fingerprint of the service segment format.
 pub(crate) const SERVICE_FINGERPRINT: u64 = 0x5252_5356_4300_0001;
 /// Words of the static configuration.

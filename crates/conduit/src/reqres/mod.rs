@@ -230,7 +230,7 @@ pub(crate) mod meta {
 pub const MAX_SLICE_LEN: usize = u32::MAX as usize;
 
 /// Fingerprint of the data segment format.
-pub(crate) const DATA_FINGERPRINT: u64 = 0x5252_4441_5441_0001;
+pub(crate) const DATA_FINGERPRINT: u64 = 0x5252_4441_5441_0002;
 
 // SAFETY: two atomics (16 bytes, align 8): fits the pool's chunk header.
 unsafe impl crate::pool::ChunkHead for ChunkHeader {}
