@@ -30,6 +30,7 @@ Exit codes:
   4  the service carries a type this command cannot handle, or the name
      is a service of another kind (e.g. `sub` on an event service)
   5  permission denied
+  141  the reader of the output went away (as a process killed by SIGPIPE)
 Errors are one line on stderr, starting with `conduit: `.";
 
 /// Inspect and drive conduit IPC from a terminal.
@@ -135,6 +136,12 @@ fn main() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
+        // The reader of our output went away (`conduit sub … | head`):
+        // stop quietly, with the status of a process killed by SIGPIPE,
+        // as other Unix tools do (Rust ignores SIGPIPE, so `print!` fails).
+        if what.starts_with("failed printing to std") && what.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         eprintln!("conduit: internal error: {}", what.replace('\n', " "));
     }));
     let cli = match Cli::try_parse() {

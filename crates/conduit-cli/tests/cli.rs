@@ -1315,6 +1315,34 @@ fn notify_wakes_a_listener_in_another_process() {
     );
 }
 
+/// A reader that goes away (`conduit … | head -0`) ends the command
+/// quietly with the SIGPIPE status 141, not a panic message.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut saw_epipe = false;
+    for _ in 0..5 {
+        let mut child = Command::new(CONDUIT)
+            .args(["limits", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(stderr(&o), "", "{o:?}");
+        match o.status.code() {
+            Some(141) => saw_epipe = true,
+            Some(0) => {} // It wrote everything before the pipe closed.
+            other => panic!("exit {other:?}"),
+        }
+        if saw_epipe {
+            break;
+        }
+    }
+    assert!(saw_epipe, "never saw the closed pipe");
+}
+
 #[test]
 fn limits_prints_text_and_json() {
     let o = Command::new(CONDUIT).arg("limits").output().unwrap();
