@@ -1250,3 +1250,55 @@ fn scribbled_slice_lengths_are_named_corruption() {
     }
     assert_clean(&domain);
 }
+
+/// A pending response dropped after its server gave the request chunk back
+/// (but before the client read the end of the stream) must not mark the
+/// chunk's next request as dropped: here the chunk is reused for request
+/// B before A's pending response is dropped, and B is answered.
+#[test]
+fn dropping_a_pending_response_never_disconnects_a_later_request() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "reuse");
+        // 1 loan + 2 requests in flight + 1 = 4 request chunks.
+        let svc = node
+            .service("reuse")
+            .request_response::<Plan, Step>()
+            .active_requests(2)
+            .max_loans(1)
+            .open_or_create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        let server = svc.server().create().unwrap();
+        // Three finished requests whose chunks are back but not collected.
+        for n in 0..3 {
+            let pending = client.send_copy(Plan { n, steps: 0 }).unwrap();
+            drop(server.try_receive().unwrap().unwrap());
+            assert_eq!(pending.receive().unwrap_err(), ResponseError::Unanswered);
+        }
+        // A: the server gives its chunk back and ends the stream; the
+        // client has not read the end yet.
+        let a = client.send_copy(Plan { n: 10, steps: 0 }).unwrap();
+        drop(server.try_receive().unwrap().unwrap());
+        // B takes a loan with no chunk free: the returns are collected and
+        // A's chunk (collected last) carries B.
+        let b = client.send_copy(Plan { n: 11, steps: 1 }).unwrap();
+        drop(a);
+        let active = server.try_receive().unwrap().unwrap();
+        assert_eq!(active.n, 11);
+        assert!(active.is_connected(), "B was marked dropped by A's drop");
+        active
+            .send_copy(Step {
+                n: 11,
+                step: 0,
+                tag: 0,
+            })
+            .unwrap();
+        drop(active);
+        let (got, end) = collect(&b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(end, ResponseError::EndOfStream);
+    }
+    assert_clean(&domain);
+}

@@ -576,12 +576,15 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         let Some(req) = st.requests[r].as_mut().filter(|q| q.id == id) else {
             return;
         };
-        if req.waiting != 0 {
-            // Servers still hold the request chunk (it is not reused before
-            // they give it back): tell them on the line they read it from.
+        let header = self.pool.header::<ChunkHeader>(req.chunk);
+        // Some server has not ended the stream: tell the servers on the
+        // line they read the request from. Only while the chunk still
+        // carries this request: a server may have given it back before
+        // its end of stream, and the chunk may already carry a newer
+        // request (only this thread writes `request_id`).
+        if req.waiting != 0 && header.request_id.load(Ordering::Relaxed) == id {
             // Release: a server that reads the bit (Acquire) stops answering.
-            let meta = &self.pool.header::<ChunkHeader>(req.chunk).slot;
-            meta.fetch_or(super::DROPPED, Ordering::Release);
+            header.slot.fetch_or(super::DROPPED, Ordering::Release);
         }
         req.alive = false;
         while let Some(b) = st.requests[r]
