@@ -340,7 +340,7 @@ typedef struct conduit_loan_t {
   /**
    * The payload memory (in shared memory, aligned to 8 bytes).
    */
-  uint8_t *data;
+  void *data;
   /**
    * Its length in bytes, as loaned.
    */
@@ -380,9 +380,10 @@ typedef struct conduit_sample_t {
    */
   uint64_t key;
   /**
-   * The payload (read-only memory: writing it crashes the process).
+   * The payload (read-only memory: writing it crashes the process),
+   * aligned to 8 bytes.
    */
-  const uint8_t *data;
+  const void *data;
   /**
    * Its length in bytes.
    */
@@ -691,7 +692,7 @@ enum conduit_error_t conduit_loan_release(struct conduit_loan_t *loan);
  * `delivered_out` is `NULL` or writable.
  */
 enum conduit_error_t conduit_publisher_send_copy(struct conduit_publisher_t publisher,
-                                                 const uint8_t *data,
+                                                 const void *data,
                                                  size_t len,
                                                  size_t *delivered_out);
 

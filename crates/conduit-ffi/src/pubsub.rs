@@ -20,7 +20,7 @@ use conduit::pubsub::{
     LoanError, NoHeader, Overflow, Publisher, PublisherCreateError, ReceiveError, Sample,
     SampleUninit, SendError, SendOrLoanError, Subscriber, SubscriberCreateError,
 };
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 use crate::error::{Error, Result, conduit_error_t, conduit_error_t as E, guard, service_error};
 use crate::handle::{Object, handle_type, insert, lock};
@@ -136,7 +136,7 @@ pub struct conduit_loan_t {
     /// Which of its loans (0 is never valid).
     pub key: u64,
     /// The payload memory (in shared memory, aligned to 8 bytes).
-    pub data: *mut u8,
+    pub data: *mut c_void,
     /// Its length in bytes, as loaned.
     pub len: usize,
 }
@@ -155,8 +155,9 @@ pub struct conduit_sample_t {
     pub subscriber: conduit_subscriber_t,
     /// Which of its samples (0 is never valid).
     pub key: u64,
-    /// The payload (read-only memory: writing it crashes the process).
-    pub data: *const u8,
+    /// The payload (read-only memory: writing it crashes the process),
+    /// aligned to 8 bytes.
+    pub data: *const c_void,
     /// Its length in bytes.
     pub len: usize,
     /// The publisher's sequence number of the sample (1, 2, ...).
@@ -524,7 +525,7 @@ pub unsafe extern "C" fn conduit_publisher_loan(
                 .publisher()
                 .loan_slice_uninit(len)
                 .map_err(|e| loan_error(&e))?;
-            let data = sample.payload_mut().as_mut_ptr().cast::<u8>();
+            let data = sample.payload_mut().as_mut_ptr().cast::<c_void>();
             let key = p.next_key;
             p.next_key += 1;
             p.loans.push((key, sample));
@@ -638,7 +639,7 @@ pub unsafe extern "C" fn conduit_loan_release(loan: *mut conduit_loan_t) -> cond
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn conduit_publisher_send_copy(
     publisher: conduit_publisher_t,
-    data: *const u8,
+    data: *const c_void,
     len: usize,
     delivered_out: *mut usize,
 ) -> conduit_error_t {
@@ -648,7 +649,7 @@ pub unsafe extern "C" fn conduit_publisher_send_copy(
         } else {
             need(data, "data")?;
             // SAFETY: not NULL, readable for `len` bytes (contract).
-            unsafe { std::slice::from_raw_parts(data, len) }
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
         };
         let reached = with_publisher(publisher, |p| {
             p.publisher().send_slice_copy(bytes).map_err(|e| match e {
@@ -746,7 +747,7 @@ pub unsafe extern "C" fn conduit_subscriber_receive(
             let out = conduit_sample_t {
                 subscriber,
                 key,
-                data: sample.as_ptr(),
+                data: sample.as_ptr().cast::<c_void>(),
                 len: sample.len(),
                 sequence: sample.sequence(),
                 publisher_id: sample.publisher_id().0,
