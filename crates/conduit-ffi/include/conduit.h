@@ -723,6 +723,9 @@ enum conduit_error_t conduit_subscriber_destroy(struct conduit_subscriber_t subs
  * readable, receive with timeout 0 until `CONDUIT_ERROR_TIMEOUT`, which
  * re-arms it.
  *
+ * A waiting receive holds the subscriber: other calls on it from other
+ * threads (a release included) wait until the receive returns.
+ *
  * # Safety
  *
  * `sample_out` is `NULL` or writable.

@@ -720,6 +720,9 @@ pub extern "C" fn conduit_subscriber_destroy(subscriber: conduit_subscriber_t) -
 /// readable, receive with timeout 0 until `CONDUIT_ERROR_TIMEOUT`, which
 /// re-arms it.
 ///
+/// A waiting receive holds the subscriber: other calls on it from other
+/// threads (a release included) wait until the receive returns.
+///
 /// # Safety
 ///
 /// `sample_out` is `NULL` or writable.
