@@ -574,3 +574,85 @@ fn a_client_in_another_language_shares_the_queues_both_ways() {
     d.ok(&["mq", "remove", &theirs]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two users through the CLI: a private queue refuses the other user
+/// (exit 5, with the hint); one created with `--share-group GID` is used
+/// by a member of GID, in both directions.
+#[test]
+fn share_group_lets_another_user_use_a_queue() {
+    use std::os::unix::process::CommandExt;
+    const OTHER_UID: u32 = 65534;
+    const GID: &str = "4244";
+    if rustix::process::geteuid().as_raw() != 0 {
+        println!("skipped: mq between two users needs root (to run conduit as uid {OTHER_UID})");
+        return;
+    }
+    let mut d = Domain::new();
+    let member = |d: &Domain, args: &[&str]| {
+        let mut c = d.cmd(args);
+        c.uid(OTHER_UID).gid(GID.parse().unwrap());
+        c.output().unwrap()
+    };
+    match Command::new(CONDUIT)
+        .arg("--version")
+        .uid(OTHER_UID)
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        other => {
+            println!("skipped: uid {OTHER_UID} cannot run {CONDUIT}: {other:?}");
+            return;
+        }
+    }
+    d.queue("private");
+    d.ok(&[
+        "mq",
+        "send",
+        "--create",
+        "--message-size",
+        "64",
+        "private",
+        "x",
+    ]);
+    let err = failed(&member(&d, &["mq", "info", "private"]), 5);
+    assert!(err.contains("--share-group"), "{err}");
+    failed(&member(&d, &["mq", "send", "private", "y"]), 5);
+    d.ok(&["mq", "remove", "private"]);
+
+    d.queue("by-root");
+    d.ok(&[
+        "--share-group",
+        GID,
+        "mq",
+        "send",
+        "--create",
+        "--message-size",
+        "64",
+        "by-root",
+        "from root",
+    ]);
+    let out = member(&d, &["mq", "receive", "by-root"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "from root\n");
+    d.queue("by-member");
+    let out = member(
+        &d,
+        &[
+            "--share-group",
+            GID,
+            "mq",
+            "send",
+            "--create",
+            "--capacity",
+            "2",
+            "--message-size",
+            "64",
+            "by-member",
+            "from the member",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(d.ok(&["mq", "receive", "by-member"]), "from the member\n");
+    d.ok(&["mq", "remove", "by-root"]);
+    d.ok(&["mq", "remove", "by-member"]);
+}
