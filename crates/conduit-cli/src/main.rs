@@ -12,6 +12,7 @@ mod info;
 mod limits;
 mod list;
 mod listen;
+mod mq;
 mod notify;
 mod publish;
 mod reqres_cmd;
@@ -96,6 +97,10 @@ enum Command {
     Notify(notify::NotifyArgs),
     /// Print the event ids notified (until Ctrl-C or --count).
     Listen(listen::ListenArgs),
+    /// POSIX message queues: send, receive, list, info, remove (any POSIX
+    /// client can use the same queues: /conduit.<domain>.<name>).
+    #[command(subcommand)]
+    Mq(mq::MqCommand),
     /// Message rate and bandwidth of a [u8] service.
     Hz(hz::HzArgs),
     /// A live, refreshing table of all services: rates, fill levels, drops.
@@ -164,6 +169,7 @@ fn main() {
         Command::Serve(args) => reqres_cmd::serve(args, domain),
         Command::Notify(args) => notify::run(args, domain),
         Command::Listen(args) => listen::run(args, domain),
+        Command::Mq(command) => mq::run(command, domain),
         Command::Hz(args) => hz::run(args, domain),
         Command::Top(args) => top::run(args, domain),
         Command::Bench(args) => bench::run(args),
@@ -202,7 +208,7 @@ fn usage_error(e: clap::Error) -> ! {
         {
             eprintln!(
                 "conduit: argument {i} ({bad:?}) is not valid UTF-8 \
-                 (names and text data are UTF-8; `pub --hex` takes any bytes) (see --help)"
+                 (names and text data are UTF-8; `pub --hex` and `mq send --hex` take any bytes) (see --help)"
             );
             std::process::exit(common::exit::USAGE);
         }

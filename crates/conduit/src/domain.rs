@@ -260,6 +260,26 @@ impl Domain {
         Segment::remove(&object.domain, &object.name)
     }
 
+    /// The POSIX name of this domain's message queue `name`:
+    /// `/conduit.<domain>.<name>`, the name any POSIX client (`mq_open`)
+    /// opens it by. Queues live in their own namespace, apart from
+    /// `/dev/shm`; the name is checked when the queue is opened
+    /// ([`mq::OpenError::InvalidName`](crate::mq::OpenError::InvalidName)).
+    pub fn queue_name(&self, name: &str) -> String {
+        format!("/{}{name}", self.prefix)
+    }
+
+    /// The names (inside the domain, without the `/conduit.<domain>.`
+    /// of [`queue_name`](Self::queue_name)) of this domain's message
+    /// queues, sorted; read from the `mqueue` filesystem
+    /// ([`mq::list`](crate::mq::list)).
+    pub fn queues(&self) -> Result<Vec<String>, crate::mq::ListError> {
+        Ok(crate::mq::list(&self.prefix)?
+            .into_iter()
+            .map(|q| q[1 + self.prefix.len()..].to_owned())
+            .collect())
+    }
+
     /// The names (inside the domain) of this domain's objects that start
     /// with `prefix`, e.g. `svc.`.
     pub(crate) fn names_with_prefix(&self, prefix: &str) -> std::io::Result<Vec<String>> {

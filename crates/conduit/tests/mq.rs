@@ -197,3 +197,43 @@ fn limits_and_names_are_reported() {
         Err(OpenError::AlreadyExists { .. })
     ));
 }
+
+/// Mode and group of an open queue (`fstat` on its descriptor).
+fn mode_and_group(queue: &MessageQueue) -> (u32, u32) {
+    let stat = rustix::fs::fstat(queue).unwrap();
+    (stat.st_mode & 0o777, stat.st_gid)
+}
+
+#[test]
+fn permissions_set_mode_and_group_exactly_on_a_created_queue_only() {
+    use conduit::shm::Permissions;
+    let gid = rustix::process::getegid().as_raw();
+    // 0660 exactly, whatever the umask (which would make `mode` 0640).
+    let shared = MessageQueue::builder(queue_name())
+        .permissions(Permissions::group(gid))
+        .capacity(1)
+        .message_size(8)
+        .create()
+        .unwrap();
+    assert_eq!(mode_and_group(&shared), (0o660, gid));
+    // open_or_create of an existing queue keeps its permissions and its
+    // name (only `create` removes the name on drop).
+    let private = MessageQueue::builder(queue_name())
+        .permissions(Permissions::owner_only())
+        .capacity(1)
+        .message_size(8)
+        .open_or_create()
+        .unwrap();
+    assert_eq!(mode_and_group(&private).0, 0o600);
+    let again = MessageQueue::builder(private.name())
+        .permissions(Permissions::group(gid))
+        .open_or_create()
+        .unwrap();
+    assert_eq!(mode_and_group(&again).0, 0o600);
+    drop(again);
+    assert!(MessageQueue::builder(private.name()).open().is_ok());
+    MessageQueue::unlink(private.name()).unwrap();
+    // A domain's queue is /conduit.<domain>.<name>.
+    let domain = conduit::Domain::new("mqdomain").unwrap();
+    assert_eq!(domain.queue_name("jobs"), "/conduit.mqdomain.jobs");
+}

@@ -32,10 +32,17 @@
 //! * A queue descriptor is a file descriptor ([`AsFd`]): readable when a
 //!   message waits, writable when there is room, so it can join epoll or
 //!   a wait set.
+//! * Queues are listed ([`list`]) through the `mqueue` filesystem, usually
+//!   mounted at `/dev/mqueue`; where it is not mounted, queues work but
+//!   cannot be listed ([`ListError::NotMounted`]).
+//! * Any POSIX client (C's `mq_open`, Python's `posix_ipc`) opens the same
+//!   queue by the same name. A [`Domain`](crate::Domain)'s queues are
+//!   named `/conduit.<domain>.<name>` ([`Domain::queue_name`](crate::Domain::queue_name)).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::shm::Permissions;
 use crate::sys;
 use crate::sys::Errno;
 use crate::sys::mq::OpenOptions;
@@ -154,6 +161,25 @@ pub enum OpenError {
         #[source]
         source: Errno,
     },
+    /// The new queue could not be given the [`QueueBuilder::permissions`]
+    /// asked for (`fchown` to the group: the creator must be a member of
+    /// it, or have `CAP_CHOWN`; then `fchmod`). The queue was removed
+    /// again.
+    #[error(
+        "cannot give message queue {name} mode {mode:o}{}",
+        gid.map_or_else(String::new, |gid| format!(" and group {gid} (the creator must be a member of the group)"))
+    )]
+    PermissionsRefused {
+        /// The name.
+        name: String,
+        /// The mode asked for.
+        mode: u32,
+        /// The group asked for.
+        gid: Option<u32>,
+        /// `EPERM` usually.
+        #[source]
+        source: Errno,
+    },
     /// Any other failure.
     #[error("cannot open message queue {name}")]
     Other {
@@ -225,6 +251,36 @@ pub enum RecvError {
     Other(#[source] Errno),
 }
 
+/// Error listing queues ([`list`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// No `mqueue` filesystem is mounted, so queues cannot be listed
+    /// (they still work).
+    #[error(
+        "the mqueue filesystem is not mounted, so queues cannot be listed (mount it: mount -t mqueue none /dev/mqueue)"
+    )]
+    NotMounted,
+    /// Reading the mount failed.
+    #[error("cannot read the mqueue filesystem at {mount}")]
+    Read {
+        /// The mount point.
+        mount: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The queues whose names (after the leading `/`) start with `prefix`
+/// (`""` for all), sorted, each with its leading `/`. Read from the
+/// `mqueue` filesystem (`/dev/mqueue`, or wherever it is mounted); lists
+/// every user's queues (listing needs no permission).
+pub fn list(prefix: &str) -> Result<Vec<String>, ListError> {
+    let mount = sys::mq::mount_point().ok_or(ListError::NotMounted)?;
+    sys::mq::list(&mount, prefix).map_err(|source| ListError::Read { mount, source })
+}
+
 /// A received message's length and priority; the bytes are in the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Message {
@@ -241,6 +297,9 @@ pub struct QueueBuilder {
     capacity: Option<usize>,
     message_size: Option<usize>,
     mode: u32,
+    /// Set by [`QueueBuilder::permissions`]: applied exactly to a queue
+    /// this builder creates.
+    permissions: Option<Permissions>,
     read: bool,
     write: bool,
     nonblocking: bool,
@@ -264,6 +323,18 @@ impl QueueBuilder {
     /// Permission bits of a new queue (default `0o600`; the umask applies).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Who may use a new queue, like the shared-memory objects of a node
+    /// with the same [`Permissions`]: owner only (0600), or the owner and
+    /// group `gid` (0660, the queue given to `gid`). Unlike
+    /// [`mode`](Self::mode), the bits are set exactly (`fchmod`, no
+    /// umask). Only applied to a queue this call creates; an existing
+    /// queue keeps its owner, group and mode.
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.mode = permissions.mode();
+        self.permissions = Some(permissions);
         self
     }
 
@@ -305,6 +376,25 @@ impl QueueBuilder {
     }
 
     fn open_with(self, create: bool, exclusive: bool) -> Result<MessageQueue, OpenError> {
+        if create && !exclusive && self.permissions.is_some() {
+            // Permissions apply only to a queue this call creates: try to
+            // create it, else open the one that exists (a race with its
+            // removal is retried).
+            loop {
+                match self.clone().open_with(true, true) {
+                    Ok(mut queue) => {
+                        queue.unlink_on_drop = false;
+                        return Ok(queue);
+                    }
+                    Err(OpenError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                match self.clone().open_with(false, false) {
+                    Err(OpenError::NotFound { .. }) => continue,
+                    result => return result,
+                }
+            }
+        }
         let name = &self.name;
         let valid = name.len() >= 2
             && name.len() <= 256
@@ -367,6 +457,21 @@ impl QueueBuilder {
                 source => OpenError::Other { name, source },
             }
         })?;
+        if let Some(permissions) = self.permissions.filter(|_| create && exclusive) {
+            let applied = permissions
+                .gid()
+                .map_or(Ok(()), |gid| sys::fd::set_group(&fd, gid))
+                .and_then(|()| sys::fd::set_mode(&fd, permissions.mode()));
+            if let Err(source) = applied {
+                let _ = sys::mq::unlink(name);
+                return Err(OpenError::PermissionsRefused {
+                    name: name.clone(),
+                    mode: permissions.mode(),
+                    gid: permissions.gid(),
+                    source,
+                });
+            }
+        }
         let attributes = sys::mq::attributes(&fd).map_err(|source| OpenError::Other {
             name: name.clone(),
             source,
@@ -437,6 +542,7 @@ impl MessageQueue {
             capacity: None,
             message_size: None,
             mode: 0o600,
+            permissions: None,
             read: true,
             write: true,
             nonblocking: false,

@@ -256,3 +256,75 @@ pub fn limits() -> Result<Limits> {
 pub fn rlimit_bytes() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Msgqueue).current
 }
+
+/// Where the `mqueue` filesystem (which shows every queue of this IPC
+/// namespace as a file) is mounted: `/dev/mqueue` when it is mounted
+/// there, else the first `mqueue` entry of `/proc/self/mounts`; `None`
+/// when it is mounted nowhere (queues still work, they just cannot be
+/// listed).
+pub fn mount_point() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let point = fields.nth(1)?;
+            (fields.next()? == "mqueue").then_some(point)
+        })
+        .collect();
+    let point = points
+        .iter()
+        .find(|p| **p == "/dev/mqueue")
+        .or_else(|| points.first())?;
+    // /proc/self/mounts escapes spaces and the like as \ooo octal.
+    Some(std::path::PathBuf::from(unescape_mount_path(point)))
+}
+
+/// Undoes the `\ooo` octal escapes of `/proc/self/mounts`.
+fn unescape_mount_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let text = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], escaped) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The queues in `mount` (an `mqueue` mount point) whose names, without
+/// the leading `/`, start with `prefix`; sorted, each with its `/`.
+pub fn list(mount: &std::path::Path, prefix: &str) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(mount)? {
+        if let Some(name) = entry?.file_name().to_str()
+            && name.starts_with(prefix)
+        {
+            names.push(format!("/{name}"));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(super::unescape_mount_path(r"/a\040b"), "/a b");
+        assert_eq!(super::unescape_mount_path(r"/dev/mqueue"), "/dev/mqueue");
+        assert_eq!(super::unescape_mount_path(r"/x\"), r"/x\");
+    }
+}
