@@ -83,6 +83,57 @@
 //! finds the new reader, or the reader's first look sees the update
 //! (loom model `loom_blackboard_waiting_reader_is_woken`).
 //!
+//! # Waiting through an event id
+//!
+//! To wait for a change next to other events (one `Listener` for many
+//! sources, in a WaitSet, or async with feature `tokio` through
+//! [`Listener::wait_async`](crate::event::Listener::wait_async)), bind
+//! the entry to an event id at creation
+//! ([`BlackboardBuilder::bind_event`]) and give the writer a notifier of
+//! an event service ([`Writer::notify_through`]): after each update of a
+//! bound entry the writer notifies its id. Readers learn the id from
+//! [`ReaderEntry::event_id`] and listen on the same event service (by
+//! convention the one with the blackboard's name):
+//!
+//! ```no_run
+//! # use conduit::prelude::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let node = Node::builder().create()?;
+//! let board = node.service("robot/state").blackboard::<u32, u64>()
+//!     .entry(0, 0).bind_event(0, 7)
+//!     .open_or_create()?;
+//! let events = node.service("robot/state").event().open_or_create()?;
+//! let mut writer = board.writer()?;
+//! writer.notify_through(events.notifier().create()?)?;
+//!
+//! let reader = board.reader()?;                 // in another process
+//! let listener = events.listener().create()?;
+//! let entry = reader.entry(&0)?;
+//! let mut seen = entry.version();
+//! loop {
+//!     let ids = listener.wait();                // or a WaitSet, or wait_async
+//!     if ids.contains(entry.event_id().unwrap()) {
+//!         if let Some(now) = entry.poll_changed_since(seen) {
+//!             seen = now;                       // then get() the value
+//!         }
+//!     }
+//! #   break;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The binding is static configuration (an event table after the key
+//! table, `layout.rs`); an opener that binds must bind the same id. The
+//! notification follows the publication, so a listener that takes the
+//! id sees the new version; an id is a level, so one notification may
+//! stand for several updates. The blackboard does not import the event
+//! pattern: the writer notifies through the service core's
+//! [`EventSink`](crate::service::EventSink) trait, which
+//! [`Notifier`](crate::event::Notifier) implements. A writer killed
+//! between an update and its notification leaves the update published
+//! but unannounced (the event service's `notifier_dead_event` tells the
+//! listeners that its notifier died).
+//!
 //! # Crashes
 //!
 //! * **Writer killed** at any instruction: it was writing only the copy
@@ -106,9 +157,9 @@
 //!
 //! # Not (yet) here
 //!
-//! * Waiting on an [`event`](crate::event) id bound to an entry (a
-//!   `Listener` shared with other sources), and async waiting with feature
-//!   `tokio`: use [`Reader::wake_fd`] with `AsyncFd` meanwhile.
+//! * Async waiting on the reader's own wake-up descriptor (without an
+//!   event service): use [`Reader::wake_fd`] with `AsyncFd`, or bind an
+//!   event id and `Listener::wait_async`.
 //! * The loan ([`WriterEntry::loan_uninit`]) builds the value in the
 //!   writer's memory, not in the segment: see its docs for why.
 //!
@@ -125,6 +176,7 @@ mod reader;
 pub(crate) mod service;
 mod writer;
 
+pub use crate::service::{EventId, EventSink};
 pub use layout::{MAX_ENTRIES, MAX_KEY_SIZE, MAX_READERS_LIMIT, MAX_VALUE_SIZE};
 pub use reader::{Reader, ReaderEntry};
 pub(crate) use service::cleanup_domain;
@@ -186,6 +238,20 @@ pub enum EntryError {
     UnknownKey {
         /// The service.
         service: String,
+    },
+}
+
+/// Why [`Writer::notify_through`] refused a sink.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyThroughError {
+    /// An entry is bound to an id the sink cannot notify.
+    #[error("an entry is bound to event {id}, above the sink's max_event_id {max}")]
+    EventIdTooLarge {
+        /// The bound id.
+        id: crate::service::EventId,
+        /// The sink's largest id.
+        max: crate::service::EventId,
     },
 }
 

@@ -259,6 +259,18 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
         }
     }
 
+    /// The event bound to this entry
+    /// ([`BlackboardBuilder::bind_event`](super::BlackboardBuilder::bind_event)),
+    /// if any: wait for it with a [`Listener`](crate::event::Listener) of
+    /// the event service the writer notifies through, then
+    /// [`poll_changed_since`](Self::poll_changed_since) or
+    /// [`get_with_version`](Self::get_with_version). The id says "an
+    /// entry bound to it may have changed": several entries may share it,
+    /// and one notification may stand for several updates.
+    pub fn event_id(&self) -> Option<crate::service::EventId> {
+        self.reader.service.config.event(self.index)
+    }
+
     fn changed(&self, version: u64) -> Option<u64> {
         let now = self.version();
         (now != version).then_some(now)

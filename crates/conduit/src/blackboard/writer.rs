@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::layout::{self, EntryWords, READERS, WRITERS, published};
 use super::service::{BlackboardInner, key_words};
-use super::{EntryError, PortCreateError};
-use crate::service::PortId;
+use super::{EntryError, NotifyThroughError, PortCreateError};
+use crate::service::{EventSink, PortId};
 use crate::shm::ShmSafe;
 use crate::sync::atomic::{Ordering, fence};
 
@@ -22,6 +22,8 @@ pub struct Writer<K, V> {
     /// With `notify_changes`: (reader generation seen, reader slots in use
     /// then). A `RefCell`, so the writer is not `Sync`.
     readers: RefCell<(u64, Vec<usize>)>,
+    /// Where the events bound to entries go ([`Writer::notify_through`]).
+    sink: Option<Box<dyn EventSink>>,
 }
 
 impl<K, V> std::fmt::Debug for Writer<K, V> {
@@ -47,7 +49,41 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Writer<K, V> {
             id,
             types: PhantomData,
             readers: RefCell::new((u64::MAX, Vec::new())),
+            sink: None,
         })
+    }
+
+    /// From now on, after each update of an entry bound to an event
+    /// ([`BlackboardBuilder::bind_event`](super::BlackboardBuilder::bind_event)),
+    /// notifies that event through `sink`: usually a
+    /// [`Notifier`](crate::event::Notifier) of the event service whose
+    /// [`Listener`](crate::event::Listener)s the readers wait on. Replaces
+    /// the previous sink. [`NotifyThroughError::EventIdTooLarge`] (and no
+    /// change) if an entry is bound to an id above the sink's
+    /// `max_event_id`.
+    ///
+    /// The notification follows the update's publication (the listener
+    /// that takes the id sees the new version), and costs what a
+    /// [`Notifier::notify`](crate::event::Notifier::notify) costs: no
+    /// system call unless a listener sleeps. A writer killed between the
+    /// two leaves the update published but unannounced: give the event
+    /// service a
+    /// [`notifier_dead_event`](crate::event::EventBuilder::notifier_dead_event)
+    /// to learn of it.
+    pub fn notify_through(
+        &mut self,
+        sink: impl EventSink + 'static,
+    ) -> Result<(), NotifyThroughError> {
+        let config = &self.service.config;
+        let max = sink.max_event_id();
+        if let Some(id) = (0..config.entry_count)
+            .filter_map(|i| config.event(i))
+            .find(|id| *id > max)
+        {
+            return Err(NotifyThroughError::EventIdTooLarge { id, max });
+        }
+        self.sink = Some(Box::new(sink));
+        Ok(())
     }
 
     /// This writer's id.
@@ -139,6 +175,11 @@ impl<'w, K: ShmSafe + Eq, V: ShmSafe + Copy> WriterEntry<'w, K, V> {
             layout::word_of(&value, i)
         });
         self.writer.wake_readers();
+        if let Some(sink) = &self.writer.sink {
+            if let Some(id) = self.writer.service.config.event(self.index) {
+                sink.notify_event(id);
+            }
+        }
         version
     }
 

@@ -26,6 +26,7 @@
 
 mod config;
 pub(crate) mod core;
+mod notify;
 pub(crate) mod registry;
 
 #[cfg(all(test, loom))]
@@ -40,6 +41,8 @@ pub use config::TypeLayoutInfo;
 pub(crate) use config::{
     CONFIG_OFFSET, Compat, Requested, TypeDesc, W_PATTERN, config_words, read_head, write_head,
 };
+pub(crate) use notify::EVENT_ID_LIMIT;
+pub use notify::{EventId, EventSink};
 
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_NAME_LEN: usize = 255;
