@@ -431,6 +431,103 @@ fn bad_event_bindings_are_named_errors() {
     assert_clean(&domain);
 }
 
+/// A blackboard opened without its types (as tools do): keys and values
+/// are bytes, checked against the types' sizes; the listing shows every
+/// entry; a raw writer takes the one writer slot.
+#[test]
+fn raw_blackboards_read_and_write_bytes_and_are_listed() {
+    use conduit::blackboard::{self, UpdateError};
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("bb-raw");
+    let node = node(&domain, "parent");
+    let board = node
+        .service("config")
+        .blackboard::<u32, [u8; 12]>()
+        .entry(7, *b"seven\0\0\0\0\0\0\0")
+        .entry(9, [0; 12])
+        .bind_event(9, 4)
+        .create()
+        .unwrap();
+    assert!(matches!(
+        node.service("nothing").blackboard_raw().open(),
+        Err(ServiceError::NotFound(_))
+    ));
+    let raw = node.service("config").blackboard_raw().open().unwrap();
+    assert_eq!(
+        raw.keys(),
+        vec![7u32.to_le_bytes().to_vec(), 9u32.to_le_bytes().to_vec()]
+    );
+    assert_eq!((raw.key_type().size, raw.value_type().size), (4, 12));
+    assert_eq!(raw.event_id(1), Some(EventId(4)));
+    let writer = raw.writer().unwrap();
+    assert!(matches!(
+        board.writer(),
+        Err(PortCreateError::WriterExists { .. })
+    ));
+    assert_eq!(
+        writer.update(&9u32.to_le_bytes(), b"nine, twelve").unwrap(),
+        1
+    );
+    assert!(matches!(
+        writer.update(&9u32.to_le_bytes(), b"short"),
+        Err(UpdateError::WrongValueSize {
+            expected: 12,
+            size: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        writer.update(&[9, 0], b"nine, twelve"),
+        Err(UpdateError::WrongKeySize {
+            expected: 4,
+            size: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        writer.update(&8u32.to_le_bytes(), b"nine, twelve"),
+        Err(UpdateError::UnknownKey { .. })
+    ));
+    assert!(matches!(
+        writer.update_at(2, b"nine, twelve"),
+        Err(UpdateError::UnknownKey { .. })
+    ));
+    // The typed reader sees the raw writer's bytes, and the other way round.
+    let typed = board.reader().unwrap();
+    assert_eq!(
+        typed.entry(&9).unwrap().get_with_version(),
+        Ok((*b"nine, twelve", 1))
+    );
+    let reader = raw.reader().unwrap();
+    let seven = reader.entry(&7u32.to_le_bytes()).unwrap();
+    assert_eq!(
+        seven.get_with_version(),
+        Ok((b"seven\0\0\0\0\0\0\0".to_vec(), 0))
+    );
+    assert_eq!(seven.event_id(), None);
+    assert_eq!(reader.entry_at(1).unwrap().key(), 9u32.to_le_bytes());
+    assert!(reader.entry_at(2).is_none());
+    assert!(matches!(
+        reader.entry(&[1]),
+        Err(EntryError::WrongKeySize { .. })
+    ));
+    // The listing.
+    let d = conduit::Domain::new(&domain).unwrap();
+    let info = blackboard::inspect(&d, "config").unwrap().unwrap();
+    assert_eq!(info.entries.len(), 2);
+    assert_eq!(info.entries[1].value.as_deref(), Some(&b"nine, twelve"[..]));
+    assert_eq!(
+        (info.entries[1].version, info.entries[1].event),
+        (1, Some(EventId(4)))
+    );
+    assert!(info.writer.is_some());
+    assert_eq!(info.readers.len(), 2);
+    assert_eq!(blackboard::list(&d).unwrap(), vec![info]);
+    assert!(blackboard::inspect(&d, "nothing").unwrap().is_none());
+    drop((reader, typed, writer, raw, board, node));
+    assert_clean(&domain);
+}
+
 #[test]
 fn readers_in_other_processes_never_see_a_torn_value() {
     let _w = watchdog(Duration::from_secs(120));

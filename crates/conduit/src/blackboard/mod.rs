@@ -172,16 +172,18 @@
 pub(crate) mod layout;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod raw;
 mod reader;
 pub(crate) mod service;
 mod writer;
 
 pub use crate::service::{EventId, EventSink};
 pub use layout::{MAX_ENTRIES, MAX_KEY_SIZE, MAX_READERS_LIMIT, MAX_VALUE_SIZE};
-pub use reader::{Reader, ReaderEntry};
+pub use raw::{BlackboardInfo, EntryInfo, RawBlackboard, RawBlackboardBuilder, inspect, list};
+pub use reader::{RawReader, RawReaderEntry, Reader, ReaderEntry};
 pub(crate) use service::cleanup_domain;
 pub use service::{Blackboard, BlackboardBuilder};
-pub use writer::{EntryLoan, EntryLoanUninit, Writer, WriterEntry};
+pub use writer::{EntryLoan, EntryLoanUninit, RawWriter, Writer, WriterEntry};
 
 /// Attempts of one read before it reports [`ReadError::Contended`].
 pub const READ_ATTEMPTS: u32 = 64;
@@ -239,6 +241,66 @@ pub enum EntryError {
         /// The service.
         service: String,
     },
+    /// A raw key ([`RawReader::entry`]) whose length is not the key
+    /// type's size.
+    #[error("blackboard {service:?} has keys of {expected} bytes; this key has {size}")]
+    WrongKeySize {
+        /// The service.
+        service: String,
+        /// The key type's size.
+        expected: usize,
+        /// The length given.
+        size: usize,
+    },
+}
+
+/// Why [`RawWriter::update`] refused an update (nothing was written).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The blackboard has no entry with this key (or index).
+    #[error("blackboard {service:?} has no entry with this key")]
+    UnknownKey {
+        /// The service.
+        service: String,
+    },
+    /// The key's length is not the key type's size.
+    #[error("blackboard {service:?} has keys of {expected} bytes; this key has {size}")]
+    WrongKeySize {
+        /// The service.
+        service: String,
+        /// The key type's size.
+        expected: usize,
+        /// The length given.
+        size: usize,
+    },
+    /// The value's length is not the value type's size.
+    #[error("blackboard {service:?} has values of {expected} bytes; this value has {size}")]
+    WrongValueSize {
+        /// The service.
+        service: String,
+        /// The value type's size.
+        expected: usize,
+        /// The length given.
+        size: usize,
+    },
+}
+
+impl From<EntryError> for UpdateError {
+    fn from(e: EntryError) -> UpdateError {
+        match e {
+            EntryError::UnknownKey { service } => UpdateError::UnknownKey { service },
+            EntryError::WrongKeySize {
+                service,
+                expected,
+                size,
+            } => UpdateError::WrongKeySize {
+                service,
+                expected,
+                size,
+            },
+        }
+    }
 }
 
 /// Why [`Writer::notify_through`] refused a sink.
