@@ -4,9 +4,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_report;
+mod board;
 mod bytes_service;
 mod clean;
 mod common;
+mod get;
 mod hz;
 mod info;
 mod limits;
@@ -15,10 +17,12 @@ mod listen;
 mod notify;
 mod publish;
 mod rng;
+mod set;
 mod signal;
 mod soak;
 mod subscribe;
 mod top;
+mod watch;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -88,6 +92,13 @@ enum Command {
     Notify(notify::NotifyArgs),
     /// Print the event ids notified (until Ctrl-C or --count).
     Listen(listen::ListenArgs),
+    /// The latest value of a blackboard entry ([u8; N] or number values).
+    Get(get::GetArgs),
+    /// Update a blackboard entry (takes the writer slot for the update).
+    Set(set::SetArgs),
+    /// Print a blackboard entry's (or every entry's) value, then each
+    /// change (until Ctrl-C or --count).
+    Watch(watch::WatchArgs),
     /// Message rate and bandwidth of a [u8] service.
     Hz(hz::HzArgs),
     /// A live, refreshing table of all services: rates, fill levels, drops.
@@ -148,6 +159,9 @@ fn main() {
         Command::Sub(args) => subscribe::run(args, domain),
         Command::Notify(args) => notify::run(args, domain),
         Command::Listen(args) => listen::run(args, domain),
+        Command::Get(args) => get::run(args, domain),
+        Command::Set(args) => set::run(args, domain),
+        Command::Watch(args) => watch::run(args, domain),
         Command::Hz(args) => hz::run(args, domain),
         Command::Top(args) => top::run(args, domain),
         Command::Bench(args) => bench::run(args),
