@@ -54,8 +54,13 @@
 //! `loom_tests.rs` runs those steps.
 //!
 //! Versions: 0 is the initial value; each update publishes a greater
-//! one. [`ReaderEntry::version`] and [`ReaderEntry::changed_since`] are
-//! one load each. An unchanged 8-byte entry is one cache line.
+//! one, and no version is ever published twice. [`ReaderEntry::version`]
+//! and [`ReaderEntry::changed_since`] are one load each, and so is a
+//! [`get`](ReaderEntry::get) of an entry that did not change since the
+//! handle last read it: the handle keeps that value and its version, and
+//! a read whose `current` shows the same version returns it (about 2 ns,
+//! 1.2x a plain shared-memory load: `conduit bench --only blackboard`).
+//! Keep the `ReaderEntry` handles. An 8-byte entry is one cache line.
 //!
 //! # Waiting for changes
 //!

@@ -2,6 +2,7 @@
 //! [`RawReader`] does the work on words and bytes (for tools that learn
 //! the types at run time); [`Reader`] adds the types.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
@@ -74,12 +75,14 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Reader<K, V> {
     /// no such key). Finding it scans the key table: keep the handle.
     pub fn entry(&self, key: &K) -> Result<ReaderEntry<'_, K, V>, EntryError> {
         let index = self.raw.find(&key_words(key))?;
+        let raw = self.raw.entry_handle(index);
+        // Layouts come from a validated configuration whose value type
+        // equals `V` (checked on open), so the copies cover every byte.
+        assert_eq!(raw.words.copies[0].len(), layout::words_of(size_of::<V>()));
         Ok(ReaderEntry {
-            raw: RawReaderEntry {
-                reader: &self.raw,
-                index,
-            },
-            types: PhantomData,
+            raw,
+            last: Cell::new(None),
+            key: PhantomData,
         })
     }
 }
@@ -94,10 +97,14 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> crate::waitset::Attachable for Reader<K
     }
 }
 
-/// One entry of a blackboard, for a reader.
+/// One entry of a blackboard, for a reader. Keep it: it holds the
+/// entry's words, resolved once, and the last value read (an unchanged
+/// entry is then read with one load, [`get_counting`](Self::get_counting)).
 pub struct ReaderEntry<'r, K, V> {
     raw: RawReaderEntry<'r>,
-    types: PhantomData<fn() -> (K, V)>,
+    /// The last value read and its version (the fast path).
+    last: Cell<Option<(u64, V)>>,
+    key: PhantomData<fn() -> K>,
 }
 
 impl<K, V> std::fmt::Debug for ReaderEntry<'_, K, V> {
@@ -123,20 +130,36 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> ReaderEntry<'_, K, V> {
 
     /// [`get_with_version`](Self::get_with_version) and how many attempts
     /// were disturbed by the writer before one succeeded (a diagnostic).
+    ///
+    /// Fast path: if the published version is the one this handle read
+    /// last, the value is the one it read then (a version is never
+    /// published twice, `layout.rs`), so an unchanged entry costs one
+    /// load of its `current` word and no store to shared memory.
     #[inline]
     pub fn get_counting(&self) -> Result<(V, u64, u32), ReadError> {
-        let entry = self.raw.words();
+        let (version, _) = published(self.raw.words.current.load(Ordering::Acquire));
+        match self.last.get() {
+            Some((last, value)) if last == version => Ok((value, version, 0)),
+            _ => self.read_changed(),
+        }
+    }
+
+    /// The full read ([`get_counting`](Self::get_counting) when the
+    /// version moved), remembered for the fast path.
+    #[inline(never)]
+    fn read_changed(&self) -> Result<(V, u64, u32), ReadError> {
         // The words go straight into the value: no buffer, no allocation.
         let mut value = MaybeUninit::<V>::uninit();
-        // Layouts come from a validated configuration whose value type
-        // equals `V` (checked on open), so the copies cover every byte.
-        assert_eq!(entry.copies[0].len(), layout::words_of(size_of::<V>()));
-        let (version, attempt) = read_words(entry, |i, w| layout::put_word(&mut value, i, w))?;
+        let (version, attempt) =
+            read_words(self.raw.words, |i, w| layout::put_word(&mut value, i, w))?;
         // SAFETY: `read_words` succeeded, so its last attempt gave every
         // word of the copy, which are `ceil(size_of V / 8)` words (the
-        // value type was checked on open, its size included): every byte
-        // of `value` is written; `V: ShmSafe` is valid for any bytes.
-        Ok((unsafe { value.assume_init() }, version, attempt))
+        // value type was checked on open, its size included, and
+        // `Reader::entry` asserted it): every byte of `value` is written;
+        // `V: ShmSafe` is valid for any bytes.
+        let value = unsafe { value.assume_init() };
+        self.last.set(Some((version, value)));
+        Ok((value, version, attempt))
     }
 
     /// The version of the entry's published value (one load; version 0 is
@@ -290,19 +313,22 @@ impl RawReader {
     /// there is no such key).
     pub fn entry(&self, key: &[u8]) -> Result<RawReaderEntry<'_>, EntryError> {
         let index = self.find(&super::raw::key_words_of_bytes(&self.service, key)?)?;
-        Ok(RawReaderEntry {
+        Ok(self.entry_handle(index))
+    }
+
+    /// The handle of entry `index` (below the number of entries).
+    fn entry_handle(&self, index: usize) -> RawReaderEntry<'_> {
+        RawReaderEntry {
             reader: self,
             index,
-        })
+            words: self.service.board().entry(index),
+        }
     }
 
     /// The entry at `index` (`0..len()`, the segment's order, the order of
     /// [`RawBlackboard::keys`](super::RawBlackboard::keys)).
     pub fn entry_at(&self, index: usize) -> Option<RawReaderEntry<'_>> {
-        (index < self.len()).then_some(RawReaderEntry {
-            reader: self,
-            index,
-        })
+        (index < self.len()).then(|| self.entry_handle(index))
     }
 
     fn find(&self, key: &[u64]) -> Result<usize, EntryError> {
@@ -344,6 +370,8 @@ impl crate::waitset::Attachable for RawReader {
 pub struct RawReaderEntry<'r> {
     reader: &'r RawReader,
     index: usize,
+    /// The entry's words, resolved once.
+    words: EntryWords<'r>,
 }
 
 impl std::fmt::Debug for RawReaderEntry<'_> {
@@ -355,11 +383,6 @@ impl std::fmt::Debug for RawReaderEntry<'_> {
 }
 
 impl RawReaderEntry<'_> {
-    #[inline]
-    fn words(&self) -> EntryWords<'_> {
-        self.reader.service.board().entry(self.index)
-    }
-
     /// The entry's index (`0..len()`).
     pub fn index(&self) -> usize {
         self.index
@@ -375,7 +398,7 @@ impl RawReaderEntry<'_> {
     /// [`ReaderEntry::get_with_version`].
     pub fn get_with_version(&self) -> Result<(Vec<u8>, u64), ReadError> {
         let mut words = vec![0u64; self.reader.service.layout.value_words];
-        let (version, _) = read_words(self.words(), |i, w| words[i] = w)?;
+        let (version, _) = read_words(self.words, |i, w| words[i] = w)?;
         let size = self.reader.service.config.value.size as usize;
         Ok((super::raw::bytes_of_words(&words, size), version))
     }
@@ -383,7 +406,7 @@ impl RawReaderEntry<'_> {
     /// [`ReaderEntry::version`].
     #[inline]
     pub fn version(&self) -> u64 {
-        published(self.words().current.load(Ordering::Acquire)).0
+        published(self.words.current.load(Ordering::Acquire)).0
     }
 
     /// [`ReaderEntry::changed_since`].
