@@ -133,7 +133,7 @@
 //! id sees the new version; an id is a level, so one notification may
 //! stand for several updates. The blackboard does not import the event
 //! pattern: the writer notifies through the service core's
-//! [`EventSink`](crate::service::EventSink) trait, which
+//! [`EventSink`] trait, which
 //! [`Notifier`](crate::event::Notifier) implements. A writer killed
 //! between an update and its notification leaves the update published
 //! but unannounced (the event service's `notifier_dead_event` tells the
