@@ -1,5 +1,6 @@
 //! conduit's benchmark scenarios. See README.md in this crate.
 
+pub mod blackboard;
 pub mod events;
 pub mod floors;
 pub mod harness;

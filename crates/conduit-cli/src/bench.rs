@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 use conduit_bench::events::{self, Wait};
 use conduit_bench::harness::{self, Measurement, Plan};
-use conduit_bench::{floors, msg, pubsub, reqres, signal};
+use conduit_bench::{blackboard, floors, msg, pubsub, reqres, signal};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{self, CmdResult, Failure, exit};
@@ -49,7 +49,9 @@ pub struct BenchArgs {
 /// One result row (also one line of `--json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
-    /// "latency" (ping-pong, one-way) or "throughput" (a stream).
+    /// "latency" (ping-pong, one-way), "throughput" (a stream), "cost"
+    /// (one operation, e.g. a blackboard read: `p50_ns` is the median cost
+    /// per operation) or "ratio" (of two costs of this run: `ratio`).
     pub kind: String,
     /// The mechanism, e.g. "conduit pubsub (busy)", "pipe".
     pub mechanism: String,
@@ -67,11 +69,20 @@ pub struct Row {
     pub bytes_per_s: Option<f64>,
     /// CPU time (both processes) per message, ns.
     pub cpu_ns_per_msg: Option<f64>,
+    /// For "ratio" rows: the ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// For "ratio" rows with a target: whether it was met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_met: Option<bool>,
 }
 
 /// Runs a benchmark child role if this process is one, then exits.
 pub fn child_main_if_requested() {
-    harness::child_main_if_requested_with(&[(events::EVENT_ROLE, events::event_echo_child)]);
+    harness::child_main_if_requested_with(&[
+        (events::EVENT_ROLE, events::event_echo_child),
+        (blackboard::ROLE, blackboard::peer_child),
+    ]);
     if std::env::var_os(pubsub::ROLE_ENV).is_some() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         pubsub::child(&args);
@@ -131,6 +142,8 @@ fn from_measurement(m: &Measurement, mechanism: &str, baseline: bool) -> Row {
         msgs_per_s: (m.mean_ns > 0.0).then(|| 1e9 / m.mean_ns),
         bytes_per_s: (m.mean_ns > 0.0).then(|| m.payload as f64 * 1e9 / m.mean_ns),
         cpu_ns_per_msg: cpu,
+        ratio: None,
+        target_met: None,
     }
 }
 
@@ -148,6 +161,8 @@ fn from_latency(l: &msg::Latency, mechanism: &str, baseline: bool, payload: u64)
         // The measuring process's CPU per round trip; the echoing one
         // spends about as much: both per message = the same figure.
         cpu_ns_per_msg: Some(l.cpu_per_round_trip.as_nanos() as f64),
+        ratio: None,
+        target_met: None,
     }
 }
 
@@ -310,6 +325,18 @@ fn jobs(size: Size) -> Vec<Job> {
             vec![from_latency(&l, "conduit reqres (blocking)", false, 8)]
         }),
     );
+    // The blackboard: read and update costs, the baselines and the ratios
+    // (one job: the ratios need every figure of the same run).
+    let bb_ops = match size {
+        Size::Smoke => 20_000,
+        Size::Quick => 1_000_000,
+        Size::Full => 5_000_000,
+    };
+    add(
+        "conduit blackboard (reads, updates, RobustMutex)".into(),
+        "conduit blackboard",
+        Box::new(move || blackboard_rows(&blackboard::run(&Plan::busy(bb_ops / 10, bb_ops, 1000)))),
+    );
     // Message passing, 8-byte ping-pong.
     let latency: Vec<&str> = if size == Size::Smoke {
         vec!["unix-stream"]
@@ -359,6 +386,8 @@ fn jobs(size: Size) -> Vec<Job> {
                     msgs_per_s: Some(bps / msg::CHUNK as f64),
                     bytes_per_s: Some(bps),
                     cpu_ns_per_msg: None,
+                    ratio: None,
+                    target_met: None,
                 }]
             }),
         );
@@ -398,6 +427,35 @@ fn mechanism_name(name: &str) -> String {
     }
 }
 
+/// The blackboard figures as rows: a "cost" row per figure, a "ratio"
+/// row per ratio.
+fn blackboard_rows(f: &blackboard::Figures) -> Vec<Row> {
+    let row = |kind: &str, mechanism: &str, baseline: bool| Row {
+        kind: kind.into(),
+        mechanism: mechanism.to_owned(),
+        baseline,
+        payload: 8,
+        p50_ns: None,
+        p99_ns: None,
+        msgs_per_s: None,
+        bytes_per_s: None,
+        cpu_ns_per_msg: None,
+        ratio: None,
+        target_met: None,
+    };
+    let costs = f.costs.iter().map(|c| Row {
+        p50_ns: Some(c.ns),
+        msgs_per_s: (c.ns > 0.0).then(|| 1e9 / c.ns),
+        ..row("cost", c.name, c.baseline)
+    });
+    let ratios = f.ratios.iter().map(|r| Row {
+        ratio: Some(r.value),
+        target_met: r.met,
+        ..row("ratio", r.name, false)
+    });
+    costs.chain(ratios).collect()
+}
+
 fn signal_row(r: &signal::Report, mechanism: &str) -> Row {
     Row {
         kind: "latency".into(),
@@ -409,6 +467,8 @@ fn signal_row(r: &signal::Report, mechanism: &str) -> Row {
         msgs_per_s: Some(r.round_trips_per_sec * 2.0),
         bytes_per_s: None,
         cpu_ns_per_msg: None,
+        ratio: None,
+        target_met: None,
     }
 }
 
@@ -610,14 +670,30 @@ pub fn table(rows: &[Row]) -> String {
                 r.kind.clone(),
                 format!("{}{}", r.mechanism, if r.baseline { " *" } else { "" }),
                 common::bytes(r.payload as f64),
-                ns(r.p50_ns),
+                match r.ratio {
+                    Some(v) => format!(
+                        "{v:.2}x{}",
+                        match r.target_met {
+                            Some(true) => " (met)",
+                            Some(false) => " (NOT met)",
+                            None => "",
+                        }
+                    ),
+                    // Costs are a few ns: one decimal.
+                    None if r.kind == "cost" => {
+                        r.p50_ns.map_or("-".into(), |v| format!("{v:.1} ns"))
+                    }
+                    None => ns(r.p50_ns),
+                },
                 ns(r.p99_ns),
                 r.msgs_per_s.map_or("-".into(), |v| format!("{:.0}", v)),
                 r.bytes_per_s
                     .map_or("-".into(), |v| format!("{}/s", common::bytes(v))),
                 ns(r.cpu_ns_per_msg),
                 match (r.p50_ns, pipe) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    (Some(a), Some(b)) if b > 0.0 && r.kind == "latency" => {
+                        format!("{:.2}", a / b)
+                    }
                     _ => "-".into(),
                 },
             ]
@@ -638,7 +714,8 @@ pub fn table(rows: &[Row]) -> String {
         &body,
     );
     out.push_str(
-        "* baseline; latency is one-way (round trip / 2); CPU/msg counts both processes.\n",
+        "* baseline; latency is one-way (round trip / 2); CPU/msg counts both processes;\n\
+         cost: median per operation (batches of 1000); ratio: of two figures of this run (p50 column).\n",
     );
     out.push_str(&targets(rows));
     out

@@ -255,6 +255,7 @@ pub fn other_kind(domain: &str, name: &str, wanted: conduit::ServiceKind) -> Opt
     let commands = match kind {
         ServiceKind::PublishSubscribe => " (use conduit pub, sub, hz)",
         ServiceKind::Event => " (use conduit notify, listen)",
+        ServiceKind::Blackboard => " (use conduit get, set, watch)",
         _ => "",
     };
     Some(Failure::new(

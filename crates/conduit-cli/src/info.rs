@@ -19,6 +19,11 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
         {
             return reqres_info(&details, &domain, json);
         }
+        if let Some(b) = conduit::blackboard::inspect(&common::as_domain(&domain)?, service)
+            .map_err(common::service_failure)?
+        {
+            return blackboard_info(&b, &domain, json);
+        }
         return event_info(service, &domain, json);
     };
     let nodes = Node::list(&domain).unwrap_or_default();
@@ -129,6 +134,79 @@ pub fn run(service: &str, domain: Option<String>, json: bool) -> CmdResult {
         ],
         &rows,
     );
+    Ok(())
+}
+
+/// `conduit info` of a blackboard (when there is no publish/subscribe
+/// service of that name): configuration, writer, readers, every entry.
+fn blackboard_info(b: &conduit::blackboard::BlackboardInfo, domain: &str, json: bool) -> CmdResult {
+    use crate::board::Format;
+    if json {
+        let mut v = crate::list::blackboard_json(b);
+        v["domain"] = json!(domain);
+        common::print_json(&v);
+        return Ok(());
+    }
+    let nodes = Node::list(domain).unwrap_or_default();
+    let pid = |node: conduit::node::NodeId| {
+        nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map_or("gone".to_owned(), |n| match n.state {
+                NodeState::Alive => format!("pid {}", n.pid),
+                NodeState::Dead => format!("pid {}, dead", n.pid),
+            })
+    };
+    println!("{} (blackboard)", paint(&b.name, Style::Bold));
+    println!("  domain:      {domain}");
+    println!(
+        "  segment:     {} ({})",
+        b.segment,
+        common::bytes(b.segment_bytes as f64)
+    );
+    for (what, t) in [("key:  ", &b.key), ("value:", &b.value)] {
+        println!(
+            "  {what}      {} (size {}, align {}, fingerprint {:016x})",
+            crate::list::type_name(t),
+            t.size,
+            t.align,
+            t.fingerprint
+        );
+    }
+    println!(
+        "  writer:      {}",
+        b.writer.map_or("none".to_owned(), |(id, node)| format!(
+            "{id:016x} ({})",
+            pid(node)
+        ))
+    );
+    println!(
+        "  readers:     {}/{}   notify_changes: {}",
+        b.readers.len(),
+        b.max_readers,
+        b.notify_changes
+    );
+    println!();
+    let (key, value) = (Format::of(&b.key), Format::of(&b.value));
+    let show = |f: Option<Format>, bytes: &[u8]| match f {
+        Some(f) => f.show(bytes, false),
+        None => crate::board::to_hex(bytes),
+    };
+    let rows: Vec<Vec<String>> = b
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                show(key, &e.key),
+                e.version.to_string(),
+                e.event.map_or("-".to_owned(), |id| id.to_string()),
+                e.value
+                    .as_deref()
+                    .map_or("(being rewritten)".to_owned(), |v| show(value, v)),
+            ]
+        })
+        .collect();
+    common::print_table(&["key", "version", "event", "value"], &rows);
     Ok(())
 }
 

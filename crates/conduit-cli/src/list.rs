@@ -9,8 +9,9 @@ use crate::common::{self, CmdResult, Failure, Style, exit, paint};
 /// What `conduit list` shows.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum What {
-    /// Event services (ids, notifiers, listeners, pending ids) and
-    /// publish/subscribe services (payload type, QoS, ports).
+    /// Event services (ids, notifiers, listeners, pending ids),
+    /// blackboards (types, entries, writer, readers), request/response
+    /// and publish/subscribe services (payload type, QoS, ports).
     Services,
     /// Nodes: id, pid, alive or dead, name.
     Nodes,
@@ -76,6 +77,7 @@ fn services(domain: &str, json: bool) -> CmdResult {
         );
         println!();
     }
+    blackboards(domain, json)?;
     request_response(domain, json)?;
     if json {
         for s in list {
@@ -187,6 +189,78 @@ pub fn reqres_json(s: &conduit::reqres::ServiceInfo) -> serde_json::Value {
         },
         "clients": s.clients,
         "servers": s.servers,
+    })
+}
+
+/// The blackboards: a JSON line each (`"kind": "blackboard"`, with every
+/// entry), or a table (one row per blackboard; `conduit info` shows the
+/// entries).
+fn blackboards(domain: &str, json: bool) -> CmdResult {
+    let list = conduit::blackboard::list(&common::as_domain(domain)?)
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;
+    if json {
+        for b in &list {
+            common::print_json(&blackboard_json(b));
+        }
+    } else if !list.is_empty() {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|b| {
+                vec![
+                    b.name.clone(),
+                    format!("{} → {}", type_name(&b.key), type_name(&b.value)),
+                    b.entries.len().to_string(),
+                    usize::from(b.writer.is_some()).to_string(),
+                    format!("{}/{}", b.readers.len(), b.max_readers),
+                ]
+            })
+            .collect();
+        common::print_table(
+            &["blackboard", "key → value", "entries", "writer", "readers"],
+            &rows,
+        );
+        println!();
+    }
+    Ok(())
+}
+
+/// `u32`, `[u8; 16]`, or the recorded name.
+pub fn type_name(t: &conduit::service::TypeLayoutInfo) -> String {
+    match t.byte_array_len() {
+        Some(n) => format!("[u8; {n}]"),
+        None => t.name.clone(),
+    }
+}
+
+/// A blackboard as JSON, with its entries (keys and values shown as
+/// `conduit get` shows them; hex for types it does not handle).
+pub fn blackboard_json(b: &conduit::blackboard::BlackboardInfo) -> serde_json::Value {
+    use crate::board::Format;
+    let key = Format::of(&b.key);
+    let value = Format::of(&b.value);
+    let show = |f: Option<Format>, bytes: &[u8]| match f {
+        Some(f) => f.json(bytes, false),
+        None => json!(crate::board::to_hex(bytes)),
+    };
+    json!({
+        "kind": "blackboard",
+        "name": b.name,
+        "segment": b.segment,
+        "segment_bytes": b.segment_bytes,
+        "key": type_json(&b.key),
+        "value": type_json(&b.value),
+        "max_readers": b.max_readers,
+        "notify_changes": b.notify_changes,
+        "writer": b.writer.map(|(id, node)| json!({"id": format!("{id:016x}"), "node": node.to_string()})),
+        "readers": b.readers.iter().map(|(id, node)| json!({
+            "id": format!("{id:016x}"), "node": node.to_string(),
+        })).collect::<Vec<_>>(),
+        "entries": b.entries.iter().map(|e| json!({
+            "key": show(key, &e.key),
+            "version": e.version,
+            "value": e.value.as_deref().map(|v| show(value, v)),
+            "event": e.event.map(|id| id.value()),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -4,9 +4,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_report;
+mod board;
 mod bytes_service;
 mod clean;
 mod common;
+mod get;
 mod hz;
 mod info;
 mod limits;
@@ -17,10 +19,12 @@ mod notify;
 mod publish;
 mod reqres_cmd;
 mod rng;
+mod set;
 mod signal;
 mod soak;
 mod subscribe;
 mod top;
+mod watch;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -101,6 +105,13 @@ enum Command {
     /// client can use the same queues: /conduit.<domain>.<name>).
     #[command(subcommand)]
     Mq(mq::MqCommand),
+    /// The latest value of a blackboard entry ([u8; N] or number values).
+    Get(get::GetArgs),
+    /// Update a blackboard entry (takes the writer slot for the update).
+    Set(set::SetArgs),
+    /// Print a blackboard entry's (or every entry's) value, then each
+    /// change (until Ctrl-C or --count).
+    Watch(watch::WatchArgs),
     /// Message rate and bandwidth of a [u8] service.
     Hz(hz::HzArgs),
     /// A live, refreshing table of all services: rates, fill levels, drops.
@@ -170,6 +181,9 @@ fn main() {
         Command::Notify(args) => notify::run(args, domain),
         Command::Listen(args) => listen::run(args, domain),
         Command::Mq(command) => mq::run(command, domain),
+        Command::Get(args) => get::run(args, domain),
+        Command::Set(args) => set::run(args, domain),
+        Command::Watch(args) => watch::run(args, domain),
         Command::Hz(args) => hz::run(args, domain),
         Command::Top(args) => top::run(args, domain),
         Command::Bench(args) => bench::run(args),

@@ -1,7 +1,11 @@
 //! A blackboard between three processes: the parent writes the robot's
 //! state (a pose and a battery level, by key); two child processes read
-//! it: one takes snapshots of every entry, the other sleeps until the pose
-//! changes (`notify_changes`: the writer wakes waiting readers).
+//! it: one takes snapshots of every entry, the other sleeps until an entry
+//! changes: the pose and the battery are bound to event ids, the writer
+//! notifies them through an event service of the same name, and the
+//! reader waits with a `Listener` (which a WaitSet or tokio could hold next
+//! to other sources). (`notify_changes(true)` would let a reader wait on
+//! the entry itself instead: `ReaderEntry::wait_changed_since`.)
 //!
 //! `cargo run --example blackboard`
 
@@ -24,21 +28,30 @@ struct State {
 const POSE: u32 = 0;
 const BATTERY: u32 = 1;
 const STEPS: u64 = 200;
+/// The event ids the entries are bound to.
+const POSE_CHANGED: usize = 1;
+const BATTERY_CHANGED: usize = 2;
 const ROLE: &str = "CONDUIT_EXAMPLE_CHILD";
 
-fn open(node: &Node) -> Result<Blackboard<u32, State>, conduit::service::ServiceError> {
+fn open(
+    node: &Node,
+) -> Result<(Blackboard<u32, State>, EventService), conduit::service::ServiceError> {
     let zero = State {
         x: 0.0,
         y: 0.0,
         value: 0.0,
         step: 0,
     };
-    node.service("robot/state")
+    let board = node
+        .service("robot/state")
         .blackboard::<u32, State>()
         .entry(POSE, zero)
         .entry(BATTERY, State { value: 1.0, ..zero })
-        .notify_changes(true)
-        .open_or_create()
+        .bind_event(POSE, POSE_CHANGED)
+        .bind_event(BATTERY, BATTERY_CHANGED)
+        .open_or_create()?;
+    let events = node.service("robot/state").event().open_or_create()?;
+    Ok((board, events))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,8 +66,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
     }
     let node = Node::builder().name("robot").domain(&domain).create()?;
-    let board = open(&node)?;
-    let writer = board.writer()?;
+    let (board, events) = open(&node)?;
+    let mut writer = board.writer()?;
+    // Each update of a bound entry notifies its event.
+    writer.notify_through(events.notifier().create()?)?;
 
     let mut children = Vec::new();
     for role in ["snapshot", "watch"] {
@@ -100,7 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Reads both entries every 20 ms until the last step arrives.
 fn snapshots(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::builder().name("display").domain(domain).create()?;
-    let board = open(&node)?;
+    let (board, _) = open(&node)?;
     let reader = board.reader()?;
     let (pose, battery) = (reader.entry(&POSE)?, reader.entry(&BATTERY)?);
     println!("ready");
@@ -120,23 +135,37 @@ fn snapshots(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Sleeps until the pose changes (spins briefly, then the futex).
+/// Sleeps until the pose or the battery changes (the listener spins
+/// briefly, then sleeps on its futex), reads what changed.
 fn watch(domain: &str) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::builder().name("logger").domain(domain).create()?;
-    let board = open(&node)?;
+    let (board, events) = open(&node)?;
     let reader = board.reader()?;
-    let pose = reader.entry(&POSE)?;
+    let listener = events.listener().create()?;
+    let (pose, battery) = (reader.entry(&POSE)?, reader.entry(&BATTERY)?);
+    let pose_id = pose.event_id().expect("bound at creation");
     println!("ready");
     std::io::stdout().flush()?;
-    let (mut seen, mut changes) = (pose.version(), 0);
+    let (mut seen, mut wakeups, mut battery_news) = (pose.version(), 0, 0);
     loop {
-        pose.wait_changed_since(seen, Some(Duration::from_secs(10)))?;
-        let (p, version) = pose.get_with_version()?;
-        seen = version;
-        changes += 1;
-        if p.step == STEPS {
-            println!("woke for {changes} of {STEPS} changes of the pose (last version {version})");
-            return Ok(());
+        let ids = listener.wait_timeout(Duration::from_secs(10));
+        if ids.is_empty() {
+            return Err("no change for 10 s".into());
+        }
+        wakeups += 1;
+        if battery.event_id().is_some_and(|id| ids.contains(id)) {
+            battery_news += 1;
+        }
+        // One id may stand for several updates: read the latest.
+        if ids.contains(pose_id) && pose.changed_since(seen) {
+            let (p, version) = pose.get_with_version()?;
+            seen = version;
+            if p.step == STEPS {
+                println!(
+                    "{wakeups} wake-ups for {STEPS} steps ({battery_news} with battery news); last pose version {version}"
+                );
+                return Ok(());
+            }
         }
     }
 }

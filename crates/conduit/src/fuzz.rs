@@ -188,6 +188,8 @@ fn blackboard_config() -> BlackboardConfig {
         max_readers: 2,
         notify: true,
         keys: keys.iter().map(|k| bb::word_of(k, 0)).collect(),
+        // Entry 1 bound to event 9: the event table is covered too.
+        events: vec![0, 10, 0],
         initial: keys
             .iter()
             .flat_map(|k| (0..3).map(move |i| bb::word_of(&[u64::from(*k); 3], i)))

@@ -54,6 +54,30 @@ fn notifying_board(node: &Node) -> Blackboard<u32, Value> {
         .unwrap()
 }
 
+/// The blackboard whose entries 0 and 1 are bound to events
+/// [`EVENT_OF_0`] and [`EVENT_OF_0`] + 1 (entry 2 is not bound), and its
+/// event service, of the same name.
+const BOUND: &str = "robot/bound";
+const EVENT_OF_0: usize = 5;
+
+fn bound_board(node: &Node) -> (Blackboard<u32, Value>, EventService) {
+    let board = node
+        .service(BOUND)
+        .blackboard::<u32, Value>()
+        .entries((0..3).map(|k| (k, value(k, 0))))
+        .bind_event(0, EVENT_OF_0)
+        .bind_event(1, EVENT_OF_0 + 1)
+        .open_or_create()
+        .unwrap();
+    let events = node
+        .service(BOUND)
+        .event()
+        .max_event_id(15)
+        .open_or_create()
+        .unwrap();
+    (board, events)
+}
+
 fn assert_clean(domain: &str) {
     let _ = Node::cleanup(domain);
     let left = shm_objects_containing(&format!("conduit.{domain}."));
@@ -166,6 +190,57 @@ fn dispatch(role: &str, args: &[String]) {
             }
             println!("done after {wakeups} wake-ups");
         }
+        // Waits for every change of entry 0 until version `rounds` through
+        // an event listener (its futex, or a WaitSet on its descriptor):
+        // the reader learns the id from the entry, opens the board
+        // without giving entries, and must never hear of entry 1 (never
+        // updated) or entry 2 (not bound).
+        "listener-waiter" | "listener-waitset" => {
+            let rounds: u64 = args[1].parse().unwrap();
+            let board = node
+                .service(BOUND)
+                .blackboard::<u32, Value>()
+                .open()
+                .unwrap();
+            let events = node.service(BOUND).event().open().unwrap();
+            let reader = board.reader().unwrap();
+            let e = reader.entry(&0).unwrap();
+            let id = e.event_id().expect("entry 0 is bound");
+            assert_eq!(reader.entry(&2).unwrap().event_id(), None);
+            let listener = events.listener().spin(Spin::NONE).create().unwrap();
+            let set = conduit::waitset::WaitSet::new().unwrap();
+            let _guard = (role == "listener-waitset").then(|| set.attach(&listener).unwrap());
+            let mut seen = e.version();
+            println!("waiting");
+            let mut wakeups = 0u64;
+            while seen < rounds {
+                let ids = if role == "listener-waiter" {
+                    listener.wait()
+                } else {
+                    // Only an empty `try_wait` re-arms the descriptor.
+                    let ids = listener.try_wait();
+                    if ids.is_empty() {
+                        set.wait().unwrap();
+                        continue;
+                    }
+                    ids
+                };
+                assert!(
+                    ids.iter().all(|i| i == id),
+                    "ids {:?}",
+                    ids.iter().collect::<Vec<_>>()
+                );
+                wakeups += 1;
+                // One id may stand for several updates, or for one already seen.
+                if e.poll_changed_since(seen).is_some() {
+                    let (v, version) = e.get_with_version().unwrap();
+                    assert_eq!(counter_of(0, &v), version);
+                    assert!(version > seen);
+                    seen = version;
+                }
+            }
+            println!("done after {wakeups} wake-ups");
+        }
         // Reads forever (until killed).
         "endless-reader" => {
             let reader = board.reader().unwrap();
@@ -252,6 +327,204 @@ fn readers_wait_for_changes_without_losing_a_wakeup() {
         Err(ServiceError::IncompatibleConfig { .. })
     ));
     drop((writer, reader, board, quiet_reader, quiet, node));
+    assert_clean(&domain);
+}
+
+/// Two reader processes wait for every change of an entry bound to an
+/// event id through an event `Listener` (one on its futex, one in a
+/// WaitSet), while this process's writer, given a notifier, updates that
+/// entry with random pauses and an unbound entry in between: a lost
+/// notification leaves a reader asleep and the watchdog fails the test;
+/// a notification for the unbound entry fails the reader.
+#[test]
+fn readers_wait_for_changes_through_a_bound_event_id() {
+    let _w = watchdog(Duration::from_secs(120));
+    let domain = unique("bb-bound");
+    let rounds = 400u64;
+    let node = node(&domain, "parent");
+    let (board, events) = bound_board(&node);
+    assert_eq!(board.event_id(&0), Some(EventId(EVENT_OF_0)));
+    assert_eq!(board.event_id(&2), None);
+    let mut writer = board.writer().unwrap();
+    writer
+        .notify_through(events.notifier().create().unwrap())
+        .unwrap();
+    let mut waiters: Vec<Child> = ["listener-waiter", "listener-waitset"]
+        .iter()
+        .map(|role| spawn_child(role, &[&domain, &rounds.to_string()]))
+        .collect();
+    for w in &mut waiters {
+        assert_eq!(read_line(w), "waiting");
+    }
+    let entry = writer.entry(&0).unwrap();
+    let unbound = writer.entry(&2).unwrap();
+    let mut rng = Rng(u64::from(std::process::id()));
+    for round in 1..=rounds {
+        assert_eq!(entry.update(value(0, round)), round);
+        unbound.update(value(2, round));
+        if rng.below(4) == 0 {
+            std::thread::sleep(Duration::from_micros(rng.range(0, 400)));
+        }
+    }
+    for mut w in waiters {
+        let report = read_line(&mut w);
+        eprintln!("{report}");
+        assert!(report.starts_with("done"), "{report}");
+        wait_ok(w);
+    }
+    drop((writer, events, board, node));
+    assert_clean(&domain);
+}
+
+/// What binding an entry to an event can get wrong is a named error.
+#[test]
+fn bad_event_bindings_are_named_errors() {
+    use conduit::blackboard::NotifyThroughError;
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("bb-bind-errors");
+    let node = node(&domain, "parent");
+    let service = || node.service(BOUND).blackboard::<u32, u64>();
+    // A key not given with `entry` first, and an id above the limit.
+    assert!(matches!(
+        service().entry(0, 0).bind_event(1, 1).create(),
+        Err(ServiceError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        service().entry(0, 0).bind_event(0, 1 << 20).create(),
+        Err(ServiceError::InvalidConfig(_))
+    ));
+    let board = service()
+        .entry(0, 0)
+        .entry(1, 0)
+        .bind_event(0, 9)
+        .create()
+        .unwrap();
+    // Openers that bind: the same id is fine, another id or an unbound
+    // entry is not.
+    service().entry(0, 0).bind_event(0, 9).open().unwrap();
+    for (key, id) in [(0, 8), (1, 9)] {
+        assert!(matches!(
+            service().entry(key, 0).bind_event(key, id).open(),
+            Err(ServiceError::IncompatibleConfig { .. })
+        ));
+    }
+    // A sink that cannot notify the bound id.
+    let small = node
+        .service(BOUND)
+        .event()
+        .max_event_id(3)
+        .create()
+        .unwrap();
+    let mut writer = board.writer().unwrap();
+    assert_eq!(
+        writer.notify_through(small.notifier().create().unwrap()),
+        Err(NotifyThroughError::EventIdTooLarge {
+            id: EventId(9),
+            max: EventId(3)
+        })
+    );
+    // Without a sink the writer notifies nothing; unbound entries never.
+    let listener = small.listener().create().unwrap();
+    writer.entry(&0).unwrap().update(1);
+    assert!(listener.try_wait().is_empty());
+    drop((listener, writer, small, board, node));
+    assert_clean(&domain);
+}
+
+/// A blackboard opened without its types (as tools do): keys and values
+/// are bytes, checked against the types' sizes; the listing shows every
+/// entry; a raw writer takes the one writer slot.
+#[test]
+fn raw_blackboards_read_and_write_bytes_and_are_listed() {
+    use conduit::blackboard::{self, UpdateError};
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("bb-raw");
+    let node = node(&domain, "parent");
+    let board = node
+        .service("config")
+        .blackboard::<u32, [u8; 12]>()
+        .entry(7, *b"seven\0\0\0\0\0\0\0")
+        .entry(9, [0; 12])
+        .bind_event(9, 4)
+        .create()
+        .unwrap();
+    assert!(matches!(
+        node.service("nothing").blackboard_raw().open(),
+        Err(ServiceError::NotFound(_))
+    ));
+    let raw = node.service("config").blackboard_raw().open().unwrap();
+    assert_eq!(
+        raw.keys(),
+        vec![7u32.to_le_bytes().to_vec(), 9u32.to_le_bytes().to_vec()]
+    );
+    assert_eq!((raw.key_type().size, raw.value_type().size), (4, 12));
+    assert_eq!(raw.event_id(1), Some(EventId(4)));
+    let writer = raw.writer().unwrap();
+    assert!(matches!(
+        board.writer(),
+        Err(PortCreateError::WriterExists { .. })
+    ));
+    assert_eq!(
+        writer.update(&9u32.to_le_bytes(), b"nine, twelve").unwrap(),
+        1
+    );
+    assert!(matches!(
+        writer.update(&9u32.to_le_bytes(), b"short"),
+        Err(UpdateError::WrongValueSize {
+            expected: 12,
+            size: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        writer.update(&[9, 0], b"nine, twelve"),
+        Err(UpdateError::WrongKeySize {
+            expected: 4,
+            size: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        writer.update(&8u32.to_le_bytes(), b"nine, twelve"),
+        Err(UpdateError::UnknownKey { .. })
+    ));
+    assert!(matches!(
+        writer.update_at(2, b"nine, twelve"),
+        Err(UpdateError::UnknownKey { .. })
+    ));
+    // The typed reader sees the raw writer's bytes, and the other way round.
+    let typed = board.reader().unwrap();
+    assert_eq!(
+        typed.entry(&9).unwrap().get_with_version(),
+        Ok((*b"nine, twelve", 1))
+    );
+    let reader = raw.reader().unwrap();
+    let seven = reader.entry(&7u32.to_le_bytes()).unwrap();
+    assert_eq!(
+        seven.get_with_version(),
+        Ok((b"seven\0\0\0\0\0\0\0".to_vec(), 0))
+    );
+    assert_eq!(seven.event_id(), None);
+    assert_eq!(reader.entry_at(1).unwrap().key(), 9u32.to_le_bytes());
+    assert!(reader.entry_at(2).is_none());
+    assert!(matches!(
+        reader.entry(&[1]),
+        Err(EntryError::WrongKeySize { .. })
+    ));
+    // The listing.
+    let d = conduit::Domain::new(&domain).unwrap();
+    let info = blackboard::inspect(&d, "config").unwrap().unwrap();
+    assert_eq!(info.entries.len(), 2);
+    assert_eq!(info.entries[1].value.as_deref(), Some(&b"nine, twelve"[..]));
+    assert_eq!(
+        (info.entries[1].version, info.entries[1].event),
+        (1, Some(EventId(4)))
+    );
+    assert!(info.writer.is_some());
+    assert_eq!(info.readers.len(), 2);
+    assert_eq!(blackboard::list(&d).unwrap(), vec![info]);
+    assert!(blackboard::inspect(&d, "nothing").unwrap().is_none());
+    drop((reader, typed, writer, raw, board, node));
     assert_clean(&domain);
 }
 

@@ -337,6 +337,22 @@ fn blackboard_reader(domain: &str, iterations: u32) {
                 drop(writer.take());
                 writer = t.note(board.writer());
             }
+            // What tools do: the listing, and a board opened without its
+            // types, read as bytes.
+            13 => {
+                let d = conduit::Domain::new(domain).unwrap();
+                if let Some(list) = t.note(conduit::blackboard::list(&d)) {
+                    sum = sum.wrapping_add(list.iter().map(|b| b.entries.len() as u64).sum());
+                }
+                let raw = t.note(node.service("state").blackboard_raw().open());
+                if let Some(r) = raw.as_ref().and_then(|raw| t.note(raw.reader())) {
+                    if let Some(e) = r.entry_at(round as usize % 8) {
+                        if let Some((v, _)) = t.note(e.get_with_version()) {
+                            sum = sum.wrapping_add(v.len() as u64);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         if round % 8 == 0 {

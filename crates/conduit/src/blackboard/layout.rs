@@ -9,6 +9,8 @@
 //! 768    reader slots × max_readers (64 B each, likewise)
 //! K      key table: entries × kw words (kw = ceil(size_of K / 8), bytes of
 //!        the key, zero-padded), rounded up to a line; K = 768 + 64 × max_readers
+//! B      event table: entries words, 0 (no event bound) or bound id + 1,
+//!        rounded up to a line
 //! E      entries × stride, each line-aligned (stride = round_up(8 × (3 + 2n), 64),
 //!        n = ceil(size_of V / 8)):
 //!          +0  current: version << 1 | index of the published copy
@@ -26,7 +28,8 @@
 //! [`MAX_KEY_SIZE`], value size ≤ [`MAX_VALUE_SIZE`]), `entries` in
 //! 1..=[`MAX_ENTRIES`], `max_readers` in 1..=[`MAX_READERS_LIMIT`], and
 //! that the key table lies inside the segment; keys are compared byte by
-//! byte (both types are padding-free, [`ShmSafe::PADDING_FREE`]).
+//! byte (both types are padding-free, [`ShmSafe::PADDING_FREE`]), and
+//! that every event table word is at most `EVENT_ID_LIMIT + 1`.
 //! An 8-byte value makes a 40-byte entry: one cache line holds everything
 //! a read touches.
 //!
@@ -41,7 +44,7 @@
 //!
 //! | word | writers | states / transitions |
 //! |---|---|---|
-//! | key table, config | the creator, before the segment is ready | never change |
+//! | key table, event table, config | the creator, before the segment is ready | never change |
 //! | `current` | the writer, last step of an update (Release) | `v << 1 \| i`: version `v` is published and lives in copy `i`. Starts at `0` (version 0, the initial value, in copy 0). Only ever moves to a version greater than it held |
 //! | `seq[i]` | the writer, first step (Relaxed store, then a Release fence) and third step (Release) of an update into copy `i` | `2v + 1` (odd) while version `v` is being written into copy `i`, `2v` once it is complete. Each write into either copy uses a version greater than every version in `current`, `seq[0]` and `seq[1]` (the writer takes the maximum of the three plus one), so a value of `seq[i]` never repeats |
 //! | `copy[i]` words | the writer, second step (Relaxed stores) | the value's bytes, zero-padded; rewritten only while `seq[i]` is odd |
@@ -105,14 +108,15 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use crate::service::core::{PatternConfig, PatternLayout};
 use crate::service::registry::{LINE, PortArray, SegmentView, ServiceHeader};
 use crate::service::{
-    CONFIG_OFFSET, Compat, Requested, ServiceError, TypeDesc, W_PATTERN, config_words, read_head,
-    write_head,
+    CONFIG_OFFSET, Compat, EVENT_ID_LIMIT, Requested, ServiceError, TypeDesc, W_PATTERN,
+    config_words, read_head, write_head,
 };
 use crate::shm::{Region, Segment};
 use crate::sync::atomic::{AtomicU64, Ordering, fence};
 
 pub(crate) const BLACKBOARD_FINGERPRINT: u64 = 0x4242_4f41_5244_0001;
-pub(crate) const FORMAT: u64 = 1;
+/// 2: the event table (entries bound to event ids) after the key table.
+pub(crate) const FORMAT: u64 = 2;
 pub(crate) const CONFIG_WORDS: usize = 80;
 /// Port kind of the writer (index of its generation word and slot).
 pub(crate) const WRITERS: usize = 0;
@@ -151,6 +155,9 @@ pub(crate) struct BlackboardConfig {
     pub(crate) notify: bool,
     /// `entries × key_words` words: each key's bytes, zero-padded.
     pub(crate) keys: Vec<u64>,
+    /// One word per entry: 0, or the id of the event bound to it + 1
+    /// (empty: no entry is bound).
+    pub(crate) events: Vec<u64>,
     /// `entries × value_words` words (creation only; empty when read).
     pub(crate) initial: Vec<u64>,
     /// Number of entries.
@@ -172,6 +179,14 @@ impl BlackboardConfig {
         &self.keys[i * kw..(i + 1) * kw]
     }
 
+    /// The event bound to entry `i`, if any.
+    pub(crate) fn event(&self, i: usize) -> Option<crate::service::EventId> {
+        match self.events.get(i).copied().unwrap_or(0) {
+            0 => None,
+            id => Some(crate::service::EventId(id as usize - 1)),
+        }
+    }
+
     /// The index of the entry whose key words are `key`.
     pub(crate) fn find(&self, key: &[u64]) -> Option<usize> {
         (0..self.entry_count).find(|&i| self.key(i) == key)
@@ -191,6 +206,20 @@ impl PatternConfig for BlackboardConfig {
         })?;
         c.at_least("max_readers", self.max_readers, wanted.max_readers);
         c.equal("notify_changes", self.notify, wanted.notify);
+        if requested.has("bind_event") {
+            for i in (0..wanted.entry_count).filter(|&i| wanted.event(i).is_some()) {
+                let have = self.find(wanted.key(i)).and_then(|j| self.event(j));
+                if have != wanted.event(i) {
+                    let show = |e: Option<crate::service::EventId>| {
+                        e.map_or("no event".to_owned(), |e| format!("event {e}"))
+                    };
+                    c.mismatch(
+                        format!("{} bound to entry {i}", show(have)),
+                        format!("{} bound to it", show(wanted.event(i))),
+                    );
+                }
+            }
+        }
         if requested.has("entry") {
             let missing = (0..wanted.entry_count)
                 .filter(|&i| self.find(wanted.key(i)).is_none())
@@ -237,6 +266,18 @@ impl PatternConfig for BlackboardConfig {
         if self.keys.len() != n * self.key_words() {
             return Err("key table of the wrong length".into());
         }
+        if !self.events.is_empty() && self.events.len() != n {
+            return Err("event table of the wrong length".into());
+        }
+        if let Some(i) = self
+            .events
+            .iter()
+            .position(|e| *e > EVENT_ID_LIMIT as u64 + 1)
+        {
+            return Err(format!(
+                "entry {i} is bound to an event id above {EVENT_ID_LIMIT}"
+            ));
+        }
         if !self.initial.is_empty() {
             if self.initial.len() != n * self.value_words() {
                 return Err("initial values of the wrong length".into());
@@ -266,6 +307,10 @@ impl PatternConfig for BlackboardConfig {
         let keys = std_words(region, layout.keys, self.keys.len()).ok_or("key table")?;
         for (w, k) in keys.iter().zip(&self.keys) {
             w.store(*k, StdOrdering::Relaxed);
+        }
+        let events = std_words(region, layout.events, self.entry_count).ok_or("event table")?;
+        for (w, e) in events.iter().zip(&self.events) {
+            w.store(*e, StdOrdering::Relaxed);
         }
         // Entries: version 0 in copy 0 (the rest of the area is zero).
         for i in 0..self.entry_count {
@@ -303,6 +348,7 @@ impl PatternConfig for BlackboardConfig {
             max_readers: small(W_MAX_READERS, MAX_READERS_LIMIT)?,
             notify: small(W_NOTIFY, 1)? == 1,
             keys: Vec::new(),
+            events: Vec::new(),
             initial: Vec::new(),
             entry_count: entries,
         };
@@ -310,6 +356,14 @@ impl PatternConfig for BlackboardConfig {
         let n = entries * config.key_words();
         let keys = std_words(region, layout.keys, n).ok_or("key table outside the segment")?;
         config.keys = keys.iter().map(|w| w.load(StdOrdering::Relaxed)).collect();
+        let events = std_words(region, layout.events, entries).ok_or("event table outside")?;
+        config.events = events
+            .iter()
+            .map(|w| w.load(StdOrdering::Relaxed))
+            .collect();
+        if config.events.iter().all(|e| *e == 0) {
+            config.events.clear();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -333,6 +387,7 @@ pub(crate) struct BlackboardLayout {
     pub(crate) writer_slot: usize,
     pub(crate) reader_slots: usize,
     pub(crate) keys: usize,
+    pub(crate) events: usize,
     pub(crate) first_entry: usize,
     pub(crate) stride: usize,
     pub(crate) size: usize,
@@ -351,7 +406,8 @@ impl PatternLayout<BlackboardConfig> for BlackboardLayout {
         let reader_slots = writer_slot + LINE;
         let keys = reader_slots + LINE * c.max_readers;
         let key_bytes = (c.entry_count * c.key_words() * 8).div_ceil(LINE) * LINE;
-        let first_entry = keys + key_bytes;
+        let events = keys + key_bytes;
+        let first_entry = events + (c.entry_count * 8).div_ceil(LINE) * LINE;
         let stride = (8 * (3 + 2 * value_words)).div_ceil(LINE) * LINE;
         BlackboardLayout {
             max_readers: c.max_readers,
@@ -360,6 +416,7 @@ impl PatternLayout<BlackboardConfig> for BlackboardLayout {
             writer_slot,
             reader_slots,
             keys,
+            events,
             first_entry,
             stride,
             size: first_entry + stride * c.entry_count,
@@ -694,6 +751,10 @@ mod tests {
             max_readers: 4,
             notify: true,
             keys: keys.iter().map(|k| word_of(k, 0)).collect(),
+            events: keys
+                .iter()
+                .map(|k| u64::from(*k % 2) * (u64::from(*k) + 1))
+                .collect(),
             initial: keys.iter().map(|k| u64::from(*k) * 100).collect(),
             entry_count: keys.len(),
         }
@@ -716,6 +777,16 @@ mod tests {
         c.write(&region).unwrap();
         let read = BlackboardConfig::read(&region).unwrap();
         assert_eq!(read.keys, c.keys);
+        assert_eq!(read.events, c.events);
+        assert_eq!(read.event(0), Some(crate::service::EventId(3)));
+        assert_eq!(read.event(2), None);
+        let bound = layout.events / 8;
+        words[bound] = EVENT_ID_LIMIT as u64 + 2;
+        assert!(
+            BlackboardConfig::read(&region).is_err(),
+            "event id too large"
+        );
+        words[bound] = 4;
         assert_eq!(read.find(&[word_of(&2u32, 0)]), Some(2));
         assert_eq!(read.find(&[word_of(&9u32, 0)]), None);
         // Initial value of entry 1 (key 1) in copy 0.

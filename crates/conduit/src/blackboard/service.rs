@@ -12,7 +12,7 @@ use super::layout::{
 use super::{Reader, Writer};
 use crate::domain::{Domain, ServiceKind};
 use crate::service::core::{self, Mode, Pattern, ServiceCore};
-use crate::service::{Requested, ServiceBuilder, ServiceError, TypeDesc};
+use crate::service::{EventId, Requested, ServiceBuilder, ServiceError, TypeDesc};
 use crate::shm::ShmSafe;
 
 /// The blackboard pattern, as the service core sees it.
@@ -71,11 +71,13 @@ impl ServiceBuilder {
                 max_readers: 16,
                 notify: false,
                 keys: Vec::new(),
+                events: Vec::new(),
                 initial: Vec::new(),
                 entry_count: 0,
             },
             builder: self,
             requested: Requested::default(),
+            unknown_bound_keys: 0,
             types: PhantomData,
         }
     }
@@ -87,6 +89,8 @@ pub struct BlackboardBuilder<K, V> {
     builder: ServiceBuilder,
     config: BlackboardConfig,
     requested: Requested,
+    /// `bind_event` calls whose key no earlier `entry` gave.
+    unknown_bound_keys: usize,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -102,6 +106,39 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
             .extend((0..words_of(size_of::<V>())).map(|i| word_of(&initial, i)));
         self.config.entry_count += 1;
         self.requested.insert("entry");
+        self
+    }
+
+    /// Binds the entry `key` (given earlier with [`entry`](Self::entry)) to
+    /// the event `id`: a writer given a notifier with
+    /// [`Writer::notify_through`] notifies `id` after each update of the
+    /// entry, so readers can wait for its changes with an event
+    /// [`Listener`](crate::event::Listener): in a
+    /// [`WaitSet`](crate::waitset::WaitSet), next to other events, or
+    /// asynchronously (feature `tokio`). Readers learn the binding with
+    /// [`ReaderEntry::event_id`](super::ReaderEntry::event_id). The binding
+    /// is part of the static configuration; which event service carries
+    /// the ids is up to the program (by convention the one with the
+    /// blackboard's name: an event service and a blackboard may share a
+    /// name). Several entries may share an id.
+    ///
+    /// A key no earlier `entry` gave, or an id above
+    /// [`MAX_EVENT_ID_LIMIT`](crate::event::MAX_EVENT_ID_LIMIT), is an
+    /// [`InvalidConfig`](ServiceError::InvalidConfig) error. When
+    /// opening (give the key with `entry`; its value is ignored): the
+    /// existing entry must be bound to the same id.
+    pub fn bind_event(mut self, key: K, id: impl Into<EventId>) -> Self {
+        let id = id.into();
+        let words = key_words(&key);
+        let index = (0..self.config.entry_count).rfind(|&i| self.config.key(i) == words);
+        match index {
+            Some(i) => {
+                self.config.events.resize(self.config.entry_count, 0);
+                self.config.events[i] = (id.0 as u64).saturating_add(1);
+            }
+            None => self.unknown_bound_keys += 1,
+        }
+        self.requested.insert("bind_event");
         self
     }
 
@@ -152,6 +189,15 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> BlackboardBuilder<K, V> {
 
     fn build(self, mode: Mode) -> Result<Blackboard<K, V>, ServiceError> {
         let mut config = self.config;
+        if self.unknown_bound_keys > 0 {
+            return Err(ServiceError::InvalidConfig(format!(
+                "bind_event: {} keys not given with entry first",
+                self.unknown_bound_keys
+            )));
+        }
+        if !config.events.is_empty() {
+            config.events.resize(config.entry_count, 0);
+        }
         if mode == Mode::Open && config.entry_count == 0 {
             // The opener's config is only compared: give it one
             // placeholder entry so that it validates (keys not requested).
@@ -236,6 +282,14 @@ impl<K: ShmSafe + Eq, V: ShmSafe + Copy> Blackboard<K, V> {
     pub fn cleanup_dead_ports(&self) -> usize {
         let freed = self.inner.cleanup_dead_ports();
         freed[WRITERS] + freed[READERS]
+    }
+
+    /// The event bound to the entry of `key`
+    /// ([`BlackboardBuilder::bind_event`]); `None` if the entry is not
+    /// bound or the key unknown.
+    pub fn event_id(&self, key: &K) -> Option<EventId> {
+        let config = &self.inner.config;
+        config.find(&key_words(key)).and_then(|i| config.event(i))
     }
 
     /// Number of live reader slots (a diagnostic).

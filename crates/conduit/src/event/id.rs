@@ -1,43 +1,6 @@
 //! Event ids and sets of them.
 
-/// An event id: `0..=max_event_id` of its service (at most
-/// [`MAX_EVENT_ID_LIMIT`](super::MAX_EVENT_ID_LIMIT)).
-///
-/// Every API that takes one also takes a plain `usize`
-/// (`notifier.notify(7)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct EventId(pub usize);
-
-impl EventId {
-    /// The id as a number.
-    pub const fn value(self) -> usize {
-        self.0
-    }
-}
-
-impl From<usize> for EventId {
-    fn from(id: usize) -> EventId {
-        EventId(id)
-    }
-}
-
-impl From<EventId> for usize {
-    fn from(id: EventId) -> usize {
-        id.0
-    }
-}
-
-impl PartialEq<usize> for EventId {
-    fn eq(&self, other: &usize) -> bool {
-        self.0 == *other
-    }
-}
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::service::EventId;
 
 /// A set of event ids, as returned by the waits of a
 /// [`Listener`](super::Listener).

@@ -67,7 +67,7 @@ pub(crate) const LISTENERS: usize = 1;
 const W_MAX_EVENT_ID: usize = W_PATTERN;
 const _: () = assert!(W_MAX_EVENT_ID == 34);
 /// Largest allowed `max_event_id`.
-pub const MAX_EVENT_ID_LIMIT: usize = 4095;
+pub const MAX_EVENT_ID_LIMIT: usize = crate::service::EVENT_ID_LIMIT;
 /// Largest allowed number of notifiers or listeners.
 pub const MAX_PORTS_LIMIT: usize = 256;
 

@@ -127,6 +127,20 @@ impl Notifier {
     }
 }
 
+/// A blackboard writer notifies through a notifier
+/// ([`Writer::notify_through`](crate::blackboard::Writer::notify_through)).
+impl crate::service::EventSink for Notifier {
+    fn max_event_id(&self) -> EventId {
+        self.service.config.max_event_id
+    }
+
+    fn notify_event(&self, id: EventId) {
+        // Ids above the maximum are refused with an error that nobody
+        // would see here; `notify_through` checks them up front.
+        let _ = self.notify(id);
+    }
+}
+
 impl Drop for Notifier {
     fn drop(&mut self) {
         if let Some(e) = self.service.config.dropped_event {

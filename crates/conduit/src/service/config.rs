@@ -252,6 +252,19 @@ pub struct TypeLayoutInfo {
     pub fingerprint: u64,
 }
 
+impl TypeLayoutInfo {
+    /// The length `n` if this is the layout of `[u8; n]` (by its
+    /// fingerprint): tools show and take such values as bytes.
+    pub fn byte_array_len(&self) -> Option<usize> {
+        let n = usize::try_from(self.size).ok()?;
+        let u8_fingerprint = <u8 as crate::shm::ShmSafe>::LAYOUT.fingerprint;
+        (self.name == "array"
+            && self.align == 1
+            && self.fingerprint == crate::shm::shm_safe::array_fingerprint(u8_fingerprint, n))
+        .then_some(n)
+    }
+}
+
 /// The configuration values an opener set explicitly, by the name of the
 /// builder method that set them: only those are checked against an
 /// existing service ([`Compat`]).

@@ -26,6 +26,7 @@
 
 mod config;
 pub(crate) mod core;
+mod notify;
 pub(crate) mod registry;
 
 #[cfg(all(test, loom))]
@@ -41,6 +42,8 @@ pub(crate) use config::{
     CONFIG_OFFSET, Compat, ConfigReader, ConfigWriter, Requested, TypeDesc, W_PATTERN,
     config_words, read_head, write_head,
 };
+pub(crate) use notify::EVENT_ID_LIMIT;
+pub use notify::{EventId, EventSink};
 
 /// Longest service name, in bytes.
 pub const MAX_SERVICE_NAME_LEN: usize = 255;

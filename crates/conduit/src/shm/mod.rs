@@ -4,7 +4,7 @@
 mod permissions;
 mod relptr;
 mod segment;
-mod shm_safe;
+pub(crate) mod shm_safe;
 pub(crate) mod words;
 
 pub use permissions::Permissions;

@@ -219,7 +219,7 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
     const PADDING_FREE: bool = T::PADDING_FREE;
 }
 
-const fn array_fingerprint(element: u64, len: usize) -> u64 {
+pub(crate) const fn array_fingerprint(element: u64, len: usize) -> u64 {
     let mut h = fingerprint::start();
     h = fingerprint::bytes(h, b"[;]");
     h = fingerprint::word(h, element);
