@@ -22,7 +22,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use conduit::blackboard::Blackboard;
+use std::cell::OnceCell;
+
+use conduit::blackboard::{Blackboard, Reader, ReaderEntry, Writer, WriterEntry};
 use conduit::node::Node;
 use conduit::shm::Segment;
 use conduit::sync::RobustMutex;
@@ -83,7 +85,7 @@ impl PeerLoop {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cost {
     /// What was measured (the table's mechanism).
-    pub name: &'static str,
+    pub name: String,
     /// Whether it is a baseline (plain load, mutex).
     pub baseline: bool,
     /// Median nanoseconds per operation.
@@ -94,7 +96,7 @@ pub struct Cost {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ratio {
     /// What it compares, with its target.
-    pub name: &'static str,
+    pub name: String,
     /// The ratio.
     pub value: f64,
     /// Whether it meets its target (`None`: no target).
@@ -110,14 +112,158 @@ pub struct Figures {
     pub ratios: Vec<Ratio>,
 }
 
-struct Setup {
-    domain: String,
-    node: Node,
-    board: Blackboard<u32, u64>,
-    segment: Segment,
+impl Figures {
+    /// The figures as JSON lines in the format of `conduit bench --json`
+    /// rows (`"kind": "cost"` with `p50_ns`, `"kind": "ratio"` with
+    /// `ratio` and `target_met`), which `conduit bench --peers FILE`
+    /// ingests: how bench-peers' iceoryx2 blackboard rows reach the table.
+    pub fn json_lines(&self) -> String {
+        let mut out = String::new();
+        for c in &self.costs {
+            let row = serde_json::json!({
+                "kind": "cost", "mechanism": c.name, "baseline": c.baseline, "payload": 8,
+                "p50_ns": c.ns, "p99_ns": null,
+                "msgs_per_s": if c.ns > 0.0 { Some(1e9 / c.ns) } else { None },
+                "bytes_per_s": null, "cpu_ns_per_msg": null, "ratio": null, "target_met": null,
+            });
+            out.push_str(&row.to_string());
+            out.push('\n');
+        }
+        for r in &self.ratios {
+            let row = serde_json::json!({
+                "kind": "ratio", "mechanism": r.name, "baseline": false, "payload": 8,
+                "p50_ns": null, "p99_ns": null, "msgs_per_s": null, "bytes_per_s": null,
+                "cpu_ns_per_msg": null, "ratio": r.value, "target_met": r.met,
+            });
+            out.push_str(&row.to_string());
+            out.push('\n');
+        }
+        out
+    }
 }
 
-impl Setup {
+/// A blackboard implementation under measurement: conduit's
+/// ([`Conduit`]) or a peer's (bench-peers implements it for iceoryx2
+/// 0.10's blackboard), so that every implementation runs the same
+/// operations under the same clock and statistic, next to the same
+/// baselines. The entry is key 0 of a `u32 → u64` blackboard.
+///
+/// [`Bench`] asks for the writer handle only after every peer that writes
+/// has finished (a blackboard has one writer at a time), and keeps reader
+/// and writer ports for as long as the subject lives.
+pub trait Subject {
+    /// Names the rows ("blackboard", "iceoryx2 blackboard").
+    const NAME: &'static str;
+    /// A reader's handle to entry 0.
+    type Read<'a>
+    where
+        Self: 'a;
+    /// The writer's handle to entry 0.
+    type Write<'a>
+    where
+        Self: 'a;
+    /// A reader handle (in this process).
+    fn read(&self) -> Self::Read<'_>;
+    /// The latest value of the entry.
+    fn get(read: &Self::Read<'_>) -> u64;
+    /// The writer handle.
+    fn write(&self) -> Self::Write<'_>;
+    /// Publishes `value`.
+    fn update(write: &Self::Write<'_>, value: u64);
+    /// What a peer process needs to open the same blackboard (passed to
+    /// the peer's role function after [`Bench`]'s own arguments).
+    fn peer_args(&self) -> Vec<String>;
+}
+
+/// conduit's blackboard.
+pub struct Conduit {
+    domain: String,
+    reader: OnceCell<Reader<u32, u64>>,
+    writer: OnceCell<Writer<u32, u64>>,
+    board: Blackboard<u32, u64>,
+    /// Keeps the blackboard's node alive.
+    _node: Node,
+}
+
+impl Conduit {
+    /// Creates the blackboard (`create`) or opens it (a peer).
+    fn new(domain: &str, create: bool) -> Conduit {
+        let node = Node::builder()
+            .name("bench-blackboard")
+            .domain(domain)
+            .create()
+            .expect("node");
+        let builder = node.service(BOARD).blackboard::<u32, u64>();
+        let board = if create {
+            builder.entry(0, 0).create()
+        } else {
+            builder.open()
+        }
+        .expect("blackboard");
+        Conduit {
+            domain: domain.to_owned(),
+            reader: OnceCell::new(),
+            writer: OnceCell::new(),
+            board,
+            _node: node,
+        }
+    }
+}
+
+impl Subject for Conduit {
+    const NAME: &'static str = "blackboard";
+    type Read<'a> = ReaderEntry<'a, u32, u64>;
+    type Write<'a> = WriterEntry<'a, u32, u64>;
+    fn read(&self) -> Self::Read<'_> {
+        self.reader
+            .get_or_init(|| self.board.reader().expect("reader"))
+            .entry(&0)
+            .expect("entry")
+    }
+    fn get(read: &Self::Read<'_>) -> u64 {
+        read.get().unwrap_or(0)
+    }
+    fn write(&self) -> Self::Write<'_> {
+        self.writer
+            .get_or_init(|| self.board.writer().expect("writer"))
+            .entry(&0)
+            .expect("entry")
+    }
+    fn update(write: &Self::Write<'_>, value: u64) {
+        black_box(write.update(value));
+    }
+    fn peer_args(&self) -> Vec<String> {
+        vec![self.domain.clone()]
+    }
+}
+
+/// The shared words of the baselines and the peer's stop word, in a
+/// conduit segment of their own (the same for every [`Subject`]).
+pub struct Bench<S> {
+    domain: String,
+    segment: Segment,
+    subject: S,
+    role: &'static str,
+}
+
+impl<S: Subject> Bench<S> {
+    /// A bench of `subject`, whose peer process runs `role` (a role of
+    /// this executable that calls [`peer_loop`]).
+    pub fn new(subject: S, role: &'static str) -> Bench<S> {
+        let domain = format!("bench-bbw-{}", std::process::id());
+        let segment = Segment::builder(SHARED)
+            .domain(&domain)
+            .size(size_of::<Shared>())
+            .create()
+            .expect("shared words segment");
+        Bench {
+            domain,
+            segment,
+            subject,
+            role,
+        }
+    }
+
     fn shared(&self) -> &Shared {
         shared(&self.segment)
     }
@@ -125,12 +271,34 @@ impl Setup {
     /// Runs `measure` while a peer process on CPU 1 runs `peer`.
     fn with_peer<R>(&self, peer: PeerLoop, measure: impl FnOnce() -> R) -> R {
         self.shared().stop.0.store(0, Ordering::Relaxed);
-        let mut child = Peer::spawn(ROLE, &[self.domain.clone(), peer.name().to_owned()], &[]);
+        let mut args = vec![self.domain.clone(), peer.name().to_owned()];
+        args.extend(self.subject.peer_args());
+        let mut child = Peer::spawn(self.role, &args, &[]);
         child.wait_ready();
         let r = measure();
         self.shared().stop.0.store(1, Ordering::Release);
         child.finish();
         r
+    }
+
+    /// Measures the subject's reads and updates next to the plain-load
+    /// baselines, and (`mutex`) the `RobustMutex<u64>` rows.
+    pub fn measure(&self, plan: &Plan, mutex: bool) -> Figures {
+        measure_all(self, plan, mutex)
+    }
+
+    /// Gives back the subject (the words segment is removed).
+    pub fn into_subject(self) -> S {
+        let Bench {
+            domain,
+            segment,
+            subject,
+            ..
+        } = self;
+        let _ = segment.unlink();
+        drop(segment);
+        let _ = Node::cleanup(&domain);
+        subject
     }
 }
 
@@ -179,54 +347,27 @@ fn cost(plan: &Plan, mut op: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// Runs every measurement (`plan`: operations per figure, batched).
+/// Runs every measurement of conduit's blackboard (`plan`: operations per
+/// figure, batched), with the `RobustMutex` rows.
 pub fn run(plan: &Plan) -> Figures {
     let domain = format!("bench-bb-{}", std::process::id());
-    let node = Node::builder()
-        .name("bench-blackboard")
-        .domain(&domain)
-        .create()
-        .expect("node");
-    let board = node
-        .service(BOARD)
-        .blackboard::<u32, u64>()
-        .entry(0, 0)
-        .create()
-        .expect("blackboard");
-    let segment = Segment::builder(SHARED)
-        .domain(&domain)
-        .size(size_of::<Shared>())
-        .create()
-        .expect("shared words segment");
-    let setup = Setup {
-        domain,
-        node,
-        board,
-        segment,
-    };
-    let figures = measure_all(&setup, plan);
-    let Setup {
-        domain,
-        node,
-        board,
-        segment,
-    } = setup;
-    let _ = segment.unlink();
-    drop((segment, board, node));
+    let bench = Bench::new(Conduit::new(&domain, true), ROLE);
+    let figures = bench.measure(plan, true);
+    drop(bench.into_subject());
     let _ = Node::cleanup(&domain);
     figures
 }
 
-fn measure_all(setup: &Setup, plan: &Plan) -> Figures {
-    let s = setup.shared();
-    let reader = setup.board.reader().expect("reader");
-    let entry = reader.entry(&0).expect("entry");
+fn measure_all<S: Subject>(bench: &Bench<S>, plan: &Plan, mutex: bool) -> Figures {
+    let s = bench.shared();
+    let name = S::NAME;
+    let entry = bench.subject.read();
     // Reads are timed as a dependent chain: which word (entry, mutex) the
     // next read uses depends on the value the previous one returned
     // (through a mask the compiler cannot see is 0), so that reads do not
     // overlap in the CPU and each costs its latency (a plain load from L1,
     // or one cache miss when the other CPU stored to the line), for the
-    // baseline and the blackboard alike.
+    // baseline and every blackboard alike.
     let mask = black_box(0usize);
     let prev = std::cell::Cell::new(0usize);
     let plain = || {
@@ -235,151 +376,167 @@ fn measure_all(setup: &Setup, plan: &Plan) -> Figures {
     };
     let get = || {
         let entry = depending(&entry, prev.get() & mask);
-        prev.set(entry.get().unwrap_or(0) as usize);
+        prev.set(S::get(entry) as usize);
     };
     let lock_read = || {
         let mutex = depending(&s.mutex.0, prev.get() & mask);
         prev.set(*mutex.lock().expect("lock") as usize);
     };
     let mut costs = Vec::new();
-    let mut add = |name: &'static str, baseline: bool, ns: f64| {
-        costs.push(Cost { name, baseline, ns });
+    let mut add = |row: String, baseline: bool, ns: f64| {
+        costs.push(Cost {
+            name: row,
+            baseline,
+            ns,
+        });
         ns
     };
     // Reads of unchanged state.
-    let load_idle = add("plain shm load, word unchanged", true, cost(plan, plain));
-    let get_idle = add("blackboard get, entry unchanged", false, cost(plan, get));
-    let lock_idle = add(
-        "RobustMutex read, value unchanged",
-        true,
-        cost(plan, lock_read),
-    );
+    let load_idle = add("plain shm load, word unchanged".into(), true, cost(plan, plain));
+    let get_idle = add(format!("{name} get, entry unchanged"), false, cost(plan, get));
+    let lock_idle = mutex.then(|| {
+        add(
+            "RobustMutex read, value unchanged".into(),
+            true,
+            cost(plan, lock_read),
+        )
+    });
     // Reads while the other CPU writes continuously.
     let load_busy = add(
-        "plain shm load, word stored to by CPU 1",
+        "plain shm load, word stored to by CPU 1".into(),
         true,
-        setup.with_peer(PeerLoop::StorePlain, || cost(plan, plain)),
+        bench.with_peer(PeerLoop::StorePlain, || cost(plan, plain)),
     );
     let get_busy = add(
-        "blackboard get, writer updating on CPU 1",
+        format!("{name} get, writer updating on CPU 1"),
         false,
-        setup.with_peer(PeerLoop::Update, || cost(plan, get)),
+        bench.with_peer(PeerLoop::Update, || cost(plan, get)),
     );
-    let lock_busy = add(
-        "RobustMutex read, writer locking on CPU 1",
-        true,
-        setup.with_peer(PeerLoop::LockWrite, || cost(plan, lock_read)),
-    );
+    let lock_busy = mutex.then(|| {
+        add(
+            "RobustMutex read, writer locking on CPU 1".into(),
+            true,
+            bench.with_peer(PeerLoop::LockWrite, || cost(plan, lock_read)),
+        )
+    });
     // Updates, alone and with a reader reading continuously.
-    drop(reader);
-    let writer = setup.board.writer().expect("writer");
-    let we = writer.entry(&0).expect("entry");
+    drop(entry);
+    let we = bench.subject.write();
     let mut n = 0u64;
     let mut update = || {
         n += 1;
-        black_box(we.update(n));
+        S::update(&we, n);
     };
     let update_alone = add(
-        "blackboard update, no reader",
+        format!("{name} update, no reader"),
         false,
         cost(plan, &mut update),
     );
     let update_read = add(
-        "blackboard update, reader reading on CPU 1",
+        format!("{name} update, reader reading on CPU 1"),
         false,
-        setup.with_peer(PeerLoop::Read, || cost(plan, &mut update)),
+        bench.with_peer(PeerLoop::Read, || cost(plan, &mut update)),
     );
     let update_paced = add(
-        "blackboard update, reader reading every 1 µs on CPU 1",
+        format!("{name} update, reader reading every 1 µs on CPU 1"),
         false,
-        setup.with_peer(PeerLoop::ReadPaced, || cost(plan, &mut update)),
+        bench.with_peer(PeerLoop::ReadPaced, || cost(plan, &mut update)),
     );
     let mut m = 0u64;
     let mut lock_write = || {
         m += 1;
         *s.mutex.0.lock().expect("lock") = m;
     };
-    let lock_alone = add(
-        "RobustMutex update, no reader",
-        true,
-        cost(plan, &mut lock_write),
-    );
-    let lock_read_busy = add(
-        "RobustMutex update, reader locking on CPU 1",
-        true,
-        setup.with_peer(PeerLoop::LockRead, || cost(plan, &mut lock_write)),
-    );
-    let ratio = |name, a: f64, b: f64, target: Option<f64>| {
+    let lock_alone = mutex.then(|| {
+        add(
+            "RobustMutex update, no reader".into(),
+            true,
+            cost(plan, &mut lock_write),
+        )
+    });
+    let lock_read_busy = mutex.then(|| {
+        add(
+            "RobustMutex update, reader locking on CPU 1".into(),
+            true,
+            bench.with_peer(PeerLoop::LockRead, || cost(plan, &mut lock_write)),
+        )
+    });
+    let ratio = |row: String, a: f64, b: f64, target: Option<f64>| {
         let value = if b > 0.0 { a / b } else { f64::NAN };
         Ratio {
-            name,
+            name: row,
             value,
             met: target.map(|t| value <= t),
         }
     };
-    let ratios = vec![
+    let mut ratios = vec![
         ratio(
-            "unchanged read: blackboard get / plain load (target ≤ 1.5)",
+            format!("unchanged read: {name} get / plain load (target ≤ 1.5)"),
             get_idle,
             load_idle,
             Some(1.5),
         ),
         ratio(
-            "read during updates: blackboard get / plain load of a stored word",
+            format!("read during updates: {name} get / plain load of a stored word"),
             get_busy,
             load_busy,
             None,
         ),
         ratio(
-            "writer slowdown by a reader: update with / without (target ≤ 1.2)",
+            format!("writer slowdown by a reader ({name}): update with / without (target ≤ 1.2)"),
             update_read,
             update_alone,
             Some(1.2),
         ),
         ratio(
-            "writer slowdown by a reader every 1 µs: with / without (target ≤ 1.2)",
+            format!(
+                "writer slowdown by a reader every 1 µs ({name}): with / without (target ≤ 1.2)"
+            ),
             update_paced,
             update_alone,
             Some(1.2),
         ),
-        ratio(
-            "unchanged read: RobustMutex / blackboard",
-            lock_idle,
-            get_idle,
-            None,
-        ),
-        ratio(
-            "read during updates: RobustMutex / blackboard",
-            lock_busy,
-            get_busy,
-            None,
-        ),
-        ratio(
-            "mutex writer slowdown by a reader: with / without",
-            lock_read_busy,
-            lock_alone,
-            None,
-        ),
     ];
-    drop(writer);
+    if let (Some(lock_idle), Some(lock_busy), Some(lock_alone), Some(lock_read_busy)) =
+        (lock_idle, lock_busy, lock_alone, lock_read_busy)
+    {
+        ratios.extend([
+            ratio(
+                format!("unchanged read: RobustMutex / {name}"),
+                lock_idle,
+                get_idle,
+                None,
+            ),
+            ratio(
+                format!("read during updates: RobustMutex / {name}"),
+                lock_busy,
+                get_busy,
+                None,
+            ),
+            ratio(
+                "mutex writer slowdown by a reader: with / without".into(),
+                lock_read_busy,
+                lock_alone,
+                None,
+            ),
+        ]);
+    }
+    drop(we);
     Figures { costs, ratios }
 }
 
-/// The peer process: runs its loop until the stop word is set.
+/// The peer process of conduit's blackboard (role [`ROLE`]).
 pub fn peer_child(args: &[String]) {
-    let domain = &args[0];
-    let node = Node::builder()
-        .name("bench-blackboard-peer")
-        .domain(domain)
-        .create()
-        .expect("node");
-    let board = node
-        .service(BOARD)
-        .blackboard::<u32, u64>()
-        .open()
-        .expect("blackboard");
+    let subject = Conduit::new(&args[2], false);
+    peer_loop(&subject, args);
+}
+
+/// A peer process's work (`args` as [`Bench`] passed them: the words'
+/// domain, the loop, then the subject's [`Subject::peer_args`]): runs its
+/// loop on `subject` until the stop word is set.
+pub fn peer_loop<S: Subject>(subject: &S, args: &[String]) {
     let segment = Segment::builder(SHARED)
-        .domain(domain)
+        .domain(&args[0])
         .open()
         .expect("shared words segment");
     let s = shared(&segment);
@@ -395,26 +552,23 @@ pub fn peer_child(args: &[String]) {
             }
         }
         "update" => {
-            let writer = board.writer().expect("writer");
-            let e = writer.entry(&0).expect("entry");
+            let e = subject.write();
             let mut i = 0;
             while !stopped() {
                 i += 1;
-                e.update(i);
+                S::update(&e, i);
             }
         }
         "read" => {
-            let reader = board.reader().expect("reader");
-            let e = reader.entry(&0).expect("entry");
+            let e = subject.read();
             while !stopped() {
-                black_box(e.get().ok());
+                black_box(S::get(&e));
             }
         }
         "read-paced" => {
-            let reader = board.reader().expect("reader");
-            let e = reader.entry(&0).expect("entry");
+            let e = subject.read();
             while !stopped() {
-                black_box(e.get().ok());
+                black_box(S::get(&e));
                 let t = Instant::now();
                 while t.elapsed().as_nanos() < 1000 {
                     std::hint::spin_loop();

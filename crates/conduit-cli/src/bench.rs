@@ -446,12 +446,12 @@ fn blackboard_rows(f: &blackboard::Figures) -> Vec<Row> {
     let costs = f.costs.iter().map(|c| Row {
         p50_ns: Some(c.ns),
         msgs_per_s: (c.ns > 0.0).then(|| 1e9 / c.ns),
-        ..row("cost", c.name, c.baseline)
+        ..row("cost", &c.name, c.baseline)
     });
     let ratios = f.ratios.iter().map(|r| Row {
         ratio: Some(r.value),
         target_met: r.met,
-        ..row("ratio", r.name, false)
+        ..row("ratio", &r.name, false)
     });
     costs.chain(ratios).collect()
 }
@@ -504,7 +504,7 @@ fn iceoryx2_binaries() -> Result<Vec<PathBuf>, Failure> {
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .join("bench-peers/target/release");
-    let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event"]
+    let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event", "iceoryx2_blackboard"]
         .iter()
         .map(|b| dir.join(b))
         .filter(|p| p.exists())
@@ -586,7 +586,19 @@ pub fn run(args: BenchArgs) -> CmdResult {
         })?;
     }
     let iceoryx2_bins = if args.with_iceoryx2 {
-        iceoryx2_binaries()?
+        let mut bins = iceoryx2_binaries()?;
+        // `--only blackboard` (or pubsub, event) runs only that peer.
+        let only = args.only.as_deref().unwrap_or("").to_lowercase();
+        let kinds = ["pubsub", "event", "blackboard"];
+        if kinds.iter().any(|k| only.contains(k)) {
+            bins.retain(|b| {
+                let name = b.file_name().map(|n| n.to_string_lossy().into_owned());
+                kinds
+                    .iter()
+                    .any(|k| only.contains(k) && name.as_deref().is_some_and(|n| n.ends_with(k)))
+            });
+        }
+        bins
     } else {
         Vec::new()
     };
@@ -728,10 +740,35 @@ fn p50(rows: &[Row], mechanism: &str, payload: u64) -> Option<f64> {
         .and_then(|r| r.p50_ns)
 }
 
+/// The figure of the cost row `mechanism`, if measured.
+fn cost_of(rows: &[Row], mechanism: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.kind == "cost" && r.mechanism == mechanism)
+        .and_then(|r| r.p50_ns)
+}
+
 /// The ratios the issues set targets for, from this run's rows (a line
-/// only where both sides were measured).
+/// only where both sides were measured), and conduit against iceoryx2
+/// where both blackboards ran (`--with-iceoryx2`).
 fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
+    for what in [
+        "get, entry unchanged",
+        "get, writer updating on CPU 1",
+        "update, no reader",
+        "update, reader reading on CPU 1",
+    ] {
+        let ours = cost_of(rows, &format!("blackboard {what}"));
+        let theirs = cost_of(rows, &format!("iceoryx2 blackboard {what}"));
+        if let (Some(ours), Some(theirs)) = (ours, theirs) {
+            out.push_str(&format!(
+                "blackboard {what}: conduit / iceoryx2 = {} / {} = {:.2}x\n",
+                harness::fmt_ns(ours),
+                harness::fmt_ns(theirs),
+                ours / theirs
+            ));
+        }
+    }
     for payload in [8u64, 1024, 65536] {
         let rr = p50(rows, "conduit reqres (busy)", payload);
         let ps = p50(rows, "conduit pubsub (busy)", payload);
