@@ -1,0 +1,129 @@
+//! A Rust program that meets Python programs on the same services: the
+//! peer the Python binding's tests (`tests/py/`) run against, and an
+//! example of a mixed Rust/Python system.
+//!
+//! `cargo run -p conduit-python --bin rust_peer -- ROLE DOMAIN [ID]`, where
+//! ROLE is:
+//!
+//! * `echo`: subscribes to `py/ping` (`[u8]`) and publishes every payload
+//!   reversed on `py/pong` (empty payloads are not echoed: probes for the
+//!   connection); a payload `quit` ends it;
+//! * `serve`: answers each request of `py/upper` (`[u8]` → `[u8]`) with a
+//!   stream of two responses (the request in upper case, then its length
+//!   in decimal) and ends the stream; a request `quit` ends it;
+//! * `board`: creates the blackboard `py/board` (`u32` → `u64`, keys 1 and
+//!   2 with values 10 and 20, `notify_changes`), then reads commands from
+//!   stdin: `set KEY VALUE` updates an entry, `quit` ends it;
+//! * `typed`: creates `py/typed`, a `publish_subscribe::<u64>()` service,
+//!   and waits for a line on stdin;
+//! * `notify` (with ID): notifies event `ID` on the event service `py/events`.
+//!
+//! Each prints `ready` once its services exist.
+
+use std::io::{BufRead, Write};
+
+use conduit::node::Node;
+
+fn ready() {
+    println!("ready");
+    std::io::stdout().flush().expect("stdout");
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(role), Some(domain)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: rust_peer echo|serve|board|typed|notify DOMAIN [ID]");
+        std::process::exit(2);
+    };
+    let node = Node::builder().name("rust-peer").domain(domain).create()?;
+    match role.as_str() {
+        "echo" => {
+            let ping = node.service("py/ping").publish_subscribe::<[u8]>().open_or_create()?;
+            let pong = node.service("py/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let sub = ping.subscriber().create()?;
+            let publisher = pong.publisher().max_slice_len(1 << 16).create()?;
+            ready();
+            loop {
+                let sample = sub.receive()?;
+                if &*sample == b"quit" {
+                    break;
+                }
+                if sample.is_empty() {
+                    continue; // the other side's connection probes
+                }
+                let reversed: Vec<u8> = sample.iter().rev().copied().collect();
+                publisher.send_slice_copy(&reversed)?;
+            }
+        }
+        "serve" => {
+            let svc = node
+                .service("py/upper")
+                .request_response::<[u8], [u8]>()
+                .open_or_create()?;
+            let server = svc.server().max_slice_len(1 << 16).create()?;
+            ready();
+            loop {
+                let request = server.receive()?;
+                if &*request == b"quit" {
+                    break;
+                }
+                request.send_slice_copy(&request.to_ascii_uppercase())?;
+                request.send_slice_copy(request.len().to_string().as_bytes())?;
+            }
+        }
+        "board" => {
+            let board = node
+                .service("py/board")
+                .blackboard::<u32, u64>()
+                .entry(1, 10)
+                .entry(2, 20)
+                .notify_changes(true)
+                .create()?;
+            ready();
+            let mut writer = None;
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    ["set", key, value] => {
+                        let w = match writer.as_ref() {
+                            Some(w) => w,
+                            None => writer.insert(board.writer()?),
+                        };
+                        let version = w.entry(&key.parse()?)?.update(value.parse()?);
+                        println!("version {version}");
+                        std::io::stdout().flush()?;
+                    }
+                    ["release"] => {
+                        writer = None;
+                        println!("released");
+                        std::io::stdout().flush()?;
+                    }
+                    ["quit"] => break,
+                    _ => eprintln!("rust_peer board: unknown command {line:?}"),
+                }
+            }
+        }
+        "typed" => {
+            let _svc = node
+                .service("py/typed")
+                .publish_subscribe::<u64>()
+                .open_or_create()?;
+            ready();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+        }
+        "notify" => {
+            let id: usize = args.get(2).ok_or("notify needs an id")?.parse()?;
+            let events = node.service("py/events").event().open_or_create()?;
+            let notifier = events.notifier().create()?;
+            ready();
+            notifier.notify(id)?;
+        }
+        other => {
+            eprintln!("rust_peer: unknown role {other:?}");
+            std::process::exit(2);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,457 @@
+"""Tests of the Python binding, across real processes: Python with Python
+(a child interpreter, killed with SIGKILL while it holds shared memory) and
+Python with Rust (the `rust_peer` example).
+
+Run by `cargo test -p conduit-python` (tests/python.rs), which builds the
+extension module and sets:
+
+* CONDUIT_TEST_DOMAIN: a domain private to this run;
+* CONDUIT_RUST_PEER: the path of the `rust_peer` example binary;
+* PYTHONPATH: a directory holding the `conduit` package.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import unittest
+
+import conduit
+
+DOMAIN = os.environ["CONDUIT_TEST_DOMAIN"]
+PEER = os.environ["CONDUIT_RUST_PEER"]
+
+
+class Peer:
+    """A rust_peer process, waited for until it prints `ready`; killed at
+    the end of the test if it is still running."""
+
+    def __init__(self, test, *args):
+        test.addCleanup(self.kill)
+        self.proc = subprocess.Popen(
+            [PEER, args[0], DOMAIN, *args[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", f"rust_peer {args}: {line!r}"
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def finish(self, timeout=10):
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self.proc.wait(timeout=timeout)
+        self.proc.stdout.close()
+        assert rc == 0, f"rust_peer exited with {rc}"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except BrokenPipeError:
+                pass
+
+
+def node(name="py-test"):
+    return conduit.Node(name=name, domain=DOMAIN)
+
+
+class PubSub(unittest.TestCase):
+    def test_loan_write_in_place_send_receive_zero_copy(self):
+        n = node()
+        svc = n.publish_subscribe("t/loan")
+        pub = svc.publisher(max_slice_len=64)
+        sub = svc.subscriber()
+        with pub.loan(5) as loan:
+            self.assertEqual(len(loan), 5)
+            view = memoryview(loan)
+            self.assertFalse(view.readonly)
+            view[:] = b"hello"
+            with self.assertRaises(BufferError):
+                loan.send()  # a view is alive
+            view.release()
+            self.assertEqual(loan.send(), 1)
+        with self.assertRaises(ValueError):
+            memoryview(loan)  # sent
+        sample = sub.receive(timeout=5)
+        self.assertIsNotNone(sample)
+        self.assertEqual(bytes(sample), b"hello")
+        self.assertEqual(sample.sequence, 1)
+        self.assertEqual(sample.publisher_id, pub.id)
+        view = memoryview(sample)
+        self.assertTrue(view.readonly)
+        with self.assertRaises(TypeError):
+            view[0] = 0  # read-only shared memory
+        with self.assertRaises(BufferError):
+            sample.release()
+        view.release()
+        sample.release()
+        with self.assertRaises(ValueError):
+            memoryview(sample)
+        with self.assertRaises(ValueError):
+            bytes(sample)
+        self.assertIsNone(sub.receive(timeout=0))
+
+    def test_send_copies_any_buffer(self):
+        n = node()
+        svc = n.publish_subscribe("t/copy")
+        pub = svc.publisher(max_slice_len=16)
+        sub = svc.subscriber()
+        for data in (b"abc", bytearray(b"de"), memoryview(b"fgh")[1:], b""):
+            pub.send(data)
+            with sub.receive(timeout=5) as s:
+                self.assertEqual(bytes(s), bytes(data))
+        with self.assertRaises(TypeError):
+            pub.send(42)
+        with self.assertRaises(TypeError):
+            pub.send("text is not bytes")
+        with self.assertRaises(ValueError):
+            pub.send(b"x" * 17)  # above max_slice_len
+        with self.assertRaises(ValueError):
+            pub.loan(17)
+
+    def test_numpy_reads_the_shared_memory(self):
+        try:
+            import numpy
+        except ImportError:
+            print("SKIP numpy test: numpy is not installed", file=sys.stderr)
+            return
+        n = node()
+        svc = n.publish_subscribe("t/numpy")
+        pub = svc.publisher(max_slice_len=8 * 1000)
+        sub = svc.subscriber()
+        with pub.loan(8 * 1000) as loan:
+            arr = numpy.frombuffer(loan, dtype=numpy.float64)
+            arr[:] = numpy.arange(1000, dtype=numpy.float64)
+            del arr
+            loan.send()
+        with sub.receive(timeout=5) as s:
+            arr = numpy.frombuffer(s, dtype=numpy.float64)
+            self.assertEqual(arr.sum(), sum(range(1000)))
+            self.assertFalse(arr.flags.writeable)
+            with self.assertRaises(BufferError):
+                s.release()
+            del arr
+
+    def test_python_and_rust_processes_share_a_topic(self):
+        peer = Peer(self, "echo")
+        n = node()
+        ping = n.publish_subscribe("py/ping")
+        pong = n.publish_subscribe("py/pong")
+        sub = pong.subscriber()
+        pub = ping.publisher(max_slice_len=1 << 16)
+        # Empty payloads (which the peer does not echo) until the Rust
+        # subscriber is connected, then until the Rust publisher is.
+        deadline = time.monotonic() + 10
+        while pub.send(b"") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while sub.publishers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(100):
+            payload = f"message {i}".encode() * (i + 1)
+            with pub.loan(len(payload)) as loan:
+                memoryview(loan)[:] = payload
+                loan.send()
+            with sub.receive(timeout=10) as s:
+                self.assertEqual(bytes(s), payload[::-1])
+        pub.send(b"quit")
+        peer.finish()
+
+    def test_a_python_subscriber_killed_holding_a_sample_changes_nothing(self):
+        n = node()
+        svc = n.publish_subscribe("t/kill", max_borrowed=2, subscriber_buffer=4)
+        pub = svc.publisher(max_slice_len=64)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    import conduit, sys, time
+                    n = conduit.Node(domain={DOMAIN!r})
+                    sub = n.publish_subscribe("t/kill").subscriber()
+                    print("ready", flush=True)
+                    held = [sub.receive(timeout=10), sub.receive(timeout=10)]
+                    view = memoryview(held[0])
+                    print("holding", bytes(view), flush=True)
+                    time.sleep(60)
+                    """
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.assertEqual(child.stdout.readline().strip(), "ready")
+        deadline = time.monotonic() + 10
+        while pub.send(b"first") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pub.send(b"second")
+        self.assertTrue(child.stdout.readline().startswith("holding"))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        # The publisher goes on: its chunks come back to it, and a new
+        # subscriber gets everything sent from now on.
+        sub = svc.subscriber()
+        for i in range(50):
+            pub.send(b"after %d" % i)
+            with sub.receive(timeout=5) as s:
+                self.assertEqual(bytes(s), b"after %d" % i)
+
+    def test_fileno_works_with_select(self):
+        n = node()
+        svc = n.publish_subscribe("t/select")
+        pub = svc.publisher()
+        sub = svc.subscriber()
+        fd = sub.fileno()
+        self.assertIsNone(sub.receive(timeout=0))  # arms the descriptor
+        threading.Timer(0.05, lambda: None).start()
+        pub.send(b"wake")
+        ready, _, _ = select.select([fd], [], [], 5)
+        self.assertEqual(ready, [fd])
+        with sub.receive(timeout=0) as s:
+            self.assertEqual(bytes(s), b"wake")
+
+    def test_open_errors_are_named(self):
+        n = node()
+        with self.assertRaises(conduit.NotFoundError):
+            n.publish_subscribe("t/missing", create=False)
+        n.publish_subscribe("t/exists")
+        keep = n.publish_subscribe("t/exists")
+        with self.assertRaises(conduit.AlreadyExistsError):
+            n.publish_subscribe("t/exists", create=True)
+        with self.assertRaises(ValueError):
+            n.publish_subscribe("bad\x00name")
+        with self.assertRaises(ValueError):
+            n.publish_subscribe("t/x", overflow="sometimes")
+        with self.assertRaises(ValueError):
+            conduit.Node(domain="no/slashes\xff")
+        peer = Peer(self, "typed")
+        with self.assertRaises(conduit.IncompatibleError) as e:
+            n.publish_subscribe("py/typed")
+        self.assertIn("u64", str(e.exception))
+        peer.command("quit")
+        peer.finish()
+        self.assertTrue(issubclass(conduit.IncompatibleError, conduit.ConduitError))
+        del keep
+
+    def test_bad_timeouts_are_value_errors(self):
+        sub = node().publish_subscribe("t/timeout").subscriber()
+        for t in (-1, float("nan"), float("inf")):
+            with self.assertRaises(ValueError):
+                sub.receive(timeout=t)
+        start = time.monotonic()
+        self.assertIsNone(sub.receive(timeout=0.2))
+        self.assertGreaterEqual(time.monotonic() - start, 0.15)
+
+    def test_a_port_used_from_another_thread_raises(self):
+        sub = node().publish_subscribe("t/thread").subscriber()
+        errors = []
+
+        def other():
+            try:
+                sub.receive(timeout=0)
+            except BaseException as e:  # pyo3 raises for unsendable classes
+                errors.append(e)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        self.assertEqual(len(errors), 1, errors)
+
+    def test_blocking_receive_lets_other_threads_run(self):
+        n = node()
+        svc = n.publish_subscribe("t/gil")
+        sub = svc.subscriber()
+        pub = svc.publisher()
+        ticks = []
+
+        def ticker():
+            for _ in range(5):
+                ticks.append(1)
+                time.sleep(0.01)
+
+        t = threading.Thread(target=ticker)
+        t.start()
+        self.assertIsNone(sub.receive(timeout=0.3))  # GIL released meanwhile
+        t.join()
+        self.assertEqual(len(ticks), 5)
+        del pub
+
+
+class Events(unittest.TestCase):
+    def test_notify_and_wait(self):
+        n = node()
+        ev = n.event("t/events", max_event_id=63)
+        listener = ev.listener()
+        notifier = ev.notifier()
+        self.assertEqual(listener.wait(timeout=0), [])
+        self.assertEqual(notifier.notify(3), 1)
+        notifier.notify(7)
+        notifier.notify(3)
+        self.assertEqual(listener.wait(timeout=5), [3, 7])
+        with self.assertRaises(ValueError):
+            notifier.notify(64)
+
+    def test_a_rust_notifier_wakes_a_python_listener(self):
+        n = node()
+        listener = n.event("py/events").listener()
+        fd = listener.fileno()
+        self.assertEqual(listener.wait(timeout=0), [])
+        peer = Peer(self, "notify", "5")
+        peer.finish()
+        ready, _, _ = select.select([fd], [], [], 5)
+        self.assertEqual(ready, [fd])
+        self.assertEqual(listener.wait(timeout=5), [5])
+
+
+class RequestResponse(unittest.TestCase):
+    def test_python_client_and_server_stream(self):
+        n = node()
+        svc = n.request_response("t/rr")
+        server = svc.server()
+        client = svc.client()
+        deadline = time.monotonic() + 5
+        while client.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pending = client.send(b"question")
+        with server.receive(timeout=5) as request:
+            self.assertEqual(bytes(request), b"question")
+            self.assertTrue(request.wants_response)
+            self.assertEqual(request.request_id, pending.request_id)
+            self.assertEqual(request.client_id, client.id)
+            for i in range(3):
+                request.respond(b"part %d" % i)
+        got = [bytes(r) for r in pending]  # until the end of the stream
+        self.assertEqual(got, [b"part 0", b"part 1", b"part 2"])
+        with self.assertRaises(conduit.EndOfStream):
+            pending.receive(timeout=0)
+        self.assertIsNone(client.send(b"fire", no_response=True))
+        with server.receive(timeout=5) as request:
+            self.assertFalse(request.wants_response)
+            with self.assertRaises(conduit.DisconnectedError):
+                request.respond(b"nobody listens")
+
+    def test_no_server_is_a_disconnected_error(self):
+        client = node().request_response("t/rr-none").client()
+        with self.assertRaises(conduit.DisconnectedError):
+            client.send(b"anyone?")
+
+    def test_a_rust_server_answers_a_python_client(self):
+        peer = Peer(self, "serve")
+        client = node().request_response("py/upper").client()
+        deadline = time.monotonic() + 5
+        while client.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for word in (b"robot", b"plan a path", b"x" * 1000):
+            pending = client.send(word)
+            responses = []
+            for r in pending:
+                responses.append(bytes(r))
+                self.assertEqual(r.server_id, client.server_ids()[0])
+                r.release()
+            self.assertEqual(responses, [word.upper(), str(len(word)).encode()])
+        client.send(b"quit", no_response=True)
+        peer.finish()
+
+    def test_a_server_killed_mid_stream_is_a_disconnected_error(self):
+        n = node()
+        svc = n.request_response("t/rr-kill")
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    f"""
+                    import conduit, time
+                    n = conduit.Node(domain={DOMAIN!r})
+                    server = n.request_response("t/rr-kill").server()
+                    print("ready", flush=True)
+                    request = server.receive(timeout=10)
+                    request.respond(b"first")
+                    print("responded", flush=True)
+                    time.sleep(60)
+                    """
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.assertEqual(child.stdout.readline().strip(), "ready")
+        client = svc.client()
+        deadline = time.monotonic() + 5
+        while client.servers == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pending = client.send(b"work")
+        self.assertEqual(child.stdout.readline().strip(), "responded")
+        with pending.receive(timeout=5) as r:
+            self.assertEqual(bytes(r), b"first")
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        with self.assertRaises(conduit.DisconnectedError):
+            pending.receive(timeout=10)
+
+
+class Blackboards(unittest.TestCase):
+    def test_read_a_rust_blackboard_and_wait_for_changes(self):
+        peer = Peer(self, "board")
+        board = node().blackboard("py/board")
+        self.assertEqual(board.key_type, ("u32", 4))
+        self.assertEqual(board.value_type, ("u64", 8))
+        self.assertTrue(board.notify_changes)
+        self.assertEqual(len(board), 2)
+        self.assertEqual(board.keys(), [(1).to_bytes(4, "little"), (2).to_bytes(4, "little")])
+        reader = board.reader()
+        value, version = reader.get(1)
+        self.assertEqual(int.from_bytes(value, "little"), 10)
+        self.assertEqual(version, 0)
+        self.assertEqual(reader.get((2).to_bytes(4, "little"))[0], (20).to_bytes(8, "little"))
+        with self.assertRaises(KeyError):
+            reader.get(3)
+        with self.assertRaises(ValueError):
+            reader.get(-1)  # not a u32
+        with self.assertRaises(ValueError):
+            reader.get(b"\x01\x00")  # not 4 bytes
+        self.assertIsNone(reader.wait_changed_since(1, version, timeout=0.05))
+        reply = peer.command("set 1 42")
+        self.assertTrue(reply.startswith("version "), reply)
+        new = reader.wait_changed_since(1, version, timeout=5)
+        self.assertIsNotNone(new)
+        self.assertTrue(reader.changed_since(1, version))
+        value, now = reader.get(1)
+        self.assertEqual((int.from_bytes(value, "little"), now), (42, new))
+        # One writer at a time: the Rust one holds the slot.
+        with self.assertRaises(conduit.ResourceError):
+            board.writer()
+        self.assertEqual(peer.command("release"), "released")
+        writer = board.writer()
+        v = writer.update(2, (7).to_bytes(8, "little"))
+        self.assertEqual(reader.get(2), ((7).to_bytes(8, "little"), v))
+        with self.assertRaises(ValueError):
+            writer.update(2, b"short")
+        del writer
+        peer.command("quit")
+        peer.finish()
+
+    def test_a_missing_blackboard_is_not_found(self):
+        with self.assertRaises(conduit.NotFoundError):
+            node().blackboard("t/no-board")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
