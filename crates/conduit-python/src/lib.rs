@@ -40,7 +40,7 @@
 //! # Threads and blocking
 //!
 //! Ports are bound to the thread that made them (`unsendable` classes:
-//! another thread gets `RuntimeError`, never a data race). Every call that
+//! another thread gets pyo3's `PanicException`, never a data race). Every call that
 //! blocks (`receive`, `wait`) releases the GIL and wakes every 100 ms to
 //! let Python handle signals, so Ctrl-C interrupts it with
 //! `KeyboardInterrupt`.

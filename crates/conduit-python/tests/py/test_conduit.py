@@ -453,5 +453,31 @@ class Blackboards(unittest.TestCase):
             node().blackboard("t/no-board")
 
 
+class Examples(unittest.TestCase):
+    """The examples in examples/ run and print what their docs say."""
+
+    def run_example(self, name):
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", name)
+        out = subprocess.run(
+            [sys.executable, path],
+            env={**os.environ, "CONDUIT_DOMAIN": DOMAIN},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_publish_subscribe_example(self):
+        out = self.run_example("publish_subscribe.py")
+        for i in range(1, 6):
+            self.assertIn(f"subscriber: frame {i}: 65536 bytes, first byte {i}, sum {1024 * i}", out)
+
+    def test_request_response_example(self):
+        out = self.run_example("request_response.py")
+        self.assertIn("cancel order 17 -> CANCEL ORDER 17", out)
+        self.assertIn("take a snapshot -> TAKE A SNAPSHOT", out)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
