@@ -145,6 +145,13 @@ impl Listener {
         Ok(got.map(|v| v.0).unwrap_or_default())
     }
 
+    /// `await wait_async(timeout=None)`: as `wait`, without blocking the
+    /// event loop (`asyncio`; waits on `fileno()`).
+    #[pyo3(signature = (timeout=None))]
+    fn wait_async<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        crate::aio(slf.py(), "wait", (slf, timeout))
+    }
+
     /// The descriptor that becomes readable when an event may be waiting
     /// (for `select`, `selectors`, `asyncio`); after it reports,
     /// `wait(timeout=0)` until it gives `[]`, which re-arms it.

@@ -272,6 +272,17 @@ pub(crate) unsafe fn fill_buffer(
     Ok(())
 }
 
+/// The coroutine `conduit._aio.<name>(args...)`: how the ports' async
+/// methods are built (an `asyncio` reader on the port's descriptor,
+/// written in Python where the event loop lives).
+pub(crate) fn aio<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    py.import("conduit._aio")?.call_method1(name, args)
+}
+
 /// The error for an object whose memory is gone.
 pub(crate) fn released(what: &str) -> PyErr {
     PyValueError::new_err(format!("this {what} was released (sent, or ended)"))

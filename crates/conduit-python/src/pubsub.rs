@@ -377,6 +377,16 @@ impl Subscriber {
         Ok(got.map(|s| self.wrap(s.0)))
     }
 
+    /// `await receive_async(timeout=None)`: as `receive`, without
+    /// blocking the event loop (`asyncio`; waits on `fileno()`).
+    #[pyo3(signature = (timeout=None))]
+    fn receive_async<'py>(
+        slf: Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::aio(slf.py(), "receive", (slf, timeout))
+    }
+
     /// The descriptor that becomes readable when a sample may be waiting
     /// (for `select`, `selectors` or `asyncio`'s `add_reader`); after it
     /// reports, `receive(timeout=0)` until it gives `None`, which re-arms

@@ -306,6 +306,33 @@ impl PendingResponse {
         self.next(py, timeout)
     }
 
+    /// `await receive_async(timeout=None)`: as `receive`, without
+    /// blocking the event loop (`asyncio`; waits on `fileno()`).
+    #[pyo3(signature = (timeout=None))]
+    fn receive_async<'py>(
+        slf: Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::aio(slf.py(), "receive", (slf, timeout))
+    }
+
+    /// The client's descriptor (see `Client.fileno`): readable when a
+    /// response may be waiting.
+    fn fileno(&self) -> PyResult<i32> {
+        self._port
+            .wake_fd()
+            .map(|fd| fd.as_raw_fd())
+            .map_err(|e| error(&e))
+    }
+
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::aio(slf.py(), "next_response", (slf,))
+    }
+
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
@@ -472,6 +499,16 @@ impl Server {
                 _port: Rc::clone(&self.inner),
             }
         }))
+    }
+
+    /// `await receive_async(timeout=None)`: as `receive`, without
+    /// blocking the event loop (`asyncio`; waits on `fileno()`).
+    #[pyo3(signature = (timeout=None))]
+    fn receive_async<'py>(
+        slf: Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::aio(slf.py(), "receive", (slf, timeout))
     }
 
     /// The descriptor that becomes readable when a request may be

@@ -1,6 +1,6 @@
 //! Runs the Python binding's tests (`tests/py/test_conduit.py`) in a real
 //! interpreter: the extension module cargo just built is copied, with the
-//! package's `__init__.py`, into a private directory on `PYTHONPATH`, and
+//! package's Python files, into a private directory on `PYTHONPATH`, and
 //! the tests run against the `rust_peer` binary of this crate, in a
 //! domain of their own. Afterwards nothing of that domain may be left in
 //! `/dev/shm`.
@@ -64,11 +64,14 @@ fn python_binding_suite() {
     let dir = std::env::temp_dir().join(format!("conduit-python-test-{}", std::process::id()));
     let package = dir.join("conduit");
     std::fs::create_dir_all(&package).expect("package dir");
-    std::fs::copy(
-        crate_dir.join("python/conduit/__init__.py"),
-        package.join("__init__.py"),
-    )
-    .expect("copy __init__.py");
+    // The package as maturin lays it out: python/conduit/* and the module.
+    for entry in std::fs::read_dir(crate_dir.join("python/conduit")).expect("python/conduit") {
+        let path = entry.expect("python/conduit entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, package.join(path.file_name().expect("a file name")))
+                .expect("copy the package's files");
+        }
+    }
     std::fs::copy(extension_module(), package.join("_conduit.abi3.so"))
         .expect("copy the extension module");
     let domain = format!("pyt-{}", std::process::id());

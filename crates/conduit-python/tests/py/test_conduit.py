@@ -453,6 +453,59 @@ class Blackboards(unittest.TestCase):
             node().blackboard("t/no-board")
 
 
+class Asyncio(unittest.TestCase):
+    def test_receive_async_waits_without_blocking_the_loop(self):
+        import asyncio
+
+        n = node()
+        svc = n.publish_subscribe("t/async")
+        pub = svc.publisher()
+        sub = svc.subscriber()
+
+        async def main():
+            ticks = []
+
+            async def ticker():
+                for _ in range(3):
+                    ticks.append(1)
+                    await asyncio.sleep(0.01)
+
+            t = asyncio.ensure_future(ticker())
+            self.assertIsNone(await sub.receive_async(timeout=0.1))
+            await t
+            self.assertEqual(len(ticks), 3)  # the loop ran meanwhile
+            asyncio.get_running_loop().call_later(0.05, pub.send, b"later")
+            sample = await sub.receive_async(timeout=5)
+            self.assertEqual(bytes(sample), b"later")
+            sample.release()
+
+        asyncio.run(main())
+
+    def test_wait_async_and_async_responses_from_rust(self):
+        import asyncio
+
+        n = node()
+        listener = n.event("py/events").listener()
+        peer = Peer(self, "serve")
+        client = n.request_response("py/upper").client()
+
+        async def main():
+            notified = asyncio.ensure_future(listener.wait_async(timeout=10))
+            await asyncio.sleep(0.01)
+            Peer(self, "notify", "9").finish()
+            self.assertEqual(await notified, [9])
+            self.assertEqual(await listener.wait_async(timeout=0.05), [])
+            deadline = time.monotonic() + 5
+            while client.servers == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            got = [bytes(r) async for r in client.send(b"async")]
+            self.assertEqual(got, [b"ASYNC", b"5"])
+
+        asyncio.run(main())
+        client.send(b"quit", no_response=True)
+        peer.finish()
+
+
 class Examples(unittest.TestCase):
     """The examples in examples/ run and print what their docs say."""
 
