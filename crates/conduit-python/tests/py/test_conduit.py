@@ -506,6 +506,32 @@ class Asyncio(unittest.TestCase):
         peer.finish()
 
 
+class Stubs(unittest.TestCase):
+    def test_stubs_match_the_module(self):
+        """_conduit.pyi names every class, method and property of the
+        module, and nothing else (`__buffer__` is the buffer protocol,
+        which Python 3.11 does not show as an attribute)."""
+        import ast
+        import conduit._conduit as module
+
+        path = os.path.join(os.path.dirname(conduit.__file__), "_conduit.pyi")
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        stub_classes = {c.name: c for c in tree.body if isinstance(c, ast.ClassDef)}
+        runtime_classes = {n for n in dir(module) if isinstance(getattr(module, n), type)}
+        self.assertEqual(set(stub_classes), runtime_classes)
+        for name, c in stub_classes.items():
+            cls = getattr(module, name)
+            stub = {f.name for f in c.body if isinstance(f, ast.FunctionDef)}
+            if issubclass(cls, BaseException):
+                continue
+            public = {n for n in vars(cls) if not n.startswith("_")}
+            self.assertEqual({n for n in stub if not n.startswith("_")}, public, name)
+            for dunder in stub - public - {"__init__", "__buffer__"}:
+                self.assertTrue(hasattr(cls, dunder), f"{name}.{dunder}")
+        self.assertTrue(os.path.exists(os.path.join(os.path.dirname(path), "py.typed")))
+
+
 class Examples(unittest.TestCase):
     """The examples in examples/ run and print what their docs say."""
 
