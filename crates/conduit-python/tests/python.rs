@@ -39,6 +39,33 @@ fn python_ok() -> Result<(), String> {
     }
 }
 
+/// conduit-ffi's C subscriber example, compiled with `cc` against the
+/// `libconduit_ffi.a` built for this test; `None` (and why) without a C
+/// compiler.
+fn c_subscriber(out_dir: &Path) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().expect("current_exe");
+    let lib = exe.parent().expect("deps").join("libconduit_ffi.a");
+    let ffi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conduit-ffi");
+    let out = out_dir.join("c_subscriber");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let result = Command::new(&cc)
+        .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-I"])
+        .arg(ffi.join("include"))
+        .arg(ffi.join("examples/subscriber.c"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if !result.status.success() {
+        panic!(
+            "{cc} failed on the C subscriber:\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    Ok(out)
+}
+
 fn leftovers(domain: &str) -> Vec<String> {
     let prefix = format!("conduit.{domain}.");
     std::fs::read_dir("/dev/shm")
@@ -75,7 +102,15 @@ fn python_binding_suite() {
     std::fs::copy(extension_module(), package.join("_conduit.abi3.so"))
         .expect("copy the extension module");
     let domain = format!("pyt-{}", std::process::id());
-    let out = Command::new("python3")
+    let c_subscriber = c_subscriber(&dir);
+    let mut python = Command::new("python3");
+    match &c_subscriber {
+        Ok(path) => {
+            python.env("CONDUIT_C_SUBSCRIBER", path);
+        }
+        Err(why) => eprintln!("no C program in the three-language test: {why}"),
+    }
+    let out = python
         .arg(crate_dir.join("tests/py/test_conduit.py"))
         .env("PYTHONPATH", &dir)
         .env("CONDUIT_TEST_DOMAIN", &domain)

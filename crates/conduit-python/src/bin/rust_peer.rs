@@ -16,7 +16,9 @@
 //!   stdin: `set KEY VALUE` updates an entry, `quit` ends it;
 //! * `typed`: creates `py/typed`, a `publish_subscribe::<u64>()` service,
 //!   and waits for a line on stdin;
-//! * `notify` (with ID): notifies event `ID` on the event service `py/events`.
+//! * `notify` (with ID): notifies event `ID` on the event service `py/events`;
+//! * `subscribe` (with SERVICE and COUNT): subscribes to the `[u8]` service
+//!   SERVICE and prints `received <sequence> <text>` for COUNT samples.
 //!
 //! Each prints `ready` once its services exist.
 
@@ -32,7 +34,7 @@ fn ready() {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(role), Some(domain)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: rust_peer echo|serve|board|typed|notify DOMAIN [ID]");
+        eprintln!("usage: rust_peer echo|serve|board|typed|notify|subscribe DOMAIN [ARGS]");
         std::process::exit(2);
     };
     let node = Node::builder().name("rust-peer").domain(domain).create()?;
@@ -119,6 +121,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let notifier = events.notifier().create()?;
             ready();
             notifier.notify(id)?;
+        }
+        "subscribe" => {
+            let name = args.get(2).ok_or("subscribe needs a service")?;
+            let count: usize = args.get(3).ok_or("subscribe needs a count")?.parse()?;
+            let svc = node.service(name).publish_subscribe::<[u8]>().open_or_create()?;
+            let sub = svc.subscriber().create()?;
+            ready();
+            for _ in 0..count {
+                let sample = sub.receive_timeout(std::time::Duration::from_secs(10))?;
+                println!(
+                    "received {} {}",
+                    sample.sequence(),
+                    String::from_utf8_lossy(&sample)
+                );
+            }
         }
         other => {
             eprintln!("rust_peer: unknown role {other:?}");

@@ -506,6 +506,34 @@ class Asyncio(unittest.TestCase):
         peer.finish()
 
 
+class ThreeLanguages(unittest.TestCase):
+    def test_c_python_and_rust_programs_share_one_service(self):
+        """A Python publisher; a C subscriber (conduit-ffi's example) and a
+        Rust subscriber (rust_peer) in their own processes get every
+        sample, zero-copy, on the one `[u8]` service."""
+        c_path = os.environ.get("CONDUIT_C_SUBSCRIBER")
+        if not c_path:
+            if os.environ.get("CONDUIT_REQUIRE_PYTHON"):
+                self.fail("no C subscriber was built (CONDUIT_C_SUBSCRIBER unset)")
+            print("SKIP three-language test: no C compiler", file=sys.stderr)
+            return
+        n = node()
+        svc = n.publish_subscribe("tri/topic", subscriber_buffer=8)
+        pub = svc.publisher()
+        c = subprocess.Popen([c_path, DOMAIN, "tri/topic", "3"], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (c.poll() is None and c.kill(), c.wait(), c.stdout.close()))
+        self.assertEqual(c.stdout.readline().strip(), "ready")
+        rust = Peer(self, "subscribe", "tri/topic", "3")
+        sent = [b"from python %d" % i for i in range(1, 4)]
+        for i, text in enumerate(sent, 1):
+            self.assertEqual(pub.send(text), 2)  # the C and the Rust subscriber
+        expected = [f"received {i} from python {i}" for i in range(1, 4)]
+        self.assertEqual([c.stdout.readline().strip() for _ in range(3)], expected)
+        self.assertEqual([rust.proc.stdout.readline().strip() for _ in range(3)], expected)
+        self.assertEqual(c.wait(timeout=10), 0)
+        rust.finish()
+
+
 class Stubs(unittest.TestCase):
     def test_stubs_match_the_module(self):
         """_conduit.pyi names every class, method and property of the
