@@ -17,6 +17,12 @@
 //! * `typed`: creates `py/typed`, a `publish_subscribe::<u64>()` service,
 //!   and waits for a line on stdin;
 //! * `notify` (with ID): notifies event `ID` on the event service `py/events`;
+//! * `bounce`: the benchmark's echo: copies every payload of `bench/ping`
+//!   into a loan on `bench/pong` (a memcpy out of the sample, into the
+//!   loan) until an empty payload;
+//! * `measure` (with SIZE and ROUNDS): the Rust side of the benchmark: the
+//!   same round trips as `python/conduit` `bench.py` against `bounce`;
+//!   prints `median_ns <round trip median>`;
 //! * `subscribe` (with SERVICE and COUNT): subscribes to the `[u8]` service
 //!   SERVICE and prints `received <sequence> <text>` for COUNT samples.
 //!
@@ -121,6 +127,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let notifier = events.notifier().create()?;
             ready();
             notifier.notify(id)?;
+        }
+        "bounce" => {
+            let ping = node.service("bench/ping").publish_subscribe::<[u8]>().open_or_create()?;
+            let pong = node.service("bench/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let sub = ping.subscriber().create()?;
+            let publisher = pong.publisher().max_slice_len(1 << 20).create()?;
+            ready();
+            loop {
+                let sample = sub.receive()?;
+                if sample.is_empty() {
+                    break;
+                }
+                let loan = publisher.loan_slice_uninit(sample.len())?;
+                loan.write_from_slice(&sample).send()?;
+            }
+        }
+        "measure" => {
+            let size: usize = args.get(2).ok_or("measure needs a size")?.parse()?;
+            let rounds: usize = args.get(3).ok_or("measure needs rounds")?.parse()?;
+            let ping = node.service("bench/ping").publish_subscribe::<[u8]>().open_or_create()?;
+            let pong = node.service("bench/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let sub = pong.subscriber().create()?;
+            let publisher = ping.publisher().max_slice_len(1 << 20).create()?;
+            let payload = vec![7u8; size];
+            let mut out = vec![0u8; size];
+            let mut samples = Vec::with_capacity(rounds);
+            for i in 0..rounds + rounds / 10 {
+                let start = std::time::Instant::now();
+                let loan = publisher.loan_slice_uninit(size)?;
+                loan.write_from_slice(&payload).send()?;
+                let echo = sub.receive()?;
+                out.copy_from_slice(&echo);
+                drop(echo);
+                if i >= rounds / 10 {
+                    samples.push(start.elapsed().as_nanos() as u64);
+                }
+            }
+            std::hint::black_box(&out);
+            samples.sort_unstable();
+            println!("median_ns {}", samples[samples.len() / 2]);
         }
         "subscribe" => {
             let name = args.get(2).ok_or("subscribe needs a service")?;
