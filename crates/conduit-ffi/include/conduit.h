@@ -150,6 +150,18 @@ typedef enum conduit_error_t {
    * that panicked stays unusable; destroy it.
    */
   CONDUIT_ERROR_INTERNAL = 19,
+  /**
+   * Request/response: the server(s) ended the response stream; every
+   * response was received.
+   */
+  CONDUIT_ERROR_END_OF_STREAM = 20,
+  /**
+   * Request/response: the peer is gone: no server is connected, the
+   * server(s) left or died before ending the stream (or dropped the
+   * request unanswered), or the client no longer waits (or wants no
+   * response).
+   */
+  CONDUIT_ERROR_DISCONNECTED = 21,
 } conduit_error_t;
 
 /**
@@ -397,6 +409,151 @@ typedef struct conduit_sample_t {
    */
   uint64_t publisher_id;
 } conduit_sample_t;
+
+/**
+ * The QoS of a request/response service; 0 in a field means "the
+ * default" when creating and "not checked" when opening, so a
+ * zero-initialised struct asks for nothing.
+ */
+typedef struct conduit_reqres_options_t {
+  /**
+   * Most clients at once.
+   */
+  size_t max_clients;
+  /**
+   * Most servers at once.
+   */
+  size_t max_servers;
+  /**
+   * Requests a client may have in flight at once.
+   */
+  size_t active_requests;
+  /**
+   * Responses a client's queue holds per request.
+   */
+  size_t response_buffer;
+  /**
+   * Chunks a port may have on loan at once.
+   */
+  size_t max_loans;
+} conduit_reqres_options_t;
+
+/**
+ * An open request/response service of byte payloads; made by
+ * [`conduit_reqres_open`], freed by [`conduit_reqres_destroy`].
+ */
+typedef struct conduit_reqres_t {
+  /**
+   * The id; 0 is never valid.
+   */
+  uint64_t id;
+} conduit_reqres_t;
+
+/**
+ * A client; made by [`conduit_client_create`], freed by
+ * [`conduit_client_destroy`].
+ */
+typedef struct conduit_client_t {
+  /**
+   * The id; 0 is never valid.
+   */
+  uint64_t id;
+} conduit_client_t;
+
+/**
+ * The responses to one request, as they come; made by
+ * [`conduit_client_send_copy`], received from with
+ * [`conduit_pending_receive`], freed by [`conduit_pending_release`].
+ */
+typedef struct conduit_pending_t {
+  /**
+   * The client that sent the request.
+   */
+  struct conduit_client_t client;
+  /**
+   * Which of its pending responses (0 once released).
+   */
+  uint64_t key;
+  /**
+   * The request's id (what the server sees as `request_id`).
+   */
+  uint64_t request_id;
+} conduit_pending_t;
+
+/**
+ * One response: a read-only view of the server's chunk, valid until
+ * [`conduit_response_release`].
+ */
+typedef struct conduit_response_t {
+  /**
+   * The client that received it.
+   */
+  struct conduit_client_t client;
+  /**
+   * Which of its responses (0 once released).
+   */
+  uint64_t key;
+  /**
+   * The payload (`NULL` once released).
+   */
+  const void *data;
+  /**
+   * Its length in bytes.
+   */
+  size_t len;
+  /**
+   * The id of the server that sent it.
+   */
+  uint64_t server_id;
+} conduit_response_t;
+
+/**
+ * A server; made by [`conduit_server_create`], freed by
+ * [`conduit_server_destroy`].
+ */
+typedef struct conduit_server_t {
+  /**
+   * The id; 0 is never valid.
+   */
+  uint64_t id;
+} conduit_server_t;
+
+/**
+ * A request being answered: a read-only view of the client's chunk,
+ * valid until [`conduit_request_end`].
+ */
+typedef struct conduit_request_t {
+  /**
+   * The server that received it.
+   */
+  struct conduit_server_t server;
+  /**
+   * Which of its requests (0 once ended).
+   */
+  uint64_t key;
+  /**
+   * The payload (`NULL` once ended).
+   */
+  const void *data;
+  /**
+   * Its length in bytes.
+   */
+  size_t len;
+  /**
+   * The id of the client that sent it.
+   */
+  uint64_t client_id;
+  /**
+   * The request's id.
+   */
+  uint64_t request_id;
+  /**
+   * 1 if the client waits for responses, 0 for a request sent without
+   * a pending response (responding fails with
+   * `CONDUIT_ERROR_DISCONNECTED`).
+   */
+  uint8_t wants_response;
+} conduit_request_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -756,6 +913,188 @@ enum conduit_error_t conduit_sample_release(struct conduit_sample_t *sample);
  * `fd_out` is `NULL` or writable.
  */
 enum conduit_error_t conduit_subscriber_fd(struct conduit_subscriber_t subscriber, int32_t *fd_out);
+
+/**
+ * Opens the request/response service `name` of byte payloads with
+ * `mode` (`CONDUIT_OPEN_OR_CREATE`, `CONDUIT_CREATE` or `CONDUIT_OPEN`)
+ * and the QoS in `options` (`NULL`: defaults), and writes its handle to
+ * `service_out`. It is the service a Rust program opens with
+ * `node.service(name).request_response::<[u8], [u8]>()`.
+ *
+ * # Safety
+ *
+ * `name` is `NULL` or a NUL-terminated string; `options` is `NULL` or
+ * readable; `service_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_reqres_open(struct conduit_node_t node,
+                                         const char *name,
+                                         const struct conduit_reqres_options_t *options,
+                                         uint32_t mode,
+                                         struct conduit_reqres_t *service_out);
+
+/**
+ * Destroys a service handle; its clients and servers keep working.
+ */
+enum conduit_error_t conduit_reqres_destroy(struct conduit_reqres_t service);
+
+/**
+ * Creates a client whose requests hold up to `max_len` bytes (0: the
+ * library's default) and writes its handle to `client_out`.
+ *
+ * # Safety
+ *
+ * `client_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_client_create(struct conduit_reqres_t service,
+                                           size_t max_len,
+                                           struct conduit_client_t *client_out);
+
+/**
+ * Destroys a client: its pending responses and responses go with it
+ * (the servers see it gone).
+ */
+enum conduit_error_t conduit_client_destroy(struct conduit_client_t client);
+
+/**
+ * Writes how many servers the client is connected to to `servers_out`.
+ *
+ * # Safety
+ *
+ * `servers_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_client_servers(struct conduit_client_t client, size_t *servers_out);
+
+/**
+ * Sends a copy of `len` bytes at `data` as a request to every connected
+ * server. With `pending_out` not `NULL`, writes the pending response to
+ * receive the responses from; with `NULL`, sends it without one (the
+ * servers see `wants_response` 0). No server connected:
+ * `CONDUIT_ERROR_DISCONNECTED`.
+ *
+ * The request lives in the client's memory: destroying the client (or
+ * exiting) before a server took it withdraws it.
+ *
+ * # Safety
+ *
+ * `data` is `NULL` (only with `len` 0) or readable for `len` bytes;
+ * `pending_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_client_send_copy(struct conduit_client_t client,
+                                              const void *data,
+                                              size_t len,
+                                              struct conduit_pending_t *pending_out);
+
+/**
+ * Receives the next response of `pending` into `response_out`, waiting
+ * up to `timeout_ns` nanoseconds (0: poll once; negative,
+ * `CONDUIT_WAIT_FOREVER`: until one comes). Nothing in time:
+ * `CONDUIT_ERROR_TIMEOUT`; the stream has ended:
+ * `CONDUIT_ERROR_END_OF_STREAM`; the server(s) left or died before
+ * ending it: `CONDUIT_ERROR_DISCONNECTED`.
+ *
+ * # Safety
+ *
+ * `pending` is `NULL` or readable; `response_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_pending_receive(const struct conduit_pending_t *pending,
+                                             int64_t timeout_ns,
+                                             struct conduit_response_t *response_out);
+
+/**
+ * Stops waiting for the responses of `pending` (the servers see the
+ * client gone from this request) and clears `pending->key`.
+ *
+ * # Safety
+ *
+ * `pending` is `NULL` or readable and writable.
+ */
+enum conduit_error_t conduit_pending_release(struct conduit_pending_t *pending);
+
+/**
+ * Gives a response's chunk back and clears `*response`.
+ *
+ * # Safety
+ *
+ * `response` is `NULL` or readable and writable.
+ */
+enum conduit_error_t conduit_response_release(struct conduit_response_t *response);
+
+/**
+ * Writes the client's wake-up descriptor to `fd_out`: it polls readable
+ * when a response may be waiting; then receive with timeout 0 on the
+ * pending responses. Do not close it.
+ *
+ * # Safety
+ *
+ * `fd_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_client_fd(struct conduit_client_t client, int32_t *fd_out);
+
+/**
+ * Creates a server whose responses hold up to `max_len` bytes (0: the
+ * library's default) and writes its handle to `server_out`.
+ *
+ * # Safety
+ *
+ * `server_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_server_create(struct conduit_reqres_t service,
+                                           size_t max_len,
+                                           struct conduit_server_t *server_out);
+
+/**
+ * Destroys a server: the requests it holds end (their clients see the
+ * server gone if it had not ended their streams).
+ */
+enum conduit_error_t conduit_server_destroy(struct conduit_server_t server);
+
+/**
+ * Receives the next request into `request_out`, waiting up to
+ * `timeout_ns` nanoseconds (0: poll once; negative: until one comes);
+ * `CONDUIT_ERROR_TIMEOUT` if none came.
+ *
+ * # Safety
+ *
+ * `request_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_server_receive(struct conduit_server_t server,
+                                            int64_t timeout_ns,
+                                            struct conduit_request_t *request_out);
+
+/**
+ * Sends a copy of `len` bytes at `data` as one response of the stream of
+ * `request`. The client no longer waits (or wants no response):
+ * `CONDUIT_ERROR_DISCONNECTED`.
+ *
+ * # Safety
+ *
+ * `request` is `NULL` or readable; `data` is `NULL` (only with `len` 0)
+ * or readable for `len` bytes.
+ */
+enum conduit_error_t conduit_request_respond_copy(const struct conduit_request_t *request,
+                                                  const void *data,
+                                                  size_t len);
+
+/**
+ * Ends the response stream of `request`, gives its chunk back and
+ * clears `*request`.
+ *
+ * # Safety
+ *
+ * `request` is `NULL` or readable and writable.
+ */
+enum conduit_error_t conduit_request_end(struct conduit_request_t *request);
+
+/**
+ * Writes the server's wake-up descriptor to `fd_out`: it polls readable
+ * when a request may be waiting; then receive with timeout 0 until
+ * `CONDUIT_ERROR_TIMEOUT`, which re-arms it. Do not close it.
+ *
+ * # Safety
+ *
+ * `fd_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_server_fd(struct conduit_server_t server, int32_t *fd_out);
 
 #ifdef __cplusplus
 }  // extern "C"

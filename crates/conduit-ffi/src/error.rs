@@ -61,6 +61,14 @@ pub enum conduit_error_t {
     /// A bug inside conduit: a Rust panic, caught at the boundary. A port
     /// that panicked stays unusable; destroy it.
     CONDUIT_ERROR_INTERNAL = 19,
+    /// Request/response: the server(s) ended the response stream; every
+    /// response was received.
+    CONDUIT_ERROR_END_OF_STREAM = 20,
+    /// Request/response: the peer is gone: no server is connected, the
+    /// server(s) left or died before ending the stream (or dropped the
+    /// request unanswered), or the client no longer waits (or wants no
+    /// response).
+    CONDUIT_ERROR_DISCONNECTED = 21,
 }
 
 use conduit_error_t as E;
@@ -95,11 +103,13 @@ impl conduit_error_t {
             E::CONDUIT_ERROR_OS => c"a system call failed",
             E::CONDUIT_ERROR_INVALID_EVENT_ID => c"event id exceeds the service's maximum",
             E::CONDUIT_ERROR_INTERNAL => c"internal error (a caught panic)",
+            E::CONDUIT_ERROR_END_OF_STREAM => c"end of the response stream",
+            E::CONDUIT_ERROR_DISCONNECTED => c"the peer left, died or no longer waits",
         }
     }
 
     /// Every code, in order (for [`conduit_error_message`]).
-    const ALL: [conduit_error_t; 20] = [
+    const ALL: [conduit_error_t; 22] = [
         E::CONDUIT_OK,
         E::CONDUIT_ERROR_NULL_POINTER,
         E::CONDUIT_ERROR_INVALID_HANDLE,
@@ -120,6 +130,8 @@ impl conduit_error_t {
         E::CONDUIT_ERROR_OS,
         E::CONDUIT_ERROR_INVALID_EVENT_ID,
         E::CONDUIT_ERROR_INTERNAL,
+        E::CONDUIT_ERROR_END_OF_STREAM,
+        E::CONDUIT_ERROR_DISCONNECTED,
     ];
 }
 

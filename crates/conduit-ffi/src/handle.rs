@@ -21,10 +21,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use conduit::event::{EventService, Notifier};
 use conduit::node::Node;
 use conduit::pubsub::PubSubService;
+use conduit::reqres::ReqResService;
 
 use crate::error::{Error, Result, conduit_error_t};
 use crate::event::ListenerPort;
 use crate::pubsub::{PublisherPort, SubscriberPort};
+use crate::reqres::{ClientPort, ServerPort};
 
 /// An object held by the C side.
 pub(crate) enum Object {
@@ -35,6 +37,9 @@ pub(crate) enum Object {
     EventService(EventService),
     Notifier(Mutex<Notifier>),
     Listener(Mutex<ListenerPort>),
+    ReqResService(ReqResService<[u8], [u8]>),
+    Client(Mutex<ClientPort>),
+    Server(Mutex<ServerPort>),
 }
 
 impl Object {
@@ -47,6 +52,9 @@ impl Object {
             Object::EventService(_) => "event service",
             Object::Notifier(_) => "notifier",
             Object::Listener(_) => "listener",
+            Object::ReqResService(_) => "request/response service",
+            Object::Client(_) => "client",
+            Object::Server(_) => "server",
         }
     }
 }

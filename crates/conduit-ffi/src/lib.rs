@@ -9,8 +9,9 @@
 //!
 //! What is bound: nodes ([`node`]), publish/subscribe of byte payloads
 //! with loans, send, receive and release ([`pubsub`]), events with
-//! notifiers and listeners ([`event`]), a pollable descriptor per
-//! subscriber and listener, and domain cleanup. The crate README lists
+//! notifiers and listeners ([`event`]), request/response of byte
+//! payloads with streamed responses ([`reqres`]), a pollable descriptor
+//! per subscriber, listener, client and server, and domain cleanup. The crate README lists
 //! what is not bound yet.
 //!
 //! # Conventions
@@ -41,6 +42,7 @@ pub mod event;
 mod handle;
 pub mod node;
 pub mod pubsub;
+pub mod reqres;
 
 use std::ffi::{CStr, c_char};
 use std::time::Duration;
@@ -49,6 +51,7 @@ pub use error::{conduit_error_message, conduit_error_t, conduit_last_error_detai
 pub use event::*;
 pub use node::*;
 pub use pubsub::*;
+pub use reqres::*;
 
 use error::{Error, Result};
 

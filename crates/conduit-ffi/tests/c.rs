@@ -81,6 +81,11 @@ fn c_subscriber() -> &'static Path {
     EXE.get_or_init(|| compile("examples/subscriber.c", "subscriber", true))
 }
 
+fn c_reqres() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| compile("tests/c/reqres.c", "reqres", false))
+}
+
 /// A domain of this test alone.
 fn unique_domain(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -254,5 +259,91 @@ fn rust_publisher_c_subscriber_with_poll() {
         ]
     );
     drop((publisher, listener, done, service, node));
+    assert_clean(&domain);
+}
+
+#[test]
+fn c_server_answers_a_rust_client_with_streams() {
+    let domain = unique_domain("cserver");
+    let mut child = Command::new(c_reqres())
+        .args(["server", domain.as_str(), "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the C server");
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let node = Node::builder().name("rust-client").domain(&domain).create().unwrap();
+    let service = node
+        .service("c/upper")
+        .request_response::<[u8], [u8]>()
+        .open_or_create()
+        .unwrap();
+    let client = service.client().create().unwrap();
+    let start = Instant::now();
+    while client.servers() == 0 && start.elapsed() < LIMIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for word in ["abc", "hello world"] {
+        let pending = client.send_slice_copy(word.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match pending.receive_timeout(Duration::from_secs(10)) {
+                Ok(r) => got.push(String::from_utf8(r.to_vec()).unwrap()),
+                Err(conduit::reqres::ResponseError::EndOfStream) => break,
+                Err(e) => panic!("{word}: {e}"),
+            }
+        }
+        assert_eq!(got, [word.to_uppercase(), word.len().to_string()]);
+    }
+    // The third request wants no response: the C server's respond gets
+    // DISCONNECTED, which it checks.
+    client
+        .loan_slice_uninit(5)
+        .unwrap()
+        .write_from_slice(b"quiet")
+        .send_no_response()
+        .unwrap();
+    let status = wait_with_limit(&mut child, LIMIT);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(status.success(), "C server failed ({status}): {rest}");
+    assert_eq!(rest.trim(), "served 3");
+    drop((client, service, node));
+    assert_clean(&domain);
+}
+
+#[test]
+fn c_client_gets_the_streamed_responses_of_a_rust_server() {
+    let domain = unique_domain("cclient");
+    let node = Node::builder().name("rust-server").domain(&domain).create().unwrap();
+    let service = node
+        .service("c/upper")
+        .request_response::<[u8], [u8]>()
+        .open_or_create()
+        .unwrap();
+    let server = service.server().create().unwrap();
+    let mut child = Command::new(c_reqres())
+        .args(["client", domain.as_str()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the C client");
+    let lines = collect_lines(&mut child);
+    // "fire" (no response wanted), then "hello" (answered).
+    for _ in 0..2 {
+        let request = server.receive_timeout(LIMIT).expect("a request from C");
+        if request.wants_response() {
+            request.send_slice_copy(&request.to_ascii_uppercase()).unwrap();
+            request.send_slice_copy(request.len().to_string().as_bytes()).unwrap();
+        } else {
+            assert_eq!(&*request, b"fire");
+        }
+    }
+    let status = wait_with_limit(&mut child, LIMIT);
+    let lines = lines.join().unwrap();
+    assert!(status.success(), "C client failed ({status}): {lines:?}");
+    assert_eq!(lines, ["client ok"]);
+    drop((server, service, node));
     assert_clean(&domain);
 }

@@ -782,6 +782,12 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> LoanMut<'c, Client<Req, 
     /// `active_requests` until every server reached has dropped it. On
     /// error the chunk goes back to the pool.
     ///
+    /// The request lives in the client's pool: a client dropped (or killed)
+    /// before a server took the request withdraws it, and that server
+    /// never sees it. A program that sends its last request this way and
+    /// exits should first learn that it arrived (a response to a later
+    /// request, or an event).
+    ///
     /// [`ActiveRequest::wants_response`]: super::ActiveRequest::wants_response
     pub fn send_no_response(self) -> Result<(), RequestSendError> {
         let (client, chunk, len) = self.into_parts();
