@@ -114,6 +114,11 @@ pub struct ListArgs {
     /// Every queue of the system (POSIX names), not only the domain's.
     #[arg(long)]
     pub all: bool,
+    /// One JSON object per queue and line: `name`, `posix_name`,
+    /// `messages`, `capacity`, `message_size` (null where the queue could
+    /// not be read, with `error`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `conduit mq info` arguments.
@@ -121,6 +126,10 @@ pub struct ListArgs {
 pub struct InfoArgs {
     /// The queue: a name in the domain, or a POSIX name starting with '/'.
     pub queue: String,
+    /// One JSON object: `name`, `domain`, `posix_name`, `messages`,
+    /// `capacity`, `message_size`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `conduit mq remove` arguments.
@@ -348,7 +357,40 @@ fn list(args: ListArgs, domain: &conduit::Domain) -> CmdResult {
         })
     }
     .map_err(|e| Failure::from_error(exit::FAILURE, "", &e))?;
-    if names.is_empty() {
+    // (name shown, attributes or why not)
+    let looked: Vec<(&str, &str, Result<conduit::mq::Attributes, &'static str>)> = names
+        .iter()
+        .map(|(posix, shown)| {
+            let opened = MessageQueue::builder(posix.as_str())
+                .receive_only()
+                .nonblocking(true)
+                .open();
+            let attributes = match opened.as_ref().map(MessageQueue::attributes) {
+                Ok(Ok(a)) => Ok(a),
+                Err(OpenError::PermissionDenied { .. }) => Err("no permission"),
+                // Removed since listed, or unreadable.
+                _ => Err("cannot be read"),
+            };
+            (posix.as_str(), shown.as_str(), attributes)
+        })
+        .collect();
+    if args.json {
+        for (posix, shown, attributes) in &looked {
+            let value = match attributes {
+                Ok(a) => serde_json::json!({
+                    "name": shown, "posix_name": posix, "messages": a.current_messages,
+                    "capacity": a.max_messages, "message_size": a.message_size,
+                }),
+                Err(why) => serde_json::json!({
+                    "name": shown, "posix_name": posix, "messages": null,
+                    "capacity": null, "message_size": null, "error": why,
+                }),
+            };
+            common::print_json(&value);
+        }
+        return Ok(());
+    }
+    if looked.is_empty() {
         if args.all {
             println!("no message queues");
         } else {
@@ -356,26 +398,22 @@ fn list(args: ListArgs, domain: &conduit::Domain) -> CmdResult {
         }
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = names
+    let rows: Vec<Vec<String>> = looked
         .iter()
-        .map(|(posix, shown)| {
-            let opened = MessageQueue::builder(posix.as_str())
-                .receive_only()
-                .nonblocking(true)
-                .open();
-            let mut row = vec![shown.clone()];
-            match opened.as_ref().map(MessageQueue::attributes) {
-                Ok(Ok(a)) => row.extend([
+        .map(|(_, shown, attributes)| {
+            let mut row = vec![shown.to_string()];
+            match attributes {
+                Ok(a) => row.extend([
                     a.current_messages.to_string(),
                     a.max_messages.to_string(),
                     a.message_size.to_string(),
                 ]),
-                Err(OpenError::PermissionDenied { .. }) => {
+                Err(why) => {
                     row.extend(["-".into(), "-".into(), "-".into()]);
-                    row.push("(no permission)".into());
+                    if *why == "no permission" {
+                        row.push("(no permission)".into());
+                    }
                 }
-                // Removed since listed, or unreadable.
-                _ => row.extend(["-".into(), "-".into(), "-".into()]),
             }
             row
         })
@@ -399,6 +437,14 @@ fn info(args: InfoArgs, domain: &conduit::Domain) -> CmdResult {
     let attributes = queue
         .attributes()
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read the attributes: ", &e))?;
+    if args.json {
+        common::print_json(&serde_json::json!({
+            "name": args.queue, "domain": domain.name(), "posix_name": queue.name(),
+            "messages": attributes.current_messages, "capacity": attributes.max_messages,
+            "message_size": attributes.message_size,
+        }));
+        return Ok(());
+    }
     println!("{}", common::paint(&args.queue, common::Style::Bold));
     println!("  domain:        {}", domain.name());
     println!("  posix name:    {}", queue.name());

@@ -204,6 +204,16 @@ fn info_shows_capacity_message_size_and_current_messages() {
     assert!(info.contains("message size:  100 bytes\n"), "{info}");
     // Looking takes nothing.
     assert!(d.ok(&["mq", "info", &posix]).contains("messages:      2\n"));
+    let json: serde_json::Value =
+        serde_json::from_str(&d.ok(&["mq", "info", "inf", "--json"])).unwrap();
+    assert_eq!(json["name"], "inf");
+    assert_eq!(json["domain"], d.name.as_str());
+    assert_eq!(json["posix_name"], posix.as_str());
+    assert_eq!(
+        (&json["messages"], &json["capacity"], &json["message_size"]),
+        (&2.into(), &3.into(), &100.into()),
+        "{json}"
+    );
     // Full: a non-blocking or timed send fails (exit 1), nothing is lost.
     d.ok(&["mq", "send", "inf", "three"]);
     let err = failed(&d.run(&["mq", "send", "inf", "four", "--nonblocking"]), 1);
@@ -402,7 +412,20 @@ fn list_shows_the_domains_queues_and_all_shows_every_queue() {
     if let Some(stat) = stderr(&out).lines().next() {
         assert_eq!(stat, format!("660 {gid}"));
     }
+    // --json: one object per queue.
+    let out = with_mqueue_mounted(&d, &["mq", "list", "--json"], "").unwrap();
+    let objects: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects[0]["name"], "alpha");
+    assert_eq!(objects[0]["posix_name"], format!("/conduit.{}.alpha", d.name));
+    assert_eq!((&objects[0]["messages"], &objects[0]["capacity"]), (&2.into(), &5.into()));
+    assert_eq!((&objects[1]["name"], &objects[1]["message_size"]), (&"beta".into(), &32.into()));
     // Another domain sees none of them; --all sees them by POSIX name.
+    let none = with_mqueue_mounted(&other, &["mq", "list", "--json"], "").unwrap();
+    assert_eq!(stdout(&none), "", "no queue, no line");
     let none = with_mqueue_mounted(&other, &["mq", "list"], "").unwrap();
     assert_eq!(
         stdout(&none),
