@@ -41,6 +41,7 @@ pub(crate) mod fdwake;
 mod futex;
 mod identity;
 mod mutex;
+mod robust_list;
 pub(crate) mod slot;
 
 #[cfg(all(test, loom))]

@@ -1,0 +1,288 @@
+//! Joining the calling thread's kernel robust-futex list, so that the
+//! kernel reports the death of a lock owner (see
+//! [`RobustMutex`](super::RobustMutex)).
+//!
+//! # What the kernel does
+//!
+//! When a thread exits or dies (or calls `execve`), the kernel walks the
+//! list it registered with `set_robust_list` and, for every entry whose
+//! futex word (at `entry + futex_offset`) still holds the thread's id in
+//! bits 0–29, sets `FUTEX_OWNER_DIED` (bit 30), clears the id, keeps
+//! `FUTEX_WAITERS` (bit 31) and, if that bit is set, wakes one waiter (a
+//! shared futex wake, so it reaches sleepers in every process). The entry
+//! named by `list_op_pending` is handled the same way, and if its word is
+//! 0 (the thread died between releasing a lock and waking a waiter) one
+//! waiter is woken. The id compared is the thread's id **in its own PID
+//! namespace**, the one it wrote into the word, so the verdict is right
+//! whatever PID namespaces the other processes are in: nobody ever looks
+//! an id up.
+//!
+//! # Why join glibc's list
+//!
+//! The kernel keeps one list head per thread, and glibc registers one for
+//! every thread it starts (for robust pthread mutexes) and owns it; a
+//! second `set_robust_list` would replace glibc's and break its robust
+//! mutexes. So conduit **joins** glibc's list: its entries have exactly the
+//! layout of glibc's (`__pthread_list_t { prev, next }`, the list pointing
+//! at `next`, the futex word 32 bytes before `next`), and they are linked
+//! and unlinked exactly as glibc's `ENQUEUE_MUTEX_BOTH` / `DEQUEUE_MUTEX`
+//! do it (at the head, doubly linked, `list_op_pending` set around each
+//! change), so glibc's own robust mutexes and conduit's coexist in one
+//! list. Only the owning thread changes its list (and the kernel reads it
+//! when that thread dies), so plain volatile accesses with compiler fences
+//! suffice, as in glibc.
+//!
+//! A per-owner file lock (what nodes use) was the alternative: the kernel
+//! drops an `flock` when its last holder dies, in any namespace. It needs
+//! a file per thread and a look-up on every contended lock, where the
+//! robust list costs a few stores on the fast path and wakes the waiters
+//! itself.
+//!
+//! # Limits
+//!
+//! * 64-bit glibc only. A thread whose registered list has another
+//!   `futex_offset` (another C library), a 32-bit target, and builds
+//!   without system calls (loom, Miri) get no list ([`thread_head`]
+//!   returns 0): locks still work, but the death of their holder is never
+//!   reported. A thread with no list at all (a C library that registers
+//!   lazily) gets a leaked head of conduit's own.
+//! * The kernel walks at most 2048 entries (`ROBUST_LIST_LIMIT`): a thread
+//!   that dies holding more robust locks than that (glibc's and conduit's
+//!   together) leaves the rest locked.
+//! * An entry stays linked while its guard lives, and the list runs
+//!   through the shared segment. A guard that is forgotten
+//!   (`mem::forget`) leaves its entry linked: if the segment is then
+//!   unmapped while the thread lives on, the thread's next robust lock
+//!   operation (conduit's or glibc's) writes into the unmapped entry, as
+//!   with a pthread robust mutex that is unmapped while locked.
+
+use core::cell::UnsafeCell;
+
+/// Offset of the futex word from a list entry: glibc's
+/// `offsetof(__lock) - offsetof(__list.__next)` on 64-bit targets.
+pub(crate) const FUTEX_OFFSET: isize = -32;
+
+/// A list entry as glibc lays it out (`__pthread_list_t`): the owner's
+/// addresses of the previous and next entries. Placed 24 bytes after the
+/// lock word, so that `next` is 32 bytes after it ([`FUTEX_OFFSET`]).
+///
+/// Meaningful only while a thread holds the lock, and only in that
+/// thread's address space; stale values of a dead or departed owner are
+/// overwritten by the next owner and read by nobody else.
+#[repr(C)]
+pub(crate) struct ListEntry {
+    prev: UnsafeCell<u64>,
+    next: UnsafeCell<u64>,
+}
+
+impl ListEntry {
+    /// An unlinked entry (all zero).
+    pub(crate) const fn new() -> ListEntry {
+        ListEntry {
+            prev: UnsafeCell::new(0),
+            next: UnsafeCell::new(0),
+        }
+    }
+
+    /// The address the list uses for this entry: that of `next`.
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self.next.get() as usize
+    }
+}
+
+/// The calling thread's list head, registering one if the thread has
+/// none; 0 if robust futexes are unavailable or the registered list uses
+/// another futex offset.
+#[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
+pub(crate) fn thread_head() -> usize {
+    use crate::sys::futex::{RobustListHead, robust_list, set_robust_list};
+    match robust_list() {
+        Ok(head) if !head.is_null() => {
+            // SAFETY: the kernel returned the head this thread registered;
+            // it lives as long as the thread (glibc's struct pthread).
+            let offset = unsafe { core::ptr::addr_of!((*head).futex_offset).read_volatile() };
+            if offset == FUTEX_OFFSET { head as usize } else { 0 }
+        }
+        Ok(_) => {
+            // Laid out as glibc's: a `prev` slot right before the head,
+            // written when the first entry is linked or unlinked.
+            #[repr(C)]
+            struct OwnHead {
+                prev: usize,
+                head: RobustListHead,
+            }
+            let own = Box::leak(Box::new(OwnHead {
+                prev: 0,
+                head: RobustListHead {
+                    list: 0,
+                    futex_offset: FUTEX_OFFSET,
+                    list_op_pending: 0,
+                },
+            }));
+            own.head.list = core::ptr::addr_of!(own.head.list) as usize;
+            let head = core::ptr::addr_of_mut!(own.head);
+            // SAFETY: leaked, so valid until the process ends; an empty
+            // circular list is well formed.
+            match unsafe { set_robust_list(head) } {
+                Ok(()) => head as usize,
+                Err(_) => 0,
+            }
+        }
+        Err(_) => 0,
+    }
+}
+
+/// No robust list under loom (no real thread dies), Miri (no system
+/// calls) or on 32-bit targets (glibc's entries have no `prev` there).
+#[cfg(not(all(not(any(loom, miri)), target_pointer_width = "64")))]
+pub(crate) fn thread_head() -> usize {
+    0
+}
+
+#[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
+mod imp {
+    use core::sync::atomic::{Ordering, compiler_fence};
+
+    use crate::sys::futex::RobustListHead;
+
+    /// `__pthread_list_t` as glibc lays it out; entries point at `next`.
+    const PREV_FROM_NEXT: usize = 8;
+
+    /// Writes `value` at address `at`.
+    ///
+    /// # Safety
+    /// `at` is a valid, aligned `usize` location of a list entry or head
+    /// that only the calling thread writes.
+    #[inline(always)]
+    unsafe fn put(at: usize, value: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { (at as *mut usize).write_volatile(value) }
+    }
+
+    /// Reads the `usize` at address `at` (same contract as [`put`]).
+    #[inline(always)]
+    unsafe fn get(at: usize) -> usize {
+        // SAFETY: the caller's contract.
+        unsafe { (at as *const usize).read_volatile() }
+    }
+
+    /// Sets `list_op_pending` to `entry` (0 clears it). No-op for head 0.
+    ///
+    /// # Safety
+    /// `head` is 0 or the calling thread's registered head.
+    #[inline(always)]
+    pub(crate) unsafe fn pending(head: usize, entry: usize) {
+        if head == 0 {
+            return;
+        }
+        let head = head as *mut RobustListHead;
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: the caller's contract: the head is live and ours.
+        unsafe { core::ptr::addr_of_mut!((*head).list_op_pending).write_volatile(entry) };
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    /// Links `entry` (the address of an entry's `next` field, preceded by
+    /// its `prev` field) at the front of the list (glibc's
+    /// `ENQUEUE_MUTEX_BOTH`). No-op for head 0.
+    ///
+    /// # Safety
+    /// `head` is 0 or the calling thread's registered head; `entry` is a
+    /// [`ListEntry`](super::ListEntry) address, is not linked yet, and
+    /// stays mapped until [`unlink`]ed.
+    #[inline(always)]
+    pub(crate) unsafe fn link(head: usize, entry: usize) {
+        if head == 0 {
+            return;
+        }
+        // SAFETY: the list and entry are valid (contract); every linked
+        // entry and the head are preceded by a `prev` slot (glibc's
+        // `robust_prev` for the head).
+        unsafe {
+            let first = get(head) & !1;
+            put(first - PREV_FROM_NEXT, entry);
+            put(entry, get(head));
+            put(entry - PREV_FROM_NEXT, head);
+            // The entry must be complete before the kernel can reach it.
+            compiler_fence(Ordering::SeqCst);
+            put(head, entry);
+        }
+    }
+
+    /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`). No-op for head 0.
+    ///
+    /// # Safety
+    /// `head` is 0 or the calling thread's registered head, and then
+    /// `entry` is linked in that list.
+    #[inline(always)]
+    pub(crate) unsafe fn unlink(head: usize, entry: usize) {
+        if head == 0 {
+            return;
+        }
+        // SAFETY: the entry is linked (contract), so its neighbours are
+        // valid entries or the head, each with a `prev` slot.
+        unsafe {
+            let next = get(entry);
+            let prev = get(entry - PREV_FROM_NEXT);
+            put((next & !1) - PREV_FROM_NEXT, prev);
+            put(prev & !1, next);
+            // Out of the list before its own links are cleared.
+            compiler_fence(Ordering::SeqCst);
+            put(entry, 0);
+            put(entry - PREV_FROM_NEXT, 0);
+        }
+    }
+}
+
+#[cfg(not(all(not(any(loom, miri)), target_pointer_width = "64")))]
+mod imp {
+    /// No-op without a robust list.
+    ///
+    /// # Safety
+    /// None needed; unsafe to match the real function.
+    #[inline(always)]
+    pub(crate) unsafe fn pending(_head: usize, _entry: usize) {}
+    /// No-op without a robust list.
+    ///
+    /// # Safety
+    /// None needed; unsafe to match the real function.
+    #[inline(always)]
+    pub(crate) unsafe fn link(_head: usize, _entry: usize) {}
+    /// No-op without a robust list.
+    ///
+    /// # Safety
+    /// None needed; unsafe to match the real function.
+    #[inline(always)]
+    pub(crate) unsafe fn unlink(_head: usize, _entry: usize) {}
+}
+
+pub(crate) use imp::{link, pending, unlink};
+
+#[cfg(all(test, not(any(loom, miri)), target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// Linking and unlinking keep glibc's list well formed: the head
+    /// points back at itself once every entry is gone, whatever the order.
+    #[test]
+    fn link_and_unlink_in_any_order_restore_the_head() {
+        let head = thread_head();
+        assert_ne!(head, 0, "glibc registers a robust list for every thread");
+        // SAFETY: the thread's own head.
+        let before = unsafe { (head as *const usize).read_volatile() };
+        let entries: Vec<ListEntry> = (0..3).map(|_| ListEntry::new()).collect();
+        // SAFETY: our head; the entries outlive their links (unlinked
+        // below, before they drop).
+        unsafe {
+            for e in &entries {
+                link(head, e.addr());
+            }
+            assert_eq!((head as *const usize).read_volatile(), entries[2].addr());
+            unlink(head, entries[1].addr());
+            unlink(head, entries[2].addr());
+            unlink(head, entries[0].addr());
+            assert_eq!((head as *const usize).read_volatile(), before);
+        }
+    }
+}
