@@ -171,7 +171,9 @@ pub struct RobustMutex<T: ShmSafe> {
     data: cell::DataCell<T>,
 }
 
-// The kernel finds the lock word at `entry.next + FUTEX_OFFSET`.
+// The kernel finds the lock word at `entry.next + FUTEX_OFFSET` (loom's
+// atomics have other sizes; nothing is shared under loom).
+#[cfg(not(loom))]
 const _: () = assert!(
     core::mem::offset_of!(RobustMutex<u8>, entry) + 8
         == (core::mem::offset_of!(RobustMutex<u8>, state) as isize - robust_list::FUTEX_OFFSET)
@@ -572,6 +574,48 @@ impl<T: ShmSafe> RobustMutex<T> {
             };
             futex::wake(&self.state, count);
         }
+    }
+}
+
+/// The kernel's side of owner death, for loom models.
+#[cfg(loom)]
+impl<T: ShmSafe> RobustMutex<T> {
+    /// Locks, then ends the calling thread's ownership the way the
+    /// kernel's `handle_futex_death` does when the thread dies holding the
+    /// lock: if the owner field still names the thread, replace it with
+    /// `OWNER_DIED`, keep `WAITERS`, and wake one sleeper if it was set.
+    /// Returns whether the lock itself came with `OwnerDied`.
+    pub(crate) fn lock_then_die(&self) -> bool {
+        let me = identity::current();
+        let died = match self.lock() {
+            Ok(g) => {
+                core::mem::forget(g);
+                false
+            }
+            Err(LockError::OwnerDied(g)) => {
+                core::mem::forget(g);
+                true
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut seen = self.state.load(Ordering::Relaxed);
+        loop {
+            if seen & OWNER_MASK != me.tid {
+                return died;
+            }
+            let dead = (seen & WAITERS) | OWNER_DIED;
+            match self
+                .state
+                .compare_exchange(seen, dead, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if seen & WAITERS != 0 {
+            futex::wake(&self.state, 1);
+        }
+        died
     }
 }
 

@@ -60,6 +60,7 @@ use core::cell::UnsafeCell;
 
 /// Offset of the futex word from a list entry: glibc's
 /// `offsetof(__lock) - offsetof(__list.__next)` on 64-bit targets.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const FUTEX_OFFSET: isize = -32;
 
 /// A list entry as glibc lays it out (`__pthread_list_t`): the owner's
@@ -136,6 +137,7 @@ pub(crate) fn thread_head() -> usize {
 /// No robust list under loom (no real thread dies), Miri (no system
 /// calls) or on 32-bit targets (glibc's entries have no `prev` there).
 #[cfg(not(all(not(any(loom, miri)), target_pointer_width = "64")))]
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn thread_head() -> usize {
     0
 }
