@@ -20,6 +20,9 @@
 pub(crate) struct Identity {
     /// Thread id (`gettid`, in the caller's PID namespace), never 0.
     pub(crate) tid: u32,
+    /// The fork generation this identity belongs to (see
+    /// [`is_current`]).
+    pub(crate) generation: u32,
     /// A random 64-bit token, never 0, unique to this thread (of this
     /// process generation) with overwhelming probability, whatever the
     /// PID namespace: thread ids of two namespaces collide, tokens do not.
@@ -51,7 +54,7 @@ mod imp {
     thread_local! {
         /// (fork generation + 1, identity); generation 0 = not cached yet.
         static CACHE: Cell<(u32, Identity)> =
-            const { Cell::new((0, Identity { tid: 0, token: 0, head: 0 })) };
+            const { Cell::new((0, Identity { tid: 0, generation: 0, token: 0, head: 0 })) };
     }
 
     /// The calling thread's identity, from the thread-local cache.
@@ -63,6 +66,14 @@ mod imp {
             return identity;
         }
         refresh()
+    }
+
+    /// Whether `identity` (from [`current`] in the calling thread) is
+    /// still the calling thread's, i.e. no `fork()` happened since: one
+    /// load of a global, no thread-local access.
+    #[inline]
+    pub(crate) fn is_current(identity: Identity) -> bool {
+        FORK_GENERATION.load(Ordering::Relaxed).wrapping_add(1) == identity.generation
     }
 
     /// A random token from std's per-thread random hasher keys (seeded
@@ -86,6 +97,7 @@ mod imp {
         let tid = process::thread_id();
         let identity = Identity {
             tid,
+            generation,
             token: random_token(tid),
             head: super::super::robust_list::thread_head(),
         };
@@ -112,13 +124,19 @@ mod imp {
         let tid = ME.with(|t| *t);
         Identity {
             tid,
+            generation: 1,
             token: u64::from(tid),
             head: 0,
         }
     }
+
+    /// No fork under loom.
+    pub(crate) fn is_current(_identity: Identity) -> bool {
+        true
+    }
 }
 
-pub(crate) use imp::current;
+pub(crate) use imp::{current, is_current};
 
 #[cfg(all(test, not(loom)))]
 mod tests {

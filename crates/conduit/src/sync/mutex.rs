@@ -690,7 +690,7 @@ impl<T: ShmSafe> Drop for RobustMutexGuard<'_, T> {
         // A guard is !Send, so only a fork() can have moved it to another
         // thread (of a child process): there the lock is the parent's and
         // the robust list glibc's empty one of the child. Release nothing.
-        if identity::current().tid != self.me.tid {
+        if !identity::is_current(self.me) {
             return;
         }
         let to = if self.consistent {

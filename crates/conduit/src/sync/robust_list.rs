@@ -229,10 +229,9 @@ mod imp {
             let prev = get(entry - PREV_FROM_NEXT);
             put((next & !1) - PREV_FROM_NEXT, prev);
             put(prev & !1, next);
-            // Out of the list before its own links are cleared.
-            compiler_fence(Ordering::SeqCst);
-            put(entry, 0);
-            put(entry - PREV_FROM_NEXT, 0);
+            // glibc also zeroes the entry's own links; nothing reads them
+            // once it is out of the list (the next owner overwrites them),
+            // so conduit saves the two stores.
         }
     }
 }
