@@ -467,26 +467,6 @@ fn thread_id() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// Why processes in new PID namespaces cannot be started here (`unshare
-/// --pid --fork --mount-proc` needs root, or user namespaces), or `None`.
-fn pid_namespaces_unavailable() -> Option<String> {
-    match std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-    {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "`unshare --pid --fork --mount-proc` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Some(format!("cannot run unshare: {e}")),
-    }
-}
-
 /// A zeroed POSIX shared-memory object (`/dev/shm/<name>`) and its
 /// mapping: unlike the memfd of [`Region`], a process in another PID
 /// namespace (which cannot see `/proc/<parent>`) can open it by path, as
@@ -516,37 +496,16 @@ impl Drop for ShmRegion {
     }
 }
 
-/// Starts this test binary in role `role` as the first process (pid 1) of
-/// a new PID namespace with its own `/proc`. The returned child is
-/// `unshare`, which SIGKILLs the namespace when it dies.
+/// Starts this test binary in role `role` in a new PID namespace (see
+/// [`common::spawn_child_in_new_pid_namespace`]).
 fn spawn_in_new_pid_namespace(role: &str, args: &[&str]) -> Kid {
-    let inner = common::child_command(role, args);
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    for (key, value) in inner.get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
-    Kid(cmd.spawn().expect("spawn unshare"))
+    Kid(common::spawn_child_in_new_pid_namespace(role, args))
 }
 
 /// SIGKILLs the process `unshare` started (the namespace's pid 1, seen
-/// from here under another id), leaving `unshare` to notice and exit.
+/// from here under another id), then reaps `unshare`.
 fn kill_namespace_init(unshare: &mut Kid) {
-    let pid = unshare.id();
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .expect("read unshare's children");
-    let init: i32 = children
-        .split_whitespace()
-        .next()
-        .expect("unshare has a child")
-        .parse()
-        .unwrap();
+    let init = common::namespace_init_pid(unshare);
     // SAFETY: kill has no memory preconditions; `init` is our grandchild,
     // alive (it has not been reaped: unshare waits for it).
     assert_eq!(unsafe { libc::kill(init, libc::SIGKILL) }, 0);
@@ -556,7 +515,7 @@ fn kill_namespace_init(unshare: &mut Kid) {
 #[test]
 fn lock_held_in_another_pid_namespace_is_never_taken_and_recovered_when_killed() {
     let _w = common::watchdog(Duration::from_secs(60));
-    if let Some(why) = pid_namespaces_unavailable() {
+    if let Some(why) = common::pid_namespaces_unavailable() {
         println!("skipped: {why}");
         return;
     }
@@ -591,7 +550,7 @@ fn lock_held_in_another_pid_namespace_is_never_taken_and_recovered_when_killed()
 #[test]
 fn same_thread_id_in_two_pid_namespaces_is_not_the_same_owner() {
     let _w = common::watchdog(Duration::from_secs(60));
-    if let Some(why) = pid_namespaces_unavailable() {
+    if let Some(why) = common::pid_namespaces_unavailable() {
         println!("skipped: {why}");
         return;
     }
