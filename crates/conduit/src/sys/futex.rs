@@ -123,6 +123,7 @@ fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
 /// `list_op_pending` names an entry being locked or unlocked right now.
 #[repr(C)]
 #[derive(Debug)]
+#[cfg_attr(any(loom, miri), allow(dead_code))]
 pub struct RobustListHead {
     /// First entry (`&entry.next`), or the address of this field when empty.
     pub list: usize,
@@ -137,6 +138,7 @@ pub struct RobustListHead {
 /// null if none. `ENOSYS` where the kernel has no robust futexes.
 #[doc(alias = "get_robust_list")]
 #[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
 pub fn robust_list() -> Result<*mut RobustListHead> {
     let mut head: *mut RobustListHead = core::ptr::null_mut();
     let mut len: libc::size_t = 0;
@@ -166,6 +168,7 @@ pub fn robust_list() -> Result<*mut RobustListHead> {
 /// `head` must stay valid, and form a well-formed list, until the thread
 /// exits or registers another head: the kernel reads it at thread exit.
 #[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
 pub unsafe fn set_robust_list(head: *mut RobustListHead) -> Result<()> {
     // SAFETY: the kernel only records the pointer; the caller keeps it valid.
     let rc = unsafe {
