@@ -949,6 +949,49 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn garbage_in_the_list_links_is_never_followed() {
+        let outer = RobustMutex::new(0u32);
+        let inner = RobustMutex::new(0u32);
+        let mut scratch = [0u64; 4];
+        let scratch_addr = scratch.as_mut_ptr() as u64 + 8;
+        for (prev, next) in [
+            (0, 0),
+            (8, 16),
+            (0xdead_0000_0000, 0xbeef_0000_0008),
+            (u64::MAX - 7, u64::MAX),
+            // Mapped, aligned, but not a link naming the entry.
+            (scratch_addr, scratch_addr),
+        ] {
+            let g_outer = outer.lock().unwrap();
+            let g_inner = inner.lock().unwrap();
+            inner.entry.scribble(prev, next);
+            drop(g_inner);
+            drop(g_outer);
+            assert_eq!(scratch, [0; 4], "wrote through a garbage link");
+            assert_eq!(inner.state.load(Ordering::Relaxed), 0);
+            assert_eq!(outer.state.load(Ordering::Relaxed), 0);
+        }
+        // The list works again: a thread that exits holding a lock is
+        // still reported dead by the kernel.
+        let m = std::sync::Arc::new(RobustMutex::new(0u32));
+        let m2 = m.clone();
+        std::thread::spawn(move || {
+            let g = m2.lock().unwrap();
+            m2.entry.scribble(0, 0);
+            drop(g);
+            core::mem::forget(m2.lock().unwrap());
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(m.try_lock(), Err(TryLockError::OwnerDied(_))));
+        let again = RobustMutex::new(0u32);
+        let g = again.lock().unwrap();
+        drop(g);
+        assert!(again.try_lock().is_ok());
+    }
+
+    #[test]
     fn threads_count_to_total() {
         let m = std::sync::Arc::new(RobustMutex::new(0u64));
         let per = if cfg!(miri) { 20 } else { 20_000 };

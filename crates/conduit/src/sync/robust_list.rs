@@ -49,6 +49,16 @@
 //! * The kernel walks at most 2048 entries (`ROBUST_LIST_LIMIT`): a thread
 //!   that dies holding more robust locks than that (glibc's and conduit's
 //!   together) leaves the rest locked.
+//! * The links run through shared memory, where another process may write
+//!   garbage. Linking reads only the head (private memory). Unlinking
+//!   follows a link only after proving that the slot it will rewrite
+//!   names the entry (directly for the head and the entries this thread
+//!   holds, through `process_vm_readv` otherwise), so garbage never makes
+//!   a thread write outside its list; a list found broken is cut back to
+//!   empty, and the thread's other held robust locks lose death reporting
+//!   until they are released. Garbage can still make the kernel, when the
+//!   thread dies, follow a link to another mapped address and mark a word
+//!   there that holds the thread's id.
 //! * An entry stays linked while its guard lives, and the list runs
 //!   through the shared segment. A guard that is forgotten
 //!   (`mem::forget`) leaves its entry linked: if the segment is then
@@ -89,6 +99,17 @@ impl ListEntry {
     #[inline]
     pub(crate) fn addr(&self) -> usize {
         self.next.get() as usize
+    }
+
+    /// Overwrites both links, as another process writing garbage would.
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, prev: u64, next: u64) {
+        // SAFETY: test-only; the cells are plain integers and the test
+        // does not race with its own unlock.
+        unsafe {
+            self.prev.get().write_volatile(prev);
+            self.next.get().write_volatile(next);
+        }
     }
 }
 
@@ -144,6 +165,7 @@ pub(crate) fn thread_head() -> usize {
 
 #[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
 mod imp {
+    use core::cell::Cell;
     use core::sync::atomic::{Ordering, compiler_fence};
 
     use crate::sys::futex::RobustListHead;
@@ -187,17 +209,15 @@ mod imp {
 
     /// Links `entry` (the address of an entry's `next` field, preceded by
     /// its `prev` field) at the front of the list (glibc's
-    /// `ENQUEUE_MUTEX_BOTH`). No-op for head 0.
+    /// `ENQUEUE_MUTEX_BOTH`). Reads only the head (private memory), never
+    /// a shared entry.
     ///
     /// # Safety
-    /// `head` is 0 or the calling thread's registered head; `entry` is a
+    /// `head` is the calling thread's registered head; `entry` is a
     /// [`ListEntry`](super::ListEntry) address, is not linked yet, and
     /// stays mapped until [`unlink`]ed.
     #[inline(always)]
-    pub(crate) unsafe fn link(head: usize, entry: usize) {
-        if head == 0 {
-            return;
-        }
+    unsafe fn link_raw(head: usize, entry: usize) {
         // SAFETY: the list and entry are valid (contract); every linked
         // entry and the head are preceded by a `prev` slot (glibc's
         // `robust_prev` for the head).
@@ -212,23 +232,120 @@ mod imp {
         }
     }
 
+    /// How many entries this thread holds that [`unlink`] can vouch for
+    /// without a system call; more are checked with `process_vm_readv`.
+    const HELD_SLOTS: usize = 4;
+
+    std::thread_local! {
+        /// Entries of this thread's list that conduit linked and has not
+        /// unlinked yet (0: free slot). Private memory: what it says can
+        /// be trusted, unlike the links in the shared entries.
+        static HELD: [Cell<usize>; HELD_SLOTS] = const { [const { Cell::new(0) }; HELD_SLOTS] };
+    }
+
+    /// Records `entry` as linked by this thread (if a slot is free).
+    #[inline(always)]
+    fn held_insert(entry: usize) {
+        HELD.with(|held| {
+            if let Some(slot) = held.iter().find(|s| s.get() == 0) {
+                slot.set(entry);
+            }
+        });
+    }
+
+    /// Forgets `entry`.
+    #[inline(always)]
+    fn held_remove(entry: usize) {
+        HELD.with(|held| {
+            if let Some(slot) = held.iter().find(|s| s.get() == entry) {
+                slot.set(0);
+            }
+        });
+    }
+
+    /// Whether `entry` is recorded as linked by this thread (so mapped:
+    /// its guard lives).
+    #[inline(always)]
+    fn held_contains(entry: usize) -> bool {
+        entry != 0 && HELD.with(|held| held.iter().any(|s| s.get() == entry))
+    }
+
+    /// Whether the word at `slot`, which belongs to list member `member`
+    /// (the head, or an entry's `next`), names `entry`: the proof that
+    /// `slot` is a link of this thread's list that [`unlink`] may rewrite.
+    /// The head and the entries this thread holds are read directly; any
+    /// other address (a glibc mutex, or garbage another process wrote into
+    /// our entry) through `process_vm_readv`, which fails instead of
+    /// faulting on an unmapped address.
+    ///
+    /// # Safety
+    /// `head` is the calling thread's registered head.
+    #[inline(always)]
+    unsafe fn names(head: usize, member: usize, slot: usize, entry: usize) -> bool {
+        if member == head || held_contains(member) {
+            // SAFETY: the head (and its `prev` slot) lives as long as the
+            // thread; a held entry is mapped while its guard lives.
+            unsafe { get(slot) == entry }
+        } else {
+            crate::sys::process::read_own_word(slot) == Ok(entry)
+        }
+    }
+
+    /// Links `entry` (see [`link_raw`]) and records it as held.
+    ///
+    /// # Safety
+    /// As for [`link_raw`].
+    #[inline(always)]
+    pub(crate) unsafe fn link(head: usize, entry: usize) {
+        if head == 0 {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { link_raw(head, entry) };
+        held_insert(entry);
+    }
+
     /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`). No-op for head 0.
+    ///
+    /// The entry's `prev` and `next` are in shared memory, where another
+    /// process may have written anything; following them blindly would
+    /// let it make this thread write anywhere in its own memory. So each
+    /// neighbour must prove it is one: its link slot must name `entry`
+    /// (see [`names`]). If either does not, the list is beyond repair from
+    /// here: it is cut back to empty (the kernel then reports no death of
+    /// this thread's other held robust locks until they are locked again),
+    /// and nothing is written through the untrusted links.
     ///
     /// # Safety
     /// `head` is 0 or the calling thread's registered head, and then
-    /// `entry` is linked in that list.
+    /// `entry` was linked by [`link`] on this thread (and is mapped).
     #[inline(always)]
     pub(crate) unsafe fn unlink(head: usize, entry: usize) {
         if head == 0 {
             return;
         }
-        // SAFETY: the entry is linked (contract), so its neighbours are
-        // valid entries or the head, each with a `prev` slot.
+        held_remove(entry);
+        // SAFETY: our own entry is mapped (contract); every write below
+        // goes to a slot that `names` proved to be a link naming `entry`,
+        // or to the head, which lives as long as the thread.
         unsafe {
             let next = get(entry);
             let prev = get(entry - PREV_FROM_NEXT);
-            put((next & !1) - PREV_FROM_NEXT, prev);
-            put(prev & !1, next);
+            let next_member = next & !1;
+            let prev_member = prev & !1;
+            let next_prev_slot = next_member.wrapping_sub(PREV_FROM_NEXT);
+            if names(head, next_member, next_prev_slot, entry)
+                && names(head, prev_member, prev_member, entry)
+            {
+                put(next_prev_slot, prev);
+                put(prev_member, next);
+            } else {
+                // Empty list: `list` and glibc's `robust_prev` name the
+                // head itself.
+                put(head - PREV_FROM_NEXT, head);
+                compiler_fence(Ordering::SeqCst);
+                put(head, head);
+            }
             // glibc also zeroes the entry's own links; nothing reads them
             // once it is out of the list (the next owner overwrites them),
             // so conduit saves the two stores.

@@ -72,6 +72,42 @@ pub fn is_alive(tid: u32, start_time_ticks: u64) -> bool {
     }
 }
 
+/// `process_vm_readv(getpid(), ...)`: reads the aligned word at address
+/// `at` of this process's own memory, or fails (`EFAULT`) where nothing
+/// is mapped, instead of faulting. For checking an address that came from
+/// memory another process may have written before following it. (rustix
+/// has no `process_vm_readv`.)
+#[doc(alias = "process_vm_readv")]
+#[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
+pub fn read_own_word(at: usize) -> Result<usize> {
+    if at % core::mem::align_of::<usize>() != 0 {
+        return Err(Errno::INVAL);
+    }
+    let mut value: usize = 0;
+    let local = libc::iovec {
+        iov_base: (&mut value as *mut usize).cast(),
+        iov_len: core::mem::size_of::<usize>(),
+    };
+    let remote = libc::iovec {
+        iov_base: at as *mut libc::c_void,
+        iov_len: core::mem::size_of::<usize>(),
+    };
+    // SAFETY: the kernel writes at most `local.iov_len` bytes into
+    // `value`, a live local; the remote address is only read by the
+    // kernel, which reports an unmapped one as EFAULT.
+    let n = unsafe {
+        libc::process_vm_readv(process_id() as libc::pid_t, &local, 1, &remote, 1, 0)
+    };
+    if n == core::mem::size_of::<usize>() as isize {
+        Ok(value)
+    } else if n < 0 {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Err(Errno::FAULT)
+    }
+}
+
 /// `pthread_atfork(NULL, NULL, child)`: registers `child` to run in the
 /// child process right after every `fork()`, on the one thread that
 /// survives the fork (for example to forget a cached thread id).
