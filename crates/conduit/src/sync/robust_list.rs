@@ -115,10 +115,14 @@ impl ListEntry {
 
 /// The calling thread's list head, registering one if the thread has
 /// none; 0 if robust futexes are unavailable or the registered list uses
-/// another futex offset.
+/// another futex offset. Called once per thread and once more after a
+/// `fork()` (see `identity`).
 #[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
 pub(crate) fn thread_head() -> usize {
     use crate::sys::futex::{RobustListHead, robust_list, set_robust_list};
+    // A fork child starts with glibc's list emptied but a copy of the
+    // parent's record of held entries: those are the parent's.
+    imp::held_clear();
     match robust_list() {
         Ok(head) if !head.is_null() => {
             // SAFETY: the kernel returned the head this thread registered;
@@ -241,6 +245,11 @@ mod imp {
         /// unlinked yet (0: free slot). Private memory: what it says can
         /// be trusted, unlike the links in the shared entries.
         static HELD: [Cell<usize>; HELD_SLOTS] = const { [const { Cell::new(0) }; HELD_SLOTS] };
+    }
+
+    /// Forgets every recorded entry (see [`super::thread_head`]).
+    pub(super) fn held_clear() {
+        HELD.with(|held| held.iter().for_each(|slot| slot.set(0)));
     }
 
     /// Records `entry` as linked by this thread (if a slot is free).
