@@ -140,6 +140,11 @@ const RECHECK: Duration = Duration::from_millis(100);
 ///   not mark it. [`try_lock`](Self::try_lock) and
 ///   [`lock_timeout`](Self::lock_timeout) report it as held; `lock` waits.
 ///   `NOT_RECOVERABLE` and `OWNER_DIED` words are reported as such.
+/// * Garbage written into `entry` while a thread holds the lock is never
+///   followed: the unlock proves each link before rewriting it, and cuts
+///   the thread's robust list back to empty if one fails, so that
+///   thread's other held robust locks lose death reporting until they are
+///   released (see `sync::robust_list`).
 /// * Thread ids of different PID namespaces collide. A locker sets the
 ///   kernel's `list_op_pending` to this mutex for the few instructions
 ///   around its lock CAS (as glibc does, so that a death right after the
