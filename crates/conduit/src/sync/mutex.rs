@@ -779,6 +779,17 @@ mod tests {
         );
         // The value every version of conduit (and glibc) uses.
         assert_eq!(NOT_RECOVERABLE, 0x7fff_ffff);
+        // The /proc-liveness layout's fingerprint: a segment holding it is
+        // refused (FingerprintMismatch), never shared by both protocols.
+        use crate::shm::fingerprint;
+        let old = fingerprint::word(
+            fingerprint::word(
+                fingerprint::bytes(fingerprint::start(), b"conduit::RobustMutex"),
+                <u64 as ShmSafe>::LAYOUT.fingerprint,
+            ),
+            24,
+        );
+        assert_ne!(<RobustMutex<u64> as ShmSafe>::LAYOUT.fingerprint, old);
     }
 
     #[test]
