@@ -45,7 +45,10 @@
 //!   without system calls (loom, Miri) get no list ([`thread_head`]
 //!   returns 0): locks still work, but the death of their holder is never
 //!   reported. A thread with no list at all (a C library that registers
-//!   lazily) gets a leaked head of conduit's own.
+//!   lazily) gets a head of conduit's own (32 bytes, leaked); should that
+//!   library register its own list later (musl does on a thread's first
+//!   robust pthread mutex), it replaces conduit's, and the death of that
+//!   thread's conduit locks goes unreported.
 //! * The kernel walks at most 2048 entries (`ROBUST_LIST_LIMIT`): a thread
 //!   that dies holding more robust locks than that (glibc's and conduit's
 //!   together) leaves the rest locked.
