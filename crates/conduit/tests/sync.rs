@@ -502,14 +502,9 @@ fn spawn_in_new_pid_namespace(role: &str, args: &[&str]) -> Kid {
     Kid(common::spawn_child_in_new_pid_namespace(role, args))
 }
 
-/// SIGKILLs the process `unshare` started (the namespace's pid 1, seen
-/// from here under another id), then reaps `unshare`.
+/// SIGKILLs the process `unshare` started and reaps `unshare`.
 fn kill_namespace_init(unshare: &mut Kid) {
-    let init = common::namespace_init_pid(unshare);
-    // SAFETY: kill has no memory preconditions; `init` is our grandchild,
-    // alive (it has not been reaped: unshare waits for it).
-    assert_eq!(unsafe { libc::kill(init, libc::SIGKILL) }, 0);
-    unshare.wait().expect("reap unshare");
+    common::kill_namespace_init(unshare);
 }
 
 #[test]

@@ -87,12 +87,13 @@ pub fn pid_namespaces_unavailable() -> Option<String> {
     }
 }
 
-/// Like [`spawn_child`], but the child is the first process (pid 1) of a
-/// new PID namespace with its own `/proc`, as in a container. The returned
-/// process is `unshare`, which SIGKILLs the namespace when it dies (so
-/// killing it ends the child). When the child is killed by a signal,
-/// `unshare` prints "sigprocmask unblock failed" (a util-linux quirk).
-pub fn spawn_child_in_new_pid_namespace(role: &str, args: &[&str]) -> Child {
+/// Like [`child_command`], but the child is the first process (pid 1) of a
+/// new PID namespace with its own `/proc`, as in a container. The command
+/// runs `unshare`, which SIGKILLs the namespace when it dies (so killing
+/// it ends the child). When the child is killed by a signal, `unshare`
+/// prints "sigprocmask unblock failed" (a util-linux quirk). stdout is
+/// piped, stdin null.
+pub fn child_command_in_new_pid_namespace(role: &str, args: &[&str]) -> Command {
     let inner = child_command(role, args);
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"])
@@ -105,7 +106,26 @@ pub fn spawn_child_in_new_pid_namespace(role: &str, args: &[&str]) -> Child {
             cmd.env(key, value);
         }
     }
-    cmd.spawn().expect("spawn unshare")
+    cmd
+}
+
+/// [`spawn_child`] in a new PID namespace (see
+/// [`child_command_in_new_pid_namespace`]); the returned process is
+/// `unshare`.
+pub fn spawn_child_in_new_pid_namespace(role: &str, args: &[&str]) -> Child {
+    child_command_in_new_pid_namespace(role, args)
+        .spawn()
+        .expect("spawn unshare")
+}
+
+/// SIGKILLs the process that `unshare` started (the namespace's pid 1,
+/// known here under another id) and reaps `unshare`.
+pub fn kill_namespace_init(unshare: &mut Child) {
+    let init = namespace_init_pid(unshare);
+    // SAFETY: kill has no memory preconditions; `init` is our grandchild,
+    // alive (it has not been reaped: unshare waits for it).
+    assert_eq!(unsafe { libc::kill(init, libc::SIGKILL) }, 0);
+    unshare.wait().expect("reap unshare");
 }
 
 /// The id, in this process's PID namespace, of the child that
