@@ -398,7 +398,9 @@ fn probe(segment: &Segment) -> bool {
             let _ = sys::fd::funlock(segment.fd());
             match node_shm(segment) {
                 Some(n) if n.locked.load(Ordering::Acquire) == 0 => {
-                    // Created but not locked yet: ask the process table.
+                    // Created but not locked yet: ask the process table
+                    // (ours: wrong for an owner in another PID namespace,
+                    // see "PID namespaces" in the module docs).
                     let pid = n.pid.load(Ordering::Relaxed) as u32;
                     sys::process::is_alive(pid, n.start_time.load(Ordering::Relaxed))
                 }
