@@ -1055,3 +1055,111 @@ fn blocked_publisher_recovers_from_a_killed_subscriber() {
     }
     assert_clean(&domain);
 }
+
+/// Like [`spawn_with_stdin`], as the first process of a new PID namespace
+/// (the returned process is `unshare`); `None` (after printing why) where
+/// PID namespaces are unavailable.
+fn spawn_in_new_pid_namespace(role: &str, args: &[&str]) -> Option<Child> {
+    if let Some(why) = common::pid_namespaces_unavailable() {
+        println!("skipped: {why}");
+        return None;
+    }
+    Some(
+        common::child_command_in_new_pid_namespace(role, args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn typed_topic_across_pid_namespaces() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "sub");
+        let topic = node
+            .service("robot/pose")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(64)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().spin(Spin::NONE).create().unwrap();
+        // The publisher is pid 1 of its own namespace, as in a container
+        // that shares only /dev/shm with us.
+        let Some(mut child) = spawn_in_new_pid_namespace("publisher", &[&domain, "robot/pose", "50"])
+        else {
+            return;
+        };
+        assert_eq!(read_line(&mut child), "ready");
+        // Its node is alive for us although its pid means nothing here.
+        let nodes = Node::list(&domain).unwrap();
+        assert!(
+            nodes.iter().any(|n| n.name == "publisher" && n.state == NodeState::Alive),
+            "{nodes:?}"
+        );
+        send_line(&mut child);
+        for i in 1..=25u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(s.seq, i);
+        }
+        assert_eq!(read_line(&mut child), "sent");
+        send_line(&mut child);
+        assert!(child.wait().unwrap().success());
+        for i in 26..=50u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(s.seq, i);
+        }
+        assert!(subscriber.try_receive().unwrap().is_none());
+        assert_eq!(subscriber.publishers(), 0);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn killed_publisher_in_another_pid_namespace_is_cleaned_up() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "survivor");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<Pose>()
+            .max_publishers(1)
+            .max_borrowed(4)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let Some(mut child) = spawn_in_new_pid_namespace("publisher_hang", &[&domain, "t"]) else {
+            return;
+        };
+        let pub_id = read_line(&mut child);
+        send_line(&mut child);
+        assert_eq!(read_line(&mut child), "sent");
+        let a = subscriber.try_receive().unwrap().unwrap();
+        common::kill_namespace_init(&mut child);
+        let dead_segment = format!("conduit.{domain}.pub.{pub_id}");
+        assert_eq!(shm_objects_containing(&dead_segment).len(), 1);
+        // Its node is dead for us, and its slot and segment are reclaimed.
+        let nodes = Node::list(&domain).unwrap();
+        assert!(
+            nodes.iter().any(|n| n.name == "publisher_hang" && n.state == NodeState::Dead),
+            "{nodes:?}"
+        );
+        let publisher = topic.publisher().create().unwrap();
+        assert!(shm_objects_containing(&dead_segment).is_empty());
+        assert_eq!(a.seq, 1);
+        publisher
+            .send_copy(Pose {
+                seq: 99,
+                ..Default::default()
+            })
+            .unwrap();
+        let mut seqs = Vec::new();
+        while let Some(s) = subscriber.try_receive().unwrap() {
+            seqs.push(s.seq);
+        }
+        assert_eq!(seqs.last(), Some(&99));
+    }
+    assert_clean(&domain);
+}

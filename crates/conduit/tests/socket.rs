@@ -46,6 +46,14 @@ fn inherited_socket<T>(wrap: fn(OwnedFd) -> T) -> T {
 
 fn dispatch(role: &str, args: &[String]) {
     match role {
+        // Accepts one connection and reports the peer's pid as seen from
+        // here (run in a new PID namespace: the peer is invisible).
+        "report_peer_pid" => {
+            let listener = StreamListener::bind(&name_from(&args[0])).unwrap();
+            println!("ready");
+            let (_conn, creds) = listener.accept().unwrap();
+            println!("peer pid {}", creds.pid);
+        }
         "stream_client" => {
             let s = UnixStream::connect(&name_from(&args[0])).unwrap();
             let mut tx = Sender::<u64>::new(s);
@@ -381,4 +389,23 @@ fn fd_lists_over_datagram_and_seqpacket_pairs() {
     // A plain message where a list was expected is a protocol error.
     a.send(b"not a list").unwrap();
     assert!(matches!(b.recv_fds(), Err(RecvError::Protocol(_))));
+}
+
+#[test]
+fn peer_in_an_invisible_pid_namespace_has_pid_zero() {
+    let _w = common::watchdog(Duration::from_secs(30));
+    if let Some(why) = common::pid_namespaces_unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    // The server runs in a new PID namespace; we, its client, live in the
+    // parent namespace, which it cannot see: the kernel reports pid 0.
+    let path = std::env::temp_dir().join(common::unique("conduit-sock-pidns"));
+    let mut server =
+        common::spawn_child_in_new_pid_namespace("report_peer_pid", &[path.to_str().unwrap()]);
+    assert_eq!(common::read_line(&mut server), "ready");
+    let _client = UnixStream::connect(&SocketName::path(&path)).unwrap();
+    assert_eq!(common::read_line(&mut server), "peer pid 0");
+    assert!(server.wait().unwrap().success());
+    let _ = std::fs::remove_file(&path);
 }

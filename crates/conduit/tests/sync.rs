@@ -173,6 +173,52 @@ fn dispatch(role: &str, args: &[String]) {
             drop(guard);
             report(&libc::WEXITSTATUS(status).to_string());
         }
+        // Like hold_and_die, and reports its thread id (in its own PID
+        // namespace) with the lock.
+        "hold_and_report_tid" => {
+            let mut guard = match s.mutex.lock() {
+                Ok(g) => g,
+                Err(LockError::OwnerDied(mut g)) => {
+                    g.mark_consistent();
+                    g
+                }
+                Err(e) => panic!("child lock: {e}"),
+            };
+            *guard = args[1].parse().unwrap();
+            report(&format!("locked {}", thread_id()));
+            loop {
+                std::thread::park();
+            }
+        }
+        // Reports its thread id, what try_lock and a short lock_timeout
+        // find, then what a blocking lock finally returns.
+        "contend" => {
+            report(&format!("tid {}", thread_id()));
+            let outcome = match s.mutex.try_lock() {
+                Ok(_) => "locked".to_owned(),
+                Err(TryLockError::WouldBlock) => "would block".to_owned(),
+                Err(TryLockError::WouldDeadlock) => "would deadlock".to_owned(),
+                Err(TryLockError::OwnerDied(g)) => format!("owner died {}", *g),
+                Err(e) => format!("{e}"),
+            };
+            report(&format!("try_lock {outcome}"));
+            let outcome = match s.mutex.lock_timeout(Duration::from_millis(200)) {
+                Ok(_) => "locked".to_owned(),
+                Err(conduit::sync::LockTimeoutError::Timeout) => "timeout".to_owned(),
+                Err(conduit::sync::LockTimeoutError::OwnerDied(g)) => format!("owner died {}", *g),
+                Err(e) => format!("{e}"),
+            };
+            report(&format!("lock_timeout {outcome}"));
+            let outcome = match s.mutex.lock() {
+                Ok(g) => format!("locked {}", *g),
+                Err(LockError::OwnerDied(mut g)) => {
+                    g.mark_consistent();
+                    format!("owner died {}", *g)
+                }
+                Err(e) => format!("{e}"),
+            };
+            report(&format!("lock {outcome}"));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -413,4 +459,114 @@ fn forked_child_does_not_inherit_lock_ownership() {
     assert_eq!(read_report(&mut child), "10");
     assert!(child.wait().unwrap().success());
     assert!(shared(&region.map).mutex.try_lock().is_ok());
+}
+
+/// The calling thread's id in its own PID namespace.
+fn thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// A zeroed POSIX shared-memory object (`/dev/shm/<name>`) and its
+/// mapping: unlike the memfd of [`Region`], a process in another PID
+/// namespace (which cannot see `/proc/<parent>`) can open it by path, as
+/// containers that share `/dev/shm` do. Unlinked when dropped.
+struct ShmRegion {
+    _fd: OwnedFd,
+    map: Mapping,
+    name: String,
+    path: String,
+}
+
+impl ShmRegion {
+    fn new() -> ShmRegion {
+        let name = format!("/{}", common::unique("conduit-sync-pidns"));
+        let fd = os::shm_create(&name, 0o600);
+        os::truncate(&fd, LEN as u64);
+        os::allocate(&fd, LEN as u64);
+        let map = Mapping::shared(&fd, LEN).expect("mmap");
+        let path = format!("/dev/shm{name}");
+        ShmRegion { _fd: fd, map, name, path }
+    }
+}
+
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        let _ = os::shm_unlink(&self.name);
+    }
+}
+
+/// Starts this test binary in role `role` in a new PID namespace (see
+/// [`common::spawn_child_in_new_pid_namespace`]).
+fn spawn_in_new_pid_namespace(role: &str, args: &[&str]) -> Kid {
+    Kid(common::spawn_child_in_new_pid_namespace(role, args))
+}
+
+/// SIGKILLs the process `unshare` started and reaps `unshare`.
+fn kill_namespace_init(unshare: &mut Kid) {
+    common::kill_namespace_init(unshare);
+}
+
+#[test]
+fn lock_held_in_another_pid_namespace_is_never_taken_and_recovered_when_killed() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    if let Some(why) = common::pid_namespaces_unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    let region = ShmRegion::new();
+    let s = shared(&region.map);
+    // The owner's thread id is small in its namespace (1 or 2): here it
+    // names another task, or none; neither must matter.
+    let mut owner = spawn_in_new_pid_namespace("hold_and_report_tid", &[&region.path, "42"]);
+    let locked = read_report(&mut owner);
+    assert!(locked.starts_with("locked "), "{locked:?}");
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| match s.mutex.lock() {
+            Err(LockError::OwnerDied(mut guard)) => {
+                assert_eq!(*guard, 42);
+                guard.mark_consistent();
+            }
+            Ok(_) => panic!("took a lock its live owner never released"),
+            Err(e) => panic!("{e}"),
+        });
+        assert!(matches!(s.mutex.try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            s.mutex.lock_timeout(Duration::from_millis(300)),
+            Err(conduit::sync::LockTimeoutError::Timeout)
+        ));
+        assert!(!waiter.is_finished(), "lock() returned while the owner lives");
+        kill_namespace_init(&mut owner);
+        waiter.join().unwrap();
+    });
+    assert_eq!(*s.mutex.lock().expect("recovered mutex locks normally"), 42);
+}
+
+#[test]
+fn same_thread_id_in_two_pid_namespaces_is_not_the_same_owner() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    if let Some(why) = common::pid_namespaces_unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    let region = ShmRegion::new();
+    let s = shared(&region.map);
+    // Both run the same code as the first process of a fresh namespace,
+    // so their threads get the same ids.
+    let mut owner = spawn_in_new_pid_namespace("hold_and_report_tid", &[&region.path, "7"]);
+    let locked = read_report(&mut owner);
+    let owner_tid = locked.strip_prefix("locked ").expect("locked <tid>").to_owned();
+    let mut contender = spawn_in_new_pid_namespace("contend", &[&region.path]);
+    let contender_tid = read_report(&mut contender);
+    let contender_tid = contender_tid.strip_prefix("tid ").expect("tid <tid>");
+    if contender_tid != owner_tid {
+        println!("note: thread ids differ ({owner_tid} vs {contender_tid}); the collision is not exercised");
+    }
+    assert_eq!(read_report(&mut contender), "try_lock would block");
+    assert_eq!(read_report(&mut contender), "lock_timeout timeout");
+    assert!(matches!(contender.try_wait(), Ok(None)));
+    kill_namespace_init(&mut owner);
+    assert_eq!(read_report(&mut contender), "lock owner died 7");
+    assert!(contender.wait().unwrap().success());
+    assert_eq!(*s.mutex.lock().expect("unlocked by the contender"), 7);
 }

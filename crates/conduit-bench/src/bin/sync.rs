@@ -2,7 +2,9 @@
 //!
 //! `cargo run --release -p conduit-bench --bin sync [-- --quick]`
 //!
-//! 1. Uncontended `RobustMutex` lock + unlock vs `std::sync::Mutex`.
+//! 1. Uncontended `RobustMutex` lock + unlock vs `std::sync::Mutex` and
+//!    glibc's robust process-shared pthread mutex (the same kernel
+//!    mechanism).
 //! 2. `EventWord::wake_one` with nobody asleep vs a bare `fetch_add`.
 //! 3. Ping-pong between two processes pinned to CPU 0 and CPU 1 over two
 //!    event words in a memfd, for several spin budgets, vs two processes
@@ -99,6 +101,44 @@ fn main() {
     }
 }
 
+// glibc exports it; the libc crate has no binding for it on Linux.
+unsafe extern "C" {
+    fn pthread_mutexattr_setrobust(
+        attr: *mut libc::pthread_mutexattr_t,
+        robustness: libc::c_int,
+    ) -> libc::c_int;
+}
+
+/// Uncontended lock + unlock of glibc's robust, process-shared pthread
+/// mutex (the same kernel robust-list mechanism as `RobustMutex`), in ns.
+fn pthread_robust_shared(n: u64) -> f64 {
+    const PTHREAD_MUTEX_ROBUST: libc::c_int = 1;
+    let mut m: Box<libc::pthread_mutex_t> = Box::new(libc::PTHREAD_MUTEX_INITIALIZER);
+    // SAFETY: `attr` is initialised by pthread_mutexattr_init before use
+    // and destroyed after the mutex is initialised; `m` is a live, boxed
+    // (so unmoving) mutex that is initialised before it is locked, only
+    // locked and unlocked by this thread, and destroyed unlocked.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(pthread_mutexattr_setrobust(&mut attr, PTHREAD_MUTEX_ROBUST), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(&mut *m, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+        let t = Instant::now();
+        for _ in 0..n {
+            assert_eq!(libc::pthread_mutex_lock(black_box(&mut *m)), 0);
+            assert_eq!(libc::pthread_mutex_unlock(black_box(&mut *m)), 0);
+        }
+        let ns = per_op(t.elapsed(), n);
+        libc::pthread_mutex_destroy(&mut *m);
+        ns
+    }
+}
+
 fn micro(quick: bool) {
     let n: u64 = if quick { 1_000_000 } else { 20_000_000 };
     println!("uncontended, in one thread ({n} iterations)");
@@ -114,8 +154,9 @@ fn micro(quick: bool) {
         *s.lock().unwrap() += 1;
     }
     let std_mutex = per_op(t.elapsed(), n);
+    let pthread_robust = pthread_robust_shared(n);
     println!(
-        "  RobustMutex lock+unlock        {robust:>7.1} ns   (baseline std::sync::Mutex {std_mutex:.1} ns)"
+        "  RobustMutex lock+unlock        {robust:>7.1} ns   (baseline std::sync::Mutex {std_mutex:.1} ns, glibc robust process-shared pthread mutex {pthread_robust:.1} ns)"
     );
     let e = EventWord::new();
     let t = Instant::now();

@@ -23,8 +23,8 @@
 //! | offset | field | meaning |
 //! |---|---|---|
 //! | 0 | `id` | the node id (`u64`, also in the segment name) |
-//! | 8 | `pid` | process id of the owner |
-//! | 16 | `start_time` | its start time (ticks since boot) |
+//! | 8 | `pid` | process id of the owner, **in the owner's PID namespace** |
+//! | 16 | `start_time` | its start time (ticks since boot, from the owner's `/proc`) |
 //! | 24 | `locked` | 0 → 1 once the owner holds its `flock` (Release) |
 //! | 32 | `name` | 16 words: the node name, UTF-8, length in `name_len` |
 //! | 160 | `name_len` | bytes of the name |
@@ -43,6 +43,21 @@
 //! | lock granted, `locked == 0` | created but not locked yet: alive iff `/proc/<pid>` shows the recorded start time |
 //! | segment missing, or abandoned in creation | dead |
 //! | anything else (permissions, errors) | alive: never reclaim what may be in use |
+//!
+//! # PID namespaces
+//!
+//! The `flock` verdict holds whatever the PID namespaces of the prober and
+//! the owner (containers sharing `/dev/shm`): the kernel drops the lock
+//! when the owner's last descriptor goes, and nobody looks an id up. The
+//! `pid` and `start_time` fields are the owner's view of itself: in another
+//! PID namespace that number names another task or none. They are shown
+//! by [`Node::list`] and `conduit list` for information only, with one
+//! exception: the `locked == 0` row above (a node between its segment
+//! becoming ready and taking its `flock`, a window of microseconds) asks
+//! the prober's `/proc`, so a prober in another PID namespace may judge a
+//! node dead inside that window and clean up its (still empty) node.
+//! (Robust mutexes never use ids this way; see
+//! [`RobustMutex`](crate::sync::RobustMutex).)
 //!
 //! # Cleanup order
 //!
@@ -275,7 +290,10 @@ pub struct NodeInfo {
     pub id: NodeId,
     /// Its name.
     pub name: String,
-    /// The owner's process id.
+    /// The owner's process id **in the owner's PID namespace**: in a
+    /// process of another PID namespace (another container sharing
+    /// `/dev/shm`) this number names another task or none, so do not
+    /// signal or look it up there. `state` does not depend on it.
     pub pid: u32,
     /// Alive or dead.
     pub state: NodeState,
@@ -380,7 +398,9 @@ fn probe(segment: &Segment) -> bool {
             let _ = sys::fd::funlock(segment.fd());
             match node_shm(segment) {
                 Some(n) if n.locked.load(Ordering::Acquire) == 0 => {
-                    // Created but not locked yet: ask the process table.
+                    // Created but not locked yet: ask the process table
+                    // (ours: wrong for an owner in another PID namespace,
+                    // see "PID namespaces" in the module docs).
                     let pid = n.pid.load(Ordering::Relaxed) as u32;
                     sys::process::is_alive(pid, n.start_time.load(Ordering::Relaxed))
                 }

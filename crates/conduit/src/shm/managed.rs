@@ -58,7 +58,9 @@ use super::containers::{ContainerError, Context, ShmHashMap};
 use super::relptr::{Offset, OffsetError, Region};
 use super::segment::{CreateError, OpenError, OpenOrCreateError, Origin, Segment, SegmentBuilder};
 use super::shm_safe::ShmSafe;
-use crate::sync::{LockError, RobustMutex, RobustMutexGuard};
+use std::time::Duration;
+
+use crate::sync::{LockError, LockTimeoutError, RobustMutex, RobustMutexGuard};
 
 const MANAGED_MAGIC: u64 = u64::from_le_bytes(*b"MANAGED\0");
 /// Longest name of an object in a managed segment, in bytes.
@@ -162,6 +164,10 @@ pub enum ManagedError {
     /// The calling thread already holds the lock.
     #[error("the calling thread already holds this managed segment's lock")]
     WouldDeadlock,
+    /// [`ManagedSegment::lock_timeout`]: a live thread (or a lock word that
+    /// garbage made name a thread) held the lock for the whole timeout.
+    #[error("the managed segment's lock stayed held for the whole timeout")]
+    Timeout,
 }
 
 /// A [`Segment`] holding a heap and a directory of named objects.
@@ -282,26 +288,52 @@ impl ManagedSegment {
 
     /// Takes the segment's lock. If the previous holder died, verifies the
     /// heap and the directory first (see the module documentation).
+    ///
+    /// Waits as long as a live thread holds the lock, also one in another
+    /// PID namespace, and forever if another process wrote a thread id
+    /// into the lock word (see [`RobustMutex`]'s residual risks);
+    /// [`lock_timeout`](Self::lock_timeout) bounds the wait.
     pub fn lock(&self) -> Result<ManagedGuard<'_>, ManagedError> {
-        let region = self.segment.data();
         match self.root().state.lock() {
-            Ok(guard) => Ok(ManagedGuard {
-                guard,
-                region,
-                recovered: false,
-            }),
-            Err(LockError::OwnerDied(mut guard)) => {
-                recover(&mut guard, &region)?;
-                guard.mark_consistent();
-                Ok(ManagedGuard {
-                    guard,
-                    region,
-                    recovered: true,
-                })
-            }
+            Ok(guard) => Ok(self.guard(guard, false)),
+            Err(LockError::OwnerDied(guard)) => self.recovered(guard),
             Err(LockError::NotRecoverable) => Err(ManagedError::NotRecoverable),
             Err(LockError::WouldDeadlock) => Err(ManagedError::WouldDeadlock),
         }
+    }
+
+    /// [`lock`](Self::lock), giving up with [`ManagedError::Timeout`] once
+    /// the lock has stayed held for `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ManagedGuard<'_>, ManagedError> {
+        match self.root().state.lock_timeout(timeout) {
+            Ok(guard) => Ok(self.guard(guard, false)),
+            Err(LockTimeoutError::OwnerDied(guard)) => self.recovered(guard),
+            Err(LockTimeoutError::NotRecoverable) => Err(ManagedError::NotRecoverable),
+            Err(LockTimeoutError::WouldDeadlock) => Err(ManagedError::WouldDeadlock),
+            Err(LockTimeoutError::Timeout) => Err(ManagedError::Timeout),
+        }
+    }
+
+    fn guard<'a>(
+        &'a self,
+        guard: RobustMutexGuard<'a, ManagedState>,
+        recovered: bool,
+    ) -> ManagedGuard<'a> {
+        ManagedGuard {
+            guard,
+            region: self.segment.data(),
+            recovered,
+        }
+    }
+
+    /// A lock whose previous holder died: repair and verify, then hand out.
+    fn recovered<'a>(
+        &'a self,
+        mut guard: RobustMutexGuard<'a, ManagedState>,
+    ) -> Result<ManagedGuard<'a>, ManagedError> {
+        recover(&mut guard, &self.segment.data())?;
+        guard.mark_consistent();
+        Ok(self.guard(guard, true))
     }
 }
 

@@ -1,5 +1,16 @@
 //! Sending signals: by PID, to a process group, queued with a value, and
 //! through a pidfd ([`Process`]).
+//!
+//! # PID namespaces
+//!
+//! Every PID given here is resolved in the **sender's** PID namespace.
+//! A pid that another process recorded (a node's `pid`, a segment's
+//! `creator_pid`, a `Received::sender_pid`) is that process's own view:
+//! from another PID namespace it names another task or none, so signalling
+//! it may hit an unrelated process. Send across containers only to pids
+//! obtained in the sender's namespace (for example a child it started),
+//! and prefer a [`Process`] (a pidfd), which can never be redirected to a
+//! newer process that reused the number.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;

@@ -70,7 +70,9 @@ pub struct Received {
     /// Who raised it.
     pub origin: Origin,
     /// Sender's process id (0 for kernel-generated signals; for `SIGCHLD`
-    /// the child's id).
+    /// the child's id), as the kernel translates it into the **receiver's**
+    /// PID namespace: 0 also when the sender lives in a PID namespace the
+    /// receiver cannot see (a sibling container).
     pub sender_pid: u32,
     /// Sender's real user id.
     pub sender_uid: u32,

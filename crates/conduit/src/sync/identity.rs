@@ -1,64 +1,36 @@
-//! Who is this thread, and is the owner of a lock still alive?
+//! Who is this thread: its thread id (for the lock word), a token that
+//! names it uniquely across processes and PID namespaces (for the owner
+//! record), and the head of its kernel robust-futex list (see
+//! [`super::robust_list`]).
 //!
-//! A lock owner is named by its thread id **and** its start time (clock
-//! ticks since boot, from `/proc/<tid>/stat`): thread ids are reused, the
-//! pair is not. The pair of the calling thread is read once and cached in a
-//! thread-local, so the lock fast path makes no system call. A `fork()`
-//! child inherits the parent's thread-locals but has a new thread id; an
-//! at-fork handler bumps a generation counter that invalidates the cache.
+//! All three are read once and cached in a thread-local, so the lock fast
+//! path makes no system call. A `fork()` child inherits the parent's
+//! thread-locals but has a new thread id; an at-fork handler bumps a
+//! generation counter that invalidates the cache.
+//!
+//! Nothing here reads `/proc`: a thread id means nothing to a process in
+//! another PID namespace, so conduit never judges another task's liveness
+//! by its id. Owner death is reported by the kernel (the robust list).
 //!
 //! Under loom every loom thread is one OS thread, so identities come from a
-//! counter instead and every owner is alive.
-
-/// Bits of the start time kept in a packed owner record.
-pub(crate) const START_BITS: u32 = 42;
-const START_MASK: u64 = (1 << START_BITS) - 1;
-/// Largest thread id a packed owner record can hold (`PID_MAX_LIMIT` is
-/// 2^22 on 64-bit Linux, so every real thread id fits).
-const MAX_PACKED_TID: u32 = (1 << (64 - START_BITS)) - 1;
+//! counter instead and there is no robust list.
 
 /// The calling thread's identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Identity {
-    /// Thread id (`gettid`), never 0.
+    /// Thread id (`gettid`, in the caller's PID namespace), never 0.
     pub(crate) tid: u32,
-    /// Start time in clock ticks, truncated to [`START_BITS`] bits; 0 when
-    /// `/proc` could not be read.
-    pub(crate) start: u64,
-}
-
-impl Identity {
-    /// The record stored next to a lock word: `tid << 42 | start`, or 0
-    /// ("not published") when the thread id does not fit.
-    pub(crate) fn packed(self) -> u64 {
-        if self.tid > MAX_PACKED_TID {
-            return 0;
-        }
-        (u64::from(self.tid) << START_BITS) | (self.start & START_MASK)
-    }
-
-    /// Inverse of [`Identity::packed`] (`None` for 0).
-    pub(crate) fn unpack(record: u64) -> Option<Identity> {
-        if record == 0 {
-            return None;
-        }
-        Some(Identity {
-            tid: (record >> START_BITS) as u32,
-            start: record & START_MASK,
-        })
-    }
-}
-
-/// What a liveness check found out about a lock owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Liveness {
-    /// The task runs.
-    Alive,
-    /// The task is gone, a zombie, or its id now names another task.
-    Dead,
-    /// `/proc` could not tell (not mounted, no permission): assume alive.
-    #[cfg_attr(loom, allow(dead_code))]
-    Unknown,
+    /// The fork generation this identity belongs to (see
+    /// [`is_current`]).
+    pub(crate) generation: u32,
+    /// A random 64-bit token, never 0, unique to this thread (of this
+    /// process generation) with overwhelming probability, whatever the
+    /// PID namespace: thread ids of two namespaces collide, tokens do not.
+    pub(crate) token: u64,
+    /// Address of the thread's `struct robust_list_head`; 0 when the
+    /// thread has none and could not get one (robust futexes unsupported)
+    /// or in builds without system calls (loom, Miri).
+    pub(crate) head: usize,
 }
 
 #[cfg(not(loom))]
@@ -67,8 +39,8 @@ mod imp {
     use std::sync::Once;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::{Identity, Liveness, START_MASK};
-    use crate::sys::{Errno, process};
+    use super::Identity;
+    use crate::sys::process;
 
     /// Bumped in every fork child; a cached identity of another generation
     /// is stale.
@@ -82,7 +54,7 @@ mod imp {
     thread_local! {
         /// (fork generation + 1, identity); generation 0 = not cached yet.
         static CACHE: Cell<(u32, Identity)> =
-            const { Cell::new((0, Identity { tid: 0, start: 0 })) };
+            const { Cell::new((0, Identity { tid: 0, generation: 0, token: 0, head: 0 })) };
     }
 
     /// The calling thread's identity, from the thread-local cache.
@@ -96,6 +68,24 @@ mod imp {
         refresh()
     }
 
+    /// Whether `identity` (from [`current`] in the calling thread) is
+    /// still the calling thread's, i.e. no `fork()` happened since: one
+    /// load of a global, no thread-local access.
+    #[inline]
+    pub(crate) fn is_current(identity: Identity) -> bool {
+        FORK_GENERATION.load(Ordering::Relaxed).wrapping_add(1) == identity.generation
+    }
+
+    /// A random token from std's per-thread random hasher keys (seeded
+    /// from the OS), mixed with the thread id.
+    fn random_token(tid: u32) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(tid);
+        h.write_usize(&h as *const _ as usize);
+        h.finish().max(1)
+    }
+
     #[cold]
     fn refresh() -> Identity {
         REGISTER.call_once(|| {
@@ -105,63 +95,22 @@ mod imp {
         });
         let generation = FORK_GENERATION.load(Ordering::Relaxed).wrapping_add(1);
         let tid = process::thread_id();
-        // Under Miri thread ids are virtual and /proc is not theirs.
-        let start = if cfg!(miri) {
-            0
-        } else {
-            process::start_time(tid).unwrap_or(0) & START_MASK
+        let identity = Identity {
+            tid,
+            generation,
+            token: random_token(tid),
+            head: super::super::robust_list::thread_head(),
         };
-        let identity = Identity { tid, start };
         if generation != 0 {
             CACHE.with(|c| c.set((generation, identity)));
         }
         identity
     }
-
-    /// Whether the task `tid` that started at `start` (truncated as in
-    /// [`Identity::packed`]) still runs.
-    pub(crate) fn liveness(tid: u32, start: u64) -> Liveness {
-        if tid == 0 {
-            return Liveness::Dead;
-        }
-        if cfg!(miri) {
-            // Miri's thread ids are virtual: /proc knows nothing of them.
-            return Liveness::Unknown;
-        }
-        match process::start_time(tid) {
-            Err(Errno::SRCH) => Liveness::Dead,
-            Err(_) => Liveness::Unknown,
-            Ok(actual) if actual & START_MASK != start => Liveness::Dead,
-            // Same task: dead if it became a zombie or vanished just now.
-            Ok(actual) => {
-                if process::is_alive(tid, actual) {
-                    Liveness::Alive
-                } else {
-                    Liveness::Dead
-                }
-            }
-        }
-    }
-
-    /// Whether some live task has id `tid`, whatever its start time.
-    pub(crate) fn exists(tid: u32) -> Liveness {
-        if tid == 0 {
-            return Liveness::Dead;
-        }
-        if cfg!(miri) {
-            return Liveness::Unknown;
-        }
-        match process::start_time(tid) {
-            Err(Errno::SRCH) => Liveness::Dead,
-            Err(_) => Liveness::Unknown,
-            Ok(actual) => liveness(tid, actual & START_MASK),
-        }
-    }
 }
 
 #[cfg(loom)]
 mod imp {
-    use super::{Identity, Liveness};
+    use super::Identity;
     use loom::sync::atomic::{AtomicU32, Ordering};
 
     loom::lazy_static! {
@@ -172,54 +121,37 @@ mod imp {
     }
 
     pub(crate) fn current() -> Identity {
+        let tid = ME.with(|t| *t);
         Identity {
-            tid: ME.with(|t| *t),
-            start: 1,
+            tid,
+            generation: 1,
+            token: u64::from(tid),
+            head: 0,
         }
     }
 
-    pub(crate) fn liveness(_tid: u32, _start: u64) -> Liveness {
-        Liveness::Alive
-    }
-
-    pub(crate) fn exists(_tid: u32) -> Liveness {
-        Liveness::Alive
+    /// No fork under loom.
+    pub(crate) fn is_current(_identity: Identity) -> bool {
+        true
     }
 }
 
-pub(crate) use imp::{current, exists, liveness};
+pub(crate) use imp::{current, is_current};
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    fn packing_round_trips() {
-        let id = Identity {
-            tid: 4_194_303,
-            start: (1 << 42) - 1,
-        };
-        assert_eq!(Identity::unpack(id.packed()), Some(id));
-        assert_eq!(Identity::unpack(0), None);
-        let too_big = Identity {
-            tid: u32::MAX,
-            start: 5,
-        };
-        assert_eq!(too_big.packed(), 0);
-    }
-
-    #[cfg(not(loom))]
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri's thread ids are not in /proc")]
-    fn own_thread_is_alive_and_cached() {
+    #[cfg_attr(miri, ignore = "gettid")]
+    fn own_identity_is_cached_and_distinct_per_thread() {
         let me = current();
         assert_eq!(me.tid, crate::sys::process::thread_id());
         assert_eq!(current(), me);
-        assert_eq!(liveness(me.tid, me.start), Liveness::Alive);
-        assert_eq!(liveness(me.tid, me.start ^ 1), Liveness::Dead);
-        assert_eq!(liveness(0, 0), Liveness::Dead);
-        // Beyond PID_MAX_LIMIT: no such task.
-        assert_eq!(liveness(0x3fff_ffff, 1), Liveness::Dead);
-        assert_eq!(exists(0x7fff_fff0), Liveness::Dead);
+        assert_ne!(me.token, 0);
+        assert_ne!(me.head, 0);
+        let other = std::thread::spawn(current).join().unwrap();
+        assert_ne!(other.token, me.token);
+        assert_ne!(other.tid, me.tid);
     }
 }

@@ -179,3 +179,41 @@ fn loom_mutex_try_lock_and_recursion() {
         assert!(v == 1 || v == 2);
     });
 }
+
+#[test]
+fn loom_mutex_owner_death_is_reported_once_and_wakes_a_sleeper() {
+    // One thread locks and dies holding the lock (the kernel's part is
+    // modelled by `lock_then_die`); another locks concurrently, maybe
+    // sleeping. Whatever the order, exactly one later locker gets
+    // OwnerDied, and a sleeper is woken by the death (else: deadlock).
+    model(|| {
+        let m = Arc::new(RobustMutex::new(0u32));
+        let dier = {
+            let m = m.clone();
+            thread::spawn(move || {
+                assert!(!m.lock_then_die(), "nobody died before");
+            })
+        };
+        let other = match m.lock() {
+            Ok(mut g) => {
+                *g += 1;
+                0
+            }
+            Err(LockError::OwnerDied(mut g)) => {
+                g.mark_consistent();
+                1
+            }
+            Err(e) => panic!("{e}"),
+        };
+        dier.join().unwrap();
+        let last = match m.lock() {
+            Ok(_) => 0,
+            Err(LockError::OwnerDied(mut g)) => {
+                g.mark_consistent();
+                1
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(other + last, 1, "owner death reported exactly once");
+    });
+}

@@ -8,14 +8,16 @@
 //! * `fdwake` (crate-internal): waking a port through a file descriptor
 //!   (an abstract datagram socket armed through a shared flag), for
 //!   epoll, the WaitSet and async runtimes;
-//! * [`RobustMutex`]: a mutex whose lock word holds the owner's thread id;
-//!   a contender that finds the owner dead (killed, or thread exited) takes
-//!   the lock over and is told so ([`LockError::OwnerDied`]), like a pthread
-//!   robust mutex (`EOWNERDEAD` / `ENOTRECOVERABLE`).
+//! * [`RobustMutex`]: a mutex whose lock word holds the owner's thread id
+//!   and which its owner links into its thread's kernel robust-futex list;
+//!   when the owner dies (killed, or thread exited) the kernel marks the
+//!   word, and the next locker takes the lock and is told so
+//!   ([`LockError::OwnerDied`]), like a pthread robust mutex (`EOWNERDEAD` /
+//!   `ENOTRECOVERABLE`), whatever the PID namespaces of the processes.
 //!
-//! Both are `#[repr(C)]`, hold no pointer, and are valid when their memory
-//! is all zero, so they can be placed in a segment that several processes
-//! map at different addresses.
+//! Both are `#[repr(C)]`, hold no pointer that another process follows, and
+//! are valid when their memory is all zero, so they can be placed in a
+//! segment that several processes map at different addresses.
 //!
 //! # Testing under loom
 //!
@@ -41,6 +43,7 @@ pub(crate) mod fdwake;
 mod futex;
 mod identity;
 mod mutex;
+mod robust_list;
 pub(crate) mod slot;
 
 #[cfg(all(test, loom))]

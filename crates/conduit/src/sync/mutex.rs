@@ -8,54 +8,67 @@ use std::time::{Duration, Instant};
 
 use super::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::futex;
-use super::identity::{self, Identity, Liveness};
+use super::identity::{self, Identity};
+use super::robust_list::{self, ListEntry};
 use crate::shm::ShmSafe;
 
-/// Lock word bit: some contender may sleep on the word, so the unlocker
-/// must `FUTEX_WAKE`.
+/// Lock word bit 31: some contender may sleep on the word, so the
+/// unlocker must `FUTEX_WAKE` (the kernel's `FUTEX_WAITERS`).
 const WAITERS: u32 = 1 << 31;
-/// Lock word bits 0..31: the owner field.
-const OWNER_MASK: u32 = !WAITERS;
+/// Lock word bit 30: the last owner died holding the lock; set by the
+/// kernel (the kernel's `FUTEX_OWNER_DIED`).
+const OWNER_DIED: u32 = 1 << 30;
+/// Lock word bits 0–29: the owner field (the kernel's `FUTEX_TID_MASK`).
+const OWNER_MASK: u32 = OWNER_DIED - 1;
 /// Owner field: nobody holds the mutex.
 const UNLOCKED: u32 = 0;
 /// Owner field: the mutex is permanently unusable (an owner died and its
-/// successor did not mark the data consistent). The value glibc uses for
-/// `PTHREAD_MUTEX_NOTRECOVERABLE`; never a thread id (those are < 2^22).
-const NOT_RECOVERABLE: u32 = 0x7fff_ffff;
+/// successor did not mark the data consistent). Never a thread id (those
+/// are below 2^22, `PID_MAX_LIMIT`), so the kernel never touches it.
+const NOT_RECOVERABLE_OWNER: u32 = OWNER_MASK;
+/// The lock word written for "not recoverable": `0x7fff_ffff`, the value
+/// glibc uses for `PTHREAD_MUTEX_NOTRECOVERABLE` and the value earlier
+/// versions of conduit wrote.
+const NOT_RECOVERABLE: u32 = OWNER_DIED | NOT_RECOVERABLE_OWNER;
 
 /// Spins on a held lock before a contender goes to sleep.
 const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 100 };
-/// First interval between liveness checks of the owner while sleeping.
-const FIRST_CHECK: Duration = Duration::from_millis(2);
-/// Longest interval between liveness checks (the interval doubles).
-const LAST_CHECK: Duration = Duration::from_millis(64);
-/// How long a lock word may name a live task that never published its
-/// owner record before the word is taken for garbage (see the type docs).
-const UNPUBLISHED_GRACE: Duration = Duration::from_secs(1);
+/// Longest sleep of a contender before it looks at the lock word again.
+/// Only a safety net: the unlocker, or the kernel when the owner dies,
+/// wakes sleepers. It covers kernels older than the 2020 fix ("futex:
+/// Prevent robust futex exit race"), on which an owner that dies between
+/// releasing the lock and waking a sleeper leaves the sleeper asleep.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// A mutual-exclusion lock that lives in shared memory and survives the
 /// death of its owner, like a pthread robust mutex (`EOWNERDEAD`,
-/// `ENOTRECOVERABLE`), but without the kernel's robust-futex list (glibc
-/// owns each thread's list, so a library cannot safely add to it).
+/// `ENOTRECOVERABLE`), and like it built on the kernel's robust-futex
+/// list.
 ///
-/// Zeroed memory is an unlocked mutex holding a zeroed `T`. The mutex holds
-/// no pointer, so it works when the segment it is in is mapped at a
-/// different address in each process.
+/// Zeroed memory is an unlocked mutex holding a zeroed `T`. The mutex
+/// holds no pointer that another process reads, so it works when the
+/// segment it is in is mapped at a different address in each process.
 ///
 /// # Owner death
 ///
-/// The lock word holds the owner's thread id; the owner also publishes a
-/// record `(thread id, thread start time)` next to it. A contender sleeps
-/// on the futex with a bounded timeout (2 ms, doubling up to 64 ms) and,
-/// every time the owner has held the lock for such an interval, checks in
-/// `/proc/<tid>/stat` that a task with that id and start time still runs
-/// (a zombie counts as dead; a reused id has another start time). If not,
-/// it takes the lock over and gets [`LockError::OwnerDied`] with a guard:
-/// the data may be half-updated. Repair it and call
-/// [`RobustMutexGuard::mark_consistent`]; dropping the guard without that
-/// makes the mutex permanently [`LockError::NotRecoverable`] (and wakes
-/// every sleeper so they learn it). A thread that exits (not only a
-/// process that dies) while it holds the lock is a dead owner too.
+/// The lock word holds the owner's thread id, and while it holds the lock
+/// the owner keeps the mutex linked into its thread's robust-futex list
+/// (joining glibc's; see `sync::robust_list`). When a thread exits or
+/// dies holding the lock, the **kernel** sets `OWNER_DIED` in the lock word,
+/// clears the id and wakes one sleeper. The next locker then gets
+/// [`LockError::OwnerDied`] with a guard: the data may be half-updated.
+/// Repair it and call [`RobustMutexGuard::mark_consistent`]; dropping the
+/// guard without that makes the mutex permanently
+/// [`LockError::NotRecoverable`] (and wakes every sleeper so they learn
+/// it). A thread that exits (not only a process that dies) while it holds
+/// the lock is a dead owner too.
+///
+/// No process ever looks another's thread id up (in `/proc` or
+/// otherwise): the kernel compares the id in the word with the dying
+/// thread's id in its own PID namespace, the one it wrote. So processes
+/// in different PID namespaces that share the memory (containers with a
+/// shared `/dev/shm` or IPC namespace, a Kubernetes pod) never take a lock
+/// from a live owner, and do recover one from a dead owner.
 ///
 /// # Layout (`#[repr(C)]`)
 ///
@@ -63,88 +76,135 @@ const UNPUBLISHED_GRACE: Duration = Duration::from_secs(1);
 /// |---|---|---|
 /// | 0 | 4 | `state`: the lock word (futex) |
 /// | 4 | 4 | reserved, zero |
-/// | 8 | 8 | `owner`: owner record `tid << 42 \| start_time` (0: none) |
-/// | 16 | `size_of::<T>()` | the data (at a larger offset if `T` needs more than 8-byte alignment) |
+/// | 8 | 8 | `owner`: the owner's token (0: none) |
+/// | 16 | 8 | reserved, zero |
+/// | 24 | 8 | `entry.prev`: robust-list link, in the owner's address space |
+/// | 32 | 8 | `entry.next`: robust-list link, in the owner's address space |
+/// | 40 | `size_of::<T>()` | the data (at a larger offset if `T` needs more than 8-byte alignment) |
+///
+/// `entry.next` is 32 bytes after the lock word because glibc's robust
+/// list (which conduit joins) has that futex offset. This layout replaced
+/// one (24 bytes of header, owner record `tid << 42 | start time`) whose
+/// owners judged liveness through `/proc`; the type's layout fingerprint
+/// names the new version (`conduit::RobustMutex/robust-list`), so a
+/// segment holding the old layout is refused on open instead of being
+/// shared by the two protocols.
 ///
 /// # The lock word
 ///
 /// ```text
-///  31       30                              0
-/// +---------+--------------------------------+
-/// | WAITERS |  owner: 0 = unlocked, tid,     |
-/// |         |  0x7fff_ffff = not recoverable |
-/// +---------+--------------------------------+
+///  31        30           29                      0
+/// +---------+------------+-------------------------+
+/// | WAITERS | OWNER_DIED |  owner: 0 = unlocked,   |
+/// |         |            |  tid, 0x3fff_ffff = not |
+/// |         |            |  recoverable            |
+/// +---------+------------+-------------------------+
 /// ```
 ///
 /// | from | to | by |
 /// |---|---|---|
 /// | `0` / `WAITERS` | `tid` (fast path) or `tid \| WAITERS` | a locker, CAS (Acquire); a locker that slept, or found `WAITERS`, keeps `WAITERS` set because others may still sleep |
+/// | `OWNER_DIED [\| WAITERS]` | `tid [\| WAITERS]` | a locker, CAS (Acquire); it gets `OwnerDied` |
 /// | `tid` | `tid \| WAITERS` | a contender about to sleep, CAS |
 /// | `tid [\| WAITERS]` | `0` | the owner unlocking, CAS (Release); `FUTEX_WAKE(1)` if `WAITERS` was set |
-/// | `dead \| …` (any garbage) | `me \| WAITERS` | a contender that found the owner dead, CAS (Acquire) |
-/// | `tid [\| WAITERS]` | `NOT_RECOVERABLE` | an owner that got `OwnerDied` and dropped the guard without `mark_consistent`; `FUTEX_WAKE(all)` |
-/// | `NOT_RECOVERABLE` | — | final |
+/// | `tid [\| WAITERS]` | `OWNER_DIED [\| WAITERS]` | **the kernel**, when thread `tid` (of the namespace that wrote it) exits or dies; `FUTEX_WAKE(1)` if `WAITERS` |
+/// | `tid [\| WAITERS]` | `NOT_RECOVERABLE` (`0x7fff_ffff`) | an owner that got `OwnerDied` and dropped the guard without `mark_consistent`; `FUTEX_WAKE(all)` |
+/// | owner field `0x3fff_ffff` | — | final: not recoverable |
 ///
-/// Every change of the lock word is a read-modify-write, so each one
-/// continues the release sequence of the last unlock: a contender that
-/// reads the word with Acquire also sees the owner record cleared by that
-/// unlock (or a newer one).
+/// Every change of the lock word is a read-modify-write (the kernel's is a
+/// cmpxchg), so each one continues the release sequence of the last
+/// unlock: a locker that reads the word with Acquire also sees the data
+/// written before that unlock.
 ///
-/// The owner record is written with a plain store right after the lock CAS
-/// and cleared right before the unlock CAS. A contender trusts it only when
-/// its thread id equals the lock word's; otherwise the owner is between its
-/// CAS and its store ("unpublished") and counts as alive as long as any
-/// task with that id exists; if a live task has that id and the record
-/// stays unpublished for more than a second, the word is taken for
-/// garbage (see below).
+/// # The other shared words
+///
+/// * `owner`: a random 64-bit token of the owning thread, stored right
+///   after the lock CAS and cleared right before the unlock. It is read
+///   only by a locker that finds **its own** thread id in the lock word, to
+///   tell "this thread holds it" ([`LockError::WouldDeadlock`]) from "a
+///   thread with the same id in another PID namespace holds it" (wait).
+///   The thread only ever compares its own token, which it wrote itself.
+/// * `entry`: the owner's robust-list links (its own addresses), written
+///   only by the owner (and by glibc on the owner's thread, when it links
+///   or unlinks a neighbouring pthread mutex) and read by the kernel when
+///   the owner dies. Stale after the owner leaves; the next owner
+///   overwrites them.
 ///
 /// # Residual risks
 ///
 /// * A frozen but alive owner (stopped, deadlocked, looping) blocks every
 ///   contender forever, as with any mutex. [`lock_timeout`](Self::lock_timeout)
 ///   bounds the wait.
-/// * Thread-id reuse is covered by the start time. Start times have a
-///   resolution of one clock tick (10 ms); a thread id reused by a new
-///   thread within the same tick after the owner's death would be taken
-///   for the owner. The kernel hands out ids cyclically, so this needs
-///   `pid_max` threads to be created within 10 ms.
-/// * An owner stopped for more than a second exactly between its lock CAS
-///   and publishing its record (a window of a few instructions) is taken
-///   for garbage and loses the lock.
-/// * A corrupted lock word never hangs a contender: an owner field that
-///   names no task is dead at the first check; one that names an unrelated
-///   live task is taken over after a second; `NOT_RECOVERABLE` is reported
-///   as such.
-/// * Without a readable `/proc`, liveness is unknown and owners are assumed
-///   alive (no recovery, never a false takeover).
+/// * A lock word that names a thread which never held it (corrupted
+///   memory) is never released: nobody will unlock it and the kernel will
+///   not mark it. [`try_lock`](Self::try_lock) and
+///   [`lock_timeout`](Self::lock_timeout) report it as held; `lock` waits.
+///   `NOT_RECOVERABLE` and `OWNER_DIED` words are reported as such.
+/// * Garbage written into `entry` while a thread holds the lock is never
+///   followed: the unlock proves each link before rewriting it, and cuts
+///   the thread's robust list back to empty if one fails, so that
+///   thread's other held robust locks lose death reporting until they are
+///   released (see `sync::robust_list`).
+/// * Thread ids of different PID namespaces collide. A locker sets the
+///   kernel's `list_op_pending` to this mutex for the few instructions
+///   around its lock CAS (as glibc does, so that a death right after the
+///   CAS is still reported). If it is killed inside that window while a
+///   thread of **another** PID namespace with the **same** thread id holds
+///   the lock, the kernel marks that live owner dead. glibc's robust
+///   mutexes have the same window, and keep it open while they sleep;
+///   conduit closes it before sleeping.
+/// * The robust list's own limits: on a target or C library where
+///   conduit cannot join the list (not 64-bit glibc), or in a thread that
+///   dies holding more than 2048 robust locks, a dead owner's lock is
+///   never recovered. A guard that is forgotten (`mem::forget`) stays
+///   linked in its thread's list; unmapping the segment afterwards while
+///   the thread lives on leaves the list pointing into the unmapped
+///   memory, as with a locked pthread robust mutex.
 /// * `fork()` while holding the guard: the child does not own the lock
-///   (it has another thread id); the parent still does.
+///   (it has another thread id, and glibc empties its robust list); the
+///   parent still does. Dropping the guard in the child releases nothing.
 ///
 /// The guard is `!Send`: the lock belongs to a thread (its id is in the
-/// lock word).
+/// lock word, the mutex is in its robust list).
 #[repr(C)]
 pub struct RobustMutex<T: ShmSafe> {
     state: AtomicU32,
     _reserved: u32,
     owner: AtomicU64,
+    _reserved2: u64,
+    entry: ListEntry,
     data: cell::DataCell<T>,
 }
+
+// The kernel finds the lock word at `entry.next + FUTEX_OFFSET` (loom's
+// atomics have other sizes; nothing is shared under loom).
+#[cfg(not(loom))]
+const _: () = assert!(
+    core::mem::offset_of!(RobustMutex<u8>, entry) + 8
+        == (core::mem::offset_of!(RobustMutex<u8>, state) as isize - robust_list::FUTEX_OFFSET)
+            as usize
+);
 
 // SAFETY: the mutex hands out `&T`/`&mut T` only to the one thread that
 // holds the lock (a guard), so sharing `&RobustMutex<T>` between threads is
 // sound whenever `T` may move between threads; ShmSafe data is plain bytes.
+// The list entry is written only by the thread that holds the lock.
 unsafe impl<T: ShmSafe + Send> Sync for RobustMutex<T> {}
 
-// SAFETY: repr(C) of two atomics, a u32 and a ShmSafe T: no pointers, a
-// fixed layout, and every bit pattern is a valid state (garbage lock words
-// are handled, see the type docs). Under loom (a test-only build in which
-// nothing is shared between processes) the fields are loom's and the impl
-// only lets types that embed a RobustMutex compile.
+// SAFETY: repr(C) of two atomics, plain integers, the list entry (two u64
+// cells: addresses meaningful to the owner only, never dereferenced by
+// another process) and a ShmSafe T: a fixed layout, and every bit pattern
+// is a valid state (garbage lock words are handled, see the type docs).
+// Under loom (a test-only build in which nothing is shared between
+// processes) the atomics are loom's and the impl only lets types that
+// embed a RobustMutex compile.
 unsafe impl<T: ShmSafe> ShmSafe for RobustMutex<T> {
     const LAYOUT: crate::shm::TypeLayout = {
         use crate::shm::fingerprint;
         let mut h = fingerprint::start();
-        h = fingerprint::bytes(h, b"conduit::RobustMutex");
+        // The protocol version is part of the name: the robust-list
+        // protocol must never meet the /proc one in the same memory.
+        h = fingerprint::bytes(h, b"conduit::RobustMutex/robust-list");
         h = fingerprint::word(h, T::LAYOUT.fingerprint);
         crate::shm::TypeLayout {
             name: "RobustMutex",
@@ -266,6 +326,8 @@ impl<T: ShmSafe> RobustMutex<T> {
             state: AtomicU32::new(UNLOCKED),
             _reserved: 0,
             owner: AtomicU64::new(0),
+            _reserved2: 0,
+            entry: ListEntry::new(),
             data: cell::DataCell::new(value),
         }
     }
@@ -278,7 +340,7 @@ impl<T: ShmSafe> RobustMutex<T> {
 
     /// Whether the mutex is permanently unusable ([`LockError::NotRecoverable`]).
     pub fn is_not_recoverable(&self) -> bool {
-        self.state.load(Ordering::Relaxed) & OWNER_MASK == NOT_RECOVERABLE
+        self.state.load(Ordering::Relaxed) & OWNER_MASK == NOT_RECOVERABLE_OWNER
     }
 
     /// Acquires the lock, sleeping while another live thread holds it.
@@ -286,6 +348,10 @@ impl<T: ShmSafe> RobustMutex<T> {
     /// Errors: [`LockError::OwnerDied`] (the lock is acquired, the data may
     /// be inconsistent), [`LockError::NotRecoverable`],
     /// [`LockError::WouldDeadlock`] (this thread holds it already).
+    ///
+    /// A lock word that names a thread that will never release it (see
+    /// the residual risks) makes this wait forever; use
+    /// [`lock_timeout`](Self::lock_timeout) where that matters.
     #[inline]
     pub fn lock(&self) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
         let me = identity::current();
@@ -323,9 +389,9 @@ impl<T: ShmSafe> RobustMutex<T> {
 
     /// Acquires the lock if that needs no waiting.
     ///
-    /// When the lock is held, this checks whether the owner is still alive
-    /// (a read of `/proc/<tid>/stat`, a few microseconds) and takes the lock
-    /// over if not ([`TryLockError::OwnerDied`]).
+    /// A lock whose owner died is free to take (the kernel has marked it):
+    /// this returns [`TryLockError::OwnerDied`] with the guard. No system
+    /// call is made.
     pub fn try_lock(&self) -> Result<RobustMutexGuard<'_, T>, TryLockError<'_, T>> {
         let me = identity::current();
         if self.try_fast(me) {
@@ -342,69 +408,44 @@ impl<T: ShmSafe> RobustMutex<T> {
 
     #[inline]
     fn try_fast(&self, me: Identity) -> bool {
-        if self
-            .state
-            .compare_exchange(UNLOCKED, me.tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.owner.store(me.packed(), Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
+        self.acquire(UNLOCKED, me.tid, me)
     }
 
     fn guard(&self, me: Identity, consistent: bool) -> RobustMutexGuard<'_, T> {
         RobustMutexGuard {
             mutex: self,
-            tid: me.tid,
+            me,
             consistent,
             _not_send: PhantomData,
         }
     }
 
-    /// Takes the lock from a dead owner: CAS from exactly the word that was
-    /// judged dead.
-    fn take_over(&self, seen: u32, me: Identity) -> bool {
-        if self
+    /// Changes the lock word from `seen` (no owner) to `want` (`me.tid`,
+    /// maybe with `WAITERS`) and, if that worked, publishes the owner token
+    /// and links the mutex into the thread's robust list. The kernel's
+    /// `list_op_pending` names the mutex from before the CAS until it is
+    /// linked, so a death anywhere in between is reported too.
+    #[inline]
+    fn acquire(&self, seen: u32, want: u32, me: Identity) -> bool {
+        let entry = self.entry.addr();
+        // SAFETY: `me.head` is 0 or this thread's robust-list head (from
+        // `identity::current`, which re-reads it after a fork).
+        unsafe { robust_list::pending(me.head, entry) };
+        let won = self
             .state
-            .compare_exchange(seen, me.tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.owner.store(me.packed(), Ordering::Relaxed);
-            true
-        } else {
-            false
+            .compare_exchange(seen, want, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            self.owner.store(me.token, Ordering::Relaxed);
+            // SAFETY: as above; we now hold the lock, so the entry is ours
+            // and unlinked (a previous owner unlinked it, or died and its
+            // list died with it), and the guard about to be returned keeps
+            // `self` mapped until the guard unlinks it.
+            unsafe { robust_list::link(me.head, entry) };
         }
-    }
-
-    /// Whether the owner named by lock word `seen` is dead. `unpublished`
-    /// remembers since when a live task's id has been in the word without
-    /// an owner record (`None` for try_lock: no grace tracking).
-    fn owner_dead(&self, seen: u32, unpublished: Option<&mut Option<(u32, Instant)>>) -> bool {
-        let tid = seen & OWNER_MASK;
-        let record = Identity::unpack(self.owner.load(Ordering::Acquire));
-        match record {
-            Some(owner) if owner.tid == tid => {
-                identity::liveness(owner.tid, owner.start) == Liveness::Dead
-            }
-            _ => match identity::exists(tid) {
-                Liveness::Dead => true,
-                Liveness::Unknown => false,
-                Liveness::Alive => match unpublished {
-                    None => false,
-                    // Compare the owner field only: our own WAITERS bit
-                    // must not restart the grace period.
-                    Some(since) => match *since {
-                        Some((field, at)) if field == tid => at.elapsed() >= UNPUBLISHED_GRACE,
-                        _ => {
-                            *since = Some((tid, Instant::now()));
-                            false
-                        }
-                    },
-                },
-            },
-        }
+        // SAFETY: as above.
+        unsafe { robust_list::pending(me.head, 0) };
+        won
     }
 
     /// The contended path of every lock operation. `deadline`:
@@ -418,40 +459,32 @@ impl<T: ShmSafe> RobustMutex<T> {
     ) -> Acquired {
         let mut spins = if blocking { SPIN_LIMIT } else { 0 };
         let mut slept = false;
-        let mut interval = FIRST_CHECK;
-        let mut next_check: Option<Instant> = None;
-        let mut unpublished: Option<(u32, Instant)> = None;
         loop {
             let seen = self.state.load(Ordering::Relaxed);
             let owner = seen & OWNER_MASK;
-            if owner == NOT_RECOVERABLE {
+            if owner == NOT_RECOVERABLE_OWNER {
                 return Acquired::NotRecoverable;
             }
             if owner == UNLOCKED {
-                // Keep WAITERS when it is set or when we slept: other
+                // Free, or freed by the kernel when its owner died. Keep
+                // WAITERS when it is set or when we slept: other
                 // contenders may still be asleep and the unlock must wake
-                // them.
+                // them. OWNER_DIED is cleared: it is reported to us alone.
                 let want = me.tid | (seen & WAITERS) | if slept { WAITERS } else { 0 };
-                if self
-                    .state
-                    .compare_exchange(seen, want, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    self.owner.store(me.packed(), Ordering::Relaxed);
-                    return Acquired::Locked;
+                if self.acquire(seen, want, me) {
+                    return if seen & OWNER_DIED != 0 {
+                        Acquired::OwnerDied
+                    } else {
+                        Acquired::Locked
+                    };
                 }
                 continue;
             }
-            if owner == me.tid {
-                // Either this thread holds it (its record is ours), or an
-                // earlier thread with the same id died holding it.
-                if self.owner.load(Ordering::Acquire) == me.packed() && me.packed() != 0 {
-                    return Acquired::WouldDeadlock;
-                }
-                if self.take_over(seen, me) {
-                    return Acquired::OwnerDied;
-                }
-                continue;
+            // Our own id: this thread holds it if the token is ours;
+            // otherwise a thread of another PID namespace with the same id
+            // does, and we wait like for any other owner.
+            if owner == me.tid && self.owner.load(Ordering::Relaxed) == me.token {
+                return Acquired::WouldDeadlock;
             }
             if spins > 0 {
                 spins -= 1;
@@ -459,32 +492,15 @@ impl<T: ShmSafe> RobustMutex<T> {
                 continue;
             }
             if !blocking {
-                if self.owner_dead(seen, None) {
-                    if self.take_over(seen, me) {
-                        return Acquired::OwnerDied;
-                    }
-                    continue;
-                }
                 return Acquired::WouldBlock;
             }
             let now = Instant::now();
-            let check_at = *next_check.get_or_insert(now + interval);
-            // Under loom owners never die and real time must not steer
-            // the execution (loom replays executions deterministically).
-            if cfg!(not(loom)) && now >= check_at {
-                if self.owner_dead(seen, Some(&mut unpublished)) {
-                    if self.take_over(seen, me) {
-                        return Acquired::OwnerDied;
-                    }
-                    continue;
-                }
-                interval = (interval * 2).min(LAST_CHECK);
-                next_check = Some(now + interval);
-            }
+            let mut sleep = RECHECK;
             if let Some(Some(deadline)) = deadline {
                 if now >= deadline {
                     return Acquired::Timeout;
                 }
+                sleep = sleep.min(deadline - now);
             }
             // Announce that we are about to sleep.
             if seen & WAITERS == 0
@@ -495,11 +511,6 @@ impl<T: ShmSafe> RobustMutex<T> {
             {
                 continue;
             }
-            let check_at = next_check.unwrap_or(now);
-            let mut sleep = check_at.saturating_duration_since(now);
-            if let Some(Some(deadline)) = deadline {
-                sleep = sleep.min(deadline.saturating_duration_since(now));
-            }
             slept = true;
             futex::wait(
                 &self.state,
@@ -509,30 +520,47 @@ impl<T: ShmSafe> RobustMutex<T> {
         }
     }
 
-    /// Releases the lock held by thread `tid`.
+    /// Releases the lock held by `me`, leaving the owner field `to`
+    /// (`UNLOCKED`, or `NOT_RECOVERABLE` after an unrepaired owner death),
+    /// and unlinks the mutex from the thread's robust list. The kernel's
+    /// `list_op_pending` names the mutex from before the unlink until
+    /// after the wake, so a death anywhere in between is reported (or the
+    /// sleeper woken) by the kernel.
     #[inline]
-    fn unlock(&self, tid: u32) {
+    fn release(&self, me: Identity, to: u32) {
+        let entry = self.entry.addr();
         self.owner.store(0, Ordering::Relaxed);
-        if self
-            .state
-            .compare_exchange(tid, UNLOCKED, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            self.unlock_slow(tid, UNLOCKED);
+        // SAFETY: `me.head` is 0 or this thread's head, in which this
+        // thread linked the entry when it locked (the caller is the guard
+        // of this thread, checked against forks).
+        unsafe {
+            robust_list::pending(me.head, entry);
+            robust_list::unlink(me.head, entry);
         }
+        if to != UNLOCKED
+            || self
+                .state
+                .compare_exchange(me.tid, UNLOCKED, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+        {
+            self.release_slow(me.tid, to);
+        }
+        // SAFETY: as above.
+        unsafe { robust_list::pending(me.head, 0) };
     }
 
     /// Sets the owner field to `to` (UNLOCKED or NOT_RECOVERABLE) if `tid`
     /// still owns the lock, and wakes sleepers: one for an unlock, all for
     /// NOT_RECOVERABLE (each of them must learn it).
     #[cold]
-    fn unlock_slow(&self, tid: u32, to: u32) {
-        self.owner.store(0, Ordering::Relaxed);
+    fn release_slow(&self, tid: u32, to: u32) {
+        let to = if to == UNLOCKED { UNLOCKED } else { NOT_RECOVERABLE };
         let mut seen = self.state.load(Ordering::Relaxed);
         loop {
             if seen & OWNER_MASK != tid {
-                // The lock was taken from us (we were judged dead, see the
-                // residual risks): it is no longer ours to release.
+                // Not ours any more: the kernel marked us dead (a thread of
+                // another namespace with our id was killed while locking,
+                // see the residual risks) or the word was overwritten.
                 return;
             }
             match self
@@ -554,6 +582,48 @@ impl<T: ShmSafe> RobustMutex<T> {
     }
 }
 
+/// The kernel's side of owner death, for loom models.
+#[cfg(loom)]
+impl<T: ShmSafe> RobustMutex<T> {
+    /// Locks, then ends the calling thread's ownership the way the
+    /// kernel's `handle_futex_death` does when the thread dies holding the
+    /// lock: if the owner field still names the thread, replace it with
+    /// `OWNER_DIED`, keep `WAITERS`, and wake one sleeper if it was set.
+    /// Returns whether the lock itself came with `OwnerDied`.
+    pub(crate) fn lock_then_die(&self) -> bool {
+        let me = identity::current();
+        let died = match self.lock() {
+            Ok(g) => {
+                core::mem::forget(g);
+                false
+            }
+            Err(LockError::OwnerDied(g)) => {
+                core::mem::forget(g);
+                true
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut seen = self.state.load(Ordering::Relaxed);
+        loop {
+            if seen & OWNER_MASK != me.tid {
+                return died;
+            }
+            let dead = (seen & WAITERS) | OWNER_DIED;
+            match self
+                .state
+                .compare_exchange(seen, dead, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+        if seen & WAITERS != 0 {
+            futex::wake(&self.state, 1);
+        }
+        died
+    }
+}
+
 impl<T: ShmSafe + Default> Default for RobustMutex<T> {
     fn default() -> Self {
         RobustMutex::new(T::default())
@@ -565,6 +635,7 @@ impl<T: ShmSafe> fmt::Debug for RobustMutex<T> {
         let state = self.state.load(Ordering::Relaxed);
         f.debug_struct("RobustMutex")
             .field("owner", &(state & OWNER_MASK))
+            .field("owner_died", &(state & OWNER_DIED != 0))
             .field("waiters", &(state & WAITERS != 0))
             .finish_non_exhaustive()
     }
@@ -573,10 +644,12 @@ impl<T: ShmSafe> fmt::Debug for RobustMutex<T> {
 /// Proof that the lock of a [`RobustMutex`] is held; gives access to the
 /// data and unlocks when dropped.
 ///
-/// `!Send`: the lock word names the locking thread.
+/// `!Send`: the lock word names the locking thread, and the mutex is
+/// linked into that thread's robust list.
 pub struct RobustMutexGuard<'a, T: ShmSafe> {
     mutex: &'a RobustMutex<T>,
-    tid: u32,
+    /// The locking thread (its id, token and robust-list head).
+    me: Identity,
     consistent: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -617,12 +690,20 @@ impl<T: ShmSafe> DerefMut for RobustMutexGuard<'_, T> {
 }
 
 impl<T: ShmSafe> Drop for RobustMutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        if self.consistent {
-            self.mutex.unlock(self.tid);
-        } else {
-            self.mutex.unlock_slow(self.tid, NOT_RECOVERABLE);
+        // A guard is !Send, so only a fork() can have moved it to another
+        // thread (of a child process): there the lock is the parent's and
+        // the robust list glibc's empty one of the child. Release nothing.
+        if !identity::is_current(self.me) {
+            return;
         }
+        let to = if self.consistent {
+            UNLOCKED
+        } else {
+            NOT_RECOVERABLE
+        };
+        self.mutex.release(self.me, to);
     }
 }
 
@@ -686,15 +767,29 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(core::mem::size_of::<RobustMutex<u64>>(), 24);
+        assert_eq!(core::mem::size_of::<RobustMutex<u64>>(), 48);
         assert_eq!(core::mem::align_of::<RobustMutex<u64>>(), 8);
         assert_eq!(core::mem::offset_of!(RobustMutex<u64>, owner), 8);
-        assert_eq!(core::mem::offset_of!(RobustMutex<u64>, data), 16);
-        assert_eq!(<RobustMutex<u64> as ShmSafe>::LAYOUT.size, 24);
+        assert_eq!(core::mem::offset_of!(RobustMutex<u64>, entry), 24);
+        assert_eq!(core::mem::offset_of!(RobustMutex<u64>, data), 40);
+        assert_eq!(<RobustMutex<u64> as ShmSafe>::LAYOUT.size, 48);
         assert_ne!(
             <RobustMutex<u64> as ShmSafe>::LAYOUT.fingerprint,
             <RobustMutex<i64> as ShmSafe>::LAYOUT.fingerprint
         );
+        // The value every version of conduit (and glibc) uses.
+        assert_eq!(NOT_RECOVERABLE, 0x7fff_ffff);
+        // The /proc-liveness layout's fingerprint: a segment holding it is
+        // refused (FingerprintMismatch), never shared by both protocols.
+        use crate::shm::fingerprint;
+        let old = fingerprint::word(
+            fingerprint::word(
+                fingerprint::bytes(fingerprint::start(), b"conduit::RobustMutex"),
+                <u64 as ShmSafe>::LAYOUT.fingerprint,
+            ),
+            24,
+        );
+        assert_ne!(<RobustMutex<u64> as ShmSafe>::LAYOUT.fingerprint, old);
     }
 
     #[test]
@@ -712,7 +807,25 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "needs /proc liveness")]
+    fn nested_locks_release_in_any_order() {
+        let a = RobustMutex::new(1u32);
+        let b = RobustMutex::new(2u32);
+        let c = RobustMutex::new(3u32);
+        let ga = a.lock().unwrap();
+        let gb = b.lock().unwrap();
+        let gc = c.lock().unwrap();
+        drop(gb);
+        drop(ga);
+        let gb = b.lock().unwrap();
+        drop(gc);
+        drop(gb);
+        for m in [&a, &b, &c] {
+            assert_eq!(m.state.load(Ordering::Relaxed), 0);
+            assert!(m.try_lock().is_ok());
+        }
+    }
+
+    #[test]
     fn try_lock_and_timeout_while_held_by_live_thread() {
         let m = std::sync::Arc::new(RobustMutex::new(0u32));
         let g = m.lock().unwrap();
@@ -730,7 +843,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "needs /proc liveness")]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
     fn thread_exit_while_holding_is_owner_death() {
         let m = std::sync::Arc::new(RobustMutex::new(0u32));
         let m2 = m.clone();
@@ -741,6 +854,8 @@ mod tests {
         })
         .join()
         .unwrap();
+        // The kernel marked the word when the thread exited.
+        assert_eq!(m.state.load(Ordering::Relaxed), OWNER_DIED);
         let mut g = m.lock().unwrap_err().into_owner_died().unwrap();
         assert_eq!(*g, 7);
         assert!(!g.is_consistent());
@@ -750,14 +865,43 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "needs /proc liveness")]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn sleeper_is_woken_by_the_kernel_when_the_owner_thread_exits() {
+        let m = std::sync::Arc::new(RobustMutex::new(0u32));
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+        let m2 = m.clone();
+        let owner = std::thread::spawn(move || {
+            let g = m2.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            exit_rx.recv().unwrap();
+            core::mem::forget(g);
+        });
+        locked_rx.recv().unwrap();
+        let m3 = m.clone();
+        let sleeper = std::thread::spawn(move || match m3.lock() {
+            Err(LockError::OwnerDied(mut g)) => g.mark_consistent(),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        });
+        // Let the sleeper announce itself, then end the owner.
+        while m.state.load(Ordering::Relaxed) & WAITERS == 0 {
+            std::thread::yield_now();
+        }
+        exit_tx.send(()).unwrap();
+        owner.join().unwrap();
+        sleeper.join().unwrap();
+        assert!(m.try_lock().is_ok());
+    }
+
+    #[test]
     fn unrecovered_guard_poisons_for_good() {
         let m = RobustMutex::new(0u32);
-        // A lock word naming a task id that cannot exist, with a record.
-        m.state.store(0x3f_fff0, Ordering::Relaxed);
+        // What the kernel leaves behind when an owner dies.
+        m.state.store(OWNER_DIED, Ordering::Relaxed);
         let g = m.try_lock().unwrap_err().into_owner_died().unwrap();
         drop(g);
         assert!(m.is_not_recoverable());
+        assert_eq!(m.state.load(Ordering::Relaxed), NOT_RECOVERABLE);
         assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
         assert!(matches!(m.try_lock(), Err(TryLockError::NotRecoverable)));
         assert!(matches!(
@@ -767,16 +911,37 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "needs /proc liveness")]
     fn garbage_lock_words_do_not_hang() {
-        for garbage in [WAITERS, WAITERS | 0x3fff_ffff, 0x7fff_fffe, 0x0040_0000] {
+        // (word, outcome of try_lock/lock_timeout)
+        for garbage in [
+            WAITERS,
+            OWNER_DIED | WAITERS,
+            WAITERS | 0x3fff_fffe,
+            0x0040_0000,
+            OWNER_DIED | 17,
+            NOT_RECOVERABLE_OWNER,
+            u32::MAX,
+        ] {
             let m = RobustMutex::new(0u32);
             m.state.store(garbage, Ordering::Relaxed);
             m.owner.store(0xdead_beef, Ordering::Relaxed);
-            match m.lock() {
+            let owner = garbage & OWNER_MASK;
+            match m.lock_timeout(Duration::from_millis(5)) {
                 // WAITERS alone is "unlocked, maybe sleepers".
                 Ok(_) => assert_eq!(garbage, WAITERS),
-                Err(LockError::OwnerDied(mut g)) => g.mark_consistent(),
+                Err(LockTimeoutError::OwnerDied(mut g)) => {
+                    assert_eq!(owner, UNLOCKED, "{garbage:#x}");
+                    g.mark_consistent();
+                }
+                Err(LockTimeoutError::NotRecoverable) => {
+                    assert_eq!(owner, NOT_RECOVERABLE_OWNER, "{garbage:#x}");
+                    continue;
+                }
+                // A word naming a thread that never held it: held for good.
+                Err(LockTimeoutError::Timeout) => {
+                    assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+                    continue;
+                }
                 Err(e) => panic!("{garbage:#x}: {e}"),
             }
             assert!(m.try_lock().is_ok());
@@ -784,25 +949,62 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "needs /proc liveness")]
-    fn garbage_naming_a_live_task_is_taken_over_after_grace() {
-        // The lock word names a live task (this process's main thread may
-        // be elsewhere; use our own thread's id from another thread) with
-        // no matching owner record.
+    fn own_id_with_another_token_is_another_owner() {
+        // A thread of another PID namespace with our thread id holds it:
+        // not a deadlock, and never ours to take.
+        let m = RobustMutex::new(0u32);
+        let me = identity::current();
+        m.state.store(me.tid, Ordering::Relaxed);
+        m.owner.store(me.token ^ 1, Ordering::Relaxed);
+        assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(matches!(
+            m.lock_timeout(Duration::from_millis(5)),
+            Err(LockTimeoutError::Timeout)
+        ));
+        assert_eq!(m.state.load(Ordering::Relaxed) & OWNER_MASK, me.tid);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn garbage_in_the_list_links_is_never_followed() {
+        let outer = RobustMutex::new(0u32);
+        let inner = RobustMutex::new(0u32);
+        let mut scratch = [0u64; 4];
+        let scratch_addr = scratch.as_mut_ptr() as u64 + 8;
+        for (prev, next) in [
+            (0, 0),
+            (8, 16),
+            (0xdead_0000_0000, 0xbeef_0000_0008),
+            (u64::MAX - 7, u64::MAX),
+            // Mapped, aligned, but not a link naming the entry.
+            (scratch_addr, scratch_addr),
+        ] {
+            let g_outer = outer.lock().unwrap();
+            let g_inner = inner.lock().unwrap();
+            inner.entry.scribble(prev, next);
+            drop(g_inner);
+            drop(g_outer);
+            assert_eq!(scratch, [0; 4], "wrote through a garbage link");
+            assert_eq!(inner.state.load(Ordering::Relaxed), 0);
+            assert_eq!(outer.state.load(Ordering::Relaxed), 0);
+        }
+        // The list works again: a thread that exits holding a lock is
+        // still reported dead by the kernel.
         let m = std::sync::Arc::new(RobustMutex::new(0u32));
-        let tid = crate::sys::process::thread_id();
-        m.state.store(tid, Ordering::Relaxed);
         let m2 = m.clone();
-        let died = std::thread::spawn(move || match m2.lock() {
-            Err(LockError::OwnerDied(mut g)) => {
-                g.mark_consistent();
-                true
-            }
-            _ => false,
+        std::thread::spawn(move || {
+            let g = m2.lock().unwrap();
+            m2.entry.scribble(0, 0);
+            drop(g);
+            core::mem::forget(m2.lock().unwrap());
         })
         .join()
         .unwrap();
-        assert!(died);
+        assert!(matches!(m.try_lock(), Err(TryLockError::OwnerDied(_))));
+        let again = RobustMutex::new(0u32);
+        let g = again.lock().unwrap();
+        drop(g);
+        assert!(again.try_lock().is_ok());
     }
 
     #[test]

@@ -113,3 +113,75 @@ fn futex_wake(word: &AtomicU32, count: u32) -> Result<usize> {
         Ok(r as usize)
     }
 }
+
+/// The kernel's `struct robust_list_head`: the per-thread list of held
+/// robust futexes that the kernel walks when the thread exits or dies,
+/// setting `FUTEX_OWNER_DIED` on each word that still names the thread.
+///
+/// `list` points at the first entry's `next` field (or at `list` itself
+/// when empty); an entry's futex word is at `entry + futex_offset`;
+/// `list_op_pending` names an entry being locked or unlocked right now.
+#[repr(C)]
+#[derive(Debug)]
+#[cfg_attr(any(loom, miri), allow(dead_code))]
+pub struct RobustListHead {
+    /// First entry (`&entry.next`), or the address of this field when empty.
+    pub list: usize,
+    /// Offset of the futex word from each entry.
+    pub futex_offset: isize,
+    /// The entry being locked or unlocked, 0 if none.
+    pub list_op_pending: usize,
+}
+
+/// `get_robust_list(0, &head, &len)`: the robust-list head the calling
+/// thread registered (glibc registers one for every thread it starts),
+/// null if none. `ENOSYS` where the kernel has no robust futexes.
+#[doc(alias = "get_robust_list")]
+#[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
+pub fn robust_list() -> Result<*mut RobustListHead> {
+    let mut head: *mut RobustListHead = core::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: pid 0 asks for the calling thread; both out-pointers point
+    // at live locals of the right size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut *mut RobustListHead,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(head)
+}
+
+/// `set_robust_list(head, sizeof *head)`: registers `head` as the calling
+/// thread's robust-futex list (replacing any earlier one).
+///
+/// # Safety
+///
+/// `head` must stay valid, and form a well-formed list, until the thread
+/// exits or registers another head: the kernel reads it at thread exit.
+#[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
+pub unsafe fn set_robust_list(head: *mut RobustListHead) -> Result<()> {
+    // SAFETY: the kernel only records the pointer; the caller keeps it valid.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_set_robust_list,
+            head,
+            core::mem::size_of::<RobustListHead>(),
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ));
+    }
+    Ok(())
+}

@@ -2,14 +2,16 @@
 
 use super::{Errno, Result};
 
-/// `getpid()`: this process's id.
+/// `getpid()`: this process's id, in the caller's PID namespace (another
+/// namespace knows the process under another id, or not at all).
 #[doc(alias = "getpid")]
 pub fn process_id() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
 /// `gettid()`: the calling thread's id (equal to the process id on the
-/// main thread).
+/// main thread), in the caller's PID namespace. This is the id the kernel
+/// compares with a robust futex word when the thread dies.
 #[doc(alias = "gettid")]
 pub fn thread_id() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
@@ -18,6 +20,13 @@ pub fn thread_id() -> u32 {
 /// Start time of task `tid` (a process or thread id), in clock ticks since
 /// boot: field 22 of `/proc/<tid>/stat`. Together with the id it names a
 /// task uniquely across id reuse. `ESRCH` when no such task exists.
+///
+/// `tid` is looked up in the `/proc` of the caller (normally its PID
+/// namespace): an id recorded by a process of another PID namespace names
+/// another task or none here. Never use this to judge whether a process
+/// that shares memory with this one, but may live in another container,
+/// is alive; the kernel's robust list (`sync::RobustMutex`) and `flock`
+/// (nodes, segment creation) answer that in any namespace.
 #[doc(alias = "proc_pid_stat")]
 pub fn start_time(tid: u32) -> Result<u64> {
     let text = match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
@@ -37,7 +46,8 @@ pub fn start_time(tid: u32) -> Result<u64> {
 
 /// Whether the task `tid` that started at `start_time` (see [`start_time`])
 /// still runs. A zombie counts as dead. A reused id with another start time
-/// is reported as dead.
+/// is reported as dead. Meaningful only for a task of the caller's PID
+/// namespace (see [`start_time`]).
 pub fn is_alive(tid: u32, start_time_ticks: u64) -> bool {
     if tid == 0 {
         return false;
@@ -59,6 +69,42 @@ pub fn is_alive(tid: u32, start_time_ticks: u64) -> bool {
             }
         }
         Err(_) => false,
+    }
+}
+
+/// `process_vm_readv(getpid(), ...)`: reads the aligned word at address
+/// `at` of this process's own memory, or fails (`EFAULT`) where nothing
+/// is mapped, instead of faulting. For checking an address that came from
+/// memory another process may have written before following it. (rustix
+/// has no `process_vm_readv`.)
+#[doc(alias = "process_vm_readv")]
+#[cfg(not(miri))]
+#[cfg_attr(loom, allow(dead_code))]
+pub fn read_own_word(at: usize) -> Result<usize> {
+    if at % core::mem::align_of::<usize>() != 0 {
+        return Err(Errno::INVAL);
+    }
+    let mut value: usize = 0;
+    let local = libc::iovec {
+        iov_base: (&mut value as *mut usize).cast(),
+        iov_len: core::mem::size_of::<usize>(),
+    };
+    let remote = libc::iovec {
+        iov_base: at as *mut libc::c_void,
+        iov_len: core::mem::size_of::<usize>(),
+    };
+    // SAFETY: the kernel writes at most `local.iov_len` bytes into
+    // `value`, a live local; the remote address is only read by the
+    // kernel, which reports an unmapped one as EFAULT.
+    let n = unsafe {
+        libc::process_vm_readv(process_id() as libc::pid_t, &local, 1, &remote, 1, 0)
+    };
+    if n == core::mem::size_of::<usize>() as isize {
+        Ok(value)
+    } else if n < 0 {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Err(Errno::FAULT)
     }
 }
 

@@ -247,7 +247,10 @@ pub fn recv_with_fds(fd: impl AsFd, buf: &mut [u8], nonblocking: bool) -> Result
 /// Credentials of a peer process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credentials {
-    /// Process id (at the time of `connect`/`socketpair`).
+    /// Process id (at the time of `connect`/`socketpair`), as the kernel
+    /// translates it into the **reader's** PID namespace: 0 when the peer
+    /// lives in a PID namespace the reader cannot see (a sibling
+    /// container).
     pub pid: u32,
     /// Effective user id.
     pub uid: u32,
@@ -260,11 +263,34 @@ pub struct Credentials {
 #[doc(alias = "getsockopt")]
 #[doc(alias = "SO_PEERCRED")]
 pub fn peer_credentials(fd: impl AsFd) -> Result<Credentials> {
-    let cred = rustix::net::sockopt::socket_peercred(fd)?;
+    use std::os::fd::AsRawFd;
+    // libc, not rustix: rustix's `UCred::pid` is a non-zero `Pid`, but the
+    // kernel reports pid 0 for a peer in a PID namespace the caller cannot
+    // see, which would be an invalid value.
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live locals; `len` holds the size of
+    // `cred`, which the kernel writes at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
+    }
     Ok(Credentials {
-        pid: cred.pid.as_raw_nonzero().get() as u32,
-        uid: cred.uid.as_raw(),
-        gid: cred.gid.as_raw(),
+        pid: cred.pid as u32,
+        uid: cred.uid,
+        gid: cred.gid,
     })
 }
 

@@ -66,6 +66,81 @@ pub fn child_command(role: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// Why processes in new PID namespaces cannot be started here (`unshare
+/// --pid --fork --mount-proc` needs root, or user namespaces), or `None`.
+/// A test that needs them prints `skipped: <reason>` and passes.
+pub fn pid_namespaces_unavailable() -> Option<String> {
+    match Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`unshare --pid --fork --mount-proc` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
+}
+
+/// Like [`child_command`], but the child is the first process (pid 1) of a
+/// new PID namespace with its own `/proc`, as in a container. The command
+/// runs `unshare`, which SIGKILLs the namespace when it dies (so killing
+/// it ends the child). When the child is killed by a signal, `unshare`
+/// prints "sigprocmask unblock failed" (a util-linux quirk). stdout is
+/// piped, stdin null.
+pub fn child_command_in_new_pid_namespace(role: &str, args: &[&str]) -> Command {
+    let inner = child_command(role, args);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for (key, value) in inner.get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    cmd
+}
+
+/// [`spawn_child`] in a new PID namespace (see
+/// [`child_command_in_new_pid_namespace`]); the returned process is
+/// `unshare`.
+pub fn spawn_child_in_new_pid_namespace(role: &str, args: &[&str]) -> Child {
+    child_command_in_new_pid_namespace(role, args)
+        .spawn()
+        .expect("spawn unshare")
+}
+
+/// SIGKILLs the process that `unshare` started (the namespace's pid 1,
+/// known here under another id) and reaps `unshare`.
+pub fn kill_namespace_init(unshare: &mut Child) {
+    let init = namespace_init_pid(unshare);
+    // SAFETY: kill has no memory preconditions; `init` is our grandchild,
+    // alive (it has not been reaped: unshare waits for it).
+    assert_eq!(unsafe { libc::kill(init, libc::SIGKILL) }, 0);
+    unshare.wait().expect("reap unshare");
+}
+
+/// The id, in this process's PID namespace, of the child that
+/// `unshare` (from [`spawn_child_in_new_pid_namespace`]) started.
+pub fn namespace_init_pid(unshare: &Child) -> i32 {
+    let pid = unshare.id();
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("read unshare's children")
+        .split_whitespace()
+        .next()
+        .expect("unshare has a child")
+        .parse()
+        .unwrap()
+}
+
 /// A name unique to this test process and call: `<prefix>-<pid>-<n>`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

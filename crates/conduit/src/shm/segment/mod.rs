@@ -46,9 +46,9 @@
 //! | 16 | 8 | `size` | total bytes of the object, header included |
 //! | 24 | 8 | `fingerprint` | layout fingerprint of the data area's contents (0 = unchecked) |
 //! | 32 | 8 | `data_offset` | [`HEADER_SIZE`] |
-//! | 40 | 4 | `creator_pid` | the creator's pid |
+//! | 40 | 4 | `creator_pid` | the creator's pid, in the creator's PID namespace (diagnostic only) |
 //! | 44 | 4 | `flags` | bit 0: anonymous (memfd) |
-//! | 48 | 8 | `creator_start` | the creator's start time (clock ticks since boot) |
+//! | 48 | 8 | `creator_start` | the creator's start time (clock ticks since boot; diagnostic only) |
 //! | 56 | 72 | reserved | zero |
 //!
 //! Every field is an atomic: another process may write the memory at any
@@ -194,7 +194,7 @@ pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// | 16 | `size` | total bytes of the segment, header included |
 /// | 24 | `fingerprint` | layout fingerprint of the data area's contents |
 /// | 32 | `data_offset` | [`HEADER_SIZE`] |
-/// | 40 | `creator_pid` | process id of the creator |
+/// | 40 | `creator_pid` | process id of the creator in its own PID namespace; shown in errors, never looked up (an abandoned creation is detected through `flock`) |
 /// | 44 | `flags` | bit 0: anonymous (memfd) segment |
 /// | 48 | `creator_start` | creator's start time (clock ticks since boot) |
 /// | 56..128 | reserved | zero |
@@ -484,7 +484,10 @@ impl Segment {
         self.header().fingerprint.load(Ordering::Relaxed)
     }
 
-    /// Process id of the creator, as recorded in the header.
+    /// Process id of the creator, as recorded in the header: its id **in
+    /// its own PID namespace**, so from a process of another namespace
+    /// (containers sharing `/dev/shm`) it names another task or none.
+    /// Informational; conduit never judges liveness by it.
     pub fn creator_pid(&self) -> u32 {
         self.header().creator_pid.load(Ordering::Relaxed)
     }
