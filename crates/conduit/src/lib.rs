@@ -44,6 +44,7 @@
 extern crate self as conduit;
 
 pub mod blackboard;
+pub mod discovery;
 mod domain;
 pub mod event;
 pub mod limits;

@@ -13,6 +13,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod futex;
+pub mod inotify;
 pub mod memfd;
 pub mod mman;
 pub mod mq;
