@@ -49,6 +49,60 @@ pub fn run(what: Option<What>, domain: Option<String>, all_domains: bool, json: 
     Ok(())
 }
 
+/// The name `conduit` shows for a pattern.
+pub fn kind_name(kind: conduit::ServiceKind) -> &'static str {
+    match kind {
+        conduit::ServiceKind::PublishSubscribe => "publish/subscribe",
+        conduit::ServiceKind::Event => "event",
+        conduit::ServiceKind::Blackboard => "blackboard",
+        conduit::ServiceKind::RequestResponse => "request/response",
+        _ => "service",
+    }
+}
+
+/// `conduit list --follow`: a line per service that appears or
+/// disappears, until Ctrl-C or `count` lines (`Domain::watch`).
+pub fn follow(domain: Option<String>, json: bool, count: Option<u64>) -> CmdResult {
+    use conduit::discovery::ServiceEvent;
+    use std::io::Write;
+    let domain = common::as_domain(&common::domain(domain)?)?;
+    let watch = domain
+        .watch()
+        .map_err(|e| Failure::from_error(exit::FAILURE, "cannot watch /dev/shm: ", &e))?;
+    let looked = |e| Failure::from_error(exit::FAILURE, "cannot list the services: ", &e);
+    // The first look reports what exists: listed above already.
+    watch.try_events().map_err(looked)?;
+    eprintln!(
+        "conduit: listening to the services of domain {:?}",
+        domain.name()
+    );
+    let mut interrupt = common::Interrupt::watch();
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0u64;
+    while count.is_none_or(|c| printed < c) && !interrupt.happened() {
+        for event in watch.wait(Some(std::time::Duration::from_millis(100))).map_err(looked)? {
+            let (sign, word, id) = match event {
+                ServiceEvent::Appeared(id) => ("+", "appeared", id),
+                ServiceEvent::Disappeared(id) => ("-", "disappeared", id),
+                _ => continue,
+            };
+            let line = if json {
+                json!({"event": word, "kind": kind_name(id.kind), "name": id.name}).to_string()
+            } else {
+                format!("{sign} {} {}", kind_name(id.kind), id.name)
+            };
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(()); // stdout closed: a pipe's reader left
+            }
+            printed += 1;
+            if count.is_some_and(|c| printed >= c) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn services(domain: &str, json: bool) -> CmdResult {
     let list = conduit::pubsub::list(&common::as_domain(domain)?)
         .map_err(|e| Failure::from_error(exit::FAILURE, "cannot read /dev/shm: ", &e))?;

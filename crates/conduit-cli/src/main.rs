@@ -68,6 +68,14 @@ enum Command {
         /// JSON lines instead of tables.
         #[arg(long)]
         json: bool,
+        /// After the listing, print a line per service that appears
+        /// (`+ KIND NAME`) or disappears (`- KIND NAME`) in the domain,
+        /// until Ctrl-C or --count.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: stop after N lines.
+        #[arg(long, requires = "follow")]
+        count: Option<u64>,
     },
     /// A service's configuration, ports, queue fill levels and counters.
     Info {
@@ -171,7 +179,10 @@ fn main() {
             what,
             all_domains,
             json,
-        } => list::run(what, domain, all_domains, json),
+            follow,
+            count,
+        } => list::run(what, domain.clone(), all_domains, json)
+            .and_then(|()| if follow { list::follow(domain, json, count) } else { Ok(()) }),
         Command::Info { service, json } => info::run(&service, domain, json),
         Command::Clean { dry_run, json } => clean::run(domain, dry_run, json),
         Command::Pub(args) => publish::run(args, domain),

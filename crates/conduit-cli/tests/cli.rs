@@ -116,12 +116,10 @@ impl Running {
 
     fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        // (A test that read stdout itself took it.)
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).unwrap();
+        }
         let mut err = String::new();
         self.err.read_to_string(&mut err).unwrap();
         (self.child.wait().unwrap(), out, err)
@@ -1243,6 +1241,55 @@ fn bench_includes_peer_results_from_a_file() {
     // The peer's result joins the run; its floor duplicate (measured here) does not.
     assert_eq!(names, ["iceoryx2 pubsub", "raw futex"], "{names:?}");
     assert_eq!(rows[0]["p50_ns"], 300.0);
+}
+
+#[test]
+fn list_follow_prints_services_appearing_and_disappearing() {
+    let d = Domain::new();
+    let node = d.node();
+    let _before = node.service("existing").event().open_or_create().unwrap();
+    let mut follow = Running::start(d.cmd(&["list", "services", "--follow", "--count", "3"]));
+    let mut out = BufReader::new(follow.child.stdout.take().unwrap());
+    // The listing first (the event service that existed), then a line per
+    // change; each change is waited for before the next (a service that
+    // comes and goes between two looks need not be reported).
+    let mut next_change = || loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "stdout closed early");
+        if line.starts_with("+ ") || line.starts_with("- ") {
+            return line.trim_end().to_owned();
+        }
+        assert!(
+            line.contains("existing") || !line.contains('/'),
+            "a listing line: {line:?}"
+        );
+    };
+    let topic = node
+        .service("cam/frames")
+        .publish_subscribe::<[u8]>()
+        .open_or_create()
+        .unwrap();
+    assert_eq!(next_change(), "+ publish/subscribe cam/frames");
+    drop(topic); // the last user leaves: the service goes
+    assert_eq!(next_change(), "- publish/subscribe cam/frames");
+    let board = node
+        .service("robot/state")
+        .blackboard::<u32, u64>()
+        .entry(1, 1)
+        .create()
+        .unwrap();
+    assert_eq!(next_change(), "+ blackboard robot/state");
+    let (status, _, err) = follow.finish();
+    assert!(status.success(), "--count 3 ends it: {err}");
+
+    let follow = Running::start(d.cmd(&["list", "services", "--follow", "--count", "1", "--json"]));
+    drop(board);
+    let (_, out, _) = follow.finish();
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "disappeared");
+    assert_eq!(last["kind"], "blackboard");
+    assert_eq!(last["name"], "robot/state");
+    assert_fails(&d.run(&["list", "--count", "1"]), 2, "--follow");
 }
 
 #[test]

@@ -56,6 +56,12 @@
 //!
 //! # What it does not report
 //!
+//! A service that appears and disappears between two looks may go
+//! unreported: the watch learns a service's name from its configuration,
+//! which is gone with its segment (segment names are hashes). Every
+//! service that exists at a look is reported, and every one that was
+//! reported and then went is reported gone.
+//!
 //! Changes inside a service (ports joining, QoS) are not events:
 //! read them with each pattern's `details`. Nothing is reported for other
 //! domains; `conduit.` objects of other users are reported when this user
