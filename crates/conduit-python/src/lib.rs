@@ -429,9 +429,96 @@ fn _conduit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ResourceError", py.get_type::<ResourceError>())?;
     m.add("DisconnectedError", py.get_type::<DisconnectedError>())?;
     m.add_class::<Node>()?;
+    m.add_class::<ServiceWatch>()?;
     pubsub::register(m)?;
     event::register(m)?;
     reqres::register(m)?;
     blackboard::register(m)?;
     Ok(())
+}
+
+/// Watches a domain's services appear and disappear
+/// (`Node.watch_services()`; the library's `Domain::watch`).
+#[pyclass(module = "conduit", unsendable)]
+pub struct ServiceWatch {
+    inner: conduit::discovery::ServiceWatch,
+}
+
+fn kind_name(kind: conduit::ServiceKind) -> &'static str {
+    match kind {
+        conduit::ServiceKind::PublishSubscribe => "publish_subscribe",
+        conduit::ServiceKind::Event => "event",
+        conduit::ServiceKind::Blackboard => "blackboard",
+        conduit::ServiceKind::RequestResponse => "request_response",
+        _ => "service",
+    }
+}
+
+fn event_tuple(e: conduit::discovery::ServiceEvent) -> Option<(&'static str, &'static str, String)> {
+    use conduit::discovery::ServiceEvent as E;
+    match e {
+        E::Appeared(id) => Some(("appeared", kind_name(id.kind), id.name)),
+        E::Disappeared(id) => Some(("disappeared", kind_name(id.kind), id.name)),
+        _ => None,
+    }
+}
+
+#[pymethods]
+impl Node {
+    /// `watch_services()`: a `ServiceWatch` of this node's domain; its
+    /// first `events()` lists every service that exists as `appeared`.
+    fn watch_services(&self) -> PyResult<ServiceWatch> {
+        let domain = conduit::Domain::new(self.inner.domain()).map_err(|e| error(&e))?;
+        let inner = domain.watch().map_err(|e| error(&e))?;
+        Ok(ServiceWatch { inner })
+    }
+}
+
+#[pymethods]
+impl ServiceWatch {
+    /// `events(timeout=None)`: what changed since the last call, as
+    /// `(what, kind, name)` tuples (`what`: `"appeared"` or
+    /// `"disappeared"`; `kind`: `"publish_subscribe"`, `"event"`,
+    /// `"request_response"` or `"blackboard"`), waiting up to `timeout`
+    /// seconds for a change (`None`: until one; `0`: not at all); `[]` if
+    /// none came. A service that comes and goes between two looks may be
+    /// missed.
+    #[pyo3(signature = (timeout=None))]
+    fn events(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<(&'static str, &'static str, String)>> {
+        let watch = &self.inner;
+        let got = blocking(py, timeout, |wait| {
+            let events = match wait {
+                None => watch.try_events(),
+                Some(d) => watch.wait(Some(d)),
+            }
+            .map_err(|e| error(&e))?;
+            let tuples: Vec<_> = events.into_iter().filter_map(event_tuple).collect();
+            Ok((!tuples.is_empty()).then_some(OnThisThread(tuples)))
+        })?;
+        Ok(got.map(|t| t.0).unwrap_or_default())
+    }
+
+    /// The services as of the last look, as `(kind, name)` tuples.
+    fn services(&self) -> Vec<(&'static str, String)> {
+        self.inner
+            .services()
+            .into_iter()
+            .map(|s| (kind_name(s.kind), s.name))
+            .collect()
+    }
+
+    /// The descriptor that becomes readable when something may have
+    /// changed (any file of /dev/shm): then `events(timeout=0)`.
+    fn fileno(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.inner.fd().as_raw_fd()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ServiceWatch(domain={:?})", self.inner.domain().name())
+    }
 }

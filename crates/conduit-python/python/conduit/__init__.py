@@ -45,6 +45,7 @@ from ._conduit import (
     Response,
     Sample,
     Server,
+    ServiceWatch,
     Subscriber,
     Writer,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "Response",
     "Sample",
     "Server",
+    "ServiceWatch",
     "Subscriber",
     "Writer",
 ]

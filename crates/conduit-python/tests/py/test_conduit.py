@@ -534,6 +534,28 @@ class ThreeLanguages(unittest.TestCase):
         rust.finish()
 
 
+class Discovery(unittest.TestCase):
+    def test_watch_services_of_a_rust_process(self):
+        n = node()
+        watch = n.watch_services()
+        first = watch.events(timeout=0)  # what exists now (other tests' leftovers: none)
+        self.assertEqual([e for e in first if e[2].startswith("py/board")], [])
+        peer = Peer(self, "board")
+        deadline = time.monotonic() + 10
+        seen = []
+        while ("appeared", "blackboard", "py/board") not in seen and time.monotonic() < deadline:
+            seen += watch.events(timeout=1)
+        self.assertIn(("appeared", "blackboard", "py/board"), seen)
+        self.assertIn(("blackboard", "py/board"), watch.services())
+        peer.command("quit")
+        peer.finish()
+        seen = []
+        while ("disappeared", "blackboard", "py/board") not in seen and time.monotonic() < deadline:
+            seen += watch.events(timeout=1)
+        self.assertIn(("disappeared", "blackboard", "py/board"), seen)
+        self.assertIsInstance(watch.fileno(), int)
+
+
 class Stubs(unittest.TestCase):
     def test_stubs_match_the_module(self):
         """_conduit.pyi names every class, method and property of the
