@@ -28,9 +28,9 @@
 //!
 //! # Zero copy and lifetimes
 //!
-//! A [`pubsub::Sample`] (and a request or a response) exposes the
+//! A `Sample` (and a request or a response) exposes the
 //! publisher's shared-memory chunk through the buffer protocol, read-only;
-//! a [`pubsub::Loan`] exposes its chunk writable. The chunk stays the
+//! a `Loan` exposes its chunk writable. The chunk stays the
 //! object's until `release()` (or `send()`, or the end of a `with`
 //! block). While a `memoryview` of it is alive, `release()` raises
 //! `BufferError` (as `bytearray` does when resized under a view); after
