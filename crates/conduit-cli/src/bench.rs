@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// release binaries must be built already).
     #[arg(long)]
     pub with_iceoryx2: bool,
+    /// Where the bench-peers binaries are (default: the
+    /// `crates/bench-peers/target/release` of the source tree this
+    /// `conduit` was built from; give it after `cargo install`).
+    #[arg(long, value_name = "DIR", requires = "with_iceoryx2")]
+    pub peers_dir: Option<PathBuf>,
 }
 
 /// One result row (also one line of `--json`).
@@ -498,12 +503,15 @@ fn ingest(text: &str, rows: &mut Vec<Row>) -> Result<usize, String> {
     Ok(n)
 }
 
-/// The bench-peers iceoryx2 binaries that are built.
-fn iceoryx2_binaries() -> Result<Vec<PathBuf>, Failure> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(std::path::Path::new("."))
-        .join("bench-peers/target/release");
+/// The bench-peers iceoryx2 binaries that are built (in `peers_dir`, or
+/// next to the source tree this binary was built from).
+fn iceoryx2_binaries(peers_dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
+    let dir = peers_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("bench-peers/target/release")
+    });
     let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event", "iceoryx2_blackboard"]
         .iter()
         .map(|b| dir.join(b))
@@ -513,7 +521,7 @@ fn iceoryx2_binaries() -> Result<Vec<PathBuf>, Failure> {
         return Err(Failure::new(
             exit::NOT_FOUND,
             format!(
-                "no iceoryx2 binaries in {}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml`",
+                "no iceoryx2 binaries in {}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml` in conduit's source tree, and pass --peers-dir <that tree>/crates/bench-peers/target/release if this conduit was installed",
                 dir.display()
             ),
         ));
@@ -586,7 +594,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
         })?;
     }
     let iceoryx2_bins = if args.with_iceoryx2 {
-        let mut bins = iceoryx2_binaries()?;
+        let mut bins = iceoryx2_binaries(args.peers_dir.as_deref())?;
         // `--only blackboard` (or pubsub, event) runs only that peer.
         let only = args.only.as_deref().unwrap_or("").to_lowercase();
         let kinds = ["pubsub", "event", "blackboard"];

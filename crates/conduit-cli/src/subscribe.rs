@@ -41,13 +41,15 @@ pub struct SubArgs {
     /// Create the service (default QoS) if it does not exist.
     #[arg(long)]
     pub create: bool,
-    /// If the service does not exist yet, wait until it appears (looked
-    /// for every 100 ms; Ctrl-C stops waiting), then subscribe.
+    /// If the service does not exist yet, wait until it appears (told by
+    /// service discovery, `Domain::watch`, with a look every 100 ms as a
+    /// fallback; Ctrl-C stops waiting), then subscribe.
     #[arg(long, conflicts_with = "create")]
     pub wait: bool,
 }
 
-/// How often `--wait` looks for the service.
+/// How long `--wait` sleeps between looks when nothing reported the
+/// service (the discovery watch wakes it sooner when a service appears).
 const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Lower-case hex of `bytes`.
@@ -67,6 +69,9 @@ pub fn run(args: SubArgs, domain: Option<String>) -> CmdResult {
     };
     let mut interrupt = common::Interrupt::watch();
     let mut waiting = false;
+    // Created on the first miss: wakes the wait when any service of the
+    // domain appears (no watch, e.g. out of inotify instances: plain sleeps).
+    let mut watch: Option<conduit::discovery::ServiceWatch> = None;
     let svc = loop {
         match bytes_service::open(&domain, &args.service, args.create) {
             Err(f) if f.code == exit::NOT_FOUND && args.wait => {
@@ -77,7 +82,18 @@ pub fn run(args: SubArgs, domain: Option<String>) -> CmdResult {
                 if interrupt.happened() {
                     return Ok(());
                 }
-                std::thread::sleep(WAIT_POLL);
+                if watch.is_none() {
+                    watch = common::as_domain(&domain).ok().and_then(|d| d.watch().ok());
+                    if let Some(w) = &watch {
+                        let _ = w.try_events(); // what exists now: looked at above
+                    }
+                }
+                match &watch {
+                    Some(w) => {
+                        let _ = w.wait(Some(WAIT_POLL));
+                    }
+                    None => std::thread::sleep(WAIT_POLL),
+                }
             }
             Err(mut f) if f.code == exit::NOT_FOUND => {
                 f.message

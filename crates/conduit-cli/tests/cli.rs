@@ -1204,6 +1204,51 @@ fn bench_smoke_writes_a_report_with_charts() {
 }
 
 #[test]
+fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("conduit-cli-peers-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A stand-in for bench-peers' iceoryx2_event: prints one JSON line
+    // (and the arguments it got, on stderr).
+    let script = dir.join("iceoryx2_event");
+    std::fs::write(
+        &script,
+        concat!(
+            "#!/bin/sh\necho \"$@\" >&2\n",
+            "echo '{\"scenario\":\"iceoryx2_event\",\"payload\":0,\"mode\":\"header\",",
+            "\"p50_ns\":1000.0,\"p99_ns\":2000.0,\"mean_ns\":1100.0,\"iterations\":10}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |peers_dir: &std::path::Path| {
+        Command::new(CONDUIT)
+            .args(["bench", "--smoke", "--only", "raw futex", "--json", "--with-iceoryx2"])
+            .arg("--peers-dir")
+            .arg(peers_dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(&dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = json_lines(&o);
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["mechanism"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["raw futex", "iceoryx2 event (header only)"], "{names:?}");
+    assert!(stderr(&o).contains("--json --quick"), "{}", stderr(&o));
+    // A directory without the binaries: what to build, and --peers-dir.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&empty);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_fails(&o, 3, "--peers-dir");
+    assert!(stderr(&o).contains("cargo build --release --manifest-path crates/bench-peers"));
+}
+
+#[test]
 fn bench_includes_peer_results_from_a_file() {
     let dir = std::env::temp_dir().join(format!("conduit-cli-peers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
