@@ -173,7 +173,8 @@ pub(crate) fn thread_head() -> usize {
 #[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
 mod imp {
     use core::cell::Cell;
-    use core::sync::atomic::{Ordering, compiler_fence};
+    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+    use std::sync::{Mutex, MutexGuard};
 
     use crate::sys::futex::RobustListHead;
 
@@ -220,14 +221,15 @@ mod imp {
     /// a shared entry.
     ///
     /// # Safety
-    /// `head` is the calling thread's registered head; `entry` is a
-    /// [`ListEntry`](super::ListEntry) address, is not linked yet, and
-    /// stays mapped until [`unlink`]ed.
+    /// `head` is the calling thread's registered head, whose first member
+    /// may be written (the head, a protected entry, or proven by [`link`]);
+    /// `entry` is a [`ListEntry`](super::ListEntry) address, is not linked
+    /// yet, and stays mapped until [`unlink`]ed.
     #[inline(always)]
     unsafe fn link_raw(head: usize, entry: usize) {
-        // SAFETY: the list and entry are valid (contract); every linked
-        // entry and the head are preceded by a `prev` slot (glibc's
-        // `robust_prev` for the head).
+        // SAFETY: the first member's `prev` slot may be written and the
+        // entry is mapped (contract); every linked entry and the head are
+        // preceded by a `prev` slot (glibc's `robust_prev` for the head).
         unsafe {
             let first = get(head) & !1;
             put(first - PREV_FROM_NEXT, entry);
@@ -239,47 +241,197 @@ mod imp {
         }
     }
 
-    /// How many entries this thread holds that [`unlink`] can vouch for
-    /// without a system call; more are checked with `process_vm_readv`.
-    const HELD_SLOTS: usize = 4;
+    /// How many entries one thread can have linked at a time; a lock taken
+    /// while all are in use is not linked (its owner's death goes
+    /// unreported).
+    const HELD_SLOTS: usize = 8;
+
+    /// How many mapping ranges a thread remembers as live.
+    const CACHE_SLOTS: usize = 4;
+
+    /// The entries one thread has linked and not unlinked yet (0: free
+    /// slot). Written only by that thread; read by any thread that unmaps
+    /// a mapping (see [`unmapping`]). Leaked, and reused by a later thread
+    /// once its thread has exited with every slot free.
+    struct Record {
+        held: [AtomicUsize; HELD_SLOTS],
+        /// Claimed by no thread.
+        free: AtomicBool,
+    }
+
+    /// Every [`Record`] ever made.
+    static RECORDS: Mutex<Vec<&'static Record>> = Mutex::new(Vec::new());
+
+    /// The live conduit mappings, as `[start, end)`.
+    static MAPPINGS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is removed
+    /// from `MAPPINGS`: a thread's cached ranges are valid only while it
+    /// has not changed. Starts at 1; a thread's cache starts at 0 (empty).
+    static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+    /// Locks a registry, ignoring poisoning (every critical section leaves
+    /// its vector consistent).
+    fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a thread knows privately.
+    struct Local {
+        /// This thread's record, made on its first link.
+        record: Cell<Option<&'static Record>>,
+        /// The `GENERATION` the cached ranges were read at.
+        generation: Cell<u64>,
+        /// Ranges of live conduit mappings, `(start, end)`; (0, 0): empty.
+        ranges: [Cell<(usize, usize)>; CACHE_SLOTS],
+        /// The range slot to overwrite next.
+        victim: Cell<usize>,
+    }
+
+    /// Frees the thread's record at thread exit if it holds no entry; a
+    /// record that does (a guard that was forgotten) stays claimed for
+    /// good, so the mappings of its entries are never unmapped.
+    struct ExitHook;
+
+    impl Drop for ExitHook {
+        fn drop(&mut self) {
+            let _ = LOCAL.try_with(|local| {
+                if let Some(record) = local.record.get() {
+                    if record.held.iter().all(|s| s.load(Ordering::Relaxed) == 0) {
+                        local.record.set(None);
+                        record.free.store(true, Ordering::Release);
+                    }
+                }
+            });
+        }
+    }
 
     std::thread_local! {
-        /// Entries of this thread's list that conduit linked and has not
-        /// unlinked yet (0: free slot). Private memory: what it says can
-        /// be trusted, unlike the links in the shared entries.
-        static HELD: [Cell<usize>; HELD_SLOTS] = const { [const { Cell::new(0) }; HELD_SLOTS] };
+        static LOCAL: Local = const {
+            Local {
+                record: Cell::new(None),
+                generation: Cell::new(0),
+                ranges: [const { Cell::new((0, 0)) }; CACHE_SLOTS],
+                victim: Cell::new(0),
+            }
+        };
+        static EXIT: ExitHook = const { ExitHook };
+    }
+
+    /// The calling thread's record, claiming or making one.
+    #[cold]
+    fn claim_record(local: &Local) -> &'static Record {
+        let mut records = lock(&RECORDS);
+        let record = match records.iter().find(|r| {
+            r.free
+                .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }) {
+            Some(r) => *r,
+            None => {
+                let r: &'static Record = Box::leak(Box::new(Record {
+                    held: [const { AtomicUsize::new(0) }; HELD_SLOTS],
+                    free: AtomicBool::new(false),
+                }));
+                records.push(r);
+                r
+            }
+        };
+        drop(records);
+        local.record.set(Some(record));
+        // Registers the exit hook; after the thread's destructors began
+        // it may be gone, and the record then simply stays claimed.
+        let _ = EXIT.try_with(|_| ());
+        record
+    }
+
+    /// Whether `[lo, hi)` lies inside one live conduit mapping.
+    #[inline(always)]
+    fn in_mapping(local: &Local, lo: usize, hi: usize) -> bool {
+        if local.generation.get() == GENERATION.load(Ordering::Acquire) {
+            for range in &local.ranges {
+                let (start, end) = range.get();
+                if start <= lo && hi <= end {
+                    return true;
+                }
+            }
+        }
+        in_mapping_slow(local, lo, hi)
+    }
+
+    #[cold]
+    fn in_mapping_slow(local: &Local, lo: usize, hi: usize) -> bool {
+        let mappings = lock(&MAPPINGS);
+        let generation = GENERATION.load(Ordering::Relaxed);
+        if local.generation.get() != generation {
+            local.ranges.iter().for_each(|r| r.set((0, 0)));
+            local.generation.set(generation);
+        }
+        match mappings.iter().find(|&&(start, end)| start <= lo && hi <= end) {
+            Some(&range) => {
+                let victim = local.victim.get();
+                local.ranges[victim].set(range);
+                local.victim.set((victim + 1) % CACHE_SLOTS);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records `[start, start + len)` as a live conduit mapping (called by
+    /// `sys::mman::Mapping` right after `mmap`).
+    pub(crate) fn mapped(start: usize, len: usize) {
+        lock(&MAPPINGS).push((start, start.saturating_add(len)));
+    }
+
+    /// Called by `sys::mman::Mapping` before it unmaps
+    /// `[start, start + len)`: forgets the mapping and says whether it may
+    /// be unmapped. It may not while any thread's record holds an entry in
+    /// it: that entry is still in the thread's robust list (its guard was
+    /// forgotten, as no guard can borrow a mapping being dropped), so the
+    /// mapping is leaked instead, as a forgotten `std` guard leaks.
+    pub(crate) fn unmapping(start: usize, len: usize) -> bool {
+        let end = start.saturating_add(len);
+        {
+            let mut mappings = lock(&MAPPINGS);
+            if let Some(i) = mappings.iter().position(|&r| r == (start, end)) {
+                mappings.swap_remove(i);
+            }
+            GENERATION.fetch_add(1, Ordering::SeqCst);
+        }
+        // Relaxed loads suffice: a thread's link into this mapping happened
+        // before the mapping's owner could drop it (whatever ended the
+        // borrow synchronised), and nobody links into it any more.
+        !lock(&RECORDS).iter().any(|r| {
+            r.held.iter().any(|s| {
+                let a = s.load(Ordering::Relaxed) & !1;
+                a >= start && a < end
+            })
+        })
     }
 
     /// Forgets every recorded entry (see [`super::thread_head`]).
     pub(super) fn held_clear() {
-        HELD.with(|held| held.iter().for_each(|slot| slot.set(0)));
-    }
-
-    /// Records `entry` as linked by this thread (if a slot is free).
-    #[inline(always)]
-    fn held_insert(entry: usize) {
-        HELD.with(|held| {
-            if let Some(slot) = held.iter().find(|s| s.get() == 0) {
-                slot.set(entry);
+        let _ = LOCAL.try_with(|local| {
+            if let Some(record) = local.record.get() {
+                record.held.iter().for_each(|s| s.store(0, Ordering::Relaxed));
             }
         });
     }
 
-    /// Forgets `entry`.
-    #[inline(always)]
-    fn held_remove(entry: usize) {
-        HELD.with(|held| {
-            if let Some(slot) = held.iter().find(|s| s.get() == entry) {
-                slot.set(0);
-            }
-        });
-    }
-
-    /// Whether `entry` is recorded as linked by this thread (so mapped:
-    /// its guard lives).
+    /// Whether `entry` is recorded as linked by this thread and protected
+    /// (so mapped: it is in a conduit mapping, which is not unmapped while
+    /// the entry is recorded).
     #[inline(always)]
     fn held_contains(entry: usize) -> bool {
-        entry != 0 && HELD.with(|held| held.iter().any(|s| s.get() == entry))
+        entry != 0
+            && LOCAL
+                .try_with(|local| {
+                    local.record.get().is_some_and(|record| {
+                        record.held.iter().any(|s| s.load(Ordering::Relaxed) == entry)
+                    })
+                })
+                .unwrap_or(false)
     }
 
     /// Whether the word at `slot`, which belongs to list member `member`
@@ -296,28 +448,91 @@ mod imp {
     unsafe fn names(head: usize, member: usize, slot: usize, entry: usize) -> bool {
         if member == head || held_contains(member) {
             // SAFETY: the head (and its `prev` slot) lives as long as the
-            // thread; a held entry is mapped while its guard lives.
+            // thread; a protected entry's mapping is never unmapped while
+            // it is recorded (see `unmapping`).
             unsafe { get(slot) == entry }
         } else {
             crate::sys::process::read_own_word(slot) == Ok(entry)
         }
     }
 
-    /// Links `entry` (see [`link_raw`]) and records it as held.
+    /// Links `entry` (see [`link_raw`]) and records it as held, if a
+    /// record slot is free (otherwise does nothing: the entry is not
+    /// linked, and [`unlink`] knows it).
+    ///
+    /// An entry in a live conduit mapping is recorded as is: *protected*,
+    /// its mapping is not unmapped while it is recorded, so [`names`] and
+    /// this function trust it. Any other entry (the heap, a stack, memory
+    /// the caller mapped itself) is recorded with bit 0 set: *unprotected*,
+    /// its memory may be freed without notice (a forgotten guard, a mutex
+    /// moved or in `ManuallyDrop`), so nothing is ever written into it
+    /// without a proof read through `process_vm_readv` first.
     ///
     /// # Safety
-    /// As for [`link_raw`].
+    /// `head` is 0 or the calling thread's registered head; `entry` is a
+    /// [`ListEntry`](super::ListEntry) address of a mutex this thread
+    /// just locked (so not linked yet) and borrows.
     #[inline(always)]
     pub(crate) unsafe fn link(head: usize, entry: usize) {
         if head == 0 {
             return;
         }
-        // SAFETY: the caller's contract.
-        unsafe { link_raw(head, entry) };
-        held_insert(entry);
+        let _ = LOCAL.try_with(|local| {
+            let record = match local.record.get() {
+                Some(r) => r,
+                None => claim_record(local),
+            };
+            let Some(slot) = record.held.iter().find(|s| s.load(Ordering::Relaxed) == 0) else {
+                return;
+            };
+            // The whole mutex header: the lock word is 32 bytes before
+            // `next`, `next` ends 8 bytes after it.
+            let lo = entry.wrapping_add_signed(super::FUTEX_OFFSET);
+            let protected = in_mapping(local, lo, entry + 8);
+            slot.store(entry | usize::from(!protected), Ordering::Relaxed);
+            // SAFETY: the head is ours (contract); read only.
+            let first = unsafe { get(head) } & !1;
+            // SAFETY: `first`'s `prev` slot is written only once proven:
+            // it is the head's (lives as long as the thread), a protected
+            // entry's (mapped while recorded), or names the head, as the
+            // first entry's `prev` does (read without faulting).
+            unsafe {
+                if first != head
+                    && !held_contains(first)
+                    && crate::sys::process::read_own_word(first.wrapping_sub(PREV_FROM_NEXT)) != Ok(head)
+                {
+                    // Not provably a live entry (a forgotten one whose
+                    // memory is gone): cut the list back to empty.
+                    put(head - PREV_FROM_NEXT, head);
+                    compiler_fence(Ordering::SeqCst);
+                    put(head, head);
+                }
+                link_raw(head, entry);
+            }
+        });
     }
 
-    /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`). No-op for head 0.
+    /// Forgets `entry`; whether it was recorded (linked).
+    #[inline(always)]
+    fn held_remove(entry: usize) -> bool {
+        LOCAL
+            .try_with(|local| {
+                let Some(record) = local.record.get() else {
+                    return false;
+                };
+                match record.held.iter().find(|s| s.load(Ordering::Relaxed) & !1 == entry) {
+                    Some(slot) => {
+                        slot.store(0, Ordering::Relaxed);
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .unwrap_or(false)
+    }
+
+    /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`) if [`link`] linked it.
+    /// No-op for head 0.
     ///
     /// The entry's `prev` and `next` are in shared memory, where another
     /// process may have written anything; following them blindly would
@@ -330,13 +545,13 @@ mod imp {
     ///
     /// # Safety
     /// `head` is 0 or the calling thread's registered head, and then
-    /// `entry` was linked by [`link`] on this thread (and is mapped).
+    /// `entry` was passed to [`link`] on this thread and is still
+    /// borrowed (mapped).
     #[inline(always)]
     pub(crate) unsafe fn unlink(head: usize, entry: usize) {
-        if head == 0 {
+        if head == 0 || !held_remove(entry) {
             return;
         }
-        held_remove(entry);
         // SAFETY: our own entry is mapped (contract); every write below
         // goes to a slot that `names` proved to be a link naming `entry`,
         // or to the head, which lives as long as the thread.
@@ -385,9 +600,17 @@ mod imp {
     /// None needed; unsafe to match the real function.
     #[inline(always)]
     pub(crate) unsafe fn unlink(_head: usize, _entry: usize) {}
+    /// Nothing to record without a robust list.
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    pub(crate) fn mapped(_start: usize, _len: usize) {}
+    /// Any mapping may be unmapped: nothing is ever linked.
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    pub(crate) fn unmapping(_start: usize, _len: usize) -> bool {
+        true
+    }
 }
 
-pub(crate) use imp::{link, pending, unlink};
+pub(crate) use imp::{link, mapped, pending, unlink, unmapping};
 
 #[cfg(all(test, not(any(loom, miri)), target_pointer_width = "64"))]
 mod tests {
