@@ -1007,6 +1007,140 @@ mod tests {
         assert!(again.try_lock().is_ok());
     }
 
+    /// A conduit mapping holding a zeroed (unlocked) `RobustMutex<u64>`.
+    #[cfg(not(miri))]
+    fn mapped_mutex() -> crate::sys::mman::Mapping {
+        crate::sys::mman::Mapping::anonymous(4096).unwrap()
+    }
+
+    #[cfg(not(miri))]
+    fn in_map(map: &crate::sys::mman::Mapping) -> &RobustMutex<u64> {
+        // SAFETY: the mapping is page aligned, large enough, zeroed (an
+        // unlocked mutex) and outlives the reference.
+        unsafe { &*(map.as_ptr() as *const RobustMutex<u64>) }
+    }
+
+    /// Nested locking of two mutexes, many times.
+    #[cfg(not(miri))]
+    fn hammer(a: &RobustMutex<u64>, b: &RobustMutex<u64>) {
+        for _ in 0..1000 {
+            let ga = a.lock().unwrap();
+            let gb = b.lock().unwrap();
+            drop(ga);
+            drop(gb);
+            *a.lock().unwrap() += 1;
+        }
+    }
+
+    /// A thread that exits holding `m` is reported dead by the kernel.
+    #[cfg(not(miri))]
+    fn exit_is_reported(m: &RobustMutex<u64>) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| core::mem::forget(m.lock().unwrap()));
+        });
+        let mut g = m.lock().unwrap_err().into_owner_died().unwrap();
+        g.mark_consistent();
+    }
+
+    /// A forgotten guard's conduit mapping is leaked when dropped (the
+    /// thread's list still runs through it); before the fix it was
+    /// unmapped and the next lock wrote into it (SIGSEGV).
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_then_mapping_dropped_then_locks_work() {
+        #[cfg(not(miri))]
+        {
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            let doomed = mapped_mutex();
+            let entry = in_map(&doomed).entry.addr();
+            core::mem::forget(in_map(&doomed).lock().unwrap());
+            drop(doomed);
+            // Leaked, not unmapped: still readable, still locked by us.
+            assert!(crate::sys::process::read_own_word(entry).is_ok());
+            hammer(in_map(&a), in_map(&b));
+            exit_is_reported(in_map(&a));
+            // A mapping without a forgotten guard is unmapped as before.
+            let gone = mapped_mutex();
+            let gone_entry = in_map(&gone).entry.addr();
+            drop(in_map(&gone).lock().unwrap());
+            drop(gone);
+            assert!(crate::sys::process::read_own_word(gone_entry).is_err());
+        }
+    }
+
+    /// Forgotten on one thread, mapping dropped on another, then the first
+    /// thread locks again.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn guard_forgotten_on_one_thread_mapping_dropped_on_another() {
+        #[cfg(not(miri))]
+        {
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (a_ref, b_ref) = (&a, &b);
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    let doomed = mapped_mutex();
+                    core::mem::forget(in_map(&doomed).lock().unwrap());
+                    tx.send(doomed).unwrap();
+                    go_rx.recv().unwrap();
+                    hammer(in_map(a_ref), in_map(b_ref));
+                });
+                drop(rx.recv().unwrap());
+                go_tx.send(()).unwrap();
+            });
+            exit_is_reported(in_map(&a));
+        }
+    }
+
+    /// A forgotten guard of a heap mutex, then the Box freed and its memory
+    /// reused: later locks must not write into the reused memory (before
+    /// the fix the next link wrote the new entry's address into it).
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_of_freed_heap_mutex_is_never_written() {
+        #[cfg(not(miri))]
+        for _ in 0..10 {
+            let boxed = Box::new(RobustMutex::new(0u64));
+            core::mem::forget(boxed.lock().unwrap());
+            drop(boxed);
+            // Same size class: malloc hands the freed block out again.
+            let reused: Vec<Box<[u64; 6]>> = (0..64).map(|_| Box::new([0x5a5a_5a5a; 6])).collect();
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            hammer(in_map(&a), in_map(&b));
+            let other = RobustMutex::new(0u64);
+            hammer(&other, in_map(&b));
+            for r in &reused {
+                assert_eq!(**r, [0x5a5a_5a5a; 6], "wrote into freed memory");
+            }
+            exit_is_reported(in_map(&a));
+        }
+    }
+
+    /// A mutex moved (without drop) after its guard was forgotten: the old
+    /// place is dead stack; later locks must not write into it.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_then_mutex_moved_away() {
+        #[cfg(not(miri))]
+        {
+            fn lock_forget_and_move() -> Box<RobustMutex<u64>> {
+                let m = RobustMutex::new(0u64);
+                core::mem::forget(m.lock().unwrap());
+                Box::new(m)
+            }
+            let moved = lock_forget_and_move();
+            let mut stack = [0x77u64; 64];
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            hammer(in_map(&a), in_map(&b));
+            std::hint::black_box(&mut stack);
+            assert!(stack.iter().all(|&w| w == 0x77));
+            drop(moved);
+            exit_is_reported(in_map(&a));
+        }
+    }
+
     #[test]
     fn threads_count_to_total() {
         let m = std::sync::Arc::new(RobustMutex::new(0u64));
