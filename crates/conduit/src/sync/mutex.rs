@@ -1055,9 +1055,9 @@ mod tests {
             let entry = in_map(&doomed).entry.addr();
             core::mem::forget(in_map(&doomed).lock().unwrap());
             drop(doomed);
+            hammer(in_map(&a), in_map(&b));
             // Leaked, not unmapped: still readable, still locked by us.
             assert!(crate::sys::process::read_own_word(entry).is_ok());
-            hammer(in_map(&a), in_map(&b));
             exit_is_reported(in_map(&a));
             // A mapping without a forgotten guard is unmapped as before.
             let gone = mapped_mutex();
@@ -1125,17 +1125,25 @@ mod tests {
     fn forgotten_guard_then_mutex_moved_away() {
         #[cfg(not(miri))]
         {
+            #[inline(never)]
             fn lock_forget_and_move() -> Box<RobustMutex<u64>> {
                 let m = RobustMutex::new(0u64);
                 core::mem::forget(m.lock().unwrap());
                 Box::new(m)
             }
-            let moved = lock_forget_and_move();
-            let mut stack = [0x77u64; 64];
+            /// Locks with a frame over the dead one; whether the frame
+            /// was left alone.
+            #[inline(never)]
+            fn hammer_over_pattern(a: &RobustMutex<u64>, b: &RobustMutex<u64>) -> bool {
+                let mut stack = [0x77u64; 512];
+                std::hint::black_box(&mut stack);
+                hammer(a, b);
+                std::hint::black_box(&mut stack);
+                stack.iter().all(|&w| w == 0x77)
+            }
             let (a, b) = (mapped_mutex(), mapped_mutex());
-            hammer(in_map(&a), in_map(&b));
-            std::hint::black_box(&mut stack);
-            assert!(stack.iter().all(|&w| w == 0x77));
+            let moved = lock_forget_and_move();
+            assert!(hammer_over_pattern(in_map(&a), in_map(&b)), "wrote into a dead frame");
             drop(moved);
             exit_is_reported(in_map(&a));
         }
