@@ -156,10 +156,17 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// * The robust list's own limits: on a target or C library where
 ///   conduit cannot join the list (not 64-bit glibc), or in a thread that
 ///   dies holding more than 2048 robust locks, a dead owner's lock is
-///   never recovered. A guard that is forgotten (`mem::forget`) stays
-///   linked in its thread's list; unmapping the segment afterwards while
-///   the thread lives on leaves the list pointing into the unmapped
-///   memory, as with a locked pthread robust mutex.
+///   never recovered.
+/// * A guard that is forgotten (`mem::forget`) keeps the mutex locked for
+///   good, as with `std`'s mutex, and stays linked in its thread's robust
+///   list (the kernel reports the owner dead when the thread exits). It
+///   is memory safe: a conduit mapping (segment) that holds such a mutex
+///   is **leaked** instead of unmapped when dropped, and an entry
+///   anywhere else (the heap, a stack) is never written again without
+///   proving through `process_vm_readv` that it is still a link of the
+///   list (see `sync::robust_list`). A mutex outside conduit's mappings
+///   makes the unlock slower (one system call) while another such mutex,
+///   or a glibc robust mutex, is linked next to it.
 /// * `fork()` while holding the guard: the child does not own the lock
 ///   (it has another thread id, and glibc empties its robust list); the
 ///   parent still does. Dropping the guard in the child releases nothing.

@@ -62,12 +62,63 @@
 //!   until they are released. Garbage can still make the kernel, when the
 //!   thread dies, follow a link to another mapped address and mark a word
 //!   there that holds the thread's id.
-//! * An entry stays linked while its guard lives, and the list runs
-//!   through the shared segment. A guard that is forgotten
-//!   (`mem::forget`) leaves its entry linked: if the segment is then
-//!   unmapped while the thread lives on, the thread's next robust lock
-//!   operation (conduit's or glibc's) writes into the unmapped entry, as
-//!   with a pthread robust mutex that is unmapped while locked.
+//! * An entry stays linked while its guard lives. A guard that is
+//!   forgotten (`mem::forget`, `ManuallyDrop`, an `Rc` cycle) leaves its
+//!   entry linked for good, and its memory may then go away while the
+//!   thread lives on; see "Forgotten guards" below. A thread can have at
+//!   most 8 entries linked at a time (forgotten ones count): a lock taken
+//!   beyond that is not linked, and its owner's death goes unreported.
+//! * Unprotected entries (below) that were forgotten and whose memory was
+//!   then freed and reused stay in the list until the thread exits: when
+//!   it does, the kernel follows them and sets `FUTEX_OWNER_DIED` in a
+//!   word 32 bytes before one of them if that word holds the thread's id,
+//!   as it does for garbage another process wrote into a link.
+//! * The registries below take a `std` mutex on the slow paths (mapping,
+//!   unmapping, a thread's first lock). A child forked from a process
+//!   whose other thread held one at that instant blocks there; looking a
+//!   range up ([`link`]) only tries the lock and falls back to
+//!   *unprotected*.
+//!
+//! # Forgotten guards
+//!
+//! `mem::forget` is safe, so no memory unsafety may follow from it: the
+//! thread's list must never make the thread (or the kernel, for conduit's
+//! own mappings) write into memory that is gone. Each linked entry is
+//! recorded in a per-thread record (private memory, readable by other
+//! threads), as *protected* or *unprotected*:
+//!
+//! * **Protected**: the whole mutex lies in a live conduit mapping
+//!   (`sys::mman::Mapping`, which every segment uses). When a `Mapping`
+//!   is dropped it asks [`unmapping`], which scans every thread's record:
+//!   an entry inside the range can only be a forgotten one (no guard can
+//!   borrow a mapping that is being dropped), and then the mapping is
+//!   **leaked** instead of unmapped, exactly as a forgotten `std` guard
+//!   leaks. So a protected entry is mapped for as long as it is recorded,
+//!   and [`link`] and [`unlink`] read and write it directly: the fast
+//!   path makes no system call.
+//! * **Unprotected**: anything else: a mutex on the heap or a stack, or in
+//!   memory the caller mapped itself. Such memory can go away without
+//!   conduit seeing it (a freed `Box`, a `ManuallyDrop`, a mutex moved to
+//!   another place after its guard was forgotten), so nothing is ever
+//!   written into an unprotected entry other than the caller's own
+//!   (borrowed) one without first reading, through `process_vm_readv`
+//!   (which fails instead of faulting), that the slot holds the very link
+//!   it must hold (the head, for the first entry's `prev`; the entry being
+//!   unlinked, for its neighbours). A slot that does not is not a link of
+//!   this list any more, and the list is cut back to empty: death
+//!   reporting of the thread's other held locks is lost, memory safety
+//!   never. The check costs a system call only when such an entry is a
+//!   neighbour (another unprotected or a glibc robust lock is held).
+//!
+//! Whether a range is a live conduit mapping is cached per thread (four
+//! ranges, and the last address found outside them all) with the
+//! process-wide generation they were read at; every change of the
+//! registry bumps the generation, a removal before the `munmap`, so a
+//! stale range is never trusted. A range can only be reused by an `mmap`
+//! that the kernel orders after that `munmap`, and a mutex placed there
+//! reaches another thread only through synchronisation, which carries
+//! the new generation with it. Falling back to *unprotected* is always
+//! safe, only slower.
 
 use core::cell::UnsafeCell;
 
@@ -265,9 +316,9 @@ mod imp {
     /// The live conduit mappings, as `[start, end)`.
     static MAPPINGS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
-    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is removed
-    /// from `MAPPINGS`: a thread's cached ranges are valid only while it
-    /// has not changed. Starts at 1; a thread's cache starts at 0 (empty).
+    /// Bumped (under the `MAPPINGS` lock) whenever `MAPPINGS` changes: a
+    /// thread's cached ranges and miss are valid only while it has not.
+    /// Starts at 1; a thread's cache starts at 0 (empty).
     static GENERATION: AtomicU64 = AtomicU64::new(1);
 
     /// Locks a registry, ignoring poisoning (every critical section leaves
@@ -286,6 +337,8 @@ mod imp {
         ranges: [Cell<(usize, usize)>; CACHE_SLOTS],
         /// The range slot to overwrite next.
         victim: Cell<usize>,
+        /// The last entry found outside every mapping (0: none).
+        miss: Cell<usize>,
     }
 
     /// Frees the thread's record at thread exit if it holds no entry; a
@@ -313,6 +366,7 @@ mod imp {
                 generation: Cell::new(0),
                 ranges: [const { Cell::new((0, 0)) }; CACHE_SLOTS],
                 victim: Cell::new(0),
+                miss: Cell::new(0),
             }
         };
         static EXIT: ExitHook = const { ExitHook };
@@ -355,16 +409,26 @@ mod imp {
                     return true;
                 }
             }
+            if local.miss.get() == lo {
+                return false;
+            }
         }
         in_mapping_slow(local, lo, hi)
     }
 
+    /// Looks `[lo, hi)` up in the registry, caching the range found. Only
+    /// tries the lock (see the module docs on `fork`): "no" is always safe.
     #[cold]
     fn in_mapping_slow(local: &Local, lo: usize, hi: usize) -> bool {
-        let mappings = lock(&MAPPINGS);
+        let mappings = match MAPPINGS.try_lock() {
+            Ok(m) => m,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
         let generation = GENERATION.load(Ordering::Relaxed);
         if local.generation.get() != generation {
             local.ranges.iter().for_each(|r| r.set((0, 0)));
+            local.miss.set(0);
             local.generation.set(generation);
         }
         match mappings.iter().find(|&&(start, end)| start <= lo && hi <= end) {
@@ -374,14 +438,20 @@ mod imp {
                 local.victim.set((victim + 1) % CACHE_SLOTS);
                 true
             }
-            None => false,
+            None => {
+                local.miss.set(lo);
+                false
+            }
         }
     }
 
     /// Records `[start, start + len)` as a live conduit mapping (called by
     /// `sys::mman::Mapping` right after `mmap`).
     pub(crate) fn mapped(start: usize, len: usize) {
-        lock(&MAPPINGS).push((start, start.saturating_add(len)));
+        let mut mappings = lock(&MAPPINGS);
+        mappings.push((start, start.saturating_add(len)));
+        // Cached misses may lie in the new range.
+        GENERATION.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Called by `sys::mman::Mapping` before it unmaps
