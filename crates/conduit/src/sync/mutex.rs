@@ -1156,6 +1156,34 @@ mod tests {
         }
     }
 
+    /// More locks held at once than a record has slots: all linked
+    /// (spilled), released in any order, and all reported when a thread
+    /// dies holding them.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn more_locks_held_at_once_than_record_slots() {
+        #[cfg(not(miri))]
+        {
+            let maps: Vec<_> = (0..12).map(|_| mapped_mutex()).collect();
+            let heap: Vec<_> = (0..4).map(|_| RobustMutex::new(0u64)).collect();
+            let all: Vec<&RobustMutex<u64>> =
+                maps.iter().map(in_map).chain(heap.iter()).collect();
+            for _ in 0..3 {
+                let mut guards: Vec<_> = all.iter().map(|m| Some(m.lock().unwrap())).collect();
+                for i in [3, 15, 0, 7, 8, 11, 1, 14, 2, 4, 13, 5, 6, 9, 10, 12] {
+                    guards[i] = None;
+                }
+            }
+            std::thread::scope(|scope| {
+                scope.spawn(|| all.iter().for_each(|m| core::mem::forget(m.lock().unwrap())));
+            });
+            for m in &all {
+                let mut g = m.lock().unwrap_err().into_owner_died().unwrap();
+                g.mark_consistent();
+            }
+        }
+    }
+
     #[test]
     fn threads_count_to_total() {
         let m = std::sync::Arc::new(RobustMutex::new(0u64));

@@ -65,9 +65,7 @@
 //! * An entry stays linked while its guard lives. A guard that is
 //!   forgotten (`mem::forget`, `ManuallyDrop`, an `Rc` cycle) leaves its
 //!   entry linked for good, and its memory may then go away while the
-//!   thread lives on; see "Forgotten guards" below. A thread can have at
-//!   most 8 entries linked at a time (forgotten ones count): a lock taken
-//!   beyond that is not linked, and its owner's death goes unreported.
+//!   thread lives on; see "Forgotten guards" below.
 //! * Unprotected entries (below) that were forgotten and whose memory was
 //!   then freed and reused stay in the list until the thread exits: when
 //!   it does, the kernel follows them and sets `FUTEX_OWNER_DIED` in a
@@ -292,9 +290,9 @@ mod imp {
         }
     }
 
-    /// How many entries one thread can have linked at a time; a lock taken
-    /// while all are in use is not linked (its owner's death goes
-    /// unreported).
+    /// How many linked entries a thread records without a lock; more go to
+    /// its record's `spill` list (slower, and rare: that many robust locks
+    /// held at once, or forgotten).
     const HELD_SLOTS: usize = 8;
 
     /// How many mapping ranges a thread remembers as live.
@@ -304,10 +302,86 @@ mod imp {
     /// slot). Written only by that thread; read by any thread that unmaps
     /// a mapping (see [`unmapping`]). Leaked, and reused by a later thread
     /// once its thread has exited with every slot free.
+    ///
+    /// A recorded value is the entry's address, with bit 0 set for an
+    /// unprotected entry (see the module docs).
     struct Record {
         held: [AtomicUsize; HELD_SLOTS],
+        /// Recorded entries beyond `held`.
+        spill: Mutex<Vec<usize>>,
+        /// Whether `spill` may be non-empty; set and cleared by the owning
+        /// thread only, so that it looks there only then.
+        spilled: AtomicBool,
         /// Claimed by no thread.
         free: AtomicBool,
+    }
+
+    impl Record {
+        /// Records `value`.
+        #[inline(always)]
+        fn insert(&self, value: usize) {
+            match self.held.iter().find(|s| s.load(Ordering::Relaxed) == 0) {
+                Some(slot) => slot.store(value, Ordering::Relaxed),
+                None => self.insert_spill(value),
+            }
+        }
+
+        #[cold]
+        fn insert_spill(&self, value: usize) {
+            lock(&self.spill).push(value);
+            self.spilled.store(true, Ordering::Relaxed);
+        }
+
+        /// Forgets `entry` (either form); whether it was recorded.
+        #[inline(always)]
+        fn remove(&self, entry: usize) -> bool {
+            match self.held.iter().find(|s| s.load(Ordering::Relaxed) & !1 == entry) {
+                Some(slot) => {
+                    slot.store(0, Ordering::Relaxed);
+                    true
+                }
+                None => self.spilled.load(Ordering::Relaxed) && self.remove_spill(entry),
+            }
+        }
+
+        #[cold]
+        fn remove_spill(&self, entry: usize) -> bool {
+            let mut spill = lock(&self.spill);
+            let found = spill.iter().position(|&v| v & !1 == entry);
+            if let Some(i) = found {
+                spill.swap_remove(i);
+            }
+            if spill.is_empty() {
+                self.spilled.store(false, Ordering::Relaxed);
+            }
+            found.is_some()
+        }
+
+        /// Whether `entry` is recorded as protected.
+        #[inline(always)]
+        fn contains_protected(&self, entry: usize) -> bool {
+            self.held.iter().any(|s| s.load(Ordering::Relaxed) == entry)
+                || (self.spilled.load(Ordering::Relaxed) && lock(&self.spill).contains(&entry))
+        }
+
+        /// Whether any recorded entry lies in `[start, end)`.
+        fn any_in(&self, start: usize, end: usize) -> bool {
+            let inside = |v: usize| (start..end).contains(&(v & !1));
+            self.held.iter().any(|s| inside(s.load(Ordering::Relaxed)))
+                || lock(&self.spill).iter().any(|&v| inside(v))
+        }
+
+        /// Whether nothing is recorded.
+        fn is_empty(&self) -> bool {
+            self.held.iter().all(|s| s.load(Ordering::Relaxed) == 0) && lock(&self.spill).is_empty()
+        }
+
+        /// Forgets everything.
+        fn clear(&self) {
+            self.held.iter().for_each(|s| s.store(0, Ordering::Relaxed));
+            lock(&self.spill).clear();
+            self.spilled.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Every [`Record`] ever made.
@@ -323,7 +397,7 @@ mod imp {
 
     /// Locks a registry, ignoring poisoning (every critical section leaves
     /// its vector consistent).
-    fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -350,7 +424,7 @@ mod imp {
         fn drop(&mut self) {
             let _ = LOCAL.try_with(|local| {
                 if let Some(record) = local.record.get() {
-                    if record.held.iter().all(|s| s.load(Ordering::Relaxed) == 0) {
+                    if record.is_empty() {
                         local.record.set(None);
                         record.free.store(true, Ordering::Release);
                     }
@@ -385,6 +459,8 @@ mod imp {
             None => {
                 let r: &'static Record = Box::leak(Box::new(Record {
                     held: [const { AtomicUsize::new(0) }; HELD_SLOTS],
+                    spill: Mutex::new(Vec::new()),
+                    spilled: AtomicBool::new(false),
                     free: AtomicBool::new(false),
                 }));
                 records.push(r);
@@ -472,19 +548,14 @@ mod imp {
         // Relaxed loads suffice: a thread's link into this mapping happened
         // before the mapping's owner could drop it (whatever ended the
         // borrow synchronised), and nobody links into it any more.
-        !lock(&RECORDS).iter().any(|r| {
-            r.held.iter().any(|s| {
-                let a = s.load(Ordering::Relaxed) & !1;
-                a >= start && a < end
-            })
-        })
+        !lock(&RECORDS).iter().any(|r| r.any_in(start, end))
     }
 
     /// Forgets every recorded entry (see [`super::thread_head`]).
     pub(super) fn held_clear() {
         let _ = LOCAL.try_with(|local| {
             if let Some(record) = local.record.get() {
-                record.held.iter().for_each(|s| s.store(0, Ordering::Relaxed));
+                record.clear();
             }
         });
     }
@@ -497,9 +568,7 @@ mod imp {
         entry != 0
             && LOCAL
                 .try_with(|local| {
-                    local.record.get().is_some_and(|record| {
-                        record.held.iter().any(|s| s.load(Ordering::Relaxed) == entry)
-                    })
+                    local.record.get().is_some_and(|record| record.contains_protected(entry))
                 })
                 .unwrap_or(false)
     }
@@ -526,9 +595,7 @@ mod imp {
         }
     }
 
-    /// Links `entry` (see [`link_raw`]) and records it as held, if a
-    /// record slot is free (otherwise does nothing: the entry is not
-    /// linked, and [`unlink`] knows it).
+    /// Links `entry` (see [`link_raw`]) and records it as held.
     ///
     /// An entry in a live conduit mapping is recorded as is: *protected*,
     /// its mapping is not unmapped while it is recorded, so [`names`] and
@@ -552,14 +619,11 @@ mod imp {
                 Some(r) => r,
                 None => claim_record(local),
             };
-            let Some(slot) = record.held.iter().find(|s| s.load(Ordering::Relaxed) == 0) else {
-                return;
-            };
             // The whole mutex header: the lock word is 32 bytes before
             // `next`, `next` ends 8 bytes after it.
             let lo = entry.wrapping_add_signed(super::FUTEX_OFFSET);
             let protected = in_mapping(local, lo, entry + 8);
-            slot.store(entry | usize::from(!protected), Ordering::Relaxed);
+            record.insert(entry | usize::from(!protected));
             // SAFETY: the head is ours (contract); read only.
             let first = unsafe { get(head) } & !1;
             // SAFETY: `first`'s `prev` slot is written only once proven:
@@ -590,13 +654,7 @@ mod imp {
                 let Some(record) = local.record.get() else {
                     return false;
                 };
-                match record.held.iter().find(|s| s.load(Ordering::Relaxed) & !1 == entry) {
-                    Some(slot) => {
-                        slot.store(0, Ordering::Relaxed);
-                        true
-                    }
-                    None => false,
-                }
+                record.remove(entry)
             })
             .unwrap_or(false)
     }
