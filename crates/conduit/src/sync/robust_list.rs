@@ -53,10 +53,11 @@
 //!   that dies holding more robust locks than that (glibc's and conduit's
 //!   together) leaves the rest locked.
 //! * The links run through shared memory, where another process may write
-//!   garbage. Linking reads only the head (private memory). Unlinking
-//!   follows a link only after proving that the slot it will rewrite
-//!   names the entry (directly for the head and the entries this thread
-//!   holds, through `process_vm_readv` otherwise), so garbage never makes
+//!   garbage. Linking and unlinking rewrite a neighbour's slot only after
+//!   proving that it holds the link it must (the head, for the first
+//!   entry's `prev`; the entry being unlinked, for its neighbours):
+//!   directly for the head and the protected entries this thread holds,
+//!   through `process_vm_readv` otherwise, so garbage never makes
 //!   a thread write outside its list; a list found broken is cut back to
 //!   empty, and the thread's other held robust locks lose death reporting
 //!   until they are released. Garbage can still make the kernel, when the
@@ -106,7 +107,11 @@
 //!   this list any more, and the list is cut back to empty: death
 //!   reporting of the thread's other held locks is lost, memory safety
 //!   never. The check costs a system call only when such an entry is a
-//!   neighbour (another unprotected or a glibc robust lock is held).
+//!   neighbour (another unprotected or a glibc robust lock is held). It
+//!   is a proof by value, the standard the checks against garbage use:
+//!   private memory that took the freed place and holds, at that very
+//!   offset, exactly this thread's head address or the entry's address
+//!   would pass it.
 //!
 //! Whether a range is a live conduit mapping is cached per thread (four
 //! ranges, and the last address found outside them all) with the
@@ -633,7 +638,8 @@ mod imp {
             unsafe {
                 if first != head
                     && !held_contains(first)
-                    && crate::sys::process::read_own_word(first.wrapping_sub(PREV_FROM_NEXT)) != Ok(head)
+                    && crate::sys::process::read_own_word(first.wrapping_sub(PREV_FROM_NEXT))
+                        != Ok(head)
                 {
                     // Not provably a live entry (a forgotten one whose
                     // memory is gone): cut the list back to empty.
