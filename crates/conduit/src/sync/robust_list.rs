@@ -115,9 +115,9 @@
 //!
 //! Whether a range is a live conduit mapping is cached per thread (four
 //! ranges, and the last address found outside them all) with the
-//! process-wide generation they were read at; every change of the
-//! registry bumps the generation, a removal before the `munmap`, so a
-//! stale range is never trusted. A range can only be reused by an `mmap`
+//! process-wide generation they were read at; every removal of a mapping
+//! bumps the generation before the `munmap`, so a stale range is never
+//! trusted (a stale miss only costs speed). A range can only be reused by an `mmap`
 //! that the kernel orders after that `munmap`, and a mutex placed there
 //! reaches another thread only through synchronisation, which carries
 //! the new generation with it. Falling back to *unprotected* is always
@@ -395,10 +395,15 @@ mod imp {
     /// The live conduit mappings, as `[start, end)`.
     static MAPPINGS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
-    /// Bumped (under the `MAPPINGS` lock) whenever `MAPPINGS` changes: a
-    /// thread's cached ranges and miss are valid only while it has not.
-    /// Starts at 1; a thread's cache starts at 0 (empty).
+    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is removed
+    /// from `MAPPINGS`: a thread's cached ranges are valid only while it
+    /// has not changed. Starts at 1; a thread's cache starts at 0 (empty).
     static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is added: a
+    /// thread's cached miss is valid only while it has not changed (a
+    /// stale miss would only be slower, never unsafe).
+    static ADDED: AtomicU64 = AtomicU64::new(1);
 
     /// Locks a registry, ignoring poisoning (every critical section leaves
     /// its vector consistent).
@@ -418,6 +423,8 @@ mod imp {
         victim: Cell<usize>,
         /// The last entry found outside every mapping (0: none).
         miss: Cell<usize>,
+        /// The `ADDED` count `miss` was found at.
+        miss_added: Cell<u64>,
     }
 
     /// Frees the thread's record at thread exit if it holds no entry; a
@@ -446,6 +453,7 @@ mod imp {
                 ranges: [const { Cell::new((0, 0)) }; CACHE_SLOTS],
                 victim: Cell::new(0),
                 miss: Cell::new(0),
+                miss_added: Cell::new(0),
             }
         };
         static EXIT: ExitHook = const { ExitHook };
@@ -490,7 +498,7 @@ mod imp {
                     return true;
                 }
             }
-            if local.miss.get() == lo {
+            if local.miss.get() == lo && local.miss_added.get() == ADDED.load(Ordering::Relaxed) {
                 return false;
             }
         }
@@ -521,6 +529,7 @@ mod imp {
             }
             None => {
                 local.miss.set(lo);
+                local.miss_added.set(ADDED.load(Ordering::Relaxed));
                 false
             }
         }
@@ -532,7 +541,7 @@ mod imp {
         let mut mappings = lock(&MAPPINGS);
         mappings.push((start, start.saturating_add(len)));
         // Cached misses may lie in the new range.
-        GENERATION.fetch_add(1, Ordering::SeqCst);
+        ADDED.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Called by `sys::mman::Mapping` before it unmaps
