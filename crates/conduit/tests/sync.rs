@@ -449,6 +449,106 @@ fn owner_thread_exit_in_live_process_is_owner_death() {
     kill_and_reap(child);
 }
 
+/// A thread locks `mutex` and exits without unlocking: the kernel must
+/// report its death (its robust list is intact).
+fn thread_exit_is_reported(mutex: &RobustMutex<u64>, value: u64) {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut guard = mutex.lock().expect("lock");
+            *guard = value;
+            core::mem::forget(guard);
+        });
+    });
+    let mut guard = mutex.lock().unwrap_err().into_owner_died().unwrap();
+    assert_eq!(*guard, value);
+    guard.mark_consistent();
+}
+
+/// Locks and unlocks `mutex` many times (with another lock nested, so
+/// that links run between two entries as well as to the head).
+fn hammer(mutex: &RobustMutex<u64>, other: &RobustMutex<u64>) {
+    for _ in 0..1000 {
+        let outer = mutex.lock().expect("lock");
+        let inner = other.lock().expect("lock");
+        drop(outer);
+        drop(inner);
+        *mutex.lock().expect("lock") += 1;
+    }
+}
+
+/// A guard forgotten on a mutex whose memory is then unmapped, on the
+/// same thread: that thread's later robust locks must neither write into
+/// the unmapped entry (SIGSEGV before the fix) nor lose owner-death
+/// reporting.
+#[test]
+fn forgotten_guard_then_unmapped_memory_then_same_thread_locks_again() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let region = Region::new();
+    let s = shared(&region.map);
+    let other = Region::new();
+    let other = &shared(&other.map).mutex;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            {
+                let doomed = Region::new();
+                core::mem::forget(shared(&doomed.map).mutex.lock().unwrap());
+            }
+            hammer(&s.mutex, other);
+            // This thread's list still works: its death is reported.
+            let g = s.mutex.lock().unwrap();
+            core::mem::forget(g);
+        });
+    });
+    let mut g = s.mutex.lock().unwrap_err().into_owner_died().unwrap();
+    assert_eq!(*g, 1000);
+    g.mark_consistent();
+    drop(g);
+    // And a child killed holding the lock is recovered.
+    let mut child = Kid::spawn("hold_and_die", &[&region.path, "42"]);
+    assert_eq!(read_report(&mut child), "locked");
+    kill_and_reap(child);
+    let mut g = s.mutex.lock().unwrap_err().into_owner_died().unwrap();
+    assert_eq!(*g, 42);
+    g.mark_consistent();
+    drop(g);
+    thread_exit_is_reported(&s.mutex, 5);
+}
+
+/// A region that may move to another thread.
+struct SendRegion(Region);
+
+// SAFETY: the mapping is shared memory owned by this value alone; the test
+// only moves it to the thread that drops (unmaps) it.
+unsafe impl Send for SendRegion {}
+
+/// A guard forgotten on one thread, the memory unmapped by another, then
+/// the first thread locks again: no write into the unmapped entry.
+#[test]
+fn guard_forgotten_on_one_thread_memory_unmapped_on_another() {
+    let _w = common::watchdog(Duration::from_secs(60));
+    let region = Region::new();
+    let s = shared(&region.map);
+    let other = Region::new();
+    let (forgot_tx, forgot_rx) = std::sync::mpsc::channel();
+    let (unmapped_tx, unmapped_rx) = std::sync::mpsc::channel::<()>();
+    let other = &shared(&other.map).mutex;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let doomed = SendRegion(Region::new());
+            core::mem::forget(shared(&doomed.0.map).mutex.lock().unwrap());
+            forgot_tx.send(doomed).unwrap();
+            unmapped_rx.recv().unwrap();
+            hammer(&s.mutex, other);
+            core::mem::forget(s.mutex.lock().unwrap());
+        });
+        drop(forgot_rx.recv().unwrap());
+        unmapped_tx.send(()).unwrap();
+    });
+    let mut g = s.mutex.lock().unwrap_err().into_owner_died().unwrap();
+    assert_eq!(*g, 1000);
+    g.mark_consistent();
+}
+
 #[test]
 fn forked_child_does_not_inherit_lock_ownership() {
     let _w = common::watchdog(Duration::from_secs(60));

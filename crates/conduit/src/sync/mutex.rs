@@ -156,10 +156,17 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// * The robust list's own limits: on a target or C library where
 ///   conduit cannot join the list (not 64-bit glibc), or in a thread that
 ///   dies holding more than 2048 robust locks, a dead owner's lock is
-///   never recovered. A guard that is forgotten (`mem::forget`) stays
-///   linked in its thread's list; unmapping the segment afterwards while
-///   the thread lives on leaves the list pointing into the unmapped
-///   memory, as with a locked pthread robust mutex.
+///   never recovered.
+/// * A guard that is forgotten (`mem::forget`) keeps the mutex locked for
+///   good, as with `std`'s mutex, and stays linked in its thread's robust
+///   list (the kernel reports the owner dead when the thread exits). It
+///   is memory safe: a conduit mapping (segment) that holds such a mutex
+///   is **leaked** instead of unmapped when dropped, and an entry
+///   anywhere else (the heap, a stack) is never written again without
+///   proving through `process_vm_readv` that it is still a link of the
+///   list (see `sync::robust_list`). A mutex outside conduit's mappings
+///   makes the unlock slower (one system call) while another such mutex,
+///   or a glibc robust mutex, is linked next to it.
 /// * `fork()` while holding the guard: the child does not own the lock
 ///   (it has another thread id, and glibc empties its robust list); the
 ///   parent still does. Dropping the guard in the child releases nothing.
@@ -1005,6 +1012,176 @@ mod tests {
         let g = again.lock().unwrap();
         drop(g);
         assert!(again.try_lock().is_ok());
+    }
+
+    /// A conduit mapping holding a zeroed (unlocked) `RobustMutex<u64>`.
+    #[cfg(not(miri))]
+    fn mapped_mutex() -> crate::sys::mman::Mapping {
+        crate::sys::mman::Mapping::anonymous(4096).unwrap()
+    }
+
+    #[cfg(not(miri))]
+    fn in_map(map: &crate::sys::mman::Mapping) -> &RobustMutex<u64> {
+        // SAFETY: the mapping is page aligned, large enough, zeroed (an
+        // unlocked mutex) and outlives the reference.
+        unsafe { &*(map.as_ptr() as *const RobustMutex<u64>) }
+    }
+
+    /// Nested locking of two mutexes, many times.
+    #[cfg(not(miri))]
+    fn hammer(a: &RobustMutex<u64>, b: &RobustMutex<u64>) {
+        for _ in 0..1000 {
+            let ga = a.lock().unwrap();
+            let gb = b.lock().unwrap();
+            drop(ga);
+            drop(gb);
+            *a.lock().unwrap() += 1;
+        }
+    }
+
+    /// A thread that exits holding `m` is reported dead by the kernel.
+    #[cfg(not(miri))]
+    fn exit_is_reported(m: &RobustMutex<u64>) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| core::mem::forget(m.lock().unwrap()));
+        });
+        let mut g = m.lock().unwrap_err().into_owner_died().unwrap();
+        g.mark_consistent();
+    }
+
+    /// A forgotten guard's conduit mapping is leaked when dropped (the
+    /// thread's list still runs through it); before the fix it was
+    /// unmapped and the next lock wrote into it (SIGSEGV).
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_then_mapping_dropped_then_locks_work() {
+        #[cfg(not(miri))]
+        {
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            let doomed = mapped_mutex();
+            let entry = in_map(&doomed).entry.addr();
+            core::mem::forget(in_map(&doomed).lock().unwrap());
+            drop(doomed);
+            hammer(in_map(&a), in_map(&b));
+            // Leaked, not unmapped: still readable, still locked by us.
+            assert!(crate::sys::process::read_own_word(entry).is_ok());
+            exit_is_reported(in_map(&a));
+            // A mapping without a forgotten guard is unmapped as before.
+            let gone = mapped_mutex();
+            let gone_entry = in_map(&gone).entry.addr();
+            drop(in_map(&gone).lock().unwrap());
+            drop(gone);
+            assert!(crate::sys::process::read_own_word(gone_entry).is_err());
+        }
+    }
+
+    /// Forgotten on one thread, mapping dropped on another, then the first
+    /// thread locks again.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn guard_forgotten_on_one_thread_mapping_dropped_on_another() {
+        #[cfg(not(miri))]
+        {
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (a_ref, b_ref) = (&a, &b);
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    let doomed = mapped_mutex();
+                    core::mem::forget(in_map(&doomed).lock().unwrap());
+                    tx.send(doomed).unwrap();
+                    go_rx.recv().unwrap();
+                    hammer(in_map(a_ref), in_map(b_ref));
+                });
+                drop(rx.recv().unwrap());
+                go_tx.send(()).unwrap();
+            });
+            exit_is_reported(in_map(&a));
+        }
+    }
+
+    /// A forgotten guard of a heap mutex, then the Box freed and its memory
+    /// reused: later locks must not write into the reused memory (before
+    /// the fix the next link wrote the new entry's address into it).
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_of_freed_heap_mutex_is_never_written() {
+        #[cfg(not(miri))]
+        for _ in 0..10 {
+            let boxed = Box::new(RobustMutex::new(0u64));
+            core::mem::forget(boxed.lock().unwrap());
+            drop(boxed);
+            // Same size class: malloc hands the freed block out again.
+            let reused: Vec<Box<[u64; 6]>> = (0..64).map(|_| Box::new([0x5a5a_5a5a; 6])).collect();
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            hammer(in_map(&a), in_map(&b));
+            let other = RobustMutex::new(0u64);
+            hammer(&other, in_map(&b));
+            for r in &reused {
+                assert_eq!(**r, [0x5a5a_5a5a; 6], "wrote into freed memory");
+            }
+            exit_is_reported(in_map(&a));
+        }
+    }
+
+    /// A mutex moved (without drop) after its guard was forgotten: the old
+    /// place is dead stack; later locks must not write into it.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn forgotten_guard_then_mutex_moved_away() {
+        #[cfg(not(miri))]
+        {
+            #[inline(never)]
+            fn lock_forget_and_move() -> Box<RobustMutex<u64>> {
+                let m = RobustMutex::new(0u64);
+                core::mem::forget(m.lock().unwrap());
+                Box::new(m)
+            }
+            /// Locks with a frame over the dead one; whether the frame
+            /// was left alone.
+            #[inline(never)]
+            fn hammer_over_pattern(a: &RobustMutex<u64>, b: &RobustMutex<u64>) -> bool {
+                let mut stack = [0x77u64; 512];
+                std::hint::black_box(&mut stack);
+                hammer(a, b);
+                std::hint::black_box(&mut stack);
+                stack.iter().all(|&w| w == 0x77)
+            }
+            let (a, b) = (mapped_mutex(), mapped_mutex());
+            let moved = lock_forget_and_move();
+            assert!(hammer_over_pattern(in_map(&a), in_map(&b)), "wrote into a dead frame");
+            drop(moved);
+            exit_is_reported(in_map(&a));
+        }
+    }
+
+    /// More locks held at once than a record has slots: all linked
+    /// (spilled), released in any order, and all reported when a thread
+    /// dies holding them.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs the kernel's robust list")]
+    fn more_locks_held_at_once_than_record_slots() {
+        #[cfg(not(miri))]
+        {
+            let maps: Vec<_> = (0..12).map(|_| mapped_mutex()).collect();
+            let heap: Vec<_> = (0..4).map(|_| RobustMutex::new(0u64)).collect();
+            let all: Vec<&RobustMutex<u64>> =
+                maps.iter().map(in_map).chain(heap.iter()).collect();
+            for _ in 0..3 {
+                let mut guards: Vec<_> = all.iter().map(|m| Some(m.lock().unwrap())).collect();
+                for i in [3, 15, 0, 7, 8, 11, 1, 14, 2, 4, 13, 5, 6, 9, 10, 12] {
+                    guards[i] = None;
+                }
+            }
+            std::thread::scope(|scope| {
+                scope.spawn(|| all.iter().for_each(|m| core::mem::forget(m.lock().unwrap())));
+            });
+            for m in &all {
+                let mut g = m.lock().unwrap_err().into_owner_died().unwrap();
+                g.mark_consistent();
+            }
+        }
     }
 
     #[test]
