@@ -113,6 +113,19 @@
 //!   offset, exactly this thread's head address or the entry's address
 //!   would pass it.
 //!
+//!   **The hole that remains (unprotected entries only):** a freed block
+//!   that still holds its old bytes, because nobody reused it yet, passes
+//!   the proof, and the next link or unlink writes one word into freed
+//!   memory. That is undefined behaviour, and AddressSanitizer reports it
+//!   (its quarantine keeps freed bytes intact; `.ci/sanitizers` skips that
+//!   one test and says why). Under glibc's malloc the block is reused, its
+//!   bytes change, and the proof fails. So a forgotten guard of a
+//!   `RobustMutex` in a conduit segment is sound, and one on the heap, on
+//!   a stack or in self-mapped memory is not yet: do not forget such
+//!   guards. Closing it needs its own design, for example never linking
+//!   entries outside conduit mappings, at the price of their death
+//!   reporting.
+//!
 //! Whether a range is a live conduit mapping is cached per thread (four
 //! ranges, and the last address found outside them all) with the
 //! process-wide generation they were read at; every removal of a mapping
