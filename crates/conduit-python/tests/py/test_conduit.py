@@ -287,9 +287,12 @@ class PubSub(unittest.TestCase):
 
         t = threading.Thread(target=ticker)
         t.start()
-        self.assertIsNone(sub.receive(timeout=0.3))  # GIL released meanwhile
-        t.join()
+        self.assertIsNone(sub.receive(timeout=0.5))
+        # The ticker (5 ticks, 10 ms apart) ran while receive waited: it
+        # needs the GIL for each tick, so a receive that kept the GIL would
+        # have let it tick once or twice.
         self.assertEqual(len(ticks), 5)
+        t.join()
         del pub
 
 
@@ -471,9 +474,12 @@ class Asyncio(unittest.TestCase):
                     await asyncio.sleep(0.01)
 
             t = asyncio.ensure_future(ticker())
-            self.assertIsNone(await sub.receive_async(timeout=0.1))
+            self.assertIsNone(await sub.receive_async(timeout=0.3))
+            # The loop ran the ticker (3 ticks, 10 ms apart) while
+            # receive_async waited; a blocking wait would have let it tick
+            # once at most.
+            self.assertEqual(len(ticks), 3)
             await t
-            self.assertEqual(len(ticks), 3)  # the loop ran meanwhile
             asyncio.get_running_loop().call_later(0.05, pub.send, b"later")
             sample = await sub.receive_async(timeout=5)
             self.assertEqual(bytes(sample), b"later")
