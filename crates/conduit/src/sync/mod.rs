@@ -43,7 +43,7 @@ pub(crate) mod fdwake;
 mod futex;
 mod identity;
 mod mutex;
-pub(crate) mod robust_list;
+mod robust_list;
 pub(crate) mod slot;
 
 #[cfg(all(test, loom))]

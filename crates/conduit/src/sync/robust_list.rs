@@ -53,88 +53,21 @@
 //!   that dies holding more robust locks than that (glibc's and conduit's
 //!   together) leaves the rest locked.
 //! * The links run through shared memory, where another process may write
-//!   garbage. Linking and unlinking rewrite a neighbour's slot only after
-//!   proving that it holds the link it must (the head, for the first
-//!   entry's `prev`; the entry being unlinked, for its neighbours):
-//!   directly for the head and the protected entries this thread holds,
-//!   through `process_vm_readv` otherwise, so garbage never makes
+//!   garbage. Linking reads only the head (private memory). Unlinking
+//!   follows a link only after proving that the slot it will rewrite
+//!   names the entry (directly for the head and the entries this thread
+//!   holds, through `process_vm_readv` otherwise), so garbage never makes
 //!   a thread write outside its list; a list found broken is cut back to
 //!   empty, and the thread's other held robust locks lose death reporting
 //!   until they are released. Garbage can still make the kernel, when the
 //!   thread dies, follow a link to another mapped address and mark a word
 //!   there that holds the thread's id.
-//! * An entry stays linked while its guard lives. A guard that is
-//!   forgotten (`mem::forget`, `ManuallyDrop`, an `Rc` cycle) leaves its
-//!   entry linked for good, and its memory may then go away while the
-//!   thread lives on; see "Forgotten guards" below.
-//! * Unprotected entries (below) that were forgotten and whose memory was
-//!   then freed and reused stay in the list until the thread exits: when
-//!   it does, the kernel follows them and sets `FUTEX_OWNER_DIED` in a
-//!   word 32 bytes before one of them if that word holds the thread's id,
-//!   as it does for garbage another process wrote into a link.
-//! * The registries below take a `std` mutex on the slow paths (mapping,
-//!   unmapping, a thread's first lock). A child forked from a process
-//!   whose other thread held one at that instant blocks there; looking a
-//!   range up ([`link`]) only tries the lock and falls back to
-//!   *unprotected*.
-//!
-//! # Forgotten guards
-//!
-//! `mem::forget` is safe, so no memory unsafety may follow from it: the
-//! thread's list must never make the thread (or the kernel, for conduit's
-//! own mappings) write into memory that is gone. Each linked entry is
-//! recorded in a per-thread record (private memory, readable by other
-//! threads), as *protected* or *unprotected*:
-//!
-//! * **Protected**: the whole mutex lies in a live conduit mapping
-//!   (`sys::mman::Mapping`, which every segment uses). When a `Mapping`
-//!   is dropped it asks [`unmapping`], which scans every thread's record:
-//!   an entry inside the range can only be a forgotten one (no guard can
-//!   borrow a mapping that is being dropped), and then the mapping is
-//!   **leaked** instead of unmapped, exactly as a forgotten `std` guard
-//!   leaks. So a protected entry is mapped for as long as it is recorded,
-//!   and [`link`] and [`unlink`] read and write it directly: the fast
-//!   path makes no system call.
-//! * **Unprotected**: anything else: a mutex on the heap or a stack, or in
-//!   memory the caller mapped itself. Such memory can go away without
-//!   conduit seeing it (a freed `Box`, a `ManuallyDrop`, a mutex moved to
-//!   another place after its guard was forgotten), so nothing is ever
-//!   written into an unprotected entry other than the caller's own
-//!   (borrowed) one without first reading, through `process_vm_readv`
-//!   (which fails instead of faulting), that the slot holds the very link
-//!   it must hold (the head, for the first entry's `prev`; the entry being
-//!   unlinked, for its neighbours). A slot that does not is not a link of
-//!   this list any more, and the list is cut back to empty: death
-//!   reporting of the thread's other held locks is lost, memory safety
-//!   never. The check costs a system call only when such an entry is a
-//!   neighbour (another unprotected or a glibc robust lock is held). It
-//!   is a proof by value, the standard the checks against garbage use:
-//!   private memory that took the freed place and holds, at that very
-//!   offset, exactly this thread's head address or the entry's address
-//!   would pass it.
-//!
-//!   **The hole that remains (unprotected entries only):** a freed block
-//!   that still holds its old bytes, because nobody reused it yet, passes
-//!   the proof, and the next link or unlink writes one word into freed
-//!   memory. That is undefined behaviour, and AddressSanitizer reports it
-//!   (its quarantine keeps freed bytes intact; `.ci/sanitizers` skips that
-//!   one test and says why). Under glibc's malloc the block is reused, its
-//!   bytes change, and the proof fails. So a forgotten guard of a
-//!   `RobustMutex` in a conduit segment is sound, and one on the heap, on
-//!   a stack or in self-mapped memory is not yet: do not forget such
-//!   guards. Closing it needs its own design, for example never linking
-//!   entries outside conduit mappings, at the price of their death
-//!   reporting.
-//!
-//! Whether a range is a live conduit mapping is cached per thread (four
-//! ranges, and the last address found outside them all) with the
-//! process-wide generation they were read at; every removal of a mapping
-//! bumps the generation before the `munmap`, so a stale range is never
-//! trusted (a stale miss only costs speed). A range can only be reused by an `mmap`
-//! that the kernel orders after that `munmap`, and a mutex placed there
-//! reaches another thread only through synchronisation, which carries
-//! the new generation with it. Falling back to *unprotected* is always
-//! safe, only slower.
+//! * An entry stays linked while its guard lives, and the list runs
+//!   through the shared segment. A guard that is forgotten
+//!   (`mem::forget`) leaves its entry linked: if the segment is then
+//!   unmapped while the thread lives on, the thread's next robust lock
+//!   operation (conduit's or glibc's) writes into the unmapped entry, as
+//!   with a pthread robust mutex that is unmapped while locked.
 
 use core::cell::UnsafeCell;
 
@@ -240,8 +173,7 @@ pub(crate) fn thread_head() -> usize {
 #[cfg(all(not(any(loom, miri)), target_pointer_width = "64"))]
 mod imp {
     use core::cell::Cell;
-    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
-    use std::sync::{Mutex, MutexGuard};
+    use core::sync::atomic::{Ordering, compiler_fence};
 
     use crate::sys::futex::RobustListHead;
 
@@ -288,15 +220,14 @@ mod imp {
     /// a shared entry.
     ///
     /// # Safety
-    /// `head` is the calling thread's registered head, whose first member
-    /// may be written (the head, a protected entry, or proven by [`link`]);
-    /// `entry` is a [`ListEntry`](super::ListEntry) address, is not linked
-    /// yet, and stays mapped until [`unlink`]ed.
+    /// `head` is the calling thread's registered head; `entry` is a
+    /// [`ListEntry`](super::ListEntry) address, is not linked yet, and
+    /// stays mapped until [`unlink`]ed.
     #[inline(always)]
     unsafe fn link_raw(head: usize, entry: usize) {
-        // SAFETY: the first member's `prev` slot may be written and the
-        // entry is mapped (contract); every linked entry and the head are
-        // preceded by a `prev` slot (glibc's `robust_prev` for the head).
+        // SAFETY: the list and entry are valid (contract); every linked
+        // entry and the head are preceded by a `prev` slot (glibc's
+        // `robust_prev` for the head).
         unsafe {
             let first = get(head) & !1;
             put(first - PREV_FROM_NEXT, entry);
@@ -308,296 +239,47 @@ mod imp {
         }
     }
 
-    /// How many linked entries a thread records without a lock; more go to
-    /// its record's `spill` list (slower, and rare: that many robust locks
-    /// held at once, or forgotten).
-    const HELD_SLOTS: usize = 8;
-
-    /// How many mapping ranges a thread remembers as live.
-    const CACHE_SLOTS: usize = 4;
-
-    /// The entries one thread has linked and not unlinked yet (0: free
-    /// slot). Written only by that thread; read by any thread that unmaps
-    /// a mapping (see [`unmapping`]). Leaked, and reused by a later thread
-    /// once its thread has exited with every slot free.
-    ///
-    /// A recorded value is the entry's address, with bit 0 set for an
-    /// unprotected entry (see the module docs).
-    struct Record {
-        held: [AtomicUsize; HELD_SLOTS],
-        /// Recorded entries beyond `held`.
-        spill: Mutex<Vec<usize>>,
-        /// Whether `spill` may be non-empty; set and cleared by the owning
-        /// thread only, so that it looks there only then.
-        spilled: AtomicBool,
-        /// Claimed by no thread.
-        free: AtomicBool,
-    }
-
-    impl Record {
-        /// Records `value`.
-        #[inline(always)]
-        fn insert(&self, value: usize) {
-            match self.held.iter().find(|s| s.load(Ordering::Relaxed) == 0) {
-                Some(slot) => slot.store(value, Ordering::Relaxed),
-                None => self.insert_spill(value),
-            }
-        }
-
-        #[cold]
-        fn insert_spill(&self, value: usize) {
-            lock(&self.spill).push(value);
-            self.spilled.store(true, Ordering::Relaxed);
-        }
-
-        /// Forgets `entry` (either form); whether it was recorded.
-        #[inline(always)]
-        fn remove(&self, entry: usize) -> bool {
-            match self.held.iter().find(|s| s.load(Ordering::Relaxed) & !1 == entry) {
-                Some(slot) => {
-                    slot.store(0, Ordering::Relaxed);
-                    true
-                }
-                None => self.spilled.load(Ordering::Relaxed) && self.remove_spill(entry),
-            }
-        }
-
-        #[cold]
-        fn remove_spill(&self, entry: usize) -> bool {
-            let mut spill = lock(&self.spill);
-            let found = spill.iter().position(|&v| v & !1 == entry);
-            if let Some(i) = found {
-                spill.swap_remove(i);
-            }
-            if spill.is_empty() {
-                self.spilled.store(false, Ordering::Relaxed);
-            }
-            found.is_some()
-        }
-
-        /// Whether `entry` is recorded as protected.
-        #[inline(always)]
-        fn contains_protected(&self, entry: usize) -> bool {
-            self.held.iter().any(|s| s.load(Ordering::Relaxed) == entry)
-                || (self.spilled.load(Ordering::Relaxed) && lock(&self.spill).contains(&entry))
-        }
-
-        /// Whether any recorded entry lies in `[start, end)`.
-        fn any_in(&self, start: usize, end: usize) -> bool {
-            let inside = |v: usize| (start..end).contains(&(v & !1));
-            self.held.iter().any(|s| inside(s.load(Ordering::Relaxed)))
-                || lock(&self.spill).iter().any(|&v| inside(v))
-        }
-
-        /// Whether nothing is recorded.
-        fn is_empty(&self) -> bool {
-            self.held.iter().all(|s| s.load(Ordering::Relaxed) == 0) && lock(&self.spill).is_empty()
-        }
-
-        /// Forgets everything.
-        fn clear(&self) {
-            self.held.iter().for_each(|s| s.store(0, Ordering::Relaxed));
-            lock(&self.spill).clear();
-            self.spilled.store(false, Ordering::Relaxed);
-        }
-    }
-
-    /// Every [`Record`] ever made.
-    static RECORDS: Mutex<Vec<&'static Record>> = Mutex::new(Vec::new());
-
-    /// The live conduit mappings, as `[start, end)`.
-    static MAPPINGS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
-
-    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is removed
-    /// from `MAPPINGS`: a thread's cached ranges are valid only while it
-    /// has not changed. Starts at 1; a thread's cache starts at 0 (empty).
-    static GENERATION: AtomicU64 = AtomicU64::new(1);
-
-    /// Bumped (under the `MAPPINGS` lock) whenever a mapping is added: a
-    /// thread's cached miss is valid only while it has not changed (a
-    /// stale miss would only be slower, never unsafe).
-    static ADDED: AtomicU64 = AtomicU64::new(1);
-
-    /// Locks a registry, ignoring poisoning (every critical section leaves
-    /// its vector consistent).
-    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// What a thread knows privately.
-    struct Local {
-        /// This thread's record, made on its first link.
-        record: Cell<Option<&'static Record>>,
-        /// The `GENERATION` the cached ranges were read at.
-        generation: Cell<u64>,
-        /// Ranges of live conduit mappings, `(start, end)`; (0, 0): empty.
-        ranges: [Cell<(usize, usize)>; CACHE_SLOTS],
-        /// The range slot to overwrite next.
-        victim: Cell<usize>,
-        /// The last entry found outside every mapping (0: none).
-        miss: Cell<usize>,
-        /// The `ADDED` count `miss` was found at.
-        miss_added: Cell<u64>,
-    }
-
-    /// Frees the thread's record at thread exit if it holds no entry; a
-    /// record that does (a guard that was forgotten) stays claimed for
-    /// good, so the mappings of its entries are never unmapped.
-    struct ExitHook;
-
-    impl Drop for ExitHook {
-        fn drop(&mut self) {
-            let _ = LOCAL.try_with(|local| {
-                if let Some(record) = local.record.get() {
-                    if record.is_empty() {
-                        local.record.set(None);
-                        record.free.store(true, Ordering::Release);
-                    }
-                }
-            });
-        }
-    }
+    /// How many entries this thread holds that [`unlink`] can vouch for
+    /// without a system call; more are checked with `process_vm_readv`.
+    const HELD_SLOTS: usize = 4;
 
     std::thread_local! {
-        static LOCAL: Local = const {
-            Local {
-                record: Cell::new(None),
-                generation: Cell::new(0),
-                ranges: [const { Cell::new((0, 0)) }; CACHE_SLOTS],
-                victim: Cell::new(0),
-                miss: Cell::new(0),
-                miss_added: Cell::new(0),
-            }
-        };
-        static EXIT: ExitHook = const { ExitHook };
-    }
-
-    /// The calling thread's record, claiming or making one.
-    #[cold]
-    fn claim_record(local: &Local) -> &'static Record {
-        let mut records = lock(&RECORDS);
-        let record = match records.iter().find(|r| {
-            r.free
-                .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        }) {
-            Some(r) => *r,
-            None => {
-                let r: &'static Record = Box::leak(Box::new(Record {
-                    held: [const { AtomicUsize::new(0) }; HELD_SLOTS],
-                    spill: Mutex::new(Vec::new()),
-                    spilled: AtomicBool::new(false),
-                    free: AtomicBool::new(false),
-                }));
-                records.push(r);
-                r
-            }
-        };
-        drop(records);
-        local.record.set(Some(record));
-        // Registers the exit hook; after the thread's destructors began
-        // it may be gone, and the record then simply stays claimed.
-        let _ = EXIT.try_with(|_| ());
-        record
-    }
-
-    /// Whether `[lo, hi)` lies inside one live conduit mapping.
-    #[inline(always)]
-    fn in_mapping(local: &Local, lo: usize, hi: usize) -> bool {
-        if local.generation.get() == GENERATION.load(Ordering::Acquire) {
-            for range in &local.ranges {
-                let (start, end) = range.get();
-                if start <= lo && hi <= end {
-                    return true;
-                }
-            }
-            if local.miss.get() == lo && local.miss_added.get() == ADDED.load(Ordering::Relaxed) {
-                return false;
-            }
-        }
-        in_mapping_slow(local, lo, hi)
-    }
-
-    /// Looks `[lo, hi)` up in the registry, caching the range found. Only
-    /// tries the lock (see the module docs on `fork`): "no" is always safe.
-    #[cold]
-    fn in_mapping_slow(local: &Local, lo: usize, hi: usize) -> bool {
-        let mappings = match MAPPINGS.try_lock() {
-            Ok(m) => m,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
-        };
-        let generation = GENERATION.load(Ordering::Relaxed);
-        if local.generation.get() != generation {
-            local.ranges.iter().for_each(|r| r.set((0, 0)));
-            local.miss.set(0);
-            local.generation.set(generation);
-        }
-        match mappings.iter().find(|&&(start, end)| start <= lo && hi <= end) {
-            Some(&range) => {
-                let victim = local.victim.get();
-                local.ranges[victim].set(range);
-                local.victim.set((victim + 1) % CACHE_SLOTS);
-                true
-            }
-            None => {
-                local.miss.set(lo);
-                local.miss_added.set(ADDED.load(Ordering::Relaxed));
-                false
-            }
-        }
-    }
-
-    /// Records `[start, start + len)` as a live conduit mapping (called by
-    /// `sys::mman::Mapping` right after `mmap`).
-    pub(crate) fn mapped(start: usize, len: usize) {
-        let mut mappings = lock(&MAPPINGS);
-        mappings.push((start, start.saturating_add(len)));
-        // Cached misses may lie in the new range.
-        ADDED.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Called by `sys::mman::Mapping` before it unmaps
-    /// `[start, start + len)`: forgets the mapping and says whether it may
-    /// be unmapped. It may not while any thread's record holds an entry in
-    /// it: that entry is still in the thread's robust list (its guard was
-    /// forgotten, as no guard can borrow a mapping being dropped), so the
-    /// mapping is leaked instead, as a forgotten `std` guard leaks.
-    pub(crate) fn unmapping(start: usize, len: usize) -> bool {
-        let end = start.saturating_add(len);
-        {
-            let mut mappings = lock(&MAPPINGS);
-            if let Some(i) = mappings.iter().position(|&r| r == (start, end)) {
-                mappings.swap_remove(i);
-            }
-            GENERATION.fetch_add(1, Ordering::SeqCst);
-        }
-        // Relaxed loads suffice: a thread's link into this mapping happened
-        // before the mapping's owner could drop it (whatever ended the
-        // borrow synchronised), and nobody links into it any more.
-        !lock(&RECORDS).iter().any(|r| r.any_in(start, end))
+        /// Entries of this thread's list that conduit linked and has not
+        /// unlinked yet (0: free slot). Private memory: what it says can
+        /// be trusted, unlike the links in the shared entries.
+        static HELD: [Cell<usize>; HELD_SLOTS] = const { [const { Cell::new(0) }; HELD_SLOTS] };
     }
 
     /// Forgets every recorded entry (see [`super::thread_head`]).
     pub(super) fn held_clear() {
-        let _ = LOCAL.try_with(|local| {
-            if let Some(record) = local.record.get() {
-                record.clear();
+        HELD.with(|held| held.iter().for_each(|slot| slot.set(0)));
+    }
+
+    /// Records `entry` as linked by this thread (if a slot is free).
+    #[inline(always)]
+    fn held_insert(entry: usize) {
+        HELD.with(|held| {
+            if let Some(slot) = held.iter().find(|s| s.get() == 0) {
+                slot.set(entry);
             }
         });
     }
 
-    /// Whether `entry` is recorded as linked by this thread and protected
-    /// (so mapped: it is in a conduit mapping, which is not unmapped while
-    /// the entry is recorded).
+    /// Forgets `entry`.
+    #[inline(always)]
+    fn held_remove(entry: usize) {
+        HELD.with(|held| {
+            if let Some(slot) = held.iter().find(|s| s.get() == entry) {
+                slot.set(0);
+            }
+        });
+    }
+
+    /// Whether `entry` is recorded as linked by this thread (so mapped:
+    /// its guard lives).
     #[inline(always)]
     fn held_contains(entry: usize) -> bool {
-        entry != 0
-            && LOCAL
-                .try_with(|local| {
-                    local.record.get().is_some_and(|record| record.contains_protected(entry))
-                })
-                .unwrap_or(false)
+        entry != 0 && HELD.with(|held| held.iter().any(|s| s.get() == entry))
     }
 
     /// Whether the word at `slot`, which belongs to list member `member`
@@ -614,8 +296,7 @@ mod imp {
     unsafe fn names(head: usize, member: usize, slot: usize, entry: usize) -> bool {
         if member == head || held_contains(member) {
             // SAFETY: the head (and its `prev` slot) lives as long as the
-            // thread; a protected entry's mapping is never unmapped while
-            // it is recorded (see `unmapping`).
+            // thread; a held entry is mapped while its guard lives.
             unsafe { get(slot) == entry }
         } else {
             crate::sys::process::read_own_word(slot) == Ok(entry)
@@ -624,71 +305,19 @@ mod imp {
 
     /// Links `entry` (see [`link_raw`]) and records it as held.
     ///
-    /// An entry in a live conduit mapping is recorded as is: *protected*,
-    /// its mapping is not unmapped while it is recorded, so [`names`] and
-    /// this function trust it. Any other entry (the heap, a stack, memory
-    /// the caller mapped itself) is recorded with bit 0 set: *unprotected*,
-    /// its memory may be freed without notice (a forgotten guard, a mutex
-    /// moved or in `ManuallyDrop`), so nothing is ever written into it
-    /// without a proof read through `process_vm_readv` first.
-    ///
     /// # Safety
-    /// `head` is 0 or the calling thread's registered head; `entry` is a
-    /// [`ListEntry`](super::ListEntry) address of a mutex this thread
-    /// just locked (so not linked yet) and borrows.
+    /// As for [`link_raw`].
     #[inline(always)]
     pub(crate) unsafe fn link(head: usize, entry: usize) {
         if head == 0 {
             return;
         }
-        let _ = LOCAL.try_with(|local| {
-            let record = match local.record.get() {
-                Some(r) => r,
-                None => claim_record(local),
-            };
-            // The whole mutex header: the lock word is 32 bytes before
-            // `next`, `next` ends 8 bytes after it.
-            let lo = entry.wrapping_add_signed(super::FUTEX_OFFSET);
-            let protected = in_mapping(local, lo, entry + 8);
-            record.insert(entry | usize::from(!protected));
-            // SAFETY: the head is ours (contract); read only.
-            let first = unsafe { get(head) } & !1;
-            // SAFETY: `first`'s `prev` slot is written only once proven:
-            // it is the head's (lives as long as the thread), a protected
-            // entry's (mapped while recorded), or names the head, as the
-            // first entry's `prev` does (read without faulting).
-            unsafe {
-                if first != head
-                    && !held_contains(first)
-                    && crate::sys::process::read_own_word(first.wrapping_sub(PREV_FROM_NEXT))
-                        != Ok(head)
-                {
-                    // Not provably a live entry (a forgotten one whose
-                    // memory is gone): cut the list back to empty.
-                    put(head - PREV_FROM_NEXT, head);
-                    compiler_fence(Ordering::SeqCst);
-                    put(head, head);
-                }
-                link_raw(head, entry);
-            }
-        });
+        // SAFETY: the caller's contract.
+        unsafe { link_raw(head, entry) };
+        held_insert(entry);
     }
 
-    /// Forgets `entry`; whether it was recorded (linked).
-    #[inline(always)]
-    fn held_remove(entry: usize) -> bool {
-        LOCAL
-            .try_with(|local| {
-                let Some(record) = local.record.get() else {
-                    return false;
-                };
-                record.remove(entry)
-            })
-            .unwrap_or(false)
-    }
-
-    /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`) if [`link`] linked it.
-    /// No-op for head 0.
+    /// Unlinks `entry` (glibc's `DEQUEUE_MUTEX`). No-op for head 0.
     ///
     /// The entry's `prev` and `next` are in shared memory, where another
     /// process may have written anything; following them blindly would
@@ -701,13 +330,13 @@ mod imp {
     ///
     /// # Safety
     /// `head` is 0 or the calling thread's registered head, and then
-    /// `entry` was passed to [`link`] on this thread and is still
-    /// borrowed (mapped).
+    /// `entry` was linked by [`link`] on this thread (and is mapped).
     #[inline(always)]
     pub(crate) unsafe fn unlink(head: usize, entry: usize) {
-        if head == 0 || !held_remove(entry) {
+        if head == 0 {
             return;
         }
+        held_remove(entry);
         // SAFETY: our own entry is mapped (contract); every write below
         // goes to a slot that `names` proved to be a link naming `entry`,
         // or to the head, which lives as long as the thread.
@@ -756,17 +385,9 @@ mod imp {
     /// None needed; unsafe to match the real function.
     #[inline(always)]
     pub(crate) unsafe fn unlink(_head: usize, _entry: usize) {}
-    /// Nothing to record without a robust list.
-    #[cfg_attr(any(loom, miri), allow(dead_code))]
-    pub(crate) fn mapped(_start: usize, _len: usize) {}
-    /// Any mapping may be unmapped: nothing is ever linked.
-    #[cfg_attr(any(loom, miri), allow(dead_code))]
-    pub(crate) fn unmapping(_start: usize, _len: usize) -> bool {
-        true
-    }
 }
 
-pub(crate) use imp::{link, mapped, pending, unlink, unmapping};
+pub(crate) use imp::{link, pending, unlink};
 
 #[cfg(all(test, not(any(loom, miri)), target_pointer_width = "64"))]
 mod tests {

@@ -73,7 +73,6 @@ impl Mapping {
             )?
         };
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(super::Errno::FAULT)?;
-        crate::sync::robust_list::mapped(base.as_ptr() as usize, len);
         Ok(Mapping { base, len })
     }
 
@@ -94,7 +93,6 @@ impl Mapping {
             )?
         };
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(super::Errno::FAULT)?;
-        crate::sync::robust_list::mapped(base.as_ptr() as usize, len);
         Ok(Mapping { base, len })
     }
 
@@ -133,11 +131,6 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // A mapping holding the robust-list entry of a forgotten guard is
-        // leaked: the thread's list still runs through it.
-        if !crate::sync::robust_list::unmapping(self.base.as_ptr() as usize, self.len) {
-            return;
-        }
         // SAFETY: base/len describe exactly the range mmap returned; nothing
         // can borrow from it after the owner is dropped.
         let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast::<c_void>(), self.len) };
