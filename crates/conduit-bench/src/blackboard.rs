@@ -392,8 +392,16 @@ fn measure_all<S: Subject>(bench: &Bench<S>, plan: &Plan, mutex: bool) -> Figure
         ns
     };
     // Reads of unchanged state.
-    let load_idle = add("plain shm load, word unchanged".into(), true, cost(plan, plain));
-    let get_idle = add(format!("{name} get, entry unchanged"), false, cost(plan, get));
+    let load_idle = add(
+        "plain shm load, word unchanged".into(),
+        true,
+        cost(plan, plain),
+    );
+    let get_idle = add(
+        format!("{name} get, entry unchanged"),
+        false,
+        cost(plan, get),
+    );
     let lock_idle = mutex.then(|| {
         add(
             "RobustMutex read, value unchanged".into(),

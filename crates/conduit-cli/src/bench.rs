@@ -506,12 +506,14 @@ fn ingest(text: &str, rows: &mut Vec<Row>) -> Result<usize, String> {
 /// The bench-peers iceoryx2 binaries that are built (in `peers_dir`, or
 /// next to the source tree this binary was built from).
 fn iceoryx2_binaries(peers_dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
-    let dir = peers_dir.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("bench-peers/target/release")
-    });
+    let dir = peers_dir
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("bench-peers/target/release")
+        });
     let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event", "iceoryx2_blackboard"]
         .iter()
         .map(|b| dir.join(b))

@@ -80,7 +80,10 @@ pub fn follow(domain: Option<String>, json: bool, count: Option<u64>) -> CmdResu
     let mut out = std::io::stdout().lock();
     let mut printed = 0u64;
     while count.is_none_or(|c| printed < c) && !interrupt.happened() {
-        for event in watch.wait(Some(std::time::Duration::from_millis(100))).map_err(looked)? {
+        for event in watch
+            .wait(Some(std::time::Duration::from_millis(100)))
+            .map_err(looked)?
+        {
             let (sign, word, id) = match event {
                 ServiceEvent::Appeared(id) => ("+", "appeared", id),
                 ServiceEvent::Disappeared(id) => ("-", "disappeared", id),

@@ -181,8 +181,13 @@ fn main() {
             json,
             follow,
             count,
-        } => list::run(what, domain.clone(), all_domains, json)
-            .and_then(|()| if follow { list::follow(domain, json, count) } else { Ok(()) }),
+        } => list::run(what, domain.clone(), all_domains, json).and_then(|()| {
+            if follow {
+                list::follow(domain, json, count)
+            } else {
+                Ok(())
+            }
+        }),
         Command::Info { service, json } => info::run(&service, domain, json),
         Command::Clean { dry_run, json } => clean::run(domain, dry_run, json),
         Command::Pub(args) => publish::run(args, domain),

@@ -1223,7 +1223,14 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = |peers_dir: &std::path::Path| {
         Command::new(CONDUIT)
-            .args(["bench", "--smoke", "--only", "raw futex", "--json", "--with-iceoryx2"])
+            .args([
+                "bench",
+                "--smoke",
+                "--only",
+                "raw futex",
+                "--json",
+                "--with-iceoryx2",
+            ])
             .arg("--peers-dir")
             .arg(peers_dir)
             .stdin(Stdio::null())
@@ -1237,7 +1244,11 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
         .iter()
         .map(|r| r["mechanism"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["raw futex", "iceoryx2 event (header only)"], "{names:?}");
+    assert_eq!(
+        names,
+        ["raw futex", "iceoryx2 event (header only)"],
+        "{names:?}"
+    );
     assert!(stderr(&o).contains("--json --quick"), "{}", stderr(&o));
     // A directory without the binaries: what to build, and --peers-dir.
     let empty = dir.join("empty");

@@ -420,9 +420,18 @@ fn list_shows_the_domains_queues_and_all_shows_every_queue() {
         .collect();
     assert_eq!(objects.len(), 2, "{objects:?}");
     assert_eq!(objects[0]["name"], "alpha");
-    assert_eq!(objects[0]["posix_name"], format!("/conduit.{}.alpha", d.name));
-    assert_eq!((&objects[0]["messages"], &objects[0]["capacity"]), (&2.into(), &5.into()));
-    assert_eq!((&objects[1]["name"], &objects[1]["message_size"]), (&"beta".into(), &32.into()));
+    assert_eq!(
+        objects[0]["posix_name"],
+        format!("/conduit.{}.alpha", d.name)
+    );
+    assert_eq!(
+        (&objects[0]["messages"], &objects[0]["capacity"]),
+        (&2.into(), &5.into())
+    );
+    assert_eq!(
+        (&objects[1]["name"], &objects[1]["message_size"]),
+        (&"beta".into(), &32.into())
+    );
     // Another domain sees none of them; --all sees them by POSIX name.
     let none = with_mqueue_mounted(&other, &["mq", "list", "--json"], "").unwrap();
     assert_eq!(stdout(&none), "", "no queue, no line");

@@ -25,8 +25,7 @@ use std::time::Duration;
 
 use conduit::reqres::{
     ActiveRequest, Client, ClientCreateError, PendingResponse, ReceiveError, RequestSendError,
-    Response, ResponseError, ResponseSendError, ResponseSendOrLoanError, Server,
-    ServerCreateError,
+    Response, ResponseError, ResponseSendError, ResponseSendOrLoanError, Server, ServerCreateError,
 };
 
 use crate::error::{Error, Result, conduit_error_t, conduit_error_t as E, guard, service_error};
@@ -239,15 +238,12 @@ fn with_server<R>(
 
 /// Takes the entry `key` out of `list`, or names it used up.
 fn take_key<T>(list: &mut Vec<(u64, T)>, key: u64, what: &str) -> Result<T> {
-    let i = list
-        .iter()
-        .position(|(k, _)| *k == key)
-        .ok_or_else(|| {
-            Error::new(
-                E::CONDUIT_ERROR_INVALID_HANDLE,
-                format!("{what} {key} was released already"),
-            )
-        })?;
+    let i = list.iter().position(|(k, _)| *k == key).ok_or_else(|| {
+        Error::new(
+            E::CONDUIT_ERROR_INVALID_HANDLE,
+            format!("{what} {key} was released already"),
+        )
+    })?;
     Ok(list.swap_remove(i).1)
 }
 
@@ -437,7 +433,8 @@ pub unsafe extern "C" fn conduit_client_send_copy(
                 .loan_slice_uninit(bytes.len())
                 .map_err(|e| loan_error(&e))?;
             let request = loan.write_from_slice(bytes);
-            let send_error = |e: RequestSendError| Error::from_std(E::CONDUIT_ERROR_DISCONNECTED, &e);
+            let send_error =
+                |e: RequestSendError| Error::from_std(E::CONDUIT_ERROR_DISCONNECTED, &e);
             if pending_out.is_null() {
                 request.send_no_response().map_err(send_error)?;
                 return Ok(None);
@@ -537,7 +534,9 @@ pub unsafe extern "C" fn conduit_pending_receive(
 ///
 /// `pending` is `NULL` or readable and writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn conduit_pending_release(pending: *mut conduit_pending_t) -> conduit_error_t {
+pub unsafe extern "C" fn conduit_pending_release(
+    pending: *mut conduit_pending_t,
+) -> conduit_error_t {
     guard(|| {
         need(pending, "pending")?;
         // SAFETY: not NULL, readable (contract); plain data.
@@ -763,7 +762,9 @@ pub unsafe extern "C" fn conduit_request_end(request: *mut conduit_request_t) ->
         need(request, "request")?;
         // SAFETY: not NULL, readable (contract); plain data.
         let r = unsafe { request.read() };
-        with_server(r.server, |s| take_key(&mut s.requests, r.key, "request").map(drop))?;
+        with_server(r.server, |s| {
+            take_key(&mut s.requests, r.key, "request").map(drop)
+        })?;
         // SAFETY: not NULL (checked); writable (contract).
         unsafe {
             (*request).key = 0;

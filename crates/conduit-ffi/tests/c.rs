@@ -274,7 +274,11 @@ fn c_server_answers_a_rust_client_with_streams() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    let node = Node::builder().name("rust-client").domain(&domain).create().unwrap();
+    let node = Node::builder()
+        .name("rust-client")
+        .domain(&domain)
+        .create()
+        .unwrap();
     let service = node
         .service("c/upper")
         .request_response::<[u8], [u8]>()
@@ -317,7 +321,11 @@ fn c_server_answers_a_rust_client_with_streams() {
 #[test]
 fn c_client_gets_the_streamed_responses_of_a_rust_server() {
     let domain = unique_domain("cclient");
-    let node = Node::builder().name("rust-server").domain(&domain).create().unwrap();
+    let node = Node::builder()
+        .name("rust-server")
+        .domain(&domain)
+        .create()
+        .unwrap();
     let service = node
         .service("c/upper")
         .request_response::<[u8], [u8]>()
@@ -334,8 +342,12 @@ fn c_client_gets_the_streamed_responses_of_a_rust_server() {
     for _ in 0..2 {
         let request = server.receive_timeout(LIMIT).expect("a request from C");
         if request.wants_response() {
-            request.send_slice_copy(&request.to_ascii_uppercase()).unwrap();
-            request.send_slice_copy(request.len().to_string().as_bytes()).unwrap();
+            request
+                .send_slice_copy(&request.to_ascii_uppercase())
+                .unwrap();
+            request
+                .send_slice_copy(request.len().to_string().as_bytes())
+                .unwrap();
         } else {
             assert_eq!(&*request, b"fire");
         }

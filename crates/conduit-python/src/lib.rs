@@ -454,7 +454,9 @@ fn kind_name(kind: conduit::ServiceKind) -> &'static str {
     }
 }
 
-fn event_tuple(e: conduit::discovery::ServiceEvent) -> Option<(&'static str, &'static str, String)> {
+fn event_tuple(
+    e: conduit::discovery::ServiceEvent,
+) -> Option<(&'static str, &'static str, String)> {
     use conduit::discovery::ServiceEvent as E;
     match e {
         E::Appeared(id) => Some(("appeared", kind_name(id.kind), id.name)),

@@ -18,9 +18,9 @@ use conduit::pubsub::{
     Sample as RustSample, SampleMut, SendError, SendOrLoanError, Subscriber as RustSubscriber,
 };
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyValueError, PyTypeError};
-use pyo3::prelude::*;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
+use pyo3::prelude::*;
 
 use crate::{
     Mode, Node, OnThisThread, blocking, error, exported, fill_buffer, released, resource,
@@ -145,11 +145,7 @@ impl PubSubService {
     /// A subscriber: it receives what every publisher of the service sends
     /// from now on (and the history a publisher keeps).
     fn subscriber(&self) -> PyResult<Subscriber> {
-        let inner = self
-            .inner
-            .subscriber()
-            .create()
-            .map_err(|e| resource(&e))?;
+        let inner = self.inner.subscriber().create().map_err(|e| resource(&e))?;
         Ok(Subscriber {
             inner: Rc::new(inner),
         })
@@ -372,7 +368,8 @@ impl Subscriber {
                     Err(e) => Err(e),
                 },
             };
-            r.map(|s| s.map(OnThisThread)).map_err(|e| receive_error(&e))
+            r.map(|s| s.map(OnThisThread))
+                .map_err(|e| receive_error(&e))
         })?;
         Ok(got.map(|s| self.wrap(s.0)))
     }
@@ -420,7 +417,11 @@ impl Sample {
     /// The publisher's sequence number of the sample (1, 2, ...).
     #[getter]
     fn sequence(&self) -> PyResult<u64> {
-        Ok(self.sample.as_ref().ok_or_else(|| released("sample"))?.sequence())
+        Ok(self
+            .sample
+            .as_ref()
+            .ok_or_else(|| released("sample"))?
+            .sequence())
     }
 
     /// The id of the publisher that sent it.

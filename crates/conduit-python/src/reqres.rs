@@ -15,14 +15,14 @@ use conduit::reqres::{
     ResponseSendError, ResponseSendOrLoanError, Server as RustServer,
 };
 use conduit::service::PortId;
+use pyo3::create_exception;
 use pyo3::exceptions::{PyStopIteration, PyValueError};
 use pyo3::prelude::*;
-use pyo3::create_exception;
 
 use crate::pubsub::bytes_of;
 use crate::{
-    ConduitError, DisconnectedError, Mode, Node, OnThisThread, blocking, error,
-    released, resource, service_error,
+    ConduitError, DisconnectedError, Mode, Node, OnThisThread, blocking, error, released, resource,
+    service_error,
 };
 
 create_exception!(
@@ -60,10 +60,7 @@ impl Node {
         response_buffer: Option<usize>,
         max_loans: Option<usize>,
     ) -> PyResult<ReqResService> {
-        let mut b = self
-            .inner
-            .service(name)
-            .request_response::<Bytes, Bytes>();
+        let mut b = self.inner.service(name).request_response::<Bytes, Bytes>();
         if let Some(v) = max_clients {
             b = b.max_clients(v);
         }
@@ -192,7 +189,9 @@ impl Client {
         let request = loan.write_from_slice(&bytes);
         let pending = match (to, no_response) {
             (Some(_), true) => {
-                return Err(PyValueError::new_err("give `to` or `no_response`, not both"));
+                return Err(PyValueError::new_err(
+                    "give `to` or `no_response`, not both",
+                ));
             }
             (None, true) => {
                 request
@@ -258,7 +257,10 @@ pub struct PendingResponse {
 
 impl PendingResponse {
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Response>> {
-        let pending = self.pending.as_ref().ok_or_else(|| released("pending response"))?;
+        let pending = self
+            .pending
+            .as_ref()
+            .ok_or_else(|| released("pending response"))?;
         let got = blocking(py, timeout, |wait| {
             let r = match wait {
                 None => pending.try_receive(),
@@ -608,7 +610,11 @@ impl ActiveRequest {
 
     fn __repr__(&self) -> String {
         match &self.active {
-            Some(a) => format!("ActiveRequest({} bytes, request_id={})", a.len(), a.request_id()),
+            Some(a) => format!(
+                "ActiveRequest({} bytes, request_id={})",
+                a.len(),
+                a.request_id()
+            ),
             None => "ActiveRequest(ended)".to_owned(),
         }
     }

@@ -17,7 +17,10 @@ use std::process::Command;
 /// when the library itself is a requested target, so it may be stale).
 fn extension_module() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let so = exe.parent().expect("target/<profile>/deps").join("lib_conduit.so");
+    let so = exe
+        .parent()
+        .expect("target/<profile>/deps")
+        .join("lib_conduit.so");
     assert!(
         so.exists(),
         "{} is missing: cargo builds it with this test",
@@ -129,7 +132,11 @@ fn python_binding_suite() {
     for name in &left {
         let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
     }
-    assert!(out.status.success(), "the Python tests failed: {}", out.status);
+    assert!(
+        out.status.success(),
+        "the Python tests failed: {}",
+        out.status
+    );
     assert!(log.contains("OK"), "no unittest summary in the output");
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }

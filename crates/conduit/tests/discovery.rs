@@ -129,7 +129,10 @@ fn services_of_a_killed_process_disappear_when_cleaned_up() {
     }
     let mut names: Vec<String> = watch.services().into_iter().map(|s| s.name).collect();
     names.sort_unstable();
-    assert_eq!(names, ["disc/board", "disc/events", "disc/rpc", "disc/topic"]);
+    assert_eq!(
+        names,
+        ["disc/board", "disc/events", "disc/rpc", "disc/topic"]
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // Nothing changes by itself: the dead node's services stay until a
@@ -172,17 +175,11 @@ fn a_service_segment_that_never_becomes_readable_is_skipped_without_hanging() {
     // is reported as usual.
     let n = node(&domain, "real");
     let svc = n.service("disc/real").event().create().unwrap();
-    let seen = collect(
-        &watch,
-        &appeared(&[id(ServiceKind::Event, "disc/real")]),
-    );
+    let seen = collect(&watch, &appeared(&[id(ServiceKind::Event, "disc/real")]));
     assert_eq!(seen.len(), 1, "{seen:?}");
     std::fs::remove_file(&garbage).unwrap();
     drop((svc, n));
-    collect(
-        &watch,
-        &disappeared(&[id(ServiceKind::Event, "disc/real")]),
-    );
+    collect(&watch, &disappeared(&[id(ServiceKind::Event, "disc/real")]));
     assert_clean(&domain);
 }
 
@@ -206,7 +203,10 @@ fn a_watch_wakes_a_waitset() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "the WaitSet never reported the new service");
+        assert!(
+            !left.is_zero(),
+            "the WaitSet never reported the new service"
+        );
         if set.wait_timeout(left).unwrap().is_empty() {
             continue;
         }

@@ -1087,7 +1087,8 @@ fn typed_topic_across_pid_namespaces() {
         let subscriber = topic.subscriber().spin(Spin::NONE).create().unwrap();
         // The publisher is pid 1 of its own namespace, as in a container
         // that shares only /dev/shm with us.
-        let Some(mut child) = spawn_in_new_pid_namespace("publisher", &[&domain, "robot/pose", "50"])
+        let Some(mut child) =
+            spawn_in_new_pid_namespace("publisher", &[&domain, "robot/pose", "50"])
         else {
             return;
         };
@@ -1095,7 +1096,9 @@ fn typed_topic_across_pid_namespaces() {
         // Its node is alive for us although its pid means nothing here.
         let nodes = Node::list(&domain).unwrap();
         assert!(
-            nodes.iter().any(|n| n.name == "publisher" && n.state == NodeState::Alive),
+            nodes
+                .iter()
+                .any(|n| n.name == "publisher" && n.state == NodeState::Alive),
             "{nodes:?}"
         );
         send_line(&mut child);
@@ -1143,7 +1146,9 @@ fn killed_publisher_in_another_pid_namespace_is_cleaned_up() {
         // Its node is dead for us, and its slot and segment are reclaimed.
         let nodes = Node::list(&domain).unwrap();
         assert!(
-            nodes.iter().any(|n| n.name == "publisher_hang" && n.state == NodeState::Dead),
+            nodes
+                .iter()
+                .any(|n| n.name == "publisher_hang" && n.state == NodeState::Dead),
             "{nodes:?}"
         );
         let publisher = topic.publisher().create().unwrap();

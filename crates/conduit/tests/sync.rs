@@ -486,7 +486,12 @@ impl ShmRegion {
         os::allocate(&fd, LEN as u64);
         let map = Mapping::shared(&fd, LEN).expect("mmap");
         let path = format!("/dev/shm{name}");
-        ShmRegion { _fd: fd, map, name, path }
+        ShmRegion {
+            _fd: fd,
+            map,
+            name,
+            path,
+        }
     }
 }
 
@@ -535,7 +540,10 @@ fn lock_held_in_another_pid_namespace_is_never_taken_and_recovered_when_killed()
             s.mutex.lock_timeout(Duration::from_millis(300)),
             Err(conduit::sync::LockTimeoutError::Timeout)
         ));
-        assert!(!waiter.is_finished(), "lock() returned while the owner lives");
+        assert!(
+            !waiter.is_finished(),
+            "lock() returned while the owner lives"
+        );
         kill_namespace_init(&mut owner);
         waiter.join().unwrap();
     });
@@ -555,12 +563,17 @@ fn same_thread_id_in_two_pid_namespaces_is_not_the_same_owner() {
     // so their threads get the same ids.
     let mut owner = spawn_in_new_pid_namespace("hold_and_report_tid", &[&region.path, "7"]);
     let locked = read_report(&mut owner);
-    let owner_tid = locked.strip_prefix("locked ").expect("locked <tid>").to_owned();
+    let owner_tid = locked
+        .strip_prefix("locked ")
+        .expect("locked <tid>")
+        .to_owned();
     let mut contender = spawn_in_new_pid_namespace("contend", &[&region.path]);
     let contender_tid = read_report(&mut contender);
     let contender_tid = contender_tid.strip_prefix("tid ").expect("tid <tid>");
     if contender_tid != owner_tid {
-        println!("note: thread ids differ ({owner_tid} vs {contender_tid}); the collision is not exercised");
+        println!(
+            "note: thread ids differ ({owner_tid} vs {contender_tid}); the collision is not exercised"
+        );
     }
     assert_eq!(read_report(&mut contender), "try_lock would block");
     assert_eq!(read_report(&mut contender), "lock_timeout timeout");

@@ -121,7 +121,10 @@ fn pthread_robust_shared(n: u64) -> f64 {
     unsafe {
         let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
         assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
-        assert_eq!(pthread_mutexattr_setrobust(&mut attr, PTHREAD_MUTEX_ROBUST), 0);
+        assert_eq!(
+            pthread_mutexattr_setrobust(&mut attr, PTHREAD_MUTEX_ROBUST),
+            0
+        );
         assert_eq!(
             libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
             0

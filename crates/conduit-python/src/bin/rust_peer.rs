@@ -46,8 +46,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::builder().name("rust-peer").domain(domain).create()?;
     match role.as_str() {
         "echo" => {
-            let ping = node.service("py/ping").publish_subscribe::<[u8]>().open_or_create()?;
-            let pong = node.service("py/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let ping = node
+                .service("py/ping")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
+            let pong = node
+                .service("py/pong")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
             let sub = ping.subscriber().create()?;
             let publisher = pong.publisher().max_slice_len(1 << 16).create()?;
             ready();
@@ -129,8 +135,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             notifier.notify(id)?;
         }
         "bounce" => {
-            let ping = node.service("bench/ping").publish_subscribe::<[u8]>().open_or_create()?;
-            let pong = node.service("bench/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let ping = node
+                .service("bench/ping")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
+            let pong = node
+                .service("bench/pong")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
             let sub = ping.subscriber().create()?;
             let publisher = pong.publisher().max_slice_len(1 << 20).create()?;
             ready();
@@ -146,8 +158,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "measure" => {
             let size: usize = args.get(2).ok_or("measure needs a size")?.parse()?;
             let rounds: usize = args.get(3).ok_or("measure needs rounds")?.parse()?;
-            let ping = node.service("bench/ping").publish_subscribe::<[u8]>().open_or_create()?;
-            let pong = node.service("bench/pong").publish_subscribe::<[u8]>().open_or_create()?;
+            let ping = node
+                .service("bench/ping")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
+            let pong = node
+                .service("bench/pong")
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
             let sub = pong.subscriber().create()?;
             let publisher = ping.publisher().max_slice_len(1 << 20).create()?;
             let payload = vec![7u8; size];
@@ -171,7 +189,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "subscribe" => {
             let name = args.get(2).ok_or("subscribe needs a service")?;
             let count: usize = args.get(3).ok_or("subscribe needs a count")?.parse()?;
-            let svc = node.service(name).publish_subscribe::<[u8]>().open_or_create()?;
+            let svc = node
+                .service(name)
+                .publish_subscribe::<[u8]>()
+                .open_or_create()?;
             let sub = svc.subscriber().create()?;
             ready();
             for _ in 0..count {

@@ -554,7 +554,11 @@ impl<T: ShmSafe> RobustMutex<T> {
     /// NOT_RECOVERABLE (each of them must learn it).
     #[cold]
     fn release_slow(&self, tid: u32, to: u32) {
-        let to = if to == UNLOCKED { UNLOCKED } else { NOT_RECOVERABLE };
+        let to = if to == UNLOCKED {
+            UNLOCKED
+        } else {
+            NOT_RECOVERABLE
+        };
         let mut seen = self.state.load(Ordering::Relaxed);
         loop {
             if seen & OWNER_MASK != tid {

@@ -131,7 +131,11 @@ pub(crate) fn thread_head() -> usize {
             // SAFETY: the kernel returned the head this thread registered;
             // it lives as long as the thread (glibc's struct pthread).
             let offset = unsafe { core::ptr::addr_of!((*head).futex_offset).read_volatile() };
-            if offset == FUTEX_OFFSET { head as usize } else { 0 }
+            if offset == FUTEX_OFFSET {
+                head as usize
+            } else {
+                0
+            }
         }
         Ok(_) => {
             // Laid out as glibc's: a `prev` slot right before the head,

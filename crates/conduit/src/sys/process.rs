@@ -96,9 +96,8 @@ pub fn read_own_word(at: usize) -> Result<usize> {
     // SAFETY: the kernel writes at most `local.iov_len` bytes into
     // `value`, a live local; the remote address is only read by the
     // kernel, which reports an unmapped one as EFAULT.
-    let n = unsafe {
-        libc::process_vm_readv(process_id() as libc::pid_t, &local, 1, &remote, 1, 0)
-    };
+    let n =
+        unsafe { libc::process_vm_readv(process_id() as libc::pid_t, &local, 1, &remote, 1, 0) };
     if n == core::mem::size_of::<usize>() as isize {
         Ok(value)
     } else if n < 0 {
