@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
+use common::{child_command, read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::discovery::{ServiceEvent, ServiceId, ServiceWatch};
 use conduit::node::Node;
 use conduit::{Domain, ServiceKind};
@@ -90,6 +90,10 @@ fn dispatch(role: &str, args: &[String]) {
             println!("ready");
             if args.get(1).map(String::as_str) == Some("linger") {
                 std::thread::sleep(Duration::from_secs(60));
+            } else {
+                // Keep the services until the parent closes stdin, so
+                // that it sees all four appear before they go.
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
             }
         }
         other => panic!("unknown role {other}"),
@@ -104,10 +108,16 @@ fn services_of_another_process_appear_then_disappear_when_it_leaves() {
     let domain = unique("disc-leave");
     let watch = Domain::new(&domain).unwrap().watch().unwrap();
     assert_eq!(watch.try_events().unwrap(), [], "an empty domain");
-    let mut child: Child = spawn_child("creator", &[&domain]);
+    let mut child: Child = child_command("creator", &[&domain])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     assert_eq!(read_line(&mut child), "ready");
     let seen = collect(&watch, &appeared(&four()));
     assert_eq!(seen.len(), 4, "each service once: {seen:?}");
+    // Closing stdin lets the child drop its services and exit.
+    drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     // The child dropped its services on exit: their segments are removed.
     collect(&watch, &disappeared(&four()));
