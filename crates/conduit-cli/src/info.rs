@@ -300,9 +300,9 @@ fn reqres_info(d: &conduit::reqres::ServiceDetails, domain: &str, json: bool) ->
     println!("{} (request/response service)", paint(&s.name, Style::Bold));
     println!("  domain:      {domain}");
     println!("  segment:     {}", s.segment);
-    for (what, t, request) in [
-        ("request", &s.request, true),
-        ("response", &s.response, false),
+    for (what, t, header, request) in [
+        ("request", &s.request, &s.request_header, true),
+        ("response", &s.response, &s.response_header, false),
     ] {
         println!(
             "  {:<12} {} (element size {}, align {}, fingerprint {:016x})",
@@ -312,6 +312,12 @@ fn reqres_info(d: &conduit::reqres::ServiceDetails, domain: &str, json: bool) ->
             t.align,
             t.fingerprint
         );
+        if header.size != 0 {
+            println!(
+                "  {:<12} {} (size {}, align {}, fingerprint {:016x})",
+                "  header:", header.name, header.size, header.align, header.fingerprint
+            );
+        }
     }
     let q = &s.qos;
     println!(

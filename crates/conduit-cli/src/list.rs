@@ -237,6 +237,8 @@ pub fn reqres_json(s: &conduit::reqres::ServiceInfo) -> serde_json::Value {
         "request_kind": if s.request_is_slice { "slice" } else { "typed" },
         "response": type_json(&s.response),
         "response_kind": if s.response_is_slice { "slice" } else { "typed" },
+        "request_header": type_json(&s.request_header),
+        "response_header": type_json(&s.response_header),
         "qos": {
             "max_clients": q.max_clients,
             "max_servers": q.max_servers,

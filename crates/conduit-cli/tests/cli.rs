@@ -193,6 +193,26 @@ fn list_shows_request_response_services() {
     assert_eq!(v[0]["client_ports"][0]["awaiting"], 1, "{v:?}");
 }
 
+#[test]
+fn info_shows_request_response_user_headers() {
+    let d = Domain::new();
+    let node = d.node();
+    let _svc = node
+        .service("traced")
+        .request_response::<u64, u32>()
+        .request_header::<u16>()
+        .open_or_create()
+        .unwrap();
+    let v = json_lines(&d.run(&["info", "traced", "--json"]));
+    assert_eq!(v[0]["request_header"]["name"], "u16", "{v:?}");
+    assert_eq!(v[0]["request_header"]["size"], 2, "{v:?}");
+    assert_eq!(v[0]["response_header"]["size"], 0, "{v:?}");
+    let text = stdout(&d.run(&["info", "traced"]));
+    let headers: Vec<&str> = text.lines().filter(|l| l.contains("header:")).collect();
+    assert_eq!(headers.len(), 1, "only the request has one: {text}");
+    assert!(headers[0].contains("u16 (size 2, align 2"), "{text}");
+}
+
 /// Starts `conduit serve ARGS` and waits for its "serving" line.
 fn serve(d: &Domain, args: &[&str]) -> Child {
     let mut all = vec!["serve"];

@@ -266,6 +266,8 @@ fn reqres_config() -> crate::reqres::layout::StaticConfig {
         request_slice: false,
         response: TypeDesc::of(&<[u32; 3]>::LAYOUT),
         response_slice: true,
+        request_header: TypeDesc::of(&u32::LAYOUT),
+        response_header: TypeDesc::of(&crate::pool::NO_HEADER),
         qos: crate::reqres::Qos {
             max_clients: 3,
             active_requests: 5,

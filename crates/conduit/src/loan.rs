@@ -5,12 +5,16 @@
 //! The payload `P` is a `T: ShmSafe` or a slice `[T]` of the length asked
 //! for at the loan ([`Payload`]).
 //!
-//! One implementation for every port that loans payloads without a user
-//! header (request/response's [`Client`](crate::reqres::Client) and the
-//! responses of an [`ActiveRequest`](crate::reqres::ActiveRequest)); the
-//! patterns name it as they like ([`RequestUninit`](crate::reqres::RequestUninit),
+//! Each chunk also carries the lender's user header (`Lend::Header`,
+//! zeroed at the loan; [`NoHeader`](crate::service::NoHeader), zero-sized,
+//! when the service has none), reached through `header_mut`.
+//!
+//! One implementation for request/response's ports
+//! ([`Client`](crate::reqres::Client) and the responses of an
+//! [`ActiveRequest`](crate::reqres::ActiveRequest)); the patterns name it
+//! as they like ([`RequestUninit`](crate::reqres::RequestUninit),
 //! [`ResponseMut`](crate::reqres::ResponseMut), …). Publish/subscribe's
-//! samples add a user header and have their own types.
+//! samples predate it and have their own types.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -63,6 +67,8 @@ pub trait Lender<P: Payload + ?Sized>: sealed::Lend<P> {}
 pub(crate) mod sealed {
     /// The lender's steps a loan needs.
     pub trait Lend<P: ?Sized> {
+        /// The user header every chunk carries.
+        type Header: crate::shm::ShmSafe;
         /// What a successful send returns.
         type Sent<'o>
         where
@@ -81,6 +87,7 @@ struct Held<'o, O: Lender<P>, P: Payload + ?Sized> {
     owner: &'o O,
     chunk: Option<u32>,
     payload: NonNull<P::Element>,
+    header: NonNull<O::Header>,
     /// Elements (1 for a typed payload).
     len: usize,
 }
@@ -111,26 +118,40 @@ pub struct LoanMut<'o, O: Lender<P>, P: Payload + ?Sized>(Held<'o, O, P>);
 
 impl<'o, O: Lender<P>, P: Payload + ?Sized> LoanUninit<'o, O, P> {
     /// A loan of `chunk` of `owner`, whose payload of `len` elements is at
-    /// `payload`.
+    /// `payload` and whose user header is at `header` (zeroed here).
     ///
     /// # Safety
     ///
     /// `payload` is aligned for `P::Element`, `len` elements fit inside
     /// `chunk` of the owner's writable mapping, `len` is 1 for a typed
-    /// payload, and no one else reads or writes them until the loan is
-    /// sent or given back.
+    /// payload; `header` is aligned for `O::Header` and one of it fits in
+    /// the chunk without overlapping the payload; and no one else reads
+    /// or writes them until the loan is sent or given back.
     pub(crate) unsafe fn new(
         owner: &'o O,
         chunk: u32,
         payload: NonNull<P::Element>,
+        header: NonNull<O::Header>,
         len: usize,
     ) -> Self {
+        // SAFETY: aligned, in our chunk, exclusively ours (the contract
+        // above); zero bytes are a valid header (ShmSafe: every bit
+        // pattern is).
+        unsafe { header.as_ptr().write_bytes(0, 1) };
         LoanUninit(Held {
             owner,
             chunk: Some(chunk),
             payload,
+            header,
             len,
         })
+    }
+
+    /// The user header (zeroed at the loan).
+    pub fn header_mut(&mut self) -> &mut O::Header {
+        // SAFETY: aligned, in the chunk, exclusively ours while loaned
+        // (the contract of `new`), initialised (zeroed by `new`).
+        unsafe { self.0.header.as_mut() }
     }
 }
 
@@ -223,6 +244,18 @@ impl<'o, T: ShmSafe, O: Lender<[T]>> LoanUninit<'o, O, [T]> {
 }
 
 impl<'o, O: Lender<P>, P: Payload + ?Sized> LoanMut<'o, O, P> {
+    /// The user header (zeroed at the loan, then as written).
+    pub fn header_mut(&mut self) -> &mut O::Header {
+        // SAFETY: as in `LoanUninit::header_mut`.
+        unsafe { self.0.header.as_mut() }
+    }
+
+    /// The user header.
+    pub fn header(&self) -> &O::Header {
+        // SAFETY: as in `LoanUninit::header_mut`.
+        unsafe { self.0.header.as_ref() }
+    }
+
     /// The owner, the chunk and the length, taken out of the loan: the
     /// caller sends it another way, or gives it back.
     pub(crate) fn into_parts(mut self) -> (&'o O, u32, usize) {

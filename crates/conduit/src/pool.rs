@@ -339,6 +339,16 @@ impl Pool {
         unsafe { self.chunk(i).add(self.geometry.payload_offset).cast() }
     }
 
+    /// Chunk `i`'s user header.
+    #[inline]
+    pub(crate) fn user_header<H>(&self, i: u32) -> NonNull<H> {
+        // SAFETY: header_offset + size of the header ≤ payload_offset
+        // (geometry), aligned for the service's header type, which the
+        // caller's `H` is (checked with the service's types when it
+        // opened).
+        unsafe { self.chunk(i).add(self.geometry.header_offset).cast() }
+    }
+
     /// Removes the segment's name (the owner, on drop).
     pub(crate) fn unlink(&self) {
         let _ = self.segment.unlink();

@@ -124,10 +124,14 @@ pub enum AsyncRequestError {
     Io(#[from] io::Error),
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Server<Req, Resp, ReqH, RespH>
+{
     /// Waits for the next request. Must run inside a tokio runtime with IO
     /// enabled; cancel-safe (a request is taken only when it returns).
-    pub async fn receive_async(&self) -> Result<ActiveRequest<'_, Req, Resp>, AsyncRequestError> {
+    pub async fn receive_async(
+        &self,
+    ) -> Result<ActiveRequest<'_, Req, Resp, ReqH, RespH>, AsyncRequestError> {
         let afd = async_fd(self.fd_wake(), self.wake_fd())?;
         wait_on(afd, || self.try_receive().transpose())
             .await?
@@ -148,7 +152,9 @@ pub enum AsyncResponseError {
     Io(#[from] io::Error),
 }
 
-impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req, Resp> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    PendingResponse<'c, Req, Resp, ReqH, RespH>
+{
     /// Waits for the next response, or the end of the stream. Must run
     /// inside a tokio runtime with IO enabled; cancel-safe (a response is
     /// taken only when it returns). As the blocking
@@ -156,7 +162,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
     /// dead servers every [`LIVENESS_CHECK`](crate::reqres::LIVENESS_CHECK)
     /// (a timer descriptor, so no tokio time driver is needed): a server
     /// killed mid-stream ends it with [`ResponseError::ServerGone`].
-    pub async fn receive_async(&self) -> Result<Response<'c, Resp>, AsyncResponseError> {
+    pub async fn receive_async(&self) -> Result<Response<'c, Resp, RespH>, AsyncResponseError> {
         if let Some(r) = self.try_receive().transpose() {
             return r.map_err(AsyncResponseError::Response);
         }

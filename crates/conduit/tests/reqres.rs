@@ -92,6 +92,9 @@ fn dispatch(role: &str, args: &[String]) {
         // Serves a `[u8]` → `[u8]` service (below), not the typed one.
         return slice_server(node, svc);
     }
+    if role == "header-server" {
+        return header_server(node, svc);
+    }
     let service = service(&node, svc);
     match role {
         // Serves `count` requests, tagging responses with `tag`.
@@ -221,6 +224,64 @@ fn slice_server(node: Node, name: &str) {
             .write_from_fn(|i| len[i])
             .send()
             .unwrap();
+    }
+    println!("done");
+}
+
+/// The user header of a request in `headers_travel_both_ways_between_processes`.
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Trace {
+    seq: u64,
+    /// Sum of the payload's bytes, as the client computed it.
+    sum: u32,
+    flags: u16,
+    kind: u8,
+}
+
+/// The user header of a response there.
+#[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C, align(16))]
+struct Stamp {
+    /// The request's `Trace::seq`, echoed.
+    seq: u64,
+    /// The sum of the request's bytes, as the server computed it.
+    sum: u64,
+}
+
+/// A `[u8]` → `u64` service with a user header on both sides.
+fn header_service(node: &Node, name: &str) -> ReqResService<[u8], u64, Trace, Stamp> {
+    node.service(name)
+        .request_response::<[u8], u64>()
+        .request_header::<Trace>()
+        .response_header::<Stamp>()
+        .open_or_create()
+        .unwrap()
+}
+
+/// Answers each request with two responses whose headers echo the
+/// request's header (seq, the byte sum it computed) and whose payloads
+/// are the request's `flags` and `kind`; stops at a request of seq 0.
+fn header_server(node: Node, name: &str) {
+    let svc = header_service(&node, name);
+    let server = svc.server().create().unwrap();
+    println!("ready");
+    loop {
+        let active = server.receive().unwrap();
+        let trace = *active.header();
+        if trace.seq == 0 {
+            break;
+        }
+        let sum: u64 = active.iter().map(|&b| u64::from(b)).sum();
+        for value in [u64::from(trace.flags), u64::from(trace.kind)] {
+            let mut loan = active.loan_uninit().unwrap();
+            assert_eq!(*loan.header_mut(), Stamp::default(), "zeroed at loan");
+            *loan.header_mut() = Stamp {
+                seq: trace.seq,
+                sum,
+            };
+            loan.write(value).send().unwrap();
+        }
     }
     println!("done");
 }
@@ -1299,6 +1360,88 @@ fn dropping_a_pending_response_never_disconnects_a_later_request() {
         let (got, end) = collect(&b);
         assert_eq!(got.len(), 1);
         assert_eq!(end, ResponseError::EndOfStream);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn headers_travel_both_ways_between_processes() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = header_service(&node, "headers");
+        let client = svc.client().max_slice_len(300).create().unwrap();
+        // Every loan starts with a zeroed header, whatever the chunk held.
+        for _ in 0..8 {
+            let mut loan = client.loan_slice_uninit(1).unwrap();
+            assert_eq!(*loan.header_mut(), Trace::default());
+            loan.header_mut().seq = u64::MAX;
+        }
+        let mut server = spawn_child("header-server", &[&domain, "headers"]);
+        assert_eq!(read_line(&mut server), "ready");
+        for seq in 1..=40u64 {
+            let len = (seq as usize * 7) % 300;
+            let bytes: Vec<u8> = (0..len).map(|i| (i as u64 * 13 + seq) as u8).collect();
+            let sum: u32 = bytes.iter().map(|&b| u32::from(b)).sum();
+            let mut loan = client.loan_slice_uninit(len).unwrap();
+            *loan.header_mut() = Trace {
+                seq,
+                sum,
+                flags: seq as u16 * 3,
+                kind: seq as u8 ^ 0x5a,
+            };
+            let loan = loan.write_from_slice(&bytes);
+            assert_eq!(loan.header().seq, seq);
+            let pending = loan.send().unwrap();
+            for want in [u64::from(seq as u16 * 3), u64::from(seq as u8 ^ 0x5a)] {
+                let response = pending.receive_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(
+                    *response.header(),
+                    Stamp {
+                        seq,
+                        sum: u64::from(sum)
+                    },
+                    "request {seq}"
+                );
+                assert_eq!(*response, want, "request {seq}");
+            }
+            assert_eq!(pending.receive().unwrap_err(), ResponseError::EndOfStream);
+        }
+        // A header type is part of the service's type: another one, or
+        // none, is refused by name.
+        let err = node
+            .service("headers")
+            .request_response::<[u8], u64>()
+            .request_header::<Stamp>()
+            .response_header::<Stamp>()
+            .open()
+            .unwrap_err();
+        match &err {
+            ServiceError::IncompatibleType {
+                existing,
+                requested,
+                ..
+            } => {
+                assert!(existing.contains("with header Trace"), "{err}");
+                assert!(requested.contains("with header Stamp"), "{err}");
+            }
+            other => panic!("expected IncompatibleType, got {other:?}"),
+        }
+        let err = node
+            .service("headers")
+            .request_response::<[u8], u64>()
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::IncompatibleType { .. }),
+            "{err}"
+        );
+        let mut stop = client.loan_slice_uninit(0).unwrap();
+        stop.header_mut().seq = 0;
+        drop(stop.write_from_slice(&[]).send().unwrap());
+        assert_eq!(read_line(&mut server), "done");
+        assert!(server.wait().unwrap().success());
     }
     assert_clean(&domain);
 }

@@ -193,8 +193,6 @@ mod loom_tests;
 
 use std::sync::atomic::AtomicU64;
 
-use crate::shm::{ShmSafe, TypeLayout};
-
 pub use publisher::{
     LoanError, Publisher, PublisherBuilder, PublisherCreateError, SampleMut, SampleUninit,
     SendError, SendOrLoanError,
@@ -214,15 +212,9 @@ pub use service::{
 /// What a service carries (the service core's, shared by every pattern).
 pub use crate::service::Payload;
 
-/// The user header of services that have none (zero-sized).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct NoHeader;
-
-// SAFETY: zero-sized, no pointers, every (empty) bit pattern is valid.
-unsafe impl ShmSafe for NoHeader {
-    const LAYOUT: TypeLayout = TypeLayout::leaf("NoHeader", 0, 1);
-}
+/// The user header of services that have none (the service core's,
+/// shared by every pattern).
+pub use crate::service::NoHeader;
 
 /// The data segment name of publisher `id` (inside the domain).
 pub fn data_segment_name(id: crate::service::PortId) -> String {

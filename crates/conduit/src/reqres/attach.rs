@@ -5,6 +5,7 @@
 //! for all its pending responses: readable when a response (or the end of
 //! a stream) may have arrived for any of them.
 
+use crate::shm::ShmSafe;
 use std::os::fd::BorrowedFd;
 
 use super::{Client, PendingResponse, Server};
@@ -12,7 +13,9 @@ use crate::service::Payload;
 use crate::sys::Errno;
 use crate::waitset::Attachable;
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Server<Req, Resp, ReqH, RespH>
+{
     /// The wake-up descriptor (created on first call): readable when a
     /// request may be waiting. After it was reported readable, call
     /// [`try_receive`](Self::try_receive) until it returns `None` (which
@@ -30,7 +33,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Client<Req, Resp, ReqH, RespH>
+{
     #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
     pub(crate) fn cleanup_dead_ports(&self) {
         self.service.cleanup_dead_ports();
@@ -53,7 +58,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Attachable for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Attachable
+    for Server<Req, Resp, ReqH, RespH>
+{
     /// # Panics
     ///
     /// If the wake-up descriptor cannot be created (out of descriptors);
@@ -65,7 +72,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Attachable for Server<Req, R
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Attachable for PendingResponse<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Attachable
+    for PendingResponse<'_, Req, Resp, ReqH, RespH>
+{
     /// The client's descriptor ([`Client::wake_fd`]).
     ///
     /// # Panics

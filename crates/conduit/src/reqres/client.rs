@@ -9,6 +9,7 @@
 //! response queue is filed under its request here, so one poll serves
 //! every pending response of the client.
 
+use crate::service::NoHeader;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -103,14 +104,21 @@ pub enum ResponseError {
 }
 
 /// Configures a [`Client`].
-pub struct ClientBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct ClientBuilder<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     service: Arc<ServiceInner>,
     spin: Spin,
     max_slice_len: usize,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ClientBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for ClientBuilder<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("service", &self.service.config.name)
@@ -118,7 +126,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ClientBu
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ClientBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    ClientBuilder<Req, Resp, ReqH, RespH>
+{
     pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
         ClientBuilder {
             service,
@@ -144,12 +154,12 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ClientBuilder<Req, Resp> {
     }
 
     /// Creates the client (its request pool) and registers it.
-    pub fn create(self) -> Result<Client<Req, Resp>, ClientCreateError> {
+    pub fn create(self) -> Result<Client<Req, Resp, ReqH, RespH>, ClientCreateError> {
         let svc = self.service;
         let qos = svc.config.qos;
         let chunks = qos.client_chunks();
         let max_len = if Req::IS_SLICE { self.max_slice_len } else { 1 };
-        let geometry = super::geometry(chunks, max_len, &Req::Element::LAYOUT)
+        let geometry = super::geometry(chunks, max_len, &Req::Element::LAYOUT, &ReqH::LAYOUT)
             .ok_or(ClientCreateError::TypeTooLarge)?;
         // SAFETY: `service` (the same Arc) is a field of the client and
         // outlives every use of `view` and of the connections and words
@@ -278,7 +288,12 @@ impl ClientState {
 
 /// Sends requests of a request/response service and receives their
 /// responses. Not `Sync`: use one client per thread.
-pub struct Client<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct Client<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     state: RefCell<ClientState>,
     slot: usize,
     id: u64,
@@ -295,10 +310,12 @@ pub struct Client<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
     pub(super) service: Arc<ServiceInner>,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for Client<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("service", &self.service.config.name)
@@ -312,9 +329,14 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Client<R
 // of the service, the Arcs of the servers' pools) that move with it;
 // shared words are atomics; process-local state is in a RefCell, which is
 // Send. Not Sync.
-unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Send for Client<Req, Resp> {}
+unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Send
+    for Client<Req, Resp, ReqH, RespH>
+{
+}
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Drop
+    for Client<Req, Resp, ReqH, RespH>
+{
     fn drop(&mut self) {
         for w in self.pending_words {
             w.store(0, Ordering::Release);
@@ -346,7 +368,9 @@ enum Polled {
     Ended(ResponseError),
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Client<Req, Resp, ReqH, RespH>
+{
     /// This client's id.
     pub fn id(&self) -> PortId {
         PortId(self.id)
@@ -383,16 +407,26 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     }
 
     /// Loans a chunk for a request of `len` elements (1 when typed).
-    fn loan_raw(&self, len: usize) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+    fn loan_raw(&self, len: usize) -> Result<RequestUninit<'_, Req, Resp, ReqH, RespH>, LoanError> {
         let max = self.pool.geometry.max_len;
         if len > max {
             return Err(LoanError::SliceTooLong { len, max });
         }
         let chunk = self.take_chunk()?;
         // SAFETY: the payload of our chunk, aligned for the element
-        // (geometry), room for `max_len ≥ len` elements, 1 when typed;
-        // exclusively ours while loaned (no server holds it).
-        Ok(unsafe { LoanUninit::new(self, chunk, self.pool.payload(chunk), len) })
+        // (geometry), room for `max_len ≥ len` elements, 1 when typed; the
+        // user header before it, aligned for ReqH (the geometry was made
+        // from the service's request header type); exclusively ours while
+        // loaned (no server holds it).
+        Ok(unsafe {
+            LoanUninit::new(
+                self,
+                chunk,
+                self.pool.payload(chunk),
+                self.pool.user_header(chunk),
+                len,
+            )
+        })
     }
 
     #[inline]
@@ -420,6 +454,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
                     let pool = PeerPool {
                         chunks: core.config.qos.server_chunks(),
                         element: &Resp::Element::LAYOUT,
+                        header: &RespH::LAYOUT,
                         slice: Resp::IS_SLICE,
                     };
                     Inbound::take_up(self.responses_col[s], self.id, sid, core, pool)
@@ -657,7 +692,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         &self,
         chunk: u32,
         len: usize,
-    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+    ) -> Result<PendingResponse<'_, Req, Resp, ReqH, RespH>, RequestSendError> {
         let (slot, id) = self.send_request(chunk, len, true, None)?;
         Ok(PendingResponse {
             client: self,
@@ -680,7 +715,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         chunk: u32,
         len: usize,
         to: PortId,
-    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+    ) -> Result<PendingResponse<'_, Req, Resp, ReqH, RespH>, RequestSendError> {
         let (slot, id) = self.send_request(chunk, len, true, Some(to.0))?;
         Ok(PendingResponse {
             client: self,
@@ -761,7 +796,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
     }
 }
 
-impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> LoanMut<'c, Client<Req, Resp>, Req> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    LoanMut<'c, Client<Req, Resp, ReqH, RespH>, Req>
+{
     /// Sends the request to server `server` only (one of
     /// [`Client::server_ids`]; every response comes from it). On error
     /// ([`RequestSendError::NoSuchServer`]) the chunk goes back to the
@@ -769,7 +806,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> LoanMut<'c, Client<Req, 
     pub fn send_to(
         self,
         server: PortId,
-    ) -> Result<PendingResponse<'c, Req, Resp>, RequestSendError> {
+    ) -> Result<PendingResponse<'c, Req, Resp, ReqH, RespH>, RequestSendError> {
         let (client, chunk, len) = self.into_parts();
         client
             .send_to(chunk, len, server)
@@ -811,18 +848,26 @@ pub enum SendOrLoanError {
 
 /// A loaned request chunk whose payload is not initialised yet. Dropping
 /// it gives the chunk back unsent.
-pub type RequestUninit<'c, Req, Resp> = LoanUninit<'c, Client<Req, Resp>, Req>;
+pub type RequestUninit<'c, Req, Resp, ReqH = NoHeader, RespH = NoHeader> =
+    LoanUninit<'c, Client<Req, Resp, ReqH, RespH>, Req>;
 
 /// A loaned, initialised request, ready to [`send`](LoanMut::send) to
 /// every connected server (which returns its [`PendingResponse`]). On
 /// error the chunk goes back to the pool.
-pub type RequestMut<'c, Req, Resp> = LoanMut<'c, Client<Req, Resp>, Req>;
+pub type RequestMut<'c, Req, Resp, ReqH = NoHeader, RespH = NoHeader> =
+    LoanMut<'c, Client<Req, Resp, ReqH, RespH>, Req>;
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lender<Req> for Client<Req, Resp> {}
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Lender<Req>
+    for Client<Req, Resp, ReqH, RespH>
+{
+}
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lend<Req> for Client<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Lend<Req>
+    for Client<Req, Resp, ReqH, RespH>
+{
+    type Header = ReqH;
     type Sent<'c>
-        = PendingResponse<'c, Req, Resp>
+        = PendingResponse<'c, Req, Resp, ReqH, RespH>
     where
         Self: 'c;
     type Error = RequestSendError;
@@ -835,19 +880,24 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lend<Req> for Client<Req, Re
         &self,
         chunk: u32,
         len: usize,
-    ) -> Result<PendingResponse<'_, Req, Resp>, RequestSendError> {
+    ) -> Result<PendingResponse<'_, Req, Resp, ReqH, RespH>, RequestSendError> {
         self.send(chunk, len)
     }
 }
 
-impl<Req: ShmSafe, Resp: Payload + ?Sized> Client<Req, Resp> {
+impl<Req: ShmSafe, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Client<Req, Resp, ReqH, RespH>
+{
     /// Loans a chunk for a request.
-    pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp>, LoanError> {
+    pub fn loan_uninit(&self) -> Result<RequestUninit<'_, Req, Resp, ReqH, RespH>, LoanError> {
         self.loan_raw(1)
     }
 
     /// Copies `value` into a loaned chunk and sends it.
-    pub fn send_copy(&self, value: Req) -> Result<PendingResponse<'_, Req, Resp>, SendOrLoanError> {
+    pub fn send_copy(
+        &self,
+        value: Req,
+    ) -> Result<PendingResponse<'_, Req, Resp, ReqH, RespH>, SendOrLoanError> {
         Ok(self.loan_uninit()?.write(value).send()?)
     }
 
@@ -858,10 +908,15 @@ impl<Req: ShmSafe, Resp: Payload + ?Sized> Client<Req, Resp> {
     }
 }
 
-impl<T: ShmSafe, Resp: Payload + ?Sized> Client<[T], Resp> {
+impl<T: ShmSafe, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Client<[T], Resp, ReqH, RespH>
+{
     /// Loans a chunk for a slice request of `len` elements (at most the
     /// client's `max_slice_len`: else [`LoanError::SliceTooLong`]).
-    pub fn loan_slice_uninit(&self, len: usize) -> Result<RequestUninit<'_, [T], Resp>, LoanError> {
+    pub fn loan_slice_uninit(
+        &self,
+        len: usize,
+    ) -> Result<RequestUninit<'_, [T], Resp, ReqH, RespH>, LoanError> {
         self.loan_raw(len)
     }
 
@@ -869,7 +924,7 @@ impl<T: ShmSafe, Resp: Payload + ?Sized> Client<[T], Resp> {
     pub fn send_slice_copy(
         &self,
         values: &[T],
-    ) -> Result<PendingResponse<'_, [T], Resp>, SendOrLoanError>
+    ) -> Result<PendingResponse<'_, [T], Resp, ReqH, RespH>, SendOrLoanError>
     where
         T: Copy,
     {
@@ -885,14 +940,20 @@ impl<T: ShmSafe, Resp: Payload + ?Sized> Client<[T], Resp> {
 /// turns false) and gives back the responses not taken.
 ///
 /// [`ActiveRequest::is_connected`]: super::ActiveRequest::is_connected
-pub struct PendingResponse<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
-    client: &'c Client<Req, Resp>,
+pub struct PendingResponse<
+    'c,
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
+    client: &'c Client<Req, Resp, ReqH, RespH>,
     slot: usize,
     id: u64,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
-    for PendingResponse<'_, Req, Resp>
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for PendingResponse<'_, Req, Resp, ReqH, RespH>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingResponse")
@@ -901,15 +962,19 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for PendingResponse<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Drop
+    for PendingResponse<'_, Req, Resp, ReqH, RespH>
+{
     fn drop(&mut self) {
         self.client.forget(self.slot, self.id);
     }
 }
 
-impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req, Resp> {
+impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    PendingResponse<'c, Req, Resp, ReqH, RespH>
+{
     /// The client that sent the request.
-    pub fn client(&self) -> &'c Client<Req, Resp> {
+    pub fn client(&self) -> &'c Client<Req, Resp, ReqH, RespH> {
         self.client
     }
 
@@ -923,7 +988,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
     /// stream and every response was taken: `Err` with
     /// [`ResponseError::EndOfStream`], [`ResponseError::Unanswered`] or
     /// [`ResponseError::ServerGone`], again on every later call.
-    pub fn try_receive(&self) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+    pub fn try_receive(&self) -> Result<Option<Response<'c, Resp, RespH>>, ResponseError> {
         let client = self.client;
         if client.fd_wake.is_active() {
             // Through the wake-up descriptor's protocol: re-arms it when
@@ -939,7 +1004,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
         self.try_receive_plain()
     }
 
-    fn try_receive_plain(&self) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+    fn try_receive_plain(&self) -> Result<Option<Response<'c, Resp, RespH>>, ResponseError> {
         match self.client.poll(self.slot, self.id) {
             Polled::Response(b) => Ok(Some(self.response(b))),
             Polled::Nothing => Ok(None),
@@ -947,9 +1012,10 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
         }
     }
 
-    fn response(&self, b: Buffered) -> Response<'c, Resp> {
+    fn response(&self, b: Buffered) -> Response<'c, Resp, RespH> {
         Response {
             payload: b.pool.payload(b.chunk),
+            header: b.pool.user_header(b.chunk),
             len: b.len,
             returns: &self.client.responses_col,
             state: &self.client.state,
@@ -961,7 +1027,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
     /// Waits for the next response (or the end of the stream) for as long
     /// as it takes; while it sleeps it looks for dead servers every
     /// [`LIVENESS_CHECK`].
-    pub fn receive(&self) -> Result<Response<'c, Resp>, ResponseError> {
+    pub fn receive(&self) -> Result<Response<'c, Resp, RespH>, ResponseError> {
         loop {
             if let Some(r) = self.receive_inner(None)? {
                 return Ok(r);
@@ -971,7 +1037,10 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
 
     /// As [`receive`](Self::receive), for at most `timeout`
     /// ([`ResponseError::Timeout`]).
-    pub fn receive_timeout(&self, timeout: Duration) -> Result<Response<'c, Resp>, ResponseError> {
+    pub fn receive_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Response<'c, Resp, RespH>, ResponseError> {
         self.receive_inner(Some(timeout))?
             .ok_or(ResponseError::Timeout(timeout))
     }
@@ -979,7 +1048,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
     fn receive_inner(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<Option<Response<'c, Resp>>, ResponseError> {
+    ) -> Result<Option<Response<'c, Resp, RespH>>, ResponseError> {
         let client = self.client;
         let event = &client.view.client_slots()[client.slot].event;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -1004,17 +1073,18 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'c, Req,
 
 /// A received response: a read-only view of the server's chunk. Dropping
 /// it returns the chunk to the server.
-pub struct Response<'c, Resp: Payload + ?Sized> {
+pub struct Response<'c, Resp: Payload + ?Sized, RespH: ShmSafe = NoHeader> {
     payload: NonNull<Resp::Element>,
+    header: NonNull<RespH>,
     /// Elements (1 for a typed response).
     len: usize,
     returns: &'c [Conn<'static>],
     state: &'c RefCell<ClientState>,
     buffered: Option<Buffered>,
-    _types: PhantomData<fn() -> *const Resp>,
+    _types: PhantomData<(fn() -> *const Resp, fn() -> RespH)>,
 }
 
-impl<Resp: Payload + ?Sized> std::fmt::Debug for Response<'_, Resp> {
+impl<Resp: Payload + ?Sized, RespH: ShmSafe> std::fmt::Debug for Response<'_, Resp, RespH> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Response")
             .field("server", &self.server_id())
@@ -1022,7 +1092,7 @@ impl<Resp: Payload + ?Sized> std::fmt::Debug for Response<'_, Resp> {
     }
 }
 
-impl<Resp: Payload + ?Sized> Drop for Response<'_, Resp> {
+impl<Resp: Payload + ?Sized, RespH: ShmSafe> Drop for Response<'_, Resp, RespH> {
     fn drop(&mut self) {
         if let Some(b) = self.buffered.take() {
             let mut st = self.state.borrow_mut();
@@ -1031,14 +1101,26 @@ impl<Resp: Payload + ?Sized> Drop for Response<'_, Resp> {
     }
 }
 
-impl<Resp: Payload + ?Sized> Response<'_, Resp> {
+impl<Resp: Payload + ?Sized, RespH: ShmSafe> Response<'_, Resp, RespH> {
     /// The id of the server that sent it.
     pub fn server_id(&self) -> PortId {
         PortId(self.buffered.as_ref().map_or(0, |b| b.server_id))
     }
+
+    /// The response's user header (the service's
+    /// [`response_header`](super::ReqResBuilder::response_header) type;
+    /// [`NoHeader`] if it has none), as the server wrote it.
+    pub fn header(&self) -> &RespH {
+        // SAFETY: the header lies in the chunk, at the pool's
+        // `header_offset`, aligned for RespH (the server's geometry, made
+        // from the service's response header type and checked when we
+        // mapped its pool); read-only mapping held by our Arc; RespH is
+        // valid for every bit pattern (ShmSafe).
+        unsafe { self.header.as_ref() }
+    }
 }
 
-impl<T: ShmSafe> std::ops::Deref for Response<'_, T> {
+impl<T: ShmSafe, RespH: ShmSafe> std::ops::Deref for Response<'_, T, RespH> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the chunk index was bounds-checked against the server's
@@ -1050,7 +1132,7 @@ impl<T: ShmSafe> std::ops::Deref for Response<'_, T> {
     }
 }
 
-impl<T: ShmSafe> std::ops::Deref for Response<'_, [T]> {
+impl<T: ShmSafe, RespH: ShmSafe> std::ops::Deref for Response<'_, [T], RespH> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: as for a typed response; `len` was checked against the

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! 0      ServiceHeader line (service core): removed | generation[CLIENTS] | generation[SERVERS]
-//! 64     config: 80 × u64 (CONFIG_WORDS; written before READY, never changed; words 0..34 are
+//! 64     config: 120 × u64 (CONFIG_WORDS; written before READY, never changed; words 0..34 are
 //!        the core's; 34..54 request TypeDesc, 54..74 response TypeDesc, 74..79 QoS,
-//!        79 payload kinds: bit 0 request is a slice `[T]`, bit 1 response is a slice)
-//! 704    client slot × max_clients: one line of PortSlot, then the pending words
+//!        79 payload kinds: bit 0 request is a slice `[T]`, bit 1 response is a slice,
+//!        80..100 request user header TypeDesc, 100..120 response user header TypeDesc)
+//! 1024   client slot × max_clients: one line of PortSlot, then the pending words
 //!        (active_requests × u64, rounded up to 64 B): stride 64 + round64(8 × active_requests)
 //! S      server slot × max_servers (64 B each: PortSlot)
 //! Q      request connection × (max_clients × max_servers), row-major by client slot:
@@ -45,10 +46,11 @@
 //! # Static configuration words
 //!
 //! Words `0..34` (format, name length, name) are the core's
-//! (`service::config`); the format word is `0x5252_0002` (format 2: the
-//! chunk meta word carries the element count and the no-response and
-//! dropped flags, and word 79 the payload kinds; a process of format 1
-//! cannot open the service and says so).
+//! (`service::config`); the format word is `0x5252_0003` (format 3: words
+//! 80..120 name the user header types; format 2 added the element count
+//! and the no-response and dropped flags to the chunk meta word and word
+//! 79's payload kinds; a process of an older format cannot open the
+//! service and says so).
 //!
 //! | words | content |
 //! |---|---|
@@ -56,6 +58,8 @@
 //! | 54..74 | response type: the same |
 //! | 74..79 | QoS: max_clients, max_servers, active_requests, response_buffer, max_loans |
 //! | 79 | payload kinds: bit 0 the request is a slice `[T]`, bit 1 the response is; other bits must be 0 |
+//! | 80..100 | request user header type (the same encoding as 34..54; `NoHeader`, size 0, when there is none) |
+//! | 100..120 | response user header type |
 //!
 //! Decoding (`StaticConfig`'s `PatternConfig::read`) validates the format,
 //! the QoS ranges ([`Qos::validate`]) and the type alignments; the core
@@ -106,11 +110,11 @@ pub(crate) const CLIENTS: usize = 0;
 pub(crate) const SERVERS: usize = 1;
 
 /// Format word of the static configuration.
-pub(crate) const FORMAT: u64 = 0x5252_0002;
+pub(crate) const FORMAT: u64 = 0x5252_0003;
 /// Fingerprint of the service segment format.
 pub(crate) const SERVICE_FINGERPRINT: u64 = 0x5252_5356_4300_0001;
 /// Words of the static configuration.
-pub(crate) const CONFIG_WORDS: usize = 80;
+pub(crate) const CONFIG_WORDS: usize = 120;
 
 /// Most clients, and most servers, of one service (chunk holders are a
 /// 64-bit mask per port).
@@ -227,6 +231,11 @@ pub(crate) struct StaticConfig {
     pub(crate) response: TypeDesc,
     /// The response is a slice `[T]` of the response element type.
     pub(crate) response_slice: bool,
+    /// The requests' user header ([`NoHeader`](crate::service::NoHeader)
+    /// when there is none).
+    pub(crate) request_header: TypeDesc,
+    /// The responses' user header.
+    pub(crate) response_header: TypeDesc,
     pub(crate) qos: Qos,
 }
 
@@ -235,7 +244,10 @@ const W_RESPONSE: usize = W_REQUEST + TypeDesc::words(16); // 20 words
 const W_QOS: usize = W_RESPONSE + TypeDesc::words(16); // 5 words
 const _: () = assert!(W_REQUEST == 34 && W_RESPONSE == 54 && W_QOS == 74);
 const W_KINDS: usize = W_QOS + 5; // 1 word
-const _: () = assert!(W_KINDS < CONFIG_WORDS);
+const W_REQUEST_HEADER: usize = W_KINDS + 1; // 20 words
+const W_RESPONSE_HEADER: usize = W_REQUEST_HEADER + TypeDesc::words(16); // 20 words
+const _: () = assert!(W_REQUEST_HEADER == 80 && W_RESPONSE_HEADER == 100);
+const _: () = assert!(W_RESPONSE_HEADER + TypeDesc::words(16) == CONFIG_WORDS);
 
 impl PatternConfig for StaticConfig {
     fn check_compatible(
@@ -245,6 +257,8 @@ impl PatternConfig for StaticConfig {
     ) -> Result<(), ServiceError> {
         let same = self.request == wanted.request
             && self.response == wanted.response
+            && self.request_header == wanted.request_header
+            && self.response_header == wanted.response_header
             && self.request_slice == wanted.request_slice
             && self.response_slice == wanted.response_slice;
         let mut c = Compat::types(&self.name, requested, same, || (self.kind(), wanted.kind()))?;
@@ -275,7 +289,10 @@ impl PatternConfig for StaticConfig {
             .count(q.response_buffer)
             .count(q.max_loans);
         c.word(u64::from(self.request_slice) | u64::from(self.response_slice) << 1);
-        debug_assert_eq!(c.position(), W_KINDS + 1);
+        debug_assert_eq!(c.position(), W_REQUEST_HEADER);
+        c.type_desc(&self.request_header, 16)
+            .type_desc(&self.response_header, 16);
+        debug_assert_eq!(c.position(), CONFIG_WORDS);
         Ok(())
     }
 
@@ -296,7 +313,11 @@ impl PatternConfig for StaticConfig {
         if kinds > 3 {
             return Err(format!("unknown payload kinds {kinds:#x}"));
         }
+        let request_header = c.type_desc(16, "request header")?;
+        let response_header = c.type_desc(16, "response header")?;
         Ok(StaticConfig {
+            request_header,
+            response_header,
             name,
             request,
             request_slice: kinds & 1 != 0,
@@ -316,10 +337,19 @@ impl StaticConfig {
                 t.to_string()
             }
         };
+        let header = |t: &TypeDesc| {
+            if *t == TypeDesc::of(&crate::pool::NO_HEADER) {
+                String::new()
+            } else {
+                format!(" with header {t}")
+            }
+        };
         format!(
-            "requests {} and responses {}",
+            "requests {}{} and responses {}{}",
             kind(&self.request, self.request_slice),
-            kind(&self.response, self.response_slice)
+            header(&self.request_header),
+            kind(&self.response, self.response_slice),
+            header(&self.response_header)
         )
     }
 }

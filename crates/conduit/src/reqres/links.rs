@@ -30,6 +30,8 @@ pub(super) struct Inbound {
 pub(super) struct PeerPool<'a> {
     pub(super) chunks: usize,
     pub(super) element: &'a TypeLayout,
+    /// The user header type.
+    pub(super) header: &'a TypeLayout,
     pub(super) slice: bool,
 }
 
@@ -48,9 +50,19 @@ impl Inbound {
             let PeerPool {
                 chunks,
                 element,
+                header,
                 slice,
             } = pool;
-            super::open_pool(&core.domain, permissions, peer, chunks, element, slice).ok()
+            super::open_pool(
+                &core.domain,
+                permissions,
+                peer,
+                chunks,
+                element,
+                header,
+                slice,
+            )
+            .ok()
         })?;
         Some(Inbound {
             peer,

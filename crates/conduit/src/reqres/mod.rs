@@ -86,15 +86,18 @@
 //! # Data segment of a client or server `rrp.<id>` (data area)
 //!
 //! The chunk pool format of `crate::pool` (shared with publish/subscribe;
-//! its module docs have the byte layout), with one element, no user
-//! header (`max_len` = 1, `header_offset` = 16) and this chunk header:
+//! its module docs have the byte layout), with the user header of the
+//! port's side (requests for a client's pool, responses for a server's;
+//! [`NoHeader`](crate::service::NoHeader), zero-sized, when the service
+//! has none) and this chunk header:
 //!
 //! ```text
 //! 0      PoolHeader (128 B): id | chunks | chunk_size | chunks_offset | header_offset
-//!                            | payload_offset | max_len (1) | element_size | node_id
+//!                            | payload_offset | max_len (1, or the port's max_slice_len) | element_size | node_id
 //! C      chunk × chunks (chunk_size each; C places the first chunk at an absolute multiple of the chunk alignment)
-//! chunk: +0 ChunkHeader (request_id: u64, request slot: u64, bit 63 = no response wanted) | payload at payload_offset
-//!        (payload_offset = round_up(16, max(align, 8)): 16, or the type's alignment if larger)
+//! chunk: +0 ChunkHeader (request_id: u64, meta word: u64, see `meta`)
+//!        +header_offset  user header H (header_offset = round_up(16, align H); zeroed at each loan)
+//!        +payload_offset payload (payload_offset = round_up(header_offset + size H, max(align, 8)))
 //! ```
 //!
 //! The header is written once, before the segment is ready; a reader
@@ -118,8 +121,8 @@
 //!
 //! # Not yet
 //!
-//! User headers, overflow policies for requests and responses (today a full
-//! response buffer is `BufferFull`, and a request queue cannot fill),
+//! Overflow policies for requests and responses (today a full response
+//! buffer is `BufferFull`, and a request queue cannot fill),
 //! and a server's (client's) last words: what it sent is
 //! lost when it exits before its peer mapped its pool (wait for
 //! [`Server::undelivered`] / [`Client::in_flight`] to reach 0 first, as
@@ -238,12 +241,17 @@ const _: () = assert!(size_of::<ChunkHeader>() == crate::pool::CHUNK_HEADER_SIZE
 
 /// The pool geometry of `chunks` chunks of up to `max_len` elements of
 /// `element` (no user header); `None` on overflow.
-pub(crate) fn geometry(chunks: usize, max_len: usize, element: &TypeLayout) -> Option<Geometry> {
-    if !element.align.is_power_of_two() || element.align > 4096 || max_len > MAX_SLICE_LEN {
+pub(crate) fn geometry(
+    chunks: usize,
+    max_len: usize,
+    element: &TypeLayout,
+    header: &TypeLayout,
+) -> Option<Geometry> {
+    let bad = |t: &TypeLayout| !t.align.is_power_of_two() || t.align > 4096;
+    if bad(element) || bad(header) || max_len > MAX_SLICE_LEN {
         return None;
     }
-    Geometry::new(chunks, max_len, element, &crate::pool::NO_HEADER)
-        .filter(|g| g.data_size().is_some())
+    Geometry::new(chunks, max_len, element, header).filter(|g| g.data_size().is_some())
 }
 
 /// Wakes the port in `slot` after a delivery or a change it must see:
@@ -266,18 +274,12 @@ pub(crate) fn open_pool(
     id: u64,
     chunks: usize,
     payload: &TypeLayout,
+    header: &TypeLayout,
     slice: bool,
 ) -> Result<Pool, String> {
-    let pool = Pool::open(
-        domain,
-        permissions,
-        POOL,
-        id,
-        payload,
-        &crate::pool::NO_HEADER,
-    )?;
+    let pool = Pool::open(domain, permissions, POOL, id, payload, header)?;
     let max_len = if slice { pool.geometry.max_len } else { 1 };
-    let expected = geometry(chunks, max_len, payload).ok_or("geometry overflows")?;
+    let expected = geometry(chunks, max_len, payload, header).ok_or("geometry overflows")?;
     if pool.geometry != expected {
         return Err(format!(
             "data segment geometry {:?} differs from the expected {expected:?}",
@@ -294,8 +296,12 @@ pub(crate) const POOL: crate::pool::PoolKind = crate::pool::PoolKind {
 };
 
 /// Type marker of ports and samples: covariant, `Send` whatever the types.
-pub(crate) type Types<Req, Resp> =
-    core::marker::PhantomData<(fn() -> *const Req, fn() -> *const Resp)>;
+pub(crate) type Types<Req, Resp, ReqH, RespH> = core::marker::PhantomData<(
+    fn() -> *const Req,
+    fn() -> *const Resp,
+    fn() -> ReqH,
+    fn() -> RespH,
+)>;
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -305,15 +311,33 @@ mod tests {
     #[test]
     fn geometry_aligns_payloads_and_rejects_overflow() {
         for layout in [u8::LAYOUT, u64::LAYOUT, <[u64; 9]>::LAYOUT] {
-            let g = geometry(5, 1, &layout).unwrap();
+            let g = geometry(5, 1, &layout, &crate::pool::NO_HEADER).unwrap();
             assert_eq!(g.chunk_size % 64, 0);
             assert_eq!(g.payload_offset % layout.align.max(16), 0);
             assert!(g.payload_offset + layout.size <= g.chunk_size);
             assert_eq!((g.chunks_offset + crate::shm::HEADER_SIZE) % 64, 0);
         }
-        assert!(geometry(usize::MAX / 64, 1, &u64::LAYOUT).is_none());
-        assert!(geometry(2, MAX_SLICE_LEN + 1, &u8::LAYOUT).is_none());
-        let g = geometry(3, 100, &u16::LAYOUT).unwrap();
+        assert!(geometry(usize::MAX / 64, 1, &u64::LAYOUT, &crate::pool::NO_HEADER).is_none());
+        assert!(geometry(2, MAX_SLICE_LEN + 1, &u8::LAYOUT, &crate::pool::NO_HEADER).is_none());
+        let g = geometry(3, 100, &u16::LAYOUT, &crate::pool::NO_HEADER).unwrap();
         assert!(g.payload_offset + 200 <= g.chunk_size);
+    }
+
+    #[test]
+    fn geometry_places_the_user_header_between_chunk_header_and_payload() {
+        for header in [u8::LAYOUT, u64::LAYOUT, <[u64; 5]>::LAYOUT] {
+            for element in [u8::LAYOUT, <[u32; 3]>::LAYOUT] {
+                let g = geometry(4, 9, &element, &header).unwrap();
+                assert_eq!(g.header_offset, 16, "after the 16-byte chunk header");
+                assert!(g.header_offset + header.size <= g.payload_offset);
+                assert_eq!(g.payload_offset % element.align.max(8), 0);
+                assert!(g.payload_offset + 9 * element.size <= g.chunk_size);
+            }
+        }
+        let wide = crate::shm::TypeLayout::leaf("Wide", 64, 64);
+        let g = geometry(2, 1, &u8::LAYOUT, &wide).unwrap();
+        assert_eq!((g.header_offset, g.payload_offset), (64, 128));
+        let bad = crate::shm::TypeLayout::leaf("Bad", 8, 3);
+        assert!(geometry(2, 1, &u8::LAYOUT, &bad).is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! linked, the response queue we connected, and how many of our chunks
 //! that client holds (at most `active_requests × response_buffer`).
 
+use crate::service::NoHeader;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -89,14 +90,21 @@ pub enum ResponseSendError {
 }
 
 /// Configures a [`Server`].
-pub struct ServerBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct ServerBuilder<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     service: Arc<ServiceInner>,
     spin: Spin,
     max_slice_len: usize,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ServerBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for ServerBuilder<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("service", &self.service.config.name)
@@ -104,7 +112,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ServerBu
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ServerBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    ServerBuilder<Req, Resp, ReqH, RespH>
+{
     pub(crate) fn new(service: Arc<ServiceInner>) -> Self {
         ServerBuilder {
             service,
@@ -131,7 +141,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ServerBuilder<Req, Resp> {
     }
 
     /// Creates the server (its response pool) and registers it.
-    pub fn create(self) -> Result<Server<Req, Resp>, ServerCreateError> {
+    pub fn create(self) -> Result<Server<Req, Resp, ReqH, RespH>, ServerCreateError> {
         let svc = self.service;
         let qos = svc.config.qos;
         let chunks = qos.server_chunks();
@@ -140,7 +150,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ServerBuilder<Req, Resp> {
         } else {
             1
         };
-        let geometry = super::geometry(chunks, max_len, &Resp::Element::LAYOUT)
+        let geometry = super::geometry(chunks, max_len, &Resp::Element::LAYOUT, &RespH::LAYOUT)
             .ok_or(ServerCreateError::TypeTooLarge)?;
         let (id, pool, slot) = svc
             .create_pool_port(SERVERS, super::POOL, geometry, |_| {})
@@ -208,7 +218,12 @@ impl ServerState {
 
 /// Answers requests of a request/response service. Not `Sync`: use one
 /// server per thread.
-pub struct Server<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct Server<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     state: RefCell<ServerState>,
     slot: usize,
     id: u64,
@@ -226,10 +241,12 @@ pub struct Server<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     /// The service segment, lifetime erased: valid while `service` lives.
     view: ServiceView<'static>,
     pub(super) service: Arc<ServiceInner>,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for Server<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("service", &self.service.config.name)
@@ -243,9 +260,14 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for Server<R
 // of the service, the Arcs of the clients' pools) that move with it;
 // shared words are atomics; process-local state is in RefCell/Cell, which
 // are Send. Not Sync.
-unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Send for Server<Req, Resp> {}
+unsafe impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Send
+    for Server<Req, Resp, ReqH, RespH>
+{
+}
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Drop
+    for Server<Req, Resp, ReqH, RespH>
+{
     fn drop(&mut self) {
         let own = &self.view.server_slots()[self.slot];
         self.fd_wake.release(&own.event, &own.fd_armed);
@@ -258,7 +280,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Server<Req, Resp> {
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    Server<Req, Resp, ReqH, RespH>
+{
     /// This server's id.
     pub fn id(&self) -> PortId {
         PortId(self.id)
@@ -325,6 +349,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                     let pool = PeerPool {
                         chunks: core.config.qos.client_chunks(),
                         element: &Req::Element::LAYOUT,
+                        header: &ReqH::LAYOUT,
                         slice: Req::IS_SLICE,
                     };
                     Inbound::take_up(self.requests_col[c], self.id, cid, core, pool)
@@ -336,7 +361,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// Takes the next request if there is one; never blocks. If the
     /// wake-up descriptor is in use ([`wake_fd`](Self::wake_fd)), a call
     /// that finds nothing also re-arms it.
-    pub fn try_receive(&self) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+    pub fn try_receive(
+        &self,
+    ) -> Result<Option<ActiveRequest<'_, Req, Resp, ReqH, RespH>>, ReceiveError> {
         if self.fd_wake.is_active() {
             let own = &self.view.server_slots()[self.slot];
             return self
@@ -349,7 +376,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
         self.try_receive_plain()
     }
 
-    fn try_receive_plain(&self) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+    fn try_receive_plain(
+        &self,
+    ) -> Result<Option<ActiveRequest<'_, Req, Resp, ReqH, RespH>>, ReceiveError> {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         self.update(st);
@@ -404,6 +433,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                         response_generation: response,
                         chunk,
                         payload: i.pool.payload(chunk),
+                        header: i.pool.user_header(chunk),
                         len: len as usize,
                         pool: i.pool.clone(),
                         request_id,
@@ -416,7 +446,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     }
 
     /// Waits for a request for as long as it takes.
-    pub fn receive(&self) -> Result<ActiveRequest<'_, Req, Resp>, ReceiveError> {
+    pub fn receive(&self) -> Result<ActiveRequest<'_, Req, Resp, ReqH, RespH>, ReceiveError> {
         loop {
             if let Some(r) = self.receive_inner(None)? {
                 return Ok(r);
@@ -429,7 +459,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     pub fn receive_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<ActiveRequest<'_, Req, Resp>, ReceiveError> {
+    ) -> Result<ActiveRequest<'_, Req, Resp, ReqH, RespH>, ReceiveError> {
         self.receive_inner(Some(timeout))?
             .ok_or(ReceiveError::Timeout(timeout))
     }
@@ -437,7 +467,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     fn receive_inner(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<Option<ActiveRequest<'_, Req, Resp>>, ReceiveError> {
+    ) -> Result<Option<ActiveRequest<'_, Req, Resp, ReqH, RespH>>, ReceiveError> {
         let event = &self.view.server_slots()[self.slot].event;
         event
             .wait_until(self.spin, timeout, || self.try_receive().transpose())
@@ -477,7 +507,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// Sends loaned `chunk` as a response to `active`.
     fn respond(
         &self,
-        active: &ActiveRequest<'_, Req, Resp>,
+        active: &ActiveRequest<'_, Req, Resp, ReqH, RespH>,
         chunk: u32,
         len: usize,
     ) -> Result<(), ResponseSendError> {
@@ -552,7 +582,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
     /// `active` is dropped: return its request chunk, then end its
     /// stream (in this order: the client counts on the return being
     /// visible once it has read the end).
-    fn end(&self, active: &ActiveRequest<'_, Req, Resp>) {
+    fn end(&self, active: &ActiveRequest<'_, Req, Resp, ReqH, RespH>) {
         let mut st = self.state.borrow_mut();
         let st = &mut *st;
         let c = active.client;
@@ -583,14 +613,21 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
 ///
 /// [`ResponseError::EndOfStream`]: super::ResponseError::EndOfStream
 /// [`ResponseError::Unanswered`]: super::ResponseError::Unanswered
-pub struct ActiveRequest<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
-    server: &'s Server<Req, Resp>,
+pub struct ActiveRequest<
+    's,
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
+    server: &'s Server<Req, Resp, ReqH, RespH>,
     client: usize,
     client_id: u64,
     request_generation: u64,
     response_generation: Option<u64>,
     chunk: u32,
     payload: NonNull<Req::Element>,
+    header: NonNull<ReqH>,
     /// Elements (1 for a typed request).
     len: usize,
     /// Keeps the client's pool mapped while we read the request.
@@ -599,8 +636,8 @@ pub struct ActiveRequest<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     wants_response: bool,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
-    for ActiveRequest<'_, Req, Resp>
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for ActiveRequest<'_, Req, Resp, ReqH, RespH>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActiveRequest")
@@ -610,13 +647,30 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for ActiveRequest<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Drop
+    for ActiveRequest<'_, Req, Resp, ReqH, RespH>
+{
     fn drop(&mut self) {
         self.server.end(self);
     }
 }
 
-impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'s, Req, Resp> {
+impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    ActiveRequest<'s, Req, Resp, ReqH, RespH>
+{
+    /// The request's user header (the service's
+    /// [`request_header`](super::ReqResBuilder::request_header) type;
+    /// [`NoHeader`] if it has none), as the client wrote it.
+    pub fn header(&self) -> &ReqH {
+        let _mapping = &self.pool;
+        // SAFETY: the chunk index was bounds-checked against the client's
+        // pool, whose geometry (made from the service's request header
+        // type: aligned and room for ReqH) was checked when we mapped it;
+        // `pool` keeps the mapping; ReqH is valid for every bit pattern
+        // (ShmSafe); the mapping is read-only.
+        unsafe { self.header.as_ref() }
+    }
+
     /// The id of the client that sent it.
     pub fn client_id(&self) -> PortId {
         PortId(self.client_id)
@@ -653,7 +707,10 @@ impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'s, Req, R
     }
 
     /// Loans a chunk for a response.
-    fn loan_raw(&self, len: usize) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+    fn loan_raw(
+        &self,
+        len: usize,
+    ) -> Result<ResponseUninit<'_, 's, Req, Resp, ReqH, RespH>, LoanError> {
         let max = self.server.pool.geometry.max_len;
         if len > max {
             return Err(LoanError::SliceTooLong { len, max });
@@ -661,14 +718,26 @@ impl<'s, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'s, Req, R
         let chunk = self.server.take_chunk()?;
         // SAFETY: the payload of the server's chunk, aligned for the
         // element (geometry), room for `max_len ≥ len` elements, 1 when
-        // typed; exclusively ours while loaned (no client holds it).
-        Ok(unsafe { LoanUninit::new(self, chunk, self.server.pool.payload(chunk), len) })
+        // typed; the user header before it, aligned for RespH (the
+        // geometry was made from the service's response header type);
+        // exclusively ours while loaned (no client holds it).
+        Ok(unsafe {
+            LoanUninit::new(
+                self,
+                chunk,
+                self.server.pool.payload(chunk),
+                self.server.pool.user_header(chunk),
+                len,
+            )
+        })
     }
 }
 
-impl<'s, Req: Payload + ?Sized, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
+impl<'s, Req: Payload + ?Sized, Resp: ShmSafe, ReqH: ShmSafe, RespH: ShmSafe>
+    ActiveRequest<'s, Req, Resp, ReqH, RespH>
+{
     /// Loans a chunk for a response.
-    pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp>, LoanError> {
+    pub fn loan_uninit(&self) -> Result<ResponseUninit<'_, 's, Req, Resp, ReqH, RespH>, LoanError> {
         self.loan_raw(1)
     }
 
@@ -678,13 +747,15 @@ impl<'s, Req: Payload + ?Sized, Resp: ShmSafe> ActiveRequest<'s, Req, Resp> {
     }
 }
 
-impl<'s, Req: Payload + ?Sized, T: ShmSafe> ActiveRequest<'s, Req, [T]> {
+impl<'s, Req: Payload + ?Sized, T: ShmSafe, ReqH: ShmSafe, RespH: ShmSafe>
+    ActiveRequest<'s, Req, [T], ReqH, RespH>
+{
     /// Loans a chunk for a slice response of `len` elements (at most the
     /// server's `max_slice_len`: else [`LoanError::SliceTooLong`]).
     pub fn loan_slice_uninit(
         &self,
         len: usize,
-    ) -> Result<ResponseUninit<'_, 's, Req, [T]>, LoanError> {
+    ) -> Result<ResponseUninit<'_, 's, Req, [T], ReqH, RespH>, LoanError> {
         self.loan_raw(len)
     }
 
@@ -700,7 +771,9 @@ impl<'s, Req: Payload + ?Sized, T: ShmSafe> ActiveRequest<'s, Req, [T]> {
     }
 }
 
-impl<T: ShmSafe, Resp: Payload + ?Sized> std::ops::Deref for ActiveRequest<'_, T, Resp> {
+impl<T: ShmSafe, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::ops::Deref
+    for ActiveRequest<'_, T, Resp, ReqH, RespH>
+{
     type Target = T;
     fn deref(&self) -> &T {
         let _mapping = &self.pool;
@@ -712,7 +785,9 @@ impl<T: ShmSafe, Resp: Payload + ?Sized> std::ops::Deref for ActiveRequest<'_, T
     }
 }
 
-impl<T: ShmSafe, Resp: Payload + ?Sized> std::ops::Deref for ActiveRequest<'_, [T], Resp> {
+impl<T: ShmSafe, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::ops::Deref
+    for ActiveRequest<'_, [T], Resp, ReqH, RespH>
+{
     type Target = [T];
     fn deref(&self) -> &[T] {
         let _mapping = &self.pool;
@@ -736,15 +811,23 @@ pub enum ResponseSendOrLoanError {
 
 /// A loaned response chunk whose payload is not initialised yet.
 /// Dropping it gives the chunk back unsent.
-pub type ResponseUninit<'a, 's, Req, Resp> = LoanUninit<'a, ActiveRequest<'s, Req, Resp>, Resp>;
+pub type ResponseUninit<'a, 's, Req, Resp, ReqH = NoHeader, RespH = NoHeader> =
+    LoanUninit<'a, ActiveRequest<'s, Req, Resp, ReqH, RespH>, Resp>;
 
 /// A loaned, initialised response, ready to [`send`](LoanMut::send) to the
 /// request's client. On error the chunk goes back to the pool.
-pub type ResponseMut<'a, 's, Req, Resp> = LoanMut<'a, ActiveRequest<'s, Req, Resp>, Resp>;
+pub type ResponseMut<'a, 's, Req, Resp, ReqH = NoHeader, RespH = NoHeader> =
+    LoanMut<'a, ActiveRequest<'s, Req, Resp, ReqH, RespH>, Resp>;
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lender<Resp> for ActiveRequest<'_, Req, Resp> {}
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Lender<Resp>
+    for ActiveRequest<'_, Req, Resp, ReqH, RespH>
+{
+}
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Lend<Resp> for ActiveRequest<'_, Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> Lend<Resp>
+    for ActiveRequest<'_, Req, Resp, ReqH, RespH>
+{
+    type Header = RespH;
     type Sent<'a>
         = ()
     where

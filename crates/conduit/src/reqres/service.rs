@@ -2,6 +2,7 @@
 //! factory of clients and servers), what it tells the service core about
 //! itself, and its listing for tools.
 
+use crate::service::NoHeader;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -47,7 +48,10 @@ pub(crate) type ServiceInner = ServiceCore<ReqRes>;
 
 impl ServiceBuilder {
     /// A request/response service whose clients send `Req` and whose
-    /// servers answer with `Resp` (both `ShmSafe`).
+    /// servers answer with `Resp` (both `ShmSafe`, or slices `[T]` of
+    /// them), without user headers (add them with
+    /// [`ReqResBuilder::request_header`] and
+    /// [`ReqResBuilder::response_header`]).
     pub fn request_response<Req: Payload + ?Sized, Resp: Payload + ?Sized>(
         self,
     ) -> ReqResBuilder<Req, Resp> {
@@ -62,14 +66,21 @@ impl ServiceBuilder {
 
 /// Configures a request/response service; made by
 /// [`ServiceBuilder::request_response`].
-pub struct ReqResBuilder<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct ReqResBuilder<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     builder: ServiceBuilder,
     qos: Qos,
     requested: Requested,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ReqResBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for ReqResBuilder<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReqResBuilder")
             .field("name", &self.builder.name)
@@ -89,7 +100,9 @@ macro_rules! qos_setter {
     };
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResBuilder<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    ReqResBuilder<Req, Resp, ReqH, RespH>
+{
     qos_setter!(
         /// Most clients at once (1..=64; default 4). When opening: at least this many.
         max_clients
@@ -115,29 +128,59 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResBuilder<Req, Resp> {
         max_loans
     );
 
+    /// Every request carries a user header of type `H` next to its
+    /// payload (zeroed at the loan; the client writes it with
+    /// `header_mut()`, the server reads it with
+    /// [`ActiveRequest::header`](super::ActiveRequest::header)). Part of
+    /// the service's type: openers must name the same one.
+    pub fn request_header<H: ShmSafe>(self) -> ReqResBuilder<Req, Resp, H, RespH> {
+        ReqResBuilder {
+            builder: self.builder,
+            qos: self.qos,
+            requested: self.requested,
+            _types: PhantomData,
+        }
+    }
+
+    /// Every response carries a user header of type `H` next to its
+    /// payload (zeroed at the loan; the server writes it with
+    /// `header_mut()`, the client reads it with
+    /// [`Response::header`](super::Response::header)). Part of the
+    /// service's type: openers must name the same one.
+    pub fn response_header<H: ShmSafe>(self) -> ReqResBuilder<Req, Resp, ReqH, H> {
+        ReqResBuilder {
+            builder: self.builder,
+            qos: self.qos,
+            requested: self.requested,
+            _types: PhantomData,
+        }
+    }
+
     /// Creates the service; [`ServiceError::AlreadyExists`] if it exists.
-    pub fn create(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+    pub fn create(self) -> Result<ReqResService<Req, Resp, ReqH, RespH>, ServiceError> {
         self.build(Mode::Create)
     }
 
     /// Opens the existing service, checking both types and the QoS.
-    pub fn open(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+    pub fn open(self) -> Result<ReqResService<Req, Resp, ReqH, RespH>, ServiceError> {
         self.build(Mode::Open)
     }
 
     /// Opens the service, creating it if it does not exist. Race-free
     /// between processes.
-    pub fn open_or_create(self) -> Result<ReqResService<Req, Resp>, ServiceError> {
+    pub fn open_or_create(self) -> Result<ReqResService<Req, Resp, ReqH, RespH>, ServiceError> {
         self.build(Mode::OpenOrCreate)
     }
 
-    fn build(self, mode: Mode) -> Result<ReqResService<Req, Resp>, ServiceError> {
+    fn build(self, mode: Mode) -> Result<ReqResService<Req, Resp, ReqH, RespH>, ServiceError> {
         let config = StaticConfig {
             name: self.builder.name,
             request: TypeDesc::of(&Req::Element::LAYOUT),
             request_slice: Req::IS_SLICE,
             response: TypeDesc::of(&Resp::Element::LAYOUT),
             response_slice: Resp::IS_SLICE,
+            request_header: TypeDesc::of(&ReqH::LAYOUT),
+            response_header: TypeDesc::of(&RespH::LAYOUT),
             qos: self.qos,
         };
         let inner = core::open::<ReqRes>(&self.builder.node, &config, &self.requested, mode)?;
@@ -149,12 +192,19 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResBuilder<Req, Resp> {
 }
 
 /// An open request/response service: the factory of clients and servers.
-pub struct ReqResService<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
+pub struct ReqResService<
+    Req: Payload + ?Sized,
+    Resp: Payload + ?Sized,
+    ReqH: ShmSafe = NoHeader,
+    RespH: ShmSafe = NoHeader,
+> {
     inner: Arc<ServiceInner>,
-    _types: super::Types<Req, Resp>,
+    _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ReqResService<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::fmt::Debug
+    for ReqResService<Req, Resp, ReqH, RespH>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReqResService")
             .field("name", &self.inner.config.name)
@@ -162,7 +212,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> std::fmt::Debug for ReqResSe
     }
 }
 
-impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResService<Req, Resp> {
+impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
+    ReqResService<Req, Resp, ReqH, RespH>
+{
     /// The service name.
     pub fn name(&self) -> &str {
         &self.inner.config.name
@@ -174,12 +226,12 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ReqResService<Req, Resp> {
     }
 
     /// Starts configuring a client.
-    pub fn client(&self) -> ClientBuilder<Req, Resp> {
+    pub fn client(&self) -> ClientBuilder<Req, Resp, ReqH, RespH> {
         ClientBuilder::new(self.inner.clone())
     }
 
     /// Starts configuring a server.
-    pub fn server(&self) -> ServerBuilder<Req, Resp> {
+    pub fn server(&self) -> ServerBuilder<Req, Resp, ReqH, RespH> {
         ServerBuilder::new(self.inner.clone())
     }
 
@@ -276,6 +328,10 @@ pub struct ServiceInfo {
     pub response: TypeLayoutInfo,
     /// Responses are slices `[T]` of `response`.
     pub response_is_slice: bool,
+    /// The requests' user header type (`NoHeader`, size 0, when none).
+    pub request_header: TypeLayoutInfo,
+    /// The responses' user header type.
+    pub response_header: TypeLayoutInfo,
     /// Its QoS.
     pub qos: Qos,
     /// Clients registered now.
@@ -294,6 +350,8 @@ impl ServiceInfo {
             request_is_slice: view.config.request_slice,
             response: view.config.response.info(),
             response_is_slice: view.config.response_slice,
+            request_header: view.config.request_header.info(),
+            response_header: view.config.response_header.info(),
             qos: view.config.qos,
             clients: count(CLIENTS),
             servers: count(SERVERS),

@@ -203,6 +203,18 @@ pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 
+/// The user header of services that have none (zero-sized): the default
+/// header type of publish/subscribe samples and of request/response
+/// requests and responses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NoHeader;
+
+// SAFETY: zero-sized, no pointers, every (empty) bit pattern is valid.
+unsafe impl crate::shm::ShmSafe for NoHeader {
+    const LAYOUT: crate::shm::TypeLayout = crate::pool::NO_HEADER;
+}
+
 /// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
 /// maximum length each sending port (publisher, client, server) chooses.
 pub trait Payload: 'static {
