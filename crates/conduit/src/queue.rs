@@ -290,6 +290,17 @@ pub(crate) enum Steal {
     Lost(u64),
 }
 
+/// What [`Producer::take_back_oldest`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeBack {
+    /// The oldest unclaimed entry's chunk is the producer's again.
+    Taken(u32),
+    /// The oldest unclaimed entry may not be taken back.
+    Refused,
+    /// Nothing unclaimed is queued.
+    Nothing,
+}
+
 impl Conn<'_> {
     #[inline]
     fn slot_of(&self, position: u64) -> &Entry {
@@ -603,6 +614,46 @@ impl Producer {
         self.tail.wrapping_sub(conn.head.load(Ordering::Acquire))
     }
 
+    /// Takes back the oldest entry the consumer has not claimed, if it
+    /// holds a chunk for which `may` says yes (request/response's
+    /// `DropOldest` for responses: never an end of stream). The same CAS
+    /// as [`Conn::drop_oldest`] (so exactly one side gets each position);
+    /// the entry read before it is our own (only the producer writes
+    /// entries, and we do not rewrite this one meanwhile). If the
+    /// consumer claims the oldest first, the next one is tried (at most a
+    /// ring's worth).
+    pub(crate) fn take_back_oldest(
+        &mut self,
+        conn: Conn<'_>,
+        may: impl Fn(u32) -> bool,
+    ) -> TakeBack {
+        for _ in 0..conn.entries.len() {
+            let h = conn.head.load(Ordering::Acquire);
+            let queued = self.tail.wrapping_sub(h);
+            if queued == 0 || queued > conn.capacity() {
+                // Nothing unclaimed (or a scribbled head: take nothing).
+                return TakeBack::Nothing;
+            }
+            let v = conn.slot_of(h).word.load(Ordering::Relaxed);
+            if entry_gen(v) != self.generation || entry_seq(v) != h.wrapping_add(1) as u32 {
+                return TakeBack::Nothing;
+            }
+            let chunk = (v & CHUNK_MASK) as u32;
+            if !may(chunk) {
+                return TakeBack::Refused;
+            }
+            match conn.drop_oldest(h, self.generation) {
+                Steal::Dropped(Some(chunk)) => {
+                    self.head = h.wrapping_add(1);
+                    return TakeBack::Taken(chunk);
+                }
+                Steal::Dropped(None) => return TakeBack::Nothing,
+                Steal::Lost(_) => continue,
+            }
+        }
+        TakeBack::Nothing
+    }
+
     /// Collects the returns of this connection ([`Conn::collect_returns`]).
     #[inline]
     pub(crate) fn collect_returns(&mut self, conn: Conn<'_>, returned: impl FnMut(u32)) {
@@ -725,6 +776,37 @@ mod tests {
         assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
         // A steal of a position the subscriber already claimed fails.
         assert_eq!(conn.drop_oldest(3, 1), Steal::Lost(5));
+    }
+
+    #[test]
+    fn take_back_oldest_takes_unclaimed_chunks_it_may_and_nothing_else() {
+        use super::{Producer, TakeBack};
+        let q = ConnWords::new(4, 4, 0, 0, 0);
+        let conn = q.conn();
+        let mut p = Producer {
+            peer: 9,
+            generation: 1,
+            tail: 0,
+            head: 0,
+            ret_head: 0,
+        };
+        assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Nothing);
+        for chunk in [10, 11, 12, 13] {
+            p.push(conn, chunk, 0);
+        }
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Chunk(10, 0));
+        // The oldest unclaimed is 11; a refusal takes nothing.
+        assert_eq!(p.take_back_oldest(conn, |c| c != 11), TakeBack::Refused);
+        assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Taken(11));
+        assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Taken(12));
+        // The consumer follows the moved head and gets what is left once.
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Chunk(13, 0));
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Empty);
+        assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Nothing);
+        // A head scribbled past our tail takes nothing.
+        q.head.store(1000, Ordering::Relaxed);
+        assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Nothing);
     }
 
     #[test]

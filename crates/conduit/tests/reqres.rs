@@ -11,7 +11,7 @@ use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::Node;
 use conduit::prelude::*;
 use conduit::reqres::{
-    ClientCreateError, LoanError, RequestSendError, ResponseError, ResponseSendError,
+    ClientCreateError, LoanError, Overflow, RequestSendError, ResponseError, ResponseSendError,
     ServerCreateError,
 };
 use conduit::service::ServiceError;
@@ -94,6 +94,12 @@ fn dispatch(role: &str, args: &[String]) {
     }
     if role == "header-server" {
         return header_server(node, svc);
+    }
+    if role == "block-server" {
+        return block_server(node, svc, args[2].parse().unwrap());
+    }
+    if role == "slow-server" {
+        return slow_server(node, svc, args[2].parse().unwrap());
     }
     let service = service(&node, svc);
     match role {
@@ -284,6 +290,56 @@ fn header_server(node: Node, name: &str) {
         }
     }
     println!("done");
+}
+
+/// A `u64` → `u64` service whose response buffer is 2 per client
+/// (`active_requests` 1) under `policy`, and whose clients may have one
+/// request in flight, blocking for the next.
+fn overflow_service(node: &Node, name: &str, policy: Overflow) -> ReqResService<u64, u64> {
+    node.service(name)
+        .request_response::<u64, u64>()
+        .active_requests(1)
+        .response_buffer(2)
+        .request_overflow(Overflow::Block)
+        .response_overflow(policy)
+        .open_or_create()
+        .unwrap()
+}
+
+/// Takes one request and streams `count` responses 0, 1, … under
+/// `Overflow::Block` (each send waits for the client to make room).
+fn block_server(node: Node, name: &str, count: u64) {
+    let svc = overflow_service(&node, name, Overflow::Block);
+    let server = svc
+        .server()
+        .block_timeout(Duration::from_secs(20))
+        .create()
+        .unwrap();
+    println!("ready");
+    let active = server.receive().unwrap();
+    for i in 0..count {
+        active.send_copy(i).unwrap();
+    }
+    drop(active);
+    println!("sent");
+    while server.undelivered() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Takes `count` requests, holding each 20 ms before ending it, and says
+/// which it got.
+fn slow_server(node: Node, name: &str, count: u64) {
+    let svc = overflow_service(&node, name, Overflow::Block);
+    let server = svc.server().create().unwrap();
+    println!("ready");
+    let mut got = Vec::new();
+    for _ in 0..count {
+        let active = server.receive().unwrap();
+        got.push(*active);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("{got:?}");
 }
 
 child_entry!(dispatch);
@@ -1442,6 +1498,243 @@ fn headers_travel_both_ways_between_processes() {
         drop(stop.write_from_slice(&[]).send().unwrap());
         assert_eq!(read_line(&mut server), "done");
         assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn response_overflow_drop_oldest_keeps_the_newest() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "both");
+        let svc = node
+            .service("drop")
+            .request_response::<u64, u64>()
+            .active_requests(1)
+            .response_buffer(3)
+            .response_overflow(Overflow::DropOldest)
+            .open_or_create()
+            .unwrap();
+        assert_eq!(svc.qos().response_overflow, Overflow::DropOldest);
+        let client = svc.client().create().unwrap();
+        let server = svc.server().create().unwrap();
+        let pending = client.send_copy(1).unwrap();
+        let active = server.receive().unwrap();
+        // The client reads nothing: each send past the buffer of 3 takes
+        // the oldest unread response back.
+        for i in 0..8u64 {
+            active.send_copy(i).unwrap();
+        }
+        assert_eq!(server.dropped_responses(), 5);
+        drop(active);
+        for want in [5, 6, 7] {
+            assert_eq!(*pending.receive().unwrap(), want);
+        }
+        assert_eq!(pending.receive().unwrap_err(), ResponseError::EndOfStream);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn response_overflow_drop_oldest_never_takes_an_end_of_stream_or_a_received_response() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "both");
+        let svc = node
+            .service("eos")
+            .request_response::<u64, u64>()
+            .active_requests(2)
+            .response_buffer(1)
+            .response_overflow(Overflow::DropOldest)
+            .open_or_create()
+            .unwrap();
+        let client = svc.client().create().unwrap();
+        let server = svc.server().create().unwrap();
+        let first = client.send_copy(1).unwrap();
+        let second = client.send_copy(2).unwrap();
+        // The first request ends unanswered: its end of stream is the
+        // oldest entry of the client's queue.
+        drop(server.receive().unwrap());
+        let active = server.receive().unwrap();
+        active.send_copy(10).unwrap();
+        active.send_copy(11).unwrap();
+        assert_eq!(
+            active.send_copy(12).unwrap_err().to_string(),
+            ResponseSendError::BufferFull.to_string(),
+            "the oldest unread entry is an end of stream"
+        );
+        // Reading takes everything queued: what the client holds is never
+        // taken back.
+        assert_eq!(first.receive().unwrap_err(), ResponseError::Unanswered);
+        assert!(active.send_copy(12).is_err(), "the client holds both");
+        assert_eq!(server.dropped_responses(), 0);
+        assert_eq!(*second.receive().unwrap(), 10);
+        // 10 was dropped by the client: room again.
+        active.send_copy(12).unwrap();
+        assert_eq!(*second.receive().unwrap(), 11);
+        assert_eq!(*second.receive().unwrap(), 12);
+        assert_eq!(server.dropped_responses(), 0);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn response_overflow_block_waits_for_a_slow_client_and_loses_nothing() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = overflow_service(&node, "block", Overflow::Block);
+        let client = svc.client().create().unwrap();
+        let mut server = spawn_child("block-server", &[&domain, "block", "200"]);
+        assert_eq!(read_line(&mut server), "ready");
+        let pending = client.send_copy(1).unwrap();
+        for want in 0..200u64 {
+            if want % 16 == 0 {
+                // Slow: the server's sends must wait, not fail or drop.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let response = pending.receive_timeout(Duration::from_secs(20)).unwrap();
+            assert_eq!(*response, want);
+        }
+        assert_eq!(pending.receive().unwrap_err(), ResponseError::EndOfStream);
+        assert_eq!(read_line(&mut server), "sent");
+        assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn response_overflow_block_times_out_with_a_named_error() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "both");
+        let svc = overflow_service(&node, "timeout", Overflow::Block);
+        let client = svc.client().create().unwrap();
+        let server = svc
+            .server()
+            .block_timeout(Duration::from_millis(30))
+            .create()
+            .unwrap();
+        let pending = client.send_copy(1).unwrap();
+        let active = server.receive().unwrap();
+        active.send_copy(0).unwrap();
+        active.send_copy(1).unwrap();
+        assert_eq!(
+            active.send_copy(2).unwrap_err().to_string(),
+            ResponseSendError::Timeout(Duration::from_millis(30)).to_string()
+        );
+        assert_eq!(*pending.receive().unwrap(), 0);
+        active.send_copy(2).unwrap();
+        // A client that gave up: the blocked send ends at once.
+        drop(pending);
+        assert_eq!(
+            active.send_copy(3).unwrap_err().to_string(),
+            ResponseSendError::Disconnected.to_string()
+        );
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn request_overflow_block_waits_for_a_stream_to_end() {
+    let _w = watchdog(Duration::from_secs(60));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "client");
+        let svc = overflow_service(&node, "slow", Overflow::Block);
+        assert_eq!(svc.qos().request_overflow, Overflow::Block);
+        let client = svc
+            .client()
+            .block_timeout(Duration::from_secs(20))
+            .create()
+            .unwrap();
+        let mut server = spawn_child("slow-server", &[&domain, "slow", "5"]);
+        assert_eq!(read_line(&mut server), "ready");
+        while client.servers() == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // One request in flight at a time: each loan waits for the
+        // server to end the previous request.
+        for n in 0..5u64 {
+            client.send_copy_no_response(n).unwrap();
+        }
+        assert_eq!(read_line(&mut server), "[0, 1, 2, 3, 4]");
+        assert!(server.wait().unwrap().success());
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn request_overflow_fail_and_block_timeout_are_named() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "both");
+        let mut services = Vec::new();
+        for (name, policy) in [("fail", Overflow::Fail), ("block", Overflow::Block)] {
+            let svc = node
+                .service(name)
+                .request_response::<u64, u64>()
+                .active_requests(1)
+                .request_overflow(policy)
+                .open_or_create()
+                .unwrap();
+            let client = svc
+                .client()
+                .block_timeout(Duration::from_millis(30))
+                .create()
+                .unwrap();
+            let _server = svc.server().create().unwrap();
+            client.send_copy_no_response(1).unwrap();
+            // The server never takes it: the next loan fails (at once, or
+            // after the block timeout).
+            assert_eq!(
+                client.loan_uninit().unwrap_err(),
+                LoanError::ExceedsActiveRequests(1),
+                "{policy:?}"
+            );
+            services.push(svc);
+        }
+        // DropOldest cannot apply to requests; a policy named when opening
+        // must be the service's.
+        let err = node
+            .service("bad")
+            .request_response::<u64, u64>()
+            .request_overflow(Overflow::DropOldest)
+            .open_or_create()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::InvalidConfig(m) if m.contains("request_overflow")),
+            "{err}"
+        );
+        let err = node
+            .service("fail")
+            .request_response::<u64, u64>()
+            .request_overflow(Overflow::Block)
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::IncompatibleConfig { .. }),
+            "{err}"
+        );
+        let err = node
+            .service("fail")
+            .request_response::<u64, u64>()
+            .response_overflow(Overflow::DropOldest)
+            .open()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("response_overflow"), "{err}");
+        assert!(
+            node.service("fail")
+                .request_response::<u64, u64>()
+                .open()
+                .is_ok()
+        );
     }
     assert_clean(&domain);
 }

@@ -111,39 +111,9 @@ const _: () = assert!(MAX_PORTS <= crate::pool::Book::MAX_PEERS);
 /// Most chunks per publisher (entries carry a 24-bit chunk index).
 pub const MAX_CHUNKS: usize = crate::pool::MAX_CHUNKS;
 
-/// What `send` does when a subscriber's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Replace the oldest unread sample (it is counted as dropped).
-    #[default]
-    DropOldest,
-    /// Wait until the subscriber makes room (bounded by the publisher's
-    /// block timeout), then fail with a timeout.
-    Block,
-    /// Fail the send at once, delivering to nobody. A full queue whose
-    /// subscriber died is freed by the send that finds it (the check for
-    /// dead subscribers runs at most every 100 ms), so a dead subscriber
-    /// does not stop the publisher for good.
-    Fail,
-}
-
-impl Overflow {
-    fn code(self) -> u64 {
-        match self {
-            Overflow::DropOldest => 0,
-            Overflow::Block => 1,
-            Overflow::Fail => 2,
-        }
-    }
-    fn from_code(c: u64) -> Option<Overflow> {
-        Some(match c {
-            0 => Overflow::DropOldest,
-            1 => Overflow::Block,
-            2 => Overflow::Fail,
-            _ => return None,
-        })
-    }
-}
+/// What `send` does when a subscriber's queue is full (the service
+/// core's policy type, shared with request/response).
+pub use crate::service::Overflow;
 
 /// Quality of service of a publish/subscribe service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

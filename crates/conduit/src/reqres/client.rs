@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::Overflow;
 use super::layout::{CLIENTS, END_OF_STREAM, Pending, SERVERS, ServiceView};
 use super::links::{Inbound, Links, PeerPool};
 use super::service::ServiceInner;
@@ -29,6 +30,7 @@ use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
 use crate::service::core::PoolPortError;
+use crate::service::registry::SlotArray;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
 
@@ -113,6 +115,7 @@ pub struct ClientBuilder<
     service: Arc<ServiceInner>,
     spin: Spin,
     max_slice_len: usize,
+    block_timeout: Duration,
     _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
@@ -134,6 +137,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             service,
             spin: Spin::duration(DEFAULT_SPIN),
             max_slice_len: 64,
+            block_timeout: super::DEFAULT_BLOCK_TIMEOUT,
             _types: PhantomData,
         }
     }
@@ -150,6 +154,15 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     /// Ignored for typed requests.
     pub fn max_slice_len(mut self, len: usize) -> Self {
         self.max_slice_len = len;
+        self
+    }
+
+    /// With [`Overflow::Block`] for requests
+    /// ([`Qos::request_overflow`](super::Qos::request_overflow)): how long
+    /// a loan waits for a request in flight to end before it fails with
+    /// [`LoanError::ExceedsActiveRequests`] (default 1 s).
+    pub fn block_timeout(mut self, timeout: Duration) -> Self {
+        self.block_timeout = timeout;
         self
     }
 
@@ -207,6 +220,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             id,
             pool,
             spin: self.spin,
+            block_timeout: self.block_timeout,
             requests_row: (0..servers).map(|s| view.request_conn(slot, s)).collect(),
             responses_col: (0..servers).map(|s| view.response_conn(s, slot)).collect(),
             pending_words: view.pending(slot),
@@ -299,6 +313,8 @@ pub struct Client<
     id: u64,
     pool: Pool,
     spin: Spin,
+    /// How long a loan waits under [`Overflow::Block`].
+    block_timeout: Duration,
     /// The wake-up descriptor's state ([`Client::wake_fd`]).
     pub(super) fd_wake: crate::sync::fdwake::FdWake,
     /// Per server slot: the request queue (client → server).
@@ -351,12 +367,26 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     }
 }
 
+/// How a client returns response chunks to their servers.
+#[derive(Clone, Copy)]
+struct ReturnPath<'a> {
+    /// Per server slot: the response queue (its return ring).
+    cols: &'a [Conn<'static>],
+    /// Under [`Overflow::Block`] for responses: the service's domain and
+    /// its server slots, whose servers may wait for a return
+    /// (`Server::respond`) and are woken after each.
+    wake: Option<(&'a crate::domain::Domain, SlotArray<'static>)>,
+}
+
 /// Returns a response chunk to its server, if the connection is still the
 /// one it came from (else the server took it back itself).
-fn return_response(cols: &[Conn<'static>], st: &mut ClientState, b: &Buffered) {
+fn return_response(path: ReturnPath<'_>, st: &mut ClientState, b: &Buffered) {
     if let Some(c) = st.links.inb[b.server].as_mut() {
         if c.peer == b.server_id && c.generation == b.generation {
-            c.push_return(cols[b.server], b.chunk);
+            c.push_return(path.cols[b.server], b.chunk);
+            if let Some((domain, servers)) = path.wake {
+                super::wake(domain, servers.get(b.server));
+            }
         }
     }
 }
@@ -404,6 +434,15 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     pub fn in_flight(&self) -> usize {
         self.poll_all();
         self.state.borrow().in_flight
+    }
+
+    /// How this client returns response chunks.
+    fn return_path(&self) -> ReturnPath<'_> {
+        ReturnPath {
+            cols: &self.responses_col,
+            wake: (self.service.config.qos.response_overflow == Overflow::Block)
+                .then(|| (&self.service.domain, self.view.server_slots())),
+        }
     }
 
     /// Loans a chunk for a request of `len` elements (1 when typed).
@@ -561,7 +600,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
                         }
                         // A response to a request whose pending response
                         // was dropped (or a stray one): give it back now.
-                        None => return_response(&self.responses_col, st, &buffered),
+                        None => return_response(self.return_path(), st, &buffered),
                     }
                 }
             }
@@ -626,7 +665,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             .as_mut()
             .and_then(|q| q.responses.pop_front())
         {
-            return_response(&self.responses_col, st, &b);
+            return_response(self.return_path(), st, &b);
         }
         if st.requests[r].as_ref().is_some_and(|q| q.waiting == 0) {
             st.free_request(r);
@@ -646,7 +685,14 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             self.poll_all();
             st = self.state.borrow_mut();
             if st.in_flight + st.book.loans() >= qos.active_requests {
-                return Err(LoanError::ExceedsActiveRequests(qos.active_requests));
+                // Only a request in flight can end by itself (our loans
+                // are the caller's to drop).
+                let wait = qos.request_overflow == Overflow::Block && st.in_flight > 0;
+                drop(st);
+                if !wait || !self.wait_for_request_slot() {
+                    return Err(LoanError::ExceedsActiveRequests(qos.active_requests));
+                }
+                st = self.state.borrow_mut();
             }
         }
         drop(st);
@@ -661,6 +707,42 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             },
         )
         .map_err(LoanError::from)
+    }
+
+    /// [`Overflow::Block`]: waits up to the block timeout for a request
+    /// in flight to end (its stream ended and its pending response gone),
+    /// sleeping on our slot's event word, which servers bump after each
+    /// response and end of stream; looks for dead servers every
+    /// [`LIVENESS_CHECK`]. Whether a request slot is free now.
+    #[cold]
+    fn wait_for_request_slot(&self) -> bool {
+        let active = self.service.config.qos.active_requests;
+        let deadline = Instant::now() + self.block_timeout;
+        let event = &self.view.client_slots()[self.slot].event;
+        loop {
+            let epoch = event.epoch();
+            self.poll_all();
+            let st = self.state.borrow();
+            if st.in_flight + st.book.loans() < active {
+                return true;
+            }
+            if st.in_flight == 0 {
+                return false;
+            }
+            drop(st);
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            if matches!(
+                event.wait(epoch, Some((deadline - now).min(LIVENESS_CHECK))),
+                crate::sync::WaitResult::TimedOut
+            ) {
+                // Nothing for a while: a server we wait for may have died
+                // (cleanup frees its slot and wakes us).
+                self.service.cleanup_dead_ports();
+            }
+        }
     }
 
     /// Reads every response queue (and notices departed servers).
@@ -1017,7 +1099,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: Sh
             payload: b.pool.payload(b.chunk),
             header: b.pool.user_header(b.chunk),
             len: b.len,
-            returns: &self.client.responses_col,
+            returns: self.client.return_path(),
             state: &self.client.state,
             buffered: Some(b),
             _types: PhantomData,
@@ -1078,10 +1160,10 @@ pub struct Response<'c, Resp: Payload + ?Sized, RespH: ShmSafe = NoHeader> {
     header: NonNull<RespH>,
     /// Elements (1 for a typed response).
     len: usize,
-    returns: &'c [Conn<'static>],
+    returns: ReturnPath<'c>,
     state: &'c RefCell<ClientState>,
     buffered: Option<Buffered>,
-    _types: PhantomData<(fn() -> *const Resp, fn() -> RespH)>,
+    _types: super::Types<(), Resp, (), RespH>,
 }
 
 impl<Resp: Payload + ?Sized, RespH: ShmSafe> std::fmt::Debug for Response<'_, Resp, RespH> {

@@ -7,8 +7,9 @@
 //! 64     config: 120 × u64 (CONFIG_WORDS; written before READY, never changed; words 0..34 are
 //!        the core's; 34..54 request TypeDesc, 54..74 response TypeDesc, 74..79 QoS,
 //!        79 payload kinds: bit 0 request is a slice `[T]`, bit 1 response is a slice,
-//!        80..100 request user header TypeDesc, 100..120 response user header TypeDesc)
-//! 1024   client slot × max_clients: one line of PortSlot, then the pending words
+//!        80..100 request user header TypeDesc, 100..120 response user header TypeDesc,
+//!        120 request overflow, 121 response overflow, 122..128 reserved (0))
+//! 1088   client slot × max_clients: one line of PortSlot, then the pending words
 //!        (active_requests × u64, rounded up to 64 B): stride 64 + round64(8 × active_requests)
 //! S      server slot × max_servers (64 B each: PortSlot)
 //! Q      request connection × (max_clients × max_servers), row-major by client slot:
@@ -41,13 +42,16 @@
 //! at most `active_requests` are unread (a request stays in flight on the
 //! client until it has read the end of every server it reached). The
 //! producers still check the shared head before each push and treat a
-//! full queue as an error, never overwrite.
+//! full queue as an error, never overwrite. Under `Overflow::DropOldest`
+//! for responses a server may also claim the oldest unclaimed response of
+//! a client's queue itself (`queue::Producer::take_back_oldest`: the
+//! queue's drop-oldest CAS on `head`, as in `crate::queue`).
 //!
 //! # Static configuration words
 //!
 //! Words `0..34` (format, name length, name) are the core's
 //! (`service::config`); the format word is `0x5252_0003` (format 3: words
-//! 80..120 name the user header types; format 2 added the element count
+//! 80..120 name the user header types, 120 and 121 the overflow policies; format 2 added the element count
 //! and the no-response and dropped flags to the chunk meta word and word
 //! 79's payload kinds; a process of an older format cannot open the
 //! service and says so).
@@ -60,6 +64,8 @@
 //! | 79 | payload kinds: bit 0 the request is a slice `[T]`, bit 1 the response is; other bits must be 0 |
 //! | 80..100 | request user header type (the same encoding as 34..54; `NoHeader`, size 0, when there is none) |
 //! | 100..120 | response user header type |
+//! | 120 | request overflow policy (`Overflow` code: 1 Block, 2 Fail; 0 DropOldest is refused) |
+//! | 121 | response overflow policy (0 DropOldest, 1 Block, 2 Fail) |
 //!
 //! Decoding (`StaticConfig`'s `PatternConfig::read`) validates the format,
 //! the QoS ranges ([`Qos::validate`]) and the type alignments; the core
@@ -100,7 +106,7 @@ use crate::queue::{CHUNK_MASK, Conn, ConnShape};
 use crate::service::core::{PatternConfig, PatternLayout, PortView};
 use crate::service::registry::{LINE, PortArray, SlotArray};
 use crate::service::{
-    Compat, ConfigReader, ConfigWriter, Requested, ServiceError, TypeDesc, W_PATTERN,
+    Compat, ConfigReader, ConfigWriter, Overflow, Requested, ServiceError, TypeDesc, W_PATTERN,
 };
 use crate::shm::Region;
 
@@ -114,7 +120,7 @@ pub(crate) const FORMAT: u64 = 0x5252_0003;
 /// Fingerprint of the service segment format.
 pub(crate) const SERVICE_FINGERPRINT: u64 = 0x5252_5356_4300_0001;
 /// Words of the static configuration.
-pub(crate) const CONFIG_WORDS: usize = 120;
+pub(crate) const CONFIG_WORDS: usize = 128;
 
 /// Most clients, and most servers, of one service (chunk holders are a
 /// 64-bit mask per port).
@@ -147,6 +153,24 @@ pub struct Qos {
     /// Requests a client, or responses a server, may have loaned at once
     /// (1..=65 536; default 2).
     pub max_loans: usize,
+    /// What a client's loan does when `active_requests` requests are in
+    /// flight (default [`Overflow::Fail`]: `LoanError::ExceedsActiveRequests`).
+    /// [`Overflow::Block`] waits, up to the client's block timeout, for a
+    /// stream to end (servers wake the client). [`Overflow::DropOldest`]
+    /// is refused: a request in flight is being answered, and withdrawing
+    /// it would cut a stream that servers are writing.
+    pub request_overflow: Overflow,
+    /// What a server's send does when the client holds
+    /// `active_requests × response_buffer` of its responses (default
+    /// [`Overflow::Fail`]: `ResponseSendError::BufferFull`).
+    /// [`Overflow::Block`] waits, up to the server's block timeout, for the
+    /// client to drop responses (it then wakes the server).
+    /// [`Overflow::DropOldest`] takes back the oldest response the client
+    /// has not received yet (of any of its requests; counted in
+    /// `Server::dropped_responses`) and sends the new one; if the oldest
+    /// unread entry is an end of stream, or the client has received every
+    /// response it holds, the send fails with `BufferFull`.
+    pub response_overflow: Overflow,
 }
 
 impl Default for Qos {
@@ -157,6 +181,8 @@ impl Default for Qos {
             active_requests: 4,
             response_buffer: 4,
             max_loans: 2,
+            request_overflow: Overflow::Fail,
+            response_overflow: Overflow::Fail,
         }
     }
 }
@@ -165,12 +191,14 @@ impl std::fmt::Display for Qos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "max_clients {}, max_servers {}, active_requests {}, response_buffer {}, max_loans {}",
+            "max_clients {}, max_servers {}, active_requests {}, response_buffer {}, max_loans {}, request_overflow {:?}, response_overflow {:?}",
             self.max_clients,
             self.max_servers,
             self.active_requests,
             self.response_buffer,
-            self.max_loans
+            self.max_loans,
+            self.request_overflow,
+            self.response_overflow
         )
     }
 }
@@ -204,6 +232,9 @@ impl Qos {
         range("active_requests", self.active_requests, 1, MAX_REQUESTS)?;
         range("response_buffer", self.response_buffer, 1, MAX_REQUESTS)?;
         range("max_loans", self.max_loans, 1, 1 << 16)?;
+        if self.request_overflow == Overflow::DropOldest {
+            return Err("request_overflow DropOldest is not supported: a request in flight is being answered (use Block or Fail)".into());
+        }
         if self.server_chunks() >= END_OF_STREAM as usize {
             return Err(format!(
                 "{} chunks per server (max_loans + max_clients × active_requests × response_buffer + 1); the limit is {}",
@@ -247,7 +278,10 @@ const W_KINDS: usize = W_QOS + 5; // 1 word
 const W_REQUEST_HEADER: usize = W_KINDS + 1; // 20 words
 const W_RESPONSE_HEADER: usize = W_REQUEST_HEADER + TypeDesc::words(16); // 20 words
 const _: () = assert!(W_REQUEST_HEADER == 80 && W_RESPONSE_HEADER == 100);
-const _: () = assert!(W_RESPONSE_HEADER + TypeDesc::words(16) == CONFIG_WORDS);
+const W_OVERFLOW: usize = W_RESPONSE_HEADER + TypeDesc::words(16); // 2 words
+const _: () = assert!(W_OVERFLOW == 120 && W_OVERFLOW + 2 <= CONFIG_WORDS);
+// The client slots after the configuration start on a cache line.
+const _: () = assert!((CONFIG_WORDS * 8) % LINE == 0);
 
 impl PatternConfig for StaticConfig {
     fn check_compatible(
@@ -268,6 +302,12 @@ impl PatternConfig for StaticConfig {
         c.at_least("active_requests", e.active_requests, w.active_requests);
         c.at_least("response_buffer", e.response_buffer, w.response_buffer);
         c.at_least("max_loans", e.max_loans, w.max_loans);
+        c.equal("request_overflow", e.request_overflow, w.request_overflow);
+        c.equal(
+            "response_overflow",
+            e.response_overflow,
+            w.response_overflow,
+        );
         c.finish()
     }
 
@@ -292,7 +332,10 @@ impl PatternConfig for StaticConfig {
         debug_assert_eq!(c.position(), W_REQUEST_HEADER);
         c.type_desc(&self.request_header, 16)
             .type_desc(&self.response_header, 16);
-        debug_assert_eq!(c.position(), CONFIG_WORDS);
+        debug_assert_eq!(c.position(), W_OVERFLOW);
+        c.word(q.request_overflow.code())
+            .word(q.response_overflow.code());
+        debug_assert_eq!(c.position(), W_OVERFLOW + 2);
         Ok(())
     }
 
@@ -301,20 +344,26 @@ impl PatternConfig for StaticConfig {
         let request = c.type_desc(16, "request")?;
         let response = c.type_desc(16, "response")?;
         // Ranges: `validate` below.
-        let qos = Qos {
+        let mut qos = Qos {
             max_clients: c.count(usize::MAX)?,
             max_servers: c.count(usize::MAX)?,
             active_requests: c.count(usize::MAX)?,
             response_buffer: c.count(usize::MAX)?,
             max_loans: c.count(usize::MAX)?,
+            ..Qos::default()
         };
-        qos.validate()?;
         let kinds = c.word();
         if kinds > 3 {
             return Err(format!("unknown payload kinds {kinds:#x}"));
         }
         let request_header = c.type_desc(16, "request header")?;
         let response_header = c.type_desc(16, "response header")?;
+        let overflow = |w: u64, what: &str| {
+            Overflow::from_code(w).ok_or_else(|| format!("unknown {what} policy {w:#x}"))
+        };
+        qos.request_overflow = overflow(c.word(), "request overflow")?;
+        qos.response_overflow = overflow(c.word(), "response overflow")?;
+        qos.validate()?;
         Ok(StaticConfig {
             request_header,
             response_header,
@@ -499,6 +548,8 @@ mod tests {
                 active_requests: 9,
                 response_buffer: 3,
                 max_loans: 1,
+                request_overflow: Overflow::Block,
+                response_overflow: Overflow::DropOldest,
             },
         ] {
             q.validate().unwrap();

@@ -119,11 +119,27 @@
 //! port's queues with each peer), `attach.rs` (wake-up descriptors,
 //! WaitSet), this file (the port data segment).
 //!
+//! # When a buffer is full ([`Overflow`])
+//!
+//! Neither queue can overflow (`layout.rs`); what fills is a client's
+//! quota of requests in flight and a server's quota of responses at one
+//! client. [`Qos::request_overflow`]: `Fail` (the default) fails the loan
+//! with `ExceedsActiveRequests`; `Block` waits for a stream to end (the
+//! client sleeps on its slot's event word, which servers bump after every
+//! response and end of stream). [`Qos::response_overflow`]: `Fail` (the
+//! default) is `BufferFull`; `Block` waits for the client to give
+//! responses back (under this policy a client bumps the server slot's
+//! event word after each return: one atomic add, a system call only if
+//! the server sleeps); `DropOldest` takes back the oldest response the
+//! client has not taken from its queue with the queue's own drop-oldest
+//! CAS (`queue::Producer::take_back_oldest`, the protocol of
+//! publish/subscribe's `DropOldest` and its loom models), never an end of
+//! stream. Both waits look for dead peers every [`LIVENESS_CHECK`] and end
+//! after the port's `block_timeout`.
+//!
 //! # Not yet
 //!
-//! Overflow policies for requests and responses (today a full response
-//! buffer is `BufferFull`, and a request queue cannot fill),
-//! and a server's (client's) last words: what it sent is
+//! A server's (client's) last words: what it sent is
 //! lost when it exits before its peer mapped its pool (wait for
 //! [`Server::undelivered`] / [`Client::in_flight`] to reach 0 first, as
 //! `conduit serve` and `conduit call --no-response` do): see issues 13
@@ -144,6 +160,10 @@ use std::time::Duration;
 use crate::pool::{Geometry, Pool};
 use crate::shm::TypeLayout;
 
+/// What a full response buffer, or a client with every request in
+/// flight, does ([`Qos::response_overflow`], [`Qos::request_overflow`]):
+/// the service core's policy type, shared with publish/subscribe.
+pub use crate::service::Overflow;
 pub use crate::service::PortInfo;
 pub use client::{
     Client, ClientBuilder, ClientCreateError, LoanError, PendingResponse, RequestMut,
@@ -161,6 +181,10 @@ pub use service::{
 
 /// Default spin budget of a blocking receive before it sleeps.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Default of the ports' `block_timeout` (how long a send or loan waits
+/// under [`Overflow::Block`]).
+pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often a blocked receive looks for dead peers (a server waiting for
 /// requests does not need to; a client waiting for responses does).

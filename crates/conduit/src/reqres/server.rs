@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::Overflow;
 use super::layout::{CLIENTS, END_OF_STREAM, SERVERS, ServiceView};
 use super::links::{Inbound, Links, PeerPool};
 use super::service::ServiceInner;
@@ -21,12 +22,13 @@ use super::{ChunkHeader, DEFAULT_SPIN, LoanError};
 use crate::loan::sealed::Lend;
 use crate::loan::{Lender, LoanMut, LoanUninit};
 use crate::pool::{Book, Pool};
+use crate::queue::TakeBack;
 use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
 use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
-use crate::sync::Spin;
+use crate::sync::{Spin, WaitResult};
 
 /// How often, at most, a response send that finds the client's buffer
 /// full looks for dead clients (whose buffers never drain).
@@ -84,9 +86,15 @@ pub enum ResponseSendError {
     #[error("the client wants no response to this request")]
     NoResponseWanted,
     /// The client holds `active_requests × response_buffer` of this
-    /// server's responses already (it is slow to take or drop them).
+    /// server's responses already (it is slow to take or drop them). With
+    /// [`Overflow::DropOldest`]: and the oldest it has not received is an
+    /// end of stream, or it has received them all.
     #[error("the client's response buffer is full")]
     BufferFull,
+    /// [`Overflow::Block`]: the client's response buffer stayed full for
+    /// the server's block timeout.
+    #[error("the client's response buffer stayed full for {0:?}")]
+    Timeout(Duration),
 }
 
 /// Configures a [`Server`].
@@ -99,6 +107,7 @@ pub struct ServerBuilder<
     service: Arc<ServiceInner>,
     spin: Spin,
     max_slice_len: usize,
+    block_timeout: Duration,
     _types: super::Types<Req, Resp, ReqH, RespH>,
 }
 
@@ -120,6 +129,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             service,
             spin: Spin::duration(DEFAULT_SPIN),
             max_slice_len: 64,
+            block_timeout: super::DEFAULT_BLOCK_TIMEOUT,
             _types: PhantomData,
         }
     }
@@ -137,6 +147,15 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     /// responses.
     pub fn max_slice_len(mut self, len: usize) -> Self {
         self.max_slice_len = len;
+        self
+    }
+
+    /// With [`Overflow::Block`] for responses
+    /// ([`Qos::response_overflow`](super::Qos::response_overflow)): how
+    /// long a send waits for the client to make room before it fails with
+    /// [`ResponseSendError::Timeout`] (default 1 s).
+    pub fn block_timeout(mut self, timeout: Duration) -> Self {
+        self.block_timeout = timeout;
         self
     }
 
@@ -176,6 +195,8 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             id,
             pool,
             spin: self.spin,
+            block_timeout: self.block_timeout,
+            dropped: Cell::new(0),
             held_limit: qos.active_requests * qos.response_buffer,
             last_dead_check: Cell::new(None),
             fd_wake: Default::default(),
@@ -229,6 +250,10 @@ pub struct Server<
     id: u64,
     pool: Pool,
     spin: Spin,
+    /// How long a send waits under [`Overflow::Block`].
+    block_timeout: Duration,
+    /// Responses taken back unread under [`Overflow::DropOldest`].
+    dropped: Cell<u64>,
     /// Most of our chunks one client may hold.
     held_limit: usize,
     last_dead_check: Cell<Option<Instant>>,
@@ -293,6 +318,12 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         let mut st = self.state.borrow_mut();
         self.update(&mut st);
         st.links.inb.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Responses this server took back unread from full client buffers
+    /// under [`Overflow::DropOldest`] (their clients never see them).
+    pub fn dropped_responses(&self) -> u64 {
+        self.dropped.get()
     }
 
     /// What this server sent that its clients have not finished with:
@@ -532,12 +563,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             self.collect_from(st, c);
             o = current(st).ok_or(ResponseSendError::Disconnected)?;
             if st.held[c] >= self.held_limit {
-                self.check_dead(st);
-                return Err(if active.is_connected() && current(st).is_some() {
-                    ResponseSendError::BufferFull
-                } else {
-                    ResponseSendError::Disconnected
-                });
+                o = self.make_room(st, active, &current)?;
             }
         }
         let conn = self.responses_row[c];
@@ -560,6 +586,71 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         st.book.end_loan(chunk);
         super::wake(&self.service.domain, &self.view.client_slots()[c]);
         Ok(())
+    }
+
+    /// Client `active.client` holds our whole buffer: what the response
+    /// overflow policy says (see [`Qos::response_overflow`](super::Qos)).
+    /// Returns the connection, with room, or why not.
+    #[cold]
+    fn make_room(
+        &self,
+        st: &mut ServerState,
+        active: &ActiveRequest<'_, Req, Resp, ReqH, RespH>,
+        current: &dyn Fn(&ServerState) -> Option<Producer>,
+    ) -> Result<Producer, ResponseSendError> {
+        let c = active.client;
+        let gone = |st: &ServerState| !active.is_connected() || current(st).is_none();
+        match self.service.config.qos.response_overflow {
+            Overflow::Fail => {}
+            Overflow::DropOldest => {
+                let mut o = current(st).ok_or(ResponseSendError::Disconnected)?;
+                // Never an end of stream: its request would never end.
+                let taken =
+                    o.take_back_oldest(self.responses_row[c], |chunk| chunk != END_OF_STREAM);
+                st.links.out[c] = Some(o);
+                if let TakeBack::Taken(chunk) = taken {
+                    st.release(chunk, c);
+                    self.dropped.set(self.dropped.get() + 1);
+                    return Ok(o);
+                }
+            }
+            Overflow::Block => {
+                // Clients wake us after each return under this policy
+                // (`client.rs`, `ReturnPath`); we also look for a dead
+                // client every LIVENESS_CHECK.
+                let deadline = Instant::now() + self.block_timeout;
+                let event = &self.view.server_slots()[self.slot].event;
+                loop {
+                    let epoch = event.epoch();
+                    self.collect_from(st, c);
+                    if gone(st) {
+                        return Err(ResponseSendError::Disconnected);
+                    }
+                    if st.held[c] < self.held_limit {
+                        return current(st).ok_or(ResponseSendError::Disconnected);
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        self.check_dead(st);
+                        return Err(if gone(st) {
+                            ResponseSendError::Disconnected
+                        } else {
+                            ResponseSendError::Timeout(self.block_timeout)
+                        });
+                    }
+                    let left = (deadline - now).min(super::LIVENESS_CHECK);
+                    if matches!(event.wait(epoch, Some(left)), WaitResult::TimedOut) {
+                        self.check_dead(st);
+                    }
+                }
+            }
+        }
+        self.check_dead(st);
+        Err(if gone(st) {
+            ResponseSendError::Disconnected
+        } else {
+            ResponseSendError::BufferFull
+        })
     }
 
     /// A full buffer that never drains may be a dead client's: look for

@@ -128,6 +128,26 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         max_loans
     );
 
+    /// What a client's loan does when `active_requests` requests are in
+    /// flight: [`Overflow::Fail`](super::Overflow::Fail) (the default) or `Block`
+    /// (see [`Qos::request_overflow`]). When opening: must match the
+    /// service's.
+    pub fn request_overflow(mut self, policy: super::Overflow) -> Self {
+        self.qos.request_overflow = policy;
+        self.requested.insert("request_overflow");
+        self
+    }
+
+    /// What a server's send does when the client holds its whole
+    /// response buffer: [`Overflow::Fail`](super::Overflow::Fail) (the
+    /// default), `Block` or `DropOldest` (see [`Qos::response_overflow`]).
+    /// When opening: must match the service's.
+    pub fn response_overflow(mut self, policy: super::Overflow) -> Self {
+        self.qos.response_overflow = policy;
+        self.requested.insert("response_overflow");
+        self
+    }
+
     /// Every request carries a user header of type `H` next to its
     /// payload (zeroed at the loan; the client writes it with
     /// `header_mut()`, the server reads it with

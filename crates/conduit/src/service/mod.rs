@@ -203,6 +203,49 @@ pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 
+/// What a send does when the receiver's buffer is full: a publisher
+/// whose subscriber's queue is full
+/// ([`pubsub::Qos::overflow`](crate::pubsub::Qos::overflow)), a server
+/// whose client holds its whole response buffer, a client with all its
+/// requests in flight
+/// ([`reqres::Qos`](crate::reqres::Qos)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Replace the oldest unread sample or response (it is counted as
+    /// dropped). The publish/subscribe default.
+    #[default]
+    DropOldest,
+    /// Wait until the receiver makes room (bounded by the sending port's
+    /// block timeout), then fail with a timeout.
+    Block,
+    /// Fail the send at once, delivering to nobody. A full queue whose
+    /// receiver died is freed by the send that finds it (the check for
+    /// dead ports runs at most every 100 ms), so a dead receiver does not
+    /// stop the sender for good.
+    Fail,
+}
+
+impl Overflow {
+    /// Its code in a static configuration word.
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            Overflow::DropOldest => 0,
+            Overflow::Block => 1,
+            Overflow::Fail => 2,
+        }
+    }
+
+    /// The policy of configuration word `c` (`None`: unknown).
+    pub(crate) fn from_code(c: u64) -> Option<Overflow> {
+        Some(match c {
+            0 => Overflow::DropOldest,
+            1 => Overflow::Block,
+            2 => Overflow::Fail,
+            _ => return None,
+        })
+    }
+}
+
 /// The user header of services that have none (zero-sized): the default
 /// header type of publish/subscribe samples and of request/response
 /// requests and responses.
