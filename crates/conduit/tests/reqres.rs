@@ -56,6 +56,18 @@ fn assert_clean(domain: &str) {
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
 
+/// A flag that turns true when stdin reaches its end (the parent closed
+/// it: time to stop and report).
+fn stdin_closed() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        set.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    flag
+}
+
 /// Answers `plan.steps` responses to each request (`tag` in each), then
 /// ends the stream.
 fn answer(active: ActiveRequest<'_, Plan, Step>, tag: u64) {
@@ -182,6 +194,84 @@ fn dispatch(role: &str, args: &[String]) {
         }
         // Takes `count` requests and reports, for each, whether it wants a
         // response and what answering it gives; answers those that want one.
+        // Answers every request with `steps` responses (tagged `tag`) until
+        // stdin closes; a client that dies mid-stream only ends that
+        // stream. Then says how many requests it served and how many
+        // streams a client cut.
+        "tolerant-server" => {
+            let tag: u64 = args[2].parse().unwrap();
+            let server = service.server().create().unwrap();
+            let stop = stdin_closed();
+            println!("ready");
+            let (mut served, mut cut) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let active = match server.receive_timeout(Duration::from_millis(20)) {
+                    Ok(active) => active,
+                    Err(conduit::reqres::ReceiveError::Timeout(_)) => continue,
+                    Err(e) => panic!("{e}"),
+                };
+                served += 1;
+                for step in 0..active.steps {
+                    // Streams take a while, so kills land mid-stream and
+                    // dead clients hold this server's chunks.
+                    std::thread::sleep(Duration::from_micros(500));
+                    let step = Step {
+                        n: active.n,
+                        step,
+                        tag,
+                    };
+                    match active.send_copy(step) {
+                        Ok(()) => {}
+                        Err(conduit::reqres::ResponseSendOrLoanError::Send(
+                            ResponseSendError::Disconnected,
+                        )) => {
+                            cut += 1;
+                            break;
+                        }
+                        Err(e) => panic!("request {}: {e}", active.n),
+                    }
+                }
+            }
+            println!("served {served} cut {cut}");
+        }
+        // Sends requests (3 responses each) and checks every response
+        // until stdin closes: each belongs to its request, each server's
+        // steps come in order, unduplicated, and every stream ends with
+        // all of them (or ServerGone). Then says how many it checked.
+        "soak-client" => {
+            let client = service.client().create().unwrap();
+            let stop = stdin_closed();
+            println!("ready");
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let pending = loop {
+                    match client.send_copy(Plan { n, steps: 3 }) {
+                        Ok(p) => break p,
+                        Err(conduit::reqres::SendOrLoanError::Send(
+                            RequestSendError::NoServer(_),
+                        )) => std::thread::sleep(Duration::from_millis(1)),
+                        Err(e) => panic!("request {n}: {e}"),
+                    }
+                };
+                let mut steps: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+                let end = loop {
+                    match pending.receive_timeout(Duration::from_secs(10)) {
+                        Ok(r) => {
+                            assert_eq!(r.n, n, "a response filed under the wrong request");
+                            steps.entry(r.tag).or_default().push(r.step);
+                        }
+                        Err(e) => break e,
+                    }
+                };
+                assert_eq!(end, ResponseError::EndOfStream, "request {n}: {steps:?}");
+                assert!(!steps.is_empty(), "request {n}");
+                for (tag, got) in &steps {
+                    assert_eq!(got, &[0, 1, 2], "request {n}, server {tag}");
+                }
+            }
+            println!("checked {n}");
+        }
         "reporting-server" => {
             let count: u64 = args[2].parse().unwrap();
             let server = service.server().create().unwrap();
@@ -1735,6 +1825,77 @@ fn request_overflow_fail_and_block_timeout_are_named() {
                 .open()
                 .is_ok()
         );
+    }
+    assert_clean(&domain);
+}
+
+/// Soak: two servers answer three client processes while a killer
+/// SIGKILLs a random client every ~25 ms (mid-request, mid-stream or
+/// between requests) and starts a new one. The servers must keep serving
+/// (a dead client only ends its streams), new clients must take the dead
+/// ones' slots, every live client must see each response under its own
+/// request, in order, unduplicated and complete, and nothing may be left
+/// in /dev/shm.
+#[test]
+fn soak_clients_killed_at_random_leave_servers_and_other_clients_working() {
+    use std::process::Stdio;
+    let _w = watchdog(Duration::from_secs(120));
+    let domain = unique("rr");
+    {
+        let node = node(&domain, "owner");
+        // The service outlives every process below.
+        let _svc = service(&node, "csoak");
+        let start = |role: &str, extra: &[&str]| {
+            let mut args = vec![domain.as_str(), "csoak"];
+            args.extend_from_slice(extra);
+            let mut c = common::child_command(role, &args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert_eq!(read_line(&mut c), "ready");
+            c
+        };
+        let mut servers = vec![
+            start("tolerant-server", &["1"]),
+            start("tolerant-server", &["2"]),
+        ];
+        let mut clients: Vec<Child> = (0..3).map(|_| start("soak-client", &[])).collect();
+        let mut kills = 0;
+        for round in 0..40usize {
+            std::thread::sleep(Duration::from_millis(25));
+            let mut victim = clients.swap_remove(round % clients.len());
+            kill(&mut victim);
+            kills += 1;
+            clients.push(start("soak-client", &[]));
+        }
+        let mut checked = 0u64;
+        for mut c in clients {
+            drop(c.stdin.take());
+            let line = read_line(&mut c);
+            let n: u64 = line
+                .strip_prefix("checked ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("client said {line:?}"));
+            checked += n;
+            assert!(c.wait().unwrap().success());
+        }
+        let mut cut = 0u64;
+        for mut s in servers.drain(..) {
+            drop(s.stdin.take());
+            let line = read_line(&mut s);
+            let words: Vec<&str> = line.split(' ').collect();
+            assert!(
+                words.len() == 4 && words[0] == "served" && words[2] == "cut",
+                "server said {line:?}"
+            );
+            cut += words[3].parse::<u64>().unwrap();
+            assert!(s.wait().unwrap().success());
+        }
+        eprintln!(
+            "client soak: {kills} clients killed, {checked} requests checked by the last clients, {cut} streams cut by a kill"
+        );
+        assert!(checked > 0, "the last clients completed nothing");
     }
     assert_clean(&domain);
 }
