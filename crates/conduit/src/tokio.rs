@@ -105,7 +105,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
     /// Waits for the next sample. Must run inside a tokio runtime with IO
     /// enabled; cancel-safe (a sample is taken only when it returns).
     pub async fn receive_async(&self) -> Result<Sample<'_, P, H>, AsyncReceiveError> {
-        let afd = async_fd(self.fd_wake(), self.wake_fd())?;
+        let afd = async_fd(&self.fd_wake, self.wake_fd())?;
         wait_on(afd, || self.try_receive().transpose())
             .await?
             .map_err(AsyncReceiveError::Receive)
@@ -132,7 +132,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     pub async fn receive_async(
         &self,
     ) -> Result<ActiveRequest<'_, Req, Resp, ReqH, RespH>, AsyncRequestError> {
-        let afd = async_fd(self.fd_wake(), self.wake_fd())?;
+        let afd = async_fd(&self.fd_wake, self.wake_fd())?;
         wait_on(afd, || self.try_receive().transpose())
             .await?
             .map_err(AsyncRequestError::Receive)
@@ -167,7 +167,7 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: Sh
             return r.map_err(AsyncResponseError::Response);
         }
         let client = self.client();
-        let afd = async_fd(client.fd_wake(), client.wake_fd())?;
+        let afd = async_fd(&client.fd_wake, client.wake_fd())?;
         let timer = crate::sys::timerfd::create().map_err(io::Error::from)?;
         let check = reqres::LIVENESS_CHECK;
         crate::sys::timerfd::arm(&timer, check, Some(check)).map_err(io::Error::from)?;

@@ -195,7 +195,7 @@ pub const READ_ATTEMPTS: u32 = 64;
 
 /// Default spin budget of [`ReaderEntry::wait_changed_since`] before it
 /// sleeps.
-pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+pub use crate::service::DEFAULT_SPIN;
 
 /// Why waiting for a change ended without one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

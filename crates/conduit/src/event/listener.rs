@@ -22,12 +22,7 @@ pub struct ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// How long a blocking wait polls before it sleeps on the futex
-    /// (default [`DEFAULT_SPIN`](super::DEFAULT_SPIN); [`Spin::NONE`] sleeps at once).
-    pub fn spin(mut self, spin: Spin) -> Self {
-        self.spin = spin;
-        self
-    }
+    crate::service::port_setters!(spin);
 
     /// Creates the listener and registers it in the service.
     pub fn create(self) -> Result<Listener, PortCreateError> {

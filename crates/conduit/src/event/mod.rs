@@ -86,8 +86,6 @@ mod loom_tests;
 mod notifier;
 pub(crate) mod service;
 
-use std::time::Duration;
-
 pub use id::{EventId, EventSet};
 pub use layout::{MAX_EVENT_ID_LIMIT, MAX_PORTS_LIMIT};
 pub use listener::{Listener, ListenerBuilder};
@@ -96,4 +94,4 @@ pub(crate) use service::Events;
 pub use service::{EventBuilder, EventService, EventServiceInfo, list};
 
 /// Default spin budget of a blocking wait before it sleeps.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+pub use crate::service::DEFAULT_SPIN;

@@ -38,11 +38,6 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             .fd(self.service.domain.wake_prefix(), self.id().0)
     }
 
-    #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
-    pub(crate) fn fd_wake(&self) -> &crate::sync::fdwake::FdWake {
-        &self.fd_wake
-    }
-
     pub(super) fn try_receive_armed(&self) -> Result<Option<Sample<'_, P, H>>, ReceiveError> {
         let view = self.service.shm();
         let slot = &view.sub_slots()[self.slot];

@@ -14,7 +14,6 @@ use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
 use crate::pool::{Book, Geometry, Pool};
 use crate::queue::Producer;
 use crate::service::PortId;
-use crate::service::core::PoolPortError;
 use crate::shm::{self, Segment, ShmSafe};
 
 /// With [`Overflow::Fail`]: how often, at most, a send that finds a full
@@ -76,18 +75,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         }
     }
 
-    /// For slice services: the longest slice this publisher sends, in
-    /// elements (default 64). Ignored for typed services.
-    pub fn max_slice_len(mut self, len: usize) -> Self {
-        self.max_slice_len = len;
-        self
-    }
-
-    /// With [`Overflow::Block`]: how long `send` waits for room (default 1 s).
-    pub fn block_timeout(mut self, timeout: Duration) -> Self {
-        self.block_timeout = timeout;
-        self
-    }
+    crate::service::port_setters!(max_slice_len, block_timeout);
 
     /// Creates the publisher: its data segment and its slot in the
     /// service. Frees slots of dead nodes if all are taken.
@@ -104,12 +92,10 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let (id, pool, slot) = svc
             .create_pool_port(PUBLISHERS, super::POOL, geometry, |_| {})
-            .map_err(|e| match e {
-                PoolPortError::Segment(e) => PublisherCreateError::Segment(e),
-                PoolPortError::Full(full) => PublisherCreateError::ExceedsMaxPublishers {
-                    service: full.service,
-                    max: full.max,
-                },
+            .map_err(|e| {
+                e.into_port_error(PublisherCreateError::Segment, |service, max| {
+                    PublisherCreateError::ExceedsMaxPublishers { service, max }
+                })
             })?;
         let Pool {
             segment,

@@ -15,7 +15,7 @@ use crate::shm::ShmSafe;
 use crate::sync::Spin;
 
 /// Default spin budget of a blocking receive before it sleeps.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+pub use crate::service::DEFAULT_SPIN;
 
 /// Why a subscriber could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +68,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
         }
     }
 
-    /// How long a blocking receive polls before it sleeps on the futex
-    /// (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at once).
-    pub fn spin(mut self, spin: Spin) -> Self {
-        self.spin = spin;
-        self
-    }
+    crate::service::port_setters!(spin);
 
     /// Creates the subscriber and registers it in the service.
     pub fn create(self) -> Result<Subscriber<P, H>, SubscriberCreateError> {
@@ -172,7 +167,7 @@ pub struct Subscriber<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     column: Box<[Conn<'static>]>,
     pub(super) service: Arc<ServiceInner>,
     /// Wake-up descriptor state (events: pubsub/attach.rs).
-    pub(super) fd_wake: crate::sync::fdwake::FdWake,
+    pub(crate) fd_wake: crate::sync::fdwake::FdWake,
     _types: super::Types<P, H>,
 }
 

@@ -26,11 +26,6 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         self.fd_wake
             .fd(self.service.domain.wake_prefix(), self.id().0)
     }
-
-    #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
-    pub(crate) fn fd_wake(&self) -> &crate::sync::fdwake::FdWake {
-        &self.fd_wake
-    }
 }
 
 impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe>
@@ -50,11 +45,6 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
     pub fn wake_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
         self.fd_wake
             .fd(self.service.domain.wake_prefix(), self.id().0)
-    }
-
-    #[allow(dead_code)] // used by the runtime glue (feature `tokio`)
-    pub(crate) fn fd_wake(&self) -> &crate::sync::fdwake::FdWake {
-        &self.fd_wake
     }
 }
 

@@ -29,7 +29,6 @@ use crate::pool::{Book, Pool};
 use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
-use crate::service::core::PoolPortError;
 use crate::service::registry::SlotArray;
 use crate::shm::{self, ShmSafe};
 use crate::sync::Spin;
@@ -142,29 +141,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         }
     }
 
-    /// How long a blocking receive polls before it sleeps on the futex
-    /// (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at once).
-    pub fn spin(mut self, spin: Spin) -> Self {
-        self.spin = spin;
-        self
-    }
-
-    /// For slice requests (`[T]`): the longest request this client sends,
-    /// in elements (default 64; at most [`MAX_SLICE_LEN`](super::MAX_SLICE_LEN)).
-    /// Ignored for typed requests.
-    pub fn max_slice_len(mut self, len: usize) -> Self {
-        self.max_slice_len = len;
-        self
-    }
-
-    /// With [`Overflow::Block`] for requests
-    /// ([`Qos::request_overflow`](super::Qos::request_overflow)): how long
-    /// a loan waits for a request in flight to end before it fails with
-    /// [`LoanError::ExceedsActiveRequests`] (default 1 s).
-    pub fn block_timeout(mut self, timeout: Duration) -> Self {
-        self.block_timeout = timeout;
-        self
-    }
+    crate::service::port_setters!(spin, max_slice_len, block_timeout);
 
     /// Creates the client (its request pool) and registers it.
     pub fn create(self) -> Result<Client<Req, Resp, ReqH, RespH>, ClientCreateError> {
@@ -187,12 +164,10 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         };
         let (id, pool, slot) = svc
             .create_pool_port(CLIENTS, super::POOL, geometry, prepare)
-            .map_err(|e| match e {
-                PoolPortError::Segment(e) => ClientCreateError::Segment(e),
-                PoolPortError::Full(full) => ClientCreateError::ExceedsMaxClients {
-                    service: full.service,
-                    max: full.max,
-                },
+            .map_err(|e| {
+                e.into_port_error(ClientCreateError::Segment, |service, max| {
+                    ClientCreateError::ExceedsMaxClients { service, max }
+                })
             })?;
         let servers = qos.max_servers;
         Ok(Client {
@@ -316,7 +291,7 @@ pub struct Client<
     /// How long a loan waits under [`Overflow::Block`].
     block_timeout: Duration,
     /// The wake-up descriptor's state ([`Client::wake_fd`]).
-    pub(super) fd_wake: crate::sync::fdwake::FdWake,
+    pub(crate) fd_wake: crate::sync::fdwake::FdWake,
     /// Per server slot: the request queue (client → server).
     requests_row: Box<[Conn<'static>]>,
     /// Per server slot: the response queue (server → client).

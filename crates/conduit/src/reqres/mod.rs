@@ -180,7 +180,7 @@ pub use service::{
 };
 
 /// Default spin budget of a blocking receive before it sleeps.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+pub use crate::service::DEFAULT_SPIN;
 
 /// Default of the ports' `block_timeout` (how long a send or loan waits
 /// under [`Overflow::Block`]).

@@ -26,7 +26,6 @@ use crate::queue::TakeBack;
 use crate::queue::{self, Conn, Producer};
 use crate::service::Payload;
 use crate::service::PortId;
-use crate::service::core::PoolPortError;
 use crate::shm::{self, ShmSafe};
 use crate::sync::{Spin, WaitResult};
 
@@ -134,30 +133,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         }
     }
 
-    /// How long a blocking receive polls before it sleeps on the futex
-    /// (default [`DEFAULT_SPIN`]; [`Spin::NONE`] sleeps at once).
-    pub fn spin(mut self, spin: Spin) -> Self {
-        self.spin = spin;
-        self
-    }
-
-    /// For slice responses (`[T]`): the longest response this server
-    /// sends, in elements (default 64; at most
-    /// [`MAX_SLICE_LEN`](super::MAX_SLICE_LEN)). Ignored for typed
-    /// responses.
-    pub fn max_slice_len(mut self, len: usize) -> Self {
-        self.max_slice_len = len;
-        self
-    }
-
-    /// With [`Overflow::Block`] for responses
-    /// ([`Qos::response_overflow`](super::Qos::response_overflow)): how
-    /// long a send waits for the client to make room before it fails with
-    /// [`ResponseSendError::Timeout`] (default 1 s).
-    pub fn block_timeout(mut self, timeout: Duration) -> Self {
-        self.block_timeout = timeout;
-        self
-    }
+    crate::service::port_setters!(spin, max_slice_len, block_timeout);
 
     /// Creates the server (its response pool) and registers it.
     pub fn create(self) -> Result<Server<Req, Resp, ReqH, RespH>, ServerCreateError> {
@@ -173,12 +149,10 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             .ok_or(ServerCreateError::TypeTooLarge)?;
         let (id, pool, slot) = svc
             .create_pool_port(SERVERS, super::POOL, geometry, |_| {})
-            .map_err(|e| match e {
-                PoolPortError::Segment(e) => ServerCreateError::Segment(e),
-                PoolPortError::Full(full) => ServerCreateError::ExceedsMaxServers {
-                    service: full.service,
-                    max: full.max,
-                },
+            .map_err(|e| {
+                e.into_port_error(ServerCreateError::Segment, |service, max| {
+                    ServerCreateError::ExceedsMaxServers { service, max }
+                })
             })?;
         // SAFETY: `service` (the same Arc) is a field of the server and
         // outlives every use of `view` and the connections taken from it.
@@ -258,7 +232,7 @@ pub struct Server<
     held_limit: usize,
     last_dead_check: Cell<Option<Instant>>,
     /// The wake-up descriptor's state ([`Server::wake_fd`]).
-    pub(super) fd_wake: crate::sync::fdwake::FdWake,
+    pub(crate) fd_wake: crate::sync::fdwake::FdWake,
     /// Per client slot: the request queue (client → server).
     requests_col: Box<[Conn<'static>]>,
     /// Per client slot: the response queue (server → client).

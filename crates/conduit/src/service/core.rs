@@ -437,6 +437,21 @@ pub(crate) enum PoolPortError {
     Full(SlotsFull),
 }
 
+impl PoolPortError {
+    /// The port's own error: `segment` for a data segment that could not
+    /// be created, `full(service, max)` when every slot is taken.
+    pub(crate) fn into_port_error<E>(
+        self,
+        segment: impl FnOnce(shm::CreateError) -> E,
+        full: impl FnOnce(String, usize) -> E,
+    ) -> E {
+        match self {
+            PoolPortError::Segment(e) => segment(e),
+            PoolPortError::Full(f) => full(f.service, f.max),
+        }
+    }
+}
+
 /// Removes the service if nobody else has it open (we hold our shared
 /// lock on `segment`); see the module docs.
 fn try_remove<P: Pattern>(

@@ -203,6 +203,48 @@ pub fn validate_service_name(name: &str) -> Result<(), ServiceError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u64);
 
+/// Default spin budget of a blocking receive or wait before it sleeps on
+/// the futex (every pattern's ports).
+pub const DEFAULT_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The setters of the options that ports of several patterns share, for a
+/// builder with fields of the same names: `spin` (ports that block to
+/// receive), `max_slice_len` and `block_timeout` (ports that send). One
+/// definition and one set of docs for every pattern's builders.
+macro_rules! port_setters {
+    ($($option:ident),+ $(,)?) => {
+        $( $crate::service::port_setters!(@ $option); )+
+    };
+    (@ spin) => {
+        /// How long a blocking receive or wait polls before it sleeps on
+        /// the futex (default
+        /// [`DEFAULT_SPIN`](crate::service::DEFAULT_SPIN);
+        /// [`Spin::NONE`](crate::sync::Spin::NONE) sleeps at once).
+        pub fn spin(mut self, spin: crate::sync::Spin) -> Self {
+            self.spin = spin;
+            self
+        }
+    };
+    (@ max_slice_len) => {
+        /// For slice payloads (`[T]`): the longest slice this port sends,
+        /// in elements (default 64). Ignored for typed payloads.
+        pub fn max_slice_len(mut self, len: usize) -> Self {
+            self.max_slice_len = len;
+            self
+        }
+    };
+    (@ block_timeout) => {
+        /// Under [`Overflow::Block`](crate::service::Overflow::Block): how
+        /// long this port waits for room before a send (a client's loan:
+        /// for a request slot) fails (default 1 s).
+        pub fn block_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.block_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use port_setters;
+
 /// What a send does when the receiver's buffer is full: a publisher
 /// whose subscriber's queue is full
 /// ([`pubsub::Qos::overflow`](crate::pubsub::Qos::overflow)), a server
