@@ -606,6 +606,23 @@ impl Producer {
         self.tail += 1;
     }
 
+    /// Whether one more entry fits: by our cached head, refreshed from the
+    /// shared head only when that count says full (then a scribbled head,
+    /// ahead of our tail, reads as full). For producers whose own limits
+    /// keep the queue from filling (request/response), this is a guard
+    /// that costs no read of the consumer's head line per push; the
+    /// cached head only lags the real one, so it can only err towards
+    /// "full", and then it is refreshed.
+    #[inline]
+    pub(crate) fn has_room(&mut self, conn: Conn<'_>) -> bool {
+        let cap = conn.capacity();
+        if self.tail.wrapping_sub(self.head) < cap {
+            return true;
+        }
+        self.head = conn.head.load(Ordering::Acquire);
+        self.tail.wrapping_sub(self.head) < cap
+    }
+
     /// Entries pushed and not yet consumed, by the shared head now (huge
     /// if a consumer scribbled a head past our tail: then the queue counts
     /// as full).
@@ -807,6 +824,35 @@ mod tests {
         // A head scribbled past our tail takes nothing.
         q.head.store(1000, Ordering::Relaxed);
         assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Nothing);
+    }
+
+    #[test]
+    fn has_room_reads_the_shared_head_only_when_the_cached_count_is_full() {
+        use super::Producer;
+        let q = ConnWords::new(2, 4, 0, 0, 0);
+        let conn = q.conn();
+        let mut p = Producer {
+            peer: 9,
+            generation: 1,
+            tail: 0,
+            head: 0,
+            ret_head: 0,
+        };
+        for chunk in [1, 2] {
+            assert!(p.has_room(conn));
+            p.push(conn, chunk, 0);
+        }
+        // Full by the cached head; the shared head says the same.
+        assert!(!p.has_room(conn));
+        let mut sub_head = 0;
+        assert_eq!(conn.pop(&mut sub_head, 1), Pop::Chunk(1, 0));
+        // A pop made room: the refresh finds it.
+        assert!(p.has_room(conn));
+        assert_eq!(p.head, 1);
+        p.push(conn, 3, 0);
+        // A head scribbled past our tail reads as full.
+        q.head.store(1000, Ordering::Relaxed);
+        assert!(!p.has_room(conn));
     }
 
     #[test]

@@ -819,7 +819,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             let conn = self.requests_row[s];
             // Never more than `active_requests` entries: the check guards
             // against a server that scribbled on its head.
-            if o.queued(conn) >= conn.capacity() {
+            if !o.has_room(conn) {
                 continue;
             }
             o.push(conn, chunk, u64::from(id as u32));

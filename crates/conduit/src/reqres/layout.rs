@@ -41,8 +41,10 @@
 //! returns them) and sends one end-of-stream entry per request, of which
 //! at most `active_requests` are unread (a request stays in flight on the
 //! client until it has read the end of every server it reached). The
-//! producers still check the shared head before each push and treat a
-//! full queue as an error, never overwrite. Under `Overflow::DropOldest`
+//! producers still check their count before each push (against a cached
+//! head, refreshed from the shared one only when the count reads full:
+//! `queue::Producer::has_room`, so a push costs no read of the consumer's
+//! head line) and treat a full queue as an error, never overwrite. Under `Overflow::DropOldest`
 //! for responses a server may also claim the oldest unclaimed response of
 //! a client's queue itself (`queue::Producer::take_back_oldest`: the
 //! queue's drop-oldest CAS on `head`, as in `crate::queue`).

@@ -543,7 +543,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
         let conn = self.responses_row[c];
         // The pool and ring sizes make this impossible unless the client
         // scribbled on its head.
-        if o.queued(conn) >= conn.capacity() {
+        if !o.has_room(conn) {
             return Err(ResponseSendError::BufferFull);
         }
         let header = self.pool.header::<ChunkHeader>(chunk);
@@ -661,7 +661,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             return;
         }
         let conn = self.responses_row[c];
-        if o.queued(conn) >= conn.capacity() {
+        if !o.has_room(conn) {
             return; // Only a scribbled head gets here (see the layout docs).
         }
         o.push(conn, END_OF_STREAM, u64::from(active.request_id as u32));
