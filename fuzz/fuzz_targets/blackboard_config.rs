@@ -7,9 +7,5 @@ use conduit_fuzz::{DecoderInput, run_decoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: DecoderInput| {
-    run_decoder(
-        input,
-        __fuzz::valid_blackboard,
-        __fuzz::decode_blackboard,
-    );
+    run_decoder(input, __fuzz::valid_blackboard, __fuzz::decode_blackboard);
 });
