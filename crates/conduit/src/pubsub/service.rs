@@ -195,6 +195,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubService<P, H> {
         self.inner.config.qos
     }
 
+    /// The payload type (the element type of a slice service) as the
+    /// service records it: what another program, in any language, must
+    /// give to open it (for a [`RawType`](super::RawType)).
+    pub fn payload_type(&self) -> TypeLayoutInfo {
+        self.inner.config.payload.info()
+    }
+
     /// Starts configuring a publisher.
     pub fn publisher(&self) -> super::PublisherBuilder<P, H> {
         super::PublisherBuilder::new(self.inner.clone())
