@@ -321,7 +321,7 @@ pub unsafe extern "C" fn conduit_pubsub_open(
 /// the fields match), and `fingerprint` is the Rust type's
 /// `T::LAYOUT.fingerprint`: it folds in every field's name, offset and
 /// type, so C cannot derive it from the struct; take it from the Rust
-/// side (print it, or read it from `conduit list` once a Rust port has
+/// side (print it, or read it from `conduit info` once a Rust port has
 /// opened the service) and keep it as a constant next to the struct. A
 /// field changed on one side only then fails the open instead of
 /// misreading data. For a Rust type whose `ShmSafe` impl is hand-written

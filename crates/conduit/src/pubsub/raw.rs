@@ -54,7 +54,7 @@ pub const MAX_TYPE_ALIGN: usize = 4096;
 /// Rust type `T`, [`RawType::of::<T>()`](RawType::of) is its layout;
 /// the fingerprint of a `#[derive(ShmSafe)]` struct folds in every
 /// field (name, offset, type), so another language takes it from the Rust
-/// side (print `T::LAYOUT.fingerprint`, or read it from `conduit list`),
+/// side (print `T::LAYOUT.fingerprint`, or read it from `conduit info`),
 /// or both sides use a leaf fingerprint ([`RawType::leaf`]) and the Rust
 /// type implements `ShmSafe` by hand with
 /// [`TypeLayout::leaf`](crate::shm::TypeLayout::leaf).
