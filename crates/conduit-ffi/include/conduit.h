@@ -300,13 +300,50 @@ typedef struct conduit_pubsub_t {
 } conduit_pubsub_t;
 
 /**
+ * A payload type as C describes it, for [`conduit_pubsub_open_typed`]:
+ * what a Rust type's `ShmSafe::LAYOUT` says of it.
+ *
+ * For a Rust `#[repr(C)] #[derive(ShmSafe)]` struct, `name` is its name
+ * as written in its definition (`"Pose"`), `size` and `align` are
+ * `sizeof` and `_Alignof` of the C struct (equal to the Rust ones when
+ * the fields match), and `fingerprint` is the Rust type's
+ * `T::LAYOUT.fingerprint`: it folds in every field's name, offset and
+ * type, so C cannot derive it from the struct; take it from the Rust
+ * side (print it, or read it from `conduit info` once a Rust port has
+ * opened the service) and keep it as a constant next to the struct. A
+ * field changed on one side only then fails the open instead of
+ * misreading data. For a Rust type whose `ShmSafe` impl is hand-written
+ * with `TypeLayout::leaf(name, size, align)`,
+ * [`conduit_type_leaf_fingerprint`] computes it.
+ */
+typedef struct conduit_type_t {
+  /**
+   * The type's name: NUL-terminated UTF-8, at most 128 bytes.
+   */
+  const char *name;
+  /**
+   * Its size in bytes (`sizeof`): a multiple of `align`.
+   */
+  size_t size;
+  /**
+   * Its alignment (`_Alignof`): a power of two, at most 4096.
+   */
+  size_t align;
+  /**
+   * Its layout fingerprint.
+   */
+  uint64_t fingerprint;
+} conduit_type_t;
+
+/**
  * Options of [`conduit_publisher_create`]; 0 in a field means the
  * default.
  */
 typedef struct conduit_publisher_options_t {
   /**
    * The longest payload this publisher sends, in bytes (default 64).
-   * Its chunks are this large.
+   * Its chunks are this large. Ignored for typed services
+   * ([`conduit_pubsub_open_typed`]): their payload is the type's size.
    */
   size_t max_len;
   /**
@@ -350,7 +387,8 @@ typedef struct conduit_loan_t {
    */
   uint64_t key;
   /**
-   * The payload memory (in shared memory, aligned to 8 bytes).
+   * The payload memory (in shared memory, aligned to 8 bytes, and to
+   * the type's alignment on a typed service).
    */
   void *data;
   /**
@@ -393,7 +431,8 @@ typedef struct conduit_sample_t {
   uint64_t key;
   /**
    * The payload (read-only memory: writing it crashes the process),
-   * aligned to 8 bytes.
+   * aligned to 8 bytes, and to the type's alignment on a typed service
+   * (so it may be read in place as the C struct).
    */
   const void *data;
   /**
@@ -749,6 +788,53 @@ enum conduit_error_t conduit_pubsub_open(struct conduit_node_t node,
                                          struct conduit_pubsub_t *service_out);
 
 /**
+ * Opens the publish/subscribe service `name` whose payload is one value
+ * of the type `payload` describes, with `mode`, the QoS in `options`
+ * (`NULL`: defaults), and writes its handle to `service_out`.
+ *
+ * It is the service a Rust program opens with
+ * `node.service(name).publish_subscribe::<T>()` for a Rust type `T` of
+ * that name, size, alignment and fingerprint (see [`conduit_type_t`]).
+ * A service of another type (any of the four differs, or a byte
+ * service) gives `CONDUIT_ERROR_INCOMPATIBLE`, and
+ * `conduit_last_error_detail` names both types; an invalid description
+ * (alignment not a power of two, size not a multiple of it, name too
+ * long) gives `CONDUIT_ERROR_INVALID_ARGUMENT`.
+ *
+ * Loans of its publishers are exactly `payload->size` bytes, aligned to
+ * `payload->align` (and to 8); samples are that long.
+ *
+ * # Safety
+ *
+ * `name` is `NULL` or a NUL-terminated string; `payload` is `NULL` or
+ * readable with a `name` that is `NULL` or NUL-terminated; `options` is
+ * `NULL` or readable; `service_out` is `NULL` or writable.
+ */
+enum conduit_error_t conduit_pubsub_open_typed(struct conduit_node_t node,
+                                               const char *name,
+                                               const struct conduit_type_t *payload,
+                                               const struct conduit_pubsub_options_t *options,
+                                               uint32_t mode,
+                                               struct conduit_pubsub_t *service_out);
+
+/**
+ * Writes to `fingerprint_out` the fingerprint a Rust type gets from
+ * `TypeLayout::leaf(name, size, align)` (integers, floats, and
+ * hand-written `ShmSafe` impls that use it). A `#[derive(ShmSafe)]`
+ * struct's fingerprint is another (it covers its fields): see
+ * [`conduit_type_t`].
+ *
+ * # Safety
+ *
+ * `name` is `NULL` or a NUL-terminated string; `fingerprint_out` is
+ * `NULL` or writable.
+ */
+enum conduit_error_t conduit_type_leaf_fingerprint(const char *name,
+                                                   size_t size,
+                                                   size_t align,
+                                                   uint64_t *fingerprint_out);
+
+/**
  * Writes the QoS in force in the service (every field set) to
  * `options_out`.
  *
@@ -803,8 +889,10 @@ enum conduit_error_t conduit_publisher_update_connections(struct conduit_publish
 
 /**
  * Loans a chunk for a payload of `len` bytes (at most the publisher's
- * `max_len`) and writes the loan to `loan_out`: write the payload at
- * `loan_out->data`, then send or release it. The memory is not cleared.
+ * `max_len`; on a typed service exactly the type's size, else
+ * `CONDUIT_ERROR_INVALID_ARGUMENT`) and writes the loan to `loan_out`:
+ * write the payload at `loan_out->data`, then send or release it. The
+ * memory is not cleared.
  *
  * # Safety
  *
@@ -840,8 +928,9 @@ enum conduit_error_t conduit_loan_release(struct conduit_loan_t *loan);
 
 /**
  * Copies `len` bytes from `data` into a loan and sends it (loan, write
- * and send in one call); writes the number of subscribers reached to
- * `delivered_out` (may be `NULL`).
+ * and send in one call; on a typed service `len` is the type's size);
+ * writes the number of subscribers reached to `delivered_out` (may be
+ * `NULL`).
  *
  * # Safety
  *

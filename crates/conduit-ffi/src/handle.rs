@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use conduit::event::{EventService, Notifier};
 use conduit::node::Node;
-use conduit::pubsub::PubSubService;
+use conduit::pubsub::{PubSubService, RawPayload};
 use conduit::reqres::ReqResService;
 
 use crate::error::{Error, Result, conduit_error_t};
@@ -31,7 +31,7 @@ use crate::reqres::{ClientPort, ServerPort};
 /// An object held by the C side.
 pub(crate) enum Object {
     Node(Node),
-    PubSubService(PubSubService<[u8]>),
+    PubSubService(PubSubService<RawPayload>),
     Publisher(Mutex<PublisherPort>),
     Subscriber(Mutex<SubscriberPort>),
     EventService(EventService),

@@ -5,10 +5,12 @@
 //! and checked in; `tests/header.rs` fails when it is out of date). It
 //! meets Rust programs on the same services: a C publisher and a Rust
 //! subscriber of a `publish_subscribe::<[u8]>()` service exchange samples
-//! with no copy, and C notifiers wake Rust listeners.
+//! with no copy, a C struct meets a Rust `#[repr(C)]` type on a typed
+//! service ([`conduit_pubsub_open_typed`]), and C notifiers wake Rust
+//! listeners.
 //!
-//! What is bound: nodes ([`node`]), publish/subscribe of byte payloads
-//! with loans, send, receive and release ([`pubsub`]), events with
+//! What is bound: nodes ([`node`]), publish/subscribe of byte and typed
+//! payloads with loans, send, receive and release ([`pubsub`]), events with
 //! notifiers and listeners ([`event`]), request/response of byte
 //! payloads with streamed responses ([`reqres`]), a pollable descriptor
 //! per subscriber, listener, client and server, and domain cleanup. The crate README lists

@@ -1,5 +1,8 @@
-//! Publish/subscribe of byte payloads: a service is a Rust
-//! `publish_subscribe::<[u8]>()` service, so C and Rust ports meet on it.
+//! Publish/subscribe: byte services (a Rust `publish_subscribe::<[u8]>()`
+//! service, [`conduit_pubsub_open`]) and typed services
+//! ([`conduit_pubsub_open_typed`]: a C struct meets a Rust `#[repr(C)]`
+//! type, checked by name, size, alignment and fingerprint), so C and
+//! Rust ports meet on either.
 //!
 //! A publisher loans a chunk of its shared-memory pool
 //! ([`conduit_publisher_loan`]), the C code writes the payload in place,
@@ -7,18 +10,18 @@
 //! copy; [`conduit_subscriber_receive`] hands out a read-only view of the
 //! publisher's chunk until [`conduit_sample_release`].
 //!
-//! Typed services (a C struct meeting a Rust `#[repr(C)]` type, checked
-//! by name, size, alignment and fingerprint) are not bound: the library
-//! takes a payload's type description only from the compile-time
-//! `ShmSafe::LAYOUT` of a Rust type. Send the struct's bytes instead.
+//! Both kinds are the core's run-time typed services
+//! (`conduit::pubsub::RawType`): a byte service is one of byte slices
+//! (`RawType::of::<u8>()`, slice), a typed one of one value per sample.
 
 use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use conduit::pubsub::{
-    LoanError, NoHeader, Overflow, Publisher, PublisherCreateError, ReceiveError, Sample,
-    SampleUninit, SendError, SendOrLoanError, Subscriber, SubscriberCreateError,
+    LoanError, NoHeader, Overflow, PubSubBuilder, Publisher, PublisherCreateError, RawPayload,
+    RawType, ReceiveError, Sample, SampleUninit, SendError, SendOrLoanError, Subscriber,
+    SubscriberCreateError,
 };
 use std::ffi::{c_char, c_void};
 
@@ -113,7 +116,8 @@ pub struct conduit_pubsub_options_t {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct conduit_publisher_options_t {
     /// The longest payload this publisher sends, in bytes (default 64).
-    /// Its chunks are this large.
+    /// Its chunks are this large. Ignored for typed services
+    /// ([`conduit_pubsub_open_typed`]): their payload is the type's size.
     pub max_len: usize,
     /// With `CONDUIT_OVERFLOW_BLOCK`: how long a send waits for room, in
     /// nanoseconds (default 1 s).
@@ -135,7 +139,8 @@ pub struct conduit_loan_t {
     pub publisher: conduit_publisher_t,
     /// Which of its loans (0 is never valid).
     pub key: u64,
-    /// The payload memory (in shared memory, aligned to 8 bytes).
+    /// The payload memory (in shared memory, aligned to 8 bytes, and to
+    /// the type's alignment on a typed service).
     pub data: *mut c_void,
     /// Its length in bytes, as loaned.
     pub len: usize,
@@ -156,7 +161,8 @@ pub struct conduit_sample_t {
     /// Which of its samples (0 is never valid).
     pub key: u64,
     /// The payload (read-only memory: writing it crashes the process),
-    /// aligned to 8 bytes.
+    /// aligned to 8 bytes, and to the type's alignment on a typed service
+    /// (so it may be read in place as the C struct).
     pub data: *const c_void,
     /// Its length in bytes.
     pub len: usize,
@@ -170,10 +176,10 @@ pub struct conduit_sample_t {
 pub(crate) struct PublisherPort {
     /// Declared first: dropped before the publisher they borrow (and
     /// `Drop` clears them explicitly as well).
-    loans: Vec<(u64, SampleUninit<'static, [u8], NoHeader>)>,
+    loans: Vec<(u64, SampleUninit<'static, RawPayload, NoHeader>)>,
     next_key: u64,
     /// A leaked `Box`, freed by `Drop` after every loan is gone.
-    publisher: NonNull<Publisher<[u8]>>,
+    publisher: NonNull<Publisher<RawPayload>>,
 }
 
 // SAFETY: the port owns its publisher and the loans that borrow it, and
@@ -184,7 +190,7 @@ pub(crate) struct PublisherPort {
 unsafe impl Send for PublisherPort {}
 
 impl PublisherPort {
-    fn new(publisher: Publisher<[u8]>) -> PublisherPort {
+    fn new(publisher: Publisher<RawPayload>) -> PublisherPort {
         PublisherPort {
             loans: Vec::new(),
             next_key: 1,
@@ -192,7 +198,7 @@ impl PublisherPort {
         }
     }
 
-    fn publisher(&self) -> &'static Publisher<[u8]> {
+    fn publisher(&self) -> &'static Publisher<RawPayload> {
         // SAFETY: the box is freed only in `Drop`, after every loan (the
         // only holders of this `'static` borrow outside a call) is
         // dropped; the reference never leaves the port otherwise.
@@ -212,10 +218,10 @@ impl Drop for PublisherPort {
 /// A subscriber and the samples the C side holds.
 pub(crate) struct SubscriberPort {
     /// Declared first: dropped before the subscriber they borrow.
-    samples: Vec<(u64, Sample<'static, [u8]>)>,
+    samples: Vec<(u64, Sample<'static, RawPayload>)>,
     next_key: u64,
     /// A leaked `Box`, freed by `Drop` after every sample is gone.
-    subscriber: NonNull<Subscriber<[u8]>>,
+    subscriber: NonNull<Subscriber<RawPayload>>,
 }
 
 // SAFETY: as for `PublisherPort`: the subscriber and the samples that
@@ -223,7 +229,7 @@ pub(crate) struct SubscriberPort {
 unsafe impl Send for SubscriberPort {}
 
 impl SubscriberPort {
-    fn new(subscriber: Subscriber<[u8]>) -> SubscriberPort {
+    fn new(subscriber: Subscriber<RawPayload>) -> SubscriberPort {
         SubscriberPort {
             samples: Vec::new(),
             next_key: 1,
@@ -231,7 +237,7 @@ impl SubscriberPort {
         }
     }
 
-    fn subscriber(&self) -> &'static Subscriber<[u8]> {
+    fn subscriber(&self) -> &'static Subscriber<RawPayload> {
         // SAFETY: as in `PublisherPort::publisher`.
         unsafe { self.subscriber.as_ref() }
     }
@@ -250,6 +256,7 @@ fn loan_error(e: &LoanError) -> Error {
         LoanError::ExceedsMaxLoans(_) => E::CONDUIT_ERROR_EXCEEDS_MAX_LOANS,
         LoanError::OutOfChunks => E::CONDUIT_ERROR_OUT_OF_CHUNKS,
         LoanError::SliceTooLong { .. } => E::CONDUIT_ERROR_TOO_LONG,
+        LoanError::WrongLength { .. } => E::CONDUIT_ERROR_INVALID_ARGUMENT,
         _ => E::CONDUIT_ERROR_INTERNAL,
     };
     Error::from_std(code, e)
@@ -296,61 +303,199 @@ pub unsafe extern "C" fn conduit_pubsub_open(
     service_out: *mut conduit_pubsub_t,
 ) -> conduit_error_t {
     guard(|| {
-        need(service_out, "service_out")?;
-        let mode = Mode::from_c(mode)?;
+        // SAFETY: forwarded contract.
+        unsafe {
+            open_service(node, name, options, mode, service_out, |b| {
+                b.publish_subscribe_raw_slice(RawType::of::<u8>())
+            })
+        }
+    })
+}
+
+/// A payload type as C describes it, for [`conduit_pubsub_open_typed`]:
+/// what a Rust type's `ShmSafe::LAYOUT` says of it.
+///
+/// For a Rust `#[repr(C)] #[derive(ShmSafe)]` struct, `name` is its name
+/// as written in its definition (`"Pose"`), `size` and `align` are
+/// `sizeof` and `_Alignof` of the C struct (equal to the Rust ones when
+/// the fields match), and `fingerprint` is the Rust type's
+/// `T::LAYOUT.fingerprint`: it folds in every field's name, offset and
+/// type, so C cannot derive it from the struct; take it from the Rust
+/// side (print it, or read it from `conduit info` once a Rust port has
+/// opened the service) and keep it as a constant next to the struct. A
+/// field changed on one side only then fails the open instead of
+/// misreading data. For a Rust type whose `ShmSafe` impl is hand-written
+/// with `TypeLayout::leaf(name, size, align)`,
+/// [`conduit_type_leaf_fingerprint`] computes it.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct conduit_type_t {
+    /// The type's name: NUL-terminated UTF-8, at most 128 bytes.
+    pub name: *const c_char,
+    /// Its size in bytes (`sizeof`): a multiple of `align`.
+    pub size: usize,
+    /// Its alignment (`_Alignof`): a power of two, at most 4096.
+    pub align: usize,
+    /// Its layout fingerprint.
+    pub fingerprint: u64,
+}
+
+/// Reads a C type description.
+///
+/// # Safety
+///
+/// `payload` is `NULL` or readable, its `name` `NULL` or NUL-terminated.
+unsafe fn raw_type(payload: *const conduit_type_t) -> Result<RawType> {
+    need(payload, "payload")?;
+    // SAFETY: not NULL, readable (contract); plain data.
+    let t = unsafe { payload.read() };
+    // SAFETY: NULL or NUL-terminated (contract).
+    let name = unsafe { str_arg(t.name, "payload->name") }?;
+    Ok(RawType {
+        name: name.to_owned(),
+        size: t.size,
+        align: t.align,
+        fingerprint: t.fingerprint,
+    })
+}
+
+/// Opens the publish/subscribe service `name` whose payload is one value
+/// of the type `payload` describes, with `mode`, the QoS in `options`
+/// (`NULL`: defaults), and writes its handle to `service_out`.
+///
+/// It is the service a Rust program opens with
+/// `node.service(name).publish_subscribe::<T>()` for a Rust type `T` of
+/// that name, size, alignment and fingerprint (see [`conduit_type_t`]).
+/// A service of another type (any of the four differs, or a byte
+/// service) gives `CONDUIT_ERROR_INCOMPATIBLE`, and
+/// `conduit_last_error_detail` names both types; an invalid description
+/// (alignment not a power of two, size not a multiple of it, name too
+/// long) gives `CONDUIT_ERROR_INVALID_ARGUMENT`.
+///
+/// Loans of its publishers are exactly `payload->size` bytes, aligned to
+/// `payload->align` (and to 8); samples are that long.
+///
+/// # Safety
+///
+/// `name` is `NULL` or a NUL-terminated string; `payload` is `NULL` or
+/// readable with a `name` that is `NULL` or NUL-terminated; `options` is
+/// `NULL` or readable; `service_out` is `NULL` or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn conduit_pubsub_open_typed(
+    node: conduit_node_t,
+    name: *const c_char,
+    payload: *const conduit_type_t,
+    options: *const conduit_pubsub_options_t,
+    mode: u32,
+    service_out: *mut conduit_pubsub_t,
+) -> conduit_error_t {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let payload = unsafe { raw_type(payload) }?;
+        // SAFETY: forwarded contract.
+        unsafe {
+            open_service(node, name, options, mode, service_out, |b| {
+                b.publish_subscribe_raw(payload)
+            })
+        }
+    })
+}
+
+/// Writes to `fingerprint_out` the fingerprint a Rust type gets from
+/// `TypeLayout::leaf(name, size, align)` (integers, floats, and
+/// hand-written `ShmSafe` impls that use it). A `#[derive(ShmSafe)]`
+/// struct's fingerprint is another (it covers its fields): see
+/// [`conduit_type_t`].
+///
+/// # Safety
+///
+/// `name` is `NULL` or a NUL-terminated string; `fingerprint_out` is
+/// `NULL` or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn conduit_type_leaf_fingerprint(
+    name: *const c_char,
+    size: usize,
+    align: usize,
+    fingerprint_out: *mut u64,
+) -> conduit_error_t {
+    guard(|| {
         // SAFETY: NULL or NUL-terminated (contract).
         let name = unsafe { str_arg(name, "name") }?;
-        let options = if options.is_null() {
-            conduit_pubsub_options_t::default()
-        } else {
-            // SAFETY: not NULL, readable (contract); plain data.
-            unsafe { options.read() }
-        };
-        let overflow = match options.overflow {
-            CONDUIT_OVERFLOW_DEFAULT => None,
-            CONDUIT_OVERFLOW_DROP_OLDEST => Some(Overflow::DropOldest),
-            CONDUIT_OVERFLOW_BLOCK => Some(Overflow::Block),
-            CONDUIT_OVERFLOW_FAIL => Some(Overflow::Fail),
-            other => {
-                return Err(Error::new(
-                    E::CONDUIT_ERROR_INVALID_ARGUMENT,
-                    format!("unknown overflow policy {other}"),
-                ));
-            }
-        };
-        let object = node.object()?;
-        let Object::Node(n) = &*object else {
-            unreachable!("checked by the handle type")
-        };
-        let mut builder = n.service(name).publish_subscribe::<[u8]>();
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if options.$field != 0 {
-                    builder = builder.$field(options.$field);
-                }
-            )*};
-        }
-        set!(
-            max_publishers,
-            max_subscribers,
-            subscriber_buffer,
-            history,
-            max_loans,
-            max_borrowed
-        );
-        if let Some(overflow) = overflow {
-            builder = builder.overflow(overflow);
-        }
-        let service = match mode {
-            Mode::OpenOrCreate => builder.open_or_create(),
-            Mode::Create => builder.create(),
-            Mode::Open => builder.open(),
-        }
-        .map_err(|e| service_error(&e))?;
-        let id = insert(Object::PubSubService(service));
-        // SAFETY: checked non-NULL; writable (contract).
-        unsafe { write_out(service_out, conduit_pubsub_t { id }, "service_out") }
+        let fingerprint = conduit::pubsub::leaf_fingerprint(name, size, align);
+        // SAFETY: NULL or writable (contract).
+        unsafe { write_out(fingerprint_out, fingerprint, "fingerprint_out") }
     })
+}
+
+/// The common part of the `conduit_pubsub_open*` calls: `kind` picks
+/// the payload.
+///
+/// # Safety
+///
+/// As [`conduit_pubsub_open`].
+unsafe fn open_service(
+    node: conduit_node_t,
+    name: *const c_char,
+    options: *const conduit_pubsub_options_t,
+    mode: u32,
+    service_out: *mut conduit_pubsub_t,
+    kind: impl FnOnce(conduit::service::ServiceBuilder) -> PubSubBuilder<RawPayload, NoHeader>,
+) -> Result<()> {
+    need(service_out, "service_out")?;
+    let mode = Mode::from_c(mode)?;
+    // SAFETY: NULL or NUL-terminated (contract).
+    let name = unsafe { str_arg(name, "name") }?;
+    let options = if options.is_null() {
+        conduit_pubsub_options_t::default()
+    } else {
+        // SAFETY: not NULL, readable (contract); plain data.
+        unsafe { options.read() }
+    };
+    let overflow = match options.overflow {
+        CONDUIT_OVERFLOW_DEFAULT => None,
+        CONDUIT_OVERFLOW_DROP_OLDEST => Some(Overflow::DropOldest),
+        CONDUIT_OVERFLOW_BLOCK => Some(Overflow::Block),
+        CONDUIT_OVERFLOW_FAIL => Some(Overflow::Fail),
+        other => {
+            return Err(Error::new(
+                E::CONDUIT_ERROR_INVALID_ARGUMENT,
+                format!("unknown overflow policy {other}"),
+            ));
+        }
+    };
+    let object = node.object()?;
+    let Object::Node(n) = &*object else {
+        unreachable!("checked by the handle type")
+    };
+    let mut builder = kind(n.service(name));
+    macro_rules! set {
+        ($($field:ident),*) => {$(
+            if options.$field != 0 {
+                builder = builder.$field(options.$field);
+            }
+        )*};
+    }
+    set!(
+        max_publishers,
+        max_subscribers,
+        subscriber_buffer,
+        history,
+        max_loans,
+        max_borrowed
+    );
+    if let Some(overflow) = overflow {
+        builder = builder.overflow(overflow);
+    }
+    let service = match mode {
+        Mode::OpenOrCreate => builder.open_or_create(),
+        Mode::Create => builder.create(),
+        Mode::Open => builder.open(),
+    }
+    .map_err(|e| service_error(&e))?;
+    let id = insert(Object::PubSubService(service));
+    // SAFETY: checked non-NULL; writable (contract).
+    unsafe { write_out(service_out, conduit_pubsub_t { id }, "service_out") }
 }
 
 /// Writes the QoS in force in the service (every field set) to
@@ -506,8 +651,10 @@ pub extern "C" fn conduit_publisher_update_connections(
 }
 
 /// Loans a chunk for a payload of `len` bytes (at most the publisher's
-/// `max_len`) and writes the loan to `loan_out`: write the payload at
-/// `loan_out->data`, then send or release it. The memory is not cleared.
+/// `max_len`; on a typed service exactly the type's size, else
+/// `CONDUIT_ERROR_INVALID_ARGUMENT`) and writes the loan to `loan_out`:
+/// write the payload at `loan_out->data`, then send or release it. The
+/// memory is not cleared.
 ///
 /// # Safety
 ///
@@ -521,10 +668,7 @@ pub unsafe extern "C" fn conduit_publisher_loan(
     guard(|| {
         need(loan_out, "loan_out")?;
         let loan = with_publisher(publisher, |p| {
-            let mut sample = p
-                .publisher()
-                .loan_slice_uninit(len)
-                .map_err(|e| loan_error(&e))?;
+            let mut sample = p.publisher().loan_uninit(len).map_err(|e| loan_error(&e))?;
             let data = sample.payload_mut().as_mut_ptr().cast::<c_void>();
             let key = p.next_key;
             p.next_key += 1;
@@ -548,7 +692,7 @@ pub unsafe extern "C" fn conduit_publisher_loan(
 /// `loan` is `NULL` or points to a readable `conduit_loan_t`.
 unsafe fn take_loan<R>(
     loan: *mut conduit_loan_t,
-    f: impl FnOnce(SampleUninit<'static, [u8], NoHeader>) -> Result<R>,
+    f: impl FnOnce(SampleUninit<'static, RawPayload, NoHeader>) -> Result<R>,
 ) -> Result<R> {
     need(loan, "loan")?;
     // SAFETY: not NULL, readable (contract); plain data.
@@ -594,7 +738,7 @@ pub unsafe extern "C" fn conduit_loan_send(
     delivered_out: *mut usize,
 ) -> conduit_error_t {
     guard(|| {
-        let send = |sample: SampleUninit<'static, [u8], NoHeader>| {
+        let send = |sample: SampleUninit<'static, RawPayload, NoHeader>| {
             // SAFETY: the payload lies in the publisher's shared mapping,
             // whose bytes are always initialised memory (the kernel
             // zero-fills a new segment; later they hold earlier payloads);
@@ -620,7 +764,7 @@ pub unsafe extern "C" fn conduit_loan_send(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn conduit_loan_release(loan: *mut conduit_loan_t) -> conduit_error_t {
     // SAFETY: forwarded contract.
-    let release = |sample: SampleUninit<'static, [u8], NoHeader>| {
+    let release = |sample: SampleUninit<'static, RawPayload, NoHeader>| {
         drop(sample);
         Ok(())
     };
@@ -629,8 +773,9 @@ pub unsafe extern "C" fn conduit_loan_release(loan: *mut conduit_loan_t) -> cond
 }
 
 /// Copies `len` bytes from `data` into a loan and sends it (loan, write
-/// and send in one call); writes the number of subscribers reached to
-/// `delivered_out` (may be `NULL`).
+/// and send in one call; on a typed service `len` is the type's size);
+/// writes the number of subscribers reached to `delivered_out` (may be
+/// `NULL`).
 ///
 /// # Safety
 ///
@@ -652,7 +797,7 @@ pub unsafe extern "C" fn conduit_publisher_send_copy(
             unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
         };
         let reached = with_publisher(publisher, |p| {
-            p.publisher().send_slice_copy(bytes).map_err(|e| match e {
+            p.publisher().send_copy(bytes).map_err(|e| match e {
                 SendOrLoanError::Loan(e) => loan_error(&e),
                 SendOrLoanError::Send(e) => send_error(&e),
                 e => Error::from_std(E::CONDUIT_ERROR_INTERNAL, &e),

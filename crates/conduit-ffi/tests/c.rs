@@ -81,6 +81,11 @@ fn c_subscriber() -> &'static Path {
     EXE.get_or_init(|| compile("examples/subscriber.c", "subscriber", true))
 }
 
+fn c_typed() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| compile("tests/c/typed.c", "typed", false))
+}
+
 fn c_reqres() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| compile("tests/c/reqres.c", "reqres", false))
@@ -357,5 +362,120 @@ fn c_client_gets_the_streamed_responses_of_a_rust_server() {
     assert!(status.success(), "C client failed ({status}): {lines:?}");
     assert_eq!(lines, ["client ok"]);
     drop((server, service, node));
+    assert_clean(&domain);
+}
+
+/// The Rust type that `struct pose` of `tests/c/typed.c` meets.
+#[derive(conduit::ShmSafe, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Pose {
+    x: f64,
+    y: f64,
+    seq: u64,
+}
+
+/// Runs `tests/c/typed.c` with `args`, stdin and stdout piped.
+fn spawn_typed(args: &[&str]) -> Child {
+    Command::new(c_typed())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the C typed test")
+}
+
+/// The next line the child prints.
+fn next_line(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    lines.next().expect("a line from the child").expect("read")
+}
+
+#[test]
+fn c_struct_meets_a_rust_type_both_ways() {
+    // The C side's constant is the Rust type's fingerprint.
+    let out = Command::new(c_typed()).arg("fingerprint").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("{:016x}", <Pose as conduit::ShmSafe>::LAYOUT.fingerprint),
+        "POSE_FINGERPRINT in tests/c/typed.c is not Pose::LAYOUT.fingerprint"
+    );
+    let domain = unique_domain("typed");
+    let node = Node::builder()
+        .name("rust-typed")
+        .domain(&domain)
+        .create()
+        .unwrap();
+
+    // A C publisher, a Rust typed subscriber.
+    let c_to_rust = node
+        .service("pose/c-to-rust")
+        .publish_subscribe::<Pose>()
+        .subscriber_buffer(8)
+        .open_or_create()
+        .unwrap();
+    let subscriber = c_to_rust.subscriber().create().unwrap();
+    let mut child = spawn_typed(&["pub", &domain, "pose/c-to-rust", "5"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(next_line(&mut lines), "sent");
+    for i in 1..=6u64 {
+        let sample = subscriber.receive_timeout(Duration::from_secs(10)).unwrap();
+        let expected = Pose {
+            x: i as f64,
+            y: -(i as f64),
+            seq: i,
+        };
+        assert_eq!(*sample, expected);
+    }
+    drop(child.stdin.take());
+    let status = wait_with_limit(&mut child, LIMIT);
+    assert!(status.success(), "C publisher failed ({status})");
+
+    // A Rust typed publisher, a C subscriber.
+    let rust_to_c = node
+        .service("pose/rust-to-c")
+        .publish_subscribe::<Pose>()
+        .subscriber_buffer(8)
+        .open_or_create()
+        .unwrap();
+    let publisher = rust_to_c.publisher().create().unwrap();
+    let mut child = spawn_typed(&["sub", &domain, "pose/rust-to-c", "5"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(next_line(&mut lines), "ready");
+    for i in 1..=5u64 {
+        let pose = Pose {
+            x: i as f64,
+            y: -(i as f64),
+            seq: i,
+        };
+        assert_eq!(publisher.send_copy(pose).unwrap(), 1);
+    }
+    assert_eq!(next_line(&mut lines), "received 5");
+    let status = wait_with_limit(&mut child, LIMIT);
+    assert!(status.success(), "C subscriber failed ({status})");
+    drop((publisher, subscriber, c_to_rust, rust_to_c, node));
+    assert_clean(&domain);
+}
+
+#[test]
+fn c_type_mismatches_are_refused() {
+    let domain = unique_domain("mismatch");
+    let node = Node::builder()
+        .name("rust-typed")
+        .domain(&domain)
+        .create()
+        .unwrap();
+    let service = node
+        .service("pose")
+        .publish_subscribe::<Pose>()
+        .open_or_create()
+        .unwrap();
+    let u64_fingerprint = format!("{:x}", <u64 as conduit::ShmSafe>::LAYOUT.fingerprint);
+    let mut child = spawn_typed(&["mismatch", &domain, "pose", &u64_fingerprint]);
+    let lines = collect_lines(&mut child);
+    drop(child.stdin.take());
+    let status = wait_with_limit(&mut child, LIMIT);
+    let lines = lines.join().unwrap();
+    assert!(status.success(), "C test failed ({status}): {lines:?}");
+    assert_eq!(lines, ["mismatches refused"]);
+    drop((service, node));
     assert_clean(&domain);
 }

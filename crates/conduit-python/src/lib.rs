@@ -140,10 +140,12 @@ pub(crate) fn resource(e: &(dyn std::error::Error + 'static)) -> PyErr {
 }
 
 /// A loan that could not be made: a `ValueError` for a slice longer than
-/// the port allows, a `ResourceError` otherwise.
+/// the port allows or a length that is not the type's, a `ResourceError`
+/// otherwise.
 pub(crate) fn loan_error(e: &conduit::loan::LoanError) -> PyErr {
     match e {
-        conduit::loan::LoanError::SliceTooLong { .. } => PyValueError::new_err(message(e)),
+        conduit::loan::LoanError::SliceTooLong { .. }
+        | conduit::loan::LoanError::WrongLength { .. } => PyValueError::new_err(message(e)),
         _ => resource(e),
     }
 }

@@ -1,5 +1,10 @@
-//! Publish/subscribe of byte payloads: `Node.publish_subscribe(name)` is
-//! a Rust `publish_subscribe::<[u8]>()` service.
+//! Publish/subscribe: `Node.publish_subscribe(name)` is a Rust
+//! `publish_subscribe::<[u8]>()` service of byte payloads, and
+//! `Node.publish_subscribe(name, Pose, fingerprint=...)` with a
+//! `ctypes.Structure` (or a numpy dtype) is the Rust
+//! `publish_subscribe::<Pose>()` service of a `#[repr(C)]` type: both are
+//! the core's run-time typed services (`conduit::pubsub::RawType`),
+//! checked by name, size, alignment and fingerprint.
 //!
 //! Self-borrowing objects: a Rust `Sample<'s>` borrows its `Subscriber`
 //! and a loan borrows its `Publisher`. The Python objects hold the port in
@@ -14,8 +19,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use conduit::pubsub::{
-    NoHeader, Overflow, PubSubService as RustService, Publisher as RustPublisher, ReceiveError,
-    Sample as RustSample, SampleMut, SendError, SendOrLoanError, Subscriber as RustSubscriber,
+    NoHeader, Overflow, PubSubService as RustService, Publisher as RustPublisher, RawPayload,
+    RawType, ReceiveError, Sample as RustSample, SampleMut, SendError, SendOrLoanError,
+    Subscriber as RustSubscriber,
 };
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -28,44 +34,127 @@ use crate::{
 };
 
 /// The bytes of any object with the buffer protocol (`bytes`,
-/// `bytearray`, `memoryview`, numpy arrays, a `Sample`), copied.
+/// `bytearray`, `memoryview`, numpy arrays, a `Sample`, a `ctypes`
+/// structure), copied.
 pub(crate) fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = data.cast::<pyo3::types::PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
-    let buffer = PyBuffer::<u8>::get(data).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "expected bytes or an object with the buffer protocol, not {}",
-            data.get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
-        ))
-    })?;
-    buffer.to_vec(data.py())
+    if let Ok(buffer) = PyBuffer::<u8>::get(data) {
+        return buffer.to_vec(data.py());
+    }
+    // A buffer of other items (a ctypes structure, a float array): its
+    // bytes, through a memoryview (which refuses objects without the
+    // buffer protocol, so `bytes(5)`-style surprises cannot happen).
+    let py = data.py();
+    py.import("builtins")?
+        .getattr("memoryview")?
+        .call1((data,))
+        .and_then(|view| view.call_method0("tobytes"))
+        .and_then(|b| Ok(b.cast::<pyo3::types::PyBytes>()?.as_bytes().to_vec()))
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "expected bytes or an object with the buffer protocol, not {}",
+                data.get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+            ))
+        })
 }
 
-/// An open publish/subscribe service of byte payloads.
+/// The run-time type of `payload_type`: a ctypes type (its `sizeof`,
+/// `alignment` and `__name__`) or a numpy dtype (its `itemsize` and
+/// `alignment`; `type_name` required). The fingerprint defaults to the
+/// leaf fingerprint of name, size and alignment.
+fn raw_type_of(
+    payload_type: &Bound<'_, PyAny>,
+    type_name: Option<String>,
+    fingerprint: Option<u64>,
+) -> PyResult<RawType> {
+    let py = payload_type.py();
+    let ctypes = py.import("ctypes")?;
+    let is_type = payload_type.is_instance_of::<pyo3::types::PyType>();
+    let ctype = is_type
+        .then(|| {
+            let size = ctypes.call_method1("sizeof", (payload_type,)).ok()?;
+            let align = ctypes.call_method1("alignment", (payload_type,)).ok()?;
+            Some((size, align))
+        })
+        .flatten();
+    let (size, align, own_name) = match ctype {
+        Some((size, align)) => (
+            size.extract::<usize>()?,
+            align.extract::<usize>()?,
+            Some(payload_type.getattr("__name__")?.extract::<String>()?),
+        ),
+        None => match (
+            payload_type.getattr("itemsize").ok(),
+            payload_type.getattr("alignment").ok(),
+        ) {
+            (Some(size), Some(align)) if !is_type => (size.extract()?, align.extract()?, None),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "payload_type must be a ctypes type (such as a ctypes.Structure \
+                     subclass) or a numpy dtype, not {}",
+                    payload_type.repr()?
+                )));
+            }
+        },
+    };
+    let name = type_name.or(own_name).ok_or_else(|| {
+        PyValueError::new_err("a numpy dtype has no type name: give type_name= (the Rust type's)")
+    })?;
+    let fingerprint =
+        fingerprint.unwrap_or_else(|| conduit::pubsub::leaf_fingerprint(&name, size, align));
+    Ok(RawType {
+        name,
+        size,
+        align,
+        fingerprint,
+    })
+}
+
+/// An open publish/subscribe service: of byte payloads, or of one value
+/// of a ctypes type or numpy dtype per sample.
 #[pyclass(module = "conduit", unsendable)]
 pub struct PubSubService {
-    inner: RustService<[u8]>,
+    inner: RustService<RawPayload>,
+    /// The ctypes type or numpy dtype of a typed service.
+    payload_type: Option<Py<PyAny>>,
 }
 
 #[pymethods]
 impl Node {
-    /// `publish_subscribe(name, *, create=None, max_publishers=None,
+    /// `publish_subscribe(name, payload_type=None, *, fingerprint=None,
+    /// type_name=None, create=None, max_publishers=None,
     /// max_subscribers=None, subscriber_buffer=None, history=None,
     /// max_loans=None, max_borrowed=None, overflow=None)`: opens or
     /// creates (`create=None`), only creates (`True`) or only opens
-    /// (`False`) the byte-payload service `name`. A value given when
-    /// opening is a requirement the existing service must meet
-    /// (`IncompatibleError` names it). `overflow` is `"drop_oldest"`
-    /// (default), `"block"` or `"fail"`.
-    #[pyo3(signature = (name, *, create=None, max_publishers=None, max_subscribers=None,
+    /// (`False`) the service `name`. A value given when opening is a
+    /// requirement the existing service must meet (`IncompatibleError`
+    /// names it). `overflow` is `"drop_oldest"` (default), `"block"` or
+    /// `"fail"`.
+    ///
+    /// Without `payload_type` the service carries bytes (Rust
+    /// `publish_subscribe::<[u8]>()`). With a ctypes type (a
+    /// `ctypes.Structure` subclass) or a numpy dtype (built with
+    /// `align=True`, and `type_name=` given) each sample is one value of
+    /// it: the Rust `publish_subscribe::<T>()` service of the
+    /// `#[repr(C)]` type `T` of that name (`type_name`, default the ctypes
+    /// class name), size, alignment and `fingerprint` (Rust's
+    /// `T::LAYOUT.fingerprint`; default the leaf fingerprint of name, size
+    /// and alignment, which only hand-written Rust layouts have). Any
+    /// difference raises `IncompatibleError` naming both types.
+    #[pyo3(signature = (name, payload_type=None, *, fingerprint=None, type_name=None,
+        create=None, max_publishers=None, max_subscribers=None,
         subscriber_buffer=None, history=None, max_loans=None, max_borrowed=None, overflow=None))]
     #[allow(clippy::too_many_arguments)]
     fn publish_subscribe(
         &self,
         name: &str,
+        payload_type: Option<&Bound<'_, PyAny>>,
+        fingerprint: Option<u64>,
+        type_name: Option<String>,
         create: Option<bool>,
         max_publishers: Option<usize>,
         max_subscribers: Option<usize>,
@@ -75,7 +164,11 @@ impl Node {
         max_borrowed: Option<usize>,
         overflow: Option<&str>,
     ) -> PyResult<PubSubService> {
-        let mut b = self.inner.service(name).publish_subscribe::<[u8]>();
+        let service = self.inner.service(name);
+        let mut b = match payload_type {
+            None => service.publish_subscribe_raw_slice(RawType::of::<u8>()),
+            Some(t) => service.publish_subscribe_raw(raw_type_of(t, type_name, fingerprint)?),
+        };
         if let Some(v) = max_publishers {
             b = b.max_publishers(v);
         }
@@ -112,7 +205,10 @@ impl Node {
             Mode::Open => b.open(),
         }
         .map_err(service_error)?;
-        Ok(PubSubService { inner })
+        Ok(PubSubService {
+            inner,
+            payload_type: payload_type.map(|t| t.clone().unbind()),
+        })
     }
 }
 
@@ -124,10 +220,26 @@ impl PubSubService {
         self.inner.name().to_owned()
     }
 
+    /// The ctypes type or numpy dtype of a typed service; `None` for a
+    /// byte service.
+    #[getter]
+    fn payload_type(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.payload_type.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    /// `(name, size, alignment, fingerprint)` of the payload type as the
+    /// service records it (`("u8", 1, 1, ...)` for a byte service): what
+    /// another program must give to meet this one.
+    #[getter]
+    fn layout(&self) -> (String, u64, u64, u64) {
+        let t = self.inner.payload_type();
+        (t.name, t.size, t.align, t.fingerprint)
+    }
+
     /// `publisher(max_slice_len=4096, block_timeout=None)`: a publisher
-    /// whose loans hold up to `max_slice_len` bytes; `block_timeout`
-    /// (seconds) bounds a send to a full queue of an `overflow="block"`
-    /// service.
+    /// whose loans hold up to `max_slice_len` bytes (on a typed service:
+    /// one value, whatever `max_slice_len`); `block_timeout` (seconds)
+    /// bounds a send to a full queue of an `overflow="block"` service.
     #[pyo3(signature = (max_slice_len=4096, block_timeout=None))]
     fn publisher(&self, max_slice_len: usize, block_timeout: Option<f64>) -> PyResult<Publisher> {
         let mut b = self.inner.publisher().max_slice_len(max_slice_len);
@@ -144,10 +256,11 @@ impl PubSubService {
 
     /// A subscriber: it receives what every publisher of the service sends
     /// from now on (and the history a publisher keeps).
-    fn subscriber(&self) -> PyResult<Subscriber> {
+    fn subscriber(&self, py: Python<'_>) -> PyResult<Subscriber> {
         let inner = self.inner.subscriber().create().map_err(|e| resource(&e))?;
         Ok(Subscriber {
             inner: Rc::new(inner),
+            payload_type: self.payload_type.as_ref().map(|t| t.clone_ref(py)),
         })
     }
 
@@ -168,10 +281,10 @@ fn send_or_loan_error(e: &SendOrLoanError) -> PyErr {
     }
 }
 
-/// A publisher of byte payloads.
+/// A publisher (of byte payloads, or of one typed value per sample).
 #[pyclass(module = "conduit", unsendable)]
 pub struct Publisher {
-    inner: Rc<RustPublisher<[u8]>>,
+    inner: Rc<RustPublisher<RawPayload>>,
 }
 
 #[pymethods]
@@ -182,37 +295,55 @@ impl Publisher {
         self.inner.id().to_string()
     }
 
-    /// The most bytes one loan holds.
+    /// The most bytes one loan holds (on a typed service: the type's
+    /// size).
     #[getter]
     fn max_slice_len(&self) -> usize {
-        self.inner.max_slice_len()
+        self.inner.max_bytes()
     }
 
-    /// `send(data)`: copies `data` (bytes or any buffer) into a chunk and
-    /// sends it; returns how many subscribers it reached.
+    /// `send(data)`: copies `data` (bytes or any buffer: on a typed
+    /// service a ctypes instance of the type, or exactly its size in
+    /// bytes) into a chunk and sends it; returns how many subscribers it
+    /// reached.
     fn send(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let bytes = bytes_of(data)?;
         self.inner
-            .send_slice_copy(&bytes)
+            .send_copy(&bytes)
             .map_err(|e| send_or_loan_error(&e))
     }
 
-    /// `loan(size)`: a chunk of `size` bytes of shared memory to write in
-    /// place (`memoryview(loan)`), then `loan.send()`. Its bytes are
-    /// unspecified until written (a reused chunk holds an older sample).
-    fn loan(&self, size: usize) -> PyResult<Loan> {
+    /// `loan(size=None)`: a chunk of `size` bytes of shared memory to
+    /// write in place (`memoryview(loan)`, or on a typed service
+    /// `Pose.from_buffer(loan)`: the struct over the shared memory, to
+    /// drop before `send`), then `loan.send()`. On a typed service `size`
+    /// is the type's size (the default); a byte service needs it. Its
+    /// bytes are unspecified until written (a reused chunk holds an
+    /// older sample).
+    #[pyo3(signature = (size=None))]
+    fn loan(&self, size: Option<usize>) -> PyResult<Loan> {
+        let size = match size {
+            Some(size) => size,
+            None if !self.inner.is_slice() => self.inner.max_bytes(),
+            None => {
+                return Err(PyValueError::new_err(
+                    "loan(size): a byte service's loan needs its size in bytes",
+                ));
+            }
+        };
         let uninit = self
             .inner
-            .loan_slice_uninit(size)
+            .loan_uninit(size)
             .map_err(|e| crate::loan_error(&e))?;
         // SAFETY: the chunk lies in a shared mapping: its bytes were
         // written by the kernel (zero pages) or by an earlier sample, so
         // every byte holds a `u8` value; `u8` has no invalid values.
-        let sample: SampleMut<'_, [u8], NoHeader> = unsafe { uninit.assume_init() };
+        let sample: SampleMut<'_, RawPayload, NoHeader> = unsafe { uninit.assume_init() };
         // SAFETY: `sample` borrows the publisher inside `self.inner`'s
         // Rc, which the Loan keeps (field `_port`, dropped after
         // `sample`); the Rc's contents never move.
-        let sample: SampleMut<'static, [u8], NoHeader> = unsafe { std::mem::transmute(sample) };
+        let sample: SampleMut<'static, RawPayload, NoHeader> =
+            unsafe { std::mem::transmute(sample) };
         Ok(Loan {
             sample: Some(sample),
             exports: Cell::new(0),
@@ -231,9 +362,9 @@ impl Publisher {
 #[pyclass(module = "conduit", unsendable)]
 pub struct Loan {
     /// Declared first: dropped before the publisher it borrows.
-    sample: Option<SampleMut<'static, [u8], NoHeader>>,
+    sample: Option<SampleMut<'static, RawPayload, NoHeader>>,
     exports: Cell<usize>,
-    _port: Rc<RustPublisher<[u8]>>,
+    _port: Rc<RustPublisher<RawPayload>>,
 }
 
 #[pymethods]
@@ -311,10 +442,12 @@ impl Loan {
     }
 }
 
-/// A subscriber of byte payloads.
+/// A subscriber (of byte payloads, or of one typed value per sample).
 #[pyclass(module = "conduit", unsendable)]
 pub struct Subscriber {
-    inner: Rc<RustSubscriber<[u8]>>,
+    inner: Rc<RustSubscriber<RawPayload>>,
+    /// The ctypes type or numpy dtype of a typed service.
+    payload_type: Option<Py<PyAny>>,
 }
 
 fn receive_error(e: &ReceiveError) -> PyErr {
@@ -326,14 +459,15 @@ fn receive_error(e: &ReceiveError) -> PyErr {
 }
 
 impl Subscriber {
-    fn wrap(&self, sample: RustSample<'_, [u8]>) -> Sample {
+    fn wrap(&self, py: Python<'_>, sample: RustSample<'_, RawPayload>) -> Sample {
         // SAFETY: `sample` borrows the subscriber inside `self.inner`'s
         // Rc, which the Sample keeps (field `_port`, dropped after
         // `sample`); the Rc's contents never move.
-        let sample: RustSample<'static, [u8]> = unsafe { std::mem::transmute(sample) };
+        let sample: RustSample<'static, RawPayload> = unsafe { std::mem::transmute(sample) };
         Sample {
             sample: Some(sample),
             exports: Cell::new(0),
+            payload_type: self.payload_type.as_ref().map(|t| t.clone_ref(py)),
             _port: Rc::clone(&self.inner),
         }
     }
@@ -371,7 +505,7 @@ impl Subscriber {
             r.map(|s| s.map(OnThisThread))
                 .map_err(|e| receive_error(&e))
         })?;
-        Ok(got.map(|s| self.wrap(s.0)))
+        Ok(got.map(|s| self.wrap(py, s.0)))
     }
 
     /// `await receive_async(timeout=None)`: as `receive`, without
@@ -403,13 +537,16 @@ impl Subscriber {
 /// A received sample: the publisher's chunk, read-only, through the
 /// buffer protocol (`memoryview(sample)`, `bytes(sample)`,
 /// `numpy.frombuffer(sample, ...)`) until `release()` or the end of its
-/// `with` block.
+/// `with` block. On a typed service `sample.value` is a copy as the
+/// ctypes type or numpy dtype.
 #[pyclass(module = "conduit", unsendable)]
 pub struct Sample {
     /// Declared first: dropped before the subscriber it borrows.
-    sample: Option<RustSample<'static, [u8]>>,
+    sample: Option<RustSample<'static, RawPayload>>,
     exports: Cell<usize>,
-    _port: Rc<RustSubscriber<[u8]>>,
+    /// The ctypes type or numpy dtype of a typed service.
+    payload_type: Option<Py<PyAny>>,
+    _port: Rc<RustSubscriber<RawPayload>>,
 }
 
 #[pymethods]
@@ -433,6 +570,40 @@ impl Sample {
             .ok_or_else(|| released("sample"))?
             .publisher_id()
             .to_string())
+    }
+
+    /// The payload as the service's type, copied (so it outlives the
+    /// sample): `Pose.from_buffer_copy(sample)` for a ctypes type (ctypes'
+    /// zero-copy `from_buffer` needs a writable buffer, and the sample is
+    /// read-only shared memory), a `numpy.void` record for a dtype (for a
+    /// zero-copy read use `numpy.frombuffer(sample, dtype)`, a read-only
+    /// view that holds the sample until it is gone). `TypeError` on a
+    /// byte service.
+    #[getter]
+    fn value<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let payload_type = {
+            let me = slf.borrow();
+            me.sample.as_ref().ok_or_else(|| released("sample"))?;
+            me.payload_type
+                .as_ref()
+                .ok_or_else(|| {
+                    PyTypeError::new_err(
+                        "the samples of a byte service have no type: read them with \
+                         bytes(sample) or memoryview(sample)",
+                    )
+                })?
+                .bind(py)
+                .clone()
+        };
+        if payload_type.hasattr("from_buffer_copy")? {
+            // The buffer protocol: `slf` is borrowed only inside it.
+            return payload_type.call_method1("from_buffer_copy", (slf,));
+        }
+        let bytes = crate::held_bytes(py, &*slf.borrow())?;
+        py.import("numpy")?
+            .call_method1("frombuffer", (bytes, payload_type))?
+            .get_item(0)
     }
 
     /// Gives the chunk back to the publisher (raises `BufferError` while

@@ -48,6 +48,22 @@ pub enum LoanError {
         /// The port's limit.
         max: usize,
     },
+    /// A port of a service whose payload type is given at run time
+    /// ([`RawPayload`](crate::pubsub::RawPayload)) asked for a sample of
+    /// `len` bytes, which is not one value of the `size`-byte type (a
+    /// one-value service) or a whole number of them (a slice service).
+    #[error(
+        "a sample of {len} bytes is not {} of the service's {size}-byte payload type",
+        if *.slice { "a whole number of values" } else { "one value" }
+    )]
+    WrongLength {
+        /// Bytes asked for.
+        len: usize,
+        /// The payload (element) type's size.
+        size: usize,
+        /// Whether the service carries slices.
+        slice: bool,
+    },
 }
 
 impl From<crate::pool::TakeError> for LoanError {

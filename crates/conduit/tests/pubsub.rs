@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::{Node, NodeState};
 use conduit::prelude::*;
-use conduit::pubsub::{LoanError, ReceiveError, SendError};
+use conduit::pubsub::{LoanError, RawType, ReceiveError, SendError};
 use conduit::service::ServiceError;
 
 #[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
@@ -72,6 +72,38 @@ fn dispatch(role: &str, args: &[String]) {
                     })
                     .send()
                     .unwrap();
+            }
+            println!("sent");
+            std::io::stdin().read_line(&mut line).unwrap();
+        }
+        // Publishes `n` poses on a service opened with a run-time type
+        // (as the C and Python bindings do): `Pose`'s name, size and
+        // alignment written out, the fingerprint given by the parent.
+        "raw_publisher" => {
+            let n: u64 = args[2].parse().unwrap();
+            let fingerprint = u64::from_str_radix(&args[3], 16).unwrap();
+            let pose = RawType {
+                name: "Pose".to_owned(),
+                size: 24,
+                align: 8,
+                fingerprint,
+            };
+            let topic = node
+                .service(svc)
+                .publish_subscribe_raw(pose)
+                .open_or_create()
+                .unwrap();
+            let publisher = topic.publisher().create().unwrap();
+            assert_eq!(publisher.max_bytes(), 24);
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            for i in 1..=n {
+                let mut sample = publisher.loan_zeroed(24).unwrap();
+                sample[0..8].copy_from_slice(&(i as f64).to_ne_bytes());
+                sample[8..16].copy_from_slice(&(-(i as f64)).to_ne_bytes());
+                sample[16..24].copy_from_slice(&i.to_ne_bytes());
+                sample.send().unwrap();
             }
             println!("sent");
             std::io::stdin().read_line(&mut line).unwrap();
@@ -488,6 +520,222 @@ fn typed_topic_across_processes() {
         }
         assert!(subscriber.try_receive().unwrap().is_none());
         assert_eq!(subscriber.publishers(), 0);
+    }
+    assert_clean(&domain);
+}
+
+/// A `Pose` read from a raw sample's bytes.
+fn pose_of(bytes: &[u8]) -> Pose {
+    let word = |i: usize| <[u8; 8]>::try_from(&bytes[8 * i..8 * i + 8]).unwrap();
+    Pose {
+        x: f64::from_ne_bytes(word(0)),
+        y: f64::from_ne_bytes(word(1)),
+        seq: u64::from_ne_bytes(word(2)),
+    }
+}
+
+#[test]
+fn raw_ports_meet_typed_ports_across_processes() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("psraw");
+    {
+        let node = node(&domain, "sub");
+        // A typed Rust publisher (child) → a raw subscriber (here).
+        let raw = node
+            .service("pose/typed-to-raw")
+            .publish_subscribe_raw(RawType::of::<Pose>())
+            .subscriber_buffer(16)
+            .open_or_create()
+            .unwrap();
+        let subscriber = raw.subscriber().spin(Spin::NONE).create().unwrap();
+        let mut child = spawn_with_stdin("publisher", &[&domain, "pose/typed-to-raw", "10"]);
+        assert_eq!(read_line(&mut child), "ready");
+        send_line(&mut child);
+        for i in 1..=10u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!((s.len(), s.elements()), (24, 1));
+            let pose = pose_of(&s);
+            assert_eq!((pose.x, pose.y, pose.seq), (i as f64, -(i as f64), i));
+        }
+        assert_eq!(read_line(&mut child), "sent");
+        send_line(&mut child);
+        assert!(child.wait().unwrap().success());
+
+        // A raw publisher (child, type written out) → a typed subscriber.
+        let typed = node
+            .service("pose/raw-to-typed")
+            .publish_subscribe::<Pose>()
+            .subscriber_buffer(16)
+            .open_or_create()
+            .unwrap();
+        let subscriber = typed.subscriber().spin(Spin::NONE).create().unwrap();
+        let fingerprint = format!("{:x}", Pose::LAYOUT.fingerprint);
+        let mut child = spawn_with_stdin(
+            "raw_publisher",
+            &[&domain, "pose/raw-to-typed", "10", &fingerprint],
+        );
+        assert_eq!(read_line(&mut child), "ready");
+        send_line(&mut child);
+        for i in 1..=10u64 {
+            let s = subscriber.receive_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(
+                *s,
+                Pose {
+                    x: i as f64,
+                    y: -(i as f64),
+                    seq: i
+                }
+            );
+        }
+        assert_eq!(read_line(&mut child), "sent");
+        send_line(&mut child);
+        assert!(child.wait().unwrap().success());
+        // Both services are recorded as a typed Rust port records them.
+        for info in conduit::pubsub::list(node.domain_ref()).unwrap() {
+            assert_eq!(info.kind, "typed");
+            assert_eq!(info.payload.name, "Pose");
+            assert_eq!(info.payload.fingerprint, Pose::LAYOUT.fingerprint);
+        }
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn raw_types_are_checked_like_typed_ones() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("psrawchk");
+    {
+        let node = node(&domain, "n");
+        let pose = RawType::of::<Pose>();
+        let _typed = node
+            .service("typed")
+            .publish_subscribe::<Pose>()
+            .create()
+            .unwrap();
+        let _raw = node
+            .service("raw")
+            .publish_subscribe_raw(pose.clone())
+            .create()
+            .unwrap();
+        let variants = [
+            (
+                "name",
+                RawType {
+                    name: "Pose2".into(),
+                    ..pose.clone()
+                },
+            ),
+            (
+                "size",
+                RawType {
+                    size: 32,
+                    ..pose.clone()
+                },
+            ),
+            (
+                "align",
+                RawType {
+                    align: 4,
+                    ..pose.clone()
+                },
+            ),
+            (
+                "fingerprint",
+                RawType {
+                    fingerprint: pose.fingerprint ^ 1,
+                    ..pose.clone()
+                },
+            ),
+        ];
+        for (what, wrong) in variants {
+            // A raw opener of a typed service.
+            let e = node
+                .service("typed")
+                .publish_subscribe_raw(wrong.clone())
+                .open()
+                .unwrap_err();
+            assert!(
+                matches!(e, ServiceError::IncompatibleType { .. }),
+                "{what}: {e}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("Pose (size 24, align 8"), "{what}: {msg}");
+            assert!(msg.contains(&wrong.name), "{what}: {msg}");
+            // A raw opener of a raw service.
+            let e = node
+                .service("raw")
+                .publish_subscribe_raw(wrong)
+                .open()
+                .unwrap_err();
+            assert!(
+                matches!(e, ServiceError::IncompatibleType { .. }),
+                "{what}: {e}"
+            );
+        }
+        // A typed opener of a raw service; the slice flag counts too.
+        assert!(
+            node.service("raw")
+                .publish_subscribe::<Pose>()
+                .open()
+                .is_ok()
+        );
+        let e = node
+            .service("raw")
+            .publish_subscribe::<Stamp>()
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleType { .. }), "{e}");
+        let e = node
+            .service("raw")
+            .publish_subscribe_raw_slice(pose.clone())
+            .open()
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::IncompatibleType { .. }), "{e}");
+        // Types no compiler makes are refused before any segment exists.
+        for bad in [
+            RawType::leaf("odd", 12, 8),
+            RawType::leaf("odd", 12, 3),
+            RawType::leaf("x".repeat(200), 8, 8),
+        ] {
+            let e = node
+                .service("bad")
+                .publish_subscribe_raw(bad)
+                .open_or_create()
+                .unwrap_err();
+            assert!(matches!(e, ServiceError::InvalidConfig(_)), "{e}");
+        }
+        // A one-value loan is exactly one value.
+        let publisher = _raw.publisher().create().unwrap();
+        for len in [0, 23, 48] {
+            assert!(matches!(
+                publisher.loan_uninit(len).map(drop).unwrap_err(),
+                LoanError::WrongLength {
+                    size: 24,
+                    slice: false,
+                    ..
+                }
+            ));
+        }
+        // A raw byte-slice service is the `[u8]` service.
+        let bytes = node
+            .service("bytes")
+            .publish_subscribe_raw_slice(RawType::of::<u8>())
+            .create()
+            .unwrap();
+        let typed = node
+            .service("bytes")
+            .publish_subscribe::<[u8]>()
+            .open()
+            .unwrap();
+        let subscriber = typed.subscriber().create().unwrap();
+        let publisher = bytes.publisher().max_slice_len(16).create().unwrap();
+        assert_eq!(publisher.max_bytes(), 16);
+        assert_eq!(publisher.send_copy(b"hello").unwrap(), 1);
+        assert_eq!(&*subscriber.try_receive().unwrap().unwrap(), b"hello");
+        assert!(matches!(
+            publisher.send_copy(&[0; 17]).unwrap_err(),
+            conduit::pubsub::SendOrLoanError::Loan(LoanError::SliceTooLong { len: 17, max: 16 })
+        ));
     }
     assert_clean(&domain);
 }

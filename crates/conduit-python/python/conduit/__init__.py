@@ -15,6 +15,11 @@ and events of byte payloads, and blackboards, all in shared memory.
     with sub.receive(timeout=1.0) as sample:
         data = memoryview(sample)        # no copy
 
+Typed services: `node.publish_subscribe("robot/pose", Pose,
+fingerprint=...)` with a `ctypes.Structure` (or a numpy dtype and
+`type_name=`) meets a Rust `publish_subscribe::<Pose>()` service; a
+mismatch raises `IncompatibleError`, `sample.value` is a copy as the type.
+
 Received samples, requests and responses expose the shared memory through
 the buffer protocol (memoryview, numpy.frombuffer), read-only, until they
 are released; a loan exposes its chunk writable until it is sent.

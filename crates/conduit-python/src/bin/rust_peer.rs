@@ -16,6 +16,12 @@
 //!   stdin: `set KEY VALUE` updates an entry, `quit` ends it;
 //! * `typed`: creates `py/typed`, a `publish_subscribe::<u64>()` service,
 //!   and waits for a line on stdin;
+//! * `pose`: the typed peer of a Python `ctypes.Structure`: subscribes to
+//!   `py/pose` and publishes on `py/pose-back`, both
+//!   `publish_subscribe::<Pose>()` of the `#[repr(C)]` struct below;
+//!   after `ready` it prints `fingerprint <hex>` (`Pose::LAYOUT`'s, which
+//!   Python passes when it opens them), then answers every pose `p` with
+//!   `{x: 2 p.x, y: 2 p.y, seq: p.seq + 1000}` until a pose with `seq` 0;
 //! * `notify` (with ID): notifies event `ID` on the event service `py/events`;
 //! * `bounce`: the benchmark's echo: copies every payload of `bench/ping`
 //!   into a loan on `bench/pong` (a memcpy out of the sample, into the
@@ -30,7 +36,17 @@
 
 use std::io::{BufRead, Write};
 
+use conduit::ShmSafe;
 use conduit::node::Node;
+
+/// The Rust side of the Python test's `ctypes.Structure` `Pose`.
+#[derive(ShmSafe, Clone, Copy, Debug)]
+#[repr(C)]
+struct Pose {
+    x: f64,
+    y: f64,
+    seq: u64,
+}
 
 fn ready() {
     println!("ready");
@@ -40,7 +56,7 @@ fn ready() {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(role), Some(domain)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: rust_peer echo|serve|board|typed|notify|subscribe DOMAIN [ARGS]");
+        eprintln!("usage: rust_peer echo|serve|board|typed|pose|notify|subscribe DOMAIN [ARGS]");
         std::process::exit(2);
     };
     let node = Node::builder().name("rust-peer").domain(domain).create()?;
@@ -126,6 +142,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ready();
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
+        }
+        "pose" => {
+            let poses = node
+                .service("py/pose")
+                .publish_subscribe::<Pose>()
+                .open_or_create()?;
+            let back = node
+                .service("py/pose-back")
+                .publish_subscribe::<Pose>()
+                .open_or_create()?;
+            let sub = poses.subscriber().create()?;
+            let publisher = back.publisher().create()?;
+            ready();
+            println!("fingerprint {:x}", Pose::LAYOUT.fingerprint);
+            std::io::stdout().flush()?;
+            loop {
+                let p = *sub.receive()?;
+                if p.seq == 0 {
+                    break;
+                }
+                publisher.send_copy(Pose {
+                    x: 2.0 * p.x,
+                    y: 2.0 * p.y,
+                    seq: p.seq + 1000,
+                })?;
+            }
         }
         "notify" => {
             let id: usize = args.get(2).ok_or("notify needs an id")?.parse()?;

@@ -10,6 +10,7 @@ extension module and sets:
 * PYTHONPATH: a directory holding the `conduit` package.
 """
 
+import ctypes
 import os
 import select
 import signal
@@ -559,6 +560,155 @@ class Discovery(unittest.TestCase):
             seen += watch.events(timeout=1)
         self.assertIn(("disappeared", "blackboard", "py/board"), seen)
         self.assertIsInstance(watch.fileno(), int)
+
+
+class Pose(ctypes.Structure):
+    """The Python side of rust_peer's `#[repr(C)] struct Pose`."""
+
+    _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double), ("seq", ctypes.c_uint64)]
+
+
+def pose_peer(test):
+    """A rust_peer `pose` process and the fingerprint of its Pose."""
+    peer = Peer(test, "pose")
+    word, fingerprint = peer.proc.stdout.readline().split()
+    assert word == "fingerprint", word
+    return peer, int(fingerprint, 16)
+
+
+class TypedPubSub(unittest.TestCase):
+    def test_a_ctypes_struct_meets_a_rust_type_both_ways(self):
+        peer, fingerprint = pose_peer(self)
+        n = node()
+        to_rust = n.publish_subscribe("py/pose", Pose, fingerprint=fingerprint, create=False)
+        back = n.publish_subscribe("py/pose-back", Pose, fingerprint=fingerprint, create=False)
+        self.assertEqual(to_rust.layout, ("Pose", 24, 8, fingerprint))
+        self.assertIs(to_rust.payload_type, Pose)
+        pub = to_rust.publisher()
+        sub = back.subscriber()
+        self.assertEqual(pub.max_slice_len, ctypes.sizeof(Pose))
+        for i in range(1, 6):
+            if i % 2:
+                # A copy of a ctypes instance.
+                self.assertEqual(pub.send(Pose(x=i, y=-i, seq=i)), 1)
+            else:
+                # Written in place: the struct over the shared memory.
+                with pub.loan() as loan:
+                    self.assertEqual(len(loan), 24)
+                    p = Pose.from_buffer(loan)
+                    p.x, p.y, p.seq = i, -i, i
+                    del p  # the view must be gone before the send
+                    loan.send()
+            with sub.receive(timeout=10) as sample:
+                self.assertIsNotNone(sample)
+                value = sample.value
+            # The value is a copy: it outlives the sample.
+            self.assertIsInstance(value, Pose)
+            self.assertEqual((value.x, value.y, value.seq), (2 * i, -2 * i, i + 1000))
+        pub.send(Pose(seq=0))
+        peer.finish()
+
+    def test_a_numpy_dtype_meets_the_same_rust_type(self):
+        try:
+            import numpy
+        except ImportError:
+            print("SKIP numpy dtype test: numpy is not installed", file=sys.stderr)
+            return
+        peer, fingerprint = pose_peer(self)
+        dtype = numpy.dtype([("x", "<f8"), ("y", "<f8"), ("seq", "<u8")], align=True)
+        n = node()
+        to_rust = n.publish_subscribe("py/pose", dtype, type_name="Pose", fingerprint=fingerprint)
+        back = n.publish_subscribe("py/pose-back", dtype, type_name="Pose", fingerprint=fingerprint)
+        pub = to_rust.publisher()
+        sub = back.subscriber()
+        with pub.loan() as loan:
+            record = numpy.frombuffer(loan, dtype)  # writable, in place
+            record[0] = (1.5, -1.5, 7)
+            del record
+            loan.send()
+        with sub.receive(timeout=10) as sample:
+            view = numpy.frombuffer(sample, dtype)  # zero-copy, read-only
+            self.assertFalse(view.flags.writeable)
+            self.assertEqual((view[0]["x"], view[0]["seq"]), (3.0, 1007))
+            del view
+            value = sample.value
+        self.assertEqual((value["y"], value["seq"]), (-3.0, 1007))
+        with self.assertRaises(ValueError):
+            n.publish_subscribe("py/pose", dtype, fingerprint=fingerprint)  # no type_name
+        pub.send(numpy.zeros(1, dtype))
+        peer.finish()
+
+    def test_type_mismatches_raise_incompatible_error(self):
+        peer, fingerprint = pose_peer(self)
+        n = node()
+
+        class PoseV2(ctypes.Structure):
+            _fields_ = Pose._fields_
+
+        class PoseWithExtra(ctypes.Structure):
+            _fields_ = Pose._fields_ + [("extra", ctypes.c_uint64)]
+
+        class PoseOf32BitWords(ctypes.Structure):
+            _fields_ = [("w%d" % i, ctypes.c_uint32) for i in range(6)]
+
+        cases = {
+            "name": (PoseV2, {"fingerprint": fingerprint}),
+            "size": (PoseWithExtra, {"type_name": "Pose", "fingerprint": fingerprint}),
+            "align": (PoseOf32BitWords, {"type_name": "Pose", "fingerprint": fingerprint}),
+            "fingerprint": (Pose, {}),  # the leaf default is not Rust's
+        }
+        for what, (t, kwargs) in cases.items():
+            with self.subTest(what):
+                with self.assertRaises(conduit.IncompatibleError) as e:
+                    n.publish_subscribe("py/pose", t, create=False, **kwargs)
+                # Both sides are named.
+                self.assertIn("Pose (size 24, align 8, fingerprint %016x)" % fingerprint, str(e.exception))
+                self.assertIn("this opener asked for payload", str(e.exception))
+        # A byte opener of a typed service, and a typed opener of a byte one.
+        with self.assertRaises(conduit.IncompatibleError):
+            n.publish_subscribe("py/pose", create=False)
+        keep = n.publish_subscribe("t/bytes-not-pose")
+        with self.assertRaises(conduit.IncompatibleError):
+            n.publish_subscribe("t/bytes-not-pose", Pose, fingerprint=fingerprint)
+        # The right description opens it; a pose with seq 0 ends the peer.
+        stop = n.publish_subscribe("py/pose", Pose, fingerprint=fingerprint).publisher()
+        stop.send(Pose(seq=0))
+        peer.finish()
+        del keep
+
+    def test_typed_loans_values_and_bad_arguments(self):
+        n = node()
+        svc = n.publish_subscribe("t/typed-local", Pose)
+        self.assertEqual(svc.layout[:3], ("Pose", 24, 8))
+        pub = svc.publisher()
+        sub = svc.subscriber()
+        with self.assertRaises(ValueError):
+            pub.loan(16)  # not one Pose
+        with self.assertRaises(ValueError):
+            pub.send(b"short")
+        pub.send(bytes(Pose(x=1, y=2, seq=3)))
+        with sub.receive(timeout=5) as sample:
+            self.assertEqual(len(sample), 24)
+            with self.assertRaises(TypeError):
+                Pose.from_buffer(sample)  # read-only: from_buffer_copy (sample.value)
+            self.assertEqual(sample.value.seq, 3)
+        with self.assertRaises(ValueError):
+            sample.value  # released
+        raw = n.publish_subscribe("t/bytes-local")
+        rp = raw.publisher()
+        rs = raw.subscriber()
+        with self.assertRaises(ValueError):
+            rp.loan()  # a byte loan needs its size
+        rp.send(b"abc")
+        with rs.receive(timeout=5) as sample:
+            with self.assertRaises(TypeError):
+                sample.value
+        self.assertIsNone(raw.payload_type)
+        for bad in (42, "Pose", Pose(), int):
+            with self.assertRaises(TypeError):
+                n.publish_subscribe("t/bad-type", bad)
+        with self.assertRaises(ValueError):
+            n.publish_subscribe("t/bad-type", ctypes.c_uint8 * 3, type_name="x" * 200)
 
 
 class Stubs(unittest.TestCase):

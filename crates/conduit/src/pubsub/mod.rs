@@ -40,7 +40,8 @@
 //! `service.rs` (builder, service, what it tells the service core,
 //! listing), `layout.rs` (QoS, static configuration, service segment
 //! layout), `crate::queue` (delivery and return queues, shared with request/response), `publisher.rs`,
-//! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), this file
+//! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), `raw.rs`
+//! (payload types given at run time, for the C and Python bindings), this file
 //! (payload kinds, entry word encoding, publisher data segment).
 //!
 //! # Publisher data segment `pub.<id>` (data area)
@@ -185,6 +186,7 @@ mod attach;
 pub(crate) mod layout;
 mod publisher;
 pub(crate) use crate::queue;
+mod raw;
 pub(crate) mod service;
 mod subscriber;
 
@@ -202,6 +204,7 @@ pub use subscriber::{
 };
 
 pub use layout::{MAX_CHUNKS, MAX_PORTS, Overflow, Qos};
+pub use raw::{MAX_TYPE_ALIGN, MAX_TYPE_NAME_LEN, RawPayload, RawType, leaf_fingerprint};
 pub(crate) use service::PubSub;
 pub(crate) use service::ServiceInner;
 pub use service::{

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
-use super::{ChunkHeader, NoHeader, Payload, ServiceInner};
+use super::{ChunkHeader, NoHeader, Payload, RawPayload, ServiceInner};
 use crate::pool::{Book, Geometry, Pool};
 use crate::queue::Producer;
-use crate::service::PortId;
+use crate::service::{PortId, TypeLayoutInfo};
 use crate::shm::{self, Segment, ShmSafe};
 
 /// With [`Overflow::Fail`]: how often, at most, a send that finds a full
@@ -82,12 +82,15 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
     pub fn create(self) -> Result<Publisher<P, H>, PublisherCreateError> {
         let svc = self.service;
         let qos = svc.config.qos;
-        let max_len = if P::IS_SLICE { self.max_slice_len } else { 1 };
+        // A raw port's slice flag and element layout are the service's.
+        let slice = P::IS_SLICE || (P::RAW && svc.config.slice);
+        let max_len = if slice { self.max_slice_len } else { 1 };
         if max_len > u32::MAX as usize {
             return Err(PublisherCreateError::SliceTooLarge(max_len));
         }
         let chunks = qos.chunks_per_publisher();
-        let geometry = Geometry::new(chunks, max_len, &P::Element::LAYOUT, &H::LAYOUT)
+        let element = super::raw::element_layout::<P>(&svc.config.payload);
+        let geometry = Geometry::new(chunks, max_len, &element, &H::LAYOUT)
             .filter(|g| g.data_size().is_some())
             .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let (id, pool, slot) = svc
@@ -488,6 +491,70 @@ impl<T: ShmSafe, H: ShmSafe> Publisher<[T], H> {
     }
 }
 
+impl<H: ShmSafe> Publisher<RawPayload, H> {
+    /// The service's payload type (the element type of a slice service).
+    pub fn payload_type(&self) -> TypeLayoutInfo {
+        self.service.config.payload.info()
+    }
+
+    /// Whether the service carries slices of its payload type.
+    pub fn is_slice(&self) -> bool {
+        self.service.config.slice
+    }
+
+    /// The largest sample this publisher sends, in bytes: the type's
+    /// size, or for a slice service
+    /// [`max_slice_len`](PublisherBuilder::max_slice_len) times it.
+    pub fn max_bytes(&self) -> usize {
+        self.geometry.max_len * self.geometry.element_size
+    }
+
+    /// The number of elements of a `len`-byte sample, if the service's
+    /// type allows that length.
+    fn elements_of(&self, len: usize) -> Result<usize, LoanError> {
+        let size = self.geometry.element_size;
+        let slice = self.service.config.slice;
+        let elements = match (slice, size) {
+            (false, _) if len == size => Some(1),
+            (true, 0) if len == 0 => Some(0),
+            (true, size) if size > 0 && len % size == 0 => Some(len / size),
+            _ => None,
+        };
+        elements.ok_or(LoanError::WrongLength { len, size, slice })
+    }
+
+    /// Loans an uninitialised sample of `len` bytes: exactly the type's
+    /// size for a one-value service, a multiple of it up to
+    /// [`max_bytes`](Self::max_bytes) for a slice service
+    /// ([`LoanError::WrongLength`], [`LoanError::SliceTooLong`]
+    /// otherwise). Write it, then [`assume_init`](SampleUninit::assume_init)
+    /// and send it.
+    pub fn loan_uninit(&self, len: usize) -> Result<SampleUninit<'_, RawPayload, H>, LoanError> {
+        self.loan_raw(self.elements_of(len)?)
+    }
+
+    /// Loans a sample of `len` bytes (as [`loan_uninit`](Self::loan_uninit)),
+    /// every byte zero.
+    pub fn loan_zeroed(&self, len: usize) -> Result<SampleMut<'_, RawPayload, H>, LoanError> {
+        let mut sample = self.loan_uninit(len)?;
+        sample.payload_mut().fill(MaybeUninit::new(0));
+        // SAFETY: every byte was just written.
+        Ok(unsafe { sample.assume_init() })
+    }
+
+    /// Copies `bytes` (one value of the type, or a whole number of them
+    /// for a slice service) into a chunk and sends it; returns the number
+    /// of subscribers reached.
+    pub fn send_copy(&self, bytes: &[u8]) -> Result<usize, SendOrLoanError> {
+        let mut sample = self.loan_uninit(bytes.len())?;
+        for (slot, b) in sample.payload_mut().iter_mut().zip(bytes) {
+            slot.write(*b);
+        }
+        // SAFETY: the loan is `bytes.len()` bytes, all written above.
+        Ok(unsafe { sample.assume_init() }.send()?)
+    }
+}
+
 /// Why `send_copy` failed: the loan or the send.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -609,6 +676,30 @@ impl<'p, T: ShmSafe, H: ShmSafe> SampleUninit<'p, [T], H> {
     }
 }
 
+impl<'p, H: ShmSafe> SampleUninit<'p, RawPayload, H> {
+    /// The payload memory: the loaned length in bytes, aligned to the
+    /// type's alignment (and to 8).
+    pub fn payload_mut(&mut self) -> &mut [MaybeUninit<u8>] {
+        let bytes = self.len * self.publisher.geometry.element_size;
+        // SAFETY: `len` ≤ max_len elements of `element_size` bytes fit the
+        // chunk (our geometry), exclusively ours while loaned.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.payload.cast::<MaybeUninit<u8>>().as_ptr(), bytes)
+        }
+    }
+
+    /// Declares the payload initialised.
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the payload must have been written (the bytes of the
+    /// shared mapping are initialised memory to the kernel, but Rust reads
+    /// them as `u8` only after they were written).
+    pub unsafe fn assume_init(self) -> SampleMut<'p, RawPayload, H> {
+        self.into_init()
+    }
+}
+
 /// A loaned, initialised sample: modify it, then [`send`](Self::send).
 /// Dropping it gives the chunk back unsent.
 pub struct SampleMut<'p, P: Payload + ?Sized, H: ShmSafe> {
@@ -681,5 +772,23 @@ impl<T: ShmSafe, H: ShmSafe> std::ops::DerefMut for SampleMut<'_, [T], H> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in deref.
         unsafe { std::slice::from_raw_parts_mut(self.payload.cast::<T>().as_ptr(), self.len) }
+    }
+}
+
+impl<H: ShmSafe> std::ops::Deref for SampleMut<'_, RawPayload, H> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let bytes = self.len * self.publisher.geometry.element_size;
+        // SAFETY: `len` elements of `element_size` bytes, initialised
+        // (typestate), in our chunk, exclusively ours.
+        unsafe { std::slice::from_raw_parts(self.payload.as_ptr(), bytes) }
+    }
+}
+
+impl<H: ShmSafe> std::ops::DerefMut for SampleMut<'_, RawPayload, H> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let bytes = self.len * self.publisher.geometry.element_size;
+        // SAFETY: as in deref.
+        unsafe { std::slice::from_raw_parts_mut(self.payload.as_ptr(), bytes) }
     }
 }

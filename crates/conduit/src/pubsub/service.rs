@@ -53,6 +53,9 @@ impl ServiceBuilder {
             builder: self,
             qos: Qos::default(),
             requested: Requested::default(),
+            payload: TypeDesc::of(&<P::Element as ShmSafe>::LAYOUT),
+            slice: P::IS_SLICE,
+            invalid: None,
             _types: PhantomData,
         }
     }
@@ -61,10 +64,18 @@ impl ServiceBuilder {
 /// Configures a publish/subscribe service; made by
 /// [`ServiceBuilder::publish_subscribe`].
 pub struct PubSubBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
-    builder: ServiceBuilder,
-    qos: Qos,
-    requested: Requested,
-    _types: super::Types<P, H>,
+    pub(super) builder: ServiceBuilder,
+    pub(super) qos: Qos,
+    pub(super) requested: Requested,
+    /// The payload (element) type: `P::Element`'s layout, or the run-time
+    /// type of a raw service (`raw.rs`).
+    pub(super) payload: TypeDesc,
+    /// Whether samples are slices: `P::IS_SLICE`, or chosen by the raw
+    /// builder.
+    pub(super) slice: bool,
+    /// Why the run-time payload type is invalid (raw services only).
+    pub(super) invalid: Option<String>,
+    pub(super) _types: super::Types<P, H>,
 }
 
 macro_rules! qos_setter {
@@ -85,6 +96,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
             builder: self.builder,
             qos: self.qos,
             requested: self.requested,
+            payload: self.payload,
+            slice: self.slice,
+            invalid: self.invalid,
             _types: PhantomData,
         }
     }
@@ -137,10 +151,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
     }
 
     fn build(self, mode: Mode) -> Result<PubSubService<P, H>, ServiceError> {
+        if let Some(reason) = self.invalid {
+            return Err(ServiceError::InvalidConfig(reason));
+        }
         let config = StaticConfig {
             name: self.builder.name,
-            slice: P::IS_SLICE,
-            payload: TypeDesc::of(&<P::Element as ShmSafe>::LAYOUT),
+            slice: self.slice,
+            payload: self.payload,
             header: TypeDesc::of(&H::LAYOUT),
             qos: self.qos,
         };
@@ -176,6 +193,13 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubService<P, H> {
     /// The QoS in force.
     pub fn qos(&self) -> Qos {
         self.inner.config.qos
+    }
+
+    /// The payload type (the element type of a slice service) as the
+    /// service records it: what another program, in any language, must
+    /// give to open it (for a [`RawType`](super::RawType)).
+    pub fn payload_type(&self) -> TypeLayoutInfo {
+        self.inner.config.payload.info()
     }
 
     /// Starts configuring a publisher.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::layout::{Conn, Overflow, PUBLISHERS, SUBSCRIBERS, ServiceView};
-use super::{ChunkHeader, NoHeader, Payload, ServiceInner, queue};
+use super::{ChunkHeader, NoHeader, Payload, RawPayload, ServiceInner, queue};
 use crate::pool::Pool;
 use crate::service::PortId;
 use crate::shm::ShmSafe;
@@ -260,7 +260,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                     self.service.node.permissions(),
                     super::POOL,
                     pid,
-                    &P::Element::LAYOUT,
+                    &super::raw::element_layout::<P>(&self.service.config.payload),
                     &H::LAYOUT,
                 )
                 .ok()?;
@@ -389,7 +389,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         len: usize,
     ) -> Result<Sample<'_, P, H>, ReceiveError> {
         let g = &c.data.geometry;
-        let ok_len = if P::IS_SLICE {
+        // `P::RAW` is a constant: typed ports test only their own kind.
+        let ok_len = if P::IS_SLICE || (P::RAW && self.service.config.slice) {
             len <= g.max_len
         } else {
             len == 1
@@ -545,5 +546,31 @@ impl<T: ShmSafe, H: ShmSafe> std::ops::Deref for Sample<'_, [T], H> {
     fn deref(&self) -> &[T] {
         // SAFETY: `len` elements checked in-bounds and aligned; as above.
         unsafe { std::slice::from_raw_parts(self.payload.as_ptr(), self.len) }
+    }
+}
+
+impl<H: ShmSafe> Sample<'_, RawPayload, H> {
+    /// Elements in the sample: 1 for a one-value service.
+    pub fn elements(&self) -> usize {
+        self.len
+    }
+}
+
+impl<H: ShmSafe> std::ops::Deref for Sample<'_, RawPayload, H> {
+    type Target = [u8];
+    /// The payload's bytes: `elements × size` of the service's type.
+    fn deref(&self) -> &[u8] {
+        // Lossless on the 64-bit targets conduit supports; a size that
+        // does not fit never maps a publisher (its geometry overflows).
+        let size = self.subscriber.service.config.payload.size as usize;
+        // SAFETY: `len` elements of the service's type were checked
+        // in-bounds and aligned when connecting (`Geometry::read_region`
+        // with this element size) and when taking the sample (`len` ≤
+        // max_len); the subscriber keeps the read-only mapping while
+        // samples are borrowed. The bytes of a shared mapping are
+        // initialised memory to this process (written by the kernel or
+        // another process), so reading them as `u8` is defined, padding
+        // of a typed publisher's value included.
+        unsafe { std::slice::from_raw_parts(self.payload.as_ptr(), self.len * size) }
     }
 }

@@ -301,12 +301,20 @@ unsafe impl crate::shm::ShmSafe for NoHeader {
 }
 
 /// What a service carries: a `T: ShmSafe`, or a slice `[T]` whose
-/// maximum length each sending port (publisher, client, server) chooses.
+/// maximum length each sending port (publisher, client, server) chooses;
+/// for publish/subscribe also
+/// [`RawPayload`](crate::pubsub::RawPayload), a type described at run
+/// time.
 pub trait Payload: 'static {
     /// The element type (`T` for both `T` and `[T]`).
     type Element: crate::shm::ShmSafe;
     /// Whether this is a slice payload.
     const IS_SLICE: bool;
+    /// Whether the element type is the service's run-time type
+    /// ([`RawPayload`](crate::pubsub::RawPayload)) rather than `Element`.
+    /// Known at compile time, so typed ports pay nothing for it.
+    #[doc(hidden)]
+    const RAW: bool = false;
 }
 
 impl<T: crate::shm::ShmSafe> Payload for T {
