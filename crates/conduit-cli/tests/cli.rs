@@ -1278,7 +1278,7 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
         .lines()
         .find(|l| l.starts_with("request/response round trip, busy, 8 B: conduit / iceoryx2 = "))
         .unwrap_or_else(|| panic!("no reqres ratio in {text}"));
-    assert!(line.contains(" / 2.00 ms = "), "{line}");
+    assert!(line.contains(" / 2000.0 us = "), "{line}");
     assert!(line.ends_with("x (target <= 0.4x, met)"), "{line}");
     // A directory without the binaries: what to build (every binary by
     // name), and --peers-dir.
