@@ -64,6 +64,26 @@ pub struct Latency {
     pub cpu_per_round_trip: Duration,
 }
 
+impl Latency {
+    /// The figure as one JSON line in the row format of `conduit bench
+    /// --json` (`"kind": "latency"`; the same fields conduit-cli's
+    /// `from_latency` fills for its own rows), which `conduit bench
+    /// --peers FILE` ingests: how bench-peers' `iceoryx2_reqres` rows
+    /// reach the table. `mechanism` names the row, `payload` is in bytes.
+    pub fn json_row(&self, mechanism: &str, baseline: bool, payload: u64) -> String {
+        let p50 = self.p50.as_nanos() as f64;
+        let row = serde_json::json!({
+            "kind": "latency", "mechanism": mechanism, "baseline": baseline, "payload": payload,
+            "p50_ns": p50, "p99_ns": self.p99.as_nanos() as f64,
+            "msgs_per_s": if p50 > 0.0 { Some(1e9 / p50) } else { None },
+            "bytes_per_s": if p50 > 0.0 { Some(payload as f64 * 1e9 / p50) } else { None },
+            "cpu_ns_per_msg": self.cpu_per_round_trip.as_nanos() as f64,
+            "ratio": null, "target_met": null,
+        });
+        row.to_string()
+    }
+}
+
 pub use crate::harness::cpu_time;
 
 fn spawn_child(role: &str, args: &[String], fds: &[&dyn AsFd]) -> Child {

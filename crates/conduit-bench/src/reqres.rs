@@ -14,6 +14,7 @@
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader};
+use std::mem::MaybeUninit;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -63,26 +64,31 @@ fn service<const N: usize>(node: &Node) -> ReqResService<[u8; N], [u8; N]> {
         .expect("open the bench service")
 }
 
-/// Writes every byte of a fresh loan with `fill`.
+/// Writes every byte of a loaned `[u8; N]` payload with `byte`: the
+/// sender's share of the payload work. Shared with bench-peers'
+/// `iceoryx2_reqres`, so that both sides of the comparison do the same.
+pub fn fill<const N: usize>(payload: &mut MaybeUninit<[u8; N]>, byte: u8) {
+    // SAFETY: `payload` is a valid, exclusively borrowed `[u8; N]`-sized
+    // place; writing `N` bytes of any value into it stays inside it (and
+    // any byte is a valid `u8`).
+    unsafe { payload.as_mut_ptr().cast::<u8>().write_bytes(byte, N) };
+}
+
+/// Writes every byte of a fresh loan with `fill`, then sends it.
 macro_rules! fill_and_send {
     ($loan:expr, $fill:expr) => {{
         let mut loan = $loan;
-        let bytes = loan.payload_mut();
-        // SAFETY: `[u8; N]` has no invalid bit patterns; every byte is
-        // written here before `assume_init`.
-        unsafe {
-            bytes
-                .as_mut_ptr()
-                .cast::<u8>()
-                .write_bytes($fill, size_of_val(bytes));
-            loan.assume_init()
-        }
-        .send()
-        .expect("send")
+        fill(loan.payload_mut(), $fill);
+        // SAFETY: `[u8; N]` has no invalid bit patterns and `fill` just
+        // wrote every byte.
+        unsafe { loan.assume_init() }.send().expect("send")
     }};
 }
 
-fn read_all<const N: usize>(bytes: &[u8; N]) -> u8 {
+/// Reads every byte of a received `[u8; N]` payload (a sum the optimiser
+/// cannot skip) and returns the first one: the receiver's share of the
+/// payload work (shared with bench-peers' `iceoryx2_reqres`).
+pub fn read_all<const N: usize>(bytes: &[u8; N]) -> u8 {
     let sum = bytes
         .iter()
         .fold(0u64, |a, b| a.wrapping_add(u64::from(*b)));
@@ -104,8 +110,9 @@ fn round_trip<const N: usize>(client: &Client<[u8; N], [u8; N]>, mode: Mode, fil
     read_all(&response);
 }
 
-/// Runs one scenario: `rounds` timed round trips after `rounds / 10`
-/// warm-up ones, payload `size` bytes (one of [`SIZES`]).
+/// Runs one scenario with [`measure`]: `rounds` timed round trips (whole
+/// batches) after [`warmup_rounds`] warm-up ones, payload `size` bytes
+/// (one of [`SIZES`]).
 pub fn round_trips(size: usize, mode: Mode, rounds: usize) -> Latency {
     match size {
         8 => run::<8>(mode, rounds),
@@ -135,28 +142,58 @@ fn run<const N: usize>(mode: Mode, rounds: usize) -> Latency {
     out.read_line(&mut line).expect("server ready");
     assert_eq!(line.trim(), "ready", "server failed to start");
 
-    let warmup = (rounds / 10).max(BATCH);
-    for i in 0..warmup {
-        round_trip(&client, mode, (i as u8) | 1);
+    let mut latency = measure(rounds, |fill| round_trip(&client, mode, fill));
+    drop(fill_and_send!(client.loan_uninit().expect("loan"), 0));
+    let status = child.wait().expect("wait server");
+    assert!(status.success(), "server failed: {status}");
+    latency.name = format!("conduit reqres {} {}", mode.code(), size_name(N));
+    latency
+}
+
+/// Warm-up round trips of a run of `rounds` timed ones.
+pub fn warmup_rounds(rounds: usize) -> usize {
+    (rounds / 10).max(BATCH)
+}
+
+/// Timed round trips of a run of `rounds`: rounded up to whole batches.
+pub fn timed_rounds(rounds: usize) -> usize {
+    rounds.div_ceil(BATCH) * BATCH
+}
+
+/// Round trips `conduit bench` (and bench-peers' `iceoryx2_reqres`) time
+/// per payload size: fewer for big payloads (each moves and reads the
+/// bytes), the `--quick` count when `quick`.
+pub fn bench_rounds(size: usize, quick: bool) -> usize {
+    let base = if quick { 50_000 } else { 200_000 };
+    (base / (size / 1024).max(1)).max(200)
+}
+
+/// The measuring loop and statistic of every request/response row,
+/// conduit's and its peers': [`warmup_rounds`] untimed calls of
+/// `round_trip(fill)`, then [`timed_rounds`] timed ones with the clock read
+/// once per batch of [`BATCH`]; one-way = batch time / (2 × [`BATCH`]);
+/// p50 and p99 over the batch means; CPU time of this (the measuring)
+/// process per round trip. `fill` is the request's fill byte, never 0
+/// (which stops conduit's server). The returned `name` is empty.
+pub fn measure(rounds: usize, mut round_trip: impl FnMut(u8)) -> Latency {
+    for i in 0..warmup_rounds(rounds) {
+        round_trip((i as u8) | 1);
     }
-    let batches = rounds.div_ceil(BATCH);
+    let batches = timed_rounds(rounds) / BATCH;
     let mut one_way = Vec::with_capacity(batches);
     let cpu0 = cpu_time(false);
     for b in 0..batches {
         let start = Instant::now();
         for i in 0..BATCH {
-            round_trip(&client, mode, ((b + i) as u8) | 1);
+            round_trip(((b + i) as u8) | 1);
         }
         one_way.push(start.elapsed() / (2 * BATCH as u32));
     }
     let cpu = cpu_time(false) - cpu0;
-    drop(fill_and_send!(client.loan_uninit().expect("loan"), 0));
-    let status = child.wait().expect("wait server");
-    assert!(status.success(), "server failed: {status}");
     one_way.sort();
     let pct = |p: f64| one_way[((one_way.len() - 1) as f64 * p) as usize];
     Latency {
-        name: format!("conduit reqres {} {}", mode.code(), size_name(N)),
+        name: String::new(),
         p50: pct(0.5),
         p99: pct(0.99),
         cpu_per_round_trip: cpu / (batches * BATCH) as u32,

@@ -27,9 +27,11 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "quick")]
     pub smoke: bool,
     /// Only the mechanisms whose name in the table contains this text
-    /// (ignoring case), e.g. "conduit pubsub (busy)" or "pubsub".
+    /// (ignoring case), e.g. "conduit pubsub (busy)" or "pubsub"; give it
+    /// several times for the union (e.g. `--only reqres --only "pubsub
+    /// (busy)"` for the request/response targets).
     #[arg(long)]
-    pub only: Option<String>,
+    pub only: Vec<String>,
     /// JSON lines (one per result) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -152,23 +154,13 @@ fn from_measurement(m: &Measurement, mechanism: &str, baseline: bool) -> Row {
     }
 }
 
+/// The row of a [`msg::Latency`]: the JSON row bench-peers prints for its
+/// own `Latency` figures (`iceoryx2_reqres`), so that both sides' rows are
+/// built the same way. CPU/msg is the measuring process's CPU per round
+/// trip (the echoing one spends about as much: both per message = the
+/// same figure).
 fn from_latency(l: &msg::Latency, mechanism: &str, baseline: bool, payload: u64) -> Row {
-    let p50 = l.p50.as_nanos() as f64;
-    Row {
-        kind: "latency".into(),
-        mechanism: mechanism.to_owned(),
-        baseline,
-        payload,
-        p50_ns: Some(p50),
-        p99_ns: Some(l.p99.as_nanos() as f64),
-        msgs_per_s: (p50 > 0.0).then(|| 1e9 / p50),
-        bytes_per_s: (p50 > 0.0).then(|| payload as f64 * 1e9 / p50),
-        // The measuring process's CPU per round trip; the echoing one
-        // spends about as much: both per message = the same figure.
-        cpu_ns_per_msg: Some(l.cpu_per_round_trip.as_nanos() as f64),
-        ratio: None,
-        target_met: None,
-    }
+    serde_json::from_str(&l.json_row(mechanism, baseline, payload)).expect("a latency row")
 }
 
 fn jobs(size: Size) -> Vec<Job> {
@@ -305,7 +297,11 @@ fn jobs(size: Size) -> Vec<Job> {
     // conduit request/response round trips (payload written and read on
     // both sides, as the pub/sub rows), busy and blocking.
     for &payload in sizes.iter().filter(|s| reqres::SIZES.contains(s)) {
-        let rounds = scaled(pubsub_rounds as u64, payload) as usize;
+        // The counts bench-peers' iceoryx2_reqres runs (--quick for quick).
+        let rounds = match size {
+            Size::Smoke => scaled(pubsub_rounds as u64, payload) as usize,
+            _ => reqres::bench_rounds(payload, size == Size::Quick),
+        };
         add(
             format!("conduit reqres busy, {}", pubsub::size_name(payload)),
             "conduit reqres (busy)",
@@ -401,10 +397,13 @@ fn jobs(size: Size) -> Vec<Job> {
 }
 
 /// Whether `--only TEXT` selects `job`: TEXT is part of the mechanism's
-/// name in the table or of the job's progress name, ignoring case.
-fn matches_only(job: &Job, only: &str) -> bool {
-    let only = only.to_lowercase();
-    job.mechanism.to_lowercase().contains(&only) || job.name.to_lowercase().contains(&only)
+/// name in the table or of the job's progress name, ignoring case (any
+/// of the TEXTs when given several times).
+fn matches_only(job: &Job, only: &[String]) -> bool {
+    only.iter().any(|only| {
+        let only = only.to_lowercase();
+        job.mechanism.to_lowercase().contains(&only) || job.name.to_lowercase().contains(&only)
+    })
 }
 
 fn is_baseline(name: &str) -> bool {
@@ -503,6 +502,15 @@ fn ingest(text: &str, rows: &mut Vec<Row>) -> Result<usize, String> {
     Ok(n)
 }
 
+/// bench-peers' iceoryx2 binaries, each named `iceoryx2_<kind>`: `--only`
+/// text containing a kind runs that binary only.
+const ICEORYX2_BINARIES: [&str; 4] = [
+    "iceoryx2_pubsub",
+    "iceoryx2_event",
+    "iceoryx2_blackboard",
+    "iceoryx2_reqres",
+];
+
 /// The bench-peers iceoryx2 binaries that are built (in `peers_dir`, or
 /// next to the source tree this binary was built from).
 fn iceoryx2_binaries(peers_dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
@@ -514,7 +522,7 @@ fn iceoryx2_binaries(peers_dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>
                 .unwrap_or(std::path::Path::new("."))
                 .join("bench-peers/target/release")
         });
-    let found: Vec<PathBuf> = ["iceoryx2_pubsub", "iceoryx2_event", "iceoryx2_blackboard"]
+    let found: Vec<PathBuf> = ICEORYX2_BINARIES
         .iter()
         .map(|b| dir.join(b))
         .filter(|p| p.exists())
@@ -523,7 +531,8 @@ fn iceoryx2_binaries(peers_dir: Option<&std::path::Path>) -> Result<Vec<PathBuf>
         return Err(Failure::new(
             exit::NOT_FOUND,
             format!(
-                "no iceoryx2 binaries in {}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml` in conduit's source tree, and pass --peers-dir <that tree>/crates/bench-peers/target/release if this conduit was installed",
+                "no iceoryx2 binaries ({}) in {}: build them with `cargo build --release --manifest-path crates/bench-peers/Cargo.toml` in conduit's source tree, and pass --peers-dir <that tree>/crates/bench-peers/target/release if this conduit was installed",
+                ICEORYX2_BINARIES.join(", "),
                 dir.display()
             ),
         ));
@@ -597,15 +606,17 @@ pub fn run(args: BenchArgs) -> CmdResult {
     }
     let iceoryx2_bins = if args.with_iceoryx2 {
         let mut bins = iceoryx2_binaries(args.peers_dir.as_deref())?;
-        // `--only blackboard` (or pubsub, event) runs only that peer.
-        let only = args.only.as_deref().unwrap_or("").to_lowercase();
-        let kinds = ["pubsub", "event", "blackboard"];
-        if kinds.iter().any(|k| only.contains(k)) {
+        // `--only blackboard` (or pubsub, event, reqres) runs only that
+        // peer; several `--only` run each one named.
+        let only: Vec<String> = args.only.iter().map(|o| o.to_lowercase()).collect();
+        let kinds = ICEORYX2_BINARIES.map(|b| b.trim_start_matches("iceoryx2_"));
+        let named = |k: &str| only.iter().any(|o| o.contains(k));
+        if kinds.iter().any(|k| named(k)) {
             bins.retain(|b| {
                 let name = b.file_name().map(|n| n.to_string_lossy().into_owned());
                 kinds
                     .iter()
-                    .any(|k| only.contains(k) && name.as_deref().is_some_and(|n| n.ends_with(k)))
+                    .any(|k| named(k) && name.as_deref().is_some_and(|n| n.ends_with(k)))
             });
         }
         bins
@@ -613,7 +624,8 @@ pub fn run(args: BenchArgs) -> CmdResult {
         Vec::new()
     };
     let mut jobs = jobs(size);
-    if let Some(only) = &args.only {
+    if !args.only.is_empty() {
+        let only = &args.only;
         let mut names: Vec<String> = Vec::new();
         for j in &jobs {
             if !names.contains(&j.mechanism) {
@@ -625,7 +637,11 @@ pub fn run(args: BenchArgs) -> CmdResult {
             return Err(Failure::new(
                 exit::USAGE,
                 format!(
-                    "no scenario matches {only:?}; --only takes a name from the table, or part of one: {}",
+                    "no scenario matches {}; --only takes a name from the table, or part of one: {}",
+                    only.iter()
+                        .map(|o| format!("{o:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                     names.join(", ")
                 ),
             ));
@@ -757,9 +773,27 @@ fn cost_of(rows: &[Row], mechanism: &str) -> Option<f64> {
         .and_then(|r| r.p50_ns)
 }
 
+/// One line of [`targets`]: `label: a / b = r x`, with the target and
+/// whether `r` meets it where there is one.
+fn ratio_line(label: &str, a: f64, b: f64, target: Option<f64>) -> String {
+    let r = a / b;
+    let target = target.map_or(String::new(), |t| {
+        format!(
+            " (target <= {t}x, {})",
+            if r <= t { "met" } else { "NOT met" }
+        )
+    });
+    format!(
+        "{label} = {} / {} = {r:.2}x{target}\n",
+        harness::fmt_ns(a),
+        harness::fmt_ns(b)
+    )
+}
+
 /// The ratios the issues set targets for, from this run's rows (a line
 /// only where both sides were measured), and conduit against iceoryx2
-/// where both blackboards ran (`--with-iceoryx2`).
+/// where both ran (`--with-iceoryx2`): blackboard costs, request/response
+/// round trips, pub/sub one-way latencies.
 fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
     for what in [
@@ -771,27 +805,117 @@ fn targets(rows: &[Row]) -> String {
         let ours = cost_of(rows, &format!("blackboard {what}"));
         let theirs = cost_of(rows, &format!("iceoryx2 blackboard {what}"));
         if let (Some(ours), Some(theirs)) = (ours, theirs) {
-            out.push_str(&format!(
-                "blackboard {what}: conduit / iceoryx2 = {} / {} = {:.2}x\n",
-                harness::fmt_ns(ours),
-                harness::fmt_ns(theirs),
-                ours / theirs
-            ));
+            let label = format!("blackboard {what}: conduit / iceoryx2");
+            out.push_str(&ratio_line(&label, ours, theirs, None));
         }
     }
-    for payload in [8u64, 1024, 65536] {
-        let rr = p50(rows, "conduit reqres (busy)", payload);
-        let ps = p50(rows, "conduit pubsub (busy)", payload);
-        if let (Some(rr), Some(ps)) = (rr, ps) {
-            // The reqres row is one-way too: its round trip is 2 × p50.
-            out.push_str(&format!(
-                "request/response round trip vs pub/sub one-way, busy, {}: {} / {} = {:.2}x (target <= 2.6x)\n",
-                common::bytes(payload as f64),
-                harness::fmt_ns(2.0 * rr),
-                harness::fmt_ns(ps),
-                2.0 * rr / ps
-            ));
+    for payload in reqres::SIZES.map(|s| s as u64) {
+        let size = common::bytes(payload as f64);
+        // The latency rows are one-way: a round trip is 2 × p50.
+        let rr = p50(rows, "conduit reqres (busy)", payload).map(|p| 2.0 * p);
+        let theirs = p50(rows, "iceoryx2 reqres (busy)", payload).map(|p| 2.0 * p);
+        if let (Some(rr), Some(theirs)) = (rr, theirs) {
+            let label = format!("request/response round trip, busy, {size}: conduit / iceoryx2");
+            out.push_str(&ratio_line(&label, rr, theirs, Some(0.4)));
+        }
+        if let (Some(rr), Some(ps)) = (rr, p50(rows, "conduit pubsub (busy)", payload)) {
+            let label = format!(
+                "request/response round trip vs pub/sub one-way, busy, {size}: conduit reqres / conduit pubsub"
+            );
+            out.push_str(&ratio_line(&label, rr, ps, Some(2.6)));
+        }
+    }
+    for payload in pubsub::SIZES.map(|s| s as u64) {
+        let ours = p50(rows, "conduit pubsub (busy)", payload);
+        let theirs = p50(rows, "iceoryx2 pubsub", payload);
+        if let (Some(ours), Some(theirs)) = (ours, theirs) {
+            let label = format!(
+                "pub/sub one-way, busy, {}: conduit / iceoryx2",
+                common::bytes(payload as f64)
+            );
+            out.push_str(&ratio_line(&label, ours, theirs, None));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latency(mechanism: &str, payload: u64, p50: f64) -> Row {
+        let l = msg::Latency {
+            name: String::new(),
+            p50: std::time::Duration::from_nanos(p50 as u64),
+            p99: std::time::Duration::from_nanos(2 * p50 as u64),
+            cpu_per_round_trip: std::time::Duration::from_nanos(3 * p50 as u64),
+        };
+        from_latency(&l, mechanism, false, payload)
+    }
+
+    #[test]
+    fn a_latency_row_is_the_json_row_peers_print() {
+        let r = latency("iceoryx2 reqres (busy)", 1024, 500.0);
+        assert_eq!(r.kind, "latency");
+        assert_eq!(r.mechanism, "iceoryx2 reqres (busy)");
+        assert_eq!(r.payload, 1024);
+        assert_eq!(r.p50_ns, Some(500.0));
+        assert_eq!(r.p99_ns, Some(1000.0));
+        assert_eq!(r.msgs_per_s, Some(2e6));
+        assert_eq!(r.bytes_per_s, Some(1024.0 * 2e6));
+        assert_eq!(r.cpu_ns_per_msg, Some(1500.0));
+        assert_eq!((r.ratio, r.target_met), (None, None));
+    }
+
+    #[test]
+    fn ratio_lines_show_both_figures_and_the_target() {
+        assert_eq!(
+            ratio_line("x: conduit / iceoryx2", 400.0, 1000.0, Some(0.4)),
+            "x: conduit / iceoryx2 = 400 ns / 1000 ns = 0.40x (target <= 0.4x, met)\n"
+        );
+        assert!(ratio_line("x", 401.0, 1000.0, Some(0.4)).ends_with("(target <= 0.4x, NOT met)\n"));
+        assert!(ratio_line("x", 1.0, 2.0, None).ends_with(" = 0.50x\n"));
+    }
+
+    #[test]
+    fn targets_use_only_rows_measured_on_both_sides() {
+        let rows = [
+            latency("conduit reqres (busy)", 8, 1000.0),
+            latency("iceoryx2 reqres (busy)", 8, 4000.0),
+            latency("conduit pubsub (busy)", 8, 800.0),
+            // No iceoryx2 row at 1 KiB, no pub/sub row either: no line.
+            latency("conduit reqres (busy)", 1024, 1000.0),
+            latency("iceoryx2 pubsub", 8, 1600.0),
+            // Not the busy pub/sub row: ignored.
+            latency("conduit pubsub (blocking)", 1024, 10.0),
+        ];
+        let text = targets(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        let rr = ratio_line(
+            "request/response round trip, busy, 8 B: conduit / iceoryx2",
+            2000.0,
+            8000.0,
+            Some(0.4),
+        );
+        let own = ratio_line(
+            "request/response round trip vs pub/sub one-way, busy, 8 B: conduit reqres / conduit pubsub",
+            2000.0,
+            800.0,
+            Some(2.6),
+        );
+        let ps = ratio_line(
+            "pub/sub one-way, busy, 8 B: conduit / iceoryx2",
+            800.0,
+            1600.0,
+            None,
+        );
+        assert_eq!(
+            lines,
+            [rr.trim_end(), own.trim_end(), ps.trim_end()],
+            "{text}"
+        );
+        assert!(rr.contains("= 0.25x (target <= 0.4x, met)"), "{rr}");
+        assert!(own.contains("= 2.50x (target <= 2.6x, met)"), "{own}");
+        assert!(ps.contains("= 0.50x\n"), "{ps}");
+    }
 }

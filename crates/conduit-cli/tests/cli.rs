@@ -1228,36 +1228,44 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("conduit-cli-peers-dir-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // A stand-in for bench-peers' iceoryx2_event: prints one JSON line
-    // (and the arguments it got, on stderr).
-    let script = dir.join("iceoryx2_event");
-    std::fs::write(
-        &script,
+    // Stand-ins for bench-peers' iceoryx2_event (a harness measurement
+    // line) and iceoryx2_reqres (a row line, 8 B at 1 ms one-way): each
+    // prints its name and the arguments it got on stderr, then its line.
+    let peer = |name: &str, line: &str| {
+        let script = dir.join(name);
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"{name}: $@\" >&2\necho '{line}'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    peer(
+        "iceoryx2_event",
         concat!(
-            "#!/bin/sh\necho \"$@\" >&2\n",
-            "echo '{\"scenario\":\"iceoryx2_event\",\"payload\":0,\"mode\":\"header\",",
-            "\"p50_ns\":1000.0,\"p99_ns\":2000.0,\"mean_ns\":1100.0,\"iterations\":10}'\n"
+            "{\"scenario\":\"iceoryx2_event\",\"payload\":0,\"mode\":\"header\",",
+            "\"p50_ns\":1000.0,\"p99_ns\":2000.0,\"mean_ns\":1100.0,\"iterations\":10}"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = |peers_dir: &std::path::Path| {
+    );
+    peer(
+        "iceoryx2_reqres",
+        concat!(
+            "{\"kind\":\"latency\",\"mechanism\":\"iceoryx2 reqres (busy)\",\"baseline\":false,",
+            "\"payload\":8,\"p50_ns\":1000000.0,\"p99_ns\":2000000.0,\"msgs_per_s\":1000.0,",
+            "\"bytes_per_s\":8000.0,\"cpu_ns_per_msg\":1000000.0,\"ratio\":null,\"target_met\":null}"
+        ),
+    );
+    let run = |peers_dir: &std::path::Path, only: &str, json: bool| {
         Command::new(CONDUIT)
-            .args([
-                "bench",
-                "--smoke",
-                "--only",
-                "raw futex",
-                "--json",
-                "--with-iceoryx2",
-            ])
+            .args(["bench", "--smoke", "--only", only, "--with-iceoryx2"])
+            .args(json.then_some("--json"))
             .arg("--peers-dir")
             .arg(peers_dir)
             .stdin(Stdio::null())
             .output()
             .unwrap()
     };
-    let o = run(&dir);
+    let o = run(&dir, "raw futex", true);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = json_lines(&o);
     let names: Vec<&str> = rows
@@ -1266,16 +1274,44 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
         .collect();
     assert_eq!(
         names,
-        ["raw futex", "iceoryx2 event (header only)"],
+        [
+            "raw futex",
+            "iceoryx2 event (header only)",
+            "iceoryx2 reqres (busy)"
+        ],
         "{names:?}"
     );
-    assert!(stderr(&o).contains("--json --quick"), "{}", stderr(&o));
-    // A directory without the binaries: what to build, and --peers-dir.
+    assert!(
+        stderr(&o).contains("iceoryx2_event: --json --quick"),
+        "{}",
+        stderr(&o)
+    );
+    // `--only reqres` runs conduit's request/response rows and only the
+    // reqres peer, and the table ends with their ratio (conduit's round
+    // trip is far below the stand-in's 2 ms: met).
+    let o = run(&dir, "reqres", false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("iceoryx2_reqres: --json --quick"));
+    assert!(!stderr(&o).contains("iceoryx2_event"), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("request/response round trip, busy, 8 B: conduit / iceoryx2 = "))
+        .unwrap_or_else(|| panic!("no reqres ratio in {text}"));
+    assert!(line.contains(" / 2000.0 us = "), "{line}");
+    assert!(line.ends_with("x (target <= 0.4x, met)"), "{line}");
+    // A directory without the binaries: what to build (every binary by
+    // name), and --peers-dir.
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = run(&empty);
+    let o = run(&empty, "raw futex", true);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_fails(&o, 3, "--peers-dir");
+    assert_fails(
+        &o,
+        3,
+        "iceoryx2_pubsub, iceoryx2_event, iceoryx2_blackboard, iceoryx2_reqres",
+    );
     assert!(stderr(&o).contains("cargo build --release --manifest-path crates/bench-peers"));
 }
 
