@@ -242,8 +242,16 @@ impl<'o, T: ShmSafe, O: Lender<[T]>> LoanUninit<'o, O, [T]> {
             payload.len(),
             "write_from_slice: the slice must have the loaned length"
         );
-        for (slot, v) in payload.iter_mut().zip(values) {
-            slot.write(*v);
+        // SAFETY: `payload` is the loaned slice of exactly `values.len()`
+        // elements (asserted), exclusively ours; `values` is a separate
+        // borrow, so they do not overlap; T: Copy. One memcpy rather than
+        // an element loop.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                values.as_ptr(),
+                payload.as_mut_ptr().cast::<T>(),
+                values.len(),
+            );
         }
         LoanMut(self.0)
     }

@@ -263,6 +263,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             &self.state,
             |st| &mut st.book,
             self.service.config.qos.max_loans,
+            self.geometry.chunk_size,
             |st| self.collect_returns(st),
             || {
                 self.service.cleanup_dead_ports();
@@ -660,8 +661,18 @@ impl<'p, T: ShmSafe, H: ShmSafe> SampleUninit<'p, [T], H> {
         T: Copy,
     {
         assert_eq!(values.len(), self.len, "slice length differs from the loan");
-        for (slot, v) in self.payload_mut().iter_mut().zip(values) {
-            slot.write(*v);
+        let payload = self.payload_mut();
+        // SAFETY: `payload` is our loaned slice of exactly `values.len()`
+        // elements (asserted), exclusively ours; `values` is a separate
+        // borrow, so they do not overlap; T: Copy. One memcpy (the
+        // library's, with its large-copy strategies) rather than an
+        // element loop.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                values.as_ptr(),
+                payload.as_mut_ptr().cast::<T>(),
+                values.len(),
+            );
         }
         self.into_init()
     }
