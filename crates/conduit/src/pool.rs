@@ -590,6 +590,7 @@ mod tests {
             &book,
             |b| b,
             1,
+            64,
             |b| {
                 collected.set(collected.get() + 1);
                 // The peer's return shows up only after recovery.
@@ -601,5 +602,28 @@ mod tests {
         );
         assert_eq!(r, Ok(a));
         assert_eq!(collected.get(), 2);
+    }
+
+    #[test]
+    fn large_chunks_reuse_the_chunk_just_returned() {
+        // Two chunks; chunk 0 is sent and held by peer 0, chunk 1 is free.
+        for (chunk_size, want) in [(64, 1), (WARM_REUSE_BYTES, 0)] {
+            let book = RefCell::new(Book::new(2));
+            let a = take(&book, 2).unwrap();
+            book.borrow_mut().add_holder(a, 0);
+            book.borrow_mut().end_loan(a);
+            // The peer has given chunk 0 back; only a collect sees it.
+            let r = take_chunk(
+                &book,
+                |b| b,
+                2,
+                chunk_size,
+                |b| {
+                    b.release_holder(a, 0);
+                },
+                || {},
+            );
+            assert_eq!(r, Ok(want), "chunks of {chunk_size} bytes");
+        }
     }
 }
