@@ -182,6 +182,7 @@
 //!   non-blocking receive makes none.
 
 mod attach;
+mod departed;
 pub(crate) mod layout;
 mod publisher;
 pub(crate) use crate::queue;
