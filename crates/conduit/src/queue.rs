@@ -591,10 +591,7 @@ impl Conn<'_> {
         if generation == 0 || generation > GEN_MASK {
             return Err(format!("kept generation {generation} (not 1..=127)"));
         }
-        Ok(Some(Hold {
-            pub_id,
-            generation,
-        }))
+        Ok(Some(Hold { pub_id, generation }))
     }
 
     /// Ends the hold of departed publisher `pub_id` on this connection:
@@ -675,7 +672,6 @@ impl Conn<'_> {
         (self.hold() == Ok(Some(hold))).then_some((head, mapped))
     }
 }
-
 
 impl Conn<'_> {
     /// Subscriber `sub_id`: takes up the connection publisher `pub_id`

@@ -1305,10 +1305,8 @@ fn departed_publishers_segment_goes_when_its_subscriber_leaves_unread() {
             let mut sub = spawn_with_stdin("subscriber_silent", &[&domain, "t"]);
             assert_eq!(read_line(&mut sub), "ready");
             let n = LAST_WORDS.to_string();
-            let mut publisher = common::spawn_child(
-                "publisher_last_words",
-                &[&domain, "t", &n, publisher_fate],
-            );
+            let mut publisher =
+                common::spawn_child("publisher_last_words", &[&domain, "t", &n, publisher_fate]);
             let pub_id = read_line(&mut publisher);
             assert_eq!(read_line(&mut publisher), "sent");
             if publisher_fate == "hang" {
@@ -1369,8 +1367,7 @@ fn new_publisher_in_the_slot_follows_the_departed_ones_samples() {
             let node = node(&domain, "reader");
             let topic = last_words_topic(&node, "t");
             let subscriber = topic.subscriber().create().unwrap();
-            let mut child =
-                common::spawn_child("publisher_last_words", &[&domain, "t", "3", mode]);
+            let mut child = common::spawn_child("publisher_last_words", &[&domain, "t", "3", mode]);
             let old_id = read_line(&mut child);
             assert_eq!(read_line(&mut child), "sent");
             if mode == "hang" {
@@ -1388,7 +1385,10 @@ fn new_publisher_in_the_slot_follows_the_departed_ones_samples() {
             assert_eq!(seqs, vec![1, 2, 3, 101, 102], "{mode}");
             let from: Vec<String> = got.iter().map(|g| format!("{}", g.1)).collect();
             let new_id = format!("{}", publisher.id());
-            assert_eq!(from, [&old_id, &old_id, &old_id, &new_id, &new_id].map(String::clone));
+            assert_eq!(
+                from,
+                [&old_id, &old_id, &old_id, &new_id, &new_id].map(String::clone)
+            );
             assert!(shm_objects_containing(&pub_segment(&domain, &old_id)).is_empty());
             publisher.send_copy(last_words_pose(103)).unwrap();
             assert_eq!(drain_poses(&subscriber).len(), 1);

@@ -102,7 +102,12 @@ pub(crate) fn release(view: &ServiceView<'_>, domain: &Domain, p: usize, s: usiz
 /// Ends every hold in subscriber slot `s`'s column whose connection is
 /// linked to `sub_id` (`None`: to anyone but the subscriber now in the
 /// slot). Called after the subscriber's slot was freed.
-pub(crate) fn release_column(view: &ServiceView<'_>, domain: &Domain, s: usize, sub_id: Option<u64>) {
+pub(crate) fn release_column(
+    view: &ServiceView<'_>,
+    domain: &Domain,
+    s: usize,
+    sub_id: Option<u64>,
+) {
     // Pairs with the SeqCst re-read in `hold_queued`.
     fence(Ordering::SeqCst);
     let now = view.sub_slots()[s].id.load(Ordering::SeqCst);

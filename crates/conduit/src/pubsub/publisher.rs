@@ -264,8 +264,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 // A departed publisher's samples are still queued for this
                 // subscriber: continue after them (`departed`).
                 Ok(Some(held))
-                    if held.pub_id != self.id
-                        && conn.link.link.load(Ordering::Acquire) == sid =>
+                    if held.pub_id != self.id && conn.link.link.load(Ordering::Acquire) == sid =>
                 {
                     conn.take_over(self.id, sid, held, self.buffer)
                 }
