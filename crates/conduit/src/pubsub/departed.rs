@@ -64,31 +64,55 @@
 
 use super::layout::{PUBLISHERS, ServiceView};
 use crate::domain::Domain;
+use crate::queue::Conn;
 use crate::shm::Segment;
-use crate::sync::atomic::{Ordering, fence};
+use crate::sync::atomic::{AtomicU64, Ordering, fence};
+
+/// The departure step on one connection: holds it for `pub_id` if it has
+/// unread entries for the subscriber now in `sub_slot` (its `id` word),
+/// then re-reads that word (SeqCst) and lets go again if the subscriber
+/// left meanwhile (its drop releases its slot, then, after a SeqCst fence,
+/// looks for holds: either it sees ours or we see its slot changed). True
+/// if the hold stays. The departing publisher removes the name afterwards
+/// if nothing holds it ([`is_held`]), so letting go here needs no check.
+pub(crate) fn hold_one(conn: Conn<'_>, sub_slot: &AtomicU64, pub_id: u64) -> bool {
+    let sid = sub_slot.load(Ordering::SeqCst);
+    if !conn.keep_for(pub_id, sid) {
+        return false;
+    }
+    // A fence, not only SeqCst accesses: the store of the hold must come
+    // before the load below in the single total order (and loom models
+    // SeqCst accesses as AcqRel but SeqCst fences faithfully).
+    fence(Ordering::SeqCst);
+    if sub_slot.load(Ordering::SeqCst) != sid {
+        conn.release_hold(pub_id);
+        return false;
+    }
+    true
+}
+
+/// Whether `pub.<pub_id>` is still needed: a publisher slot names it, or a
+/// connection holds it. Starts with a SeqCst fence: it pairs with the
+/// SeqCst hold CAS of whoever ended another hold, and with the departing
+/// publisher's slot release (see the module docs).
+pub(crate) fn is_held<'a>(
+    mut pub_slots: impl Iterator<Item = &'a AtomicU64>,
+    mut conns: impl Iterator<Item = Conn<'a>>,
+    pub_id: u64,
+) -> bool {
+    fence(Ordering::SeqCst);
+    pub_slots.any(|slot| slot.load(Ordering::SeqCst) == pub_id) || conns.any(|c| c.holds(pub_id))
+}
 
 /// Departure of publisher `pub_id` of slot `p` (before its slot is
 /// freed): puts a hold on every connection of its row with unread
 /// entries for a subscriber still there. Returns how many it holds.
-pub(crate) fn hold_queued(view: &ServiceView<'_>, domain: &Domain, p: usize, pub_id: u64) -> usize {
+pub(crate) fn hold_queued(view: &ServiceView<'_>, p: usize, pub_id: u64) -> usize {
     let subs = view.sub_slots();
-    let mut held = 0;
-    for (s, slot) in subs.iter().enumerate() {
-        let sid = slot.id.load(Ordering::SeqCst);
-        let conn = view.conn(p, s);
-        if !conn.keep_for(pub_id, sid) {
-            continue;
-        }
-        // The subscriber may have left between our load and our hold: it
-        // released its slot, then (SeqCst fence) looked for holds in its
-        // column. Either it saw ours, or we see its slot changed.
-        if slot.id.load(Ordering::SeqCst) != sid {
-            release(view, domain, p, s, pub_id);
-        } else {
-            held += 1;
-        }
-    }
-    held
+    subs.iter()
+        .enumerate()
+        .filter(|(s, slot)| hold_one(view.conn(p, *s), &slot.id, pub_id))
+        .count()
 }
 
 /// Ends the hold of departed publisher `pub_id` on connection `(p, s)`,
@@ -130,24 +154,12 @@ pub(crate) fn release_column(
 /// Removes `pub.<pub_id>` unless a publisher slot still names it or a
 /// connection still holds it.
 pub(crate) fn unlink_unless_held(view: &ServiceView<'_>, domain: &Domain, pub_id: u64) {
-    // Pairs with the SeqCst hold CAS of whoever ended another hold, and
-    // with the departing publisher's slot release (see the module docs).
-    fence(Ordering::SeqCst);
-    if view
-        .slots(PUBLISHERS)
-        .iter()
-        .any(|slot| slot.id.load(Ordering::SeqCst) == pub_id)
-    {
-        return;
+    let (max_pub, max_sub) = (view.layout.max_pub, view.layout.max_sub);
+    let conns = (0..max_pub).flat_map(|p| (0..max_sub).map(move |s| view.conn(p, s)));
+    let slots = view.slots(PUBLISHERS);
+    if !is_held(slots.iter().map(|slot| &slot.id), conns, pub_id) {
+        let _ = Segment::remove(domain.name(), &super::POOL.segment(pub_id));
     }
-    for p in 0..view.layout.max_pub {
-        for s in 0..view.layout.max_sub {
-            if view.conn(p, s).holds(pub_id) {
-                return;
-            }
-        }
-    }
-    let _ = Segment::remove(domain.name(), &super::POOL.segment(pub_id));
 }
 
 /// The ids of the data segments held now. With `prune`, first ends the

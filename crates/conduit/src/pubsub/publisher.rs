@@ -211,7 +211,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
         // segment; it is removed now only if none does.
         let view = self.view;
         let domain = &self.service.domain;
-        super::departed::hold_queued(&view, domain, self.slot, self.id);
+        super::departed::hold_queued(&view, self.slot, self.id);
         self.service.release_slot(PUBLISHERS, self.slot);
         super::departed::unlink_unless_held(&view, domain, self.id);
     }

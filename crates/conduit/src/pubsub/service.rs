@@ -50,8 +50,7 @@ impl Pattern for PubSub {
     /// A dead publisher's data segment stays while its queues hold samples
     /// for live subscribers (`departed`).
     fn keep_pool(service: &ServiceRef<'_, Self>, kind: usize, slot: usize, port: u64) -> bool {
-        kind == PUBLISHERS
-            && super::departed::hold_queued(&service.port_view(), service.domain, slot, port) > 0
+        kind == PUBLISHERS && super::departed::hold_queued(&service.port_view(), slot, port) > 0
     }
 
     fn pool_kept(service: &ServiceRef<'_, Self>, _kind: usize, port: u64) {
