@@ -103,6 +103,34 @@
 //! publisher's segment. The fence in step 1 makes `link = 0` visible to a
 //! subscriber that saw any store of the reset. A stale view leaves the
 //! connection pending; the next receive tries again.
+//!
+//! # Holds (a departed publisher's last words; publish/subscribe only)
+//!
+//! `ConnLink::kept` / `kept_gen`: `(id, generation)` of a publisher that
+//! left while this queue still had unread entries of its generation for
+//! the linked subscriber; while the hold exists, its data segment's name
+//! is kept (the protocol, who ends a hold and who removes the name:
+//! `pubsub/departed.rs`).
+//!
+//! | from | to | who | how |
+//! |---|---|---|---|
+//! | `kept = 0` | `(id, g)` | publisher `id` leaving, or the cleaner of its dead slot, before the slot is freed ([`Conn::keep_for`]: the connection is still `id`'s, linked to the subscriber in the slot, entry at `head` unread) | `kept_gen ← g` (Relaxed), `kept ← id` (SeqCst) |
+//! | `(id, g)` | `0` | the subscriber after reading the held entries or on leaving, a dead subscriber's cleaner, a publisher that resets the connection, the domain sweep | `CAS(kept, id, 0)` (SeqCst, [`Conn::release_hold`]) |
+//!
+//! `connect` does not touch them. A new publisher that finds a hold on a
+//! connection linked to the subscriber now in the slot continues it
+//! instead ([`Conn::take_over`]): steps 1, 3 and 4 above (link to 0 and a
+//! Release fence; `pub_id`, then `link`, with Release), a generation that
+//! is neither the previous nor the held one, `dropped ← 0`, and no reset
+//! of entries, `head` or `ret_tail`; it appends after the last held entry.
+//! The subscriber takes up the hold ([`Conn::take_up_held`]: `link` must
+//! be its id; it maps the departed publisher's segment, then, after a
+//! `fence(Acquire)`, reads the hold again) and reads entries of the held
+//! generation from the shared head; an entry of another generation at the
+//! head means the held ones are done (`Pop::Gone`): it ends the hold and
+//! takes up the successor's connection (`linked`) from the same head.
+//! Returns of held chunks are not written. loom models:
+//! `pubsub::loom_tests::loom_last_words_*`.
 
 use crate::service::registry::SharedWords;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
