@@ -905,6 +905,56 @@ fn corrupted_queues_give_errors_not_crashes() {
 }
 
 #[test]
+fn corrupted_hold_words_are_a_named_error() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "victim");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(1)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let raw = conduit::shm::Segment::builder(
+            &conduit::ServiceKind::PublishSubscribe.segment_name("t"),
+        )
+        .domain(&domain)
+        .open()
+        .unwrap();
+        let data = raw.data();
+        // Connection (0, 0): after the header line, 80 configuration words
+        // and one slot of each kind (`pubsub/layout.rs`); `kept` and
+        // `kept_gen` are the link line's fifth and sixth words.
+        let conn = 64 + 80 * 8 + 64 + 64;
+        let word = |off: usize| {
+            let p = data.resolve::<std::sync::atomic::AtomicU64>(off).unwrap();
+            // SAFETY: in bounds and aligned (resolve); an atomic.
+            unsafe { p.as_ref() }
+        };
+        word(conn + 40).store(200, std::sync::atomic::Ordering::Relaxed);
+        word(conn + 32).store(0x1234, std::sync::atomic::Ordering::Release);
+        match subscriber.try_receive() {
+            Err(ReceiveError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("kept generation"), "{reason}")
+            }
+            other => panic!("expected Corrupted, got {:?}", other.map(|s| s.is_some())),
+        }
+        assert!(subscriber.try_receive().unwrap().is_none());
+        assert_eq!(
+            word(conn + 32).load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        let publisher = topic.publisher().create().unwrap();
+        publisher.send_copy(7).unwrap();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 7);
+    }
+    assert_clean(&domain);
+}
+
+#[test]
 fn stress_many_publishers_and_subscribers() {
     let _w = watchdog(Duration::from_secs(60));
     let domain = unique("ps");
