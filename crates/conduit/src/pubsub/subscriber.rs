@@ -369,6 +369,16 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         })
     }
 
+    /// The corrupted hold `update_slow` found, as an error (once).
+    #[cold]
+    fn corrupted_hold(st: &mut SubState) -> ReceiveError {
+        let (id, reason) = st.corrupted.take().unwrap_or_default();
+        ReceiveError::Corrupted {
+            publisher: PortId(id),
+            reason,
+        }
+    }
+
     /// Connection `p` to a departed publisher is drained (or the next
     /// publisher's entries follow): disconnect and end its hold, if any.
     #[cold]
@@ -420,11 +430,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         // make room for its successor in the same slot.
         for _ in 0..2 {
             self.update(&mut st);
-            if let Some((id, reason)) = st.corrupted.take() {
-                return Err(ReceiveError::Corrupted {
-                    publisher: PortId(id),
-                    reason,
-                });
+            if st.corrupted.is_some() {
+                return Err(Self::corrupted_hold(&mut st));
             }
             let n = st.conns.len();
             let mut drained = false;
