@@ -262,7 +262,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             }
             // A departed publisher's samples queued for us come first.
             match self.column[p].hold() {
-                Ok(Some(hold)) if hold.pub_id != pid => {
+                // (A hold on a connection linked to a former subscriber
+                // of our slot is not ours: the cleanup ends it.)
+                Ok(Some(hold))
+                    if hold.pub_id != pid
+                        && self.column[p].link.link.load(Ordering::Acquire) == self.id =>
+                {
                     st.pending = true;
                     if let Some(c) = self.take_up_held(p, hold) {
                         st.conns[p] = Some(c);
@@ -319,7 +324,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             st.pending = st.conns.iter().enumerate().any(|(q, c)| {
                 c.is_none()
                     && (self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
-                        || self.column[q].link.kept.load(Ordering::Relaxed) != 0)
+                        || (self.column[q].link.kept.load(Ordering::Relaxed) != 0
+                            && self.column[q].link.link.load(Ordering::Relaxed) == self.id))
             });
         }
     }
