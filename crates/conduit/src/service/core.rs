@@ -25,7 +25,11 @@
 //! [`ServiceRef::cleanup_ports`] looks at every slot of every port kind:
 //! `sync::slot::reclaim_if_dead` frees a slot whose node is dead, having
 //! removed the dead port's chunk pool first if its kind owns one
-//! ([`Pattern::POOLS`]). The cleaner whose CAS freed the slot bumps
+//! ([`Pattern::POOLS`]), unless the pattern keeps it for now
+//! ([`Pattern::keep_pool`]: pub/sub keeps a departed publisher's pool
+//! while its queues hold samples for live subscribers, and removes it
+//! when they are read; kept pools are left by the domain sweep and
+//! removed with the service, [`Pattern::kept_pools`]). The cleaner whose CAS freed the slot bumps
 //! the kind's generation word and calls [`Pattern::port_reclaimed`], which
 //! wakes or tells whoever must know (pub/sub: for a freed subscriber slot
 //! every publisher's event word, to release a publisher blocked on its
