@@ -292,14 +292,32 @@ impl Pool {
         element: &TypeLayout,
         header: &TypeLayout,
     ) -> Result<Pool, String> {
+        Pool::open_if_exists(domain, permissions, kind, id, element, header).map_err(|e| {
+            e.unwrap_or_else(|| format!("data segment {} does not exist", kind.segment(id)))
+        })
+    }
+
+    /// As [`open`](Self::open), telling a segment that does not exist
+    /// (`Err(None)`) from one that cannot be used (`Err(Some(why))`).
+    pub(crate) fn open_if_exists(
+        domain: &crate::domain::Domain,
+        permissions: crate::shm::Permissions,
+        kind: PoolKind,
+        id: u64,
+        element: &TypeLayout,
+        header: &TypeLayout,
+    ) -> Result<Pool, Option<String>> {
         let segment = Segment::builder(&kind.segment(id))
             .domain(domain.name())
             .permissions(permissions)
             .fingerprint(kind.fingerprint)
             .read_only()
             .open()
-            .map_err(|e| e.to_string())?;
-        let geometry = Geometry::read_region(&segment.data(), id, element, header)?;
+            .map_err(|e| match e {
+                crate::shm::OpenError::NotFound { .. } => None,
+                e => Some(e.to_string()),
+            })?;
+        let geometry = Geometry::read_region(&segment.data(), id, element, header).map_err(Some)?;
         Ok(Pool::with(segment, geometry))
     }
 

@@ -103,6 +103,34 @@
 //! publisher's segment. The fence in step 1 makes `link = 0` visible to a
 //! subscriber that saw any store of the reset. A stale view leaves the
 //! connection pending; the next receive tries again.
+//!
+//! # Holds (a departed publisher's last words; publish/subscribe only)
+//!
+//! `ConnLink::kept` / `kept_gen`: `(id, generation)` of a publisher that
+//! left while this queue still had unread entries of its generation for
+//! the linked subscriber; while the hold exists, its data segment's name
+//! is kept (the protocol, who ends a hold and who removes the name:
+//! `pubsub/departed.rs`).
+//!
+//! | from | to | who | how |
+//! |---|---|---|---|
+//! | `kept = 0` | `(id, g)` | publisher `id` leaving, or the cleaner of its dead slot, before the slot is freed ([`Conn::keep_for`]: the connection is still `id`'s, linked to the subscriber in the slot, entry at `head` unread) | `kept_gen ← g` (Relaxed), `kept ← id` (SeqCst) |
+//! | `(id, g)` | `0` | the subscriber after reading the held entries or on leaving, a dead subscriber's cleaner, a publisher that resets the connection, the domain sweep | `CAS(kept, id, 0)` (SeqCst, [`Conn::release_hold`]) |
+//!
+//! `connect` does not touch them. A new publisher that finds a hold on a
+//! connection linked to the subscriber now in the slot continues it
+//! instead ([`Conn::take_over`]): steps 1, 3 and 4 above (link to 0 and a
+//! Release fence; `pub_id`, then `link`, with Release), a generation that
+//! is neither the previous nor the held one, `dropped ← 0`, and no reset
+//! of entries, `head` or `ret_tail`; it appends after the last held entry.
+//! The subscriber takes up the hold ([`Conn::take_up_held`]: `link` must
+//! be its id; it maps the departed publisher's segment, then, after a
+//! `fence(Acquire)`, reads the hold again) and reads entries of the held
+//! generation from the shared head; an entry of another generation at the
+//! head means the held ones are done (`Pop::Gone`): it ends the hold and
+//! takes up the successor's connection (`linked`) from the same head.
+//! Returns of held chunks are not written. loom models:
+//! `pubsub::loom_tests::loom_last_words_*`.
 
 use crate::service::registry::SharedWords;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -154,6 +182,14 @@ pub(crate) struct ConnLink {
     /// it connected (`Overflow::DropOldest`); written by the publisher
     /// only (reset at connect, `+1` Relaxed per drop), read by tools.
     pub(crate) dropped: AtomicU64,
+    /// The id of a departed publisher whose entries are still queued here
+    /// and whose data segment is kept for them (0: none). Never reset by
+    /// [`Conn::connect`]; see "Holds" in the module docs. Used by
+    /// publish/subscribe only (always 0 for request/response).
+    pub(crate) kept: AtomicU64,
+    /// The connection generation of the kept entries (1..=127), written
+    /// before `kept`.
+    pub(crate) kept_gen: AtomicU64,
 }
 
 /// Second line of a connection, written by the subscriber: how many
@@ -185,7 +221,7 @@ pub(crate) struct Head {
     pub(crate) head: AtomicU64,
 }
 
-// SAFETY: `repr(C)`: four atomics.
+// SAFETY: `repr(C)`: six atomics.
 unsafe impl SharedWords for ConnLink {}
 // SAFETY: `repr(C)`: one atomic.
 unsafe impl SharedWords for RetTail {}
@@ -539,6 +575,143 @@ impl Conn<'_> {
     }
 }
 
+/// A departed publisher's hold on a connection (`ConnLink::kept`,
+/// `kept_gen`), read once and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hold {
+    pub(crate) pub_id: u64,
+    pub(crate) generation: u64,
+}
+
+impl Conn<'_> {
+    /// True if the entry at the shared `head` is a published entry of
+    /// `generation`: the subscriber has something to read from it.
+    pub(crate) fn has_unread(&self, generation: u64) -> bool {
+        let h = self.head.load(Ordering::Acquire);
+        let v = self.slot_of(h).word.load(Ordering::Acquire);
+        entry_seq(v) == h.wrapping_add(1) as u32 && entry_gen(v) == generation
+    }
+
+    /// Departure of publisher `pub_id` (by itself, or by the cleaner of
+    /// its dead slot): if the connection is still its own, linked to
+    /// `sub_id`, and holds an unread entry, records the hold (`kept_gen`
+    /// Relaxed, then `kept` SeqCst) and returns true. A connection that
+    /// already holds another departed publisher's entries keeps that hold
+    /// (false).
+    pub(crate) fn keep_for(&self, pub_id: u64, sub_id: u64) -> bool {
+        if pub_id == 0
+            || sub_id == 0
+            || self.link.link.load(Ordering::Acquire) != sub_id
+            || self.link.pub_id.load(Ordering::Acquire) != pub_id
+        {
+            return false;
+        }
+        let generation = self.link.generation.load(Ordering::Relaxed);
+        if !self.has_unread(generation) {
+            return false;
+        }
+        match self.link.kept.load(Ordering::SeqCst) {
+            0 => {}
+            held => return held == pub_id,
+        }
+        self.link.kept_gen.store(generation, Ordering::Relaxed);
+        self.link.kept.store(pub_id, Ordering::SeqCst);
+        true
+    }
+
+    /// The hold on this connection, if any. `Err` if the words are not a
+    /// valid hold (a generation outside 1..=127): corrupted.
+    pub(crate) fn hold(&self) -> Result<Option<Hold>, String> {
+        let pub_id = self.link.kept.load(Ordering::Acquire);
+        if pub_id == 0 {
+            return Ok(None);
+        }
+        let generation = self.link.kept_gen.load(Ordering::Relaxed);
+        if generation == 0 || generation > GEN_MASK {
+            return Err(format!("kept generation {generation} (not 1..=127)"));
+        }
+        Ok(Some(Hold { pub_id, generation }))
+    }
+
+    /// Ends the hold of departed publisher `pub_id` on this connection:
+    /// `CAS(kept, pub_id, 0)` (SeqCst). True if this call ended it (the
+    /// caller then checks whether the data segment is held elsewhere).
+    pub(crate) fn release_hold(&self, pub_id: u64) -> bool {
+        pub_id != 0
+            && self
+                .link
+                .kept
+                .compare_exchange(pub_id, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
+
+    /// True if this connection holds departed publisher `pub_id`'s data
+    /// segment (SeqCst: see "Holds").
+    pub(crate) fn holds(&self, pub_id: u64) -> bool {
+        self.link.kept.load(Ordering::SeqCst) == pub_id
+    }
+
+    /// A new publisher `pub_id` continues a connection whose entries of a
+    /// departed publisher (`held`) are still queued for `sub_id`, instead
+    /// of resetting it: `link ← 0`, `fence(Release)`, a generation that is
+    /// neither the old nor the held one, `dropped ← 0`, `pub_id`
+    /// (Release), `link ← sub_id` (Release). Entries, `head` and
+    /// `ret_tail` stay. Returns the producer: the new generation, the tail
+    /// (the position after the last entry of the held generation, at most
+    /// `buffer` past the head), the head and the return tail it read.
+    pub(crate) fn take_over(&self, pub_id: u64, sub_id: u64, held: Hold, buffer: u64) -> Producer {
+        self.link.link.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let old = self.link.generation.load(Ordering::Relaxed);
+        let mut generation = old % 127 + 1;
+        if generation == held.generation {
+            generation = generation % 127 + 1;
+        }
+        self.link.generation.store(generation, Ordering::Relaxed);
+        self.link.dropped.store(0, Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        let limit = buffer.min(self.entries.len() as u64);
+        let mut tail = head;
+        while tail.wrapping_sub(head) < limit {
+            let v = self.slot_of(tail).word.load(Ordering::Acquire);
+            if entry_seq(v) != tail.wrapping_add(1) as u32 || entry_gen(v) != held.generation {
+                break;
+            }
+            tail = tail.wrapping_add(1);
+        }
+        let ret_head = self.ret_tail.load(Ordering::Acquire);
+        self.link.pub_id.store(pub_id, Ordering::Release);
+        self.link.link.store(sub_id, Ordering::Release);
+        Producer {
+            peer: sub_id,
+            generation,
+            tail,
+            head,
+            ret_head,
+        }
+    }
+
+    /// Subscriber `sub_id` takes up the entries a departed publisher left
+    /// (`hold`): like [`take_up`](Self::take_up), from the hold. `map`
+    /// opens `hold.pub_id`'s data segment; after a `fence(Acquire)` the
+    /// hold must read the same (it is ended only after its entries are
+    /// read or the connection is reset). Returns the head to read from.
+    pub(crate) fn take_up_held<M>(
+        &self,
+        sub_id: u64,
+        hold: Hold,
+        map: impl FnOnce() -> Option<M>,
+    ) -> Option<(u64, M)> {
+        if self.link.link.load(Ordering::Acquire) != sub_id {
+            return None;
+        }
+        let head = self.head.load(Ordering::Acquire);
+        let mapped = map()?;
+        fence(Ordering::Acquire);
+        (self.hold() == Ok(Some(hold))).then_some((head, mapped))
+    }
+}
+
 impl Conn<'_> {
     /// Subscriber `sub_id`: takes up the connection publisher `pub_id`
     /// made to it. `map` maps the publisher's pool (slow: syscalls); the
@@ -716,6 +889,8 @@ impl ConnWords {
                 pub_id: AtomicU64::new(pub_id),
                 generation: AtomicU64::new(generation),
                 dropped: AtomicU64::new(0),
+                kept: AtomicU64::new(0),
+                kept_gen: AtomicU64::new(0),
             },
             ret_tail: AtomicU64::new(0),
             head: AtomicU64::new(0),

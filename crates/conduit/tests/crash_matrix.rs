@@ -263,6 +263,7 @@ fn dispatch(role: &str, args: &[String]) {
         "pub_point" => pub_point(domain, &args[1], args[2].parse().unwrap()),
         "sub_point" => sub_point(domain, &args[1], args[2].parse().unwrap()),
         "pubsub_join" => pubsub_join(domain),
+        "last_words" => last_words(domain, args[1].parse().unwrap(), &args[2]),
         "create_loop" => create_loop(domain, args[1].parse().unwrap()),
         "create_point" => create_point(domain, &args[1]),
         "notifier_point" => notifier_point(domain, &args[1]),
@@ -323,6 +324,22 @@ fn pub_point(domain: &str, point: &str, pre: u64) {
             stay()
         }
         other => panic!("unknown point {other}"),
+    }
+}
+
+/// A publisher that sends `n` samples, says "sent", then exits normally
+/// (`fate` "exit": every port and the node dropped) or waits to be killed.
+fn last_words(domain: &str, n: u64, fate: &str) {
+    let node = node(domain, "victim-pub");
+    let topic = open_topic(&node);
+    let publisher = topic.publisher().create().unwrap();
+    publisher.update_connections();
+    for seq in 1..=n {
+        publisher.send_copy(Msg::new(VICTIM, seq)).unwrap();
+    }
+    println!("sent");
+    if fate != "exit" {
+        stay()
     }
 }
 
@@ -1056,6 +1073,59 @@ fn pubsub_publisher_killed_at_named_points() {
             publisher.send_copy(Msg::new(PARENT, 1000)).unwrap();
             expect_line(&mut joiner, "received", &ctx);
             finish(joiner);
+        }
+        assert_clean(&domain);
+    }
+}
+
+/// A publisher's last words: it sends 1..=4 samples (a full queue) and exits normally or
+/// is killed right after; a subscriber that polls only afterwards (after
+/// a dead-port cleanup or not) gets every one, intact and in order, and
+/// nothing is left in `/dev/shm`; a subscriber killed without reading
+/// leaves nothing either.
+#[test]
+fn pubsub_publisher_last_words_survive_exit_and_kill() {
+    let _w = watchdog(Duration::from_secs(120));
+    let mut rng = seeded("pubsub_publisher_last_words_survive_exit_and_kill");
+    for round in 0..iterations(8) {
+        let domain = unique("cm-lw");
+        let fate = *rng.pick(&["exit", "kill"]);
+        let reader = *rng.pick(&["polls", "killed"]);
+        let clean_first = rng.below(2) == 1;
+        let n = rng.range(1, 4); // subscriber_buffer: nothing dropped
+        let ctx = format!("round {round}: publisher {fate}, subscriber {reader}, n {n}");
+        {
+            let node = node(&domain, "survivor");
+            let topic = topic(&node, Overflow::DropOldest);
+            let subscriber = topic.subscriber().create().unwrap();
+            let mut victim_sub = (reader == "killed").then(|| {
+                let mut child = spawn("sub_point", &[&domain, "holding", "0"]);
+                expect_line(&mut child, "subscribed", &ctx);
+                expect_line(&mut child, "at holding", &ctx);
+                child
+            });
+            let mut child = spawn("last_words", &[&domain, &n.to_string(), fate]);
+            expect_line(&mut child, "sent", &ctx);
+            if fate == "kill" {
+                kill(&mut child);
+            } else {
+                assert!(child.wait().unwrap().success(), "{ctx}");
+            }
+            if let Some(victim) = victim_sub.as_mut() {
+                kill(victim);
+            }
+            if clean_first {
+                topic.cleanup_dead_ports();
+            }
+            for seq in 1..=n {
+                let s = subscriber
+                    .try_receive()
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{ctx}: sample {seq} lost"));
+                s.verify();
+                assert_eq!((s.origin, s.seq), (VICTIM, seq), "{ctx}");
+            }
+            assert!(subscriber.try_receive().unwrap().is_none(), "{ctx}");
         }
         assert_clean(&domain);
     }

@@ -12,7 +12,7 @@ use common::{read_line, shm_objects_containing, spawn_child, unique, watchdog};
 use conduit::node::{Node, NodeState};
 use conduit::prelude::*;
 use conduit::pubsub::{LoanError, RawType, ReceiveError, SendError};
-use conduit::service::ServiceError;
+use conduit::service::{PortId, ServiceError};
 
 #[derive(ShmSafe, Clone, Copy, Default, Debug, PartialEq)]
 #[repr(C)]
@@ -109,6 +109,34 @@ fn dispatch(role: &str, args: &[String]) {
             std::io::stdin().read_line(&mut line).unwrap();
         }
         // Sends 3 samples and then hangs until killed.
+        // Last words: sends `n` poses (seq 1..=n, x = 1.5 × seq) to the
+        // subscribers already there, prints "sent", then exits ("exit") or
+        // waits to be killed ("hang").
+        "publisher_last_words" => {
+            let n: u64 = args[2].parse().unwrap();
+            let topic = last_words_topic(&node, svc);
+            let publisher = topic.publisher().create().unwrap();
+            println!("{:016x}", publisher.id());
+            for seq in 1..=n {
+                publisher.send_copy(last_words_pose(seq)).unwrap();
+            }
+            println!("sent");
+            if args[3] == "hang" {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        // A subscriber that never reads: prints "ready", then drops
+        // everything and exits when stdin says so (or is killed first).
+        "subscriber_silent" => {
+            let topic = last_words_topic(&node, svc);
+            let subscriber = topic.subscriber().create().unwrap();
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            drop(subscriber);
+        }
         "publisher_hang" => {
             let topic = node
                 .service(svc)
@@ -970,9 +998,11 @@ fn killed_publisher_leaves_samples_readable() {
         kill(&mut child);
         let dead_segment = format!("conduit.{domain}.pub.{pub_id}");
         assert_eq!(shm_objects_containing(&dead_segment).len(), 1);
-        // The service stays usable: a new publisher takes the dead one's slot.
+        // The service stays usable: a new publisher takes the dead one's
+        // slot. Sample 3 is still queued for us: the data segment stays
+        // until we read it.
         let publisher = topic.publisher().create().unwrap();
-        assert!(shm_objects_containing(&dead_segment).is_empty());
+        assert_eq!(shm_objects_containing(&dead_segment).len(), 1);
         // Samples held from the dead publisher are intact.
         assert_eq!((a.seq, b.seq), (1, 2));
         publisher
@@ -985,7 +1015,8 @@ fn killed_publisher_leaves_samples_readable() {
         while let Some(s) = subscriber.try_receive().unwrap() {
             seqs.push(s.seq);
         }
-        assert_eq!(seqs.last(), Some(&99));
+        assert_eq!(seqs, [3, 99]);
+        assert!(shm_objects_containing(&dead_segment).is_empty());
         assert_eq!((a.seq, b.seq), (1, 2));
     }
     assert_clean(&domain);
@@ -1117,6 +1148,56 @@ fn corrupted_queues_give_errors_not_crashes() {
             }
             let _ = publisher.send_copy(2);
         }
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn corrupted_hold_words_are_a_named_error() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "victim");
+        let topic = node
+            .service("t")
+            .publish_subscribe::<u64>()
+            .max_publishers(1)
+            .max_subscribers(1)
+            .open_or_create()
+            .unwrap();
+        let subscriber = topic.subscriber().create().unwrap();
+        let raw = conduit::shm::Segment::builder(
+            &conduit::ServiceKind::PublishSubscribe.segment_name("t"),
+        )
+        .domain(&domain)
+        .open()
+        .unwrap();
+        let data = raw.data();
+        // Connection (0, 0): after the header line, 80 configuration words
+        // and one slot of each kind (`pubsub/layout.rs`); `kept` and
+        // `kept_gen` are the link line's fifth and sixth words.
+        let conn = 64 + 80 * 8 + 64 + 64;
+        let word = |off: usize| {
+            let p = data.resolve::<std::sync::atomic::AtomicU64>(off).unwrap();
+            // SAFETY: in bounds and aligned (resolve); an atomic.
+            unsafe { p.as_ref() }
+        };
+        word(conn + 40).store(200, std::sync::atomic::Ordering::Relaxed);
+        word(conn + 32).store(0x1234, std::sync::atomic::Ordering::Release);
+        match subscriber.try_receive() {
+            Err(ReceiveError::Corrupted { reason, .. }) => {
+                assert!(reason.contains("kept generation"), "{reason}")
+            }
+            other => panic!("expected Corrupted, got {:?}", other.map(|s| s.is_some())),
+        }
+        assert!(subscriber.try_receive().unwrap().is_none());
+        assert_eq!(
+            word(conn + 32).load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        let publisher = topic.publisher().create().unwrap();
+        publisher.send_copy(7).unwrap();
+        assert_eq!(*subscriber.try_receive().unwrap().unwrap(), 7);
     }
     assert_clean(&domain);
 }
@@ -1399,8 +1480,10 @@ fn killed_publisher_in_another_pid_namespace_is_cleaned_up() {
                 .any(|n| n.name == "publisher_hang" && n.state == NodeState::Dead),
             "{nodes:?}"
         );
+        // Samples 2 and 3 are still queued for us: the segment stays until
+        // we read them.
         let publisher = topic.publisher().create().unwrap();
-        assert!(shm_objects_containing(&dead_segment).is_empty());
+        assert_eq!(shm_objects_containing(&dead_segment).len(), 1);
         assert_eq!(a.seq, 1);
         publisher
             .send_copy(Pose {
@@ -1412,7 +1495,202 @@ fn killed_publisher_in_another_pid_namespace_is_cleaned_up() {
         while let Some(s) = subscriber.try_receive().unwrap() {
             seqs.push(s.seq);
         }
-        assert_eq!(seqs.last(), Some(&99));
+        assert_eq!(seqs, [2, 3, 99]);
+        assert!(shm_objects_containing(&dead_segment).is_empty());
     }
     assert_clean(&domain);
+}
+
+// A publisher's last words: samples sent before the publisher left are
+// delivered to a subscriber that polls only afterwards.
+
+const LAST_WORDS: u64 = 5;
+
+fn last_words_topic(node: &Node, svc: &str) -> PubSubService<Pose> {
+    node.service(svc)
+        .publish_subscribe::<Pose>()
+        .max_publishers(1)
+        .max_subscribers(2)
+        .subscriber_buffer(8)
+        .max_borrowed(2)
+        .open_or_create()
+        .unwrap()
+}
+
+fn last_words_pose(seq: u64) -> Pose {
+    Pose {
+        x: seq as f64 * 1.5,
+        y: -(seq as f64),
+        seq,
+    }
+}
+
+/// Receives every sample now queued; checks each one's content.
+fn drain_poses(subscriber: &Subscriber<Pose>) -> Vec<(u64, PortId)> {
+    let mut got = Vec::new();
+    while let Some(s) = subscriber.try_receive().unwrap() {
+        assert_eq!(*s, last_words_pose(s.seq), "content of sample {}", s.seq);
+        got.push((s.seq, s.publisher_id()));
+    }
+    got
+}
+
+fn pub_segment(domain: &str, pub_id: &str) -> String {
+    format!("conduit.{domain}.pub.{pub_id}")
+}
+
+/// (a) and (b): the publisher sends, then exits normally or is killed;
+/// the subscriber polls only afterwards and gets every sample, in order.
+fn publisher_leaves_then_subscriber_polls(mode: &str) {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("lw");
+    {
+        let node = node(&domain, "late-reader");
+        let topic = last_words_topic(&node, "t");
+        let subscriber = topic.subscriber().create().unwrap();
+        let n = LAST_WORDS.to_string();
+        let mut child = common::spawn_child("publisher_last_words", &[&domain, "t", &n, mode]);
+        let pub_id = read_line(&mut child);
+        assert_eq!(read_line(&mut child), "sent");
+        if mode == "hang" {
+            kill(&mut child);
+            // The dead-port cleanup frees its slot, as a later open or
+            // `conduit clean` would: the data segment must stay.
+            topic.cleanup_dead_ports();
+        } else {
+            assert!(child.wait().unwrap().success());
+        }
+        assert_eq!(topic.details().publishers.len(), 0, "the publisher left");
+        let segment = pub_segment(&domain, &pub_id);
+        assert_eq!(shm_objects_containing(&segment).len(), 1, "kept for us");
+        let got = drain_poses(&subscriber);
+        let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(seqs, (1..=LAST_WORDS).collect::<Vec<_>>());
+        assert!(got.iter().all(|g| format!("{}", g.1) == pub_id));
+        assert!(
+            shm_objects_containing(&segment).is_empty(),
+            "removed once drained"
+        );
+    }
+    assert_clean(&domain);
+}
+
+#[test]
+fn publisher_exits_and_a_late_subscriber_gets_its_last_samples() {
+    publisher_leaves_then_subscriber_polls("exit");
+}
+
+#[test]
+fn publisher_killed_after_sending_and_a_late_subscriber_gets_its_last_samples() {
+    publisher_leaves_then_subscriber_polls("hang");
+}
+
+/// (c): the subscriber leaves too without reading (dropped, or killed):
+/// the departed publisher's data segment goes, and nothing is left.
+#[test]
+fn departed_publishers_segment_goes_when_its_subscriber_leaves_unread() {
+    let _w = watchdog(Duration::from_secs(30));
+    for (publisher_fate, subscriber_fate) in [
+        ("exit", "drop"),
+        ("exit", "kill"),
+        ("hang", "drop"),
+        ("hang", "kill"),
+    ] {
+        let domain = unique("lw");
+        {
+            let node = node(&domain, "bystander");
+            let topic = last_words_topic(&node, "t");
+            let mut sub = spawn_with_stdin("subscriber_silent", &[&domain, "t"]);
+            assert_eq!(read_line(&mut sub), "ready");
+            let n = LAST_WORDS.to_string();
+            let mut publisher =
+                common::spawn_child("publisher_last_words", &[&domain, "t", &n, publisher_fate]);
+            let pub_id = read_line(&mut publisher);
+            assert_eq!(read_line(&mut publisher), "sent");
+            if publisher_fate == "hang" {
+                kill(&mut publisher);
+                topic.cleanup_dead_ports();
+            } else {
+                assert!(publisher.wait().unwrap().success());
+            }
+            let segment = pub_segment(&domain, &pub_id);
+            assert_eq!(
+                shm_objects_containing(&segment).len(),
+                1,
+                "{publisher_fate}/{subscriber_fate}: kept for the subscriber"
+            );
+            if subscriber_fate == "kill" {
+                kill(&mut sub);
+                topic.cleanup_dead_ports();
+            } else {
+                send_line(&mut sub);
+                assert!(sub.wait().unwrap().success());
+            }
+            assert!(
+                shm_objects_containing(&segment).is_empty(),
+                "{publisher_fate}/{subscriber_fate}: removed when the subscriber left"
+            );
+        }
+        assert_clean(&domain);
+    }
+}
+
+/// (c), the service's last user: a subscriber killed unread and a
+/// departed publisher, and the service dropped without any cleanup call
+/// in between: nothing is left.
+#[test]
+fn killed_subscriber_and_departed_publisher_leave_nothing_when_the_service_goes() {
+    let _w = watchdog(Duration::from_secs(30));
+    let domain = unique("lw");
+    let mut sub = spawn_with_stdin("subscriber_silent", &[&domain, "t"]);
+    assert_eq!(read_line(&mut sub), "ready");
+    let n = LAST_WORDS.to_string();
+    let mut publisher = common::spawn_child("publisher_last_words", &[&domain, "t", &n, "exit"]);
+    let _ = read_line(&mut publisher);
+    assert_eq!(read_line(&mut publisher), "sent");
+    assert!(publisher.wait().unwrap().success());
+    kill(&mut sub);
+    assert_clean(&domain);
+}
+
+/// (d): a new publisher takes the departed one's slot before the
+/// subscriber polled: the subscriber reads the old samples first, then the
+/// new ones, each from the right publisher.
+#[test]
+fn new_publisher_in_the_slot_follows_the_departed_ones_samples() {
+    let _w = watchdog(Duration::from_secs(30));
+    for mode in ["exit", "hang"] {
+        let domain = unique("lw");
+        {
+            let node = node(&domain, "reader");
+            let topic = last_words_topic(&node, "t");
+            let subscriber = topic.subscriber().create().unwrap();
+            let mut child = common::spawn_child("publisher_last_words", &[&domain, "t", "3", mode]);
+            let old_id = read_line(&mut child);
+            assert_eq!(read_line(&mut child), "sent");
+            if mode == "hang" {
+                kill(&mut child);
+            } else {
+                assert!(child.wait().unwrap().success());
+            }
+            // max_publishers = 1: it takes the departed (or dead) one's slot.
+            let publisher = topic.publisher().create().unwrap();
+            for seq in [101, 102] {
+                publisher.send_copy(last_words_pose(seq)).unwrap();
+            }
+            let got = drain_poses(&subscriber);
+            let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
+            assert_eq!(seqs, vec![1, 2, 3, 101, 102], "{mode}");
+            let from: Vec<String> = got.iter().map(|g| format!("{}", g.1)).collect();
+            let new_id = format!("{}", publisher.id());
+            assert_eq!(
+                from,
+                [&old_id, &old_id, &old_id, &new_id, &new_id].map(String::clone)
+            );
+            assert!(shm_objects_containing(&pub_segment(&domain, &old_id)).is_empty());
+            publisher.send_copy(last_words_pose(103)).unwrap();
+            assert_eq!(drain_poses(&subscriber).len(), 1);
+        }
+        assert_clean(&domain);
+    }
 }

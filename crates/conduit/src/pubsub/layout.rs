@@ -15,7 +15,8 @@
 //! A connection (publisher slot p, subscriber slot s):
 //!
 //! ```text
-//! +0     link line (publisher writes at connect): link, pub_id, generation, dropped
+//! +0     link line (publisher writes at connect): link, pub_id, generation, dropped,
+//!        kept, kept_gen (the hold of a departed publisher: see below)
 //! +64    ret_tail line (subscriber writes)
 //! +128   head line (subscriber CAS to claim; publisher CAS to drop the oldest)
 //! +192   entries: [Entry; buffer rounded up to a power of two] (16 B each), rounded up to 64 B
@@ -76,6 +77,8 @@
 //! | `ConnLink.pub_id` | publisher (`Conn::connect`) | set after the reset and before `link`, with Release (see `crate::queue`, "Connecting") |
 //! | `ConnLink.generation` | publisher | at connect: `g % 127 + 1` (1..=127, never 0); every entry and return carries it; a mismatch means "another connection": entries → the subscriber drops the connection, returns → ignored |
 //! | `ConnLink.dropped` | publisher | 0 at connect, `+1` (Relaxed) per sample it replaced unread under `DropOldest`; read by tools only (`details`), never trusted for anything else |
+//! | `ConnLink.kept` | departing publisher or the cleaner of its dead slot (0 → its id, SeqCst); whoever ends the hold (id → 0, `CAS` SeqCst): the subscriber once the held entries are read or it leaves, the cleaner of a dead subscriber, a publisher resetting the connection, the domain sweep | 0 = no hold; else the id of a departed publisher whose entries are still queued here and whose data segment `pub.<id>` is kept for them. Never reset by `connect`. Read: an id whose segment does not exist ends the hold; the name is removed only if no publisher slot names it and no connection holds it (`departed.rs`) |
+//! | `ConnLink.kept_gen` | as `kept`, written (Relaxed) before it | the connection generation of the held entries, 1..=127; any other value with `kept ≠ 0` is `ReceiveError::Corrupted` (and ends the hold) |
 //! | `RetTail.ret_tail` | subscriber (the publisher resets it to 0 at connect) | count of returns pushed, Release after writing the return entry |
 //! | `Head.head` | subscriber (claim), publisher (drop oldest; reset to 0 at connect) | count of consumed positions; every change but the reset is `CAS(h, h + 1)` (AcqRel) |
 //! | `Entry.word` | publisher only | the entry word (`crate::queue`, "The entry word") |

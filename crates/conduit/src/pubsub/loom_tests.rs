@@ -13,8 +13,10 @@
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::Ordering;
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
+
+use super::departed;
 
 use super::queue::{Pop, Steal};
 use crate::queue::{Conn, ConnWords};
@@ -288,5 +290,163 @@ fn loom_pubsub_link_generation() {
             assert_eq!(linked.ret_tail, 0, "return tail of the previous connection");
         }
         publishers.join().unwrap();
+    });
+}
+
+/// A departed publisher's id, its successor's, and a second subscriber.
+const DEPARTED: u64 = 0xd1;
+const SUCCESSOR: u64 = 0xd2;
+const OTHER_SUB: u64 = 0x5c;
+
+/// The words of a departure: the publisher's slot, two subscriber slots
+/// and the connections to them (one unread entry each), and a count of
+/// removals of the data segment's name.
+struct Departure {
+    pub_slot: AtomicU64,
+    subs: [AtomicU64; 2],
+    conns: [ConnWords; 2],
+    unlinked: AtomicUsize,
+}
+
+impl Departure {
+    fn new() -> Arc<Departure> {
+        let d = Departure {
+            pub_slot: AtomicU64::new(DEPARTED),
+            subs: [AtomicU64::new(SUB_ID), AtomicU64::new(OTHER_SUB)],
+            conns: [
+                ConnWords::new(2, 1, SUB_ID, DEPARTED, GENERATION),
+                ConnWords::new(2, 1, OTHER_SUB, DEPARTED, GENERATION),
+            ],
+            unlinked: AtomicUsize::new(0),
+        };
+        for c in &d.conns {
+            c.conn().push(0, GENERATION, 0, 1);
+        }
+        Arc::new(d)
+    }
+
+    /// `departed::unlink_unless_held`, with a count instead of `shm_unlink`.
+    fn unlink_unless_held(&self) {
+        let conns = self.conns.iter().map(ConnWords::conn);
+        if !departed::is_held(std::iter::once(&self.pub_slot), conns, DEPARTED) {
+            self.unlinked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn loom_last_words_unlinked_exactly_when_nobody_holds_it() {
+    // Publisher DEPARTED leaves with one unread entry queued for each of
+    // two subscribers (its `Drop`: `departed::hold_one` on both
+    // connections, its slot released, then the removal check). Meanwhile
+    // subscriber OTHER_SUB drops (slot released, SeqCst fence, its hold
+    // ended, removal check) and subscriber SUB_ID, if it already sees the
+    // departure, takes its entry, finds the queue empty and ends its hold.
+    // The name is never removed while a hold remains (SUB_ID could not
+    // map it any more), and it is removed once none remains.
+    model(|| {
+        let d = Departure::new();
+        let publisher = {
+            let d = d.clone();
+            thread::spawn(move || {
+                for (conn, sub) in d.conns.iter().zip(&d.subs) {
+                    departed::hold_one(conn.conn(), sub, DEPARTED);
+                }
+                d.pub_slot.store(0, Ordering::Release);
+                d.unlink_unless_held();
+            })
+        };
+        let other = {
+            let d = d.clone();
+            thread::spawn(move || {
+                d.subs[1].store(0, Ordering::Release);
+                loom::sync::atomic::fence(Ordering::SeqCst);
+                if d.conns[1].conn().release_hold(DEPARTED) {
+                    d.unlink_unless_held();
+                }
+            })
+        };
+        // Subscriber SUB_ID: drains the departed publisher's entry if it
+        // sees the departure now (else it would do so at a later receive).
+        let conn = d.conns[0].conn();
+        let mut drained = false;
+        if d.pub_slot.load(Ordering::Acquire) == 0 {
+            if let Ok(Some(hold)) = conn.hold() {
+                let (mut head, ()) = conn.take_up_held(SUB_ID, hold, || Some(())).unwrap();
+                assert_eq!(conn.pop(&mut head, hold.generation), Pop::Chunk(0, 1));
+                assert_eq!(conn.pop(&mut head, hold.generation), Pop::Empty);
+                drained = true;
+                if conn.release_hold(DEPARTED) {
+                    d.unlink_unless_held();
+                }
+            }
+        }
+        publisher.join().unwrap();
+        other.join().unwrap();
+        let holds = d.conns.iter().filter(|c| c.conn().holds(DEPARTED)).count();
+        let unlinked = d.unlinked.load(Ordering::Relaxed);
+        if holds > 0 {
+            assert_eq!(unlinked, 0, "removed while a subscriber still needs it");
+            assert!(!drained);
+        } else {
+            assert!(unlinked >= 1, "nothing holds it and nobody removed it");
+        }
+    });
+}
+
+#[test]
+fn loom_last_words_successor_follows_the_held_entries() {
+    // Slot reuse: a connection holds one unread entry (chunk 0) of the
+    // departed publisher. Its successor continues the connection
+    // (`take_over`) and pushes chunk 7, while the subscriber, which never
+    // mapped the departed publisher's segment, takes up the hold and reads.
+    // It must get chunk 0 from the held generation first, then meet the
+    // successor's entry as another generation (`Gone`), and take chunk 7 up
+    // under the successor's link: never the successor's chunk under the
+    // held generation (it would resolve it in the wrong segment).
+    model(|| {
+        let shared = Shared::new(2, 8);
+        let conn = shared.conn();
+        conn.push(0, GENERATION, 0, 1);
+        conn.link.pub_id.store(DEPARTED, Ordering::Relaxed);
+        conn.link.link.store(SUB_ID, Ordering::Relaxed);
+        assert!(conn.keep_for(DEPARTED, SUB_ID));
+        let hold = conn.hold().unwrap().unwrap();
+        let successor = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let conn = shared.conn();
+                let mut producer = conn.take_over(SUCCESSOR, SUB_ID, hold, 2);
+                assert_eq!(producer.tail, 1, "after the held entry");
+                assert_ne!(producer.generation, hold.generation);
+                shared.write(7, 77);
+                producer.push(conn, 7, 1);
+                producer.generation
+            })
+        };
+        // `None` while the successor's link is 0 (mid take-over): a real
+        // subscriber tries again at its next receive.
+        let mut head = loop {
+            if let Some((head, ())) = conn.take_up_held(SUB_ID, hold, || Some(())) {
+                break head;
+            }
+            thread::yield_now();
+        };
+        assert_eq!(conn.pop(&mut head, hold.generation), Pop::Chunk(0, 1));
+        let after = conn.pop(&mut head, hold.generation);
+        let generation = successor.join().unwrap();
+        match after {
+            Pop::Empty => {}
+            Pop::Gone => {}
+            Pop::Chunk(c, _) => panic!("chunk {c} taken under the held generation"),
+        }
+        assert!(conn.release_hold(DEPARTED));
+        let linked = conn
+            .linked(SUB_ID, SUCCESSOR)
+            .expect("linked to the successor");
+        assert_eq!((linked.generation, linked.head), (generation, 1));
+        let mut head = linked.head;
+        assert_eq!(conn.pop(&mut head, generation), Pop::Chunk(7, 1));
+        assert_eq!(shared.read(7), 77);
     });
 }

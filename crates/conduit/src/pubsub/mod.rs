@@ -41,8 +41,10 @@
 //! listing), `layout.rs` (QoS, static configuration, service segment
 //! layout), `crate::queue` (delivery and return queues, shared with request/response), `publisher.rs`,
 //! `subscriber.rs`, `attach.rs` (wake-up descriptor, WaitSet), `raw.rs`
-//! (payload types given at run time, for the C and Python bindings), this file
-//! (payload kinds, entry word encoding, publisher data segment).
+//! (payload types given at run time, for the C and Python bindings),
+//! `departed.rs` (a publisher's last words: holds on a departed
+//! publisher's data segment), this file (payload kinds, entry word
+//! encoding, publisher data segment).
 //!
 //! # Publisher data segment `pub.<id>` (data area)
 //!
@@ -124,15 +126,22 @@
 //! # Lifecycle
 //!
 //! * **Publisher**: creates its data segment, then claims a slot (all
-//!   taken: cleans dead ports and retries once). Drop frees the slot and
-//!   unlinks the data segment; a subscriber that has mapped it keeps the
-//!   mapping (an `Arc` held by its connection, then by its list of retired
-//!   mappings until it holds no sample).
+//!   taken: cleans dead ports and retries once). Drop puts a *hold* on
+//!   every connection whose queue still has unread samples, frees the
+//!   slot, and unlinks the data segment only if nothing holds it; else the
+//!   subscriber that ends the last hold (after reading or dropping those
+//!   samples) unlinks it (`departed.rs`: "A publisher's last words"). A
+//!   killed publisher gets the same from the cleaner that reclaims its
+//!   slot. A subscriber that has mapped it keeps the mapping (an `Arc`
+//!   held by its connection, then by its list of retired mappings until it
+//!   holds no sample).
 //! * **Subscriber**: claims a slot; the publisher connects it on its next
 //!   send (or [`Publisher::update_connections`]) and pushes the history.
-//!   Drop frees the slot and wakes every publisher slot's event word; the
-//!   publisher then takes back every chunk whose mask has that
-//!   subscriber's bit.
+//!   Drop frees the slot, ends the holds in its column (removing departed
+//!   publishers' data segments that nothing else holds) and wakes every
+//!   publisher slot's event word; the publisher then takes back every
+//!   chunk whose mask has that subscriber's bit. A dead subscriber's holds
+//!   are ended by the cleaner that reclaims its slot.
 //! * **Out of chunks**: the publisher collects returns; if still empty it
 //!   cleans dead ports, reconnects and collects again.
 //! * **A full queue of a dead subscriber never drains**: `Block` cleans
@@ -163,19 +172,24 @@
 //!   that no slot names and whose node is dead, and those abandoned before
 //!   they were ready (`cleanup_domain` in `service.rs`).
 //! * **A publisher that leaves** (dropped or killed): samples it queued
-//!   stay readable by a subscriber that had mapped its data segment until
-//!   that queue is drained or a new publisher takes the slot (its connect
-//!   resets the queue). A subscriber that never polled before the
-//!   publisher left cannot map the unlinked segment and loses those
-//!   samples. A subscriber releases its mappings of departed publishers
-//!   at its first receive while it holds no sample; the names are removed
-//!   by the publisher's drop or by cleanup.
+//!   stay readable by every subscriber it was connected to, also one that
+//!   never polled before it left: the connection's hold keeps the data
+//!   segment's name until the subscriber has read or dropped them (then
+//!   the name is removed), and a new publisher of the slot continues the
+//!   queue after them instead of resetting it (`departed.rs`). One
+//!   departed publisher is kept per connection: if the successor leaves
+//!   too before the subscriber read the first one's samples, the
+//!   successor's samples for that subscriber are lost. A subscriber
+//!   releases its mappings of departed publishers at its first receive
+//!   while it holds no sample.
 //! * Known race, not observed: a subscriber draining the connection of a
 //!   dead publisher at logical position 0 can, in a window of a few
 //!   instructions, claim position 0 of the new publisher's reset
 //!   connection with its CAS on the shared `head`; the new connection then
 //!   starts at 1 (one sample lost, its chunk held until that subscriber
-//!   disconnects).
+//!   disconnects). A connection with unread samples is continued, not
+//!   reset (its hold), so this remains only where the connection already
+//!   held another departed publisher's samples.
 //! * [`Publisher`] and [`Subscriber`] are `Send`, not `Sync`. Connecting to
 //!   a new publisher opens its data segment (system calls) on the first
 //!   receive after it appeared; apart from that, and the descriptor drain
@@ -183,6 +197,7 @@
 //!   non-blocking receive makes none.
 
 mod attach;
+mod departed;
 pub(crate) mod layout;
 mod publisher;
 pub(crate) use crate::queue;

@@ -118,7 +118,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             slot,
             id,
             geometry,
-            segment,
+            _segment: segment,
             block_timeout: self.block_timeout,
             last_dead_check: std::cell::Cell::new(None),
             buffer: qos.subscriber_buffer as u64,
@@ -160,7 +160,9 @@ pub struct Publisher<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     slot: usize,
     id: u64,
     geometry: Geometry,
-    segment: Segment,
+    /// Our mapping of the data segment (its name is removed on drop, or
+    /// later by the subscribers it holds samples for: `departed`).
+    _segment: Segment,
     /// First chunk in our own mapping (chunk i is `i * chunk_size` further).
     chunks_base: NonNull<u8>,
     block_timeout: Duration,
@@ -194,8 +196,13 @@ unsafe impl<P: Payload + ?Sized, H: ShmSafe> Send for Publisher<P, H> {}
 
 impl<P: Payload + ?Sized, H: ShmSafe> Drop for Publisher<P, H> {
     fn drop(&mut self) {
+        // Last words (`departed`): queues with unread samples hold the data
+        // segment; it is removed now only if none does.
+        let view = self.view;
+        let domain = &self.service.domain;
+        super::departed::hold_queued(&view, self.slot, self.id);
         self.service.release_slot(PUBLISHERS, self.slot);
-        let _ = self.segment.unlink();
+        super::departed::unlink_unless_held(&view, domain, self.id);
     }
 }
 
@@ -222,6 +229,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         if generation == st.sub_generation {
             return;
         }
+        self.update_connections_slow(&mut st, generation);
+    }
+
+    #[cold]
+    fn update_connections_slow(&self, st: &mut PubState, generation: u64) {
+        let view = self.view;
         st.sub_generation = generation;
         for (s, slot) in view.sub_slots().iter().enumerate() {
             let sid = slot.id.load(Ordering::Acquire);
@@ -236,8 +249,37 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
                 continue;
             }
             let conn = self.row[s];
-            let mut c = Producer::connect(conn, self.id, sid);
-            let history: Vec<u32> = st.history.iter().copied().collect();
+            let mut c = match conn.hold() {
+                // A departed publisher's samples are still queued for this
+                // subscriber: continue after them (`departed`).
+                Ok(Some(held))
+                    if held.pub_id != self.id && conn.link.link.load(Ordering::Acquire) == sid =>
+                {
+                    conn.take_over(self.id, sid, held, self.buffer)
+                }
+                hold => {
+                    let c = Producer::connect(conn, self.id, sid);
+                    match hold {
+                        // Stale (its subscriber left): the reset ends it.
+                        Ok(Some(held)) => super::departed::release(
+                            &view,
+                            &self.service.domain,
+                            self.slot,
+                            s,
+                            held.pub_id,
+                        ),
+                        Ok(None) => {}
+                        // Not a valid hold: nothing to keep.
+                        Err(_) => conn.link.kept.store(0, Ordering::SeqCst),
+                    }
+                    c
+                }
+            };
+            // History, as much as fits after entries taken over.
+            let queued = c.tail.wrapping_sub(c.head).min(self.buffer);
+            let room = (self.buffer - queued) as usize;
+            let skip = st.history.len().saturating_sub(room);
+            let history: Vec<u32> = st.history.iter().skip(skip).copied().collect();
             for chunk in history {
                 c.push(conn, chunk, st.lens[chunk as usize]);
                 st.book.add_holder(chunk, s);

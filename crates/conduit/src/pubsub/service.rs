@@ -27,7 +27,9 @@ impl Pattern for PubSub {
     type Layout = ServiceLayout;
 
     /// A dead publisher: wake whoever sleeps on its slot. A dead
-    /// subscriber: wake the publishers blocked on its full queue.
+    /// subscriber: wake the publishers blocked on its full queue, and end
+    /// the holds on departed publishers' data segments in its column
+    /// (`departed`).
     fn port_reclaimed(service: &ServiceRef<'_, Self>, kind: usize, slot: &PortSlot) {
         if kind == PUBLISHERS {
             slot.event.wake_all();
@@ -35,11 +37,29 @@ impl Pattern for PubSub {
             for p in service.slots(PUBLISHERS).iter() {
                 p.event.wake_all();
             }
+            let subs = service.slots(SUBSCRIBERS);
+            if let Some(s) = subs.iter().position(|x| std::ptr::eq(x, slot)) {
+                super::departed::release_column(&service.port_view(), service.domain, s, None);
+            }
         }
     }
 
     const POOLS: Option<(crate::pool::PoolKind, &'static [usize])> =
         Some((super::POOL, &[PUBLISHERS]));
+
+    /// A dead publisher's data segment stays while its queues hold samples
+    /// for live subscribers (`departed`).
+    fn keep_pool(service: &ServiceRef<'_, Self>, kind: usize, slot: usize, port: u64) -> bool {
+        kind == PUBLISHERS && super::departed::hold_queued(&service.port_view(), slot, port) > 0
+    }
+
+    fn pool_kept(service: &ServiceRef<'_, Self>, _kind: usize, port: u64) {
+        super::departed::unlink_unless_held(&service.port_view(), service.domain, port);
+    }
+
+    fn kept_pools(service: &ServiceRef<'_, Self>, prune: bool) -> Vec<u64> {
+        super::departed::held_pools(&service.port_view(), service.domain, prune)
+    }
 }
 
 /// An open publish/subscribe service, shared by its ports.

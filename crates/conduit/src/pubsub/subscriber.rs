@@ -88,6 +88,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> SubscriberBuilder<P, H> {
                 next: 0,
                 pending: false,
                 retired: Vec::new(),
+                corrupted: None,
             }),
             borrowed: Cell::new(0),
             deferred: RefCell::new(Vec::with_capacity(svc.config.qos.max_borrowed)),
@@ -135,6 +136,9 @@ struct SubState {
     /// Mappings of connections that ended while samples from them may
     /// still be borrowed; released when no sample is borrowed.
     retired: Vec<Arc<Pool>>,
+    /// Corrupted hold words found by `update_slow`, reported by the next
+    /// receive: (publisher slot's departed id, reason).
+    corrupted: Option<(u64, String)>,
 }
 
 impl SubState {
@@ -192,6 +196,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Drop for Subscriber<P, H> {
         let slot = &view.sub_slots()[self.slot];
         self.fd_wake.release(&slot.event, &slot.fd_armed); // events: attach.rs
         self.service.release_slot(SUBSCRIBERS, self.slot);
+        // Departed publishers' samples queued for us are dropped: end
+        // their holds (`departed`), after the slot release.
+        super::departed::release_column(&view, &self.service.domain, self.slot, Some(self.id));
         for p in view.pub_slots() {
             p.event.wake_all();
         }
@@ -242,11 +249,34 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 if c.pub_id != pid {
                     // The publisher left: samples it queued stay readable
                     // until the queue is empty or a new publisher of this
-                    // slot takes the connection over.
+                    // slot continues after them (`departed`).
                     c.draining = true;
                     st.pending = true;
                 }
                 continue;
+            }
+            // A departed publisher's samples queued for us come first.
+            match self.column[p].hold() {
+                // (A hold on a connection linked to a former subscriber
+                // of our slot is not ours: the cleanup ends it.)
+                Ok(Some(hold))
+                    if hold.pub_id != pid
+                        && self.column[p].link.link.load(Ordering::Acquire) == self.id =>
+                {
+                    st.pending = true;
+                    if let Some(c) = self.take_up_held(p, hold) {
+                        st.conns[p] = Some(c);
+                        // No returns: nobody would collect them.
+                        self.returns[p].set((0, 0));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    let id = self.column[p].link.kept.load(Ordering::Relaxed);
+                    let _ = self.column[p].release_hold(id);
+                    st.corrupted = Some((id, reason));
+                }
             }
             if pid == 0 {
                 continue;
@@ -287,9 +317,79 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
             });
             self.returns[p].set((linked.generation, linked.ret_tail));
             st.pending = st.conns.iter().enumerate().any(|(q, c)| {
-                c.is_none() && self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
+                c.is_none()
+                    && (self.view.pub_slots()[q].id.load(Ordering::Relaxed) != 0
+                        || (self.column[q].link.kept.load(Ordering::Relaxed) != 0
+                            && self.column[q].link.link.load(Ordering::Relaxed) == self.id))
             });
         }
+    }
+
+    /// Maps the data segment of the departed publisher whose samples
+    /// connection `p` holds for us; `None`: not now (tried again at the
+    /// next receive), or the hold was stale and is ended.
+    #[cold]
+    fn take_up_held(&self, p: usize, hold: queue::Hold) -> Option<SubConn> {
+        let mut missing = false;
+        let taken = self.column[p].take_up_held(self.id, hold, || {
+            let data = match Pool::open_if_exists(
+                &self.service.domain,
+                self.service.node.permissions(),
+                super::POOL,
+                hold.pub_id,
+                &P::Element::LAYOUT,
+                &H::LAYOUT,
+            ) {
+                Ok(data) => data,
+                Err(None) => {
+                    missing = true;
+                    return None;
+                }
+                Err(Some(_)) => return None,
+            };
+            let g = data.geometry;
+            let chunks = data
+                .segment
+                .data()
+                .sub(g.chunks_offset, g.chunk_size * g.chunks);
+            let base = chunks.ok()?.base();
+            Some((data, base))
+        });
+        if missing {
+            // Its name is gone: nothing to read, end the hold.
+            super::departed::release(&self.view, &self.service.domain, p, self.slot, hold.pub_id);
+        }
+        let (head, (data, chunks_base)) = taken?;
+        Some(SubConn {
+            pub_id: hold.pub_id,
+            generation: hold.generation,
+            head,
+            draining: true,
+            chunks_base,
+            data: Arc::new(data),
+        })
+    }
+
+    /// The corrupted hold `update_slow` found, as an error (once).
+    #[cold]
+    fn corrupted_hold(st: &mut SubState) -> ReceiveError {
+        let (id, reason) = st.corrupted.take().unwrap_or_default();
+        ReceiveError::Corrupted {
+            publisher: PortId(id),
+            reason,
+        }
+    }
+
+    /// Connection `p` to a departed publisher is drained (or the next
+    /// publisher's entries follow): disconnect and end its hold, if any.
+    #[cold]
+    fn drained(&self, st: &mut SubState, p: usize) {
+        let Some(pub_id) = st.conns[p].as_ref().map(|c| c.pub_id) else {
+            return;
+        };
+        st.disconnect(p);
+        st.pending = true;
+        super::departed::release(&self.view, &self.service.domain, p, self.slot, pub_id);
     }
 
     #[inline]
@@ -331,6 +431,9 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
         // make room for its successor in the same slot.
         for _ in 0..2 {
             self.update(&mut st);
+            if st.corrupted.is_some() {
+                return Err(Self::corrupted_hold(&mut st));
+            }
             let n = st.conns.len();
             let mut drained = false;
             for k in 0..n {
@@ -345,14 +448,12 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                 match self.pop(p, c) {
                     Pop::Empty => {
                         if c.draining {
-                            st.disconnect(p);
-                            st.pending = true;
+                            self.drained(&mut st, p);
                             drained = true;
                         }
                     }
                     Pop::Gone => {
-                        st.disconnect(p);
-                        st.pending = true;
+                        self.drained(&mut st, p);
                         drained = true;
                     }
                     Pop::Corrupted(reason) => {

@@ -25,7 +25,11 @@
 //! [`ServiceRef::cleanup_ports`] looks at every slot of every port kind:
 //! `sync::slot::reclaim_if_dead` frees a slot whose node is dead, having
 //! removed the dead port's chunk pool first if its kind owns one
-//! ([`Pattern::POOLS`]). The cleaner whose CAS freed the slot bumps
+//! ([`Pattern::POOLS`]), unless the pattern keeps it for now
+//! ([`Pattern::keep_pool`]: pub/sub keeps a departed publisher's pool
+//! while its queues hold samples for live subscribers, and removes it
+//! when they are read; kept pools are left by the domain sweep and
+//! removed with the service, [`Pattern::kept_pools`]). The cleaner whose CAS freed the slot bumps
 //! the kind's generation word and calls [`Pattern::port_reclaimed`], which
 //! wakes or tells whoever must know (pub/sub: for a freed subscriber slot
 //! every publisher's event word, to release a publisher blocked on its
@@ -94,6 +98,27 @@ pub(crate) trait Pattern: Sized + 'static {
     /// removed, and in the domain sweep those of ports that died before
     /// they claimed a slot); peers that still map it keep reading it.
     const POOLS: Option<(PoolKind, &'static [usize])> = None;
+
+    /// A dead port `port` of kind `kind` in slot `slot` owns a pool: called
+    /// before its slot is freed. True if the pattern keeps the pool for now
+    /// (pub/sub: samples still queued for subscribers); the core then
+    /// does not remove it, and calls [`pool_kept`](Self::pool_kept) once
+    /// the slot is freed.
+    fn keep_pool(_service: &ServiceRef<'_, Self>, _kind: usize, _slot: usize, _port: u64) -> bool {
+        false
+    }
+
+    /// The slot of a port whose pool [`keep_pool`](Self::keep_pool) kept
+    /// was freed: the pattern removes the pool once nothing needs it.
+    fn pool_kept(_service: &ServiceRef<'_, Self>, _kind: usize, _port: u64) {}
+
+    /// The ids of pools kept for ports that left (in the pool kind of
+    /// [`POOLS`](Self::POOLS)): the domain sweep leaves them, the removal
+    /// of the service removes them. With `prune`, the pattern first lets go
+    /// of those nobody needs any more.
+    fn kept_pools(_service: &ServiceRef<'_, Self>, _prune: bool) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// Removes the pool of port `port` of kind `kind`, if that kind owns one.
@@ -212,11 +237,21 @@ impl<'a, P: Pattern> ServiceRef<'a, P> {
     pub(crate) fn cleanup_ports(&self, alive: &mut Liveness) -> [usize; MAX_PORT_KINDS] {
         let mut freed = [0; MAX_PORT_KINDS];
         for (kind, count) in freed.iter_mut().enumerate().take(P::PORT_KINDS.len()) {
-            for slot in self.slots(kind).iter() {
+            for (i, slot) in self.slots(kind).iter().enumerate() {
+                let mut kept = None;
                 let reclaimed = slot.reclaim_if_dead(
                     |node| alive.is_alive(self.domain, node),
-                    |port| remove_pool::<P>(self.domain, kind, port),
+                    |port| {
+                        if P::keep_pool(self, kind, i, port) {
+                            kept = Some(port);
+                        } else {
+                            remove_pool::<P>(self.domain, kind, port);
+                        }
+                    },
                 );
+                if let Some(port) = kept {
+                    P::pool_kept(self, kind, port);
+                }
                 if reclaimed {
                     self.header().generation[kind].fetch_add(1, Ordering::AcqRel);
                     *count += 1;
@@ -468,6 +503,11 @@ fn try_remove<P: Pattern>(
         }
         if let Some(view) = ServiceRef::<P>::new(domain, segment, config, layout) {
             view.header().removed.store(1, Ordering::Release);
+            if let Some((pool, _)) = P::POOLS {
+                for port in P::kept_pools(&view, false) {
+                    let _ = Segment::remove(domain.name(), &pool.segment(port));
+                }
+            }
             for kind in 0..P::PORT_KINDS.len() {
                 for slot in view.slots(kind).iter() {
                     let id = slot.port();
@@ -684,6 +724,7 @@ fn cleanup_services<P: Pattern>(domain: &Domain, permissions: Permissions) -> Ha
         for kind in 0..P::PORT_KINDS.len() {
             registered.extend(view.slots(kind).iter().map(PortSlot::port));
         }
+        registered.extend(P::kept_pools(&view, true));
         try_remove::<P>(domain, &segment, &config, &layout);
     }
     registered
