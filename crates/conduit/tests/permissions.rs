@@ -1,7 +1,8 @@
 //! Permissions across users: objects are private to their owner by
 //! default (mode 0600), a node created with `Permissions::group(gid)`
-//! shares everything it creates with that group (mode 0660), and a user
-//! outside the group gets a named `PermissionDenied`.
+//! shares everything it creates with that group (mode 0660), FIFOs and
+//! socket files made with the same value likewise, and a user outside the
+//! group gets a named `PermissionDenied`.
 //!
 //! The children switch to unprivileged uids (`setgroups`/`setgid`/
 //! `setuid`), which needs root (CAP_SETUID and CAP_SETGID); without it
@@ -182,6 +183,45 @@ fn dispatch(role: &str, args: &[String]) {
                 "fifo open: {r:?}"
             );
             println!("ok");
+        }
+        // A member of the shared group writes a line into root's group
+        // FIFO and connects to its group socket file; an outsider is
+        // refused both.
+        "fifo-socket-peer" => {
+            use std::io::Write as _;
+            let (fifo, sock, member) = (&args[1], &args[2], args[3] == "member");
+            let ok = if member {
+                become_user(MEMBER_UID, MEMBER_UID, &[SHARED_GID])
+            } else {
+                become_user(OUTSIDER_UID, OUTSIDER_UID, &[])
+            };
+            if !ok {
+                return;
+            }
+            let name = conduit::socket::SocketName::path(sock);
+            if member {
+                println!("ready");
+                let mut w = conduit::pipe::open_fifo_writer(fifo).unwrap();
+                w.write_all(b"from the member\n").unwrap();
+                drop(w);
+                let mut s = conduit::socket::UnixStream::connect(&name).unwrap();
+                s.write_all(b"hi").unwrap();
+            } else {
+                let r = conduit::pipe::open_fifo_writer(fifo);
+                assert!(
+                    matches!(r, Err(conduit::pipe::FifoError::PermissionDenied { .. })),
+                    "fifo open: {r:?}"
+                );
+                let r = conduit::socket::UnixStream::connect(&name);
+                assert!(
+                    matches!(
+                        r,
+                        Err(conduit::socket::ConnectError::PermissionDenied { .. })
+                    ),
+                    "connect: {r:?}"
+                );
+                println!("refused");
+            }
         }
         // A member of the shared group: receives from and sends to root.
         "member" => {
@@ -510,4 +550,80 @@ fn openers_must_ask_for_the_same_permissions() {
     segment.unlink().unwrap();
     drop((segment, _service, node, private));
     assert_clean(&domain);
+}
+
+#[test]
+fn fifos_and_socket_files_are_shared_with_a_group_only() {
+    use conduit::pipe::Fifo;
+    use conduit::socket::{SocketName, StreamListener};
+    use std::io::Read as _;
+    let _w = watchdog(Duration::from_secs(30));
+    // Owner only (any user): exactly 0600 whatever the umask.
+    let dir = std::env::temp_dir().join(unique("perm-files"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    {
+        let fifo = Fifo::create_with(dir.join("own.fifo"), Permissions::owner_only()).unwrap();
+        let md = std::fs::metadata(fifo.path()).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o600);
+        let name = SocketName::path(dir.join("own.sock"));
+        let listener = StreamListener::bind_with(&name, Permissions::owner_only()).unwrap();
+        let md = std::fs::metadata(dir.join("own.sock")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o600);
+        drop(listener);
+        assert!(
+            !dir.join("own.sock").exists(),
+            "the listener removes its file"
+        );
+        let r = StreamListener::bind_with(
+            &SocketName::abstract_name(unique("perm-abstract")),
+            Permissions::owner_only(),
+        );
+        assert!(
+            matches!(
+                r,
+                Err(conduit::socket::BindError::NoPermissionsForAbstract { .. })
+            ),
+            "{r:?}"
+        );
+    }
+    if skip_unless_root("fifos_and_socket_files_are_shared_with_a_group_only") {
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    let fifo_path = dir.join("shared.fifo");
+    let sock_path = dir.join("shared.sock");
+    let fifo = Fifo::create_with(&fifo_path, Permissions::group(SHARED_GID)).unwrap();
+    let name = SocketName::path(&sock_path);
+    let listener = StreamListener::bind_with(&name, Permissions::group(SHARED_GID)).unwrap();
+    for path in [&fifo_path, &sock_path] {
+        let md = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            (md.mode() & 0o7777, md.gid()),
+            (0o660, SHARED_GID),
+            "{path:?}"
+        );
+    }
+    let (f, s) = (fifo_path.to_str().unwrap(), sock_path.to_str().unwrap());
+    let mut outsider = spawn("fifo-socket-peer", &["-", f, s, "outsider"]);
+    if let Some(line) = first_line(&mut outsider) {
+        assert_eq!(line, "refused");
+        finish(outsider);
+        let mut member = spawn("fifo-socket-peer", &["-", f, s, "member"]);
+        assert_eq!(first_line(&mut member).as_deref(), Some("ready"));
+        let mut text = String::new();
+        fifo.open_reader()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "from the member\n");
+        let (mut stream, credentials) = listener.accept().unwrap();
+        assert_eq!(credentials.uid, MEMBER_UID);
+        let mut hi = String::new();
+        stream.read_to_string(&mut hi).unwrap();
+        assert_eq!(hi, "hi");
+        finish(member);
+    }
+    drop((fifo, listener));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

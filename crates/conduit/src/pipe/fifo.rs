@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Reader, Writer};
+use crate::shm::Permissions;
 use crate::sys;
 use crate::sys::Errno;
 use crate::sys::pipe::FifoEnd;
@@ -88,6 +89,27 @@ impl Fifo {
         Ok(Fifo {
             path: path.to_owned(),
         })
+    }
+
+    /// Creates a FIFO that the owner only (mode 0600), or also the members
+    /// of a group (mode 0660, the FIFO given to that group: the creator
+    /// must be a member or have `CAP_CHOWN`), may open: the same
+    /// [`Permissions`] as shared-memory objects. The FIFO is made with
+    /// 0600 and only then given to the group and widened, so it is never
+    /// open to more than asked for; use a directory where nobody else can
+    /// replace the name (a private or sticky one) for the few
+    /// instructions between.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        permissions: Permissions,
+    ) -> Result<Fifo, FifoError> {
+        let fifo = Fifo::create(path, 0o600)?;
+        if permissions.gid().is_some() {
+            // On error `fifo` drops and removes the name.
+            sys::fd::set_path_permissions(&fifo.path, permissions.mode(), permissions.gid())
+                .map_err(|e| fifo_error(&fifo.path, e))?;
+        }
+        Ok(fifo)
     }
 
     /// The FIFO's path.

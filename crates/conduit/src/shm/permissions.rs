@@ -29,11 +29,14 @@
 //! remove its name; see [`Permissions`] for what that means for services
 //! shared with a group.
 //!
-//! Other IPC objects take a mode of their own: message queues
-//! (`QueueBuilder::mode`, default 0600, umask applies), FIFOs
-//! (`Fifo::create(path, mode)`, exact mode) and path-named Unix sockets
-//! (directory permissions). Group sharing of those is the caller's mode
-//! plus `chown` or a setgid directory; conduit adds nothing there.
+//! The other named IPC objects take the same value: message queues
+//! (`QueueBuilder::permissions`), FIFOs (`Fifo::create_with`) and
+//! path-named Unix sockets (`Listener::bind_with`: connecting needs write
+//! permission on the socket file); each is created no wider than asked
+//! and then set exactly (mode 0600, or 0660 and given to the group).
+//! Abstract socket names have no file and no permissions
+//! (`BindError::NoPermissionsForAbstract`; filter peers by credentials
+//! instead).
 
 /// Who may open the shared-memory objects conduit creates: the owner only
 /// (the default, mode 0600), or also the members of one group (mode 0660,

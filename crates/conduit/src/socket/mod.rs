@@ -134,6 +134,13 @@ pub enum BindError {
         #[source]
         source: Errno,
     },
+    /// [`Listener::bind_with`] on an abstract name, which has no file to
+    /// carry permissions.
+    #[error("socket name {name} is abstract: it has no file to carry permissions")]
+    NoPermissionsForAbstract {
+        /// The name.
+        name: SocketName,
+    },
     /// Any other failure (creating the socket, a missing directory...).
     #[error("cannot bind {name}")]
     Other {
@@ -749,6 +756,39 @@ impl<C: Connection> Listener<C> {
             filter: None,
             _kind: core::marker::PhantomData,
         };
+        sys::socket::listen(&listener.fd, 128).map_err(|e| bind_error(name, e))?;
+        Ok(listener)
+    }
+
+    /// Binds a path `name` whose socket file the owner only (mode 0600),
+    /// or also the members of a group (mode 0660, the file given to that
+    /// group: the creator must be a member or have `CAP_CHOWN`), may
+    /// connect to: the same [`Permissions`](crate::shm::Permissions) as
+    /// shared-memory objects (connecting needs write permission on the
+    /// file). The socket's own mode is set before `bind`, so the file is
+    /// created no wider than asked for (the umask can only narrow it),
+    /// then set exactly. An abstract name has no file and so no
+    /// permissions: [`BindError::NoPermissionsForAbstract`] (filter peers
+    /// with [`set_peer_filter`](Self::set_peer_filter) instead).
+    pub fn bind_with(
+        name: &SocketName,
+        permissions: crate::shm::Permissions,
+    ) -> Result<Listener<C>, BindError> {
+        let Some(path) = name.file() else {
+            return Err(BindError::NoPermissionsForAbstract { name: name.clone() });
+        };
+        let fd = sys::socket::unix_socket(C::KIND).map_err(|e| bind_error(name, e))?;
+        sys::fd::set_mode(&fd, permissions.mode()).map_err(|e| bind_error(name, e))?;
+        sys::socket::bind(&fd, &name.0).map_err(|e| bind_error(name, e))?;
+        let listener = Listener {
+            fd,
+            name: name.clone(),
+            filter: None,
+            _kind: core::marker::PhantomData,
+        };
+        // From here on, dropping `listener` removes the file.
+        sys::fd::set_path_permissions(path, permissions.mode(), permissions.gid())
+            .map_err(|e| bind_error(name, e))?;
         sys::socket::listen(&listener.fd, 128).map_err(|e| bind_error(name, e))?;
         Ok(listener)
     }

@@ -86,6 +86,30 @@ pub fn set_group(fd: impl AsFd, gid: u32) -> Result<()> {
     rustix::fs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)))
 }
 
+/// Gives the file at `path` (not following a final symlink) to group
+/// `gid` if `Some` (`chown(path, -1, gid)`), then sets its permission bits
+/// to exactly `mode` (`chmod`, no umask): for files that have no
+/// descriptor to `fchmod` (FIFOs before they are opened, socket files).
+/// `chown` first: it may clear set-id bits, never the rw bits.
+pub fn set_path_permissions(path: &std::path::Path, mode: u32, gid: Option<u32>) -> Result<()> {
+    use rustix::fs::{AtFlags, CWD, Gid, Mode};
+    if let Some(gid) = gid {
+        rustix::fs::chownat(
+            CWD,
+            path,
+            None,
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    rustix::fs::chmodat(
+        CWD,
+        path,
+        Mode::from_raw_mode(mode & 0o7777),
+        AtFlags::empty(),
+    )
+}
+
 /// The effective user id of this process (`geteuid`).
 #[doc(alias = "geteuid")]
 pub fn effective_uid() -> u32 {
