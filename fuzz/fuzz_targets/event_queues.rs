@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use conduit::node::Node;
-use conduit::shm::Segment;
-use conduit_fuzz::{Patch, apply};
+use conduit_fuzz::Patch;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -60,20 +59,12 @@ fuzz_target!(|input: Input| {
         for id in input.notified.iter().take(8) {
             let _ = notifier.notify(usize::from(*id % 256));
         }
-        let raw = Segment::builder(&conduit::ServiceKind::Event.segment_name("e"))
-            .domain(&domain)
-            .open()
-            .expect("raw service segment");
-        // The data area's configuration ends at 64 + 40 words.
-        let config_end = 64 + 40 * 8;
-        let data = raw.data();
-        // Not the header's state word (bytes 12..16): see pubsub_queues.
-        apply(&raw.whole(), 0, raw.len(), 8..16, &input.patches);
-        apply(
-            &data,
-            config_end,
-            data.len() - config_end,
-            0..0,
+        conduit_fuzz::patch_service(
+            &domain,
+            conduit::ServiceKind::Event,
+            "e",
+            40,
+            &input.patches,
             &input.slot_patches,
         );
 

@@ -11,8 +11,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use conduit::node::Node;
 use conduit::pubsub::Qos;
-use conduit::shm::Segment;
-use conduit_fuzz::{Patch, apply};
+use conduit_fuzz::Patch;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -77,23 +76,12 @@ fuzz_target!(|input: Input| {
         for _ in 0..input.received % 4 {
             let _ = subscriber.try_receive().expect("receive");
         }
-        let raw = Segment::builder(&conduit::ServiceKind::PublishSubscribe.segment_name("q"))
-            .domain(&domain)
-            .open()
-            .expect("raw service segment");
-        // The data area's configuration ends at 64 + 80 words.
-        let config_end = 64 + 80 * 8;
-        let data = raw.data();
-        // Not the header's state word (bytes 12..16): a segment that is
-        // never ready makes every opener wait out the abandon grace
-        // (100 ms), which only slows the fuzzer; the segment_header
-        // target and tests/corruption.rs cover it.
-        apply(&raw.whole(), 0, raw.len(), 8..16, &input.patches);
-        apply(
-            &data,
-            config_end,
-            data.len() - config_end,
-            0..0,
+        conduit_fuzz::patch_service(
+            &domain,
+            conduit::ServiceKind::PublishSubscribe,
+            "q",
+            80,
+            &input.patches,
             &input.queue_patches,
         );
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use conduit::node::Node;
 use conduit::reqres::Overflow;
-use conduit::shm::Segment;
-use conduit_fuzz::{Patch, apply};
+use conduit_fuzz::Patch;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -76,20 +75,12 @@ fuzz_target!(|input: Input| {
             }
             active.push(a);
         }
-        let raw = Segment::builder(&conduit::ServiceKind::RequestResponse.segment_name("r"))
-            .domain(&domain)
-            .open()
-            .expect("raw service segment");
-        // The data area's configuration ends at 64 + 128 words.
-        let config_end = 64 + 128 * 8;
-        let data = raw.data();
-        // Not the header's state word (bytes 12..16): see pubsub_queues.
-        apply(&raw.whole(), 0, raw.len(), 8..16, &input.patches);
-        apply(
-            &data,
-            config_end,
-            data.len() - config_end,
-            0..0,
+        conduit_fuzz::patch_service(
+            &domain,
+            conduit::ServiceKind::RequestResponse,
+            "r",
+            128,
+            &input.patches,
             &input.queue_patches,
         );
 

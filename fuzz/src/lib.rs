@@ -180,3 +180,36 @@ pub fn run_decoder(input: DecoderInput, valid: fn() -> Vec<u8>, decode: fn(&[u8]
         DecoderInput::Raw(bytes) => decode(&bytes),
     }
 }
+
+/// Patches the live service segment `name` of `kind` in `domain`:
+/// `patches` anywhere in the segment (header included, except the
+/// header's state word, bytes 12..16: a segment that is never ready makes
+/// every opener wait out the abandon grace of 100 ms, which only slows the
+/// fuzzer; the `segment_header` target and `tests/corruption.rs` cover
+/// it), `slot_patches` past the static configuration of `config_words`
+/// words (the registry, the pattern's slots, queues and words).
+pub fn patch_service(
+    domain: &str,
+    kind: conduit::ServiceKind,
+    name: &str,
+    config_words: usize,
+    patches: &[Patch],
+    slot_patches: &[Patch],
+) {
+    let raw = conduit::shm::Segment::builder(&kind.segment_name(name))
+        .domain(domain)
+        .open()
+        .expect("raw service segment");
+    // The data area's configuration ends after the header line and the
+    // configuration words.
+    let config_end = 64 + config_words * 8;
+    let data = raw.data();
+    apply(&raw.whole(), 0, raw.len(), 8..16, patches);
+    apply(
+        &data,
+        config_end,
+        data.len().saturating_sub(config_end),
+        0..0,
+        slot_patches,
+    );
+}
