@@ -39,6 +39,17 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+/// Applies the nonzero fields of a C options struct to a service builder
+/// of the same setter names (0 means "the default").
+macro_rules! apply_options {
+    ($builder:ident, $options:ident; $($field:ident),* $(,)?) => {$(
+        if $options.$field != 0 {
+            $builder = $builder.$field($options.$field);
+        }
+    )*};
+}
+pub(crate) use apply_options;
+
 pub mod error;
 pub mod event;
 mod handle;

@@ -469,14 +469,9 @@ unsafe fn open_service(
         unreachable!("checked by the handle type")
     };
     let mut builder = kind(n.service(name));
-    macro_rules! set {
-        ($($field:ident),*) => {$(
-            if options.$field != 0 {
-                builder = builder.$field(options.$field);
-            }
-        )*};
-    }
-    set!(
+    crate::apply_options!(
+        builder,
+        options;
         max_publishers,
         max_subscribers,
         subscriber_buffer,

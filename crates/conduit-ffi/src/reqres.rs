@@ -306,14 +306,9 @@ pub unsafe extern "C" fn conduit_reqres_open(
             unreachable!("checked by the handle type")
         };
         let mut builder = n.service(name).request_response::<Bytes, Bytes>();
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if options.$field != 0 {
-                    builder = builder.$field(options.$field);
-                }
-            )*};
-        }
-        set!(
+        crate::apply_options!(
+            builder,
+            options;
             max_clients,
             max_servers,
             active_requests,
