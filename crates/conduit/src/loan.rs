@@ -66,6 +66,36 @@ pub enum LoanError {
     },
 }
 
+/// Why a `send_copy` failed: the loan, or the send (`E`, the port's send
+/// error). One type for every port; the patterns name it
+/// ([`pubsub::SendOrLoanError`](crate::pubsub::SendOrLoanError),
+/// [`reqres::SendOrLoanError`](crate::reqres::SendOrLoanError),
+/// [`reqres::ResponseSendOrLoanError`](crate::reqres::ResponseSendOrLoanError))
+/// and convert their send error into it with `?`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendOrLoanError<E: std::error::Error + 'static> {
+    /// No chunk could be loaned.
+    #[error(transparent)]
+    Loan(#[from] LoanError),
+    /// The send failed.
+    #[error(transparent)]
+    Send(E),
+}
+
+/// `From<$send> for SendOrLoanError<$send>` (a generic `From<E>` would
+/// overlap `From<LoanError>`).
+macro_rules! send_or_loan_from {
+    ($send:ty) => {
+        impl From<$send> for $crate::loan::SendOrLoanError<$send> {
+            fn from(e: $send) -> Self {
+                $crate::loan::SendOrLoanError::Send(e)
+            }
+        }
+    };
+}
+pub(crate) use send_or_loan_from;
+
 impl From<crate::pool::TakeError> for LoanError {
     fn from(e: crate::pool::TakeError) -> LoanError {
         match e {

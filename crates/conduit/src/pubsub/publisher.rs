@@ -599,16 +599,8 @@ impl<H: ShmSafe> Publisher<RawPayload, H> {
 }
 
 /// Why `send_copy` failed: the loan or the send.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendOrLoanError {
-    /// No chunk could be loaned.
-    #[error(transparent)]
-    Loan(#[from] LoanError),
-    /// The send failed.
-    #[error(transparent)]
-    Send(#[from] SendError),
-}
+pub type SendOrLoanError = crate::loan::SendOrLoanError<SendError>;
+crate::loan::send_or_loan_from!(SendError);
 
 /// A loaned chunk whose payload is not initialised yet. Dropping it gives
 /// the chunk back unsent.

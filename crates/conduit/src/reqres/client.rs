@@ -892,17 +892,9 @@ impl<'c, Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: Sh
     }
 }
 
-/// Why `send_copy` failed: the loan or the send.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendOrLoanError {
-    /// No chunk could be loaned.
-    #[error(transparent)]
-    Loan(#[from] LoanError),
-    /// The send failed.
-    #[error(transparent)]
-    Send(#[from] RequestSendError),
-}
+/// Why a client's `send_copy` failed: the loan or the send.
+pub type SendOrLoanError = crate::loan::SendOrLoanError<RequestSendError>;
+crate::loan::send_or_loan_from!(RequestSendError);
 
 /// A loaned request chunk whose payload is not initialised yet. Dropping
 /// it gives the chunk back unsent.

@@ -863,17 +863,9 @@ impl<T: ShmSafe, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSafe> std::ops
     }
 }
 
-/// Why `send_copy` failed: the loan or the send.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResponseSendOrLoanError {
-    /// No chunk could be loaned.
-    #[error(transparent)]
-    Loan(#[from] LoanError),
-    /// The send failed.
-    #[error(transparent)]
-    Send(#[from] ResponseSendError),
-}
+/// Why a response's `send_copy` failed: the loan or the send.
+pub type ResponseSendOrLoanError = crate::loan::SendOrLoanError<ResponseSendError>;
+crate::loan::send_or_loan_from!(ResponseSendError);
 
 /// A loaned response chunk whose payload is not initialised yet.
 /// Dropping it gives the chunk back unsent.
