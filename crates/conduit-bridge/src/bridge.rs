@@ -208,7 +208,10 @@ impl BridgeBuilder {
         }
         if let Some(on) = self.multicast_scouting {
             config
-                .insert_json5("scouting/multicast/enabled", if on { "true" } else { "false" })
+                .insert_json5(
+                    "scouting/multicast/enabled",
+                    if on { "true" } else { "false" },
+                )
                 .map_err(zerr)?;
         }
         let session = zenoh::open(config).wait().map_err(zerr)?;
@@ -407,7 +410,11 @@ impl State {
             if stop.load(Ordering::Acquire) {
                 break;
             }
-            self.wait(watch, wake, next_tick.saturating_duration_since(Instant::now()));
+            self.wait(
+                watch,
+                wake,
+                next_tick.saturating_duration_since(Instant::now()),
+            );
         }
         Ok(())
     }
@@ -514,7 +521,8 @@ impl State {
                 Ok(listener) => {
                     let _ = listener.wake_fd();
                     self.info(&format!("forwarding local event service {:?} out", e.name));
-                    self.local_events.insert(e.name.clone(), LocalEvent { listener });
+                    self.local_events
+                        .insert(e.name.clone(), LocalEvent { listener });
                 }
                 Err(reason) => {
                     self.error(&BridgeError::Port {
@@ -535,7 +543,9 @@ impl State {
             service: s.name.clone(),
             reason,
         };
-        let payload = TypeAnnouncement::from(&s.payload).raw_type().map_err(port)?;
+        let payload = TypeAnnouncement::from(&s.payload)
+            .raw_type()
+            .map_err(port)?;
         let header = TypeAnnouncement::from(&s.header).raw_type().map_err(port)?;
         let builder = self.node.service(&s.name);
         let builder = if s.kind == "slice" {
@@ -606,40 +616,9 @@ impl State {
 
     /// Sends out what the local forwarding ports received.
     fn drain_local(&mut self) {
-        for (name, local) in &self.local_pubsub {
-            let own = self.forward_pubsub.get(name).map(|f| f.publisher.id());
-            let key = self.pubsub_key(name);
-            // A bounded batch per turn, so one busy service cannot starve
-            // the others.
-            for _ in 0..1024 {
-                let sample = match local.subscriber.try_receive() {
-                    Ok(Some(sample)) => sample,
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.error(&BridgeError::Port {
-                            service: name.clone(),
-                            reason: e.to_string(),
-                        });
-                        break;
-                    }
-                };
-                // The loop rule: never send out what our own publisher
-                // republished here.
-                if Some(sample.publisher_id()) == own {
-                    continue;
-                }
-                let message = SampleMessage {
-                    bridge: self.id,
-                    sequence: sample.sequence(),
-                    header: sample.header_bytes(),
-                    payload: &sample,
-                }
-                .encode();
-                drop(sample);
-                if let Err(e) = self.session.put(key.as_str(), message).wait() {
-                    self.error(&BridgeError::Zenoh(e.to_string()));
-                }
-            }
+        let names: Vec<String> = self.local_pubsub.keys().cloned().collect();
+        for name in names {
+            self.drain_pubsub(&name);
         }
         let names: Vec<String> = self.local_events.keys().cloned().collect();
         for name in names {
@@ -666,6 +645,45 @@ impl State {
             }
             .encode();
             if let Err(e) = self.session.put(self.event_key(&name), message).wait() {
+                self.error(&BridgeError::Zenoh(e.to_string()));
+            }
+        }
+    }
+
+    /// Sends out the samples the forwarding subscriber of `name` holds
+    /// (a bounded batch, so one busy service cannot starve the others).
+    fn drain_pubsub(&self, name: &str) {
+        let Some(local) = self.local_pubsub.get(name) else {
+            return;
+        };
+        let own = self.forward_pubsub.get(name).map(|f| f.publisher.id());
+        let key = self.pubsub_key(name);
+        for _ in 0..1024 {
+            let sample = match local.subscriber.try_receive() {
+                Ok(Some(sample)) => sample,
+                Ok(None) => break,
+                Err(e) => {
+                    self.error(&BridgeError::Port {
+                        service: name.to_owned(),
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            };
+            // The loop rule: never send out what our own publisher
+            // republished here.
+            if Some(sample.publisher_id()) == own {
+                continue;
+            }
+            let message = SampleMessage {
+                bridge: self.id,
+                sequence: sample.sequence(),
+                header: sample.header_bytes(),
+                payload: &sample,
+            }
+            .encode();
+            drop(sample);
+            if let Err(e) = self.session.put(key.as_str(), message).wait() {
                 self.error(&BridgeError::Zenoh(e.to_string()));
             }
         }
@@ -881,7 +899,9 @@ impl State {
             Err(e) => return Err(port(e.to_string())),
         };
         let max_bytes = usize::try_from(ty.payload.size).unwrap_or(0);
-        let mut publisher = service.publisher();
+        // A subscriber that never takes its samples (`Overflow::Block`)
+        // holds the bridge up for at most this long per sample.
+        let mut publisher = service.publisher().block_timeout(Duration::from_secs(1));
         if ty.slice {
             // Remote slices may be as long as the publisher allowed there;
             // the bridge takes up to 1 MiB by default (longer ones are
@@ -953,7 +973,9 @@ impl State {
             f.sources.remove(&from);
             if f.sources.is_empty() {
                 self.forward_events.remove(name);
-                self.info(&format!("stopped forwarding remote event service {name:?} in"));
+                self.info(&format!(
+                    "stopped forwarding remote event service {name:?} in"
+                ));
             }
         }
     }
@@ -996,6 +1018,10 @@ impl State {
         if !self.accepted(m.bridge, name) {
             return;
         }
+        // Our own subscriber of this service receives what we republish:
+        // empty its queue first, so that a service with `Overflow::Block`
+        // cannot make the bridge wait on itself.
+        self.drain_pubsub(name);
         let Some(f) = self.forward_pubsub.get(name) else {
             return;
         };

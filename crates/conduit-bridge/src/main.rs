@@ -72,7 +72,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bridge = builder.start()?;
     eprintln!("conduit-bridge: running as bridge {:#x}", bridge.id());
     while bridge.is_running() {
-        if termination.wait_timeout(Duration::from_millis(200)).is_some() {
+        if termination
+            .wait_timeout(Duration::from_millis(200))
+            .is_some()
+        {
             break;
         }
     }

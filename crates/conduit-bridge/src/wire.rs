@@ -232,7 +232,11 @@ impl<'a> SampleMessage<'a> {
         out.extend_from_slice(&self.bridge.to_le_bytes());
         out.extend_from_slice(&self.sequence.to_le_bytes());
         // Headers are small types; a longer one cannot be a conduit header.
-        out.extend_from_slice(&u32::try_from(self.header.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(self.header.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
         out.extend_from_slice(self.header);
         out.extend_from_slice(self.payload);
         out
@@ -296,7 +300,8 @@ impl EventMessage {
             return Err(bad("too short or wrong magic"));
         }
         let bridge = u64::from_le_bytes(bytes[4..12].try_into().map_err(|_| bad("bridge"))?);
-        let count = u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| bad("count"))?) as usize;
+        let count =
+            u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| bad("count"))?) as usize;
         if count > MAX_EVENT_IDS || bytes.len() != 16 + 8 * count {
             return Err(bad("count does not match the length"));
         }
@@ -342,6 +347,9 @@ mod tests {
         assert_eq!(EventMessage::decode(&bytes).unwrap(), e);
         assert!(EventMessage::decode(&bytes[..20]).is_err());
         assert!(Announcement::decode(b"{not json").is_err());
-        assert!(Announcement::decode(br#"{"version":99,"bridge":1,"domain":"d","services":[]}"#).is_err());
+        assert!(
+            Announcement::decode(br#"{"version":99,"bridge":1,"domain":"d","services":[]}"#)
+                .is_err()
+        );
     }
 }

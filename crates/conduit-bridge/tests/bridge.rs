@@ -47,7 +47,12 @@ fn dispatch(role: &str, args: &[String]) {
     let node = Node::builder().domain(&args[0]).create().unwrap();
     match role {
         "publisher" => {
-            let (name, count, go, quit) = (&args[1], args[2].parse::<u64>().unwrap(), &args[3], &args[4]);
+            let (name, count, go, quit) = (
+                &args[1],
+                args[2].parse::<u64>().unwrap(),
+                &args[3],
+                &args[4],
+            );
             let service = pose_service(&node, name);
             let publisher = service.publisher().create().unwrap();
             println!("ready");
@@ -102,6 +107,40 @@ fn dispatch(role: &str, args: &[String]) {
             }
             println!("extra {extra}");
         }
+        "two-publishers-subscriber" => {
+            // Every sample of each of two publishers, in each one's order,
+            // exactly once.
+            let (name, count) = (&args[1], args[2].parse::<u64>().unwrap());
+            let service = pose_service(&node, name);
+            let subscriber = service.subscriber().create().unwrap();
+            println!("ready");
+            let mut next: std::collections::BTreeMap<u64, u64> = Default::default();
+            let mut received = 0;
+            let mut extra = 0;
+            while let Ok(sample) =
+                subscriber.receive_timeout(Duration::from_secs(if received < 2 * count {
+                    20
+                } else {
+                    1
+                }))
+            {
+                let n = next.entry(sample.publisher_id().0).or_insert(1);
+                if sample.y != *n || sample.header().stamp != *n * 1000 {
+                    println!("bad: got {} expected {n}", sample.y);
+                    return;
+                }
+                *n += 1;
+                received += 1;
+                if received > 2 * count {
+                    extra += 1;
+                }
+            }
+            println!(
+                "received {} from {} publishers, extra {extra}",
+                received.min(2 * count),
+                next.len()
+            );
+        }
         "other-type-subscriber" => {
             let name = &args[1];
             let service = node
@@ -122,7 +161,12 @@ fn dispatch(role: &str, args: &[String]) {
             println!("got {got}");
         }
         "notifier" => {
-            let (name, id, go, quit) = (&args[1], args[2].parse::<usize>().unwrap(), &args[3], &args[4]);
+            let (name, id, go, quit) = (
+                &args[1],
+                args[2].parse::<usize>().unwrap(),
+                &args[3],
+                &args[4],
+            );
             let service = node
                 .service(name)
                 .event()
@@ -216,11 +260,17 @@ impl BridgeProcess {
     }
 
     fn has_logged(&self, fragment: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(fragment))
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(fragment))
     }
 
     fn wait_log(&self, fragment: &str) {
-        wait_until(&format!("bridge log {fragment:?}"), || self.has_logged(fragment));
+        wait_until(&format!("bridge log {fragment:?}"), || {
+            self.has_logged(fragment)
+        });
     }
 
     /// Stops the bridge with SIGTERM (its ports and node are dropped).
@@ -293,7 +343,10 @@ impl Hosts {
     /// left in /dev/shm (after a cleanup of dead nodes, for a killed
     /// bridge).
     fn finish(mut self) {
-        for bridge in [self.bridge_a.take(), self.bridge_b.take()].into_iter().flatten() {
+        for bridge in [self.bridge_a.take(), self.bridge_b.take()]
+            .into_iter()
+            .flatten()
+        {
             bridge.stop();
         }
         for d in [&self.a, &self.b] {
@@ -332,7 +385,9 @@ fn samples_cross_in_order_with_headers_exactly_once() {
     let mut publisher = spawn_child("publisher", &[&hosts.a, name, &count, &go, &quit]);
     expect_line(&mut publisher, "ready");
     // The path: bridge A subscribes in A, bridge B publishes in B.
-    wait_until("bridge A's subscriber in A", || ports(&hosts.a, name).1 >= 2);
+    wait_until("bridge A's subscriber in A", || {
+        ports(&hosts.a, name).1 >= 2
+    });
     wait_until("bridge B's publisher in B", || ports(&hosts.b, name).0 >= 1);
     hosts.touch("go");
     expect_line(&mut publisher, "done");
@@ -393,7 +448,9 @@ fn a_service_of_another_type_is_refused_and_not_forwarded() {
     expect_line(&mut other, "ready");
     let mut publisher = spawn_child("publisher", &[&hosts.a, name, "20", &go, &quit]);
     expect_line(&mut publisher, "ready");
-    wait_until("bridge A's subscriber in A", || ports(&hosts.a, name).1 >= 1);
+    wait_until("bridge A's subscriber in A", || {
+        ports(&hosts.a, name).1 >= 1
+    });
     let bridge_b = hosts.bridge_b.as_ref().unwrap();
     bridge_b.wait_log("type mismatch");
     assert!(bridge_b.has_logged(&format!("service {name:?}")));
@@ -419,7 +476,9 @@ fn a_killed_bridge_leaves_the_other_running_and_local_services_usable() {
     let mut publisher = spawn_child("publisher", &[&hosts.a, name, "5", &go, &quit]);
     expect_line(&mut publisher, "ready");
     wait_until("bridge B's publisher in B", || ports(&hosts.b, name).0 >= 1);
-    wait_until("bridge A's subscriber in A", || ports(&hosts.a, name).1 >= 1);
+    wait_until("bridge A's subscriber in A", || {
+        ports(&hosts.a, name).1 >= 1
+    });
 
     let mut bridge_a = hosts.bridge_a.take().unwrap();
     bridge_a.child.kill().unwrap(); // SIGKILL
@@ -450,5 +509,41 @@ fn a_killed_bridge_leaves_the_other_running_and_local_services_usable() {
     reap(publisher);
     reap(pub_b);
     reap(sub_b);
+    hosts.finish();
+}
+
+#[test]
+fn publishers_on_both_hosts_never_loop() {
+    let _w = watchdog(Duration::from_secs(120));
+    let hosts = Hosts::new();
+    let name = "robot/both";
+    let count = SAMPLES.to_string();
+    let (go, quit) = (hosts.file("go"), hosts.file("quit"));
+    let mut sub_a = spawn_child("two-publishers-subscriber", &[&hosts.a, name, &count]);
+    expect_line(&mut sub_a, "ready");
+    let mut sub_b = spawn_child("two-publishers-subscriber", &[&hosts.b, name, &count]);
+    expect_line(&mut sub_b, "ready");
+    let mut pub_a = spawn_child("publisher", &[&hosts.a, name, &count, &go, &quit]);
+    expect_line(&mut pub_a, "ready");
+    let mut pub_b = spawn_child("publisher", &[&hosts.b, name, &count, &go, &quit]);
+    expect_line(&mut pub_b, "ready");
+    // Each bridge both subscribes (for its host's publisher) and
+    // publishes (for the other's) on the same service.
+    for d in [&hosts.a, &hosts.b] {
+        wait_until("both bridges' ports", || {
+            let (p, s) = ports(d, name);
+            p >= 2 && s >= 2
+        });
+    }
+    hosts.touch("go");
+    expect_line(&mut pub_a, "done");
+    expect_line(&mut pub_b, "done");
+    let want = format!("received {} from 2 publishers, extra 0", 2 * SAMPLES);
+    expect_line(&mut sub_a, &want);
+    expect_line(&mut sub_b, &want);
+    hosts.touch("quit");
+    for child in [pub_a, pub_b, sub_a, sub_b] {
+        reap(child);
+    }
     hosts.finish();
 }

@@ -144,4 +144,3 @@ fn read_raw_line(child: &mut Child) -> Option<String> {
     }
     Some(String::from_utf8_lossy(&line).into_owned())
 }
-
