@@ -108,8 +108,8 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
             &element,
             &super::raw::header_layout::<P, H>(&svc.config.header),
         )
-            .filter(|g| g.data_size().is_some())
-            .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
+        .filter(|g| g.data_size().is_some())
+        .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let (id, pool, slot) = svc
             .create_pool_port(PUBLISHERS, super::POOL, geometry, |_| {})
             .map_err(|e| match e {

@@ -163,9 +163,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
             name: self.builder.name,
             slice: self.slice,
             payload: self.payload,
-            header: self
-                .raw_header
-                .unwrap_or_else(|| TypeDesc::of(&H::LAYOUT)),
+            header: self.raw_header.unwrap_or_else(|| TypeDesc::of(&H::LAYOUT)),
             qos: self.qos,
         };
         let inner = core::open::<PubSub>(&self.builder.node, &config, &self.requested, mode)?;
