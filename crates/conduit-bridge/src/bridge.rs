@@ -388,33 +388,29 @@ impl State {
         let mut next_tick = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let now = Instant::now();
-            let mut changed = false;
-            if now >= next_tick {
+            // Every period: forget silent bridges, look at the ports again
+            // and announce (the announcement is also the liveness signal).
+            let tick = now >= next_tick;
+            if tick {
                 next_tick = now + self.period;
                 self.expire_remotes(now);
-                changed = true;
             }
-            if let Ok(events) = watch.try_events()
-                && !events.is_empty()
-            {
-                changed = true;
-            }
-            if changed {
+            let changed = watch.try_events().is_ok_and(|events| !events.is_empty());
+            if tick || changed {
                 self.refresh_local();
-                self.announce(now + self.period > next_tick);
+                self.announce(tick);
             }
-            self.drain_local();
+            let more = self.drain_local();
             while let Ok((key, bytes)) = rx.try_recv() {
                 self.incoming(&key, &bytes);
             }
             if stop.load(Ordering::Acquire) {
                 break;
             }
-            self.wait(
-                watch,
-                wake,
-                next_tick.saturating_duration_since(Instant::now()),
-            );
+            if !more {
+                let timeout = next_tick.saturating_duration_since(Instant::now());
+                self.wait(watch, wake, timeout);
+            }
         }
         Ok(())
     }
@@ -614,11 +610,13 @@ impl State {
         self.announced = Some(services);
     }
 
-    /// Sends out what the local forwarding ports received.
-    fn drain_local(&mut self) {
+    /// Sends out what the local forwarding ports received; `true` if a
+    /// subscriber may hold more.
+    fn drain_local(&mut self) -> bool {
+        let mut more = false;
         let names: Vec<String> = self.local_pubsub.keys().cloned().collect();
         for name in names {
-            self.drain_pubsub(&name);
+            more |= self.drain_pubsub(&name);
         }
         let names: Vec<String> = self.local_events.keys().cloned().collect();
         for name in names {
@@ -648,26 +646,27 @@ impl State {
                 self.error(&BridgeError::Zenoh(e.to_string()));
             }
         }
+        more
     }
 
     /// Sends out the samples the forwarding subscriber of `name` holds
     /// (a bounded batch, so one busy service cannot starve the others).
-    fn drain_pubsub(&self, name: &str) {
+    fn drain_pubsub(&self, name: &str) -> bool {
         let Some(local) = self.local_pubsub.get(name) else {
-            return;
+            return false;
         };
         let own = self.forward_pubsub.get(name).map(|f| f.publisher.id());
         let key = self.pubsub_key(name);
         for _ in 0..1024 {
             let sample = match local.subscriber.try_receive() {
                 Ok(Some(sample)) => sample,
-                Ok(None) => break,
+                Ok(None) => return false,
                 Err(e) => {
                     self.error(&BridgeError::Port {
                         service: name.to_owned(),
                         reason: e.to_string(),
                     });
-                    break;
+                    return false;
                 }
             };
             // The loop rule: never send out what our own publisher
@@ -687,6 +686,9 @@ impl State {
                 self.error(&BridgeError::Zenoh(e.to_string()));
             }
         }
+        // The batch is full: its descriptor is not re-armed until
+        // `try_receive` returns `None`, so the loop must not sleep.
+        true
     }
 
     /// A Zenoh message under the prefix.
@@ -1021,7 +1023,7 @@ impl State {
         // Our own subscriber of this service receives what we republish:
         // empty its queue first, so that a service with `Overflow::Block`
         // cannot make the bridge wait on itself.
-        self.drain_pubsub(name);
+        let _ = self.drain_pubsub(name);
         let Some(f) = self.forward_pubsub.get(name) else {
             return;
         };

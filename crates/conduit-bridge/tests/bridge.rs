@@ -141,6 +141,43 @@ fn dispatch(role: &str, args: &[String]) {
                 next.len()
             );
         }
+        "slice-publisher" => {
+            let (name, go, quit) = (&args[1], &args[2], &args[3]);
+            let service = bytes_service(&node, name);
+            let publisher = service.publisher().max_slice_len(1 << 20).create().unwrap();
+            println!("ready");
+            wait_file(go);
+            for (i, len) in SLICE_LENGTHS.iter().enumerate() {
+                let sample = publisher
+                    .loan_slice_uninit(*len)
+                    .unwrap()
+                    .write_from_fn(|k| (k as u8).wrapping_mul(31).wrapping_add(i as u8));
+                sample.send().unwrap();
+            }
+            println!("done");
+            wait_file(quit);
+        }
+        "slice-subscriber" => {
+            let service = bytes_service(&node, &args[1]);
+            let subscriber = service.subscriber().create().unwrap();
+            println!("ready");
+            for (i, len) in SLICE_LENGTHS.iter().enumerate() {
+                let Ok(sample) = subscriber.receive_timeout(Duration::from_secs(20)) else {
+                    println!("missing {len}");
+                    return;
+                };
+                let good = sample.len() == *len
+                    && sample
+                        .iter()
+                        .enumerate()
+                        .all(|(k, b)| *b == (k as u8).wrapping_mul(31).wrapping_add(i as u8));
+                if !good {
+                    println!("bad sample of {} bytes, expected {len}", sample.len());
+                    return;
+                }
+            }
+            println!("ok");
+        }
         "other-type-subscriber" => {
             let name = &args[1];
             let service = node
@@ -203,6 +240,18 @@ fn pose_service(node: &Node, name: &str) -> conduit::pubsub::PubSubService<Pose,
         .publish_subscribe::<Pose>()
         .user_header::<Stamp>()
         .subscriber_buffer(16)
+        .overflow(Overflow::Block)
+        .open_or_create()
+        .unwrap()
+}
+
+/// Slice lengths the slice test sends, 8 B to 1 MiB.
+const SLICE_LENGTHS: [usize; 5] = [8, 1000, 65_536, 500_000, 1 << 20];
+
+fn bytes_service(node: &Node, name: &str) -> conduit::pubsub::PubSubService<[u8]> {
+    node.service(name)
+        .publish_subscribe::<[u8]>()
+        .subscriber_buffer(8)
         .overflow(Overflow::Block)
         .open_or_create()
         .unwrap()
@@ -275,10 +324,21 @@ impl BridgeProcess {
 
     /// Stops the bridge with SIGTERM (its ports and node are dropped).
     fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "bridge exited with {status}");
+    }
+}
+
+impl Drop for BridgeProcess {
+    /// A test that fails leaves no bridge running (SIGKILL; a bridge
+    /// already reaped is left alone).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -480,6 +540,12 @@ fn a_killed_bridge_leaves_the_other_running_and_local_services_usable() {
         ports(&hosts.a, name).1 >= 1
     });
 
+    // While A runs, B keeps it (its announcements are its liveness):
+    // after a dozen periods it is still there.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(!hosts.bridge_b.as_ref().unwrap().has_logged("is gone"));
+    assert!(ports(&hosts.b, name).0 >= 1);
+
     let mut bridge_a = hosts.bridge_a.take().unwrap();
     bridge_a.child.kill().unwrap(); // SIGKILL
     bridge_a.child.wait().unwrap();
@@ -545,5 +611,28 @@ fn publishers_on_both_hosts_never_loop() {
     for child in [pub_a, pub_b, sub_a, sub_b] {
         reap(child);
     }
+    hosts.finish();
+}
+
+#[test]
+fn slices_from_8_bytes_to_1_mib_cross() {
+    let _w = watchdog(Duration::from_secs(120));
+    let hosts = Hosts::new();
+    let name = "camera/raw";
+    let (go, quit) = (hosts.file("go"), hosts.file("quit"));
+    let mut sub_b = spawn_child("slice-subscriber", &[&hosts.b, name]);
+    expect_line(&mut sub_b, "ready");
+    let mut publisher = spawn_child("slice-publisher", &[&hosts.a, name, &go, &quit]);
+    expect_line(&mut publisher, "ready");
+    wait_until("bridge A's subscriber in A", || {
+        ports(&hosts.a, name).1 >= 1
+    });
+    wait_until("bridge B's publisher in B", || ports(&hosts.b, name).0 >= 1);
+    hosts.touch("go");
+    expect_line(&mut publisher, "done");
+    expect_line(&mut sub_b, "ok");
+    hosts.touch("quit");
+    reap(publisher);
+    reap(sub_b);
     hosts.finish();
 }

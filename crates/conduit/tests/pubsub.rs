@@ -1449,7 +1449,10 @@ fn raw_user_header_meets_the_typed_header() {
         loan[16..24].copy_from_slice(&5u64.to_ne_bytes());
         loan.send().unwrap();
         let s = typed_sub.receive_timeout(Duration::from_secs(1)).unwrap();
-        assert_eq!((s.header().publisher, s.header().checksum, s.seq), (7, 9, 5));
+        assert_eq!(
+            (s.header().publisher, s.header().checksum, s.seq),
+            (7, 9, 5)
+        );
         drop(s);
         let typed_pub = typed.publisher().create().unwrap();
         let mut loan = typed_pub.loan().unwrap();
