@@ -256,7 +256,7 @@ impl BridgeBuilder {
             forward_events: BTreeMap::new(),
             remotes: BTreeMap::new(),
             refused: BTreeSet::new(),
-            failed: BTreeSet::new(),
+            failed: BTreeMap::new(),
             announced: None,
         };
         let thread_stop = stop.clone();
@@ -278,6 +278,10 @@ impl BridgeBuilder {
         })
     }
 }
+
+/// How long a forwarding port that could not be opened is left alone
+/// before the bridge tries again (and logs again if it fails).
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// A random id for this bridge process (std's hasher keys are random per
 /// process; the pid and the time make two bridges of one process differ).
@@ -362,9 +366,9 @@ struct State {
     remotes: BTreeMap<u64, Remote>,
     /// (remote bridge, service) pairs refused for their type.
     refused: BTreeSet<(u64, String)>,
-    /// Services whose forwarding ports could not be opened (not retried
-    /// until the service is seen gone).
-    failed: BTreeSet<String>,
+    /// Forwarding ports that could not be opened, by key, and when: not
+    /// tried again before [`RETRY_AFTER`].
+    failed: BTreeMap<String, Instant>,
     /// The last announcement sent (to send a changed one at once).
     announced: Option<Vec<ServiceAnnouncement>>,
 }
@@ -465,12 +469,17 @@ impl State {
             }
         }
         let names: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
-        self.failed.retain(|n| names.contains(n));
+        let now = Instant::now();
+        // Keys with a `:` are the other ports' (service names have none);
+        // a local subscriber's failure is also forgotten with its service.
+        self.failed.retain(|key, at| {
+            now.duration_since(*at) < RETRY_AFTER && (key.contains(':') || names.contains(key))
+        });
         self.local_pubsub.retain(|name, _| wanted.contains(name));
         for s in &services {
             if !wanted.contains(&s.name)
                 || self.local_pubsub.contains_key(&s.name)
-                || self.failed.contains(&s.name)
+                || self.failed.contains_key(&s.name)
             {
                 continue;
             }
@@ -482,7 +491,7 @@ impl State {
                 }
                 Err(e) => {
                     self.error(&e);
-                    self.failed.insert(s.name.clone());
+                    self.failed.insert(s.name.clone(), Instant::now());
                 }
             }
         }
@@ -503,7 +512,7 @@ impl State {
                 continue;
             }
             let key = format!("event:{}", e.name);
-            if self.failed.contains(&key) {
+            if self.failed.contains_key(&key) {
                 continue;
             }
             let opened = self
@@ -525,7 +534,7 @@ impl State {
                         service: e.name.clone(),
                         reason,
                     });
-                    self.failed.insert(key);
+                    self.failed.insert(key, Instant::now());
                 }
             }
         }
@@ -829,7 +838,7 @@ impl State {
             return;
         }
         let key = format!("forward:{name}");
-        if self.failed.contains(&key) {
+        if self.failed.contains_key(&key) {
             return;
         }
         match self.open_publisher(name, ty, qos) {
@@ -847,7 +856,7 @@ impl State {
             }
             Err(e) => {
                 self.error(&e);
-                self.failed.insert(key);
+                self.failed.insert(key, Instant::now());
             }
         }
     }
@@ -929,7 +938,7 @@ impl State {
             return;
         }
         let key = format!("forward-event:{name}");
-        if self.failed.contains(&key) {
+        if self.failed.contains_key(&key) {
             return;
         }
         let opened = self
@@ -965,7 +974,7 @@ impl State {
                     service: name.to_owned(),
                     reason,
                 });
-                self.failed.insert(key);
+                self.failed.insert(key, Instant::now());
             }
         }
     }
