@@ -370,6 +370,10 @@ struct Hosts {
     bridge_a: Option<BridgeProcess>,
     bridge_b: Option<BridgeProcess>,
     dir: PathBuf,
+    /// The Zenoh key prefix both bridges use.
+    prefix: String,
+    /// Bridge A's listening port.
+    port_a: u16,
 }
 
 impl Hosts {
@@ -388,6 +392,8 @@ impl Hosts {
             bridge_a: Some(bridge_a),
             bridge_b: Some(bridge_b),
             dir,
+            prefix,
+            port_a: pa,
         }
     }
 
@@ -631,6 +637,108 @@ fn slices_from_8_bytes_to_1_mib_cross() {
     hosts.touch("go");
     expect_line(&mut publisher, "done");
     expect_line(&mut sub_b, "ok");
+    hosts.touch("quit");
+    reap(publisher);
+    reap(sub_b);
+    hosts.finish();
+}
+
+#[test]
+fn malformed_remote_input_is_logged_and_skipped() {
+    use conduit_bridge::wire::{
+        ANNOUNCEMENT_VERSION, Announcement, QosAnnouncement, SampleMessage, ServiceAnnouncement,
+        TypeAnnouncement,
+    };
+    use zenoh::Wait;
+
+    let _w = watchdog(Duration::from_secs(120));
+    let hosts = Hosts::new();
+    let name = "robot/pose";
+    // A third Zenoh peer, connected to bridge A, that sends garbage.
+    let mut config = zenoh::Config::default();
+    config
+        .insert_json5(
+            "connect/endpoints",
+            &format!("[\"tcp/127.0.0.1:{}\"]", hosts.port_a),
+        )
+        .unwrap();
+    config.insert_json5("listen/endpoints", "[]").unwrap();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    let session = zenoh::open(config).wait().unwrap();
+    let put = |key: &str, bytes: Vec<u8>| {
+        session
+            .put(format!("{}/{key}", hosts.prefix), bytes)
+            .wait()
+            .unwrap();
+    };
+    let ty = |layout: &conduit::shm::TypeLayout| TypeAnnouncement {
+        name: layout.name.to_owned(),
+        size: layout.size as u64,
+        align: layout.align as u64,
+        fingerprint: layout.fingerprint,
+    };
+    // The QoS of `pose_service`, so that the children can open what the
+    // bridges created for the fake bridge.
+    let mut qos = QosAnnouncement::from(conduit::pubsub::Qos::default());
+    qos.subscriber_buffer = 16;
+    qos.overflow = "block".into();
+    let fake = Announcement {
+        version: ANNOUNCEMENT_VERSION,
+        bridge: 0x4d,
+        domain: "nowhere".into(),
+        services: vec![ServiceAnnouncement::PublishSubscribe {
+            name: name.into(),
+            slice: false,
+            payload: ty(&Pose::LAYOUT),
+            header: ty(&Stamp::LAYOUT),
+            qos,
+            publishers: 1,
+        }],
+    };
+    let bridge_b = hosts.bridge_b.as_ref().unwrap();
+    // Until bridge B has the fake bridge's service (the link is up).
+    wait_until("bridge B forwarding the fake service", || {
+        put("announce/4d", fake.encode());
+        std::thread::sleep(Duration::from_millis(20));
+        bridge_b.has_logged("of bridge 0x4d in")
+    });
+    put("announce/4d", fake.encode());
+    put(
+        &format!("pubsub/{name}"),
+        SampleMessage {
+            bridge: 0x4d,
+            sequence: 1,
+            header: &[0; 16],
+            payload: &[1, 2, 3],
+        }
+        .encode(),
+    );
+    put("announce/66", b"{not json".to_vec());
+    put(&format!("pubsub/{name}"), b"CDS1 short".to_vec());
+    put("event/robot/alarm", vec![0xff; 40]);
+    bridge_b.wait_log("malformed message skipped: announcement");
+    bridge_b.wait_log("malformed message skipped: sample: shorter");
+    bridge_b.wait_log("malformed message skipped: event");
+    bridge_b.wait_log("from bridge 0x4d: ");
+    drop(session);
+
+    // Both bridges still forward.
+    let count = SAMPLES.to_string();
+    let (go, quit) = (hosts.file("go"), hosts.file("quit"));
+    let mut sub_b = spawn_child("subscriber", &[&hosts.b, name, &count]);
+    expect_line(&mut sub_b, "ready");
+    let mut publisher = spawn_child("publisher", &[&hosts.a, name, &count, &go, &quit]);
+    expect_line(&mut publisher, "ready");
+    wait_until("bridge A's subscriber in A", || {
+        ports(&hosts.a, name).1 >= 1
+    });
+    wait_until("bridge B's publisher in B", || ports(&hosts.b, name).0 >= 1);
+    hosts.touch("go");
+    expect_line(&mut publisher, "done");
+    expect_line(&mut sub_b, &format!("ok {SAMPLES}"));
+    expect_line(&mut sub_b, "extra 0");
     hosts.touch("quit");
     reap(publisher);
     reap(sub_b);
