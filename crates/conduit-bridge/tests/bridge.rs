@@ -332,11 +332,22 @@ impl BridgeProcess {
 }
 
 impl Drop for BridgeProcess {
-    /// A test that fails leaves no bridge running (SIGKILL; a bridge
-    /// already reaped is left alone).
+    /// A test that fails leaves no bridge running: SIGTERM (the bridge
+    /// removes its node), SIGKILL if it has not exited within 5 s; a
+    /// bridge already reaped is left alone.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.child.wait();
         }
     }
