@@ -385,6 +385,8 @@ struct Hosts {
     prefix: String,
     /// Bridge A's listening port.
     port_a: u16,
+    /// Bridge B's listening port.
+    port_b: u16,
 }
 
 impl Hosts {
@@ -405,6 +407,7 @@ impl Hosts {
             dir,
             prefix,
             port_a: pa,
+            port_b: pb,
         }
     }
 
@@ -749,6 +752,41 @@ fn malformed_remote_input_is_logged_and_skipped() {
     hosts.touch("go");
     expect_line(&mut publisher, "done");
     expect_line(&mut sub_b, &format!("ok {SAMPLES}"));
+    expect_line(&mut sub_b, "extra 0");
+    hosts.touch("quit");
+    reap(publisher);
+    reap(sub_b);
+    hosts.finish();
+}
+
+#[test]
+fn a_restarted_bridge_resumes_forwarding() {
+    let _w = watchdog(Duration::from_secs(120));
+    let mut hosts = Hosts::new();
+    let name = "robot/restart";
+    let (go, quit) = (hosts.file("go"), hosts.file("quit"));
+    let mut publisher = spawn_child("publisher", &[&hosts.a, name, "5", &go, &quit]);
+    expect_line(&mut publisher, "ready");
+    wait_until("bridge B's publisher in B", || ports(&hosts.b, name).0 >= 1);
+    let mut old = hosts.bridge_a.take().unwrap();
+    old.child.kill().unwrap(); // SIGKILL
+    old.child.wait().unwrap();
+    let bridge_b = hosts.bridge_b.as_ref().unwrap();
+    bridge_b.wait_log("is gone");
+    wait_until("bridge B's publisher gone", || ports(&hosts.b, name).0 == 0);
+
+    // A new bridge for A (connecting to B this time); the programs run on.
+    let new = BridgeProcess::start(&hosts.a, &hosts.prefix, free_port(), Some(hosts.port_b));
+    new.wait_log(&format!("forwarding local service {name:?} out"));
+    let mut sub_b = spawn_child("subscriber", &[&hosts.b, name, "5"]);
+    expect_line(&mut sub_b, "ready");
+    wait_until("bridge B's publisher in B again", || {
+        ports(&hosts.b, name).0 >= 1
+    });
+    hosts.bridge_a = Some(new);
+    hosts.touch("go");
+    expect_line(&mut publisher, "done");
+    expect_line(&mut sub_b, "ok 5");
     expect_line(&mut sub_b, "extra 0");
     hosts.touch("quit");
     reap(publisher);
