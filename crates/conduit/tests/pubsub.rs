@@ -1694,3 +1694,72 @@ fn new_publisher_in_the_slot_follows_the_departed_ones_samples() {
         assert_clean(&domain);
     }
 }
+
+/// A raw service with a run-time user header (`user_header_raw`, what
+/// conduit-bridge opens) meets the typed service with that header: the
+/// header bytes travel both ways, a different header type is refused.
+#[test]
+fn raw_user_header_meets_the_typed_header() {
+    let _w = watchdog(Duration::from_secs(20));
+    let domain = unique("ps");
+    {
+        let node = node(&domain, "solo");
+        let typed = node
+            .service("robot/stamped")
+            .publish_subscribe::<Pose>()
+            .user_header::<Stamp>()
+            .open_or_create()
+            .unwrap();
+        let raw = node
+            .service("robot/stamped")
+            .publish_subscribe_raw(RawType::of::<Pose>())
+            .user_header_raw(RawType::of::<Stamp>())
+            .open()
+            .unwrap();
+        let typed_sub = typed.subscriber().create().unwrap();
+        let raw_sub = raw.subscriber().create().unwrap();
+        let raw_pub = raw.publisher().create().unwrap();
+        let mut loan = raw_pub.loan_zeroed(24).unwrap();
+        assert_eq!(loan.header_bytes_mut().len(), 16);
+        assert!(loan.header_bytes_mut().iter().all(|b| *b == 0));
+        loan.header_bytes_mut()[..8].copy_from_slice(&7u64.to_ne_bytes());
+        loan.header_bytes_mut()[8..].copy_from_slice(&9u64.to_ne_bytes());
+        loan[16..24].copy_from_slice(&5u64.to_ne_bytes());
+        loan.send().unwrap();
+        let s = typed_sub.receive_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            (s.header().publisher, s.header().checksum, s.seq),
+            (7, 9, 5)
+        );
+        drop(s);
+        let typed_pub = typed.publisher().create().unwrap();
+        let mut loan = typed_pub.loan().unwrap();
+        *loan.header_mut() = Stamp {
+            publisher: 11,
+            checksum: 12,
+        };
+        loan.send().unwrap();
+        for _ in 0..2 {
+            let s = raw_sub.receive_timeout(Duration::from_secs(1)).unwrap();
+            let h = s.header_bytes();
+            assert_eq!(h.len(), 16);
+            if s.publisher_id() == typed_pub.id() {
+                assert_eq!(h[..8], 11u64.to_ne_bytes());
+                assert_eq!(h[8..], 12u64.to_ne_bytes());
+            }
+        }
+        let other = node
+            .service("robot/stamped")
+            .publish_subscribe_raw(RawType::of::<Pose>())
+            .user_header_raw(RawType::of::<u64>())
+            .open();
+        assert!(matches!(other, Err(ServiceError::IncompatibleType { .. })));
+        let bad = node
+            .service("robot/bad-header")
+            .publish_subscribe_raw(RawType::of::<Pose>())
+            .user_header_raw(RawType::leaf("odd", 12, 8))
+            .open_or_create();
+        assert!(matches!(bad, Err(ServiceError::InvalidConfig(_))));
+    }
+    assert_clean(&domain);
+}

@@ -90,9 +90,14 @@ impl<P: Payload + ?Sized, H: ShmSafe> PublisherBuilder<P, H> {
         }
         let chunks = qos.chunks_per_publisher();
         let element = super::raw::element_layout::<P>(&svc.config.payload);
-        let geometry = Geometry::new(chunks, max_len, &element, &H::LAYOUT)
-            .filter(|g| g.data_size().is_some())
-            .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
+        let geometry = Geometry::new(
+            chunks,
+            max_len,
+            &element,
+            &super::raw::header_layout::<P, H>(&svc.config.header),
+        )
+        .filter(|g| g.data_size().is_some())
+        .ok_or(PublisherCreateError::SliceTooLarge(max_len))?;
         let (id, pool, slot) = svc
             .create_pool_port(PUBLISHERS, super::POOL, geometry, |_| {})
             .map_err(|e| {
@@ -350,6 +355,17 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
         // SAFETY: `header` is aligned for H (geometry) and the chunk is ours
         // alone while loaned (no subscriber holds it).
         unsafe { header.as_ptr().write_bytes(0, 1) };
+        if P::RAW {
+            // SAFETY: a raw port's header is the service's recorded type,
+            // `config.header.size` bytes at `header_offset` inside the
+            // chunk (the geometry was made from that layout); ours alone.
+            unsafe {
+                header
+                    .cast::<u8>()
+                    .as_ptr()
+                    .write_bytes(0, self.service.config.header.size as usize)
+            };
+        }
         Ok(SampleUninit {
             publisher: self,
             chunk: Some(chunk),
@@ -722,6 +738,15 @@ impl<'p, T: ShmSafe, H: ShmSafe> SampleUninit<'p, [T], H> {
 }
 
 impl<'p, H: ShmSafe> SampleUninit<'p, RawPayload, H> {
+    /// The user header's bytes (zeroed at loan): the service's header
+    /// type, `size` bytes (empty without a header).
+    pub fn header_bytes_mut(&mut self) -> &mut [u8] {
+        let size = self.publisher.service.config.header.size as usize;
+        // SAFETY: the geometry placed `size` header bytes at `header` in
+        // our chunk, exclusively ours while loaned, zeroed at loan.
+        unsafe { std::slice::from_raw_parts_mut(self.header.cast::<u8>().as_ptr(), size) }
+    }
+
     /// The payload memory: the loaned length in bytes, aligned to the
     /// type's alignment (and to 8).
     pub fn payload_mut(&mut self) -> &mut [MaybeUninit<u8>] {
@@ -817,6 +842,17 @@ impl<T: ShmSafe, H: ShmSafe> std::ops::DerefMut for SampleMut<'_, [T], H> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in deref.
         unsafe { std::slice::from_raw_parts_mut(self.payload.cast::<T>().as_ptr(), self.len) }
+    }
+}
+
+impl<H: ShmSafe> SampleMut<'_, RawPayload, H> {
+    /// The user header's bytes: the service's header type, `size` bytes
+    /// (empty without a header).
+    pub fn header_bytes_mut(&mut self) -> &mut [u8] {
+        let size = self.publisher.service.config.header.size as usize;
+        // SAFETY: as in `SampleUninit::header_bytes_mut`; initialised
+        // (zeroed at loan).
+        unsafe { std::slice::from_raw_parts_mut(self.header.cast::<u8>().as_ptr(), size) }
     }
 }
 

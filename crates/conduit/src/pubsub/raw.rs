@@ -168,6 +168,41 @@ pub(crate) fn element_layout<P: Payload + ?Sized>(payload: &TypeDesc) -> TypeLay
     }
 }
 
+/// The user header layout the ports of a service with payload `P` and
+/// header `H` use: `H`'s own, or for [`RawPayload`] the service's recorded
+/// one (equal to `H::LAYOUT` unless the header was given at run time with
+/// [`PubSubBuilder::user_header_raw`]).
+pub(crate) fn header_layout<P: Payload + ?Sized, H: ShmSafe>(header: &TypeDesc) -> TypeLayout {
+    if P::RAW {
+        TypeLayout {
+            name: "",
+            // Checked as for the payload (`element_layout`).
+            size: usize::try_from(header.size).unwrap_or(usize::MAX),
+            align: usize::try_from(header.align).unwrap_or(usize::MAX),
+            fingerprint: header.fingerprint,
+        }
+    } else {
+        H::LAYOUT
+    }
+}
+
+impl PubSubBuilder<RawPayload, NoHeader> {
+    /// A user header of the run-time type `header` on every sample: the
+    /// service [`user_header::<H>()`](PubSubBuilder::user_header) opens
+    /// for a Rust type `H` of that layout. Ports read and write it as
+    /// bytes (`Sample::header_bytes`, `SampleUninit::header_bytes_mut`);
+    /// `header()` of such a port is the empty [`NoHeader`]. An invalid
+    /// type fails `create`/`open` with
+    /// [`ServiceError::InvalidConfig`](crate::service::ServiceError::InvalidConfig).
+    pub fn user_header_raw(mut self, header: RawType) -> Self {
+        if self.invalid.is_none() {
+            self.invalid = header.check().err();
+        }
+        self.raw_header = Some(header.desc());
+        self
+    }
+}
+
 impl ServiceBuilder {
     /// A publish/subscribe service whose payload is one value of the
     /// run-time type `payload`: the service
@@ -204,6 +239,7 @@ fn raw_builder(
         payload: payload.desc(),
         slice,
         invalid: payload.check().err(),
+        raw_header: None,
         _types: PhantomData,
     }
 }

@@ -76,6 +76,7 @@ impl ServiceBuilder {
             payload: TypeDesc::of(&<P::Element as ShmSafe>::LAYOUT),
             slice: P::IS_SLICE,
             invalid: None,
+            raw_header: None,
             _types: PhantomData,
         }
     }
@@ -95,6 +96,9 @@ pub struct PubSubBuilder<P: Payload + ?Sized, H: ShmSafe = NoHeader> {
     pub(super) slice: bool,
     /// Why the run-time payload type is invalid (raw services only).
     pub(super) invalid: Option<String>,
+    /// The user header type given at run time
+    /// ([`PubSubBuilder::user_header_raw`]); `None`: `H::LAYOUT`.
+    pub(super) raw_header: Option<TypeDesc>,
     pub(super) _types: super::Types<P, H>,
 }
 
@@ -119,6 +123,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
             payload: self.payload,
             slice: self.slice,
             invalid: self.invalid,
+            raw_header: None,
             _types: PhantomData,
         }
     }
@@ -178,7 +183,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> PubSubBuilder<P, H> {
             name: self.builder.name,
             slice: self.slice,
             payload: self.payload,
-            header: TypeDesc::of(&H::LAYOUT),
+            header: self.raw_header.unwrap_or_else(|| TypeDesc::of(&H::LAYOUT)),
             qos: self.qos,
         };
         let inner = core::open::<PubSub>(&self.builder.node, &config, &self.requested, mode)?;

@@ -291,7 +291,7 @@ impl<P: Payload + ?Sized, H: ShmSafe> Subscriber<P, H> {
                     super::POOL,
                     pid,
                     &super::raw::element_layout::<P>(&self.service.config.payload),
-                    &H::LAYOUT,
+                    &super::raw::header_layout::<P, H>(&self.service.config.header),
                 )
                 .ok()?;
                 let g = data.geometry;
@@ -651,6 +651,17 @@ impl<T: ShmSafe, H: ShmSafe> std::ops::Deref for Sample<'_, [T], H> {
 }
 
 impl<H: ShmSafe> Sample<'_, RawPayload, H> {
+    /// The user header's bytes: the service's header type, `size` bytes
+    /// (empty without a header).
+    pub fn header_bytes(&self) -> &[u8] {
+        let size = self.subscriber.service.config.header.size as usize;
+        // SAFETY: the header region of the service's header layout was
+        // checked in-bounds when connecting (`Pool::open` with that
+        // layout); the mapping is kept while samples are borrowed; shared
+        // bytes are initialised memory to this process.
+        unsafe { std::slice::from_raw_parts(self.header.cast::<u8>().as_ptr(), size) }
+    }
+
     /// Elements in the sample: 1 for a one-value service.
     pub fn elements(&self) -> usize {
         self.len
