@@ -21,11 +21,13 @@
 //!
 //! # Timing
 //!
-//! One-way latency is half a round trip. Busy-polling scenarios read the
-//! clock once per batch of round trips ([`Timing::Batched`]): a clock read
-//! right after a spin loop costs 20–60 ns that are not the system under
-//! test; their percentiles are over batch means. Sleeping scenarios read
-//! it once per round trip ([`Timing::PerRoundTrip`]).
+//! One-way latency is half a round trip. Every scenario reads the clock
+//! after every timed round trip: p50, p99 and the mean of every row are
+//! over these per-round-trip samples ([`measure`], [`statistic`]). A clock
+//! read right after a spin loop costs 20–60 ns that are not the system
+//! under test, so busy-polling scenarios ([`Timing::Batched`]) then run a
+//! second phase with one clock read per batch and report the median batch
+//! mean separately ([`Measurement::batch_mean_ns`]), never inside p50/p99.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -860,7 +862,8 @@ pub struct Options {
     pub quick: bool,
     /// `--json`: print JSON lines instead of the table.
     pub json: bool,
-    /// `--ingest FILE`: add the JSON lines of FILE to the report.
+    /// `--ingest FILE`: add the JSON lines of FILE (another run) to the
+    /// report, marked ingested (never in a ratio).
     pub ingest: Vec<String>,
 }
 

@@ -2,10 +2,11 @@
 //! client on CPU 0, the server on CPU 1), under the same measurement as
 //! conduit's (`conduit_bench::reqres`): the same payload sizes
 //! (`reqres::SIZES`, typed `[u8; N]` requests and responses), the same
-//! payload work, the same round counts, and the same measuring loop and
-//! statistic (`reqres::measure`: clock read once per batch of
-//! `reqres::BATCH` round trips, one-way = round trip / 2, p50 and p99 over
-//! batch means).
+//! payload work (`reqres::fill` / `reqres::read_all`), the same plan
+//! (`reqres::plan`) and the same measuring loop and statistic as every
+//! row (`harness::measure`: one-way = round trip / 2, p50/p99/mean over
+//! per-round-trip samples, then a separately reported batch phase; both
+//! processes' CPU time).
 //!
 //! `cargo run --release --manifest-path crates/bench-peers/Cargo.toml --bin
 //! iceoryx2_reqres [-- --quick] [--json]`
