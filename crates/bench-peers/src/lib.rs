@@ -9,6 +9,7 @@
 
 use conduit_bench::harness::{Mode, Plan};
 
+
 /// A service-name prefix unique to this run, scenario and variant, so that
 /// two runs (or a stale leftover) never share a service.
 pub fn unique_prefix(kind: &str, payload: usize, mode: Mode) -> String {
@@ -25,20 +26,12 @@ pub fn unique_prefix(kind: &str, payload: usize, mode: Mode) -> String {
 /// The payload sizes of the publish/subscribe scenarios.
 pub const PAYLOADS: [usize; 4] = [8, 1 << 10, 64 << 10, 1 << 20];
 
-/// Plan for a busy-polling ping-pong carrying `payload` bytes: the clock
-/// is read once per batch while a round trip is short next to a clock read
-/// (small payloads, header-only), per round trip when the payload is
-/// copied (64 KiB and up take microseconds). Round counts keep each
-/// variant to about a second (a fraction of one with `quick`).
+/// Plan for a busy-polling ping-pong carrying `payload` bytes: the floors'
+/// ([`conduit_bench::floors::payload_plan`]), so that iceoryx2, the floors
+/// and conduit share one statistic (per-round-trip samples, then a batch
+/// phase of `harness::BATCH`).
 pub fn pubsub_plan(payload: usize, mode: Mode, quick: bool) -> Plan {
-    let touched = mode == Mode::Payload;
-    let (warmup, rounds, batch) = match payload {
-        p if !touched || p <= 1 << 10 => (20_000, 500_000, 100),
-        p if p <= 64 << 10 => (2_000, 50_000, 10),
-        _ => (200, 3_000, 1),
-    };
-    let scale = if quick { 10 } else { 1 };
-    Plan::busy(warmup / scale, rounds / scale, batch)
+    conduit_bench::floors::payload_plan(payload, mode, quick)
 }
 
 /// An iceoryx2 domain private to one benchmark run: a config whose file

@@ -132,12 +132,10 @@ impl SharedPage {
     }
 }
 
-/// The byte every payload byte of message `seq` holds.
-fn fill_byte(seq: u64) -> u8 {
-    (seq % 251) as u8 + 1
-}
+use crate::harness::fill_byte;
 
-/// Writes every byte of the `len`-byte buffer at `buf` for message `seq`.
+/// Writes every byte of the `len`-byte buffer at `buf` for message `seq`
+/// ([`harness::fill_payload`], the bulk write of every system).
 ///
 /// # Safety
 ///
@@ -146,11 +144,13 @@ fn fill_byte(seq: u64) -> u8 {
 /// the sequence number the reader Acquire-loads).
 unsafe fn write_payload(buf: *mut u8, len: usize, seq: u64) {
     // SAFETY: the caller guarantees the range is mapped and exclusively
-    // ours until published.
-    unsafe { core::ptr::write_bytes(buf, fill_byte(seq), len) };
+    // ours until published; MaybeUninit<u8> has u8's layout.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.cast(), len) };
+    harness::fill_payload(bytes, fill_byte(seq));
 }
 
-/// Reads every byte of message `seq` and checks their sum.
+/// Reads every byte of message `seq` and checks their sum
+/// ([`harness::check_payload`], the summing read of every system).
 ///
 /// # Safety
 ///
@@ -162,8 +162,7 @@ unsafe fn read_payload(buf: *const u8, len: usize, seq: u64) {
     // zeroed, then the writer filled them) and nobody writes them while
     // this slice lives.
     let bytes = unsafe { core::slice::from_raw_parts(buf, len) };
-    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
-    assert_eq!(sum, len as u64 * u64::from(fill_byte(seq)), "bad payload");
+    harness::check_payload(bytes, fill_byte(seq));
 }
 
 /// Waits with a plain spin until `word` holds `value`.
@@ -174,28 +173,29 @@ fn spin_until(word: &AtomicU64, value: u64) {
     }
 }
 
-/// The default plan for busy-polling scenarios (batches of 100 round
-/// trips); `quick` keeps a run well under a second.
+/// The default plan for busy-polling scenarios (batch phase of
+/// [`harness::BATCH`] round trips per clock read); `quick` keeps a run well under a second.
 pub fn busy_plan(quick: bool) -> Plan {
     if quick {
-        Plan::busy(20_000, 200_000, 100)
+        Plan::busy(20_000, 200_000, harness::BATCH)
     } else {
-        Plan::busy(200_000, 2_000_000, 100)
+        Plan::busy(200_000, 2_000_000, harness::BATCH)
     }
 }
 
 /// A busy plan sized for `payload` bytes that are (or are not) touched:
-/// fewer round trips and smaller batches as the copy grows, so that a
+/// fewer round trips as the copy grows (the same batch of
+/// [`harness::BATCH`] for every size), so that a
 /// 1 MiB run takes seconds, not minutes.
 pub fn payload_plan(payload: usize, mode: Mode, quick: bool) -> Plan {
     let touched = mode == Mode::Payload;
-    let (warmup, rounds, batch) = match payload {
-        p if !touched || p <= 1 << 10 => (20_000, 500_000, 100),
-        p if p <= 64 << 10 => (2_000, 50_000, 10),
-        _ => (200, 3_000, 1),
+    let (warmup, rounds) = match payload {
+        p if !touched || p <= 1 << 10 => (20_000, 500_000),
+        p if p <= 64 << 10 => (2_000, 50_000),
+        _ => (200, 3_000),
     };
     let scale = if quick { 10 } else { 1 };
-    Plan::busy(warmup / scale, rounds / scale, batch)
+    Plan::busy(warmup / scale, rounds / scale, harness::BATCH)
 }
 
 /// The default plan for sleeping scenarios (clock read per round trip).

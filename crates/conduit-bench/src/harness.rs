@@ -21,11 +21,13 @@
 //!
 //! # Timing
 //!
-//! One-way latency is half a round trip. Busy-polling scenarios read the
-//! clock once per batch of round trips ([`Timing::Batched`]): a clock read
-//! right after a spin loop costs 20–60 ns that are not the system under
-//! test; their percentiles are over batch means. Sleeping scenarios read
-//! it once per round trip ([`Timing::PerRoundTrip`]).
+//! One-way latency is half a round trip. Every scenario reads the clock
+//! after every timed round trip: p50, p99 and the mean of every row are
+//! over these per-round-trip samples ([`measure`], [`statistic`]). A clock
+//! read right after a spin loop costs 20–60 ns that are not the system
+//! under test, so busy-polling scenarios ([`Timing::Batched`]) then run a
+//! second phase with one clock read per batch and report the median batch
+//! mean separately ([`Measurement::batch_mean_ns`]), never inside p50/p99.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -108,6 +110,9 @@ const BUILTIN_ROLES: &[(&str, ChildFn)] = &[
         crate::floors::futex_pingpong_child,
     ),
     (crate::floors::PIPE_ROLE, crate::floors::pipe_pingpong_child),
+    (crate::pubsub::ROLE, crate::pubsub::child),
+    (crate::reqres::ROLE, crate::reqres::child),
+    (crate::msg::ECHO_ROLE, crate::msg::echo_child),
 ];
 
 /// If this process is a benchmark child (started by [`Peer::spawn`]), runs
@@ -251,13 +256,25 @@ fn forward_lines(stdout: ChildStdout, tx: &mpsc::Sender<String>, role: &str) {
     }
 }
 
+/// Round trips per clock read in the separate batch phase of a busy plan
+/// (the same for every busy-polling row: conduit, floors, peers).
+pub const BATCH: u64 = 100;
+
 /// How the measuring side reads the clock.
+///
+/// Every plan first runs its timed round trips with the clock read once
+/// per round trip: p50, p99 and the mean come from those per-round-trip
+/// samples, for every row. A busy plan then runs as many round trips
+/// again with the clock read once per batch, and reports the median of
+/// those batch means separately (`batch_mean_ns`, labelled "batch mean of
+/// N"): what a busy poll costs without a clock read after every spin. It
+/// never enters p50/p99.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timing {
-    /// Once per this many round trips (busy polling); percentiles over
-    /// batch means.
+    /// Busy polling: per-round-trip samples, then a batch phase of this
+    /// many round trips per clock read.
     Batched(u64),
-    /// Once per round trip (sleeping scenarios).
+    /// Per-round-trip samples only (sleeping scenarios).
     PerRoundTrip,
 }
 
@@ -266,15 +283,17 @@ pub enum Timing {
 pub struct Plan {
     /// Untimed round trips first (page faults, caches, frequency).
     pub warmup: u64,
-    /// Timed round trips (a multiple of the batch when batched).
+    /// Timed round trips with a clock read each (p50/p99/mean); a busy
+    /// plan runs a batch phase of as many again (a multiple of the batch).
     pub rounds: u64,
     /// Clock reads.
     pub timing: Timing,
 }
 
 impl Plan {
-    /// A busy-polling plan: clock read once per `batch` round trips;
-    /// `rounds` is rounded up to a multiple of `batch`.
+    /// A busy-polling plan: `rounds` per-round-trip samples, then a batch
+    /// phase of `rounds` (rounded up to a multiple of `batch`) with the
+    /// clock read once per `batch` round trips.
     pub fn busy(warmup: u64, rounds: u64, batch: u64) -> Plan {
         let batch = batch.max(1);
         Plan {
@@ -284,7 +303,7 @@ impl Plan {
         }
     }
 
-    /// A sleeping plan: clock read once per round trip.
+    /// A sleeping plan: per-round-trip samples only.
     pub fn sleeping(warmup: u64, rounds: u64) -> Plan {
         Plan {
             warmup,
@@ -293,17 +312,36 @@ impl Plan {
         }
     }
 
+    /// Round trips per clock read in the batch phase (None: no batch phase).
+    pub fn batch(&self) -> Option<u64> {
+        match self.timing {
+            Timing::Batched(b) => Some(b),
+            Timing::PerRoundTrip => None,
+        }
+    }
+
+    /// Round trips of the batch phase (0 without one).
+    pub fn batch_rounds(&self) -> u64 {
+        self.batch().map_or(0, |b| self.rounds.div_ceil(b) * b)
+    }
+
+    /// Timed round trips of both phases (what the CPU time is divided by).
+    pub fn timed(&self) -> u64 {
+        self.rounds + self.batch_rounds()
+    }
+
     /// Total round trips both sides run.
     pub fn total(&self) -> u64 {
-        self.warmup + self.rounds
+        self.warmup + self.timed()
     }
 
-    /// The plan as the child's first two arguments (`warmup rounds`).
+    /// The plan as the child's first two arguments (`warmup timed`): the
+    /// child echoes every round trip of both phases.
     pub fn to_args(&self) -> Vec<String> {
-        vec![self.warmup.to_string(), self.rounds.to_string()]
+        vec![self.warmup.to_string(), self.timed().to_string()]
     }
 
-    /// Reads `warmup rounds` from a child's first two arguments (the timing
+    /// Reads `warmup timed` from a child's first two arguments (the timing
     /// is the measuring side's business).
     pub fn from_args(args: &[String]) -> Plan {
         let n = |i: usize| -> u64 { args[i].parse().expect("plan argument") };
@@ -331,65 +369,131 @@ pub fn echo_loop(plan: &Plan, mut echo: impl FnMut(u64)) {
 /// Latency figures of one timed ping-pong, one-way, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timed {
-    /// Median one-way latency (of batch means when batched).
+    /// Median one-way latency: of per-round-trip samples (round trip / 2).
     pub p50_ns: f64,
-    /// 99th percentile one-way latency (of batch means when batched).
+    /// 99th percentile one-way latency, of the same samples.
     pub p99_ns: f64,
-    /// Mean one-way latency over all timed round trips.
+    /// Mean one-way latency over the per-round-trip phase (its wall time /
+    /// round trips / 2, clock reads included).
     pub mean_ns: f64,
-    /// Timed round trips.
+    /// Median over the batch phase's batches of the batch's mean one-way
+    /// latency (busy plans only).
+    pub batch_mean_ns: Option<f64>,
+    /// Round trips per batch of [`Timed::batch_mean_ns`].
+    pub batch: Option<u64>,
+    /// Per-round-trip samples (round trips of the first phase).
     pub iterations: u64,
-    /// CPU time of the measuring process per round trip.
+    /// CPU time of the measuring process per timed round trip (both
+    /// phases).
     pub cpu_ns_per_round_trip: f64,
+}
+
+/// The `p`-quantile (0 ≤ p ≤ 1) of ascending `sorted` samples, nearest
+/// rank: `sorted[round((len - 1) × p)]`. The one percentile function of
+/// every latency row.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    assert!(!sorted.is_empty(), "no samples");
+    debug_assert!(sorted.is_sorted_by(|a, b| a <= b), "samples not sorted");
+    sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+}
+
+/// The statistic of every latency row, from raw round-trip times: p50 and
+/// p99 of `round_trip_ns` (one sample per round trip) halved to one-way;
+/// the mean one-way latency of that phase from its wall time
+/// `sampled_wall_ns`; the median of `batch_round_trip_means_ns` (each a
+/// batch's mean round trip) halved, when there was a batch phase.
+pub fn statistic(
+    mut round_trip_ns: Vec<f64>,
+    sampled_wall_ns: f64,
+    mut batch_round_trip_means_ns: Vec<f64>,
+    batch: Option<u64>,
+    cpu_ns_per_round_trip: f64,
+) -> Timed {
+    round_trip_ns.sort_unstable_by(f64::total_cmp);
+    batch_round_trip_means_ns.sort_unstable_by(f64::total_cmp);
+    let n = round_trip_ns.len() as u64;
+    Timed {
+        p50_ns: percentile(&round_trip_ns, 0.50) / 2.0,
+        p99_ns: percentile(&round_trip_ns, 0.99) / 2.0,
+        mean_ns: sampled_wall_ns / n as f64 / 2.0,
+        batch_mean_ns: (!batch_round_trip_means_ns.is_empty())
+            .then(|| percentile(&batch_round_trip_means_ns, 0.50) / 2.0),
+        batch: batch.filter(|_| !batch_round_trip_means_ns.is_empty()),
+        iterations: n,
+        cpu_ns_per_round_trip,
+    }
 }
 
 /// Measuring side of a ping-pong: `round_trip(i)` sends message `i` and
 /// returns once its echo arrived. Runs the plan's warm-up, then its timed
-/// rounds.
-///
-/// Panics if the plan's rounds are not a positive multiple of its batch
-/// (the child would wait for round trips that never come); [`Plan::busy`]
-/// rounds up for you.
+/// rounds with the clock read after each (one sample per round trip),
+/// then, for a busy plan, its batch phase (one clock read per batch); see
+/// [`statistic`].
 pub fn measure(plan: &Plan, mut round_trip: impl FnMut(u64)) -> Timed {
-    let batch = match plan.timing {
-        Timing::Batched(b) => b,
-        Timing::PerRoundTrip => 1,
-    };
-    assert!(
-        batch > 0 && plan.rounds >= batch && plan.rounds % batch == 0,
-        "plan rounds ({}) must be a positive multiple of the batch ({batch})",
-        plan.rounds
-    );
+    assert!(plan.rounds > 0, "a plan needs timed round trips");
     for i in 0..plan.warmup {
         round_trip(i);
     }
-    let batches = plan.rounds / batch;
-    let mut samples: Vec<f64> = Vec::with_capacity(batches as usize);
+    let mut samples: Vec<f64> = Vec::with_capacity(plan.rounds as usize);
     let cpu_start = cpu_time(false);
     let start = Instant::now();
     let mut last = start;
     let mut i = plan.warmup;
-    for _ in 0..batches {
-        for _ in 0..batch {
-            round_trip(i);
-            i += 1;
-        }
+    for _ in 0..plan.rounds {
+        round_trip(i);
+        i += 1;
         let now = Instant::now();
-        samples.push((now - last).as_nanos() as f64 / batch as f64 / 2.0);
+        samples.push((now - last).as_nanos() as f64);
         last = now;
     }
-    let elapsed = last - start;
-    let cpu = cpu_time(false).saturating_sub(cpu_start);
-    let timed = batches * batch;
-    samples.sort_unstable_by(f64::total_cmp);
-    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    Timed {
-        p50_ns: pct(0.50),
-        p99_ns: pct(0.99),
-        mean_ns: elapsed.as_nanos() as f64 / timed as f64 / 2.0,
-        iterations: timed,
-        cpu_ns_per_round_trip: cpu.as_nanos() as f64 / timed as f64,
+    let sampled_wall = (last - start).as_nanos() as f64;
+    let mut batch_means = Vec::new();
+    if let Some(batch) = plan.batch() {
+        let mut last = Instant::now();
+        for _ in 0..plan.batch_rounds() / batch {
+            for _ in 0..batch {
+                round_trip(i);
+                i += 1;
+            }
+            let now = Instant::now();
+            batch_means.push((now - last).as_nanos() as f64 / batch as f64);
+            last = now;
+        }
     }
+    let cpu = cpu_time(false).saturating_sub(cpu_start);
+    debug_assert_eq!(i, plan.total());
+    statistic(
+        samples,
+        sampled_wall,
+        batch_means,
+        plan.batch(),
+        cpu.as_nanos() as f64 / plan.timed() as f64,
+    )
+}
+
+/// The byte every payload byte of message `seq` holds (never 0), in every
+/// system's payload mode.
+pub fn fill_byte(seq: u64) -> u8 {
+    (seq % 251) as u8 + 1
+}
+
+/// The sender's payload work, the same for every system: one bulk write
+/// (`memset`) of `byte` over the whole payload.
+pub fn fill_payload(payload: &mut [core::mem::MaybeUninit<u8>], byte: u8) {
+    // SAFETY: `payload` is a valid, exclusively borrowed slice of
+    // `payload.len()` bytes; any value is valid for `MaybeUninit<u8>`.
+    unsafe { core::ptr::write_bytes(payload.as_mut_ptr(), byte, payload.len()) };
+}
+
+/// The receiver's payload work, the same for every system: sums every
+/// byte and checks the sum against `len × byte` (panics otherwise).
+pub fn check_payload(payload: &[u8], byte: u8) {
+    let sum: u64 = payload.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(
+        sum,
+        payload.len() as u64 * u64::from(byte),
+        "bad payload (expected every byte {byte})"
+    );
 }
 
 /// Whether a message's payload bytes were touched.
@@ -436,25 +540,41 @@ pub struct Measurement {
     pub p99_ns: f64,
     /// Mean one-way latency, ns.
     pub mean_ns: f64,
-    /// Timed round trips.
+    /// Timed round trips (per-round-trip samples).
     pub iterations: u64,
+    /// Busy plans: median over batches of [`Measurement::batch`] round
+    /// trips of the batch's mean one-way latency, ns (never part of
+    /// p50/p99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_mean_ns: Option<f64>,
+    /// Round trips per batch of `batch_mean_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
     /// CPU time of the measuring process per round trip, ns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ns_per_rt_measurer: Option<f64>,
     /// CPU time of the echoing process per round trip, ns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ns_per_rt_echoer: Option<f64>,
+    /// Read from a file of another run (`--ingest`), not measured by this
+    /// one: shown marked, never used in a ratio to this run's figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ingested: bool,
 }
 
 impl Measurement {
     /// Combines a [`Timed`] run with the child's report.
+    /// `timed_round_trips`: the plan's [`Plan::timed`] (the round trips the
+    /// child's CPU time covers).
     pub fn new(
         scenario: &str,
         payload: u64,
         mode: Mode,
         timed: Timed,
+        timed_round_trips: u64,
         peer: Option<PeerReport>,
     ) -> Measurement {
+        let timed_round_trips = timed_round_trips.max(1);
         Measurement {
             scenario: scenario.to_owned(),
             payload,
@@ -463,9 +583,36 @@ impl Measurement {
             p99_ns: timed.p99_ns,
             mean_ns: timed.mean_ns,
             iterations: timed.iterations,
+            batch_mean_ns: timed.batch_mean_ns,
+            batch: timed.batch,
             cpu_ns_per_rt_measurer: Some(timed.cpu_ns_per_round_trip),
-            cpu_ns_per_rt_echoer: peer
-                .map(|p| p.cpu.as_nanos() as f64 / timed.iterations.max(1) as f64),
+            cpu_ns_per_rt_echoer: peer.map(|p| p.cpu.as_nanos() as f64 / timed_round_trips as f64),
+            ingested: false,
+        }
+    }
+
+    /// One-way messages per second, for every row from the same figure:
+    /// the mean of the per-round-trip phase (2 messages per round trip /
+    /// its wall time = 1 s / `mean_ns`).
+    pub fn msgs_per_s(&self) -> Option<f64> {
+        (self.mean_ns > 0.0).then(|| 1e9 / self.mean_ns)
+    }
+
+    /// Payload bytes per second ([`Measurement::msgs_per_s`] × payload),
+    /// only where the payload was written and read ([`Mode::Payload`]).
+    pub fn bytes_per_s(&self) -> Option<f64> {
+        match self.mode {
+            Mode::Payload => self.msgs_per_s().map(|m| m * self.payload as f64),
+            Mode::Header => None,
+        }
+    }
+
+    /// CPU time of both processes per one-way message, ns: (measurer +
+    /// echoer per round trip) / 2; unknown unless both were measured.
+    pub fn cpu_ns_per_msg(&self) -> Option<f64> {
+        match (self.cpu_ns_per_rt_measurer, self.cpu_ns_per_rt_echoer) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            _ => None,
         }
     }
 
@@ -516,7 +663,7 @@ pub fn run_ping_pong(
     peer.wait_ready();
     let timed = measure(plan, round_trip);
     let report = peer.finish();
-    Measurement::new(scenario, payload, mode, timed, Some(report))
+    Measurement::new(scenario, payload, mode, timed, plan.timed(), Some(report))
 }
 
 /// A table of results with ratios to a baseline scenario.
@@ -553,21 +700,30 @@ impl Report {
         self.rows.push(m);
     }
 
-    /// Adds the records of `--json` output (lines not starting with `{` are
-    /// skipped), e.g. from `bench-peers`.
+    /// Adds the records of `--json` output of another run (lines not
+    /// starting with `{` are skipped), marked [`Measurement::ingested`]:
+    /// shown, never a ratio's baseline nor given a ratio.
     pub fn ingest(&mut self, text: &str) -> serde_json::Result<usize> {
         let mut n = 0;
         for line in text.lines().map(str::trim).filter(|l| l.starts_with('{')) {
-            self.rows.push(serde_json::from_str(line)?);
+            let mut m: Measurement = serde_json::from_str(line)?;
+            m.ingested = true;
+            self.rows.push(m);
             n += 1;
         }
         Ok(n)
     }
 
     fn baseline_p50(&self, row: &Measurement) -> Option<f64> {
+        if row.ingested {
+            return None;
+        }
         let name = self.baseline.as_deref()?;
-        let candidates: Vec<&Measurement> =
-            self.rows.iter().filter(|r| r.scenario == name).collect();
+        let candidates: Vec<&Measurement> = self
+            .rows
+            .iter()
+            .filter(|r| r.scenario == name && !r.ingested)
+            .collect();
         candidates
             .iter()
             .find(|r| r.payload == row.payload && r.mode == row.mode)
@@ -575,7 +731,7 @@ impl Report {
             .map(|r| r.p50_ns)
     }
 
-    /// The plain-text table.
+    /// The plain-text table, with [`METHOD`] as its footer.
     pub fn table(&self) -> String {
         let mut s = String::new();
         if !self.title.is_empty() {
@@ -583,39 +739,61 @@ impl Report {
             s.push('\n');
         }
         let ratio_head = match &self.baseline {
-            Some(b) => format!("x {b}"),
+            Some(b) => format!("p50 x {b}"),
             None => String::from("ratio"),
         };
-        s.push_str(&format!(
-            "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>18} {:>12} {:>12}\n",
+        let line = |c: [&str; 12]| {
+            format!(
+                "{:<30} {:>8} {:>8} {:>10} {:>10} {:>10} {:>16} {:>10} {:>12} {:>10} {:>10} {:>20}\n",
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]
+            )
+        };
+        s.push_str(&line([
             "scenario",
             "payload",
             "mode",
             "p50",
             "p99",
             "mean",
-            ratio_head,
-            "cpu/rt meas",
-            "cpu/rt echo"
-        ));
+            "batch mean",
+            "msg/s",
+            "throughput",
+            "CPU/msg",
+            "CPU/rt echo",
+            &ratio_head,
+        ]));
         for r in &self.rows {
             let ratio = self
                 .baseline_p50(r)
                 .map_or(String::from("-"), |b| format!("{:.2}", r.p50_ns / b));
-            let cpu = |c: Option<f64>| c.map_or(String::from("-"), fmt_ns);
-            s.push_str(&format!(
-                "{:<28} {:>9} {:>8} {:>10} {:>10} {:>10} {:>18} {:>12} {:>12}\n",
-                r.scenario,
-                fmt_bytes(r.payload),
+            let opt_ns = |c: Option<f64>| c.map_or(String::from("-"), fmt_ns);
+            let name = if r.ingested {
+                format!("{} (ingested)", r.scenario)
+            } else {
+                r.scenario.clone()
+            };
+            let batch = match (r.batch_mean_ns, r.batch) {
+                (Some(ns), Some(b)) => format!("{} /{b}", fmt_ns(ns)),
+                _ => String::from("-"),
+            };
+            s.push_str(&line([
+                &name,
+                &fmt_bytes(r.payload),
                 r.mode.as_str(),
-                fmt_ns(r.p50_ns),
-                fmt_ns(r.p99_ns),
-                fmt_ns(r.mean_ns),
-                ratio,
-                cpu(r.cpu_ns_per_rt_measurer),
-                cpu(r.cpu_ns_per_rt_echoer),
-            ));
+                &fmt_ns(r.p50_ns),
+                &fmt_ns(r.p99_ns),
+                &fmt_ns(r.mean_ns),
+                &batch,
+                &r.msgs_per_s()
+                    .map_or(String::from("-"), |v| format!("{v:.0}")),
+                &r.bytes_per_s()
+                    .map_or(String::from("-"), |v| format!("{}/s", fmt_rate(v))),
+                &opt_ns(r.cpu_ns_per_msg()),
+                &opt_ns(r.cpu_ns_per_rt_echoer),
+                &ratio,
+            ]));
         }
+        s.push_str(METHOD);
         s
     }
 
@@ -632,6 +810,27 @@ impl Report {
             print!("{}", self.table());
         }
     }
+}
+
+/// How every latency row is measured: the footer of every table.
+pub const METHOD: &str = "\
+method: one-way = round trip / 2; p50, p99 and mean are over per-round-trip samples (clock read after \
+every round trip) for every row;\n\
+batch mean /N (busy rows only): median over a separate phase of batches of N round trips, clock read \
+once per batch, never part of p50/p99;\n\
+msg/s = 1 s / mean (two messages per round trip); throughput = msg/s x payload, payload rows only; \
+CPU/msg = (CPU of both processes per round trip) / 2; (ingested) = from another run, no ratio.\n";
+
+/// Bytes per second as `12.3 MiB` / `1.2 GiB` (binary units).
+pub fn fmt_rate(bps: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bps;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
 }
 
 /// Nanoseconds as `123 ns` / `12.3 us` / `1.23 ms`.
@@ -663,7 +862,8 @@ pub struct Options {
     pub quick: bool,
     /// `--json`: print JSON lines instead of the table.
     pub json: bool,
-    /// `--ingest FILE`: add the JSON lines of FILE to the report.
+    /// `--ingest FILE`: add the JSON lines of FILE (another run) to the
+    /// report, marked ingested (never in a ratio).
     pub ingest: Vec<String>,
 }
 
@@ -708,8 +908,11 @@ mod tests {
             p99_ns: p50 * 2.0,
             mean_ns: p50,
             iterations: 10,
+            batch_mean_ns: None,
+            batch: None,
             cpu_ns_per_rt_measurer: None,
             cpu_ns_per_rt_echoer: Some(1.5),
+            ingested: false,
         }
     }
 
@@ -721,6 +924,10 @@ mod tests {
         let text = format!("some log line\n{}\n", a.json_lines());
         let mut b = Report::new("t", Some("base"));
         assert_eq!(b.ingest(&text).unwrap(), 2);
+        assert!(b.rows.iter().all(|r| r.ingested));
+        for r in &mut b.rows {
+            r.ingested = false;
+        }
         assert_eq!(a.rows, b.rows);
         let first = a.rows[0].to_json();
         assert!(first.contains(r#""mode":"header""#), "{first}");
@@ -752,34 +959,110 @@ mod tests {
     }
 
     #[test]
-    fn busy_plan_rounds_to_whole_batches() {
+    fn ingested_rows_get_no_ratio_and_are_no_baseline() {
+        let mut r = Report::new("t", Some("base"));
+        r.rows.push(row("peer", 8, Mode::Header, 300.0));
+        r.ingest(&row("base", 8, Mode::Header, 100.0).to_json())
+            .unwrap();
+        r.ingest(&row("other", 8, Mode::Header, 50.0).to_json())
+            .unwrap();
+        // The only baseline row is ingested: no ratio for anyone.
+        assert_eq!(r.baseline_p50(&r.rows[0]), None);
+        r.rows.push(row("base", 8, Mode::Header, 150.0));
+        assert_eq!(r.baseline_p50(&r.rows[0]), Some(150.0));
+        assert_eq!(r.baseline_p50(&r.rows[2]), None, "ingested row");
+        let table = r.table();
+        assert!(table.contains("base (ingested)"), "{table}");
+        assert!(table.contains("other (ingested)"), "{table}");
+        assert!(table.ends_with(METHOD), "{table}");
+    }
+
+    #[test]
+    fn busy_plan_rounds_to_whole_batches_and_adds_a_batch_phase() {
         let p = Plan::busy(5, 1001, 100);
         assert_eq!(p.rounds, 1100);
         assert_eq!(p.timing, Timing::Batched(100));
-        let args = p.to_args();
-        let q = Plan::from_args(&args);
-        assert_eq!((q.warmup, q.rounds), (5, 1100));
+        assert_eq!((p.batch_rounds(), p.timed(), p.total()), (1100, 2200, 2205));
+        let q = Plan::from_args(&p.to_args());
+        assert_eq!((q.warmup, q.rounds, q.total()), (5, 2200, 2205));
+        let s = Plan::sleeping(5, 1001);
+        assert_eq!((s.batch_rounds(), s.timed(), s.total()), (0, 1001, 1006));
     }
 
     #[test]
-    #[should_panic(expected = "positive multiple")]
-    fn measure_rejects_partial_batches() {
-        let plan = Plan {
-            warmup: 0,
-            rounds: 150,
-            timing: Timing::Batched(100),
-        };
-        measure(&plan, |_| {});
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=101).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.50), 51.0);
+        assert_eq!(percentile(&v, 0.99), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 1.0), 101.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+
+    /// 100 round trips: 98 of 1000 ns, one of 10 000, one of 100 000. Per
+    /// round trip, p99 sees the slow ones; a mean of 16 or 100 round trips
+    /// would hide them (what a row measured another way would show).
+    #[test]
+    fn statistic_is_per_round_trip_and_keeps_batch_means_apart() {
+        let mut rtt = vec![1000.0; 98];
+        rtt.push(10_000.0);
+        rtt.push(100_000.0);
+        let wall: f64 = rtt.iter().sum();
+        let t = statistic(rtt, wall, vec![1500.0, 1200.0, 9000.0], Some(100), 42.0);
+        assert_eq!(t.p50_ns, 500.0);
+        assert_eq!(t.p99_ns, 5000.0, "p99 of per-round-trip samples / 2");
+        assert_eq!(t.mean_ns, wall / 100.0 / 2.0);
+        assert_eq!(t.batch_mean_ns, Some(750.0), "median batch mean / 2");
+        assert_eq!(t.batch, Some(100));
+        assert_eq!(t.iterations, 100);
+        // Batch means never reach p50/p99: a 16-round-trip mean of these
+        // samples would put p99 nowhere near 5000 ns.
+        let batched = statistic(vec![wall / 100.0; 100], wall, vec![], None, 0.0);
+        assert_ne!(batched.p99_ns, t.p99_ns);
+        assert_eq!((batched.batch_mean_ns, batched.batch), (None, None));
     }
 
     #[test]
-    fn measure_counts_every_round_trip_once() {
+    fn rates_come_from_the_mean_for_every_row() {
+        let mut m = row("x", 1024, Mode::Payload, 100.0);
+        m.mean_ns = 250.0;
+        m.cpu_ns_per_rt_measurer = Some(600.0);
+        m.cpu_ns_per_rt_echoer = Some(400.0);
+        assert_eq!(m.msgs_per_s(), Some(4e6), "1 s / mean, not / p50");
+        assert_eq!(m.bytes_per_s(), Some(4e6 * 1024.0));
+        assert_eq!(m.cpu_ns_per_msg(), Some(500.0), "both processes / 2");
+        m.cpu_ns_per_rt_echoer = None;
+        assert_eq!(m.cpu_ns_per_msg(), None, "never one process doubled");
+        m.mode = Mode::Header;
+        assert_eq!(m.bytes_per_s(), None, "no throughput for untouched bytes");
+    }
+
+    #[test]
+    fn measure_takes_one_sample_per_round_trip_then_batches() {
         let plan = Plan::busy(3, 200, 100);
         let mut seen = Vec::new();
         let t = measure(&plan, |i| seen.push(i));
-        assert_eq!(seen, (0..203).collect::<Vec<u64>>());
+        assert_eq!(seen, (0..403).collect::<Vec<u64>>());
         assert_eq!(t.iterations, 200);
+        assert_eq!(t.batch, Some(100));
+        assert!(t.batch_mean_ns.is_some());
         assert!(t.p50_ns <= t.p99_ns);
+        let plan = Plan::sleeping(1, 10);
+        let mut n = 0;
+        let t = measure(&plan, |_| n += 1);
+        assert_eq!((n, t.iterations, t.batch), (11, 10, None));
+        assert_eq!(t.batch_mean_ns, None);
+    }
+
+    #[test]
+    fn payload_work_is_one_fill_and_a_checked_sum() {
+        let mut buf = vec![core::mem::MaybeUninit::<u8>::uninit(); 4096];
+        fill_payload(&mut buf, fill_byte(3));
+        // SAFETY: fill_payload wrote every byte.
+        let bytes: Vec<u8> = buf.iter().map(|b| unsafe { b.assume_init() }).collect();
+        check_payload(&bytes, 4);
+        assert!(std::panic::catch_unwind(|| check_payload(&bytes, 5)).is_err());
+        assert!((0..1000).all(|s| fill_byte(s) != 0));
     }
 
     #[test]
@@ -789,5 +1072,7 @@ mod tests {
         assert_eq!(fmt_bytes(1 << 20), "1 MiB");
         assert_eq!(fmt_ns(140.4), "140 ns");
         assert_eq!(fmt_ns(31_500.0), "31.5 us");
+        assert_eq!(fmt_rate(1536.0), "1.5 KiB");
+        assert_eq!(fmt_rate(3.0 * (1u64 << 30) as f64), "3.0 GiB");
     }
 }

@@ -5,7 +5,9 @@
 //! Every scenario runs between this process (pinned to CPU 0) and a child
 //! process (the same binary re-executed with `--child`, pinned to CPU 1).
 //! Throughput is measured by the reader from its first byte to its last;
-//! latency as round trips of an 8-byte message, reported one-way (RTT/2).
+//! latency as round trips of an 8-byte message with [`harness::measure`]
+//! (the statistic of every row: one-way = RTT/2, per-round-trip samples;
+//! children are [`harness`] roles that report their CPU time).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,6 +21,7 @@ use conduit::pipe::{self, Fifo};
 use conduit::socket::{UnixDatagram, UnixSeqpacket, UnixStream};
 use rustix::io::Errno;
 
+use crate::harness::{self, Measurement, Mode as HarnessMode, Peer, Plan};
 use crate::raw;
 
 /// Environment variables carrying inherited descriptors to the child.
@@ -46,41 +49,6 @@ impl Throughput {
     /// GiB per second.
     pub fn gib_per_s(&self) -> f64 {
         self.bytes as f64 / self.elapsed.as_secs_f64() / (1u64 << 30) as f64
-    }
-}
-
-/// One measured latency distribution (one-way, RTT/2).
-#[derive(Debug, Clone)]
-pub struct Latency {
-    /// Scenario name.
-    pub name: String,
-    /// Median one-way latency.
-    pub p50: Duration,
-    /// 99th percentile one-way latency.
-    pub p99: Duration,
-    /// CPU time (user + system) of the measuring process per round trip,
-    /// over the timed rounds: shows what busy polling costs (the echoing
-    /// child spends about the same).
-    pub cpu_per_round_trip: Duration,
-}
-
-impl Latency {
-    /// The figure as one JSON line in the row format of `conduit bench
-    /// --json` (`"kind": "latency"`; the same fields conduit-cli's
-    /// `from_latency` fills for its own rows), which `conduit bench
-    /// --peers FILE` ingests: how bench-peers' `iceoryx2_reqres` rows
-    /// reach the table. `mechanism` names the row, `payload` is in bytes.
-    pub fn json_row(&self, mechanism: &str, baseline: bool, payload: u64) -> String {
-        let p50 = self.p50.as_nanos() as f64;
-        let row = serde_json::json!({
-            "kind": "latency", "mechanism": mechanism, "baseline": baseline, "payload": payload,
-            "p50_ns": p50, "p99_ns": self.p99.as_nanos() as f64,
-            "msgs_per_s": if p50 > 0.0 { Some(1e9 / p50) } else { None },
-            "bytes_per_s": if p50 > 0.0 { Some(payload as f64 * 1e9 / p50) } else { None },
-            "cpu_ns_per_msg": self.cpu_per_round_trip.as_nanos() as f64,
-            "ratio": null, "target_met": null,
-        });
-        row.to_string()
     }
 }
 
@@ -637,52 +605,64 @@ fn pipe_pair_link(busy: bool) -> (FdLink, [OwnedFd; 2]) {
     (FdLink { r: r2, w: w1, busy }, [r1, w2])
 }
 
-fn ping_pong(link: &mut dyn Link, rounds: usize) -> (Duration, Duration, Duration) {
-    for i in 0..rounds / 10 {
-        link.send8(i as u64);
-        link.recv8();
-    }
-    let mut samples = Vec::with_capacity(rounds);
-    let cpu_before = cpu_time(false);
-    for i in 0..rounds {
-        let t = Instant::now();
-        link.send8(i as u64);
+/// Child role of every latency scenario; its third argument (after the
+/// plan's two) names the scenario.
+pub const ECHO_ROLE: &str = "msg-echo";
+
+/// Runs the measuring side once the link is up (the child sets up its end
+/// before it calls [`harness::ready`]).
+fn measure_link(name: &str, plan: &Plan, mut peer: Peer, link: &mut dyn Link) -> Measurement {
+    peer.wait_ready();
+    let timed = harness::measure(plan, |i| {
+        link.send8(i);
         let back = link.recv8();
-        samples.push(t.elapsed() / 2);
-        debug_assert_eq!(back, i as u64);
-    }
-    let cpu = cpu_time(false).saturating_sub(cpu_before) / rounds as u32;
-    samples.sort_unstable();
-    (samples[rounds / 2], samples[rounds * 99 / 100], cpu)
+        debug_assert_eq!(back, i);
+    });
+    let report = peer.finish();
+    // The 8 bytes are the sequence number: no payload is touched.
+    Measurement::new(
+        name,
+        8,
+        HarnessMode::Header,
+        timed,
+        plan.timed(),
+        Some(report),
+    )
 }
 
-/// Runs latency scenario `name` with `rounds` round trips.
-pub fn latency(name: &str, rounds: usize) -> Latency {
-    let args = vec![rounds.to_string()];
-    let (p50, p99, cpu) = match name {
+/// The plan of a latency scenario of `rounds` timed round trips (clock
+/// read per round trip; `fast-busy` busy-polls and adds a batch phase).
+pub fn latency_plan(name: &str, rounds: usize) -> Plan {
+    let rounds = rounds.max(1) as u64;
+    if name == "fast-busy" {
+        Plan::busy(rounds / 10, rounds, harness::BATCH)
+    } else {
+        Plan::sleeping(rounds / 10, rounds)
+    }
+}
+
+/// Runs latency scenario `name` under `plan` ([`latency_plan`]); the
+/// row's scenario is `name`.
+pub fn latency(name: &str, plan: &Plan) -> Measurement {
+    let mut args = plan.to_args();
+    args.push(name.to_owned());
+    match name {
         "pipe" | "fast-busy" => {
             let busy = name == "fast-busy";
             let (mut link, theirs) = pipe_pair_link(busy);
-            let role = if busy { "echo-pipe-busy" } else { "echo-pipe" };
-            let child = spawn_child(role, &args, &[&theirs[0], &theirs[1]]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&theirs[0], &theirs[1]]);
             drop(theirs);
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "framed-pipe" => {
             let (link, theirs) = pipe_pair_link(false);
-            let child = spawn_child("echo-framed", &args, &[&theirs[0], &theirs[1]]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&theirs[0], &theirs[1]]);
             drop(theirs);
             let mut link = FramedLink {
                 tx: Sender::new(link.w),
                 rx: Receiver::new(link.r),
             };
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "fifo" => {
             let base =
@@ -691,10 +671,9 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
             let back = base.with_extension("back");
             let f1 = Fifo::create(&there, 0o600).expect("fifo");
             let f2 = Fifo::create(&back, 0o600).expect("fifo");
-            let mut a = args.clone();
-            a.push(there.to_string_lossy().into_owned());
-            a.push(back.to_string_lossy().into_owned());
-            let child = spawn_child("echo-fifo", &a, &[]);
+            args.push(there.to_string_lossy().into_owned());
+            args.push(back.to_string_lossy().into_owned());
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[]);
             let w = f1.open_writer().expect("open");
             let r = f2.open_reader().expect("open");
             let mut link = FdLink {
@@ -702,14 +681,11 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
                 w: w.into(),
                 busy: false,
             };
-            let res = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            res
+            measure_link(name, plan, peer, &mut link)
         }
         "unix-stream" => {
             let (a, b) = UnixStream::pair().expect("pair");
-            let child = spawn_child("echo-unix-stream", &args, &[&b]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&b]);
             drop(b);
             let fd: OwnedFd = a.into();
             let mut link = FdLink {
@@ -717,38 +693,29 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
                 w: fd,
                 busy: false,
             };
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "unix-datagram" => {
             let (a, b) = UnixDatagram::pair().expect("pair");
-            let child = spawn_child("echo-unix-datagram", &args, &[&b]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&b]);
             drop(b);
             let mut link = MessageLink {
                 s: a,
                 send: |s, m| s.send(m).expect("send"),
                 recv: |s, b| s.recv(b).expect("recv"),
             };
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "unix-seqpacket" => {
             let (a, b) = UnixSeqpacket::pair().expect("pair");
-            let child = spawn_child("echo-unix-seqpacket", &args, &[&b]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&b]);
             drop(b);
             let mut link = MessageLink {
                 s: a,
                 send: |s, m| s.send(m).expect("send"),
                 recv: |s, b| s.recv(b).expect("recv"),
             };
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "posix-mq" => {
             let base = format!("/conduit-bench-lat-{}", std::process::id());
@@ -764,142 +731,109 @@ pub fn latency(name: &str, rounds: usize) -> Latency {
                 .message_size(8)
                 .create()
                 .expect("mq");
-            let mut a = args.clone();
-            a.push(there.clone());
-            a.push(back.clone());
-            let child = spawn_child("echo-posix-mq", &a, &[]);
+            args.push(there.clone());
+            args.push(back.clone());
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[]);
             let mut link = MqLink {
                 tx,
                 rx,
                 buf: vec![0; 8],
             };
-            let r = ping_pong(&mut link, rounds);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "tcp-loopback" => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let port = listener.local_addr().expect("addr").port();
-            let mut a = args.clone();
-            a.push(port.to_string());
-            let child = spawn_child("echo-tcp-loopback", &a, &[]);
+            args.push(port.to_string());
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[]);
             let (s, _) = listener.accept().expect("accept");
             s.set_nodelay(true).expect("nodelay");
             let mut link = TcpLink(s);
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         "socket-shm-channel" => {
             let (a, b) = UnixStream::pair().expect("pair");
-            let child = spawn_child("echo-socket-shm-channel", &args, &[&b]);
+            let peer = Peer::spawn(ECHO_ROLE, &args, &[&b]);
             drop(b);
             let mut link = ShmChannelLink::connect(a, true);
-            let r = ping_pong(&mut link, rounds);
-            drop(link);
-            finish(child);
-            r
+            measure_link(name, plan, peer, &mut link)
         }
         other => panic!("unknown scenario {other}"),
-    };
-    Latency {
-        name: name.to_owned(),
-        p50,
-        p99,
-        cpu_per_round_trip: cpu,
     }
 }
 
-fn echo(link: &mut dyn Link, rounds: usize) {
-    for _ in 0..rounds + rounds / 10 {
-        let v = link.recv8();
-        link.send8(v);
-    }
-}
-
-/// Child side of a latency scenario (`role` = `echo-<scenario>`).
-pub fn latency_child(role: &str, args: &[String]) {
-    pin_to_cpu(1);
-    let rounds: usize = args[0].parse().expect("rounds");
-    match role {
-        "echo-pipe" | "echo-pipe-busy" => {
-            let busy = role == "echo-pipe-busy";
-            let r = inherited(0);
-            let w = inherited(1);
+/// Child side of every latency scenario (the [`ECHO_ROLE`] body):
+/// `warmup timed scenario [paths or port]`; sets up its end of the link,
+/// calls [`harness::ready`], echoes every round trip of the plan.
+pub fn echo_child(args: &[String]) {
+    let plan = Plan::from_args(args);
+    let extra = &args[3..];
+    let fd = harness::inherited_fd;
+    let mut link: Box<dyn Link> = match args[2].as_str() {
+        "pipe" | "fast-busy" => {
+            let busy = args[2] == "fast-busy";
+            let r = fd(0);
+            let w = fd(1);
             if busy {
                 raw::set_nonblocking(&r);
             }
-            echo(&mut FdLink { r, w, busy }, rounds);
+            Box::new(FdLink { r, w, busy })
         }
-        "echo-framed" => {
-            let mut link = FramedLink {
-                rx: Receiver::new(inherited(0)),
-                tx: Sender::new(inherited(1)),
-            };
-            echo(&mut link, rounds);
+        "framed-pipe" => Box::new(FramedLink {
+            rx: Receiver::new(fd(0)),
+            tx: Sender::new(fd(1)),
+        }),
+        "fifo" => {
+            let r = pipe::open_fifo_reader(&extra[0]).expect("open");
+            let w = pipe::open_fifo_writer(&extra[1]).expect("open");
+            Box::new(FdLink {
+                r: r.into(),
+                w: w.into(),
+                busy: false,
+            })
         }
-        "echo-fifo" => {
-            let r = pipe::open_fifo_reader(&args[1]).expect("open");
-            let w = pipe::open_fifo_writer(&args[2]).expect("open");
-            echo(
-                &mut FdLink {
-                    r: r.into(),
-                    w: w.into(),
-                    busy: false,
-                },
-                rounds,
-            );
+        "unix-stream" => {
+            let s = fd(0);
+            Box::new(FdLink {
+                r: s.try_clone().expect("dup"),
+                w: s,
+                busy: false,
+            })
         }
-        "echo-unix-stream" => {
-            let fd = inherited(0);
-            echo(
-                &mut FdLink {
-                    r: fd.try_clone().expect("dup"),
-                    w: fd,
-                    busy: false,
-                },
-                rounds,
-            );
+        "unix-datagram" => Box::new(MessageLink {
+            s: UnixDatagram::from_fd(fd(0)),
+            send: |s, m| s.send(m).expect("send"),
+            recv: |s, b| s.recv(b).expect("recv"),
+        }),
+        "unix-seqpacket" => Box::new(MessageLink {
+            s: UnixSeqpacket::from_fd(fd(0)),
+            send: |s, m| s.send(m).expect("send"),
+            recv: |s, b| s.recv(b).expect("recv"),
+        }),
+        "posix-mq" => {
+            let rx = MessageQueue::builder(&extra[0]).open().expect("mq");
+            let tx = MessageQueue::builder(&extra[1]).open().expect("mq");
+            Box::new(MqLink {
+                tx,
+                rx,
+                buf: vec![0; 8],
+            })
         }
-        "echo-unix-datagram" => {
-            let mut link = MessageLink {
-                s: UnixDatagram::from_fd(inherited(0)),
-                send: |s, m| s.send(m).expect("send"),
-                recv: |s, b| s.recv(b).expect("recv"),
-            };
-            echo(&mut link, rounds);
-        }
-        "echo-unix-seqpacket" => {
-            let mut link = MessageLink {
-                s: UnixSeqpacket::from_fd(inherited(0)),
-                send: |s, m| s.send(m).expect("send"),
-                recv: |s, b| s.recv(b).expect("recv"),
-            };
-            echo(&mut link, rounds);
-        }
-        "echo-posix-mq" => {
-            let rx = MessageQueue::builder(&args[1]).open().expect("mq");
-            let tx = MessageQueue::builder(&args[2]).open().expect("mq");
-            echo(
-                &mut MqLink {
-                    tx,
-                    rx,
-                    buf: vec![0; 8],
-                },
-                rounds,
-            );
-        }
-        "echo-tcp-loopback" => {
-            let port: u16 = args[1].parse().expect("port");
+        "tcp-loopback" => {
+            let port: u16 = extra[0].parse().expect("port");
             let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
             s.set_nodelay(true).expect("nodelay");
-            echo(&mut TcpLink(s), rounds);
+            Box::new(TcpLink(s))
         }
-        "echo-socket-shm-channel" => {
-            let socket = UnixStream::from_fd(inherited(0));
-            echo(&mut ShmChannelLink::connect(socket, false), rounds);
+        "socket-shm-channel" => {
+            let socket = UnixStream::from_fd(fd(0));
+            Box::new(ShmChannelLink::connect(socket, false))
         }
-        other => panic!("unknown child role {other}"),
-    }
+        other => panic!("unknown latency scenario {other}"),
+    };
+    harness::ready();
+    harness::echo_loop(&plan, |_| {
+        let v = link.recv8();
+        link.send8(v);
+    });
 }

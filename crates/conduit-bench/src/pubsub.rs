@@ -1,33 +1,33 @@
 //! Publish/subscribe ping-pong between two processes pinned to CPU 0 and 1.
 //!
-//! The parent publishes on `ping` and subscribes to `pong`; the child does
-//! the reverse and echoes every sample. One-way latency = round trip / 2.
-//! The clock is read once per batch of [`BATCH`] round trips (a clock read
-//! right after a spin loop would add tens of ns that are not conduit), so
-//! p50/p99 are over batch means.
+//! The parent publishes on `ping` and subscribes to `pong`; the child (a
+//! [`crate::harness`] role) does the reverse and echoes every sample. The
+//! measuring loop and statistic are [`harness::measure`]'s, the same as
+//! every other row's: one-way = round trip / 2, p50/p99/mean over
+//! per-round-trip samples; busy modes add a separately reported batch
+//! phase ("batch mean of [`harness::BATCH`]"). Both processes report their
+//! CPU time.
 //!
 //! Payloads are `[u8]` slices of 8 B, 1 KiB, 64 KiB and 1 MiB, in modes:
 //! * header-only: the sample is loaned and sent, nobody touches the bytes
 //!   (shows that latency does not depend on size: zero-copy);
-//! * payload: the sender fills every byte, the receiver reads every byte;
+//! * payload: the sender fills every byte with one bulk write
+//!   ([`harness::fill_payload`]), the receiver sums every byte and checks
+//!   the sum ([`harness::check_payload`]) — the same work as the floors'
+//!   and iceoryx2's payload mode;
 //! * blocking: `receive()` with a spin budget, then a futex sleep.
 
-use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conduit::node::Node;
 use conduit::pubsub::PubSubService;
 use conduit::pubsub::{Publisher, Subscriber};
 use conduit::sync::Spin;
 
-use crate::msg::{Latency, cpu_time, pin_to_cpu};
+use crate::harness::{self, ChildSpec, Measurement, Peer, Plan, fill_byte};
 
-/// Environment variable that makes the bench binary a ping-pong child.
-pub const ROLE_ENV: &str = "CONDUIT_BENCH_PUBSUB_ROLE";
-/// Round trips per clock read.
-pub const BATCH: usize = 16;
+/// The child role (registered in [`harness`]'s built-in roles).
+pub const ROLE: &str = "conduit-pubsub-echo";
 /// Payload sizes measured.
 pub const SIZES: [usize; 4] = [8, 1024, 64 * 1024, 1024 * 1024];
 
@@ -54,6 +54,21 @@ impl Mode {
         }
     }
 
+    /// The row's scenario name and whether its payload is touched.
+    pub fn scenario(self) -> (&'static str, harness::Mode) {
+        match self {
+            Mode::BusyHeaderOnly => ("conduit_pubsub", harness::Mode::Header),
+            Mode::BusyPayload => ("conduit_pubsub", harness::Mode::Payload),
+            Mode::BlockingDefaultSpin => ("conduit_pubsub_blocking", harness::Mode::Header),
+            Mode::BlockingNoSpin => ("conduit_pubsub_blocking_nospin", harness::Mode::Header),
+        }
+    }
+
+    /// Whether both sides busy-poll (a busy plan with a batch phase).
+    pub fn busy(self) -> bool {
+        matches!(self, Mode::BusyHeaderOnly | Mode::BusyPayload)
+    }
+
     fn parse(s: &str) -> Mode {
         match s {
             "busy-header" => Mode::BusyHeaderOnly,
@@ -71,7 +86,6 @@ impl Mode {
     }
 }
 
-/// A sample of length 0 tells the child to stop.
 type Topic = PubSubService<[u8]>;
 
 fn topic(node: &Node, name: &str) -> Topic {
@@ -108,46 +122,55 @@ struct Ports {
 }
 
 impl Ports {
+    /// Sends message `seq`: in payload mode every byte written with one
+    /// bulk write of [`fill_byte`]`(seq)`.
     #[inline]
-    fn send(&self, size: usize, mode: Mode, stop: bool, fill: u8) {
-        let len = if stop { 0 } else { size };
-        let sample = self.publisher.loan_slice_uninit(len).expect("loan");
-        let sample = if mode == Mode::BusyPayload {
-            sample.write_from_fn(|_| fill)
-        } else {
-            // SAFETY: the chunk lies in shared memory that the kernel
-            // zero-filled and earlier samples wrote: every byte holds a
-            // defined value, and in header-only modes nobody reads them.
-            unsafe { sample.assume_init() }
-        };
+    fn send(&self, size: usize, mode: Mode, seq: u64) {
+        let mut sample = self.publisher.loan_slice_uninit(size).expect("loan");
+        if mode == Mode::BusyPayload {
+            harness::fill_payload(sample.payload_mut(), fill_byte(seq));
+        }
+        // SAFETY: in payload mode every byte was just written. Otherwise the
+        // chunk lies in shared memory that the kernel zero-filled and
+        // earlier samples wrote: every byte holds a defined value, and in
+        // header-only modes nobody reads them.
+        let sample = unsafe { sample.assume_init() };
         sample.send().expect("send");
     }
 
-    /// Receives one sample; returns its length.
+    /// Receives message `seq`; in payload mode sums and checks every byte.
     #[inline]
-    fn receive(&self, mode: Mode) -> usize {
-        let sample = match mode {
-            Mode::BusyHeaderOnly | Mode::BusyPayload => loop {
+    fn receive(&self, mode: Mode, seq: u64) {
+        let sample = if mode.busy() {
+            loop {
                 if let Some(s) = self.subscriber.try_receive().expect("receive") {
                     break s;
                 }
                 std::hint::spin_loop();
-            },
-            _ => self.subscriber.receive().expect("receive"),
+            }
+        } else {
+            self.subscriber.receive().expect("receive")
         };
         if mode == Mode::BusyPayload {
-            let sum = sample
-                .iter()
-                .fold(0u64, |a, b| a.wrapping_add(u64::from(*b)));
-            black_box(sum);
+            harness::check_payload(&sample, fill_byte(seq));
         }
-        sample.len()
     }
 }
 
-/// Runs one ping-pong scenario; `rounds` timed round trips after
-/// `rounds / 10` warm-up ones.
-pub fn ping_pong(size: usize, mode: Mode, rounds: usize) -> Latency {
+/// The plan of a conduit pub/sub row of `rounds` timed round trips: busy
+/// (with a batch phase of [`harness::BATCH`]) for the busy modes, sleeping
+/// for the blocking ones; `rounds / 10` warm-up round trips.
+pub fn plan(mode: Mode, rounds: usize) -> Plan {
+    let rounds = rounds.max(1) as u64;
+    if mode.busy() {
+        Plan::busy(rounds / 10, rounds, harness::BATCH)
+    } else {
+        Plan::sleeping(rounds / 10, rounds)
+    }
+}
+
+/// Runs one ping-pong scenario under `plan` ([`plan`] for the usual one).
+pub fn ping_pong(size: usize, mode: Mode, plan: &Plan) -> Measurement {
     let domain = format!("bench-pubsub-{}", std::process::id());
     let node = Node::builder()
         .name("bench-ping")
@@ -157,42 +180,28 @@ pub fn ping_pong(size: usize, mode: Mode, rounds: usize) -> Latency {
     let ping = topic(&node, "ping");
     let pong = topic(&node, "pong");
     let ports = ports(&ping, &pong, size, mode.spin());
-    pin_to_cpu(0);
-    let mut child = spawn(&domain, size, mode);
-    let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("child ready");
-    assert_eq!(line.trim(), "ready", "child failed to start");
+    let (scenario, touch) = mode.scenario();
+    let mut args = plan.to_args();
+    args.extend([domain.clone(), size.to_string(), mode.code().to_owned()]);
+    let spec = ChildSpec::role(ROLE);
+    let mut peer = Peer::spawn(spec.role, &args, spec.fds);
+    peer.wait_ready();
     ports.publisher.update_connections();
-
-    let warmup = (rounds / 10).max(BATCH);
-    for i in 0..warmup {
-        ports.send(size, mode, false, i as u8);
-        ports.receive(mode);
-    }
-    let batches = rounds.div_ceil(BATCH);
-    let mut one_way = Vec::with_capacity(batches);
-    let cpu0 = cpu_time(false);
-    for b in 0..batches {
-        let start = Instant::now();
-        for i in 0..BATCH {
-            ports.send(size, mode, false, (b + i) as u8);
-            ports.receive(mode);
-        }
-        one_way.push(start.elapsed() / (2 * BATCH as u32));
-    }
-    let cpu = cpu_time(false) - cpu0;
-    ports.send(size, mode, true, 0);
-    let status = child.wait().expect("wait child");
-    assert!(status.success(), "child failed: {status}");
-    one_way.sort();
-    let pct = |p: f64| one_way[((one_way.len() - 1) as f64 * p) as usize];
-    Latency {
-        name: format!("conduit {} {}", mode.code(), size_name(size)),
-        p50: pct(0.5),
-        p99: pct(0.99),
-        cpu_per_round_trip: cpu / (batches * BATCH) as u32,
-    }
+    let timed = harness::measure(plan, |i| {
+        ports.send(size, mode, i);
+        ports.receive(mode, i);
+    });
+    let report = peer.finish();
+    drop((ports, ping, pong, node));
+    let _ = Node::cleanup(&domain);
+    Measurement::new(
+        scenario,
+        size as u64,
+        touch,
+        timed,
+        plan.timed(),
+        Some(report),
+    )
 }
 
 /// "8 B", "1 KiB", "64 KiB", "1 MiB".
@@ -204,23 +213,13 @@ pub fn size_name(size: usize) -> String {
     }
 }
 
-fn spawn(domain: &str, size: usize, mode: Mode) -> Child {
-    Command::new(std::env::current_exe().expect("current_exe"))
-        .env(ROLE_ENV, "pong")
-        .args([domain, &size.to_string(), mode.code()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// The echoing child (call from `main` when [`ROLE_ENV`] is set, with the
-/// program's arguments after argv\[0\]).
+/// The echoing child (the [`ROLE`] body): `warmup timed domain size
+/// mode`.
 pub fn child(args: &[String]) {
-    let domain = &args[0];
-    let size: usize = args[1].parse().expect("size");
-    let mode = Mode::parse(&args[2]);
-    pin_to_cpu(1);
+    let plan = Plan::from_args(args);
+    let domain = &args[2];
+    let size: usize = args[3].parse().expect("size");
+    let mode = Mode::parse(&args[4]);
     let node = Node::builder()
         .name("bench-pong")
         .domain(domain)
@@ -229,13 +228,11 @@ pub fn child(args: &[String]) {
     let ping = topic(&node, "ping");
     let pong = topic(&node, "pong");
     let ports = ports(&pong, &ping, size, mode.spin());
-    println!("ready");
-    loop {
-        if ports.receive(mode) == 0 {
-            break;
-        }
-        ports.send(size, mode, false, 1);
-    }
+    harness::ready();
+    harness::echo_loop(&plan, |i| {
+        ports.receive(mode, i);
+        ports.send(size, mode, i);
+    });
 }
 
 /// Bytes in /dev/shm of a default service (`u64` payload, default QoS)
@@ -261,7 +258,7 @@ pub fn default_service_footprint() -> (u64, u64, u64) {
 }
 
 /// Runs every conduit ping-pong scenario.
-pub fn all(rounds: usize) -> Vec<Latency> {
+pub fn all(rounds: usize) -> Vec<Measurement> {
     let mut out = Vec::new();
     for mode in [Mode::BusyHeaderOnly, Mode::BusyPayload] {
         for size in SIZES {
@@ -270,14 +267,18 @@ pub fn all(rounds: usize) -> Vec<Latency> {
             } else {
                 rounds
             };
-            out.push(ping_pong(size, mode, r.max(BATCH)));
+            out.push(ping_pong(size, mode, &plan(mode, r)));
         }
     }
-    out.push(ping_pong(8, Mode::BlockingDefaultSpin, rounds));
+    out.push(ping_pong(
+        8,
+        Mode::BlockingDefaultSpin,
+        &plan(Mode::BlockingDefaultSpin, rounds),
+    ));
     out.push(ping_pong(
         8,
         Mode::BlockingNoSpin,
-        (rounds / 50).max(BATCH * 4),
+        &plan(Mode::BlockingNoSpin, rounds / 50),
     ));
     out
 }

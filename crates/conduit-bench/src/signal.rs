@@ -43,9 +43,12 @@ pub struct Report {
     pub round_trips_per_sec: f64,
 }
 
-fn report(name: &'static str, mut rtts: Vec<Duration>, total: Duration) -> Report {
-    rtts.sort_unstable();
-    let pick = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize] / 2;
+/// Per-round-trip samples, the percentile of every latency row
+/// ([`crate::harness::percentile`]), one-way = round trip / 2.
+fn report(name: &'static str, rtts: Vec<Duration>, total: Duration) -> Report {
+    let mut ns: Vec<f64> = rtts.iter().map(|d| d.as_nanos() as f64).collect();
+    ns.sort_unstable_by(f64::total_cmp);
+    let pick = |q: f64| Duration::from_nanos((crate::harness::percentile(&ns, q) / 2.0) as u64);
     Report {
         name,
         round_trips: rtts.len(),

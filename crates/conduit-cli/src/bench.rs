@@ -39,7 +39,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
     /// Add the JSON lines of FILE (e.g. from bench-peers' `--json`) to the
-    /// results.
+    /// results, marked "(ingested)": figures of another run, shown but
+    /// never used in a ratio or target (`--with-iceoryx2` measures
+    /// iceoryx2 in this run).
     #[arg(long, visible_alias = "ingest", value_name = "FILE")]
     pub peers: Vec<PathBuf>,
     /// Also run the iceoryx2 scenarios of crates/bench-peers (their
@@ -54,7 +56,7 @@ pub struct BenchArgs {
 }
 
 /// One result row (also one line of `--json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Row {
     /// "latency" (ping-pong, one-way), "throughput" (a stream), "cost"
     /// (one operation, e.g. a blackboard read: `p50_ns` is the median cost
@@ -66,15 +68,26 @@ pub struct Row {
     pub baseline: bool,
     /// Payload bytes per message.
     pub payload: u64,
-    /// Median one-way latency, ns.
+    /// Median one-way latency, ns: of per-round-trip samples (latency
+    /// rows; see [`harness::METHOD`]).
     pub p50_ns: Option<f64>,
-    /// 99th percentile one-way latency, ns.
+    /// 99th percentile one-way latency, ns, of the same samples.
     pub p99_ns: Option<f64>,
-    /// Messages per second.
+    /// Busy-polling latency rows: median over batches of `batch` round
+    /// trips of the batch's mean one-way latency, ns (a separate phase;
+    /// never part of p50/p99).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_mean_ns: Option<f64>,
+    /// Round trips per batch of `batch_mean_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// One-way messages per second (latency rows: 1 s / the mean one-way
+    /// latency of the per-round-trip phase).
     pub msgs_per_s: Option<f64>,
-    /// Bytes per second.
+    /// Payload bytes per second (only where the payload was written and
+    /// read).
     pub bytes_per_s: Option<f64>,
-    /// CPU time (both processes) per message, ns.
+    /// CPU time per message, both processes measured, ns.
     pub cpu_ns_per_msg: Option<f64>,
     /// For "ratio" rows: the ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +95,10 @@ pub struct Row {
     /// For "ratio" rows with a target: whether it was met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_met: Option<bool>,
+    /// Read from a `--peers` file (another run): shown marked, never used
+    /// in a ratio or a target.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ingested: bool,
 }
 
 /// Runs a benchmark child role if this process is one, then exits.
@@ -90,16 +107,6 @@ pub fn child_main_if_requested() {
         (events::EVENT_ROLE, events::event_echo_child),
         (blackboard::ROLE, blackboard::peer_child),
     ]);
-    if std::env::var_os(pubsub::ROLE_ENV).is_some() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        pubsub::child(&args);
-        std::process::exit(0);
-    }
-    if std::env::var_os(reqres::ROLE_ENV).is_some() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        reqres::child(&args);
-        std::process::exit(0);
-    }
     // Not a child unless the first argument is `--child`; only then are
     // the arguments (all ours, ASCII) read as strings. A user's argument
     // that is not UTF-8 goes on to clap, which reports it.
@@ -108,12 +115,7 @@ pub fn child_main_if_requested() {
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() >= 2 {
-        let role = &args[1];
-        if role.starts_with("write-") {
-            msg::throughput_child(role, &args[2..]);
-        } else {
-            msg::latency_child(role, &args[2..]);
-        }
+        msg::throughput_child(&args[1], &args[2..]);
         std::process::exit(0);
     }
 }
@@ -133,12 +135,10 @@ struct Job {
     run: Box<dyn FnOnce() -> Vec<Row>>,
 }
 
+/// The row of every latency measurement, conduit's, the floors' and the
+/// peers' alike: the figures of [`Measurement`]'s one statistic
+/// (`msgs_per_s`, `bytes_per_s`, `cpu_ns_per_msg`).
 fn from_measurement(m: &Measurement, mechanism: &str, baseline: bool) -> Row {
-    let cpu = match (m.cpu_ns_per_rt_measurer, m.cpu_ns_per_rt_echoer) {
-        (Some(a), Some(b)) => Some((a + b) / 2.0),
-        (Some(a), None) => Some(a),
-        _ => None,
-    };
     Row {
         kind: "latency".into(),
         mechanism: mechanism.to_owned(),
@@ -146,21 +146,13 @@ fn from_measurement(m: &Measurement, mechanism: &str, baseline: bool) -> Row {
         payload: m.payload,
         p50_ns: Some(m.p50_ns),
         p99_ns: Some(m.p99_ns),
-        msgs_per_s: (m.mean_ns > 0.0).then(|| 1e9 / m.mean_ns),
-        bytes_per_s: (m.mean_ns > 0.0).then(|| m.payload as f64 * 1e9 / m.mean_ns),
-        cpu_ns_per_msg: cpu,
-        ratio: None,
-        target_met: None,
+        batch_mean_ns: m.batch_mean_ns,
+        batch: m.batch,
+        msgs_per_s: m.msgs_per_s(),
+        bytes_per_s: m.bytes_per_s(),
+        cpu_ns_per_msg: m.cpu_ns_per_msg(),
+        ..Row::default()
     }
-}
-
-/// The row of a [`msg::Latency`]: the JSON row bench-peers prints for its
-/// own `Latency` figures (`iceoryx2_reqres`), so that both sides' rows are
-/// built the same way. CPU/msg is the measuring process's CPU per round
-/// trip (the echoing one spends about as much: both per message = the
-/// same figure).
-fn from_latency(l: &msg::Latency, mechanism: &str, baseline: bool, payload: u64) -> Row {
-    serde_json::from_str(&l.json_row(mechanism, baseline, payload)).expect("a latency row")
 }
 
 fn jobs(size: Size) -> Vec<Job> {
@@ -204,7 +196,7 @@ fn jobs(size: Size) -> Vec<Job> {
             format!("spin on a shared line, {}", pubsub::size_name(payload)),
             "raw spin (shared memory)",
             Box::new(move || {
-                let plan = Plan::busy(rounds / 10, rounds, 100);
+                let plan = Plan::busy(rounds / 10, rounds, harness::BATCH);
                 let m = floors::spin_line_with_payload(&plan, payload, harness::Mode::Payload);
                 vec![from_measurement(&m, "raw spin (shared memory)", true)]
             }),
@@ -254,14 +246,10 @@ fn jobs(size: Size) -> Vec<Job> {
             format!("conduit pubsub busy, {}", pubsub::size_name(payload)),
             "conduit pubsub (busy)",
             Box::new(move || {
-                let l = pubsub::ping_pong(payload, pubsub::Mode::BusyPayload, rounds);
+                let mode = pubsub::Mode::BusyPayload;
+                let m = pubsub::ping_pong(payload, mode, &pubsub::plan(mode, rounds));
                 pubsub::settle();
-                vec![from_latency(
-                    &l,
-                    "conduit pubsub (busy)",
-                    false,
-                    payload as u64,
-                )]
+                vec![from_measurement(&m, "conduit pubsub (busy)", false)]
             }),
         );
     }
@@ -269,9 +257,10 @@ fn jobs(size: Size) -> Vec<Job> {
         "conduit pubsub blocking".into(),
         "conduit pubsub (blocking)",
         Box::new(move || {
-            let l = pubsub::ping_pong(8, pubsub::Mode::BlockingDefaultSpin, pubsub_rounds);
+            let mode = pubsub::Mode::BlockingDefaultSpin;
+            let m = pubsub::ping_pong(8, mode, &pubsub::plan(mode, pubsub_rounds));
             pubsub::settle();
-            vec![from_latency(&l, "conduit pubsub (blocking)", false, 8)]
+            vec![from_measurement(&m, "conduit pubsub (blocking)", false)]
         }),
     );
     if size != Size::Smoke {
@@ -279,17 +268,13 @@ fn jobs(size: Size) -> Vec<Job> {
             "conduit pubsub blocking, no spin".into(),
             "conduit pubsub (blocking, no spin)",
             Box::new(move || {
-                let l = pubsub::ping_pong(
-                    8,
-                    pubsub::Mode::BlockingNoSpin,
-                    (pubsub_rounds / 4).max(pubsub::BATCH * 4),
-                );
+                let mode = pubsub::Mode::BlockingNoSpin;
+                let m = pubsub::ping_pong(8, mode, &pubsub::plan(mode, pubsub_rounds / 4));
                 pubsub::settle();
-                vec![from_latency(
-                    &l,
+                vec![from_measurement(
+                    &m,
                     "conduit pubsub (blocking, no spin)",
                     false,
-                    8,
                 )]
             }),
         );
@@ -306,14 +291,10 @@ fn jobs(size: Size) -> Vec<Job> {
             format!("conduit reqres busy, {}", pubsub::size_name(payload)),
             "conduit reqres (busy)",
             Box::new(move || {
-                let l = reqres::round_trips(payload, reqres::Mode::Busy, rounds);
+                let mode = reqres::Mode::Busy;
+                let m = reqres::round_trips(payload, mode, &reqres::plan(mode, rounds));
                 pubsub::settle();
-                vec![from_latency(
-                    &l,
-                    "conduit reqres (busy)",
-                    false,
-                    payload as u64,
-                )]
+                vec![from_measurement(&m, "conduit reqres (busy)", false)]
             }),
         );
     }
@@ -321,9 +302,10 @@ fn jobs(size: Size) -> Vec<Job> {
         "conduit reqres blocking".into(),
         "conduit reqres (blocking)",
         Box::new(move || {
-            let l = reqres::round_trips(8, reqres::Mode::Blocking, pubsub_rounds);
+            let mode = reqres::Mode::Blocking;
+            let m = reqres::round_trips(8, mode, &reqres::plan(mode, pubsub_rounds));
             pubsub::settle();
-            vec![from_latency(&l, "conduit reqres (blocking)", false, 8)]
+            vec![from_measurement(&m, "conduit reqres (blocking)", false)]
         }),
     );
     // The blackboard: read and update costs, the baselines and the ratios
@@ -354,12 +336,11 @@ fn jobs(size: Size) -> Vec<Job> {
             format!("{name} ping-pong"),
             &mechanism_name(name),
             Box::new(move || {
-                let l = msg::latency(name, msg_rounds);
-                vec![from_latency(
-                    &l,
+                let m = msg::latency(name, &msg::latency_plan(name, msg_rounds));
+                vec![from_measurement(
+                    &m,
                     &mechanism_name(name),
                     is_baseline(name),
-                    8,
                 )]
             }),
         );
@@ -382,13 +363,9 @@ fn jobs(size: Size) -> Vec<Job> {
                     mechanism: mechanism_name(name),
                     baseline: is_baseline(name),
                     payload: msg::CHUNK as u64,
-                    p50_ns: None,
-                    p99_ns: None,
                     msgs_per_s: Some(bps / msg::CHUNK as f64),
                     bytes_per_s: Some(bps),
-                    cpu_ns_per_msg: None,
-                    ratio: None,
-                    target_met: None,
+                    ..Row::default()
                 }]
             }),
         );
@@ -439,13 +416,7 @@ fn blackboard_rows(f: &blackboard::Figures) -> Vec<Row> {
         mechanism: mechanism.to_owned(),
         baseline,
         payload: 8,
-        p50_ns: None,
-        p99_ns: None,
-        msgs_per_s: None,
-        bytes_per_s: None,
-        cpu_ns_per_msg: None,
-        ratio: None,
-        target_met: None,
+        ..Row::default()
     };
     let costs = f.costs.iter().map(|c| Row {
         p50_ns: Some(c.ns),
@@ -469,10 +440,7 @@ fn signal_row(r: &signal::Report, mechanism: &str) -> Row {
         p50_ns: Some(r.p50.as_nanos() as f64),
         p99_ns: Some(r.p99.as_nanos() as f64),
         msgs_per_s: Some(r.round_trips_per_sec * 2.0),
-        bytes_per_s: None,
-        cpu_ns_per_msg: None,
-        ratio: None,
-        target_met: None,
+        ..Row::default()
     }
 }
 
@@ -588,12 +556,17 @@ pub fn run(args: BenchArgs) -> CmdResult {
                 &e,
             )
         })?;
+        let before = rows.len();
         ingest(&text, &mut rows).map_err(|e| {
             Failure::new(
                 exit::USAGE,
                 format!("{}: bad JSON line: {e}", path.display()),
             )
         })?;
+        // Another run's figures: shown, marked, never in a ratio.
+        for r in &mut rows[before..] {
+            r.ingested = true;
+        }
     }
     if let Some(path) = &args.report {
         std::fs::write(path, "").map_err(|e| {
@@ -695,18 +668,24 @@ fn ns(v: Option<f64>) -> String {
 }
 
 /// The text table: one row per result; latency ratios against the plain
-/// pipe ping-pong.
+/// pipe ping-pong of this run; the method ([`harness::METHOD`]) and the
+/// targets below.
 pub fn table(rows: &[Row]) -> String {
     let pipe = rows
         .iter()
-        .find(|r| r.kind == "latency" && r.mechanism == "plain pipe")
+        .find(|r| r.kind == "latency" && r.mechanism == "plain pipe" && !r.ingested)
         .and_then(|r| r.p50_ns);
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             vec![
                 r.kind.clone(),
-                format!("{}{}", r.mechanism, if r.baseline { " *" } else { "" }),
+                format!(
+                    "{}{}{}",
+                    r.mechanism,
+                    if r.baseline { " *" } else { "" },
+                    if r.ingested { " (ingested)" } else { "" }
+                ),
                 common::bytes(r.payload as f64),
                 match r.ratio {
                     Some(v) => format!(
@@ -724,12 +703,16 @@ pub fn table(rows: &[Row]) -> String {
                     None => ns(r.p50_ns),
                 },
                 ns(r.p99_ns),
+                match (r.batch_mean_ns, r.batch) {
+                    (Some(v), Some(b)) => format!("{} /{b}", harness::fmt_ns(v)),
+                    _ => "-".into(),
+                },
                 r.msgs_per_s.map_or("-".into(), |v| format!("{:.0}", v)),
                 r.bytes_per_s
                     .map_or("-".into(), |v| format!("{}/s", common::bytes(v))),
                 ns(r.cpu_ns_per_msg),
                 match (r.p50_ns, pipe) {
-                    (Some(a), Some(b)) if b > 0.0 && r.kind == "latency" => {
+                    (Some(a), Some(b)) if b > 0.0 && r.kind == "latency" && !r.ingested => {
                         format!("{:.2}", a / b)
                     }
                     _ => "-".into(),
@@ -744,6 +727,7 @@ pub fn table(rows: &[Row]) -> String {
             "payload",
             "p50",
             "p99",
+            "batch mean",
             "msg/s",
             "throughput",
             "CPU/msg",
@@ -751,25 +735,33 @@ pub fn table(rows: &[Row]) -> String {
         ],
         &body,
     );
-    out.push_str(
-        "* baseline; latency is one-way (round trip / 2); CPU/msg counts both processes;\n\
-         cost: median per operation (batches of 1000); ratio: of two figures of this run (p50 column).\n",
-    );
+    out.push_str(FOOTER);
+    out.push_str(harness::METHOD);
     out.push_str(&targets(rows));
     out
 }
 
-/// The p50 of `mechanism` at `payload` bytes, if measured.
+/// The table's footer before [`harness::METHOD`].
+const FOOTER: &str = "\
+* baseline; latency rows: every figure from the one statistic below, for conduit, baselines and peers alike;\n\
+CPU/msg: measured in both processes (- where the echoing one did not report); throughput: stream rows, and \
+latency rows whose payload was written and read;\n\
+cost: median per operation (batches of 1000); ratio: of two figures of this run (p50 column).\n";
+
+/// The p50 of `mechanism` at `payload` bytes, if measured in this run
+/// (never an ingested row).
 fn p50(rows: &[Row], mechanism: &str, payload: u64) -> Option<f64> {
     rows.iter()
-        .find(|r| r.kind == "latency" && r.mechanism == mechanism && r.payload == payload)
+        .find(|r| {
+            r.kind == "latency" && !r.ingested && r.mechanism == mechanism && r.payload == payload
+        })
         .and_then(|r| r.p50_ns)
 }
 
-/// The figure of the cost row `mechanism`, if measured.
+/// The figure of the cost row `mechanism`, if measured in this run.
 fn cost_of(rows: &[Row], mechanism: &str) -> Option<f64> {
     rows.iter()
-        .find(|r| r.kind == "cost" && r.mechanism == mechanism)
+        .find(|r| r.kind == "cost" && !r.ingested && r.mechanism == mechanism)
         .and_then(|r| r.p50_ns)
 }
 
@@ -790,9 +782,10 @@ fn ratio_line(label: &str, a: f64, b: f64, target: Option<f64>) -> String {
     )
 }
 
-/// The ratios the issues set targets for, from this run's rows (a line
-/// only where both sides were measured), and conduit against iceoryx2
-/// where both ran (`--with-iceoryx2`): blackboard costs, request/response
+/// The ratios the issues set targets for, from this run's rows only (a
+/// line only where both sides were measured in this run; `--peers` rows
+/// never count), and conduit against iceoryx2 where both ran
+/// (`--with-iceoryx2`): blackboard costs, request/response
 /// round trips, pub/sub one-way latencies.
 fn targets(rows: &[Row]) -> String {
     let mut out = String::new();
@@ -843,28 +836,73 @@ fn targets(rows: &[Row]) -> String {
 mod tests {
     use super::*;
 
+    fn measurement(payload: u64, mode: harness::Mode, p50: f64) -> Measurement {
+        Measurement {
+            scenario: "x".into(),
+            payload,
+            mode,
+            p50_ns: p50,
+            p99_ns: 2.0 * p50,
+            mean_ns: 1.25 * p50,
+            iterations: 10,
+            batch_mean_ns: None,
+            batch: None,
+            cpu_ns_per_rt_measurer: Some(3.0 * p50),
+            cpu_ns_per_rt_echoer: Some(p50),
+            ingested: false,
+        }
+    }
+
     fn latency(mechanism: &str, payload: u64, p50: f64) -> Row {
-        let l = msg::Latency {
-            name: String::new(),
-            p50: std::time::Duration::from_nanos(p50 as u64),
-            p99: std::time::Duration::from_nanos(2 * p50 as u64),
-            cpu_per_round_trip: std::time::Duration::from_nanos(3 * p50 as u64),
-        };
-        from_latency(&l, mechanism, false, payload)
+        from_measurement(
+            &measurement(payload, harness::Mode::Payload, p50),
+            mechanism,
+            false,
+        )
     }
 
     #[test]
-    fn a_latency_row_is_the_json_row_peers_print() {
-        let r = latency("iceoryx2 reqres (busy)", 1024, 500.0);
+    fn every_latency_row_takes_its_rates_from_the_one_statistic() {
+        let mut m = measurement(1024, harness::Mode::Payload, 500.0);
+        m.batch_mean_ns = Some(450.0);
+        m.batch = Some(harness::BATCH);
+        let r = from_measurement(&m, "iceoryx2 reqres (busy)", false);
         assert_eq!(r.kind, "latency");
         assert_eq!(r.mechanism, "iceoryx2 reqres (busy)");
         assert_eq!(r.payload, 1024);
-        assert_eq!(r.p50_ns, Some(500.0));
-        assert_eq!(r.p99_ns, Some(1000.0));
-        assert_eq!(r.msgs_per_s, Some(2e6));
-        assert_eq!(r.bytes_per_s, Some(1024.0 * 2e6));
-        assert_eq!(r.cpu_ns_per_msg, Some(1500.0));
-        assert_eq!((r.ratio, r.target_met), (None, None));
+        assert_eq!((r.p50_ns, r.p99_ns), (Some(500.0), Some(1000.0)));
+        // msg/s from the mean (625 ns), never from p50.
+        assert_eq!(r.msgs_per_s, Some(1.6e6));
+        assert_eq!(r.bytes_per_s, Some(1024.0 * 1.6e6));
+        // Both processes: (1500 + 500) / 2 per message.
+        assert_eq!(r.cpu_ns_per_msg, Some(1000.0));
+        assert_eq!((r.batch_mean_ns, r.batch), (Some(450.0), Some(100)));
+        assert_eq!((r.ratio, r.target_met, r.ingested), (None, None, false));
+        let table = table(&[r]);
+        assert!(table.contains("450 ns /100"), "{table}");
+        assert!(table.contains(harness::METHOD), "{table}");
+        // Header-only: no throughput; one process unknown: no CPU/msg.
+        let mut h = measurement(8, harness::Mode::Header, 500.0);
+        h.cpu_ns_per_rt_echoer = None;
+        let r = from_measurement(&h, "h", false);
+        assert_eq!((r.bytes_per_s, r.cpu_ns_per_msg), (None, None));
+    }
+
+    #[test]
+    fn ingested_rows_are_marked_and_left_out_of_targets() {
+        let mut theirs = latency("iceoryx2 reqres (busy)", 8, 4000.0);
+        theirs.ingested = true;
+        let rows = [latency("conduit reqres (busy)", 8, 1000.0), theirs];
+        assert_eq!(targets(&rows), "");
+        let t = table(&rows);
+        assert!(t.contains("iceoryx2 reqres (busy) (ingested)"), "{t}");
+        let json = serde_json::to_string(&rows[1]).unwrap();
+        assert!(json.contains(r#""ingested":true"#), "{json}");
+        assert!(
+            !serde_json::to_string(&rows[0])
+                .unwrap()
+                .contains("ingested")
+        );
     }
 
     #[test]

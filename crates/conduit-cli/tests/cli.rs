@@ -1141,6 +1141,20 @@ fn bench_smoke_writes_a_report_with_charts() {
     }
     assert!(rows.iter().any(|r| r["baseline"] == true));
     assert!(rows.iter().any(|r| r["kind"] == "throughput"));
+    // One statistic for every latency row: conduit's rows carry both
+    // processes' CPU, busy rows a separate batch mean, and only rows whose
+    // payload is written and read a throughput.
+    for r in rows.iter().filter(|r| r["kind"] == "latency") {
+        let name = r["mechanism"].as_str().unwrap();
+        if name.starts_with("conduit ") {
+            assert!(r["cpu_ns_per_msg"].as_f64().is_some(), "{r}");
+        }
+        let busy = name.contains("(busy)") || name.starts_with("raw spin");
+        assert_eq!(r["batch"].as_u64().is_some(), busy, "{r}");
+        // Request/response writes and reads its payload busy or blocking.
+        let touched = busy || name.starts_with("conduit reqres");
+        assert_eq!(r["bytes_per_s"].as_f64().is_some(), touched, "{r}");
+    }
     let page = std::fs::read_to_string(&html).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
@@ -1209,6 +1223,10 @@ fn bench_smoke_writes_a_report_with_charts() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("request/response round trip vs pub/sub one-way, busy, 8 B: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("p50, p99 and mean are over per-round-trip samples"),
         "{text}"
     );
     let o = Command::new(CONDUIT)
@@ -1286,6 +1304,8 @@ fn bench_with_iceoryx2_runs_the_peer_binaries_of_peers_dir() {
         "{}",
         stderr(&o)
     );
+    // Measured in this run (the peers ran now): not marked ingested.
+    assert!(rows.iter().all(|r| r.get("ingested").is_none()), "{rows:?}");
     // `--only reqres` runs conduit's request/response rows and only the
     // reqres peer, and the table ends with their ratio (conduit's round
     // trip is far below the stand-in's 2 ms: met).
@@ -1353,6 +1373,9 @@ fn bench_includes_peer_results_from_a_file() {
     // The peer's result joins the run; its floor duplicate (measured here) does not.
     assert_eq!(names, ["iceoryx2 pubsub", "raw futex"], "{names:?}");
     assert_eq!(rows[0]["p50_ns"], 300.0);
+    // Another run's row is marked, and never one of this run's figures.
+    assert_eq!(rows[0]["ingested"], true, "{rows:?}");
+    assert!(rows[1].get("ingested").is_none(), "{rows:?}");
 }
 
 #[test]

@@ -12,8 +12,14 @@
 //! - `header`: only the user header is written and read; the payload bytes
 //!   are loaned and sent untouched (what zero-copy transport costs by
 //!   itself);
-//! - `payload`: the sender fills every payload byte, the receiver sums
-//!   every byte and checks the sum (what moving the data costs).
+//! - `payload`: the sender fills every payload byte with one bulk write,
+//!   the receiver sums every byte and checks the sum
+//!   (`harness::fill_payload` / `check_payload`, the same work as conduit's
+//!   and the floor's payload mode).
+//!
+//! The statistic is `harness::measure`'s, the same for every row:
+//! per-round-trip samples for p50/p99/mean, then a separately reported
+//! batch phase ("batch mean of `harness::BATCH`").
 //!
 //! Ratios are to `spin_line` with the same payload and mode: the header
 //! rows to the bare cache-line floor, the payload rows to
@@ -24,7 +30,7 @@ use core::mem::MaybeUninit;
 
 use bench_peers::{Domain, PAYLOADS, pubsub_plan, unique_prefix};
 use conduit_bench::floors;
-use conduit_bench::harness::{self, ChildSpec, Measurement, Mode, Plan, Report};
+use conduit_bench::harness::{self, ChildSpec, Measurement, Mode, Plan, Report, fill_byte};
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
@@ -38,11 +44,6 @@ fn service_name(prefix: &str, direction: &str) -> ServiceName {
     ServiceName::new(&format!("{prefix}/{direction}")).expect("service name")
 }
 
-/// The byte every payload byte of message `seq` holds in payload mode.
-fn fill_byte(seq: u64) -> u8 {
-    (seq % 251) as u8 + 1
-}
-
 /// Loans a slice of `len` bytes, writes `seq` into the user header (and
 /// every payload byte in payload mode), sends it.
 fn send(publisher: &Pub, seq: u64, len: usize, mode: Mode) {
@@ -50,9 +51,7 @@ fn send(publisher: &Pub, seq: u64, len: usize, mode: Mode) {
     *sample.user_header_mut() = seq;
     if mode == Mode::Payload {
         let bytes: &mut [MaybeUninit<u8>] = sample.payload_mut();
-        // SAFETY: `bytes` is a valid, exclusively borrowed slice of `len`
-        // bytes; writing any u8 value into MaybeUninit<u8> is sound.
-        unsafe { core::ptr::write_bytes(bytes.as_mut_ptr(), fill_byte(seq), bytes.len()) };
+        harness::fill_payload(bytes, fill_byte(seq));
     }
     // SAFETY: in payload mode every byte was just written. In header mode
     // the bytes are not written on purpose (the point of the mode): they
@@ -72,9 +71,8 @@ fn receive(subscriber: &Sub, seq: u64, len: usize, mode: Mode) {
             assert_eq!(*sample.user_header(), seq, "out-of-order message");
             if mode == Mode::Payload {
                 let payload: &[u8] = sample.payload();
-                let sum: u64 = payload.iter().map(|&b| u64::from(b)).sum();
                 assert_eq!(payload.len(), len);
-                assert_eq!(sum, len as u64 * u64::from(fill_byte(seq)), "bad payload");
+                harness::check_payload(payload, fill_byte(seq));
             }
             return;
         }

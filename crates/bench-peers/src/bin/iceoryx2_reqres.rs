@@ -2,21 +2,22 @@
 //! client on CPU 0, the server on CPU 1), under the same measurement as
 //! conduit's (`conduit_bench::reqres`): the same payload sizes
 //! (`reqres::SIZES`, typed `[u8; N]` requests and responses), the same
-//! payload work, the same round counts, and the same measuring loop and
-//! statistic (`reqres::measure`: clock read once per batch of
-//! `reqres::BATCH` round trips, one-way = round trip / 2, p50 and p99 over
-//! batch means).
+//! payload work (`reqres::fill` / `reqres::read_all`), the same plan
+//! (`reqres::plan`) and the same measuring loop and statistic as every
+//! row (`harness::measure`: one-way = round trip / 2, p50/p99/mean over
+//! per-round-trip samples, then a separately reported batch phase; both
+//! processes' CPU time).
 //!
 //! `cargo run --release --manifest-path crates/bench-peers/Cargo.toml --bin
 //! iceoryx2_reqres [-- --quick] [--json]`
 //!
-//! `--json` prints the rows in `conduit bench --json`'s format ("iceoryx2
-//! reqres (busy)"), which `conduit bench --peers FILE` (and
-//! `--with-iceoryx2`) adds to its table next to "conduit reqres (busy)".
+//! `--json` prints harness measurement lines (scenario "iceoryx2 reqres
+//! (busy)"), which `conduit bench --with-iceoryx2` adds to its table next
+//! to "conduit reqres (busy)".
 //!
-//! One round trip: the client loans a request, writes every byte
-//! (`reqres::fill`) and sends it; the server busy-polls `receive`, reads
-//! every byte (`reqres::read_all`), loans a response, writes every byte,
+//! One round trip `i`: the client loans a request, writes every byte with
+//! `fill_byte(i)` (`reqres::fill`) and sends it; the server busy-polls
+//! `receive`, sums and checks every byte (`reqres::read_all`), loans a response, writes every byte,
 //! sends it and drops the active request (which ends the stream); the
 //! client busy-polls its pending response's `receive`, reads every byte,
 //! then drops the response and the pending response.
@@ -29,10 +30,8 @@
 //! iceoryx2 counterpart.
 
 use bench_peers::{Domain, unique_prefix};
-use conduit_bench::harness::{self, Mode, Peer, Plan};
-use conduit_bench::msg::Latency;
-use conduit_bench::pubsub::size_name;
-use conduit_bench::reqres::{self, BATCH, SIZES};
+use conduit_bench::harness::{self, Measurement, Mode, Peer, Plan, Report, fill_byte};
+use conduit_bench::reqres::{self, SIZES};
 use iceoryx2::port::client::Client;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::request_response::PortFactory;
@@ -78,18 +77,27 @@ fn send<const N: usize>(
 }
 
 /// One round trip, client side (see the module docs).
-fn round_trip<const N: usize>(client: &Client<ipc::Service, [u8; N], (), [u8; N], ()>, fill: u8) {
-    let pending = send(client, fill);
+fn round_trip<const N: usize>(client: &Client<ipc::Service, [u8; N], (), [u8; N], ()>, seq: u64) {
+    let pending = send(client, fill_byte(seq));
+    // A request sent before the client saw the server would reach nobody
+    // (and the busy loop would wait for ever): check the first one.
+    if seq == 0 {
+        assert_eq!(
+            pending.number_of_server_connections(),
+            1,
+            "the first request reached no server"
+        );
+    }
     let response = loop {
         if let Some(r) = pending.receive().expect("response") {
             break r;
         }
         std::hint::spin_loop();
     };
-    reqres::read_all(response.payload());
+    reqres::read_all(response.payload(), fill_byte(seq));
 }
 
-fn run<const N: usize>(domain: &Domain, quick: bool) -> Latency {
+fn run<const N: usize>(domain: &Domain, quick: bool) -> Measurement {
     let name = unique_prefix("reqres", N, Mode::Payload);
     let node = NodeBuilder::new()
         .config(domain.config())
@@ -97,35 +105,23 @@ fn run<const N: usize>(domain: &Domain, quick: bool) -> Latency {
         .expect("node");
     let svc = service::<N>(&node, &name, true);
     let client = svc.client_builder().create().expect("client");
-    let rounds = reqres::bench_rounds(N, quick);
-    // The server answers exactly the round trips `reqres::measure` makes,
-    // plus one checked round trip first.
-    let plan = Plan::busy(
-        reqres::warmup_rounds(rounds) as u64 + 1,
-        reqres::timed_rounds(rounds) as u64,
-        BATCH as u64,
-    );
+    // conduit's plan for the same size (`conduit bench` uses it too).
+    let plan = reqres::plan(reqres::Mode::Busy, reqres::bench_rounds(N, quick));
     let mut args = plan.to_args();
     args.extend([N.to_string(), name]);
     args.extend(domain.to_args());
     let mut peer = Peer::spawn(SERVER_ROLE, &args, &[]);
     peer.wait_ready();
-    // A request sent before the client saw the server would reach nobody
-    // (and the busy loop would wait for ever): check the first one.
-    let pending = send(&client, 1);
-    assert_eq!(
-        pending.number_of_server_connections(),
-        1,
-        "the first request reached no server"
-    );
-    while pending.receive().expect("response").is_none() {
-        std::hint::spin_loop();
-    }
-    drop(pending);
-    let mut latency = reqres::measure(rounds, |fill| round_trip(&client, fill));
-    peer.finish();
-    latency.name = format!("{MECHANISM} {}", size_name(N));
-    latency
+    let timed = harness::measure(&plan, |i| round_trip(&client, i));
+    let report = peer.finish();
+    Measurement::new(
+        MECHANISM,
+        N as u64,
+        Mode::Payload,
+        timed,
+        plan.timed(),
+        Some(report),
+    )
 }
 
 /// Child: the server, answering every request of the plan.
@@ -150,16 +146,16 @@ fn serve<const N: usize>(plan: &Plan, name: &str, domain: &Domain) {
     let svc = service::<N>(&node, name, false);
     let server = svc.server_builder().create().expect("server");
     harness::ready();
-    harness::echo_loop(plan, |_| {
+    harness::echo_loop(plan, |i| {
         let active = loop {
             if let Some(a) = server.receive().expect("request") {
                 break a;
             }
             std::hint::spin_loop();
         };
-        reqres::read_all(active.payload());
+        reqres::read_all(active.payload(), fill_byte(i));
         let mut response = active.loan_uninit().expect("loan");
-        reqres::fill(response.payload_mut(), 2);
+        reqres::fill(response.payload_mut(), fill_byte(i));
         // SAFETY: `[u8; N]` has no invalid bit patterns and `fill` just
         // wrote every byte.
         unsafe { response.assume_init() }.send().expect("send");
@@ -173,35 +169,18 @@ fn main() {
     let options = harness::Options::from_args();
     harness::setup_parent();
     let domain = Domain::create();
-    let rows: Vec<(usize, Latency)> = SIZES
-        .iter()
-        .map(|&size| {
-            let l = match size {
-                8 => run::<8>(&domain, options.quick),
-                1024 => run::<1024>(&domain, options.quick),
-                65536 => run::<65536>(&domain, options.quick),
-                other => panic!("unsupported payload size {other}"),
-            };
-            (size, l)
-        })
-        .collect();
-    drop(domain);
-    if options.json {
-        for (size, l) in &rows {
-            println!("{}", l.json_row(MECHANISM, false, *size as u64));
-        }
-    } else {
-        println!(
-            "iceoryx2 0.10 request/response, busy polling, one-way = round trip / 2 (p50/p99 over means of {BATCH} round trips)"
-        );
-        for (_, l) in &rows {
-            println!(
-                "{:>10} p50 {:>10} p99 {:>10} CPU/round trip  {}",
-                harness::fmt_ns(l.p50.as_nanos() as f64),
-                harness::fmt_ns(l.p99.as_nanos() as f64),
-                harness::fmt_ns(l.cpu_per_round_trip.as_nanos() as f64),
-                l.name
-            );
-        }
+    let mut report = Report::new(
+        "iceoryx2 0.10 request/response, busy polling, one-way = round trip / 2",
+        None,
+    );
+    for size in SIZES {
+        report.push(match size {
+            8 => run::<8>(&domain, options.quick),
+            1024 => run::<1024>(&domain, options.quick),
+            65536 => run::<65536>(&domain, options.quick),
+            other => panic!("unsupported payload size {other}"),
+        });
     }
+    drop(domain);
+    report.print(options.json);
 }

@@ -6,17 +6,14 @@
 //! raw vmsplice+splice+huge-page+busy loop) measured in the same run and
 //! reported as ratios. Parent pinned to CPU 0, child to CPU 1.
 
+use conduit_bench::harness::{self, Report};
 use conduit_bench::msg;
 
 fn main() {
+    harness::child_main_if_requested();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
-        let role = &args[1];
-        if role.starts_with("write-") {
-            msg::throughput_child(role, &args[2..]);
-        } else {
-            msg::latency_child(role, &args[2..]);
-        }
+        msg::throughput_child(&args[1], &args[2..]);
         return;
     }
     let mut bytes: u64 = 1 << 30;
@@ -88,19 +85,12 @@ fn main() {
     }
 
     println!();
-    println!("latency, 8-byte ping-pong, {rounds} round trips, one-way = RTT/2");
-    println!(
-        "{:<32} {:>10} {:>10} {:>14}",
-        "scenario", "p50 us", "p99 us", "cpu us/rt"
+    let mut report = Report::new(
+        &format!("latency, 8-byte ping-pong, {rounds} round trips"),
+        Some("pipe"),
     );
     for name in msg::LATENCY.iter().filter(|n| wanted(n)) {
-        let l = msg::latency(name, rounds);
-        println!(
-            "{:<32} {:>10.2} {:>10.2} {:>14.2}",
-            l.name,
-            l.p50.as_secs_f64() * 1e6,
-            l.p99.as_secs_f64() * 1e6,
-            l.cpu_per_round_trip.as_secs_f64() * 1e6
-        );
+        report.push(msg::latency(name, &msg::latency_plan(name, rounds)));
     }
+    print!("{}", report.table());
 }

@@ -1,11 +1,15 @@
 //! Publish/subscribe ping-pong between two processes pinned to CPU 0 and 1,
-//! in one run with its floors, and with iceoryx2 when its figures are given.
+//! in one run with its floors.
 //!
 //! ```sh
-//! cargo run --release --manifest-path crates/bench-peers/Cargo.toml --bin iceoryx2_pubsub -- --json > /tmp/iox-pubsub.json
-//! cargo run --release --manifest-path crates/bench-peers/Cargo.toml --bin iceoryx2_event  -- --json > /tmp/iox-event.json
-//! cargo run --release -p conduit-bench --bin pubsub -- --ingest /tmp/iox-pubsub.json --ingest /tmp/iox-event.json
+//! cargo run --release -p conduit-bench --bin pubsub [-- --quick] [--json]
 //! ```
+//!
+//! iceoryx2 is not measured by this binary: `conduit bench
+//! --with-iceoryx2` runs both in one run. `--ingest FILE` still shows
+//! another run's rows, marked "(ingested)", and never uses them in a
+//! ratio or a target: the targets below are computed only from rows this
+//! run measured.
 //!
 //! Prints one-way latency (round trip / 2) at p50 and p99 for payloads of
 //! 8 B to 1 MiB, header-only and with the payload written and read, blocking
@@ -15,32 +19,13 @@
 //! targets, and the memory a default service occupies in /dev/shm.
 //! `--quick` for a short (noisy) run, `--json` for JSON lines.
 
-use std::time::Duration;
-
 use conduit_bench::harness::{self, Measurement, Mode as Touch, Report};
 use conduit_bench::{floors, pubsub};
 
 fn conduit_row(size: usize, mode: pubsub::Mode, rounds: usize) -> Measurement {
-    let r = pubsub::ping_pong(size, mode, rounds);
+    let m = pubsub::ping_pong(size, mode, &pubsub::plan(mode, rounds));
     pubsub::settle();
-    let (scenario, touch) = match mode {
-        pubsub::Mode::BusyHeaderOnly => ("conduit_pubsub", Touch::Header),
-        pubsub::Mode::BusyPayload => ("conduit_pubsub", Touch::Payload),
-        pubsub::Mode::BlockingDefaultSpin => ("conduit_pubsub_blocking", Touch::Header),
-        pubsub::Mode::BlockingNoSpin => ("conduit_pubsub_blocking_nospin", Touch::Header),
-    };
-    let ns = |d: Duration| d.as_nanos() as f64;
-    Measurement {
-        scenario: scenario.to_owned(),
-        payload: size as u64,
-        mode: touch,
-        p50_ns: ns(r.p50),
-        p99_ns: ns(r.p99),
-        mean_ns: ns(r.p50),
-        iterations: rounds as u64,
-        cpu_ns_per_rt_measurer: Some(ns(r.cpu_per_round_trip)),
-        cpu_ns_per_rt_echoer: None,
-    }
+    m
 }
 
 fn find<'a>(
@@ -50,7 +35,7 @@ fn find<'a>(
     mode: Touch,
 ) -> Option<&'a Measurement> {
     rows.iter()
-        .find(|m| m.scenario == scenario && m.payload == payload && m.mode == mode)
+        .find(|m| !m.ingested && m.scenario == scenario && m.payload == payload && m.mode == mode)
 }
 
 fn target(
@@ -67,16 +52,13 @@ fn target(
             y.p50_ns,
             x.p50_ns / y.p50_ns
         ),
-        _ => println!("  {what}: not measured in this run (target {limit})"),
+        _ => println!(
+            "  {what}: not measured in this run (target {limit}; iceoryx2: `conduit bench --with-iceoryx2`)"
+        ),
     }
 }
 
 fn main() {
-    if std::env::var_os(pubsub::ROLE_ENV).is_some() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        pubsub::child(&args);
-        return;
-    }
     harness::child_main_if_requested();
     let options = harness::Options::from_args();
     harness::setup_parent();
@@ -116,16 +98,10 @@ fn main() {
     for m in &rows {
         report.push(m.clone());
     }
+    // Another run's rows: shown (marked), never part of a target.
     for path in &options.ingest {
         let text = std::fs::read_to_string(path).expect("read --ingest file");
-        let mut extra = Report::new("", None);
-        extra.ingest(&text).expect("parse --ingest file");
         report.ingest(&text).expect("parse --ingest file");
-        for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
-            if let Ok(m) = serde_json::from_str::<Measurement>(line) {
-                rows.push(m);
-            }
-        }
     }
     report.print(options.json);
     if options.json {
