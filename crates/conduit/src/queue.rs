@@ -349,11 +349,14 @@ impl Conn<'_> {
     #[inline]
     pub(crate) fn push(&self, position: u64, generation: u64, chunk: u32, len: u64) {
         let e = self.slot_of(position);
-        e.len.store(len_word(position + 1, len), Ordering::Relaxed);
+        // Wrapping: a successor continues positions read from shared memory
+        // (`take_over`), which a scribbler may have set to anything.
+        let seq = position.wrapping_add(1);
+        e.len.store(len_word(seq, len), Ordering::Relaxed);
         // Release: the payload, chunk header and length written before
         // become visible to the subscriber that loads this entry (Acquire).
         e.word
-            .store(entry(position + 1, generation, chunk), Ordering::Release);
+            .store(entry(seq, generation, chunk), Ordering::Release);
     }
 
     /// Publisher, before pushing position `tail`: makes sure the queue
@@ -776,7 +779,7 @@ impl Producer {
     #[inline]
     pub(crate) fn push(&mut self, conn: Conn<'_>, chunk: u32, len: u64) {
         conn.push(self.tail, self.generation, chunk, len);
-        self.tail += 1;
+        self.tail = self.tail.wrapping_add(1);
     }
 
     /// Whether one more entry fits: by our cached head, refreshed from the
