@@ -310,7 +310,6 @@ impl<P: Payload + ?Sized, H: ShmSafe> Publisher<P, H> {
             &self.state,
             |st| &mut st.book,
             self.service.config.qos.max_loans,
-            self.geometry.chunk_size,
             |st| self.collect_returns(st),
             || {
                 self.service.cleanup_dead_ports();

@@ -484,7 +484,6 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized, ReqH: ShmSafe, RespH: ShmSaf
             &self.state,
             |st| &mut st.book,
             self.service.config.qos.max_loans,
-            self.pool.geometry.chunk_size,
             |st| self.collect_returns(st),
             || {
                 self.service.cleanup_dead_ports();
