@@ -9,6 +9,9 @@
 //! wait is bounded.
 
 #[macro_use]
+// The helpers of conduit's own integration tests (child processes,
+// watchdog, unique names, the /dev/shm leak check), not a copy of them.
+#[path = "../../conduit/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
