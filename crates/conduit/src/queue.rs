@@ -973,18 +973,23 @@ mod tests {
         assert_eq!(conn.drop_oldest(3, 1), Steal::Lost(5));
     }
 
-    #[test]
-    fn take_back_oldest_takes_unclaimed_chunks_it_may_and_nothing_else() {
-        use super::{Producer, TakeBack};
-        let q = ConnWords::new(4, 4, 0, 0, 0);
-        let conn = q.conn();
-        let mut p = Producer {
+    /// A producer of generation 1 at position 0, as a fresh connect gives.
+    fn producer() -> super::Producer {
+        super::Producer {
             peer: 9,
             generation: 1,
             tail: 0,
             head: 0,
             ret_head: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn take_back_oldest_takes_unclaimed_chunks_it_may_and_nothing_else() {
+        use super::TakeBack;
+        let q = ConnWords::new(4, 4, 0, 0, 0);
+        let conn = q.conn();
+        let mut p = producer();
         assert_eq!(p.take_back_oldest(conn, |_| true), TakeBack::Nothing);
         for chunk in [10, 11, 12, 13] {
             p.push(conn, chunk, 0);
@@ -1006,16 +1011,9 @@ mod tests {
 
     #[test]
     fn has_room_reads_the_shared_head_only_when_the_cached_count_is_full() {
-        use super::Producer;
         let q = ConnWords::new(2, 4, 0, 0, 0);
         let conn = q.conn();
-        let mut p = Producer {
-            peer: 9,
-            generation: 1,
-            tail: 0,
-            head: 0,
-            ret_head: 0,
-        };
+        let mut p = producer();
         for chunk in [1, 2] {
             assert!(p.has_room(conn));
             p.push(conn, chunk, 0);
